@@ -1,0 +1,4 @@
+//! The client side of tessera: what providers, subscribers, auditors and load generators run.
+//!
+//! They only write events to, and read events from, tessera's topics through the shared contract;
+//! none of them calls a processor directly.

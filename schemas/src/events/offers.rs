@@ -1,0 +1,57 @@
+//! `tessera.offers`, keyed by offer id: what providers put in front of parties (the source
+//! document's step S101), stamped by the broker on receipt.
+
+use apache_avro::AvroSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Recommendation, SealedCredential, TimeRule};
+
+/// A provider offers target data to whoever matches and answers in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct OfferPublished {
+    /// Unique id of this event, for deduplication.
+    #[avro(with = crate::avro::uuid)]
+    pub event_id: String,
+    /// The offer; also the record key.
+    pub offer_id: String,
+    /// The provider (the source document's first terminal); credited rewards go to it.
+    pub provider_id: String,
+    /// How responders can reach the provider; forwarded in each interaction request.
+    pub provider_contact: String,
+    /// What is offered, for matching and for the parties' decision.
+    pub recommendation: Recommendation,
+    /// When responses count, judged by their broker receipt stamps.
+    pub time_rule: TimeRule,
+    /// At most this many responders are released, first by receipt order; absent means no limit.
+    pub capacity: Option<i32>,
+    /// Credited to the provider for each accepted credential.
+    pub reward: Option<Reward>,
+    /// The sealed target data and the platform's share of its key.
+    pub credential: SealedCredential,
+}
+
+/// The source document's "value-added data": an amount in minor units of a currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct Reward {
+    /// Amount in minor units (e.g. cents). Positive.
+    pub amount: i64,
+    /// ISO 4217 code or any unit the platform agrees on, e.g. "EUR" or "points".
+    pub currency: String,
+}
+
+/// The provider takes the offer back: later responses are rejected with reason Withdrawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct OfferWithdrawn {
+    /// Unique id of this event, for deduplication.
+    #[avro(with = crate::avro::uuid)]
+    pub event_id: String,
+    /// The offer; also the record key.
+    pub offer_id: String,
+    /// The provider; must match the offer's provider to take effect.
+    pub provider_id: String,
+    /// Free-text reason shown to parties.
+    pub reason: Option<String>,
+}

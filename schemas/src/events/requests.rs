@@ -1,0 +1,29 @@
+//! `tessera.requests`, keyed by offer id: the matcher's invitations (the source document's step
+//! S103), one per matching subscriber.
+
+use apache_avro::AvroSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{OfferTerms, Recommendation};
+
+/// An invitation to one subscriber to respond to an offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct InteractionRequested {
+    /// Unique id of this event, for deduplication.
+    #[avro(with = crate::avro::uuid)]
+    pub event_id: String,
+    /// Identifies this invitation; a response names it. Derived from offer and subscriber, so a
+    /// replay produces the same id.
+    pub request_id: String,
+    /// The offer; also the record key.
+    pub offer_id: String,
+    /// The invited subscriber.
+    pub subscriber_id: String,
+    /// The offer's recommendation information, for the subscriber's decision.
+    pub recommendation: Recommendation,
+    /// Where the offer sat in the log and its time rule, so the subscriber knows when to answer.
+    pub offer: OfferTerms,
+    /// The provider's contact details.
+    pub provider_contact: String,
+}

@@ -1,0 +1,16 @@
+//! The public contract of tessera.
+//!
+//! Every component talks to every other only through Kafka topics, so this crate is the one place
+//! that says what travels on them: the Avro schemas (the `.avsc` files under `schemas/avro/`, which
+//! any Kafka client can read), the Rust types that mirror them, the single-object codec that turns
+//! one into the other, and the topic catalogue that says which events live on which topic with which
+//! configuration.
+
+pub mod avro;
+pub mod codec;
+pub mod events;
+pub mod examples;
+pub mod topics;
+
+pub use codec::{DecodeError, Decoder, EncodeError, decode, encode};
+pub use events::*;

@@ -1,0 +1,218 @@
+//! The contract holds: schema files and Rust types agree, every event round-trips through the
+//! single-object codec, garbage never panics the decoder, and old records stay readable when a
+//! schema gains an optional field.
+//!
+//! To (re)write the schema files from the Rust types after changing an event, run
+//! `TESSERA_WRITE_SCHEMAS=1 cargo test -p tessera-schemas --test contract` and review the diff.
+
+use std::path::PathBuf;
+
+use apache_avro::{AvroSchema, GenericSingleObjectReader, Schema};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use tessera_schemas::codec::{self, DecodeError, Decoder};
+use tessera_schemas::{EventKind, OfferWithdrawn, decode, encode, examples};
+
+fn schema_path(kind: EventKind) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("avro")
+        .join(kind.schema_file())
+}
+
+fn pretty(schema: &Schema) -> String {
+    serde_json::to_string_pretty(schema).expect("schemas serialize") + "\n"
+}
+
+#[test]
+fn schema_files_equal_the_rust_types() {
+    let write = std::env::var_os("TESSERA_WRITE_SCHEMAS").is_some();
+    let mut drifted = Vec::new();
+    for &kind in EventKind::ALL {
+        let derived = kind.derived_schema();
+        if write {
+            std::fs::write(schema_path(kind), pretty(&derived)).unwrap();
+            continue;
+        }
+        let file = Schema::parse_str(kind.schema_text())
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", kind.schema_file()));
+        // Full JSON equality: names, field order, types, logical types, defaults and docs.
+        let file_json = serde_json::to_value(&file).unwrap();
+        let derived_json = serde_json::to_value(&derived).unwrap();
+        if file_json != derived_json {
+            drifted.push(format!(
+                "{}:\n  file:    {}\n  derived: {}",
+                kind.schema_file(),
+                file_json,
+                derived_json
+            ));
+        }
+    }
+    assert!(
+        drifted.is_empty(),
+        "schema files and Rust types disagree:\n{}",
+        drifted.join("\n")
+    );
+}
+
+#[test]
+fn every_schema_file_documents_every_field() {
+    fn walk(value: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(|t| t.as_str()) == Some("record") {
+                    let name = map["name"].as_str().unwrap_or("?");
+                    for field in map["fields"].as_array().into_iter().flatten() {
+                        let field_name = field["name"].as_str().unwrap_or("?");
+                        if field.get("doc").and_then(|d| d.as_str()).is_none_or(str::is_empty) {
+                            missing.push(format!("{path}: {name}.{field_name}"));
+                        }
+                    }
+                }
+                for v in map.values() {
+                    walk(v, path, missing);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, path, missing)),
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    for &kind in EventKind::ALL {
+        let json: serde_json::Value = serde_json::from_str(kind.schema_text()).unwrap();
+        walk(&json, kind.schema_file(), &mut missing);
+    }
+    assert!(missing.is_empty(), "fields without a doc: {missing:?}");
+}
+
+#[test]
+fn every_kind_has_an_example_and_all_round_trip() {
+    let examples = examples::all();
+    for &kind in EventKind::ALL {
+        assert!(
+            examples.iter().any(|e| e.kind() == kind),
+            "no example of {kind:?}"
+        );
+    }
+    for event in examples {
+        let bytes = encode(&event).unwrap();
+        assert_eq!(codec::peek_kind(&bytes).unwrap(), event.kind());
+        assert_eq!(decode(&bytes).unwrap(), event);
+    }
+}
+
+#[test]
+fn records_are_standard_single_object_encoding() {
+    // apache-avro's own single-object reader, which follows the Avro specification that Java and
+    // other implementations share, must read what we write.
+    for event in examples::all() {
+        let kind = event.kind();
+        let schema = Schema::parse_str(kind.schema_text()).unwrap();
+        let bytes = encode(&event).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(
+            u64::from_le_bytes(bytes[2..10].try_into().unwrap()),
+            codec::fingerprint(kind)
+        );
+        let reader = GenericSingleObjectReader::builder().schema(schema).build().unwrap();
+        reader
+            .read_value(&mut &bytes[..])
+            .unwrap_or_else(|e| panic!("{kind:?} is not standard single-object encoding: {e}"));
+    }
+}
+
+#[test]
+fn foreign_and_short_records_are_typed_errors() {
+    assert!(matches!(decode(b""), Err(DecodeError::TooShort { len: 0 })));
+    assert!(matches!(
+        decode(b"{\"json\": true}"),
+        Err(DecodeError::BadMagic { .. })
+    ));
+    assert!(matches!(
+        decode(&[0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0]),
+        Err(DecodeError::UnknownSchema { .. })
+    ));
+    let mut padded = encode(&examples::all()[0]).unwrap();
+    padded.push(0);
+    assert!(matches!(
+        decode(&padded),
+        Err(DecodeError::TrailingBytes { extra: 1, .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn random_bodies_behind_a_valid_header_never_panic(
+        which in 0usize..EventKind::ALL.len(),
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let kind = EventKind::ALL[which];
+        let mut bytes = codec::header_for(&Schema::parse_str(kind.schema_text()).unwrap()).to_vec();
+        bytes.extend_from_slice(&body);
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn truncated_events_are_errors(which in 0usize..1000, cut in 0usize..10_000) {
+        let events = examples::all();
+        let event = &events[which % events.len()];
+        let bytes = encode(event).unwrap();
+        let cut = cut % bytes.len();
+        prop_assert!(decode(&bytes[..cut]).is_err());
+    }
+
+    #[test]
+    fn corrupted_events_never_panic(which in 0usize..1000, at in 0usize..10_000, flip in 1u8..=255) {
+        let events = examples::all();
+        let mut bytes = encode(&events[which % events.len()]).unwrap();
+        let at = at % bytes.len();
+        bytes[at] ^= flip;
+        let _ = decode(&bytes);
+    }
+}
+
+/// `OfferWithdrawn` as a later version might define it: one optional field more.
+#[derive(Debug, Serialize, Deserialize)]
+struct OfferWithdrawnV2 {
+    event_id: String,
+    offer_id: String,
+    provider_id: String,
+    reason: Option<String>,
+    withdrawn_by: Option<String>,
+}
+
+#[test]
+fn a_reader_with_an_added_optional_field_reads_old_records() {
+    let mut v2: serde_json::Value =
+        serde_json::from_str(EventKind::OfferWithdrawn.schema_text()).unwrap();
+    v2["fields"].as_array_mut().unwrap().push(serde_json::json!({
+        "name": "withdrawn_by",
+        "type": ["null", "string"],
+        "default": null,
+        "doc": "Who withdrew the offer, if not the provider."
+    }));
+    let v2 = Schema::parse(&v2).unwrap();
+    let v1 = OfferWithdrawn::get_schema();
+
+    let old = OfferWithdrawn {
+        event_id: "00000000-0000-4000-8000-000000000001".into(),
+        offer_id: "offer-1".into(),
+        provider_id: "A".into(),
+        reason: Some("sold out".into()),
+    };
+    let bytes = encode(&old.clone().into()).unwrap();
+
+    let read: OfferWithdrawnV2 = Decoder::new()
+        .with_writer_schema(v1)
+        .decode_as(&bytes, &v2)
+        .unwrap();
+    assert_eq!(read.offer_id, "offer-1");
+    assert_eq!(read.reason.as_deref(), Some("sold out"));
+    assert_eq!(read.withdrawn_by, None);
+}
