@@ -1,0 +1,6 @@
+//! The `tessera` command: the one entry point users start from. Each subcommand is a thin shell
+//! over the workspace crates (`tessera-schemas`, `tessera-state-stores`, `tessera-processors`,
+//! `tessera-producers`); this crate only parses arguments, connects, and reports.
+
+pub mod kafka;
+pub mod topics;

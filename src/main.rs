@@ -1,0 +1,113 @@
+//! `tessera`: offers matched to stored needs, credentials released by the broker's clock.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera::kafka::KafkaArgs;
+use tessera::topics::{self, Created};
+use tessera_schemas::topics::DEFAULT_PARTITIONS;
+use tracing_subscriber::EnvFilter;
+
+/// tessera puts a provider's offer in front of exactly the parties whose stored needs match it,
+/// and releases the offer's sealed credential only to those who answer within the provider's
+/// time rule, judged by the Kafka broker's receipt stamps.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Log format on stderr: `text` for people, `json` for log pipelines. Levels come from
+    /// `RUST_LOG` (default `info`).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create tessera's topics on a cluster, or check a cluster against the topic catalogue.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every tessera topic that is missing, with its configuration; existing topics are
+    /// left as they are (run `check` to see how they differ).
+    Create {
+        /// Partitions per topic; topics that share a key must share this count.
+        #[arg(long, default_value_t = DEFAULT_PARTITIONS)]
+        partitions: i32,
+        /// Replicas per partition (1 for a single local broker, 3 in production).
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+    },
+    /// Compare the cluster's topics with the catalogue; print every difference and exit non-zero
+    /// if there is one.
+    Check {
+        /// The partition count the topics must have.
+        #[arg(long, default_value_t = DEFAULT_PARTITIONS)]
+        partitions: i32,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Topics(TopicsCommand::Create {
+            partitions,
+            replication_factor,
+        }) => {
+            for created in topics::create(&cli.kafka, partitions, replication_factor).await? {
+                match created {
+                    Created::New(name) => println!("created  {name}"),
+                    Created::Existing(name) => println!("exists   {name}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topics(TopicsCommand::Check { partitions }) => {
+            let differences = topics::check(&cli.kafka, partitions).await?;
+            if differences.is_empty() {
+                println!("ok: every tessera topic matches the catalogue");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for difference in &differences {
+                    println!("{difference}");
+                }
+                eprintln!(
+                    "error: {} difference(s) from the topic catalogue",
+                    differences.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
