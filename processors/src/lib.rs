@@ -1,5 +1,14 @@
-//! The processors: pure decision cores and the exactly-once runtime that drives them.
+//! The processors: pure decision cores and the runtime that drives them.
 //!
-//! Each core (matcher, timekeeper, ledger) is a deterministic `apply(state, input) -> outputs`
-//! with no clock and no I/O, so replays, audits and property tests see exactly what production
-//! saw. The runtime around the cores does the Kafka transactions, state stores and time keeping.
+//! Each core (matcher, timekeeper, ledger) is a deterministic [`Core::apply`]: state and one input
+//! in, outputs out, with no clock and no I/O, so replays, audits and property tests see exactly
+//! what production saw. Around the cores, [`merge`] puts a task's input partitions into the one
+//! order that depends only on their contents, and [`replay`] drives a core over that order in
+//! memory; the Kafka runtime does the same inside transactions.
+
+pub mod core;
+pub mod counter;
+pub mod merge;
+pub mod replay;
+
+pub use crate::core::{Core, Input, Output, Position};

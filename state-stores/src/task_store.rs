@@ -1,0 +1,372 @@
+//! One task's state in RocksDB, with uncommitted writes held in memory until the Kafka
+//! transaction that carries them commits.
+//!
+//! The order matters for exactly-once: the runtime applies records (writes land in the overlay),
+//! produces outputs and changelog records, commits the Kafka transaction, and only then calls
+//! [`TaskStore::commit`], which writes the overlay and the [`Checkpoint`] in one atomic batch. A
+//! crash before the Kafka commit leaves RocksDB at the previous checkpoint, matching the offsets
+//! Kafka still has; a crash between the two leaves RocksDB behind Kafka, which the checkpoint
+//! reveals, and the store is rebuilt from the changelog.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch};
+
+use crate::{Checkpoint, State};
+
+/// Data keys start with this byte, metadata keys with [`META`]: one keyspace, two namespaces.
+const DATA: u8 = b'd';
+const META: u8 = b'm';
+const CHECKPOINT_KEY: &[u8] = b"m/checkpoint";
+
+/// Why a store could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("state store {path}: {source}")]
+    Rocks {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// The stored checkpoint does not decode: the store was written by something else.
+    #[error("state store {path}: unreadable checkpoint: {source}")]
+    Checkpoint {
+        path: PathBuf,
+        #[source]
+        source: postcard::Error,
+    },
+}
+
+/// RocksDB-backed [`State`] of one task.
+pub struct TaskStore {
+    path: PathBuf,
+    db: DB,
+    /// Writes since the last commit: `None` is a delete.
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The first RocksDB error met by a `State` method, which cannot return it.
+    failure: RefCell<Option<StoreError>>,
+}
+
+fn options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(DBCompressionType::Lz4);
+    // Small memtables: a task's working set is small and many tasks share a process, so the
+    // memory budget (issue: < 256 MiB with a million keys) matters more than write throughput.
+    options.set_write_buffer_size(16 * 1024 * 1024);
+    options.set_max_write_buffer_number(2);
+    options
+}
+
+fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(key.len() + 1);
+    bytes.push(DATA);
+    bytes.extend_from_slice(key);
+    bytes
+}
+
+impl TaskStore {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = DB::open(&options(), &path).map_err(|source| StoreError::Rocks {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(TaskStore {
+            path,
+            db,
+            overlay: BTreeMap::new(),
+            failure: RefCell::new(None),
+        })
+    }
+
+    /// Deletes the store in `path` and everything in it, so it can be rebuilt.
+    pub fn destroy(path: impl AsRef<Path>) -> Result<(), StoreError> {
+        let path = path.as_ref();
+        DB::destroy(&options(), path).map_err(|source| StoreError::Rocks {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    fn rocks(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Rocks {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn remember(&self, error: StoreError) {
+        self.failure.borrow_mut().get_or_insert(error);
+    }
+
+    /// The first error a [`State`] method met since the last call, if any. The runtime checks it
+    /// after each apply and aborts the transaction when it is set.
+    pub fn take_failure(&self) -> Option<StoreError> {
+        self.failure.borrow_mut().take()
+    }
+
+    /// The input offsets the committed state reflects; `None` for a new store.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let Some(bytes) = self.db.get(CHECKPOINT_KEY).map_err(|e| self.rocks(e))? else {
+            return Ok(None);
+        };
+        postcard::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Checkpoint {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Writes since the last commit, in key order (`None` is a delete): what the runtime sends to
+    /// the changelog inside the transaction.
+    pub fn pending(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.overlay
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
+    /// Number of keys written since the last commit.
+    pub fn pending_len(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// Makes the pending writes durable together with `checkpoint`, atomically.
+    pub fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in &self.overlay {
+            match value {
+                Some(value) => batch.put(data_key(key), value),
+                None => batch.delete(data_key(key)),
+            }
+        }
+        let encoded = postcard::to_allocvec(checkpoint).expect("checkpoints encode");
+        batch.put(CHECKPOINT_KEY, encoded);
+        self.db.write(batch).map_err(|e| self.rocks(e))?;
+        self.overlay.clear();
+        Ok(())
+    }
+
+    /// Forgets the pending writes: the transaction that carried them was aborted.
+    pub fn abort(&mut self) {
+        self.overlay.clear();
+    }
+
+    /// Number of committed keys (an estimate from RocksDB), for restore progress and metrics.
+    pub fn estimated_len(&self) -> u64 {
+        self.db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+impl State for TaskStore {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(value) = self.overlay.get(key) {
+            return value.clone();
+        }
+        match self.db.get(data_key(key)) {
+            Ok(value) => value,
+            Err(e) => {
+                self.remember(self.rocks(e));
+                None
+            }
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.overlay.insert(key.to_vec(), None);
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let start = data_key(prefix);
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            match item {
+                Ok((key, value)) => {
+                    if !key.starts_with(&start) {
+                        break;
+                    }
+                    merged.insert(key[1..].to_vec(), value.to_vec());
+                }
+                Err(e) => {
+                    self.remember(self.rocks(e));
+                    break;
+                }
+            }
+        }
+        for (key, value) in self
+            .overlay
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        merged.into_iter().collect()
+    }
+
+    fn first(&self, prefix: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        // The first committed key that the overlay has not deleted, against the first key the
+        // overlay has written: the smaller one wins, the overlay on a tie.
+        let start = data_key(prefix);
+        let mut committed = None;
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            match item {
+                Ok((key, value)) => {
+                    if !key.starts_with(&start) {
+                        break;
+                    }
+                    if let Some(None) = self.overlay.get(&key[1..]) {
+                        continue;
+                    }
+                    committed = Some((key[1..].to_vec(), value.to_vec()));
+                    break;
+                }
+                Err(e) => {
+                    self.remember(self.rocks(e));
+                    break;
+                }
+            }
+        }
+        let written = self
+            .overlay
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
+        match (committed, written) {
+            (Some(c), Some(w)) => Some(if w.0 <= c.0 { w } else { c }),
+            (c, w) => w.or(c),
+        }
+    }
+}
+
+// The metadata namespace must stay disjoint from data keys.
+const _: () = assert!(META != DATA && CHECKPOINT_KEY[0] == META);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryState;
+    use proptest::prelude::*;
+
+    #[test]
+    fn uncommitted_writes_are_visible_but_not_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TaskStore::open(dir.path()).unwrap();
+        store.put(b"a", b"1");
+        assert_eq!(store.get(b"a").as_deref(), Some(&b"1"[..]));
+        drop(store);
+        let store = TaskStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(b"a"), None);
+        assert_eq!(store.checkpoint().unwrap(), None);
+    }
+
+    #[test]
+    fn commit_makes_state_and_checkpoint_durable_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TaskStore::open(dir.path()).unwrap();
+        store.put(b"a", b"1");
+        store.put(b"b", b"2");
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.advance("tessera.offers", 3, 42);
+        store.commit(&checkpoint).unwrap();
+        store.delete(b"a");
+        store.abort();
+        drop(store);
+        let store = TaskStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(b"a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.checkpoint().unwrap(), Some(checkpoint));
+        assert_eq!(store.pending_len(), 0);
+    }
+
+    #[test]
+    fn pending_lists_the_last_write_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TaskStore::open(dir.path()).unwrap();
+        store.put(b"b", b"1");
+        store.put(b"a", b"1");
+        store.put(b"b", b"2");
+        store.delete(b"a");
+        let pending: Vec<_> = store.pending().collect();
+        assert_eq!(pending, vec![(&b"a"[..], None), (&b"b"[..], Some(&b"2"[..]))]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8),
+        Delete(u8),
+        Commit,
+        Abort,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..16, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            (0u8..16).prop_map(Op::Delete),
+            Just(Op::Commit),
+            Just(Op::Abort),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The store behaves like a map whose uncommitted writes vanish on abort and on reopen,
+        /// and whose scans see committed and pending writes merged.
+        #[test]
+        fn behaves_like_a_transactional_map(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = TaskStore::open(dir.path()).unwrap();
+            let mut committed = MemoryState::new();
+            let mut current = MemoryState::new();
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        let key = [b'k', k];
+                        store.put(&key, &[v]);
+                        current.put(&key, &[v]);
+                    }
+                    Op::Delete(k) => {
+                        let key = [b'k', k];
+                        store.delete(&key);
+                        current.delete(&key);
+                    }
+                    Op::Commit => {
+                        store.commit(&Checkpoint::default()).unwrap();
+                        committed = current.clone();
+                    }
+                    Op::Abort => {
+                        store.abort();
+                        current = committed.clone();
+                    }
+                }
+                prop_assert_eq!(store.scan(b"k"), current.scan(b"k"));
+                prop_assert_eq!(store.first(b"k"), current.first(b"k"));
+            }
+            drop(store);
+            let store = TaskStore::open(dir.path()).unwrap();
+            prop_assert_eq!(store.scan(b""), committed.scan(b""));
+            prop_assert!(store.take_failure().is_none());
+        }
+    }
+}
