@@ -167,6 +167,26 @@ impl TaskStore {
     }
 }
 
+impl TaskStore {
+    /// Committed entries under `prefix` in key order (data-namespace byte stripped). Stops at a
+    /// RocksDB error, which it remembers for [`TaskStore::take_failure`].
+    fn committed<'a>(&'a self, prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
+        let start = data_key(prefix);
+        self.db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+            .map_while(move |item| match item {
+                Ok((key, value)) if key.starts_with(&start) => {
+                    Some((key[1..].to_vec(), value.to_vec()))
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    self.remember(self.rocks(e));
+                    None
+                }
+            })
+    }
+}
+
 impl State for TaskStore {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         if let Some(value) = self.overlay.get(key) {
@@ -190,25 +210,7 @@ impl State for TaskStore {
     }
 
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let start = data_key(prefix);
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            match item {
-                Ok((key, value)) => {
-                    if !key.starts_with(&start) {
-                        break;
-                    }
-                    merged.insert(key[1..].to_vec(), value.to_vec());
-                }
-                Err(e) => {
-                    self.remember(self.rocks(e));
-                    break;
-                }
-            }
-        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.committed(prefix).collect();
         for (key, value) in self
             .overlay
             .range(prefix.to_vec()..)
@@ -225,29 +227,9 @@ impl State for TaskStore {
     fn first(&self, prefix: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         // The first committed key that the overlay has not deleted, against the first key the
         // overlay has written: the smaller one wins, the overlay on a tie.
-        let start = data_key(prefix);
-        let mut committed = None;
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            match item {
-                Ok((key, value)) => {
-                    if !key.starts_with(&start) {
-                        break;
-                    }
-                    if let Some(None) = self.overlay.get(&key[1..]) {
-                        continue;
-                    }
-                    committed = Some((key[1..].to_vec(), value.to_vec()));
-                    break;
-                }
-                Err(e) => {
-                    self.remember(self.rocks(e));
-                    break;
-                }
-            }
-        }
+        let committed = self
+            .committed(prefix)
+            .find(|(key, _)| !matches!(self.overlay.get(key), Some(None)));
         let written = self
             .overlay
             .range(prefix.to_vec()..)
