@@ -3,4 +3,5 @@
 //! `tessera-producers`); this crate only parses arguments, connects, and reports.
 
 pub mod kafka;
+pub mod run;
 pub mod topics;

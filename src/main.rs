@@ -31,6 +31,14 @@ enum Command {
     /// Create tessera's topics on a cluster, or check a cluster against the topic catalogue.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Run a processor instance on the exactly-once runtime; start several with distinct
+    /// `--instance` ids to share its partitions.
+    Run {
+        #[command(flatten)]
+        args: tessera::run::RunArgs,
+        #[command(subcommand)]
+        processor: tessera::run::Processor,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +76,10 @@ fn init_logging(format: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { args, processor } => {
+            tessera::run::run(&cli.kafka, &args, processor).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Topics(TopicsCommand::Create {
             partitions,
             replication_factor,

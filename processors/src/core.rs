@@ -75,10 +75,10 @@ pub trait Core {
 
     /// Input topic names (without the installation's prefix), in rank order: on equal effective
     /// stamps, a record of an earlier topic comes first.
-    fn inputs(&self) -> &[&str];
+    fn inputs(&self) -> Vec<String>;
 
     /// Output topic names (without the installation's prefix).
-    fn outputs(&self) -> &[&str];
+    fn outputs(&self) -> Vec<String>;
 
     /// Decodes one input record. An error sends the record to the dead letters with the message
     /// as the reason; the core then sees it as a [`Input::Tick`].

@@ -28,16 +28,24 @@ fn timer_key(due: i64, key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Counter {
     name: String,
-    inputs: Vec<&'static str>,
+    inputs: Vec<String>,
+    output: String,
     idle_ms: i64,
 }
 
 impl Counter {
-    /// A counter named `name` reading `inputs`, forgetting keys idle for `idle_ms`.
-    pub fn new(name: impl Into<String>, inputs: Vec<&'static str>, idle_ms: i64) -> Self {
+    /// A counter named `name` reading `inputs` and writing `output`, forgetting keys idle for
+    /// `idle_ms` of stream time.
+    pub fn new(
+        name: impl Into<String>,
+        inputs: Vec<String>,
+        output: impl Into<String>,
+        idle_ms: i64,
+    ) -> Self {
         Counter {
             name: name.into(),
             inputs,
+            output: output.into(),
             idle_ms,
         }
     }
@@ -73,12 +81,12 @@ impl Core for Counter {
         &self.name
     }
 
-    fn inputs(&self) -> &[&str] {
-        &self.inputs
+    fn inputs(&self) -> Vec<String> {
+        self.inputs.clone()
     }
 
-    fn outputs(&self) -> &[&str] {
-        &["counts"]
+    fn outputs(&self) -> Vec<String> {
+        vec![self.output.clone()]
     }
 
     fn decode(&self, _: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
@@ -140,7 +148,7 @@ mod tests {
 
     #[test]
     fn counts_per_key_and_forgets_idle_keys_on_ticks() {
-        let mut core = Counter::new("counter", vec!["in"], 100);
+        let mut core = Counter::new("counter", vec!["in".into()], "counts", 100);
         let mut state = MemoryState::new();
         let record = |offset, stamp, key: &str| Input::Record {
             at: at(offset, stamp),

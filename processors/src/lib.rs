@@ -10,5 +10,6 @@ pub mod core;
 pub mod counter;
 pub mod merge;
 pub mod replay;
+pub mod runtime;
 
 pub use crate::core::{Core, Input, Output, Position};

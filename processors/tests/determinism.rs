@@ -58,7 +58,12 @@ fn run(
     lanes: &[Vec<(i64, Kind)>],
     schedule: &mut dyn Iterator<Item = usize>,
 ) -> (Vec<Produced>, MemoryState) {
-    let mut core = Counter::new("counter", vec!["a", "b", "c"], 60);
+    let mut core = Counter::new(
+        "counter",
+        vec!["a".into(), "b".into(), "c".into()],
+        "counts",
+        60,
+    );
     let mut state = MemoryState::new();
     let mut merge = Merge::new(lanes.len());
     let mut next = vec![0usize; lanes.len()];

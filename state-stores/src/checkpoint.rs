@@ -9,18 +9,30 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Next offset to read, per input topic partition.
+/// Next offset to read, and the effective stamp reached, per input topic partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// `(topic, partition) -> next offset`, for every input partition of the task.
+    /// `(topic, partition) -> next offset`, for every input partition the task has read.
     pub next_offsets: BTreeMap<(String, i32), i64>,
+    /// `(topic, partition) -> largest receipt stamp so far`: the merge resumes from it, so a
+    /// restart orders records exactly as an uninterrupted run would.
+    pub effective_stamps: BTreeMap<(String, i32), i64>,
 }
 
 impl Checkpoint {
-    /// Records that everything before `next_offset` on `topic`/`partition` is reflected.
-    pub fn advance(&mut self, topic: &str, partition: i32, next_offset: i64) {
-        self.next_offsets
-            .insert((topic.to_string(), partition), next_offset);
+    /// Records that everything before `next_offset` on `topic`/`partition` is reflected, and the
+    /// effective stamp reached there.
+    pub fn advance(&mut self, topic: &str, partition: i32, next_offset: i64, effective: i64) {
+        let key = (topic.to_string(), partition);
+        self.next_offsets.insert(key.clone(), next_offset);
+        self.effective_stamps.insert(key, effective);
+    }
+
+    /// The effective stamp reached on `topic`/`partition`, if any input was folded in.
+    pub fn effective_stamp(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.effective_stamps
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
 
     /// The next offset to read on `topic`/`partition`, if any input was folded in.

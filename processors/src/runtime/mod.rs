@@ -1,0 +1,573 @@
+//! The exactly-once shell around a [`Core`]: Kafka in, Kafka out, RocksDB in between.
+//!
+//! One thread per processor instance consumes the task partitions the group assigns it, merges
+//! each task's inputs in deterministic order, steps the core, and produces outputs, dead letters
+//! and changelog records in a Kafka transaction that also carries the consumer offsets
+//! (`exactly_once_v2` semantics: transactional id per instance, the group generation fences
+//! zombies). RocksDB is written only after the transaction commits, with the offsets it reflects.
+//! Every transactional call runs on this dedicated thread, never on an async executor, under a
+//! watchdog.
+
+mod rebalance;
+mod task;
+mod ticker;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, Timestamp, ToBytes};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_schemas::topics::{DEAD_LETTERS, LOG_APPEND_TIME, TIMESTAMP_TYPE};
+use tessera_schemas::{DeadLetter, Event, encode};
+use tracing::{info, warn};
+
+pub use self::ticker::TICK_KEY;
+use self::rebalance::{Change, Context};
+use self::task::{Recovery, Task};
+use crate::core::Core;
+use crate::replay::{self, Produced};
+
+/// How a processor instance runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client settings: bootstrap servers and any pass-through librdkafka properties.
+    pub client: ClientConfig,
+    /// Prefix of every topic name (see `tessera topics --topic-prefix`).
+    pub topic_prefix: String,
+    /// This instance's id: part of its transactional id, so it must be stable across restarts of
+    /// the same instance and unique among live instances.
+    pub instance: String,
+    /// Where task state stores live.
+    pub state_dir: PathBuf,
+    /// How often the open transaction is committed.
+    pub commit_interval: Duration,
+    /// How often the ticker writes ticks; `None` disables the ticker.
+    pub tick_period: Option<Duration>,
+    /// Timeout of each transactional call; the watchdog kills the process at four times it.
+    pub transaction_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults: commit every 100 ms, tick every second, 10 s transaction timeout.
+    pub fn new(client: ClientConfig, instance: impl Into<String>, state_dir: PathBuf) -> Self {
+        Config {
+            client,
+            topic_prefix: String::new(),
+            instance: instance.into(),
+            state_dir,
+            commit_interval: Duration::from_millis(100),
+            tick_period: Some(Duration::from_secs(1)),
+            transaction_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Names the processor's topics on this installation.
+struct Topics {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    changelog: String,
+    dead_letters: String,
+}
+
+impl Topics {
+    fn of<C: Core>(core: &C, prefix: &str) -> Self {
+        Topics {
+            inputs: core.inputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            outputs: core.outputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            changelog: format!("{prefix}tessera.{}.changelog", core.name()),
+            dead_letters: DEAD_LETTERS.full_name(prefix),
+        }
+    }
+}
+
+/// Checks the inputs are stamped by the broker and creates the changelog topic if missing.
+/// Returns the input partition count.
+async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<i32> {
+    let admin: AdminClient<DefaultClientContext> = config.client.create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))
+        .context("cannot read cluster metadata")?;
+    let mut partitions = None;
+    for input in &topics.inputs {
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == input) else {
+            bail!("input topic {input} does not exist; run `tessera topics create` first");
+        };
+        let count = topic.partitions().len() as i32;
+        match partitions {
+            Some(p) if p != count => bail!(
+                "input topics are not co-partitioned: {input} has {count} partitions, others {p}"
+            ),
+            _ => partitions = Some(count),
+        }
+    }
+    let partitions = partitions.context("a processor needs at least one input topic")?;
+    let specifiers: Vec<_> = topics.inputs.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let described = admin.describe_configs(&specifiers, &AdminOptions::new()).await?;
+    for (input, result) in topics.inputs.iter().zip(described) {
+        let resource = result.map_err(|e| anyhow::anyhow!("cannot describe {input}: {e}"))?;
+        let kind = resource.get(TIMESTAMP_TYPE).and_then(|e| e.value.clone());
+        if kind.as_deref() != Some(LOG_APPEND_TIME) {
+            bail!(
+                "input topic {input} has {TIMESTAMP_TYPE}={}, but decisions need the broker's \
+                 receipt stamps: set it to {LOG_APPEND_TIME}",
+                kind.as_deref().unwrap_or("unknown")
+            );
+        }
+    }
+    let changelog = NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    for result in admin.create_topics(&[changelog], &AdminOptions::new()).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("cannot create changelog topic {name}: {code}"),
+        }
+    }
+    Ok(partitions)
+}
+
+/// Runs `core` until `stop` is set (then commits, leaves the group and returns) or a fatal error.
+pub async fn run<C: Core + Send + 'static>(
+    core: C,
+    config: Config,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let topics = Topics::of(&core, &config.topic_prefix);
+    prepare(&config, &topics).await?;
+    tokio::task::spawn_blocking(move || Runtime::start(core, config, topics, stop)?.run())
+        .await
+        .context("the processor thread panicked")?
+}
+
+/// When the current transactional call started (ms since the runtime started), or 0: read by
+/// the watchdog.
+struct Watchdog {
+    started: Instant,
+    busy_since: Arc<AtomicU64>,
+}
+
+impl Watchdog {
+    fn spawn(limit: Duration, stop: Arc<AtomicBool>) -> Self {
+        let started = Instant::now();
+        let busy_since = Arc::new(AtomicU64::new(0));
+        let watched = busy_since.clone();
+        std::thread::Builder::new()
+            .name("tessera-watchdog".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let since = watched.load(Ordering::Relaxed);
+                    if since != 0 && started.elapsed().as_millis() as u64 - since > limit.as_millis() as u64 {
+                        // A transactional call that hangs past its own timeout (a known
+                        // librdkafka failure when the coordinator is gone) would stall the task
+                        // forever; exiting lets the restarted process fence the stuck one.
+                        tracing::error!("a transactional call hung for over {limit:?}; exiting");
+                        std::process::exit(70);
+                    }
+                }
+            })
+            .expect("spawn watchdog");
+        Watchdog { started, busy_since }
+    }
+
+    fn guard<T>(&self, call: impl FnOnce() -> T) -> T {
+        self.busy_since
+            .store(self.started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        let result = call();
+        self.busy_since.store(0, Ordering::Relaxed);
+        result
+    }
+}
+
+struct Runtime<C: Core> {
+    core: C,
+    config: Config,
+    topics: Topics,
+    consumer: BaseConsumer<Context>,
+    producer: Arc<BaseProducer>,
+    transaction_open: Arc<AtomicBool>,
+    tasks: BTreeMap<i32, Task>,
+    owned: Arc<Mutex<BTreeSet<i32>>>,
+    stop: Arc<AtomicBool>,
+    watchdog: Watchdog,
+    last_commit: Instant,
+}
+
+/// How a failed transaction ends.
+enum Failure {
+    /// Abort, rewind and carry on.
+    Abortable(anyhow::Error),
+    /// Give up: the process must restart (fenced, invalid state, store failure).
+    Fatal(anyhow::Error),
+}
+
+fn classify(error: KafkaError) -> Failure {
+    match &error {
+        KafkaError::Transaction(e) if e.txn_requires_abort() => Failure::Abortable(error.into()),
+        KafkaError::Transaction(e) if e.is_retriable() => Failure::Abortable(error.into()),
+        _ => Failure::Fatal(error.into()),
+    }
+}
+
+impl<C: Core> Runtime<C> {
+    fn start(core: C, config: Config, topics: Topics, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
+        let group = format!("{}tessera.{}", config.topic_prefix, core.name());
+        let producer: BaseProducer = config
+            .client
+            .clone()
+            .set("transactional.id", format!("{group}.{}", config.instance))
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set(
+                "transaction.timeout.ms",
+                config.transaction_timeout.as_millis().to_string(),
+            )
+            .create()
+            .context("cannot create the transactional producer")?;
+        let producer = Arc::new(producer);
+        let watchdog = Watchdog::spawn(config.transaction_timeout * 4, stop.clone());
+        watchdog
+            .guard(|| producer.init_transactions(config.transaction_timeout))
+            .context("cannot initialise transactions (is another instance using the same id?)")?;
+        let transaction_open = Arc::new(AtomicBool::new(false));
+        let context = Context {
+            producer: producer.clone(),
+            transaction_open: transaction_open.clone(),
+            changes: Mutex::new(Vec::new()),
+            timeout: config.transaction_timeout,
+        };
+        let consumer: BaseConsumer<Context> = config
+            .client
+            .clone()
+            .set("group.id", &group)
+            .set("group.instance.id", format!("{group}.{}", config.instance))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            // Range assignment gives one consumer the same partition number of every input
+            // topic: the co-partitioned inputs of a task stay together.
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "10000")
+            .create_with_context(context)
+            .context("cannot create the consumer")?;
+        let inputs: Vec<&str> = topics.inputs.iter().map(String::as_str).collect();
+        consumer.subscribe(&inputs)?;
+        let owned = Arc::new(Mutex::new(BTreeSet::new()));
+        if let Some(period) = config.tick_period {
+            ticker::spawn(
+                &config.client,
+                topics.inputs.clone(),
+                owned.clone(),
+                period,
+                format!("{group}.{}", config.instance),
+                stop.clone(),
+            )?;
+        }
+        info!(group, instance = %config.instance, inputs = ?topics.inputs, "processor started");
+        Ok(Runtime {
+            core,
+            config,
+            topics,
+            consumer,
+            producer,
+            transaction_open,
+            tasks: BTreeMap::new(),
+            owned,
+            stop,
+            watchdog,
+            last_commit: Instant::now(),
+        })
+    }
+
+    fn run(mut self) -> anyhow::Result<()> {
+        while !self.stop.load(Ordering::Relaxed) {
+            self.apply_rebalances()?;
+            match self.consumer.poll(Duration::from_millis(20)) {
+                Some(Ok(message)) => {
+                    let message = message.detach();
+                    self.accept(&message)?
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => warn!("consumer: {e}"),
+            }
+            if let Err(failure) = self.process() {
+                self.fail(failure)?;
+            }
+            if self.last_commit.elapsed() >= self.config.commit_interval
+                && let Err(failure) = self.commit()
+            {
+                self.fail(failure)?;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        if let Err(failure) = self.commit() {
+            self.fail(failure)?;
+        }
+        info!("processor stopped; leaving the group");
+        Ok(())
+    }
+
+    /// Turns assignment changes heard during `poll` into tasks.
+    fn apply_rebalances(&mut self) -> anyhow::Result<()> {
+        let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("lock"));
+        for change in changes {
+            match change {
+                Change::Revoked { partitions, aborted } => {
+                    if aborted {
+                        self.rewind_all()?;
+                    }
+                    for partition in partitions {
+                        self.tasks.remove(&partition);
+                        self.owned.lock().expect("lock").remove(&partition);
+                    }
+                }
+                Change::Assigned(partitions) => {
+                    for partition in partitions {
+                        self.open_task(partition)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_task(&mut self, partition: i32) -> anyhow::Result<()> {
+        let mut wanted = TopicPartitionList::new();
+        for topic in &self.topics.inputs {
+            wanted.add_partition(topic, partition);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(wanted, Duration::from_secs(30))
+            .context("cannot read committed offsets")?;
+        let dir = self
+            .config
+            .state_dir
+            .join(self.core.name())
+            .join(partition.to_string());
+        let started = Instant::now();
+        let (task, recovery) = Task::open(
+            partition,
+            dir,
+            &self.topics.inputs,
+            &committed,
+            &self.topics.changelog,
+            &self.config.client,
+        )?;
+        match recovery {
+            Recovery::Resumed => info!(partition, "resumed local state"),
+            Recovery::Restored(records) => info!(partition, records, "restored state from the changelog"),
+        }
+        metrics::histogram!("tessera_task_open_seconds").record(started.elapsed().as_secs_f64());
+        self.tasks.insert(partition, task);
+        self.owned.lock().expect("lock").insert(partition);
+        Ok(())
+    }
+
+    /// Puts a consumed record into its task's merge.
+    fn accept(&mut self, message: &rdkafka::message::OwnedMessage) -> anyhow::Result<()> {
+        let Some(task) = self.tasks.get_mut(&message.partition()) else {
+            return Ok(());
+        };
+        let Some(rank) = self.topics.inputs.iter().position(|t| t == message.topic()) else {
+            return Ok(());
+        };
+        let stamp = match message.timestamp() {
+            Timestamp::LogAppendTime(stamp) => stamp,
+            other => bail!(
+                "{} partition {} offset {} carries {other:?}; inputs must be LogAppendTime",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            ),
+        };
+        metrics::counter!("tessera_records_in_total", "topic" => message.topic().to_string())
+            .increment(1);
+        let record = replay::RawRecord {
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+        };
+        if let Err(e) = task
+            .merge
+            .push(rank, message.partition(), message.offset(), stamp, record)
+        {
+            // A redelivery after a seek: the merge already has it.
+            tracing::debug!("skipping record: {e}");
+        }
+        Ok(())
+    }
+
+    /// Steps the core over every decided record of every task.
+    fn process(&mut self) -> Result<(), Failure> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for partition in partitions {
+            loop {
+                let task = self.tasks.get_mut(&partition).expect("task exists");
+                let Some(entry) = task.merge.pop() else { break };
+                if !self.transaction_open.load(Ordering::SeqCst) {
+                    self.producer
+                        .begin_transaction()
+                        .map_err(|e| Failure::Fatal(e.into()))?;
+                    self.transaction_open.store(true, Ordering::SeqCst);
+                }
+                let task = self.tasks.get_mut(&partition).expect("task exists");
+                let at = entry.at;
+                let topic = self.topics.inputs[at.topic].clone();
+                let produced = replay::step(&mut self.core, &mut task.store, entry);
+                if let Some(error) = task.store.take_failure() {
+                    return Err(Failure::Fatal(error.into()));
+                }
+                task.progress
+                    .advance(&topic, at.partition, at.offset + 1, at.effective);
+                task.dirty = true;
+                for item in produced {
+                    self.send(item, &topic).map_err(Failure::Abortable)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, produced: Produced, source: &str) -> anyhow::Result<()> {
+        match produced {
+            Produced::Output(output) => {
+                let topic = &self.topics.outputs[output.topic];
+                metrics::counter!("tessera_records_out_total", "topic" => topic.clone()).increment(1);
+                self.produce(
+                    BaseRecord::to(topic)
+                        .key(output.key.as_str())
+                        .payload(output.value.as_slice()),
+                )
+            }
+            Produced::DeadLetter { at, record, reason } => {
+                metrics::counter!("tessera_dead_letters_total", "topic" => source.to_string())
+                    .increment(1);
+                warn!(topic = source, partition = at.partition, offset = at.offset, %reason, "dead letter");
+                let letter = Event::DeadLetter(DeadLetter {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    processor: self.core.name().to_string(),
+                    source_topic: source.to_string(),
+                    source_partition: at.partition,
+                    source_offset: at.offset,
+                    source_timestamp: Some(at.stamp),
+                    key: record.key,
+                    value: record.value,
+                    reason,
+                });
+                let bytes = encode(&letter)?;
+                self.produce(
+                    BaseRecord::to(&self.topics.dead_letters)
+                        .key(source)
+                        .payload(&bytes),
+                )
+            }
+        }
+    }
+
+    /// Queues a record in the open transaction, waiting while librdkafka's queue is full.
+    fn produce<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        &self,
+        mut record: BaseRecord<'_, K, P>,
+    ) -> anyhow::Result<()> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Commits the open transaction: changelog records and checkpoints of every task that moved,
+    /// the consumer offsets, then RocksDB.
+    fn commit(&mut self) -> Result<(), Failure> {
+        self.last_commit = Instant::now();
+        if !self.transaction_open.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut offsets = TopicPartitionList::new();
+        for task in self.tasks.values().filter(|t| t.dirty) {
+            for (key, value) in task.store.changelog(&task.progress) {
+                let mut record = BaseRecord::<[u8], [u8]>::to(&self.topics.changelog)
+                    .partition(task.partition)
+                    .key(&key);
+                if let Some(value) = &value {
+                    record = record.payload(value);
+                }
+                self.produce(record).map_err(Failure::Abortable)?;
+            }
+            for ((topic, partition), next) in &task.progress.next_offsets {
+                offsets
+                    .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                    .map_err(|e| Failure::Fatal(e.into()))?;
+            }
+        }
+        let metadata = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| Failure::Fatal(anyhow::anyhow!("no consumer group metadata")))?;
+        let timeout = self.config.transaction_timeout;
+        self.watchdog
+            .guard(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout))
+            .map_err(classify)?;
+        self.watchdog
+            .guard(|| self.producer.commit_transaction(timeout))
+            .map_err(classify)?;
+        self.transaction_open.store(false, Ordering::SeqCst);
+        for task in self.tasks.values_mut().filter(|t| t.dirty) {
+            task.store
+                .commit(&task.progress)
+                .map_err(|e| Failure::Fatal(e.into()))?;
+            task.committed = task.progress.clone();
+            task.dirty = false;
+        }
+        metrics::histogram!("tessera_commit_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Handles a failed transaction: abort and rewind, or give up.
+    fn fail(&mut self, failure: Failure) -> anyhow::Result<()> {
+        match failure {
+            Failure::Fatal(error) => Err(error.context("fatal processor error; restart the process")),
+            Failure::Abortable(error) => {
+                warn!("aborting transaction: {error:#}");
+                metrics::counter!("tessera_transactions_aborted_total", "reason" => "error").increment(1);
+                if self.transaction_open.swap(false, Ordering::SeqCst) {
+                    let timeout = self.config.transaction_timeout;
+                    self.watchdog
+                        .guard(|| self.producer.abort_transaction(timeout))
+                        .context("cannot abort the transaction")?;
+                }
+                self.rewind_all()
+            }
+        }
+    }
+
+    /// Puts every task back at its last commit and the consumer at the matching offsets.
+    fn rewind_all(&mut self) -> anyhow::Result<()> {
+        for task in self.tasks.values_mut() {
+            for (topic, partition, offset) in task.rewind(&self.topics.inputs) {
+                self.consumer
+                    .seek(&topic, partition, offset, Duration::from_secs(10))
+                    .with_context(|| format!("cannot seek {topic}/{partition} back to {offset:?}"))?;
+            }
+        }
+        Ok(())
+    }
+}

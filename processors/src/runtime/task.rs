@@ -1,0 +1,174 @@
+//! One task: a partition number across all of a processor's input topics, with its state store,
+//! its merge, and the offsets it has folded in.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_state_stores::{Checkpoint, TaskStore};
+use tracing::info;
+
+use crate::merge::Merge;
+use crate::replay::RawRecord;
+
+/// A task's state between transactions.
+pub(crate) struct Task {
+    pub partition: i32,
+    pub store: TaskStore,
+    pub merge: Merge<RawRecord>,
+    /// What RocksDB and the consumer group hold: the last committed transaction.
+    pub committed: Checkpoint,
+    /// What the open transaction has folded in so far.
+    pub progress: Checkpoint,
+    /// Whether `progress` has moved since the last commit.
+    pub dirty: bool,
+}
+
+/// How a task got its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recovery {
+    /// Local state matched the committed offsets.
+    Resumed,
+    /// Local state was missing or stale and was rebuilt from this many changelog records.
+    Restored(u64),
+}
+
+impl Task {
+    /// Opens the task's store, rebuilding it from the changelog unless its checkpoint equals the
+    /// offsets the consumer group committed.
+    pub fn open(
+        partition: i32,
+        dir: PathBuf,
+        inputs: &[String],
+        committed_offsets: &TopicPartitionList,
+        changelog: &str,
+        client: &ClientConfig,
+    ) -> anyhow::Result<(Task, Recovery)> {
+        let mut committed = Checkpoint::default();
+        for element in committed_offsets.elements() {
+            if let Offset::Offset(next) = element.offset() {
+                committed
+                    .next_offsets
+                    .insert((element.topic().to_string(), element.partition()), next);
+            }
+        }
+        std::fs::create_dir_all(&dir)?;
+        let mut store = TaskStore::open(&dir)?;
+        let local = store.checkpoint()?.unwrap_or_default();
+        let recovery = if local.next_offsets == committed.next_offsets {
+            Recovery::Resumed
+        } else {
+            drop(store);
+            TaskStore::destroy(&dir)?;
+            store = TaskStore::open(&dir)?;
+            Recovery::Restored(restore(&mut store, changelog, partition, client)?)
+        };
+        let checkpoint = store.checkpoint()?.unwrap_or_default();
+        if checkpoint.next_offsets != committed.next_offsets {
+            anyhow::bail!(
+                "task {partition}: the changelog {changelog} reflects offsets {:?} but the group \
+                 committed {:?}; was the changelog deleted or written by another processor?",
+                checkpoint.next_offsets,
+                committed.next_offsets
+            );
+        }
+        let effective = inputs
+            .iter()
+            .map(|topic| checkpoint.effective_stamp(topic, partition).unwrap_or(i64::MIN))
+            .collect();
+        Ok((
+            Task {
+                partition,
+                store,
+                merge: Merge::resume(effective),
+                committed: checkpoint.clone(),
+                progress: checkpoint,
+                dirty: false,
+            },
+            recovery,
+        ))
+    }
+
+    /// Forgets everything since the last commit: the transaction was aborted. Returns the offsets
+    /// to seek the consumer back to.
+    pub fn rewind(&mut self, inputs: &[String]) -> Vec<(String, i32, Offset)> {
+        self.store.abort();
+        self.progress = self.committed.clone();
+        self.dirty = false;
+        let effective = inputs
+            .iter()
+            .map(|t| self.committed.effective_stamp(t, self.partition).unwrap_or(i64::MIN))
+            .collect();
+        self.merge = Merge::resume(effective);
+        inputs
+            .iter()
+            .map(|topic| {
+                let offset = self
+                    .committed
+                    .next_offset(topic, self.partition)
+                    .map_or(Offset::Beginning, Offset::Offset);
+                (topic.clone(), self.partition, offset)
+            })
+            .collect()
+    }
+}
+
+/// Reads the task's changelog partition from the start to its end (the last stable offset, as
+/// read_committed sees it) into the store. Returns the number of records applied.
+fn restore(
+    store: &mut TaskStore,
+    changelog: &str,
+    partition: i32,
+    client: &ClientConfig,
+) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", format!("{changelog}-restore"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let (low, high) = consumer.fetch_watermarks(changelog, partition, Duration::from_secs(30))?;
+    let total = (high - low).max(0) as u64;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(changelog, partition, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string())
+        .set(total as f64);
+    let mut applied = 0u64;
+    let mut batch = Vec::with_capacity(4096);
+    loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                if let Some(key) = message.key() {
+                    batch.push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+                }
+                applied += 1;
+                if batch.len() >= 4096 {
+                    store.restore(&batch)?;
+                    batch.clear();
+                    let left = (high - message.offset() - 1).max(0) as f64;
+                    metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string())
+                        .set(left);
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(e.into()),
+            None if total == 0 => break,
+            None => {}
+        }
+    }
+    store.restore(&batch)?;
+    metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string())
+        .set(0.0);
+    info!(
+        partition,
+        records = applied,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restored state from {changelog}"
+    );
+    Ok(applied)
+}

@@ -1,0 +1,197 @@
+//! The runtime on the real broker: every input is counted exactly once, in per-key order, across
+//! a clean restart (local state resumes) and a restart without local state (rebuilt from the
+//! changelog). Needs `compose/kafka up` (or `TESSERA_BROKERS`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_processors::counter::Counter;
+use tessera_processors::runtime::{self, Config};
+
+const PARTITIONS: i32 = 3;
+
+fn client() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set(
+        "bootstrap.servers",
+        std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+    );
+    config
+}
+
+struct Setup {
+    prefix: String,
+    state: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
+        let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+        let topics: Vec<String> = ["in.a", "in.b", "counts"]
+            .iter()
+            .map(|t| format!("{prefix}{t}"))
+            .collect();
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))
+                    .set("message.timestamp.type", "LogAppendTime")
+            })
+            .collect();
+        for result in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+            result.unwrap();
+        }
+        // The dead-letter topic the runtime writes to.
+        admin
+            .create_topics(
+                &[NewTopic::new(
+                    &format!("{prefix}tessera.dead-letters"),
+                    1,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        Setup {
+            prefix,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn core(&self) -> Counter {
+        Counter::new(
+            "counter",
+            vec!["in.a".into(), "in.b".into()],
+            "counts",
+            i64::MAX / 4,
+        )
+    }
+
+    fn config(&self) -> Config {
+        let mut config = Config::new(client(), "test-1", self.state.path().to_path_buf());
+        config.topic_prefix = self.prefix.clone();
+        config.tick_period = Some(Duration::from_millis(200));
+        config
+    }
+
+    async fn produce(&self, from: usize, to: usize) {
+        let producer: FutureProducer = client()
+            .set("partitioner", "murmur2_random")
+            .create()
+            .unwrap();
+        for i in from..to {
+            let topic = format!("{}in.{}", self.prefix, if i % 3 == 0 { "b" } else { "a" });
+            let key = format!("k{}", i % 17);
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload("x"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        // One record the counter cannot decode: it must become a dead letter, not an output.
+        producer
+            .send(
+                FutureRecord::<str, str>::to(&format!("{}in.a", self.prefix)).payload("no key"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    /// Runs the processor until `expected` counts are committed on the output topic, then stops
+    /// it gracefully. Returns the committed outputs per key, in order.
+    async fn run_until(&self, expected: usize) -> BTreeMap<String, Vec<String>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = tokio::spawn(runtime::run(self.core(), self.config(), stop.clone()));
+        let outputs = self.read_outputs(expected).await;
+        stop.store(true, Ordering::Relaxed);
+        handle.await.unwrap().unwrap();
+        outputs
+    }
+
+    async fn read_outputs(&self, expected: usize) -> BTreeMap<String, Vec<String>> {
+        let consumer: BaseConsumer = client()
+            .set("group.id", format!("{}reader", self.prefix))
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(&format!("{}counts", self.prefix), partition, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut outputs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while seen < expected {
+            assert!(Instant::now() < deadline, "only {seen} of {expected} outputs committed");
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.unwrap();
+                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+                let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+                outputs.entry(key).or_default().push(value);
+                seen += 1;
+            }
+        }
+        // Anything beyond `expected` would be a duplicate: give it a moment to show up.
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message.unwrap();
+                panic!(
+                    "unexpected extra output {:?}",
+                    String::from_utf8_lossy(message.payload().unwrap())
+                );
+            }
+        }
+        outputs
+    }
+}
+
+fn assert_counts(outputs: &BTreeMap<String, Vec<String>>, total: usize) {
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..total {
+        *per_key.entry(format!("k{}", i % 17)).or_default() += 1;
+    }
+    for (key, n) in per_key {
+        let expected: Vec<String> = (1..=n).map(|c| format!("{key}={c}")).collect();
+        assert_eq!(outputs.get(&key), Some(&expected), "counts of {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_exactly_once_across_resume_and_restore() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let setup = Setup::new().await;
+
+    setup.produce(0, 300).await;
+    let outputs = setup.run_until(300).await;
+    assert_counts(&outputs, 300);
+
+    // Restart with local state: resumes where it committed.
+    setup.produce(300, 600).await;
+    let outputs = setup.run_until(600).await;
+    assert_counts(&outputs, 600);
+
+    // Restart without local state: rebuilt from the changelog, counts go on.
+    std::fs::remove_dir_all(setup.state.path().join("counter")).unwrap();
+    setup.produce(600, 900).await;
+    let outputs = setup.run_until(900).await;
+    assert_counts(&outputs, 900);
+}

@@ -1,0 +1,94 @@
+//! `tessera run`: starts one processor instance on the exactly-once runtime, with a Prometheus
+//! endpoint and a graceful stop on SIGTERM or Ctrl-C (commit, then leave the group).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tessera_processors::counter::Counter;
+use tessera_processors::runtime::{self, Config};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+use crate::kafka::KafkaArgs;
+
+/// Which processor to run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Processor {
+    /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
+    /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
+    Counter {
+        /// Input topic (repeatable; co-partitioned, stamped LogAppendTime).
+        #[arg(long = "input", required = true)]
+        inputs: Vec<String>,
+        /// Output topic.
+        #[arg(long)]
+        output: String,
+        /// Forget a key after this much stream time without records.
+        #[arg(long, default_value_t = 60_000)]
+        idle_ms: i64,
+    },
+}
+
+/// Runtime options shared by every processor.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// This instance's id, unique among running instances and stable across its restarts (it
+    /// fences a previous incarnation's transactions).
+    #[arg(long, env = "TESSERA_INSTANCE", default_value = "0")]
+    pub instance: String,
+    /// Directory for the tasks' RocksDB state stores.
+    #[arg(long, env = "TESSERA_STATE_DIR", default_value = ".tessera/state")]
+    pub state_dir: PathBuf,
+    /// Commit the open transaction this often, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub commit_interval_ms: u64,
+    /// Write a tick to each owned input partition this often, in milliseconds; 0 turns the
+    /// ticker off (another process must tick then, or timers wait for traffic).
+    #[arg(long, default_value_t = 1000)]
+    pub tick_ms: u64,
+    /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it.
+    #[arg(long, env = "TESSERA_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+}
+
+/// Runs the processor until SIGTERM or Ctrl-C.
+pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> anyhow::Result<()> {
+    if args.metrics_addr != "off" {
+        let addr: SocketAddr = args
+            .metrics_addr
+            .parse()
+            .with_context(|| format!("--metrics-addr {} is not host:port or off", args.metrics_addr))?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        info!("metrics at http://{addr}/metrics");
+    }
+    let mut config = Config::new(kafka.client_config()?, &args.instance, args.state_dir.clone());
+    config.topic_prefix = kafka.topic_prefix.clone();
+    config.commit_interval = Duration::from_millis(args.commit_interval_ms);
+    config.tick_period = (args.tick_ms > 0).then(|| Duration::from_millis(args.tick_ms));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        info!("stopping: committing and leaving the group");
+        on_signal.store(true, Ordering::Relaxed);
+    });
+    match processor {
+        Processor::Counter {
+            inputs,
+            output,
+            idle_ms,
+        } => runtime::run(Counter::new("counter", inputs, output, idle_ms), config, stop).await,
+    }
+}
