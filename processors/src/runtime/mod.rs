@@ -36,6 +36,9 @@ use self::task::{Recovery, Task};
 use crate::core::Core;
 use crate::replay::{self, Produced};
 
+/// Records taken from librdkafka per loop before the core runs and a commit is considered.
+const MAX_POLL_BATCH: usize = 5000;
+
 /// How a processor instance runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -260,6 +263,7 @@ impl<C: Core> Runtime<C> {
             // topic: the co-partitioned inputs of a task stay together.
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", "10000")
+            .set("statistics.interval.ms", "5000")
             .create_with_context(context)
             .context("cannot create the consumer")?;
         let inputs: Vec<&str> = topics.inputs.iter().map(String::as_str).collect();
@@ -292,15 +296,13 @@ impl<C: Core> Runtime<C> {
     }
 
     fn run(mut self) -> anyhow::Result<()> {
+        let mut last_report = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_rebalances()?;
-            match self.consumer.poll(Duration::from_millis(20)) {
-                Some(Ok(message)) => {
-                    let message = message.detach();
-                    self.accept(&message)?
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                Some(Err(e)) => warn!("consumer: {e}"),
+            self.poll_batch()?;
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                self.report_waiting();
+                last_report = Instant::now();
             }
             if let Err(failure) = self.process() {
                 self.fail(failure)?;
@@ -319,6 +321,56 @@ impl<C: Core> Runtime<C> {
         Ok(())
     }
 
+    /// Takes every record librdkafka has ready (up to a bound, so commits stay on schedule),
+    /// waiting briefly only when none is.
+    fn poll_batch(&mut self) -> anyhow::Result<()> {
+        let mut timeout = Duration::from_millis(20);
+        for _ in 0..MAX_POLL_BATCH {
+            let polled = self.consumer.poll(timeout).map(|m| m.map(|m| m.detach()));
+            // The poll may have assigned partitions and returned one of their records already:
+            // open their tasks before accepting it.
+            self.apply_rebalances()?;
+            match polled {
+                Some(Ok(message)) => self.accept(&message)?,
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => warn!("consumer: {e}"),
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(())
+    }
+
+    /// Says which tasks hold records they cannot order yet, and which input they wait for: the
+    /// first thing to look at when a processor seems stuck.
+    fn report_waiting(&self) {
+        for task in self.tasks.values() {
+            let buffered = task.merge.buffered();
+            metrics::gauge!("tessera_merge_buffered_records", "partition" => task.partition.to_string())
+                .set(buffered as f64);
+            let waiting: Vec<&str> = task
+                .merge
+                .waiting_on()
+                .into_iter()
+                .map(|i| self.topics.inputs[i].as_str())
+                .collect();
+            if buffered > 0 && !waiting.is_empty() {
+                let positions: Vec<String> = self
+                    .consumer
+                    .position()
+                    .map(|tpl| {
+                        tpl.elements()
+                            .iter()
+                            .filter(|e| e.partition() == task.partition && waiting.contains(&e.topic()))
+                            .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                info!(partition = task.partition, buffered, ?waiting, ?positions, "task waits for input");
+            }
+        }
+    }
+
     /// Turns assignment changes heard during `poll` into tasks.
     fn apply_rebalances(&mut self) -> anyhow::Result<()> {
         let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("lock"));
@@ -333,9 +385,12 @@ impl<C: Core> Runtime<C> {
                         self.owned.lock().expect("lock").remove(&partition);
                     }
                 }
-                Change::Assigned(partitions) => {
+                Change::Assigned {
+                    partitions,
+                    committed,
+                } => {
                     for partition in partitions {
-                        self.open_task(partition)?;
+                        self.open_task(partition, &committed)?;
                     }
                 }
             }
@@ -343,15 +398,15 @@ impl<C: Core> Runtime<C> {
         Ok(())
     }
 
-    fn open_task(&mut self, partition: i32) -> anyhow::Result<()> {
-        let mut wanted = TopicPartitionList::new();
-        for topic in &self.topics.inputs {
-            wanted.add_partition(topic, partition);
+    fn open_task(&mut self, partition: i32, assigned: &TopicPartitionList) -> anyhow::Result<()> {
+        let mut committed = TopicPartitionList::new();
+        for element in assigned.elements() {
+            if element.partition() == partition
+                && let Offset::Offset(next) = element.offset()
+            {
+                committed.add_partition_offset(element.topic(), partition, Offset::Offset(next))?;
+            }
         }
-        let committed = self
-            .consumer
-            .committed_offsets(wanted, Duration::from_secs(30))
-            .context("cannot read committed offsets")?;
         let dir = self
             .config
             .state_dir

@@ -1,23 +1,37 @@
 //! Hears partition assignments and revocations from the consumer group.
 //!
-//! librdkafka calls these hooks inside `poll`, on the runtime's own thread. A revocation aborts the
-//! open transaction before the partitions are given up, so no other instance can see half of a
-//! batch; the runtime loop then rewinds its tasks and picks up the new assignment.
+//! librdkafka calls this inside `poll`, on the runtime's own thread. A revocation aborts the open
+//! transaction before the partitions are given up, so no other instance can see half of a batch;
+//! the runtime loop then rewinds its tasks and picks up the new assignment.
+//!
+//! An assignment is made with explicit offsets: the group's committed offsets, read here until
+//! they are stable (KIP-447: offsets of a transaction still being aborted are not). Leaving
+//! librdkafka to look them up itself stalled partitions for minutes after an instance was killed
+//! mid-transaction: its lookup raced the fencing abort and some partitions never started
+//! fetching.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 /// A change of the partitions this instance owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Change {
-    Assigned(Vec<i32>),
-    Revoked { partitions: Vec<i32>, aborted: bool },
+    /// Partitions now owned, with every input partition's committed offset.
+    Assigned {
+        partitions: Vec<i32>,
+        committed: TopicPartitionList,
+    },
+    Revoked {
+        partitions: Vec<i32>,
+        aborted: bool,
+    },
 }
 
 pub(crate) struct Context {
@@ -27,51 +41,111 @@ pub(crate) struct Context {
     pub timeout: Duration,
 }
 
-fn partitions(rebalance: &Rebalance<'_>) -> Vec<i32> {
-    let tpl = match rebalance {
-        Rebalance::Assign(tpl) | Rebalance::Revoke(tpl) => *tpl,
-        Rebalance::Error(_) => return Vec::new(),
-    };
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
     let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
     partitions.sort_unstable();
     partitions.dedup();
     partitions
 }
 
-impl ClientContext for Context {}
-
-impl ConsumerContext for Context {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            let aborted = self.transaction_open.swap(false, Ordering::SeqCst);
-            if aborted {
-                if let Err(e) = self.producer.abort_transaction(self.timeout) {
-                    warn!("aborting the open transaction on revocation failed: {e}");
+/// The committed offsets of `tpl`, retried while the group reports them unstable or the
+/// coordinator is unavailable. Partitions without a committed offset start at the beginning.
+fn stable_committed(
+    consumer: &BaseConsumer<Context>,
+    tpl: &TopicPartitionList,
+) -> TopicPartitionList {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(committed) if committed.elements().iter().all(|e| e.error().is_ok()) => {
+                let mut explicit = TopicPartitionList::new();
+                for element in committed.elements() {
+                    let offset = match element.offset() {
+                        Offset::Offset(n) => Offset::Offset(n),
+                        _ => Offset::Beginning,
+                    };
+                    explicit
+                        .add_partition_offset(element.topic(), element.partition(), offset)
+                        .expect("valid offset");
                 }
-                metrics::counter!("tessera_transactions_aborted_total", "reason" => "revoked")
-                    .increment(1);
+                return explicit;
             }
-            let partitions = partitions(rebalance);
-            info!(?partitions, aborted, "partitions revoked");
-            self.changes
-                .lock()
-                .expect("rebalance lock")
-                .push(Change::Revoked { partitions, aborted });
+            Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(committed) => {
+                warn!("committed offsets still unstable after 120 s: {committed:?}");
+                return committed;
+            }
+            Err(e) => {
+                warn!("cannot read committed offsets after 120 s: {e}");
+                return tpl.clone();
+            }
         }
     }
+}
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(_) => {
-                let partitions = partitions(rebalance);
+impl ClientContext for Context {
+    /// librdkafka's periodic statistics: exported as per-partition consumer lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(
+                        "tessera_consumer_lag_records",
+                        "topic" => topic.clone(),
+                        "partition" => partition.to_string()
+                    )
+                    .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = stable_committed(consumer, tpl);
+                if let Err(e) = consumer.assign(&committed) {
+                    warn!("cannot assign partitions: {e}");
+                }
+                let partitions = partitions(tpl);
                 info!(?partitions, "partitions assigned");
                 self.changes
                     .lock()
                     .expect("rebalance lock")
-                    .push(Change::Assigned(partitions));
+                    .push(Change::Assigned {
+                        partitions,
+                        committed,
+                    });
             }
-            Rebalance::Error(e) => warn!("rebalance error: {e}"),
-            Rebalance::Revoke(_) => {}
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let aborted = self.transaction_open.swap(false, Ordering::SeqCst);
+                if aborted {
+                    if let Err(e) = self.producer.abort_transaction(self.timeout) {
+                        warn!("aborting the open transaction on revocation failed: {e}");
+                    }
+                    metrics::counter!("tessera_transactions_aborted_total", "reason" => "revoked")
+                        .increment(1);
+                }
+                if let Err(e) = consumer.unassign() {
+                    warn!("cannot unassign partitions: {e}");
+                }
+                let partitions = partitions(tpl);
+                info!(?partitions, aborted, "partitions revoked");
+                self.changes
+                    .lock()
+                    .expect("rebalance lock")
+                    .push(Change::Revoked { partitions, aborted });
+            }
+            other => warn!("rebalance error: {other:?}"),
         }
     }
 }
