@@ -134,7 +134,12 @@ impl Cluster {
             .map(|i| {
                 let text = std::fs::read_to_string(self.dir.path().join(format!("instance-{i}.log")))
                     .unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains("dead letter"))
+                    .rev()
+                    .take(25)
+                    .collect();
                 format!("--- instance {i} ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
             })
             .collect::<Vec<_>>()
@@ -286,9 +291,10 @@ fn chaos(events: usize, broker_restart: bool) {
     while Instant::now() < quiet {
         if let Some(Ok(message)) = outputs_reader.poll(Duration::from_millis(100)) {
             panic!(
-                "duplicate output {:?} for {:?}",
+                "duplicate output {:?} for {:?}\n{}",
                 String::from_utf8_lossy(message.payload().unwrap()),
-                String::from_utf8_lossy(message.key().unwrap())
+                String::from_utf8_lossy(message.key().unwrap()),
+                cluster.logs()
             );
         }
     }

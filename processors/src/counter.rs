@@ -7,15 +7,18 @@ use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
 
-/// Per key: how many records so far, and when the key expires.
+/// Per key: how many records so far, and when the last one came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Count {
     seen: u64,
-    expires_at: i64,
+    last_seen: i64,
 }
 
 const COUNTS: Table<Count> = Table::new("count/");
 /// Timers: `expiry/<due time, order-preserving hex>/<key>`, so the first entry is the next due.
+/// A key has at most one timer, set when it first appears and moved only when it fires early:
+/// moving it on every record would leave a RocksDB tombstone per record at the front of the
+/// timer range, and finding the next timer would have to step over all of them.
 const EXPIRIES: Table<()> = Table::new("expiry/");
 
 fn timer_key(due: i64, key: &str) -> String {
@@ -62,14 +65,21 @@ impl Counter {
             }
             EXPIRIES.delete(state, &timer);
             let key = key.to_string();
-            if let Some(count) = COUNTS.get(state, &key) {
-                COUNTS.delete(state, &key);
-                outputs.push(Output {
-                    topic: 0,
-                    key: key.clone(),
-                    value: format!("{key} expired after {}", count.seen).into_bytes(),
-                });
+            let Some(count) = COUNTS.get(state, &key) else {
+                continue;
+            };
+            let expires_at = count.last_seen.saturating_add(self.idle_ms);
+            if expires_at >= now {
+                // Seen again since the timer was set: move it to the real expiry.
+                EXPIRIES.put(state, &timer_key(expires_at, &key), &());
+                continue;
             }
+            COUNTS.delete(state, &key);
+            outputs.push(Output {
+                topic: 0,
+                key: key.clone(),
+                value: format!("{key} expired after {}", count.seen).into_bytes(),
+            });
         }
     }
 }
@@ -104,14 +114,19 @@ impl Core for Counter {
         let mut outputs = Vec::new();
         self.expire_until(state, now, &mut outputs);
         if let Input::Record { key: Some(key), .. } = input {
-            let mut count = COUNTS.get(state, &key).unwrap_or(Count {
-                seen: 0,
-                expires_at: now,
-            });
-            EXPIRIES.delete(state, &timer_key(count.expires_at, &key));
+            let mut count = match COUNTS.get(state, &key) {
+                Some(count) => count,
+                None => {
+                    let due = now.saturating_add(self.idle_ms);
+                    EXPIRIES.put(state, &timer_key(due, &key), &());
+                    Count {
+                        seen: 0,
+                        last_seen: now,
+                    }
+                }
+            };
             count.seen += 1;
-            count.expires_at = now + self.idle_ms;
-            EXPIRIES.put(state, &timer_key(count.expires_at, &key), &());
+            count.last_seen = now;
             COUNTS.put(state, &key, &count);
             outputs.push(Output {
                 topic: 0,

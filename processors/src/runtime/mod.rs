@@ -210,15 +210,34 @@ struct Runtime<C: Core> {
 enum Failure {
     /// Abort, rewind and carry on.
     Abortable(anyhow::Error),
-    /// Give up: the process must restart (fenced, invalid state, store failure).
+    /// Give up: the process must restart (fenced, invalid state, store failure, or a commit
+    /// whose outcome is unknown). A restart is always safe: `init_transactions` aborts whatever
+    /// this incarnation left open, and tasks compare their checkpoints with the group's offsets.
     Fatal(anyhow::Error),
 }
 
-fn classify(error: KafkaError) -> Failure {
-    match &error {
-        KafkaError::Transaction(e) if e.txn_requires_abort() => Failure::Abortable(error.into()),
-        KafkaError::Transaction(e) if e.is_retriable() => Failure::Abortable(error.into()),
-        _ => Failure::Fatal(error.into()),
+/// Runs a transactional call, retrying it while librdkafka says the same call may be retried
+/// (a timeout, a coordinator moving). Aborting instead would be wrong for a commit: a commit that
+/// timed out may have succeeded, and rewinding after it would produce its outputs twice.
+fn retrying(
+    watchdog: &Watchdog,
+    what: &str,
+    mut call: impl FnMut() -> rdkafka::error::KafkaResult<()>,
+) -> Result<(), Failure> {
+    let mut attempts = 0;
+    loop {
+        match watchdog.guard(&mut call) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 10 => {
+                attempts += 1;
+                warn!("{what} failed, retrying: {e}");
+                std::thread::sleep(Duration::from_millis(200 * attempts));
+            }
+            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                return Err(Failure::Abortable(anyhow::anyhow!("{what}: {e}")));
+            }
+            Err(e) => return Err(Failure::Fatal(anyhow::anyhow!("{what}: {e}"))),
+        }
     }
 }
 
@@ -578,12 +597,13 @@ impl<C: Core> Runtime<C> {
             .group_metadata()
             .ok_or_else(|| Failure::Fatal(anyhow::anyhow!("no consumer group metadata")))?;
         let timeout = self.config.transaction_timeout;
-        self.watchdog
-            .guard(|| self.producer.send_offsets_to_transaction(&offsets, &metadata, timeout))
-            .map_err(classify)?;
-        self.watchdog
-            .guard(|| self.producer.commit_transaction(timeout))
-            .map_err(classify)?;
+        retrying(&self.watchdog, "sending offsets", || {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &metadata, timeout)
+        })?;
+        retrying(&self.watchdog, "committing", || {
+            self.producer.commit_transaction(timeout)
+        })?;
         self.transaction_open.store(false, Ordering::SeqCst);
         for task in self.tasks.values_mut().filter(|t| t.dirty) {
             task.store
