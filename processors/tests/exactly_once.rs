@@ -78,7 +78,11 @@ impl Setup {
     }
 
     fn config(&self) -> Config {
-        let mut config = Config::new(client(), "test-1", self.state.path().to_path_buf());
+        self.instance_config("test-1")
+    }
+
+    fn instance_config(&self, instance: &str) -> Config {
+        let mut config = Config::new(client(), instance, self.state.path().join(instance));
         config.topic_prefix = self.prefix.clone();
         config.tick_period = Some(Duration::from_millis(200));
         config
@@ -190,8 +194,35 @@ async fn counts_exactly_once_across_resume_and_restore() {
     assert_counts(&outputs, 600);
 
     // Restart without local state: rebuilt from the changelog, counts go on.
-    std::fs::remove_dir_all(setup.state.path().join("counter")).unwrap();
+    std::fs::remove_dir_all(setup.state.path().join("test-1").join("counter")).unwrap();
     setup.produce(600, 900).await;
     let outputs = setup.run_until(900).await;
     assert_counts(&outputs, 900);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_instance_joining_mid_stream_takes_over_partitions_exactly_once() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let setup = Arc::new(Setup::new().await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = tokio::spawn(runtime::run(setup.core(), setup.instance_config("one"), stop.clone()));
+    // Inputs keep arriving while the group rebalances: the first instance has a transaction
+    // open when its partitions are revoked.
+    let feeder = {
+        let setup = setup.clone();
+        tokio::spawn(async move {
+            for batch in 0..20 {
+                setup.produce(batch * 100, batch * 100 + 100).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let second = tokio::spawn(runtime::run(setup.core(), setup.instance_config("two"), stop.clone()));
+    feeder.await.unwrap();
+    let outputs = setup.read_outputs(2000).await;
+    stop.store(true, Ordering::Relaxed);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_counts(&outputs, 2000);
 }

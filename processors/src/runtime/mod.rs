@@ -396,12 +396,17 @@ impl<C: Core> Runtime<C> {
         for change in changes {
             match change {
                 Change::Revoked { partitions, aborted } => {
+                    // Drop the revoked tasks first: they are no longer assigned, so they can
+                    // neither be rewound nor seeked. The aborted transaction also covered the
+                    // tasks that stay, which go back to their last commit.
+                    for partition in partitions {
+                        if let Some(mut task) = self.tasks.remove(&partition) {
+                            task.store.abort();
+                        }
+                        self.owned.lock().expect("lock").remove(&partition);
+                    }
                     if aborted {
                         self.rewind_all()?;
-                    }
-                    for partition in partitions {
-                        self.tasks.remove(&partition);
-                        self.owned.lock().expect("lock").remove(&partition);
                     }
                 }
                 Change::Assigned {
