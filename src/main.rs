@@ -31,6 +31,9 @@ enum Command {
     /// Create tessera's topics on a cluster, or check a cluster against the topic catalogue.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Measure tessera on the real broker against a baseline run on the same data.
+    #[command(subcommand)]
+    Bench(tessera::bench::Bench),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -76,6 +79,10 @@ fn init_logging(format: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Bench(bench) => {
+            tessera::bench::run(&cli.kafka, bench).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { args, processor } => {
             tessera::run::run(&cli.kafka, &args, processor).await?;
             Ok(ExitCode::SUCCESS)

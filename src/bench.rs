@@ -1,0 +1,291 @@
+//! `tessera bench`: measurements on the real broker, each against a baseline run in the same
+//! process on the same data, so the reported number is a ratio that does not depend on the
+//! machine's speed. Results go to `docs/BENCHMARKS.md` with the command that produced them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_processors::counter::Counter;
+use tessera_processors::runtime::{self, Config};
+
+use crate::kafka::KafkaArgs;
+
+/// What to measure.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Bench {
+    /// Throughput of the exactly-once runtime with a trivial stateful core (the counter) against
+    /// a raw transactional passthrough (consume, copy bytes, same transactions and commit
+    /// interval) over the same input on the same broker.
+    Runtime {
+        /// Input records.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Distinct keys among them.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// Partitions of the input topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
+}
+
+/// Runs a benchmark and prints its result.
+pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Runtime {
+            events,
+            keys,
+            partitions,
+        } => runtime_throughput(kafka, events, keys, partitions).await,
+    }
+}
+
+fn bar(len: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:28} {wide_bar} {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+async fn runtime_throughput(
+    kafka: &KafkaArgs,
+    events: usize,
+    keys: usize,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    if events == 0 || keys == 0 || partitions < 1 {
+        bail!("--events, --keys and --partitions must be positive");
+    }
+    let client = kafka.client_config()?;
+    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let input = format!("{prefix}in");
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let outputs: Vec<String> = ["out.raw", "out.counter", "tessera.dead-letters"]
+        .iter()
+        .map(|t| format!("{prefix}{t}"))
+        .collect();
+    let mut topics = vec![
+        NewTopic::new(&input, partitions, TopicReplication::Fixed(1))
+            .set("message.timestamp.type", "LogAppendTime"),
+    ];
+    topics.extend(
+        outputs
+            .iter()
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1))),
+    );
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        result.map_err(|(name, code)| anyhow::anyhow!("cannot create {name}: {code}"))?;
+    }
+
+    let ends = produce(&client, &input, events, keys)?;
+
+    let raw = {
+        let (client, input, output, ends) = (client.clone(), input.clone(), outputs[0].clone(), ends.clone());
+        let group = format!("{prefix}raw");
+        tokio::task::spawn_blocking(move || passthrough(&client, &input, &output, &group, &ends))
+            .await??
+    };
+
+    let state = tempfile::tempdir()?;
+    let mut config = Config::new(client.clone(), "bench", PathBuf::from(state.path()));
+    config.topic_prefix = prefix.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let core = Counter::new("counter", vec!["in".into()], "out.counter", i64::MAX / 4);
+    let started = Instant::now();
+    let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
+    let progress = bar(events as u64, "tessera runtime (counter)");
+    {
+        let (client, input, ends, progress) = (client.clone(), input.clone(), ends.clone(), progress.clone());
+        let group = format!("{prefix}tessera.counter");
+        tokio::task::spawn_blocking(move || wait_committed(&client, &group, &input, &ends, &progress))
+            .await??;
+    }
+    let processed = started.elapsed();
+    progress.finish();
+    stop.store(true, Ordering::Relaxed);
+    handle.await??;
+
+    let raw_rate = events as f64 / raw.as_secs_f64();
+    let runtime_rate = events as f64 / processed.as_secs_f64();
+    println!("events             {events} ({keys} keys, {partitions} partitions)");
+    println!("raw passthrough    {:>10.0} events/s ({:.2?})", raw_rate, raw);
+    println!("tessera runtime    {:>10.0} events/s ({:.2?})", runtime_rate, processed);
+    println!("ratio              {:>10.2}", runtime_rate / raw_rate);
+    Ok(())
+}
+
+/// Writes the input; returns the end offset of every partition.
+fn produce(
+    client: &ClientConfig,
+    topic: &str,
+    events: usize,
+    keys: usize,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let producer: BaseProducer = client
+        .clone()
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()?;
+    let progress = bar(events as u64, "writing input");
+    let payload = [b'x'; 16];
+    for i in 0..events {
+        let key = format!("k{}", i % keys);
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        if i % 1000 == 0 {
+            progress.set_position(i as u64);
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    progress.finish();
+    let consumer: BaseConsumer = client.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut ends = BTreeMap::new();
+    for partition in metadata.topics()[0].partitions() {
+        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
+        ends.insert(partition.id(), high);
+    }
+    Ok(ends)
+}
+
+/// Waits until `group` has committed at least `ends` on every partition of `topic`.
+fn wait_committed(
+    client: &ClientConfig,
+    group: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+    progress: &ProgressBar,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = client.clone().set("group.id", group).create()?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in ends.keys() {
+        wanted.add_partition(topic, *partition);
+    }
+    loop {
+        let committed = consumer.committed_offsets(wanted.clone(), Duration::from_secs(10))?;
+        let mut done = 0;
+        let mut all = true;
+        for element in committed.elements() {
+            let end = ends[&element.partition()];
+            let at = match element.offset() {
+                Offset::Offset(n) => n.min(end),
+                _ => 0,
+            };
+            done += at;
+            all &= at >= end;
+        }
+        progress.set_position(done as u64);
+        if all {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The baseline: consume, copy each record's bytes to `output`, and commit in transactions with
+/// the consumer offsets every 100 ms, as the runtime does, until `ends` are committed. Returns
+/// the time from start to the last commit.
+fn passthrough(
+    client: &ClientConfig,
+    input: &str,
+    output: &str,
+    group: &str,
+    ends: &BTreeMap<i32, i64>,
+) -> anyhow::Result<Duration> {
+    let timeout = Duration::from_secs(10);
+    let producer: BaseProducer = client
+        .clone()
+        .set("transactional.id", group)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()?;
+    producer.init_transactions(timeout)?;
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in ends.keys() {
+        assignment.add_partition_offset(input, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let progress = bar(ends.values().sum::<i64>() as u64, "raw passthrough");
+    let started = Instant::now();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut open = false;
+    let mut last_commit = Instant::now();
+    let mut copied = 0u64;
+    loop {
+        let mut timeout_poll = Duration::from_millis(20);
+        for _ in 0..5000 {
+            let Some(message) = consumer.poll(timeout_poll) else { break };
+            let message = message.context("consuming the benchmark input")?;
+            if !open {
+                producer.begin_transaction()?;
+                open = true;
+            }
+            let mut record = BaseRecord::to(output).payload(message.payload().unwrap_or_default());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(5));
+                    }
+                }
+            }
+            next.insert(message.partition(), message.offset() + 1);
+            copied += 1;
+            timeout_poll = Duration::ZERO;
+        }
+        let finished = ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
+        if open && (finished || last_commit.elapsed() >= Duration::from_millis(100)) {
+            let mut offsets = TopicPartitionList::new();
+            for (partition, offset) in &next {
+                offsets.add_partition_offset(input, *partition, Offset::Offset(*offset))?;
+            }
+            let metadata = consumer.group_metadata().context("no group metadata")?;
+            producer.send_offsets_to_transaction(&offsets, &metadata, timeout)?;
+            producer.commit_transaction(timeout)?;
+            open = false;
+            last_commit = Instant::now();
+            progress.set_position(copied);
+        }
+        producer.poll(Duration::ZERO);
+        if finished && !open {
+            progress.finish();
+            return Ok(started.elapsed());
+        }
+    }
+}
