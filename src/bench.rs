@@ -38,6 +38,17 @@ pub enum Bench {
         #[arg(long, default_value_t = 6)]
         partitions: i32,
     },
+    /// Time back to processing after SIGKILL of a `tessera run counter` instance holding many
+    /// keys: with its local RocksDB state (resume) against without it (full changelog restore).
+    /// Also reports the instance's peak RSS while holding the keys.
+    Restore {
+        /// Distinct keys held in state (each also has a timer entry).
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+        /// Partitions of the input topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
 }
 
 /// Runs a benchmark and prints its result.
@@ -48,7 +59,33 @@ pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             keys,
             partitions,
         } => runtime_throughput(kafka, events, keys, partitions).await,
+        Bench::Restore { keys, partitions } => restore_time(kafka, keys, partitions).await,
     }
+}
+
+/// Creates `{prefix}in` (broker-stamped) and the given outputs, `partitions` each.
+async fn create_topics(
+    client: &ClientConfig,
+    prefix: &str,
+    outputs: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let input = format!("{prefix}in");
+    let outputs: Vec<String> = outputs.iter().map(|t| format!("{prefix}{t}")).collect();
+    let mut topics = vec![
+        NewTopic::new(&input, partitions, TopicReplication::Fixed(1))
+            .set("message.timestamp.type", "LogAppendTime"),
+    ];
+    topics.extend(
+        outputs
+            .iter()
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1))),
+    );
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        result.map_err(|(name, code)| anyhow::anyhow!("cannot create {name}: {code}"))?;
+    }
+    Ok(())
 }
 
 fn bar(len: u64, message: &str) -> ProgressBar {
@@ -73,23 +110,9 @@ async fn runtime_throughput(
     let client = kafka.client_config()?;
     let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
     let input = format!("{prefix}in");
-    let admin: AdminClient<DefaultClientContext> = client.create()?;
-    let outputs: Vec<String> = ["out.raw", "out.counter", "tessera.dead-letters"]
-        .iter()
-        .map(|t| format!("{prefix}{t}"))
-        .collect();
-    let mut topics = vec![
-        NewTopic::new(&input, partitions, TopicReplication::Fixed(1))
-            .set("message.timestamp.type", "LogAppendTime"),
-    ];
-    topics.extend(
-        outputs
-            .iter()
-            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1))),
-    );
-    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
-        result.map_err(|(name, code)| anyhow::anyhow!("cannot create {name}: {code}"))?;
-    }
+    create_topics(&client, &prefix, &["out.raw", "out.counter", "tessera.dead-letters"], partitions)
+        .await?;
+    let outputs = [format!("{prefix}out.raw")];
 
     let ends = produce(&client, &input, events, keys)?;
 
@@ -128,10 +151,21 @@ async fn runtime_throughput(
     Ok(())
 }
 
-/// Writes the input; returns the end offset of every partition.
+/// Writes `events` records with keys `k0..k{keys}` (from `first_key` on); returns the end offset
+/// of every partition.
 fn produce(
     client: &ClientConfig,
     topic: &str,
+    events: usize,
+    keys: usize,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    produce_from(client, topic, 0, events, keys)
+}
+
+fn produce_from(
+    client: &ClientConfig,
+    topic: &str,
+    first_key: usize,
     events: usize,
     keys: usize,
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
@@ -144,7 +178,7 @@ fn produce(
     let progress = bar(events as u64, "writing input");
     let payload = [b'x'; 16];
     for i in 0..events {
-        let key = format!("k{}", i % keys);
+        let key = format!("k{}", first_key + i % keys);
         let mut record = BaseRecord::to(topic).key(&key).payload(&payload[..]);
         loop {
             match producer.send(record) {
@@ -288,4 +322,110 @@ fn passthrough(
             return Ok(started.elapsed());
         }
     }
+}
+
+/// Starts `tessera run counter` on `{prefix}in` as a child process, logging to `log`.
+fn spawn_counter(
+    kafka: &KafkaArgs,
+    prefix: &str,
+    state: &std::path::Path,
+    log: &std::path::Path,
+) -> anyhow::Result<std::process::Child> {
+    let exe = std::env::current_exe().context("cannot find the tessera executable")?;
+    let log = std::fs::File::create(log)?;
+    Ok(std::process::Command::new(exe)
+        .args(["--brokers", &kafka.brokers, "--topic-prefix", prefix])
+        .args(["run", "--instance", "bench", "--metrics-addr", "off", "--state-dir"])
+        .arg(state)
+        .args(["counter", "--input", "in", "--output", "out", "--idle-ms", "1000000000000"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
+/// Peak and current resident set size of a process, in MiB, from `/proc`.
+fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    Ok((field("VmHWM:"), field("VmRSS:")))
+}
+
+async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow::Result<()> {
+    if keys == 0 || partitions < 1 {
+        bail!("--keys and --partitions must be positive");
+    }
+    let client = kafka.client_config()?;
+    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let input = format!("{prefix}in");
+    let group = format!("{prefix}tessera.counter");
+    create_topics(&client, &prefix, &["out", "tessera.dead-letters"], partitions).await?;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state");
+
+    let ends = produce(&client, &input, keys, keys)?;
+    let mut child = spawn_counter(kafka, &prefix, &state, &dir.path().join("load.log"))?;
+    let progress = bar(keys as u64, "loading keys into state");
+    let loading = Instant::now();
+    {
+        let (client, group, input, ends, progress) =
+            (client.clone(), group.clone(), input.clone(), ends.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || wait_committed(&client, &group, &input, &ends, &progress))
+            .await??;
+    }
+    progress.finish();
+    let loaded = loading.elapsed();
+    // Let the last RocksDB commit land, so the kill below finds local state current.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (peak, current) = rss_mib(child.id())?;
+    child.kill()?;
+    child.wait()?;
+
+    let mut timings = Vec::new();
+    for (name, wipe) in [("local resume", false), ("changelog restore", true)] {
+        if wipe {
+            std::fs::remove_dir_all(&state)?;
+        }
+        let extra = (partitions as usize) * 20;
+        let ends = produce_from(&client, &input, keys, extra, extra)?;
+        let total: i64 = ends.values().sum();
+        let started = Instant::now();
+        let log = dir.path().join(format!("{}.log", name.replace(' ', "-")));
+        let mut child = spawn_counter(kafka, &prefix, &state, &log)?;
+        let progress = bar(total as u64, name);
+        {
+            let (client, group, input, ends, progress) =
+                (client.clone(), group.clone(), input.clone(), ends.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || {
+                wait_committed(&client, &group, &input, &ends, &progress)
+            })
+            .await??;
+        }
+        progress.finish();
+        let elapsed = started.elapsed();
+        child.kill()?;
+        child.wait()?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let resumed = text.matches("resumed local state").count();
+        let restored = text.matches("restored state from the changelog").count();
+        timings.push((name, elapsed, resumed, restored));
+    }
+
+    println!("keys               {keys} ({partitions} partitions), loaded in {loaded:.2?}");
+    println!("peak RSS           {peak:.0} MiB (current {current:.0} MiB) holding the keys");
+    for (name, elapsed, resumed, restored) in &timings {
+        println!(
+            "{name:18} {elapsed:>10.2?} back to processing (tasks resumed {resumed}, restored {restored})"
+        );
+    }
+    let ratio = timings[1].1.as_secs_f64() / timings[0].1.as_secs_f64();
+    println!("restore / resume   {ratio:>10.1}x");
+    Ok(())
 }
