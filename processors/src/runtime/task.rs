@@ -141,7 +141,7 @@ fn restore(
     let mut applied = 0u64;
     let mut batch = Vec::with_capacity(4096);
     loop {
-        match consumer.poll(Duration::from_millis(500)) {
+        match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
                 if let Some(key) = message.key() {
                     batch.push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
