@@ -136,8 +136,19 @@ fn restore(
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(changelog, partition, Offset::Beginning)?;
     consumer.assign(&assignment)?;
-    metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string())
-        .set(total as f64);
+    let remaining =
+        metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string());
+    remaining.set(total as f64);
+    // A bar for people at a terminal (indicatif draws nothing otherwise); the gauge for the rest.
+    let progress = indicatif::ProgressBar::new(total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {wide_bar} {pos}/{len} records {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    progress.set_message(format!("restoring task {partition}"));
+    info!(partition, records = total, "restoring state from {changelog}");
     let mut applied = 0u64;
     let mut batch = Vec::with_capacity(4096);
     loop {
@@ -150,9 +161,8 @@ fn restore(
                 if batch.len() >= 4096 {
                     store.restore(&batch)?;
                     batch.clear();
-                    let left = (high - message.offset() - 1).max(0) as f64;
-                    metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string())
-                        .set(left);
+                    remaining.set((high - message.offset() - 1).max(0) as f64);
+                    progress.set_position((message.offset() + 1 - low).max(0) as u64);
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
@@ -162,8 +172,8 @@ fn restore(
         }
     }
     store.restore(&batch)?;
-    metrics::gauge!("tessera_restore_remaining_records", "partition" => partition.to_string())
-        .set(0.0);
+    remaining.set(0.0);
+    progress.finish_and_clear();
     info!(
         partition,
         records = applied,
