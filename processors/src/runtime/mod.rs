@@ -11,28 +11,29 @@
 mod rebalance;
 mod task;
 mod ticker;
+mod topics;
+mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_schemas::topics::{DEAD_LETTERS, LOG_APPEND_TIME, TIMESTAMP_TYPE};
 use tessera_schemas::{DeadLetter, Event, encode};
 use tracing::{info, warn};
 
 pub use self::ticker::TICK_KEY;
 use self::rebalance::{Change, Context};
 use self::task::{Recovery, Task};
+use self::topics::{Topics, prepare};
+use self::watchdog::Watchdog;
 use crate::core::Core;
 use crate::replay::{self, Produced};
 
@@ -74,71 +75,6 @@ impl Config {
     }
 }
 
-/// Names the processor's topics on this installation.
-struct Topics {
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-    changelog: String,
-    dead_letters: String,
-}
-
-impl Topics {
-    fn of<C: Core>(core: &C, prefix: &str) -> Self {
-        Topics {
-            inputs: core.inputs().iter().map(|t| format!("{prefix}{t}")).collect(),
-            outputs: core.outputs().iter().map(|t| format!("{prefix}{t}")).collect(),
-            changelog: format!("{prefix}tessera.{}.changelog", core.name()),
-            dead_letters: DEAD_LETTERS.full_name(prefix),
-        }
-    }
-}
-
-/// Checks the inputs are stamped by the broker and creates the changelog topic if missing.
-/// Returns the input partition count.
-async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<i32> {
-    let admin: AdminClient<DefaultClientContext> = config.client.create()?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(30))
-        .context("cannot read cluster metadata")?;
-    let mut partitions = None;
-    for input in &topics.inputs {
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == input) else {
-            bail!("input topic {input} does not exist; run `tessera topics create` first");
-        };
-        let count = topic.partitions().len() as i32;
-        match partitions {
-            Some(p) if p != count => bail!(
-                "input topics are not co-partitioned: {input} has {count} partitions, others {p}"
-            ),
-            _ => partitions = Some(count),
-        }
-    }
-    let partitions = partitions.context("a processor needs at least one input topic")?;
-    let specifiers: Vec<_> = topics.inputs.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-    let described = admin.describe_configs(&specifiers, &AdminOptions::new()).await?;
-    for (input, result) in topics.inputs.iter().zip(described) {
-        let resource = result.map_err(|e| anyhow::anyhow!("cannot describe {input}: {e}"))?;
-        let kind = resource.get(TIMESTAMP_TYPE).and_then(|e| e.value.clone());
-        if kind.as_deref() != Some(LOG_APPEND_TIME) {
-            bail!(
-                "input topic {input} has {TIMESTAMP_TYPE}={}, but decisions need the broker's \
-                 receipt stamps: set it to {LOG_APPEND_TIME}",
-                kind.as_deref().unwrap_or("unknown")
-            );
-        }
-    }
-    let changelog = NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact");
-    for result in admin.create_topics(&[changelog], &AdminOptions::new()).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("cannot create changelog topic {name}: {code}"),
-        }
-    }
-    Ok(partitions)
-}
-
 /// Runs `core` until `stop` is set (then commits, leaves the group and returns) or a fatal error.
 pub async fn run<C: Core + Send + 'static>(
     core: C,
@@ -150,46 +86,6 @@ pub async fn run<C: Core + Send + 'static>(
     tokio::task::spawn_blocking(move || Runtime::start(core, config, topics, stop)?.run())
         .await
         .context("the processor thread panicked")?
-}
-
-/// When the current transactional call started (ms since the runtime started), or 0: read by
-/// the watchdog.
-struct Watchdog {
-    started: Instant,
-    busy_since: Arc<AtomicU64>,
-}
-
-impl Watchdog {
-    fn spawn(limit: Duration, stop: Arc<AtomicBool>) -> Self {
-        let started = Instant::now();
-        let busy_since = Arc::new(AtomicU64::new(0));
-        let watched = busy_since.clone();
-        std::thread::Builder::new()
-            .name("tessera-watchdog".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(500));
-                    let since = watched.load(Ordering::Relaxed);
-                    if since != 0 && started.elapsed().as_millis() as u64 - since > limit.as_millis() as u64 {
-                        // A transactional call that hangs past its own timeout (a known
-                        // librdkafka failure when the coordinator is gone) would stall the task
-                        // forever; exiting lets the restarted process fence the stuck one.
-                        tracing::error!("a transactional call hung for over {limit:?}; exiting");
-                        std::process::exit(70);
-                    }
-                }
-            })
-            .expect("spawn watchdog");
-        Watchdog { started, busy_since }
-    }
-
-    fn guard<T>(&self, call: impl FnOnce() -> T) -> T {
-        self.busy_since
-            .store(self.started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
-        let result = call();
-        self.busy_since.store(0, Ordering::Relaxed);
-        result
-    }
 }
 
 struct Runtime<C: Core> {

@@ -1,0 +1,79 @@
+//! The processor's topics on one installation, and the checks made before it starts: inputs
+//! exist, are co-partitioned and are stamped by the broker; the changelog topic exists.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use tessera_schemas::topics::{DEAD_LETTERS, LOG_APPEND_TIME, TIMESTAMP_TYPE};
+
+use super::Config;
+use crate::core::Core;
+
+/// Names the processor's topics on this installation.
+pub(crate) struct Topics {
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub changelog: String,
+    pub dead_letters: String,
+}
+
+impl Topics {
+    pub fn of<C: Core>(core: &C, prefix: &str) -> Self {
+        Topics {
+            inputs: core.inputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            outputs: core.outputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            changelog: format!("{prefix}tessera.{}.changelog", core.name()),
+            dead_letters: DEAD_LETTERS.full_name(prefix),
+        }
+    }
+}
+
+/// Checks the inputs are stamped by the broker and creates the changelog topic if missing.
+/// Returns the input partition count.
+pub(crate) async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<i32> {
+    let admin: AdminClient<DefaultClientContext> = config.client.create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))
+        .context("cannot read cluster metadata")?;
+    let mut partitions = None;
+    for input in &topics.inputs {
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == input) else {
+            bail!("input topic {input} does not exist; run `tessera topics create` first");
+        };
+        let count = topic.partitions().len() as i32;
+        match partitions {
+            Some(p) if p != count => bail!(
+                "input topics are not co-partitioned: {input} has {count} partitions, others {p}"
+            ),
+            _ => partitions = Some(count),
+        }
+    }
+    let partitions = partitions.context("a processor needs at least one input topic")?;
+    let specifiers: Vec<_> = topics.inputs.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let described = admin.describe_configs(&specifiers, &AdminOptions::new()).await?;
+    for (input, result) in topics.inputs.iter().zip(described) {
+        let resource = result.map_err(|e| anyhow::anyhow!("cannot describe {input}: {e}"))?;
+        let kind = resource.get(TIMESTAMP_TYPE).and_then(|e| e.value.clone());
+        if kind.as_deref() != Some(LOG_APPEND_TIME) {
+            bail!(
+                "input topic {input} has {TIMESTAMP_TYPE}={}, but decisions need the broker's \
+                 receipt stamps: set it to {LOG_APPEND_TIME}",
+                kind.as_deref().unwrap_or("unknown")
+            );
+        }
+    }
+    let changelog = NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    for result in admin.create_topics(&[changelog], &AdminOptions::new()).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("cannot create changelog topic {name}: {code}"),
+        }
+    }
+    Ok(partitions)
+}
+
