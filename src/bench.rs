@@ -37,6 +37,9 @@ pub enum Bench {
         /// Partitions of the input topic.
         #[arg(long, default_value_t = 6)]
         partitions: i32,
+        /// Transaction commit interval of both, in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        commit_interval_ms: u64,
     },
     /// Time back to processing after SIGKILL of a `tessera run counter` instance holding many
     /// keys: with its local RocksDB state (resume) against without it (full changelog restore).
@@ -58,7 +61,11 @@ pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             events,
             keys,
             partitions,
-        } => runtime_throughput(kafka, events, keys, partitions).await,
+            commit_interval_ms,
+        } => {
+            let interval = Duration::from_millis(commit_interval_ms);
+            runtime_throughput(kafka, events, keys, partitions, interval).await
+        }
         Bench::Restore { keys, partitions } => restore_time(kafka, keys, partitions).await,
     }
 }
@@ -103,6 +110,7 @@ async fn runtime_throughput(
     events: usize,
     keys: usize,
     partitions: i32,
+    commit_interval: Duration,
 ) -> anyhow::Result<()> {
     if events == 0 || keys == 0 || partitions < 1 {
         bail!("--events, --keys and --partitions must be positive");
@@ -119,13 +127,16 @@ async fn runtime_throughput(
     let raw = {
         let (client, input, output, ends) = (client.clone(), input.clone(), outputs[0].clone(), ends.clone());
         let group = format!("{prefix}raw");
-        tokio::task::spawn_blocking(move || passthrough(&client, &input, &output, &group, &ends))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            passthrough(&client, &input, &output, &group, &ends, commit_interval)
+        })
+        .await??
     };
 
     let state = tempfile::tempdir()?;
     let mut config = Config::new(client.clone(), "bench", PathBuf::from(state.path()));
     config.topic_prefix = prefix.clone();
+    config.commit_interval = commit_interval;
     let stop = Arc::new(AtomicBool::new(false));
     let core = Counter::new("counter", vec!["in".into()], "out.counter", i64::MAX / 4);
     let started = Instant::now();
@@ -241,7 +252,7 @@ fn wait_committed(
 }
 
 /// The baseline: consume, copy each record's bytes to `output`, and commit in transactions with
-/// the consumer offsets every 100 ms, as the runtime does, until `ends` are committed. Returns
+/// the consumer offsets every `commit_interval`, as the runtime does, until `ends` are committed. Returns
 /// the time from start to the last commit.
 fn passthrough(
     client: &ClientConfig,
@@ -249,6 +260,7 @@ fn passthrough(
     output: &str,
     group: &str,
     ends: &BTreeMap<i32, i64>,
+    commit_interval: Duration,
 ) -> anyhow::Result<Duration> {
     let timeout = Duration::from_secs(10);
     let producer: BaseProducer = client
@@ -304,7 +316,7 @@ fn passthrough(
             timeout_poll = Duration::ZERO;
         }
         let finished = ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
-        if open && (finished || last_commit.elapsed() >= Duration::from_millis(100)) {
+        if open && (finished || last_commit.elapsed() >= commit_interval) {
             let mut offsets = TopicPartitionList::new();
             for (partition, offset) in &next {
                 offsets.add_partition_offset(input, *partition, Offset::Offset(*offset))?;

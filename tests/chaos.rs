@@ -251,7 +251,7 @@ fn chaos(events: usize, broker_restart: bool) {
     let mut next_kill = Instant::now() + Duration::from_secs(3);
     let mut kills = 0;
     let mut restarted_broker = !broker_restart;
-    let limit = Duration::from_secs(120 + (events / 1000) as u64 * 3);
+    let limit = Duration::from_secs(240 + (events / 1000) as u64 * 3);
     while seen < counted {
         assert!(
             started.elapsed() < limit,

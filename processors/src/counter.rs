@@ -20,6 +20,17 @@ const COUNTS: Table<Count> = Table::new("count/");
 /// moving it on every record would leave a RocksDB tombstone per record at the front of the
 /// timer range, and finding the next timer would have to step over all of them.
 const EXPIRIES: Table<()> = Table::new("expiry/");
+/// When the earliest timer is due, under the empty key: one point read per input tells whether any
+/// timer is due, where opening a RocksDB iterator to look at the first timer cost more than all
+/// the rest of the work on a record.
+const NEXT_DUE: Table<i64> = Table::new("next-due/");
+
+fn schedule(state: &mut dyn State, due: i64, key: &str) {
+    EXPIRIES.put(state, &timer_key(due, key), &());
+    if NEXT_DUE.get(state, "").is_none_or(|next| due < next) {
+        NEXT_DUE.put(state, "", &due);
+    }
+}
 
 fn timer_key(due: i64, key: &str) -> String {
     // Flipping the sign bit makes the unsigned hex order equal the signed order.
@@ -54,13 +65,21 @@ impl Counter {
     }
 
     fn expire_until(&self, state: &mut dyn State, now: i64, outputs: &mut Vec<Output>) {
-        while let Some((timer, ())) = EXPIRIES.first(state, "") {
+        if NEXT_DUE.get(state, "").is_none_or(|next| next >= now) {
+            return;
+        }
+        loop {
+            let Some((timer, ())) = EXPIRIES.first(state, "") else {
+                NEXT_DUE.delete(state, "");
+                break;
+            };
             let Some((due, key)) = timer.split_once('/') else {
                 EXPIRIES.delete(state, &timer);
                 continue;
             };
             let due = (u64::from_str_radix(due, 16).unwrap_or(0) ^ (1 << 63)) as i64;
             if due >= now {
+                NEXT_DUE.put(state, "", &due);
                 break;
             }
             EXPIRIES.delete(state, &timer);
@@ -117,8 +136,7 @@ impl Core for Counter {
             let mut count = match COUNTS.get(state, &key) {
                 Some(count) => count,
                 None => {
-                    let due = now.saturating_add(self.idle_ms);
-                    EXPIRIES.put(state, &timer_key(due, &key), &());
+                    schedule(state, now.saturating_add(self.idle_ms), &key);
                     Count {
                         seen: 0,
                         last_seen: now,

@@ -471,14 +471,16 @@ impl<C: Core> Runtime<C> {
     /// Commits the open transaction: changelog records and checkpoints of every task that moved,
     /// the consumer offsets, then RocksDB.
     fn commit(&mut self) -> Result<(), Failure> {
-        self.last_commit = Instant::now();
         if !self.transaction_open.load(Ordering::SeqCst) {
+            self.last_commit = Instant::now();
             return Ok(());
         }
         let started = Instant::now();
         let mut offsets = TopicPartitionList::new();
+        let mut changelog_records = 0usize;
         for task in self.tasks.values().filter(|t| t.dirty) {
             for (key, value) in task.store.changelog(&task.progress) {
+                changelog_records += 1;
                 let mut record = BaseRecord::<[u8], [u8]>::to(&self.topics.changelog)
                     .partition(task.partition)
                     .key(&key);
@@ -498,10 +500,12 @@ impl<C: Core> Runtime<C> {
             .group_metadata()
             .ok_or_else(|| Failure::Fatal(anyhow::anyhow!("no consumer group metadata")))?;
         let timeout = self.config.transaction_timeout;
+        let produced = started.elapsed();
         retrying(&self.watchdog, "sending offsets", || {
             self.producer
                 .send_offsets_to_transaction(&offsets, &metadata, timeout)
         })?;
+        let offsets_sent = started.elapsed();
         retrying(&self.watchdog, "committing", || {
             self.producer.commit_transaction(timeout)
         })?;
@@ -514,6 +518,16 @@ impl<C: Core> Runtime<C> {
             task.dirty = false;
         }
         metrics::histogram!("tessera_commit_seconds").record(started.elapsed().as_secs_f64());
+        // The interval runs from the end of a commit, as Kafka Streams' commit.interval.ms does:
+        // a commit slower than the interval must not leave every batch a commit of its own.
+        self.last_commit = Instant::now();
+        tracing::debug!(
+            produced_us = produced.as_micros() as u64,
+            offsets_us = (offsets_sent - produced).as_micros() as u64,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            changelog_records = changelog_records,
+            "committed"
+        );
         Ok(())
     }
 
