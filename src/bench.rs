@@ -13,7 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_processors::counter::Counter;
@@ -190,16 +191,7 @@ fn produce_from(
     let payload = [b'x'; 16];
     for i in 0..events {
         let key = format!("k{}", first_key + i % keys);
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        send_waiting(&producer, BaseRecord::to(topic).key(&key).payload(&payload[..]))?;
         if i % 1000 == 0 {
             progress.set_position(i as u64);
             producer.poll(Duration::ZERO);
@@ -215,6 +207,23 @@ fn produce_from(
         ends.insert(partition.id(), high);
     }
     Ok(ends)
+}
+
+/// Queues a record, waiting while librdkafka's queue is full; any other error is returned.
+fn send_waiting<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, P>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
 }
 
 /// Waits until `group` has committed at least `ends` on every partition of `topic`.
@@ -302,15 +311,7 @@ fn passthrough(
             if let Some(key) = message.key() {
                 record = record.key(key);
             }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(5));
-                    }
-                }
-            }
+            send_waiting(&producer, record)?;
             next.insert(message.partition(), message.offset() + 1);
             copied += 1;
             timeout_poll = Duration::ZERO;
