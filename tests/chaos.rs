@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -192,6 +193,14 @@ fn reader(prefix: &str, topic: &str) -> BaseConsumer {
     consumer
 }
 
+fn restart_broker() {
+    let status = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/kafka"))
+        .arg("restart")
+        .status()
+        .unwrap();
+    assert!(status.success(), "compose/kafka restart failed");
+}
+
 fn chaos(events: usize, broker_restart: bool) {
     let prefix = format!("chaos-{}.", uuid::Uuid::new_v4().simple());
     create_topics(&prefix);
@@ -227,10 +236,11 @@ fn chaos(events: usize, broker_restart: bool) {
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((_, back)) => {
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         producer.poll(Duration::from_millis(10));
                     }
+                    Err((e, _)) => panic!("the feeder cannot send: {e}"),
                 }
             }
             if i % per_ms == 0 {
@@ -251,6 +261,7 @@ fn chaos(events: usize, broker_restart: bool) {
     let mut next_kill = Instant::now() + Duration::from_secs(3);
     let mut kills = 0;
     let mut restarted_broker = !broker_restart;
+    let mut restart_seen = 0;
     let limit = Duration::from_secs(240 + (events / 1000) as u64 * 3);
     while seen < counted {
         assert!(
@@ -275,17 +286,23 @@ fn chaos(events: usize, broker_restart: bool) {
             cluster.start_instance(victim);
             next_kill = Instant::now() + Duration::from_millis(2000 + rng.next(2000));
         }
-        if !restarted_broker && seen > counted / 2 {
-            let status = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/kafka"))
-                .arg("restart")
-                .status()
-                .unwrap();
-            assert!(status.success(), "compose/kafka restart failed");
+        // The broker restarts once every input is durably written: the feeder's idempotent
+        // producer may lose its producer id to a restart and could not tell then which of its
+        // records were written, while the processors must recover from it.
+        if !restarted_broker && feeder.is_finished() {
+            restart_broker();
             restarted_broker = true;
+            restart_seen = seen;
         }
         cluster.revive();
     }
     feeder.join().unwrap();
+    if !restarted_broker {
+        // Everything was processed before the feeder's end was noticed: restart the idle
+        // cluster, which must not replay anything either.
+        restart_broker();
+        restart_seen = seen;
+    }
     // Anything more would be a duplicate: give it time to show.
     let quiet = Instant::now() + Duration::from_secs(3);
     while Instant::now() < quiet {
@@ -320,7 +337,8 @@ fn chaos(events: usize, broker_restart: bool) {
     }
     assert_eq!(letters, garbage, "every undecodable input dead-lettered exactly once");
     eprintln!(
-        "chaos: {events} events, {kills} kills, broker restart: {broker_restart}, {:?}",
+        "chaos: {events} events, {kills} kills, broker restart: {broker_restart} (at {restart_seen} \
+         of {counted} outputs), {:?}",
         started.elapsed()
     );
 }
