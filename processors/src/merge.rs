@@ -40,8 +40,6 @@ struct Lane<T> {
     queue: VecDeque<Entry<T>>,
     /// Largest stamp pushed so far: the next pushed record's effective stamp is at least this.
     pushed_effective: i64,
-    /// Effective stamp of the last record popped: what a checkpoint must remember.
-    popped_effective: i64,
     last_offset: Option<i64>,
     finished: bool,
 }
@@ -66,7 +64,6 @@ impl<T> Merge<T> {
             .map(|stamp| Lane {
                 queue: VecDeque::new(),
                 pushed_effective: stamp,
-                popped_effective: stamp,
                 last_offset: None,
                 finished: false,
             })
@@ -133,10 +130,7 @@ impl<T> Merge<T> {
             .enumerate()
             .filter_map(|(i, lane)| lane.queue.front().map(|e| (e.at.effective, i, e.at.offset)))
             .min()?;
-        let lane = &mut self.lanes[next.1];
-        let entry = lane.queue.pop_front()?;
-        lane.popped_effective = entry.at.effective;
-        Some(entry)
+        self.lanes[next.1].queue.pop_front()
     }
 
     /// Inputs the merge is waiting for: no record buffered and not finished.
@@ -152,11 +146,6 @@ impl<T> Merge<T> {
     /// Records buffered and not yet popped.
     pub fn buffered(&self) -> usize {
         self.lanes.iter().map(|lane| lane.queue.len()).sum()
-    }
-
-    /// Per input, the effective stamp of the last popped record: the checkpoint to resume from.
-    pub fn effective(&self) -> Vec<i64> {
-        self.lanes.iter().map(|lane| lane.popped_effective).collect()
     }
 }
 
@@ -212,7 +201,6 @@ mod tests {
         merge.push(0, 0, 10, 400, ()).unwrap();
         merge.finish(1);
         assert_eq!(merge.pop().unwrap().at.effective, 500);
-        assert_eq!(merge.effective(), vec![500, i64::MIN]);
     }
 
     #[test]

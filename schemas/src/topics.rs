@@ -173,11 +173,6 @@ pub const ALL: &[Topic] = &[
     DEAD_LETTERS,
 ];
 
-/// Looks a topic up by name.
-pub fn by_name(name: &str) -> Option<&'static Topic> {
-    ALL.iter().find(|t| t.name == name)
-}
-
 /// A topic as a cluster describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {

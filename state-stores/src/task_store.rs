@@ -123,19 +123,6 @@ impl TaskStore {
             })
     }
 
-    /// Writes since the last commit, in key order (`None` is a delete): what the runtime sends to
-    /// the changelog inside the transaction.
-    pub fn pending(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        self.overlay
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
-    }
-
-    /// Number of keys written since the last commit.
-    pub fn pending_len(&self) -> usize {
-        self.overlay.len()
-    }
-
     /// Makes the pending writes durable together with `checkpoint`, atomically.
     pub fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -185,15 +172,6 @@ impl TaskStore {
     /// Forgets the pending writes: the transaction that carried them was aborted.
     pub fn abort(&mut self) {
         self.overlay.clear();
-    }
-
-    /// Number of committed keys (an estimate from RocksDB), for restore progress and metrics.
-    pub fn estimated_len(&self) -> u64 {
-        self.db
-            .property_int_value("rocksdb.estimate-num-keys")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
     }
 }
 
@@ -307,8 +285,8 @@ mod tests {
         drop(store);
         let store = TaskStore::open(dir.path()).unwrap();
         assert_eq!(store.get(b"a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.changelog(&checkpoint).len(), 1, "only the checkpoint is pending");
         assert_eq!(store.checkpoint().unwrap(), Some(checkpoint));
-        assert_eq!(store.pending_len(), 0);
     }
 
     #[test]
@@ -339,15 +317,22 @@ mod tests {
     }
 
     #[test]
-    fn pending_lists_the_last_write_per_key() {
+    fn the_changelog_carries_the_last_write_per_key() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = TaskStore::open(dir.path()).unwrap();
         store.put(b"b", b"1");
         store.put(b"a", b"1");
         store.put(b"b", b"2");
         store.delete(b"a");
-        let pending: Vec<_> = store.pending().collect();
-        assert_eq!(pending, vec![(&b"a"[..], None), (&b"b"[..], Some(&b"2"[..]))]);
+        let records = store.changelog(&Checkpoint::default());
+        assert_eq!(
+            records[..2],
+            [
+                (b"da".to_vec(), None),
+                (b"db".to_vec(), Some(b"2".to_vec()))
+            ]
+        );
+        assert_eq!(records[2].0, CHECKPOINT_KEY);
     }
 
     #[derive(Debug, Clone)]

@@ -29,7 +29,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_schemas::{DeadLetter, Event, encode};
 use tracing::{info, warn};
 
-pub use self::ticker::TICK_KEY;
 use self::rebalance::{Change, Context};
 use self::task::{Recovery, Task};
 use self::topics::{Topics, prepare};

@@ -16,7 +16,7 @@ use tessera_schemas::{Event, Tick, encode};
 use tracing::warn;
 
 /// The key of every tick record.
-pub const TICK_KEY: &str = "tick";
+const TICK_KEY: &str = "tick";
 
 /// Starts a thread that ticks `topics` on the partitions in `owned` every `period` until `stop`.
 pub(crate) fn spawn(
