@@ -63,6 +63,13 @@ pub struct Output {
     pub value: Vec<u8>,
 }
 
+/// An event id derived from where the input sat and the output's place among its outputs, so a
+/// replay or a rerun after a crash writes the same ids and consumers can deduplicate by them.
+pub fn derived_id(processor: &str, at: &Position, n: usize) -> String {
+    let name = format!("{processor}/{}/{}/{}/{n}", at.topic, at.partition, at.offset);
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
 /// A processor's decision logic. Implementations must be deterministic: the same state and input
 /// give the same outputs and the same state changes, on any machine, at any time.
 pub trait Core {
@@ -79,6 +86,14 @@ pub trait Core {
 
     /// Output topic names (without the installation's prefix).
     fn outputs(&self) -> Vec<String>;
+
+    /// Indices into [`Core::inputs`] of the inputs that every task reads in full, all
+    /// partitions, merged with its own partition of the other inputs: the matcher's offers, which
+    /// every partition of the subscribers must see. Empty by default: a task reads one partition
+    /// number of every input.
+    fn broadcast_inputs(&self) -> Vec<usize> {
+        Vec::new()
+    }
 
     /// Decodes one input record. An error sends the record to the dead letters with the message
     /// as the reason; the core then sees it as a [`Input::Tick`].

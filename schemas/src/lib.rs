@@ -10,6 +10,7 @@ pub mod avro;
 pub mod codec;
 pub mod events;
 pub mod examples;
+pub mod rules;
 pub mod topics;
 
 pub use codec::{DecodeError, Decoder, EncodeError, decode, encode};
