@@ -115,6 +115,14 @@ pub fn check_offer(offer: &OfferPublished, stamp: i64) -> Result<(), (OfferProbl
     Ok(())
 }
 
+/// The id of the invitation of `subscriber_id` to `offer_id`: derived, not drawn, so the matcher
+/// writes the same id on a replay and a subscriber can name the invitation it answers.
+pub fn request_id(offer_id: &str, subscriber_id: &str) -> String {
+    // Length-prefixed, so ("a/b", "c") and ("a", "b/c") name different invitations.
+    let name = format!("request/{}/{offer_id}/{subscriber_id}", offer_id.len());
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
 /// A stamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T09:00:00.000Z`.
 pub fn format_stamp(stamp: i64) -> String {
     match chrono::DateTime::from_timestamp_millis(stamp) {
@@ -146,6 +154,12 @@ mod tests {
         assert_eq!(within.judge(1000, 1050), Timing::InTime);
         assert_eq!(within.judge(1000, 1051), Timing::TooLate);
         assert_eq!(within.ends_at(i64::MAX - 1), i64::MAX);
+    }
+
+    #[test]
+    fn request_ids_are_stable_and_unambiguous() {
+        assert_eq!(request_id("o", "s"), request_id("o", "s"));
+        assert_ne!(request_id("a/b", "c"), request_id("a", "b/c"));
     }
 
     #[test]
