@@ -226,3 +226,91 @@ async fn a_second_instance_joining_mid_stream_takes_over_partitions_exactly_once
     second.await.unwrap().unwrap();
     assert_counts(&outputs, 2000);
 }
+
+/// The counter with `in.b` read in full by every task, as the matcher reads offers.
+struct BroadcastCounter(Counter);
+
+impl tessera_processors::Core for BroadcastCounter {
+    type Record = ();
+
+    fn name(&self) -> &str {
+        "broadcast-counter"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.0.inputs()
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        self.0.outputs()
+    }
+
+    fn broadcast_inputs(&self) -> Vec<usize> {
+        vec![1]
+    }
+
+    fn decode(&self, topic: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
+        self.0.decode(topic, key, value)
+    }
+
+    fn apply(
+        &mut self,
+        state: &mut dyn tessera_state_stores::State,
+        input: tessera_processors::Input<()>,
+    ) -> Vec<tessera_processors::Output> {
+        self.0.apply(state, input)
+    }
+}
+
+/// Every task counts every record of the broadcast input once (so each count of a `b` key
+/// appears once per partition) and its own partition of `a` once, across a resume and a restore.
+#[tokio::test(flavor = "multi_thread")]
+async fn broadcast_inputs_reach_every_task_exactly_once() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let setup = Setup::new().await;
+    let run = |expected: usize| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let core = BroadcastCounter(setup.core());
+        let handle = tokio::spawn(runtime::run(core, setup.config(), stop.clone()));
+        let setup = &setup;
+        async move {
+            let outputs = setup.read_outputs(expected).await;
+            stop.store(true, Ordering::Relaxed);
+            handle.await.unwrap().unwrap();
+            outputs
+        }
+    };
+    let expected = |total: usize| {
+        let b = (0..total).filter(|i| i % 3 == 0).count();
+        total - b + b * PARTITIONS as usize
+    };
+    // A key has records on both inputs: the task owning its `a` partition counts all of them,
+    // every other task only those on `b`.
+    let check = |outputs: &BTreeMap<String, Vec<String>>, total: usize| {
+        let mut per_key: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for i in 0..total {
+            let (on_a, on_b) = per_key.entry(format!("k{}", i % 17)).or_default();
+            if i % 3 == 0 { *on_b += 1 } else { *on_a += 1 }
+        }
+        for (key, (on_a, on_b)) in per_key {
+            let mut want: Vec<String> = (1..=on_a + on_b).map(|c| format!("{key}={c}")).collect();
+            for _ in 1..PARTITIONS {
+                want.extend((1..=on_b).map(|c| format!("{key}={c}")));
+            }
+            want.sort();
+            let mut got = outputs.get(&key).cloned().unwrap_or_default();
+            got.sort();
+            assert_eq!(got, want, "counts of {key}");
+        }
+    };
+    setup.produce(0, 300).await;
+    let outputs = run(expected(300)).await;
+    check(&outputs, 300);
+    setup.produce(300, 600).await;
+    let outputs = run(expected(600)).await;
+    check(&outputs, 600);
+    std::fs::remove_dir_all(setup.state.path().join("test-1").join("broadcast-counter")).unwrap();
+    setup.produce(600, 900).await;
+    let outputs = run(expected(900)).await;
+    check(&outputs, 900);
+}

@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp, ToBytes};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_schemas::{DeadLetter, Event, encode};
 use tracing::{info, warn};
@@ -81,8 +81,10 @@ pub async fn run<C: Core + Send + 'static>(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let topics = Topics::of(&core, &config.topic_prefix);
-    prepare(&config, &topics).await?;
-    tokio::task::spawn_blocking(move || Runtime::start(core, config, topics, stop)?.run())
+    let partitions = prepare(&config, &topics).await?;
+    tokio::task::spawn_blocking(move || {
+        Runtime::start(core, config, topics, partitions, stop)?.run()
+    })
         .await
         .context("the processor thread panicked")?
 }
@@ -91,6 +93,8 @@ struct Runtime<C: Core> {
     core: C,
     config: Config,
     topics: Topics,
+    /// Partition count of every input topic.
+    partitions: i32,
     consumer: BaseConsumer<Context>,
     producer: Arc<BaseProducer>,
     transaction_open: Arc<AtomicBool>,
@@ -136,8 +140,34 @@ fn retrying(
     }
 }
 
+/// Aborts the open transaction. The records it queued are purged first and their delivery
+/// reports served: librdkafka's abort waits for them, and nobody else polls a `BaseProducer`
+/// while this thread is here (inside a rebalance callback, at that), so the abort would time out
+/// with the records still queued and leave the producer in a state only a restart clears.
+pub(crate) fn abort(producer: &BaseProducer, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let _ = producer.flush(Duration::from_millis(500));
+    let mut attempts = 0;
+    loop {
+        match producer.abort_transaction(timeout) {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
+                attempts += 1;
+                warn!("aborting the transaction failed, retrying: {e}");
+                let _ = producer.flush(Duration::from_millis(500));
+            }
+            result => return result,
+        }
+    }
+}
+
 impl<C: Core> Runtime<C> {
-    fn start(core: C, config: Config, topics: Topics, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    fn start(
+        core: C,
+        config: Config,
+        topics: Topics,
+        partitions: i32,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
         let group = format!("{}tessera.{}", config.topic_prefix, core.name());
         let producer: BaseProducer = config
             .client
@@ -180,8 +210,7 @@ impl<C: Core> Runtime<C> {
             .set("statistics.interval.ms", "5000")
             .create_with_context(context)
             .context("cannot create the consumer")?;
-        let inputs: Vec<&str> = topics.inputs.iter().map(String::as_str).collect();
-        consumer.subscribe(&inputs)?;
+        consumer.subscribe(&topics.partitioned())?;
         let owned = Arc::new(Mutex::new(BTreeSet::new()));
         if let Some(period) = config.tick_period {
             ticker::spawn(
@@ -198,6 +227,7 @@ impl<C: Core> Runtime<C> {
             core,
             config,
             topics,
+            partitions,
             consumer,
             producer,
             transaction_open,
@@ -245,12 +275,27 @@ impl<C: Core> Runtime<C> {
             // open their tasks before accepting it.
             self.apply_rebalances()?;
             match polled {
-                Some(Ok(message)) => self.accept(&message)?,
+                Some(Ok(message)) => self.accept(message.partition(), &message)?,
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => warn!("consumer: {e}"),
                 None => break,
             }
             timeout = Duration::ZERO;
+        }
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for partition in partitions {
+            for _ in 0..MAX_POLL_BATCH {
+                let Some(consumer) = self.tasks.get(&partition).and_then(|t| t.broadcast.as_ref())
+                else {
+                    break;
+                };
+                match consumer.poll(Duration::ZERO).map(|m| m.map(|m| m.detach())) {
+                    Some(Ok(message)) => self.accept(partition, &message)?,
+                    Some(Err(KafkaError::PartitionEOF(_))) => {}
+                    Some(Err(e)) => warn!("broadcast consumer of task {partition}: {e}"),
+                    None => break,
+                }
+            }
         }
         Ok(())
     }
@@ -262,11 +307,11 @@ impl<C: Core> Runtime<C> {
             let buffered = task.merge.buffered();
             metrics::gauge!("tessera_merge_buffered_records", "partition" => task.partition.to_string())
                 .set(buffered as f64);
-            let waiting: Vec<&str> = task
+            let waiting: Vec<(&str, i32)> = task
                 .merge
                 .waiting_on()
                 .into_iter()
-                .map(|i| self.topics.inputs[i].as_str())
+                .map(|i| (task.lanes[i].topic.as_str(), task.lanes[i].partition))
                 .collect();
             if buffered > 0 && !waiting.is_empty() {
                 let positions: Vec<String> = self
@@ -275,7 +320,7 @@ impl<C: Core> Runtime<C> {
                     .map(|tpl| {
                         tpl.elements()
                             .iter()
-                            .filter(|e| e.partition() == task.partition && waiting.contains(&e.topic()))
+                            .filter(|e| waiting.contains(&(e.topic(), e.partition())))
                             .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
                             .collect()
                     })
@@ -335,7 +380,7 @@ impl<C: Core> Runtime<C> {
         let (task, recovery) = Task::open(
             partition,
             dir,
-            &self.topics.inputs,
+            self.topics.lanes(partition, self.partitions),
             &committed,
             &self.topics.changelog,
             &self.config.client,
@@ -350,12 +395,12 @@ impl<C: Core> Runtime<C> {
         Ok(())
     }
 
-    /// Puts a consumed record into its task's merge.
-    fn accept(&mut self, message: &rdkafka::message::OwnedMessage) -> anyhow::Result<()> {
-        let Some(task) = self.tasks.get_mut(&message.partition()) else {
+    /// Puts a consumed record into the merge of task `partition`.
+    fn accept(&mut self, partition: i32, message: &rdkafka::message::OwnedMessage) -> anyhow::Result<()> {
+        let Some(task) = self.tasks.get_mut(&partition) else {
             return Ok(());
         };
-        let Some(rank) = self.topics.inputs.iter().position(|t| t == message.topic()) else {
+        let Some(lane) = task.lane_of(message.topic(), message.partition()) else {
             return Ok(());
         };
         let stamp = match message.timestamp() {
@@ -375,7 +420,7 @@ impl<C: Core> Runtime<C> {
         };
         if let Err(e) = task
             .merge
-            .push(rank, message.partition(), message.offset(), stamp, record)
+            .push(lane, message.partition(), message.offset(), stamp, record)
         {
             // A redelivery after a seek: the merge already has it.
             tracing::debug!("skipping record: {e}");
@@ -389,7 +434,7 @@ impl<C: Core> Runtime<C> {
         for partition in partitions {
             loop {
                 let task = self.tasks.get_mut(&partition).expect("task exists");
-                let Some(entry) = task.merge.pop() else { break };
+                let Some(mut entry) = task.merge.pop() else { break };
                 if !self.transaction_open.load(Ordering::SeqCst) {
                     self.producer
                         .begin_transaction()
@@ -397,8 +442,11 @@ impl<C: Core> Runtime<C> {
                     self.transaction_open.store(true, Ordering::SeqCst);
                 }
                 let task = self.tasks.get_mut(&partition).expect("task exists");
+                // The merge ranks lanes; the core knows its inputs.
+                let lane = &task.lanes[entry.at.topic];
+                let topic = lane.topic.clone();
+                entry.at.topic = lane.input;
                 let at = entry.at;
-                let topic = self.topics.inputs[at.topic].clone();
                 let produced = replay::step(&mut self.core, &mut task.store, entry);
                 if let Some(error) = task.store.take_failure() {
                     return Err(Failure::Fatal(error.into()));
@@ -489,6 +537,9 @@ impl<C: Core> Runtime<C> {
                 self.produce(record).map_err(Failure::Abortable)?;
             }
             for ((topic, partition), next) in &task.progress.next_offsets {
+                if self.topics.is_broadcast(topic) {
+                    continue;
+                }
                 offsets
                     .add_partition_offset(topic, *partition, Offset::Offset(*next))
                     .map_err(|e| Failure::Fatal(e.into()))?;
@@ -540,7 +591,7 @@ impl<C: Core> Runtime<C> {
                 if self.transaction_open.swap(false, Ordering::SeqCst) {
                     let timeout = self.config.transaction_timeout;
                     self.watchdog
-                        .guard(|| self.producer.abort_transaction(timeout))
+                        .guard(|| abort(&self.producer, timeout))
                         .context("cannot abort the transaction")?;
                 }
                 self.rewind_all()
@@ -551,7 +602,7 @@ impl<C: Core> Runtime<C> {
     /// Puts every task back at its last commit and the consumer at the matching offsets.
     fn rewind_all(&mut self) -> anyhow::Result<()> {
         for task in self.tasks.values_mut() {
-            for (topic, partition, offset) in task.rewind(&self.topics.inputs) {
+            for (topic, partition, offset) in task.rewind()? {
                 self.consumer
                     .seek(&topic, partition, offset, Duration::from_secs(10))
                     .with_context(|| format!("cannot seek {topic}/{partition} back to {offset:?}"))?;

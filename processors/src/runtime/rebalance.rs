@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::BaseProducer;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
@@ -129,7 +129,7 @@ impl ConsumerContext for Context {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let aborted = self.transaction_open.swap(false, Ordering::SeqCst);
                 if aborted {
-                    if let Err(e) = self.producer.abort_transaction(self.timeout) {
+                    if let Err(e) = super::abort(&self.producer, self.timeout) {
                         warn!("aborting the open transaction on revocation failed: {e}");
                     }
                     metrics::counter!("tessera_transactions_aborted_total", "reason" => "revoked")

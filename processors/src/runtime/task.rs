@@ -1,5 +1,5 @@
-//! One task: a partition number across all of a processor's input topics, with its state store,
-//! its merge, and the offsets it has folded in.
+//! One task: a partition number across all of a processor's input topics (and every partition of
+//! its broadcast inputs), with its state store, its merge, and the offsets it has folded in.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,12 +10,20 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_state_stores::{Checkpoint, TaskStore};
 use tracing::info;
 
+use super::topics::Lane;
 use crate::merge::Merge;
 use crate::replay::RawRecord;
 
 /// A task's state between transactions.
 pub(crate) struct Task {
     pub partition: i32,
+    /// The input partitions merged, in rank order: a record's merge position is its lane index.
+    pub lanes: Vec<Lane>,
+    /// Reads the broadcast lanes. The group's consumer cannot: it holds one position per
+    /// partition, and every task needs its own position in every broadcast partition. These
+    /// positions are committed only in the task's checkpoint, which the transaction writes to the
+    /// changelog, so they are exactly once like the rest.
+    pub broadcast: Option<BaseConsumer>,
     pub store: TaskStore,
     pub merge: Merge<RawRecord>,
     /// What RocksDB and the consumer group hold: the last committed transaction.
@@ -41,11 +49,19 @@ impl Task {
     pub fn open(
         partition: i32,
         dir: PathBuf,
-        inputs: &[String],
+        lanes: Vec<Lane>,
         committed_offsets: &TopicPartitionList,
         changelog: &str,
         client: &ClientConfig,
     ) -> anyhow::Result<(Task, Recovery)> {
+        let grouped = |checkpoint: &Checkpoint| -> Vec<((String, i32), i64)> {
+            checkpoint
+                .next_offsets
+                .iter()
+                .filter(|((topic, _), _)| !lanes.iter().any(|l| l.broadcast && &l.topic == topic))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
         let mut committed = Checkpoint::default();
         for element in committed_offsets.elements() {
             if let Offset::Offset(next) = element.offset() {
@@ -57,7 +73,7 @@ impl Task {
         std::fs::create_dir_all(&dir)?;
         let mut store = TaskStore::open(&dir)?;
         let local = store.checkpoint()?.unwrap_or_default();
-        let recovery = if local.next_offsets == committed.next_offsets {
+        let recovery = if grouped(&local) == grouped(&committed) {
             Recovery::Resumed
         } else {
             drop(store);
@@ -66,52 +82,79 @@ impl Task {
             Recovery::Restored(restore(&mut store, changelog, partition, client)?)
         };
         let checkpoint = store.checkpoint()?.unwrap_or_default();
-        if checkpoint.next_offsets != committed.next_offsets {
+        if grouped(&checkpoint) != grouped(&committed) {
             anyhow::bail!(
                 "task {partition}: the changelog {changelog} reflects offsets {:?} but the group \
                  committed {:?}; was the changelog deleted or written by another processor?",
-                checkpoint.next_offsets,
-                committed.next_offsets
+                grouped(&checkpoint),
+                grouped(&committed)
             );
         }
-        let effective = inputs
-            .iter()
-            .map(|topic| checkpoint.effective_stamp(topic, partition).unwrap_or(i64::MIN))
-            .collect();
-        Ok((
-            Task {
-                partition,
-                store,
-                merge: Merge::resume(effective),
-                committed: checkpoint.clone(),
-                progress: checkpoint,
-                dirty: false,
-            },
-            recovery,
-        ))
+        let broadcast = if lanes.iter().any(|l| l.broadcast) {
+            let consumer: BaseConsumer = client
+                .clone()
+                .set("group.id", format!("{changelog}-broadcast-{partition}"))
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("isolation.level", "read_committed")
+                .create()?;
+            Some(consumer)
+        } else {
+            None
+        };
+        let mut task = Task {
+            partition,
+            lanes,
+            broadcast,
+            store,
+            merge: Merge::new(0),
+            committed: checkpoint.clone(),
+            progress: checkpoint,
+            dirty: false,
+        };
+        task.rewind()?;
+        Ok((task, recovery))
     }
 
-    /// Forgets everything since the last commit: the transaction was aborted. Returns the offsets
-    /// to seek the consumer back to.
-    pub fn rewind(&mut self, inputs: &[String]) -> Vec<(String, i32, Offset)> {
+    /// The lane of a record read from `topic`/`partition`.
+    pub fn lane_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.lanes
+            .iter()
+            .position(|l| l.partition == partition && l.topic == topic)
+    }
+
+    /// Forgets everything since the last commit: the transaction was aborted. Puts the broadcast
+    /// lanes back at their committed offsets and returns the group-assigned ones to seek the
+    /// group's consumer back to.
+    pub fn rewind(&mut self) -> anyhow::Result<Vec<(String, i32, Offset)>> {
         self.store.abort();
         self.progress = self.committed.clone();
         self.dirty = false;
-        let effective = inputs
+        let effective = self
+            .lanes
             .iter()
-            .map(|t| self.committed.effective_stamp(t, self.partition).unwrap_or(i64::MIN))
+            .map(|l| self.committed.effective_stamp(&l.topic, l.partition).unwrap_or(i64::MIN))
             .collect();
         self.merge = Merge::resume(effective);
-        inputs
-            .iter()
-            .map(|topic| {
-                let offset = self
-                    .committed
-                    .next_offset(topic, self.partition)
-                    .map_or(Offset::Beginning, Offset::Offset);
-                (topic.clone(), self.partition, offset)
-            })
-            .collect()
+        let mut grouped = Vec::new();
+        let mut broadcast = TopicPartitionList::new();
+        for lane in &self.lanes {
+            let offset = self
+                .committed
+                .next_offset(&lane.topic, lane.partition)
+                .map_or(Offset::Beginning, Offset::Offset);
+            if lane.broadcast {
+                broadcast.add_partition_offset(&lane.topic, lane.partition, offset)?;
+            } else {
+                grouped.push((lane.topic.clone(), lane.partition, offset));
+            }
+        }
+        if let Some(consumer) = &self.broadcast {
+            // A fresh assignment rather than seeks: it also discards records fetched for the old
+            // positions.
+            consumer.assign(&broadcast)?;
+        }
+        Ok(grouped)
     }
 }
 

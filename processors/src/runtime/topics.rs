@@ -15,6 +15,8 @@ use crate::core::Core;
 /// Names the processor's topics on this installation.
 pub(crate) struct Topics {
     pub inputs: Vec<String>,
+    /// Per input: whether every task reads all its partitions ([`Core::broadcast_inputs`]).
+    pub broadcast: Vec<bool>,
     pub outputs: Vec<String>,
     pub changelog: String,
     pub dead_letters: String,
@@ -22,13 +24,67 @@ pub(crate) struct Topics {
 
 impl Topics {
     pub fn of<C: Core>(core: &C, prefix: &str) -> Self {
+        let inputs: Vec<String> = core.inputs().iter().map(|t| format!("{prefix}{t}")).collect();
+        let broadcast_inputs = core.broadcast_inputs();
         Topics {
-            inputs: core.inputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            broadcast: (0..inputs.len()).map(|i| broadcast_inputs.contains(&i)).collect(),
+            inputs,
             outputs: core.outputs().iter().map(|t| format!("{prefix}{t}")).collect(),
             changelog: format!("{prefix}tessera.{}.changelog", core.name()),
             dead_letters: DEAD_LETTERS.full_name(prefix),
         }
     }
+
+    /// The inputs the consumer group assigns by partition number.
+    pub fn partitioned(&self) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .zip(&self.broadcast)
+            .filter(|(_, broadcast)| !**broadcast)
+            .map(|(t, _)| t.as_str())
+            .collect()
+    }
+
+    /// Whether `topic` is an input every task reads in full.
+    pub fn is_broadcast(&self, topic: &str) -> bool {
+        self.inputs
+            .iter()
+            .zip(&self.broadcast)
+            .any(|(t, broadcast)| *broadcast && t == topic)
+    }
+
+    /// The input partitions task `partition` merges, in merge rank order: its own partition of
+    /// each input, or every partition of a broadcast input.
+    pub fn lanes(&self, partition: i32, partitions: i32) -> Vec<Lane> {
+        let mut lanes = Vec::new();
+        for (input, topic) in self.inputs.iter().enumerate() {
+            let owned: Vec<i32> = if self.broadcast[input] {
+                (0..partitions).collect()
+            } else {
+                vec![partition]
+            };
+            for partition in owned {
+                lanes.push(Lane {
+                    input,
+                    topic: topic.clone(),
+                    partition,
+                    broadcast: self.broadcast[input],
+                });
+            }
+        }
+        lanes
+    }
+}
+
+/// One input partition of a task: a lane of its merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lane {
+    /// Index of the topic in [`Core::inputs`].
+    pub input: usize,
+    pub topic: String,
+    pub partition: i32,
+    /// Read by the task's own consumer rather than assigned by the group.
+    pub broadcast: bool,
 }
 
 /// Checks the inputs are stamped by the broker and creates the changelog topic if missing.
