@@ -11,5 +11,6 @@ pub mod counter;
 pub mod merge;
 pub mod replay;
 pub mod runtime;
+pub mod timers;
 
 pub use crate::core::{Core, Input, Output, Position};
