@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
+use crate::timers::Timers;
 
 /// Per key: how many records so far, and when the last one came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,27 +16,8 @@ struct Count {
 }
 
 const COUNTS: Table<Count> = Table::new("count/");
-/// Timers: `expiry/<due time, order-preserving hex>/<key>`, so the first entry is the next due.
-/// A key has at most one timer, set when it first appears and moved only when it fires early:
-/// moving it on every record would leave a RocksDB tombstone per record at the front of the
-/// timer range, and finding the next timer would have to step over all of them.
-const EXPIRIES: Table<()> = Table::new("expiry/");
-/// When the earliest timer is due, under the empty key: one point read per input tells whether any
-/// timer is due, where opening a RocksDB iterator to look at the first timer cost more than all
-/// the rest of the work on a record.
-const NEXT_DUE: Table<i64> = Table::new("next-due/");
-
-fn schedule(state: &mut dyn State, due: i64, key: &str) {
-    EXPIRIES.put(state, &timer_key(due, key), &());
-    if NEXT_DUE.get(state, "").is_none_or(|next| due < next) {
-        NEXT_DUE.put(state, "", &due);
-    }
-}
-
-fn timer_key(due: i64, key: &str) -> String {
-    // Flipping the sign bit makes the unsigned hex order equal the signed order.
-    format!("{:016x}/{key}", (due as u64) ^ (1 << 63))
-}
+/// Idle timers: a key has at most one, set when it first appears.
+const EXPIRIES: Timers = Timers::new("expiry/", "next-due/");
 
 /// Counts records per key; a key idle for `idle_ms` of stream time is forgotten with an output
 /// saying so.
@@ -65,32 +47,14 @@ impl Counter {
     }
 
     fn expire_until(&self, state: &mut dyn State, now: i64, outputs: &mut Vec<Output>) {
-        if NEXT_DUE.get(state, "").is_none_or(|next| next >= now) {
-            return;
-        }
-        loop {
-            let Some((timer, ())) = EXPIRIES.first(state, "") else {
-                NEXT_DUE.delete(state, "");
-                break;
-            };
-            let Some((due, key)) = timer.split_once('/') else {
-                EXPIRIES.delete(state, &timer);
-                continue;
-            };
-            let due = (u64::from_str_radix(due, 16).unwrap_or(0) ^ (1 << 63)) as i64;
-            if due >= now {
-                NEXT_DUE.put(state, "", &due);
-                break;
-            }
-            EXPIRIES.delete(state, &timer);
-            let key = key.to_string();
+        while let Some((_, key)) = EXPIRIES.pop_due(state, now) {
             let Some(count) = COUNTS.get(state, &key) else {
                 continue;
             };
             let expires_at = count.last_seen.saturating_add(self.idle_ms);
             if expires_at >= now {
                 // Seen again since the timer was set: move it to the real expiry.
-                EXPIRIES.put(state, &timer_key(expires_at, &key), &());
+                EXPIRIES.schedule(state, expires_at, &key);
                 continue;
             }
             COUNTS.delete(state, &key);
@@ -136,7 +100,7 @@ impl Core for Counter {
             let mut count = match COUNTS.get(state, &key) {
                 Some(count) => count,
                 None => {
-                    schedule(state, now.saturating_add(self.idle_ms), &key);
+                    EXPIRIES.schedule(state, now.saturating_add(self.idle_ms), &key);
                     Count {
                         seen: 0,
                         last_seen: now,
@@ -201,16 +165,5 @@ mod tests {
             values(core.apply(&mut state, record(5, 200, "b"))),
             ["a expired after 2", "b=1"]
         );
-    }
-
-    #[test]
-    fn timer_keys_sort_like_their_times() {
-        let mut keys: Vec<_> = [-5i64, 3, -100, 0, i64::MAX, i64::MIN]
-            .iter()
-            .map(|&t| (timer_key(t, "k"), t))
-            .collect();
-        keys.sort();
-        let times: Vec<_> = keys.into_iter().map(|(_, t)| t).collect();
-        assert_eq!(times, [i64::MIN, -100, -5, 0, 3, i64::MAX]);
     }
 }

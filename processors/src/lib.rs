@@ -11,5 +11,7 @@ pub mod counter;
 pub mod merge;
 pub mod replay;
 pub mod runtime;
+pub mod timekeeper;
+pub mod timers;
 
 pub use crate::core::{Core, Input, Output, Position};

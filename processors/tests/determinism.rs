@@ -2,10 +2,11 @@
 //! however the partitions' records arrive (fetches complete in any order, pops happen whenever),
 //! the outputs, dead letters and final state are identical, byte for byte.
 
+mod support;
+
 use proptest::prelude::*;
 use tessera_processors::counter::Counter;
-use tessera_processors::merge::Merge;
-use tessera_processors::replay::{self, Produced, RawRecord};
+use tessera_processors::replay::{Produced, RawRecord};
 use tessera_schemas::{Event, Tick, encode};
 use tessera_state_stores::MemoryState;
 
@@ -58,43 +59,17 @@ fn run(
     lanes: &[Vec<(i64, Kind)>],
     schedule: &mut dyn Iterator<Item = usize>,
 ) -> (Vec<Produced>, MemoryState) {
-    let mut core = Counter::new(
+    let core = Counter::new(
         "counter",
         vec!["a".into(), "b".into(), "c".into()],
         "counts",
         60,
     );
-    let mut state = MemoryState::new();
-    let mut merge = Merge::new(lanes.len());
-    let mut next = vec![0usize; lanes.len()];
-    let mut stamps = vec![1_000i64; lanes.len()];
-    let mut produced = Vec::new();
-    loop {
-        let open: Vec<usize> = (0..lanes.len()).filter(|&t| next[t] < lanes[t].len()).collect();
-        if open.is_empty() {
-            break;
-        }
-        let choice = schedule.next().unwrap_or(0);
-        if choice % 4 == 3 {
-            produced.extend(replay::drain(&mut core, &mut state, &mut merge));
-            continue;
-        }
-        let topic = open[choice % open.len()];
-        let (step, kind) = &lanes[topic][next[topic]];
-        stamps[topic] += step;
-        merge
-            .push(topic, 2, next[topic] as i64, stamps[topic], record(kind))
-            .unwrap();
-        next[topic] += 1;
-        if next[topic] == lanes[topic].len() {
-            merge.finish(topic);
-        }
-    }
-    for topic in 0..lanes.len() {
-        merge.finish(topic);
-    }
-    produced.extend(replay::drain(&mut core, &mut state, &mut merge));
-    (produced, state)
+    let lanes: Vec<Vec<(i64, RawRecord)>> = lanes
+        .iter()
+        .map(|lane| lane.iter().map(|(step, kind)| (*step, record(kind))).collect())
+        .collect();
+    support::deliver(core, 1_000, &lanes, schedule)
 }
 
 proptest! {

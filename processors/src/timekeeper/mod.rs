@@ -1,0 +1,621 @@
+//! The timekeeper: judges every response to an offer against the offer's time rule, on broker
+//! receipt stamps, and releases the credential to the responders in time (the source document's
+//! steps S105-S106).
+//!
+//! It reads `tessera.offers`, `tessera.requests` and `tessera.responses`, all keyed by offer id,
+//! so one task sees everything about its offers. To `tessera.decisions` it writes exactly one
+//! verdict per response, CredentialReleased or ResponseRejected, each carrying what a party needs
+//! to check it without trusting the platform: the response's partition, offset and stamp, the
+//! offer's position and stamp, and the rule applied. An offer that breaks a rule gets
+//! OfferRejected; every valid offer gets one OfferClosed with its counts when its rule has ended
+//! or its provider withdraws it. Input that cannot take effect (a withdrawal by another provider,
+//! a second invitation under another id) goes to `tessera.dead-letters` with the reason.
+//!
+//! # Time
+//!
+//! Rules are judged on a record's effective stamp: the largest receipt stamp on its partition so
+//! far, which is what the merge orders by, so a broker clock that steps back cannot make a late
+//! response look early. Verdicts cite that stamp. A `Within` rule counts from the offer's own
+//! effective stamp. Every bound is inclusive ([`tessera_schemas::rules`]).
+//!
+//! # Absence
+//!
+//! Two verdicts rest on something not having happened: NotInvited (no invitation) and
+//! UnknownOffer (no offer). DESIGN.md has such decisions wait until the stream time of every
+//! input has passed the moment in question, and the merge already guarantees it: it hands a
+//! record over only once every input partition has a record buffered at an equal or later
+//! effective stamp, and it orders equal stamps by input rank (offers, requests, responses). So
+//! when a response is applied, every offer and invitation stamped before it, or at the same
+//! stamp, has been applied; one that has not carries a later stamp and came after the response.
+//! A verdict is therefore final when the response is applied. Closing works the same way: the
+//! close timer fires on the first input stamped after the rule's end, when every input's stream
+//! time has passed it.
+
+use serde::{Deserialize, Serialize};
+use tessera_schemas::rules::{Timing, check_offer, format_stamp};
+use tessera_schemas::topics::{self, Topic};
+use tessera_schemas::{
+    CredentialReleased, DeadLetter, Event, InteractionRequested, LogPosition, OfferClosed,
+    OfferProblem, OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason,
+    ResponseRejected, ResponseSubmitted, SealedBox, TimeRule, encode,
+};
+use tessera_state_stores::{State, Table};
+
+use crate::core::{Core, Input, Output, Position, derived_id};
+use crate::timers::Timers;
+
+const NAME: &str = "timekeeper";
+
+/// The inputs in rank order: on equal stamps an offer is applied before the invitations to it,
+/// and those before the responses, so a response never misses what was stamped with it.
+const INPUTS: [Topic; 3] = [topics::OFFERS, topics::REQUESTS, topics::RESPONSES];
+const OFFERS_INPUT: usize = 0;
+const REQUESTS_INPUT: usize = 1;
+const RESPONSES_INPUT: usize = 2;
+
+const DECISIONS_OUTPUT: usize = 0;
+const DEAD_LETTERS_OUTPUT: usize = 1;
+
+/// An offer as the timekeeper keeps it: what verdicts need, without the encrypted package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredOffer {
+    provider_id: String,
+    /// Where the offer sat; its stamp (the effective one) starts a `Within` rule.
+    position: LogPosition,
+    time_rule: TimeRule,
+    capacity: Option<i32>,
+    platform_half: SealedBox,
+    escrow_half: Option<SealedBox>,
+    /// Why the offer was rejected, if it was: responses to it get InvalidOffer.
+    rejected: Option<String>,
+}
+
+impl StoredOffer {
+    fn terms(&self) -> OfferTerms {
+        OfferTerms {
+            position: self.position.clone(),
+            time_rule: self.time_rule,
+        }
+    }
+}
+
+/// What happened to an offer id so far. Kept apart from [`StoredOffer`] so each verdict rewrites
+/// a few bytes, and kept for ids with no offer too: invitations and responses may come first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    requested: i32,
+    responded: i32,
+    released: i32,
+    rejected: i32,
+    /// When the offer closed (its rule ended or it was withdrawn): it closes once.
+    closed_at: Option<i64>,
+    withdrawn: bool,
+}
+
+/// One subscriber's invitation to one offer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Invitation {
+    request_id: String,
+    /// Whether the subscriber has been released: a subscriber gets an offer's credential once.
+    released: bool,
+}
+
+/// Offers by offer id; the first one published under an id stays.
+const OFFERS: Table<StoredOffer> = Table::new("offer/");
+/// Counts and status by offer id.
+const PROGRESS: Table<Progress> = Table::new("progress/");
+/// Invitations by [`pair`] of offer id and subscriber id.
+const INVITATIONS: Table<Invitation> = Table::new("invitation/");
+/// Responses judged, by [`pair`] of offer id and the response's event id.
+const JUDGED: Table<()> = Table::new("judged/");
+/// One timer per valid offer, due when its rule ends.
+const CLOSES: Timers = Timers::new("close/", "next-close/");
+
+/// A state key for an offer and something of it, length-prefixed so that ("a/b", "c") and
+/// ("a", "b/c") are different keys.
+fn pair(offer_id: &str, other: &str) -> String {
+    format!("{}/{offer_id}/{other}", offer_id.len())
+}
+
+/// An input record the timekeeper acts on: only the events that belong on its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// An offer, from `tessera.offers`.
+    Offer(Box<OfferPublished>),
+    /// A withdrawal, from `tessera.offers`.
+    Withdrawal(OfferWithdrawn),
+    /// An invitation, from `tessera.requests`.
+    Invitation(InteractionRequested),
+    /// A response, from `tessera.responses`.
+    Response(ResponseSubmitted),
+}
+
+impl Received {
+    fn offer_id(&self) -> &str {
+        match self {
+            Received::Offer(e) => &e.offer_id,
+            Received::Withdrawal(e) => &e.offer_id,
+            Received::Invitation(e) => &e.offer_id,
+            Received::Response(e) => &e.offer_id,
+        }
+    }
+}
+
+/// The timekeeper core. It holds nothing: all it knows is in the task's state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timekeeper;
+
+impl Core for Timekeeper {
+    type Record = Received;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        INPUTS.iter().map(|t| t.name.to_string()).collect()
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![
+            topics::DECISIONS.name.to_string(),
+            topics::DEAD_LETTERS.name.to_string(),
+        ]
+    }
+
+    fn decode(
+        &self,
+        topic: usize,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Received, String> {
+        let input = INPUTS
+            .get(topic)
+            .ok_or_else(|| format!("the timekeeper has no input {topic}"))?;
+        let value = value.ok_or("the record has no value")?;
+        let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+        let received = match (topic, event) {
+            (OFFERS_INPUT, Event::OfferPublished(e)) => Received::Offer(Box::new(e)),
+            (OFFERS_INPUT, Event::OfferWithdrawn(e)) => Received::Withdrawal(e),
+            (REQUESTS_INPUT, Event::InteractionRequested(e)) => Received::Invitation(e),
+            (RESPONSES_INPUT, Event::ResponseSubmitted(e)) => Received::Response(e),
+            (_, other) => {
+                return Err(format!(
+                    "{} does not belong on {}",
+                    other.kind().name(),
+                    input.name
+                ));
+            }
+        };
+        let offer_id = received.offer_id();
+        let key = key.ok_or_else(|| format!("the record has no key; expected {offer_id:?}"))?;
+        let key =
+            std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8".to_string())?;
+        if key != offer_id {
+            return Err(format!(
+                "the record key {key:?} is not the event's offer id {offer_id:?}"
+            ));
+        }
+        if offer_id.is_empty() {
+            return Err("the offer id is empty".into());
+        }
+        Ok(received)
+    }
+
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+        let mut out = Outputs {
+            at: input.at(),
+            list: Vec::new(),
+        };
+        close_ended(state, &mut out);
+        if let Input::Record { value, .. } = input {
+            match value {
+                Received::Offer(offer) => publish(state, *offer, &mut out),
+                Received::Withdrawal(withdrawal) => withdraw(state, withdrawal, &mut out),
+                Received::Invitation(invitation) => invite(state, invitation, &mut out),
+                Received::Response(response) => respond(state, response, &mut out),
+            }
+        }
+        out.list
+    }
+}
+
+/// The outputs of one input, numbered in order for their derived event ids.
+struct Outputs {
+    at: Position,
+    list: Vec<Output>,
+}
+
+impl Outputs {
+    /// Adds the event `build` makes from the next event id.
+    fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
+        let event = build(derived_id(NAME, &self.at, self.list.len()));
+        self.list.push(Output {
+            topic,
+            key: key.to_string(),
+            value: encoded(&event),
+        });
+    }
+
+    /// Where the input sat, as evidence: its stamp is the effective one that was judged.
+    fn position(&self, topic: Topic) -> LogPosition {
+        LogPosition {
+            topic: topic.name.to_string(),
+            partition: self.at.partition,
+            offset: self.at.offset,
+            stamp: self.at.effective,
+        }
+    }
+
+    /// Sends an input that cannot take effect to the dead letters, keyed by its topic.
+    fn dead_letter(&mut self, topic: Topic, offer_id: &str, event: Event, reason: String) {
+        let at = self.at;
+        let value = encoded(&event);
+        self.emit(DEAD_LETTERS_OUTPUT, topic.name, |event_id| {
+            DeadLetter {
+                event_id,
+                processor: NAME.to_string(),
+                source_topic: topic.name.to_string(),
+                source_partition: at.partition,
+                source_offset: at.offset,
+                source_timestamp: Some(at.stamp),
+                key: Some(offer_id.as_bytes().to_vec()),
+                value: Some(value),
+                reason,
+            }
+            .into()
+        });
+    }
+}
+
+fn encoded(event: &Event) -> Vec<u8> {
+    // Only an event type that drifted from its schema fails to encode, and the contract tests
+    // compare every type with its .avsc file; no input can cause it.
+    encode(event).expect("tessera events encode with their own schemas")
+}
+
+/// Closes every valid offer whose rule ended before the input's stamp.
+fn close_ended(state: &mut dyn State, out: &mut Outputs) {
+    let now = out.at.effective;
+    while let Some((_, offer_id)) = CLOSES.pop_due(state, now) {
+        let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
+        // A withdrawn offer has closed already.
+        if progress.closed_at.is_some() {
+            continue;
+        }
+        let Some(offer) = OFFERS.get(state, &offer_id) else {
+            continue;
+        };
+        progress.closed_at = Some(now);
+        PROGRESS.put(state, &offer_id, &progress);
+        closed(out, &offer_id, &offer, &progress);
+    }
+}
+
+fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Progress) {
+    let closed_at = out.at.effective;
+    out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
+        OfferClosed {
+            event_id,
+            offer_id: offer_id.to_string(),
+            offer: offer.terms(),
+            closed_at,
+            requested: progress.requested,
+            responded: progress.responded,
+            released: progress.released,
+            rejected: progress.rejected,
+            withdrawn: progress.withdrawn,
+        }
+        .into()
+    });
+}
+
+fn publish(state: &mut dyn State, offer: OfferPublished, out: &mut Outputs) {
+    let position = out.position(topics::OFFERS);
+    if let Some(first) = OFFERS.get(state, &offer.offer_id) {
+        let detail = format!(
+            "offer {} was already published at {} partition {} offset {}",
+            offer.offer_id,
+            format_stamp(first.position.stamp),
+            first.position.partition,
+            first.position.offset
+        );
+        return reject_offer(out, &offer, position, OfferProblem::DuplicateOffer, detail);
+    }
+    let problem = check_offer(&offer, out.at.effective).err();
+    let ends_at = offer.time_rule.ends_at(out.at.effective);
+    let stored = StoredOffer {
+        provider_id: offer.provider_id.clone(),
+        position: position.clone(),
+        time_rule: offer.time_rule,
+        capacity: offer.capacity,
+        platform_half: offer.credential.platform_half.clone(),
+        escrow_half: offer.credential.escrow_half.clone(),
+        rejected: problem.as_ref().map(|(_, detail)| detail.clone()),
+    };
+    OFFERS.put(state, &offer.offer_id, &stored);
+    match problem {
+        Some((problem, detail)) => reject_offer(out, &offer, position, problem, detail),
+        None => CLOSES.schedule(state, ends_at, &offer.offer_id),
+    }
+}
+
+fn reject_offer(
+    out: &mut Outputs,
+    offer: &OfferPublished,
+    position: LogPosition,
+    problem: OfferProblem,
+    detail: String,
+) {
+    out.emit(DECISIONS_OUTPUT, &offer.offer_id, |event_id| {
+        OfferRejected {
+            event_id,
+            offer_id: offer.offer_id.clone(),
+            provider_id: offer.provider_id.clone(),
+            problem,
+            offer: position,
+            detail,
+        }
+        .into()
+    });
+}
+
+fn withdraw(state: &mut dyn State, withdrawal: OfferWithdrawn, out: &mut Outputs) {
+    let offer_id = withdrawal.offer_id.clone();
+    let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
+    match withdrawable(OFFERS.get(state, &offer_id), &progress, &withdrawal) {
+        Ok(offer) => {
+            progress.closed_at = Some(out.at.effective);
+            progress.withdrawn = true;
+            PROGRESS.put(state, &offer_id, &progress);
+            closed(out, &offer_id, &offer, &progress);
+        }
+        Err(reason) => out.dead_letter(topics::OFFERS, &offer_id, withdrawal.into(), reason),
+    }
+}
+
+/// The offer a withdrawal takes back, or why it cannot.
+fn withdrawable(
+    offer: Option<StoredOffer>,
+    progress: &Progress,
+    withdrawal: &OfferWithdrawn,
+) -> Result<StoredOffer, String> {
+    let offer_id = &withdrawal.offer_id;
+    let Some(offer) = offer else {
+        return Err(format!("there is no offer {offer_id} to withdraw"));
+    };
+    if offer.rejected.is_some() {
+        return Err(format!(
+            "offer {offer_id} was rejected, so it cannot be withdrawn"
+        ));
+    }
+    if offer.provider_id != withdrawal.provider_id {
+        return Err(format!(
+            "provider {} cannot withdraw offer {offer_id} of provider {}",
+            withdrawal.provider_id, offer.provider_id
+        ));
+    }
+    if let Some(closed_at) = progress.closed_at {
+        return Err(format!(
+            "offer {offer_id} had already closed at {}",
+            format_stamp(closed_at)
+        ));
+    }
+    Ok(offer)
+}
+
+fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Outputs) {
+    let key = pair(&invitation.offer_id, &invitation.subscriber_id);
+    match INVITATIONS.get(state, &key) {
+        None => {
+            INVITATIONS.put(
+                state,
+                &key,
+                &Invitation {
+                    request_id: invitation.request_id.clone(),
+                    released: false,
+                },
+            );
+            let mut progress = PROGRESS
+                .get(state, &invitation.offer_id)
+                .unwrap_or_default();
+            progress.requested = progress.requested.saturating_add(1);
+            PROGRESS.put(state, &invitation.offer_id, &progress);
+        }
+        // The same invitation again (a matcher re-inviting after a restart) changes nothing.
+        Some(known) if known.request_id == invitation.request_id => {}
+        Some(known) => {
+            let reason = format!(
+                "subscriber {} was already invited to offer {} under request {}",
+                invitation.subscriber_id, invitation.offer_id, known.request_id
+            );
+            let offer_id = invitation.offer_id.clone();
+            out.dead_letter(topics::REQUESTS, &offer_id, invitation.into(), reason);
+        }
+    }
+}
+
+fn respond(state: &mut dyn State, response: ResponseSubmitted, out: &mut Outputs) {
+    let offer_id = &response.offer_id;
+    let offer = OFFERS.get(state, offer_id);
+    let mut progress = PROGRESS.get(state, offer_id).unwrap_or_default();
+    let judged = pair(offer_id, &response.event_id);
+    let verdict = if JUDGED.get(state, &judged).is_some() {
+        Err((
+            RejectReason::Duplicate,
+            format!("response {} was judged already", response.event_id),
+        ))
+    } else {
+        JUDGED.put(state, &judged, &());
+        verdict(
+            state,
+            &response,
+            offer.as_ref(),
+            &progress,
+            out.at.effective,
+        )
+    };
+    progress.responded = progress.responded.saturating_add(1);
+    let position = out.position(topics::RESPONSES);
+    match verdict {
+        Ok(offer) => {
+            progress.released = progress.released.saturating_add(1);
+            INVITATIONS.put(
+                state,
+                &pair(offer_id, &response.subscriber_id),
+                &Invitation {
+                    request_id: response.request_id.clone(),
+                    released: true,
+                },
+            );
+            let (platform_half, provider_half) = halves_for_responder(offer);
+            out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
+                CredentialReleased {
+                    event_id,
+                    offer_id: offer_id.clone(),
+                    credential_id: credential_id(offer_id, &response.subscriber_id),
+                    subscriber_id: response.subscriber_id.clone(),
+                    request_id: response.request_id.clone(),
+                    response: position,
+                    offer: offer.terms(),
+                    platform_half,
+                    provider_half,
+                }
+                .into()
+            });
+        }
+        Err((reason, detail)) => {
+            progress.rejected = progress.rejected.saturating_add(1);
+            out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
+                ResponseRejected {
+                    event_id,
+                    offer_id: offer_id.clone(),
+                    subscriber_id: response.subscriber_id.clone(),
+                    request_id: response.request_id.clone(),
+                    reason,
+                    response: position,
+                    offer: offer.as_ref().map(StoredOffer::terms),
+                    detail,
+                }
+                .into()
+            });
+        }
+    }
+    PROGRESS.put(state, offer_id, &progress);
+}
+
+/// The rules a response meets, in their fixed order (the first one broken is the reason), for a
+/// response received at `stamp` that was not judged before. Ok is the offer to release.
+///
+/// The response's proof of identity is not verified yet, so Forged is never the reason yet.
+fn verdict<'a>(
+    state: &dyn State,
+    response: &ResponseSubmitted,
+    offer: Option<&'a StoredOffer>,
+    progress: &Progress,
+    stamp: i64,
+) -> Result<&'a StoredOffer, (RejectReason, String)> {
+    let offer_id = &response.offer_id;
+    let subscriber_id = &response.subscriber_id;
+    let Some(offer) = offer else {
+        return Err((
+            RejectReason::UnknownOffer,
+            format!(
+                "no offer {offer_id} was on the log by {}",
+                format_stamp(stamp)
+            ),
+        ));
+    };
+    if let Some(problem) = &offer.rejected {
+        return Err((
+            RejectReason::InvalidOffer,
+            format!("offer {offer_id} was rejected: {problem}"),
+        ));
+    }
+    match INVITATIONS.get(state, &pair(offer_id, subscriber_id)) {
+        None => {
+            return Err((
+                RejectReason::NotInvited,
+                format!(
+                    "subscriber {subscriber_id} was not invited to offer {offer_id} by {}",
+                    format_stamp(stamp)
+                ),
+            ));
+        }
+        Some(invitation) if invitation.request_id != response.request_id => {
+            return Err((
+                RejectReason::NotInvited,
+                format!(
+                    "subscriber {subscriber_id} was invited under request {}, not {}",
+                    invitation.request_id, response.request_id
+                ),
+            ));
+        }
+        Some(invitation) if invitation.released => {
+            return Err((
+                RejectReason::Duplicate,
+                format!(
+                    "subscriber {subscriber_id} has the credential of offer {offer_id} already"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    if progress.withdrawn {
+        let at = progress
+            .closed_at
+            .map_or_else(String::new, |t| format!(" at {}", format_stamp(t)));
+        return Err((
+            RejectReason::Withdrawn,
+            format!("offer {offer_id} was withdrawn{at}"),
+        ));
+    }
+    let timing = match offer.time_rule.judge(offer.position.stamp, stamp) {
+        Timing::InTime => None,
+        Timing::TooEarly => Some(RejectReason::TooEarly),
+        Timing::TooLate => Some(RejectReason::TooLate),
+    };
+    if let Some(reason) = timing {
+        let detail = format!("received {}, {}", format_stamp(stamp), rule_in_words(offer));
+        return Err((reason, detail));
+    }
+    if let Some(capacity) = offer.capacity
+        && progress.released >= capacity
+    {
+        return Err((
+            RejectReason::CapacityReached,
+            format!("all {capacity} credentials of offer {offer_id} were released already"),
+        ));
+    }
+    Ok(offer)
+}
+
+/// The rule in words; a `Within` rule also says when it started and ends.
+fn rule_in_words(offer: &StoredOffer) -> String {
+    let rule = &offer.time_rule;
+    match rule {
+        TimeRule::Within(_) => format!(
+            "{} received {} (until {})",
+            rule.describe(),
+            format_stamp(offer.position.stamp),
+            format_stamp(rule.ends_at(offer.position.stamp))
+        ),
+        TimeRule::Deadline(_) | TimeRule::Window(_) => rule.describe(),
+    }
+}
+
+/// The key halves a released responder gets: for now as the provider sealed them to the
+/// timekeeper. Re-sealing them to the responder's registered key replaces this function.
+fn halves_for_responder(offer: &StoredOffer) -> (SealedBox, Option<SealedBox>) {
+    (offer.platform_half.clone(), offer.escrow_half.clone())
+}
+
+/// The id of the credential released to `subscriber_id` for `offer_id`: derived, so a replay
+/// names the same credential, and one per pair because a subscriber is released once.
+fn credential_id(offer_id: &str, subscriber_id: &str) -> String {
+    let name = format!("credential/{}", pair(offer_id, subscriber_id));
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
+#[cfg(test)]
+mod tests;

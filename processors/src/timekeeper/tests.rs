@@ -1,0 +1,745 @@
+use std::collections::BTreeMap;
+
+use tessera_schemas::rules::request_id;
+use tessera_schemas::{
+    Custody, Deadline, Recommendation, SealedCredential, Tick, Window, Within, decode,
+};
+use tessera_state_stores::MemoryState;
+
+use super::*;
+use crate::merge::Merge;
+use crate::replay::{self, Produced, RawRecord};
+
+/// 2025-11-25T09:00:00.000Z: a stamp that reads well in details.
+const T: i64 = 1_764_061_200_000;
+const PARTITION: i32 = 3;
+
+fn sealed(tag: u8) -> SealedBox {
+    SealedBox {
+        enc: vec![tag; 32],
+        ciphertext: vec![tag; 48],
+    }
+}
+
+fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
+    OfferPublished {
+        event_id: format!("offer-event-{offer_id}"),
+        offer_id: offer_id.into(),
+        provider_id: "A".into(),
+        provider_contact: "a@example.org".into(),
+        recommendation: Recommendation {
+            identifier: "doc-X".into(),
+            name: "Document X".into(),
+            features: BTreeMap::new(),
+            parameters: BTreeMap::new(),
+        },
+        time_rule,
+        capacity: None,
+        reward: None,
+        credential: SealedCredential {
+            custody: Custody::Escrow,
+            package: vec![1, 2, 3],
+            platform_half: sealed(1),
+            escrow_half: Some(sealed(2)),
+        },
+    }
+}
+
+fn deadline(at: i64) -> TimeRule {
+    TimeRule::Deadline(Deadline { at })
+}
+
+fn window(from: i64, to: i64) -> TimeRule {
+    TimeRule::Window(Window { from, to })
+}
+
+fn within(duration_ms: i64) -> TimeRule {
+    TimeRule::Within(Within { duration_ms })
+}
+
+fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
+    InteractionRequested {
+        event_id: format!("invitation-{offer_id}-{subscriber_id}"),
+        request_id: request_id(offer_id, subscriber_id),
+        offer_id: offer_id.into(),
+        subscriber_id: subscriber_id.into(),
+        recommendation: offer(offer_id, deadline(T)).recommendation,
+        offer: OfferTerms {
+            position: LogPosition {
+                topic: "tessera.offers".into(),
+                partition: PARTITION,
+                offset: 0,
+                stamp: T,
+            },
+            time_rule: deadline(T),
+        },
+        provider_contact: "a@example.org".into(),
+    }
+}
+
+/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation.
+fn response(offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
+    ResponseSubmitted {
+        event_id: format!("response-{n}"),
+        offer_id: offer_id.into(),
+        request_id: request_id(offer_id, subscriber_id),
+        subscriber_id: subscriber_id.into(),
+        proof: sealed(9),
+    }
+}
+
+fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
+    OfferWithdrawn {
+        event_id: format!("withdrawal-{offer_id}"),
+        offer_id: offer_id.into(),
+        provider_id: provider_id.into(),
+        reason: None,
+    }
+}
+
+/// A timekeeper with its state, fed by hand: each input gets the next offset of its topic and
+/// an effective stamp equal to its stamp unless said otherwise.
+#[derive(Default)]
+struct Fixture {
+    core: Timekeeper,
+    state: MemoryState,
+    offsets: [i64; 3],
+}
+
+impl Fixture {
+    fn at(&mut self, topic: usize, stamp: i64, effective: i64) -> Position {
+        let offset = self.offsets[topic];
+        self.offsets[topic] += 1;
+        Position {
+            topic,
+            partition: PARTITION,
+            offset,
+            stamp,
+            effective,
+        }
+    }
+
+    fn feed_at(&mut self, at: Position, value: Received) -> Vec<Output> {
+        let key = Some(value.offer_id().to_string());
+        self.core
+            .apply(&mut self.state, Input::Record { at, key, value })
+    }
+
+    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Output> {
+        let topic = match value {
+            Received::Offer(_) | Received::Withdrawal(_) => OFFERS_INPUT,
+            Received::Invitation(_) => REQUESTS_INPUT,
+            Received::Response(_) => RESPONSES_INPUT,
+        };
+        let at = self.at(topic, stamp, stamp);
+        self.feed_at(at, value)
+    }
+
+    fn publish(&mut self, stamp: i64, offer: OfferPublished) -> Vec<Event> {
+        events(&self.feed(stamp, Received::Offer(Box::new(offer))))
+    }
+
+    fn invite(&mut self, stamp: i64, offer_id: &str, subscribers: &[&str]) {
+        for subscriber in subscribers {
+            let outputs = self.feed(
+                stamp,
+                Received::Invitation(invitation(offer_id, subscriber)),
+            );
+            assert_eq!(outputs, vec![], "an invitation decides nothing");
+        }
+    }
+
+    fn respond(&mut self, stamp: i64, response: ResponseSubmitted) -> Vec<Event> {
+        events(&self.feed(stamp, Received::Response(response)))
+    }
+
+    /// Response number `n` of `subscriber_id` to offer `o`, received at `stamp`, and what it
+    /// produced in words.
+    fn answer(&mut self, stamp: i64, subscriber_id: &str, n: u32) -> Vec<String> {
+        summaries(&self.respond(stamp, response("o", subscriber_id, n)))
+    }
+
+    fn tick(&mut self, stamp: i64) -> Vec<Event> {
+        let at = self.at(REQUESTS_INPUT, stamp, stamp);
+        events(&self.core.apply(&mut self.state, Input::Tick { at }))
+    }
+}
+
+fn events(outputs: &[Output]) -> Vec<Event> {
+    outputs
+        .iter()
+        .map(|o| decode(&o.value).expect("outputs decode"))
+        .collect()
+}
+
+/// An output in a few words, so a test can state a sequence of them.
+fn summary(event: &Event) -> String {
+    match event {
+        Event::CredentialReleased(e) => format!("released {}", e.subscriber_id),
+        Event::ResponseRejected(e) => format!("rejected {} {:?}", e.subscriber_id, e.reason),
+        Event::OfferRejected(e) => format!("offer rejected {:?}", e.problem),
+        Event::OfferClosed(e) => format!("closed {}", e.offer_id),
+        Event::DeadLetter(e) => format!("dead letter: {}", e.reason),
+        other => format!("unexpected {:?}", other.kind()),
+    }
+}
+
+fn summaries(events: &[Event]) -> Vec<String> {
+    events.iter().map(summary).collect()
+}
+
+/// The reason and detail of the one rejection in `events`.
+fn why(events: &[Event]) -> (RejectReason, &str) {
+    let rejected = rejection(events);
+    (rejected.reason, rejected.detail.as_str())
+}
+
+fn rejection(events: &[Event]) -> &ResponseRejected {
+    match events {
+        [Event::ResponseRejected(rejected)] => rejected,
+        other => panic!("expected one rejection, got {:?}", summaries(other)),
+    }
+}
+
+/// A fixture with offer `o` published at `stamp` under `rule` and `subscribers` invited.
+fn with_offer(stamp: i64, rule: TimeRule, subscribers: &[&str]) -> Fixture {
+    let mut fixture = Fixture::default();
+    assert_eq!(fixture.publish(stamp, offer("o", rule)), vec![]);
+    fixture.invite(stamp, "o", subscribers);
+    fixture
+}
+
+#[test]
+fn a_deadline_is_met_at_it_and_before_it_not_after() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2", "s3"]);
+    assert_eq!(tk.answer(T - 1, "s1", 1), ["released s1"]);
+    assert_eq!(tk.answer(T, "s2", 2), ["released s2"]);
+    let late = tk.respond(T + 1, response("o", "s3", 3));
+    assert_eq!(summaries(&late), ["closed o", "rejected s3 TooLate"]);
+    assert_eq!(
+        rejection(&late[1..]).detail,
+        "received 2025-11-25T09:00:00.001Z, deadline 2025-11-25T09:00:00.000Z"
+    );
+}
+
+#[test]
+fn a_window_includes_both_ends() {
+    let subscribers = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let mut tk = with_offer(T - 1_000, window(T, T + 100), &subscribers);
+    let early = tk.respond(T - 1, response("o", "s1", 1));
+    assert_eq!(summaries(&early), ["rejected s1 TooEarly"]);
+    assert_eq!(
+        rejection(&early).detail,
+        "received 2025-11-25T08:59:59.999Z, window 2025-11-25T09:00:00.000Z .. 2025-11-25T09:00:00.100Z"
+    );
+    assert_eq!(tk.answer(T, "s2", 2), ["released s2"]);
+    assert_eq!(tk.answer(T + 1, "s3", 3), ["released s3"]);
+    assert_eq!(tk.answer(T + 99, "s4", 4), ["released s4"]);
+    assert_eq!(tk.answer(T + 100, "s5", 5), ["released s5"]);
+    assert_eq!(
+        tk.answer(T + 101, "s6", 6),
+        ["closed o", "rejected s6 TooLate"]
+    );
+}
+
+#[test]
+fn within_counts_from_the_offers_effective_stamp() {
+    // The offer's broker clock stepped back: its stamp reads T - 500 but the partition had
+    // reached T, and the rule counts from T.
+    let mut tk = Fixture::default();
+    let at = tk.at(OFFERS_INPUT, T - 500, T);
+    assert_eq!(
+        tk.feed_at(at, Received::Offer(Box::new(offer("o", within(100))))),
+        vec![]
+    );
+    tk.invite(T, "o", &["s1", "s2", "s3"]);
+    assert_eq!(tk.answer(T + 99, "s1", 1), ["released s1"]);
+    let released = tk.respond(T + 100, response("o", "s2", 2));
+    let Event::CredentialReleased(released) = &released[0] else {
+        panic!("expected a release, got {:?}", summaries(&released));
+    };
+    assert_eq!(
+        released.offer.position.stamp, T,
+        "the offer's stamp is its effective one"
+    );
+    let late = tk.respond(T + 101, response("o", "s3", 3));
+    assert_eq!(summaries(&late), ["closed o", "rejected s3 TooLate"]);
+    assert_eq!(
+        rejection(&late[1..]).detail,
+        "received 2025-11-25T09:00:00.101Z, within 100 ms of the offer received \
+         2025-11-25T09:00:00.000Z (until 2025-11-25T09:00:00.100Z)"
+    );
+}
+
+#[test]
+fn responses_are_judged_on_their_effective_stamp() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    // Read with stamp T - 10, but the responses partition had already reached T + 5.
+    let at = tk.at(RESPONSES_INPUT, T - 10, T + 5);
+    let late = events(&tk.feed_at(at, Received::Response(response("o", "s1", 1))));
+    assert_eq!(summaries(&late), ["closed o", "rejected s1 TooLate"]);
+    assert_eq!(rejection(&late[1..]).response.stamp, T + 5);
+}
+
+#[test]
+fn a_response_to_no_offer_is_rejected_as_unknown() {
+    let mut tk = Fixture::default();
+    let rejected = tk.respond(T, response("nowhere", "s1", 1));
+    let rejected = rejection(&rejected);
+    assert_eq!(rejected.reason, RejectReason::UnknownOffer);
+    assert_eq!(rejected.offer, None);
+    assert_eq!(
+        rejected.detail,
+        "no offer nowhere was on the log by 2025-11-25T09:00:00.000Z"
+    );
+}
+
+#[test]
+fn a_response_needs_its_own_invitation() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    let stranger = tk.respond(T - 5, response("o", "s2", 1));
+    assert_eq!(rejection(&stranger).reason, RejectReason::NotInvited);
+    let mut wrong_request = response("o", "s1", 2);
+    wrong_request.request_id = request_id("o", "s2");
+    let wrong = tk.respond(T - 4, wrong_request);
+    assert_eq!(rejection(&wrong).reason, RejectReason::NotInvited);
+    assert!(
+        rejection(&wrong)
+            .detail
+            .contains("was invited under request")
+    );
+    assert_eq!(tk.answer(T - 3, "s1", 3), ["released s1"]);
+}
+
+#[test]
+fn a_subscriber_is_released_once_and_a_response_judged_once() {
+    let mut tk = with_offer(T - 1_000, window(T - 100, T), &["s1"]);
+    assert_eq!(tk.answer(T - 101, "s1", 1), ["rejected s1 TooEarly"]);
+    // The same response again is a duplicate, even though its first verdict was a rejection.
+    let again = tk.respond(T - 50, response("o", "s1", 1));
+    assert_eq!(
+        why(&again),
+        (
+            RejectReason::Duplicate,
+            "response response-1 was judged already"
+        )
+    );
+    // A new response of a rejected responder is judged anew.
+    assert_eq!(tk.answer(T - 49, "s1", 2), ["released s1"]);
+    let second = tk.respond(T - 48, response("o", "s1", 3));
+    assert_eq!(
+        why(&second),
+        (
+            RejectReason::Duplicate,
+            "subscriber s1 has the credential of offer o already"
+        )
+    );
+}
+
+#[test]
+fn capacity_counts_releases_only() {
+    let mut offer = offer("o", window(T, T + 100));
+    offer.capacity = Some(2);
+    let mut tk = Fixture::default();
+    assert_eq!(tk.publish(T - 1_000, offer), vec![]);
+    tk.invite(T - 1_000, "o", &["s1", "s2", "s3", "s4"]);
+    assert_eq!(tk.answer(T - 1, "s1", 1), ["rejected s1 TooEarly"]);
+    assert_eq!(tk.answer(T, "s2", 2), ["released s2"]);
+    assert_eq!(tk.answer(T + 1, "s3", 3), ["released s3"]);
+    let full = tk.respond(T + 2, response("o", "s4", 4));
+    assert_eq!(
+        why(&full),
+        (
+            RejectReason::CapacityReached,
+            "all 2 credentials of offer o were released already"
+        )
+    );
+    let s1 = tk.respond(T + 3, response("o", "s1", 5));
+    assert_eq!(rejection(&s1).reason, RejectReason::CapacityReached);
+}
+
+#[test]
+fn an_offer_closes_once_strictly_after_its_rule_with_its_counts() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2", "s3"]);
+    tk.respond(T - 10, response("o", "s1", 1));
+    tk.respond(T - 9, response("o", "s4", 2));
+    tk.respond(T - 8, response("o", "s1", 3));
+    assert_eq!(tk.tick(T), vec![], "the deadline itself is still in time");
+    let closed = tk.tick(T + 1);
+    let [Event::OfferClosed(closed)] = closed.as_slice() else {
+        panic!("expected the offer to close, got {:?}", summaries(&closed));
+    };
+    assert_eq!(
+        (
+            closed.requested,
+            closed.responded,
+            closed.released,
+            closed.rejected
+        ),
+        (3, 3, 1, 2)
+    );
+    assert_eq!(closed.closed_at, T + 1);
+    assert!(!closed.withdrawn);
+    assert_eq!(closed.offer.time_rule, deadline(T));
+    assert_eq!(closed.offer.position.stamp, T - 1_000);
+    assert_eq!(tk.tick(T + 1_000), vec![]);
+    // Responses after the close are still judged.
+    let late = tk.respond(T + 2_000, response("o", "s2", 4));
+    assert_eq!(summaries(&late), ["rejected s2 TooLate"]);
+}
+
+#[test]
+fn offers_close_in_the_order_their_rules_end() {
+    let mut tk = Fixture::default();
+    tk.publish(T, offer("b", deadline(T + 20)));
+    tk.publish(T, offer("a", within(30)));
+    tk.publish(T, offer("c", window(T + 5, T + 10)));
+    let closed = tk.tick(T + 100);
+    assert_eq!(summaries(&closed), ["closed c", "closed b", "closed a"]);
+    let ids: std::collections::BTreeSet<_> = closed
+        .iter()
+        .map(|e| match e {
+            Event::OfferClosed(c) => c.event_id.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        3,
+        "each output of one input has its own event id"
+    );
+}
+
+#[test]
+fn a_withdrawal_closes_the_offer_and_later_responses_are_withdrawn() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
+    tk.respond(T - 100, response("o", "s1", 1));
+    let closed = events(&tk.feed(T - 50, Received::Withdrawal(withdrawal("o", "A"))));
+    let [Event::OfferClosed(closed)] = closed.as_slice() else {
+        panic!("expected the offer to close, got {:?}", summaries(&closed));
+    };
+    assert!(closed.withdrawn);
+    assert_eq!(closed.closed_at, T - 50);
+    assert_eq!(
+        (closed.requested, closed.responded, closed.released),
+        (2, 1, 1)
+    );
+    let withdrawn = tk.respond(T - 40, response("o", "s2", 2));
+    assert_eq!(
+        why(&withdrawn),
+        (
+            RejectReason::Withdrawn,
+            "offer o was withdrawn at 2025-11-25T08:59:59.950Z"
+        )
+    );
+    assert_eq!(
+        tk.tick(T + 1),
+        vec![],
+        "a withdrawn offer does not close again"
+    );
+}
+
+#[test]
+fn withdrawals_that_cannot_take_effect_are_dead_letters() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &[]);
+    let mut invalid = offer("bad", window(T, T - 1));
+    invalid.provider_id = "A".into();
+    tk.publish(T - 1_000, invalid);
+    let cases = [
+        (
+            withdrawal("o", "B"),
+            "provider B cannot withdraw offer o of provider A",
+        ),
+        (
+            withdrawal("nowhere", "A"),
+            "there is no offer nowhere to withdraw",
+        ),
+        (
+            withdrawal("bad", "A"),
+            "offer bad was rejected, so it cannot be withdrawn",
+        ),
+    ];
+    for (withdrawal, reason) in cases {
+        let outputs = tk.feed(T - 500, Received::Withdrawal(withdrawal.clone()));
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(outputs[0].topic, DEAD_LETTERS_OUTPUT);
+        assert_eq!(outputs[0].key, "tessera.offers");
+        let Event::DeadLetter(letter) = decode(&outputs[0].value).unwrap() else {
+            panic!("expected a dead letter");
+        };
+        assert_eq!(letter.reason, reason);
+        assert_eq!(letter.processor, "timekeeper");
+        assert_eq!(letter.source_topic, "tessera.offers");
+        assert_eq!(letter.source_partition, PARTITION);
+        assert_eq!(letter.source_offset, tk.offsets[OFFERS_INPUT] - 1);
+        assert_eq!(letter.source_timestamp, Some(T - 500));
+        assert_eq!(letter.key.as_deref(), Some(withdrawal.offer_id.as_bytes()));
+        let value = decode(letter.value.as_deref().unwrap()).unwrap();
+        assert_eq!(value, Event::OfferWithdrawn(withdrawal));
+    }
+    tk.tick(T + 1);
+    let closed = events(&tk.feed(T + 2, Received::Withdrawal(withdrawal("o", "A"))));
+    assert_eq!(
+        summaries(&closed),
+        ["dead letter: offer o had already closed at 2025-11-25T09:00:00.001Z"]
+    );
+}
+
+#[test]
+fn a_second_offer_under_an_id_is_rejected_and_the_first_stays() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    let mut second = offer("o", deadline(T + 1_000));
+    second.event_id = "second".into();
+    let rejected = tk.publish(T - 900, second);
+    let [Event::OfferRejected(rejected)] = rejected.as_slice() else {
+        panic!("expected a rejection, got {:?}", summaries(&rejected));
+    };
+    assert_eq!(rejected.problem, OfferProblem::DuplicateOffer);
+    assert_eq!(rejected.offer.offset, 1, "the second offer's own position");
+    assert_eq!(
+        rejected.detail,
+        "offer o was already published at 2025-11-25T08:59:59.000Z partition 3 offset 0"
+    );
+    let late = tk.respond(T + 500, response("o", "s1", 1));
+    assert_eq!(summaries(&late), ["closed o", "rejected s1 TooLate"]);
+}
+
+#[test]
+fn invalid_offers_are_rejected_with_their_problem_and_never_close() {
+    let stamp = T;
+    let mut empty = offer("empty", deadline(T + 10));
+    empty.recommendation.identifier = String::new();
+    let cases = [
+        (
+            offer("backwards", window(T + 10, T + 9)),
+            OfferProblem::WindowEndsBeforeStart,
+        ),
+        (offer("zero", within(0)), OfferProblem::NonPositiveDuration),
+        (
+            offer("negative", within(-5)),
+            OfferProblem::NonPositiveDuration,
+        ),
+        (offer("past", deadline(T - 1)), OfferProblem::AlreadyEnded),
+        (empty, OfferProblem::EmptyIdentifier),
+    ];
+    let mut tk = Fixture::default();
+    for (offer, problem) in cases {
+        let offer_id = offer.offer_id.clone();
+        let rejected = tk.publish(stamp, offer);
+        let [Event::OfferRejected(rejected)] = rejected.as_slice() else {
+            panic!(
+                "{offer_id}: expected a rejection, got {:?}",
+                summaries(&rejected)
+            );
+        };
+        assert_eq!(rejected.problem, problem, "{offer_id}");
+        tk.invite(stamp, &offer_id, &["s1"]);
+        let response = tk.respond(stamp, response(&offer_id, "s1", 0));
+        assert_eq!(rejection(&response).reason, RejectReason::InvalidOffer);
+        assert!(rejection(&response).offer.is_some());
+        assert!(
+            rejection(&response)
+                .detail
+                .starts_with(&format!("offer {offer_id} was rejected: "))
+        );
+    }
+    assert_eq!(
+        tk.publish(stamp, offer("now", deadline(T))),
+        vec![],
+        "a deadline at the stamp is valid"
+    );
+    assert_eq!(summaries(&tk.tick(T + 1_000_000)), ["closed now"]);
+}
+
+#[test]
+fn a_release_carries_the_evidence_and_the_key_halves() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
+    let outputs = tk.feed(T - 10, Received::Response(response("o", "s1", 1)));
+    assert_eq!(outputs[0].topic, DECISIONS_OUTPUT);
+    assert_eq!(outputs[0].key, "o");
+    let released = events(&outputs);
+    let [Event::CredentialReleased(released)] = released.as_slice() else {
+        panic!("expected a release, got {:?}", summaries(&released));
+    };
+    assert_eq!(
+        released.response,
+        LogPosition {
+            topic: "tessera.responses".into(),
+            partition: PARTITION,
+            offset: 0,
+            stamp: T - 10,
+        }
+    );
+    assert_eq!(released.offer.position.topic, "tessera.offers");
+    assert_eq!(released.offer.position.offset, 0);
+    assert_eq!(released.offer.time_rule, deadline(T));
+    assert_eq!(released.request_id, request_id("o", "s1"));
+    assert_eq!(released.platform_half, sealed(1));
+    assert_eq!(released.provider_half, Some(sealed(2)));
+    assert_eq!(released.credential_id, credential_id("o", "s1"));
+    assert_ne!(credential_id("o", "s1"), credential_id("o", "s2"));
+    let at = Position {
+        topic: RESPONSES_INPUT,
+        partition: PARTITION,
+        offset: 0,
+        stamp: T - 10,
+        effective: T - 10,
+    };
+    assert_eq!(released.event_id, derived_id("timekeeper", &at, 0));
+}
+
+#[test]
+fn a_conflicting_invitation_is_a_dead_letter_and_a_repeated_one_changes_nothing() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    tk.invite(T - 900, "o", &["s1"]);
+    let mut conflicting = invitation("o", "s1");
+    conflicting.request_id = "other".into();
+    let outputs = tk.feed(T - 800, Received::Invitation(conflicting));
+    assert_eq!(outputs[0].key, "tessera.requests");
+    assert_eq!(
+        summaries(&events(&outputs)),
+        [format!(
+            "dead letter: subscriber s1 was already invited to offer o under request {}",
+            request_id("o", "s1")
+        )]
+    );
+    let closed = tk.tick(T + 1);
+    let [Event::OfferClosed(closed)] = closed.as_slice() else {
+        panic!("expected the offer to close");
+    };
+    assert_eq!(closed.requested, 1);
+}
+
+fn raw(event: impl Into<Event>, key: &str) -> RawRecord {
+    RawRecord {
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(encode(&event.into()).unwrap()),
+    }
+}
+
+#[test]
+fn absence_is_decided_in_merge_order() {
+    // Invitations and offers stamped with a response are applied before it (lower rank); those
+    // stamped after it are not seen by it.
+    let lanes: [Vec<(i64, RawRecord)>; 3] = [
+        vec![
+            (T, raw(offer("o", deadline(T + 1_000)), "o")),
+            (T + 20, raw(offer("same", deadline(T + 1_000)), "same")),
+            (T + 21, raw(offer("later", deadline(T + 1_000)), "later")),
+        ],
+        vec![
+            (T + 10, raw(invitation("o", "s1"), "o")),
+            (T + 11, raw(invitation("o", "s2"), "o")),
+            (T + 20, raw(invitation("same", "s1"), "same")),
+        ],
+        vec![
+            (T + 10, raw(response("o", "s1", 1), "o")),
+            (T + 10, raw(response("o", "s2", 2), "o")),
+            (T + 20, raw(response("same", "s1", 3), "same")),
+            (T + 20, raw(response("later", "s1", 4), "later")),
+        ],
+    ];
+    let mut merge = Merge::new(3);
+    for (topic, lane) in lanes.into_iter().enumerate() {
+        for (offset, (stamp, record)) in lane.into_iter().enumerate() {
+            merge
+                .push(topic, PARTITION, offset as i64, stamp, record)
+                .unwrap();
+        }
+        merge.finish(topic);
+    }
+    let mut core = Timekeeper;
+    let mut state = MemoryState::new();
+    let verdicts: Vec<String> = replay::drain(&mut core, &mut state, &mut merge)
+        .into_iter()
+        .map(|produced| match produced {
+            Produced::Output(output) => summary(&decode(&output.value).unwrap()),
+            Produced::DeadLetter { reason, .. } => reason,
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            "released s1",
+            "rejected s2 NotInvited",
+            "released s1",
+            "rejected s1 UnknownOffer"
+        ]
+    );
+}
+
+#[test]
+fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
+    let tk = Timekeeper;
+    let bytes = |event: Event| encode(&event).unwrap();
+    let offer_bytes = bytes(offer("o", deadline(T)).into());
+    let response_bytes = bytes(response("o", "s1", 1).into());
+    let accepted = |topic, bytes: &[u8]| tk.decode(topic, Some(b"o"), Some(bytes)).unwrap();
+    let withdrawal = bytes(withdrawal("o", "A").into());
+    let invitation = bytes(invitation("o", "s1").into());
+    let received = [
+        accepted(OFFERS_INPUT, &offer_bytes),
+        accepted(OFFERS_INPUT, &withdrawal),
+        accepted(REQUESTS_INPUT, &invitation),
+        accepted(RESPONSES_INPUT, &response_bytes),
+    ];
+    assert!(matches!(
+        received,
+        [
+            Received::Offer(_),
+            Received::Withdrawal(_),
+            Received::Invitation(_),
+            Received::Response(_)
+        ]
+    ));
+
+    let mut no_id = response("", "s1", 1);
+    no_id.offer_id = String::new();
+    let tick = Tick {
+        event_id: "t".into(),
+        ticker: "t".into(),
+        seq: 0,
+    };
+    let reason =
+        |topic, key: Option<&[u8]>, value: Option<&[u8]>| tk.decode(topic, key, value).unwrap_err();
+    let wrong_topic = reason(RESPONSES_INPUT, Some(b"o"), Some(&offer_bytes));
+    assert_eq!(
+        wrong_topic,
+        "OfferPublished does not belong on tessera.responses"
+    );
+    let wrong_topic = reason(OFFERS_INPUT, Some(b"o"), Some(&response_bytes));
+    assert_eq!(
+        wrong_topic,
+        "ResponseSubmitted does not belong on tessera.offers"
+    );
+    let tick = reason(REQUESTS_INPUT, Some(b"o"), Some(&bytes(tick.into())));
+    assert_eq!(tick, "Tick does not belong on tessera.requests");
+    let no_key = reason(RESPONSES_INPUT, None, Some(&response_bytes));
+    assert_eq!(no_key, "the record has no key; expected \"o\"");
+    let binary_key = reason(RESPONSES_INPUT, Some(&[0xff, 0xfe]), Some(&response_bytes));
+    assert_eq!(binary_key, "the record key is not UTF-8");
+    let other_key = reason(RESPONSES_INPUT, Some(b"p"), Some(&response_bytes));
+    assert_eq!(
+        other_key,
+        "the record key \"p\" is not the event's offer id \"o\""
+    );
+    let empty = reason(RESPONSES_INPUT, Some(b""), Some(&bytes(no_id.into())));
+    assert_eq!(empty, "the offer id is empty");
+    let tombstone = reason(RESPONSES_INPUT, Some(b"o"), None);
+    assert_eq!(tombstone, "the record has no value");
+    let no_input = reason(3, Some(b"o"), Some(&response_bytes));
+    assert_eq!(no_input, "the timekeeper has no input 3");
+    let garbage = reason(RESPONSES_INPUT, Some(b"o"), Some(&[0xde, 0xad]));
+    assert!(garbage.contains("too short"), "{garbage}");
+}
+
+#[test]
+fn the_core_names_its_topics_from_the_catalogue() {
+    let tk = Timekeeper;
+    assert_eq!(tk.name(), "timekeeper");
+    assert_eq!(
+        tk.inputs(),
+        ["tessera.offers", "tessera.requests", "tessera.responses"]
+    );
+    assert_eq!(tk.outputs(), ["tessera.decisions", "tessera.dead-letters"]);
+}
