@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tessera_processors::counter::Counter;
+use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
@@ -18,6 +19,11 @@ use crate::kafka::KafkaArgs;
 /// Which processor to run.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Processor {
+    /// Judges each response to an offer by its broker receipt stamp against the offer's time
+    /// rule and writes one verdict per response to `tessera.decisions` (CredentialReleased or
+    /// ResponseRejected), plus OfferRejected and OfferClosed. Reads `tessera.offers`,
+    /// `tessera.requests` and `tessera.responses`.
+    Timekeeper,
     /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
     /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
     Counter {
@@ -85,6 +91,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         on_signal.store(true, Ordering::Relaxed);
     });
     match processor {
+        Processor::Timekeeper => runtime::run(Timekeeper, config, stop).await,
         Processor::Counter {
             inputs,
             output,
