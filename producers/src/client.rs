@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -134,12 +135,19 @@ impl Writer {
         if config.get("message.timeout.ms").is_none() {
             config.set("message.timeout.ms", "30000");
         }
-        let producer = config.create().map_err(kafka("cannot create a Kafka producer"))?;
+        let producer = config
+            .create()
+            .map_err(kafka("cannot create a Kafka producer"))?;
         Ok(Writer { producer })
     }
 
     /// Writes `event` under `key` and waits until the broker has it.
-    pub async fn write(&self, topic: &str, key: &str, event: &Event) -> Result<Written, ClientError> {
+    pub async fn write(
+        &self,
+        topic: &str,
+        key: &str,
+        event: &Event,
+    ) -> Result<Written, ClientError> {
         let bytes = encode(event)?;
         self.send(topic, FutureRecord::to(topic).key(key).payload(&bytes))
             .await
@@ -209,21 +217,46 @@ impl Record {
     }
 }
 
+/// Logs client errors as rdkafka's default context does, except reaching the end of a partition:
+/// librdkafka reports that as an error event too, yet for a reader it is the news it waits for.
+pub struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error != KafkaError::Global(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// The consumer every reader here uses.
+pub type Reader = StreamConsumer<Quiet>;
+
 /// A consumer for reading, not for a group: it commits nothing, and reads only what committed
 /// transactions wrote, as the processors do.
-pub fn reader(config: &ClientConfig, eof: bool) -> Result<StreamConsumer, ClientError> {
+pub fn reader(config: &ClientConfig, eof: bool) -> Result<Reader, ClientError> {
+    let mut config = config.clone();
+    // librdkafka refuses an assignment without a group id; a fresh one that never commits leaves
+    // no trace on the cluster and shares nothing with another reader.
+    if config.get("group.id").is_none() {
+        config.set(
+            "group.id",
+            format!("tessera-client-{}", uuid::Uuid::new_v4()),
+        );
+    }
     config
-        .clone()
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", if eof { "true" } else { "false" })
-        .create()
+        .create_with_context(Quiet)
         .map_err(kafka("cannot create a Kafka consumer"))
 }
 
 /// How many partitions `topic` has.
-pub fn partition_count(consumer: &StreamConsumer, topic: &str) -> Result<i32, ClientError> {
+pub fn partition_count(consumer: &Reader, topic: &str) -> Result<i32, ClientError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .map_err(kafka(format!("cannot read the metadata of {topic}")))?;
@@ -240,11 +273,15 @@ pub fn partition_count(consumer: &StreamConsumer, topic: &str) -> Result<i32, Cl
 
 /// Assigns every partition of each topic, from the beginning or from the current end.
 pub fn assign_all(
-    consumer: &StreamConsumer,
+    consumer: &Reader,
     topics: &[&str],
     from_beginning: bool,
 ) -> Result<(), ClientError> {
-    let start = if from_beginning { Offset::Beginning } else { Offset::End };
+    let start = if from_beginning {
+        Offset::Beginning
+    } else {
+        Offset::End
+    };
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
         for partition in 0..partition_count(consumer, topic)? {
@@ -326,7 +363,10 @@ mod tests {
             ("foobar", -790_332_482),
             ("a-little-bit-long-string", -985_981_536),
             ("a-little-bit-longer-string", -1_486_304_829),
-            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             ("abc", 479_470_107),
         ];
         for (key, hash) in vectors {

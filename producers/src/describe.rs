@@ -11,8 +11,13 @@ use tessera_schemas::{Event, Recommendation};
 /// `topic/partition@offset, received STAMP`: where a record sits and when the broker took it.
 pub fn position(topic: &str, partition: i32, offset: i64, stamp: Option<i64>) -> String {
     match stamp {
-        Some(stamp) => format!("{topic}/{partition}@{offset}, received {}", format_stamp(stamp)),
-        None => format!("{topic}/{partition}@{offset}, no broker stamp (the topic is not LogAppendTime)"),
+        Some(stamp) => format!(
+            "{topic}/{partition}@{offset}, received {}",
+            format_stamp(stamp)
+        ),
+        None => format!(
+            "{topic}/{partition}@{offset}, no broker stamp (the topic is not LogAppendTime)"
+        ),
     }
 }
 
@@ -44,7 +49,11 @@ pub fn event(event: &Event) -> String {
                 let _ = write!(text, "; capacity {capacity}");
             }
             if let Some(reward) = &offer.reward {
-                let _ = write!(text, "; reward {} {} (minor units)", reward.amount, reward.currency);
+                let _ = write!(
+                    text,
+                    "; reward {} {} (minor units)",
+                    reward.amount, reward.currency
+                );
             }
             text
         }
@@ -65,7 +74,12 @@ pub fn event(event: &Event) -> String {
             request.offer_id,
             recommendation(&request.recommendation),
             request.offer.time_rule.describe(),
-            format_stamp(request.offer.time_rule.ends_at(request.offer.position.stamp)),
+            format_stamp(
+                request
+                    .offer
+                    .time_rule
+                    .ends_at(request.offer.position.stamp)
+            ),
             request.provider_contact
         ),
         Event::ResponseSubmitted(response) => format!(
@@ -123,7 +137,10 @@ mod tests {
             "rejected B2 for offer offer-1: TooLate: received 09:05:00.000Z, deadline 09:00:00.000Z"
         );
         let request = line("InteractionRequested");
-        assert!(request.contains("doc-X \"Quarterly report X\" format=pdf lang=en"), "{request}");
+        assert!(
+            request.contains("doc-X \"Quarterly report X\" format=pdf lang=en"),
+            "{request}"
+        );
         assert!(request.contains(", ends 20"), "{request}");
         let closed = line("OfferClosed");
         assert!(closed.contains(": requested 2, responded "), "{closed}");

@@ -10,12 +10,19 @@ use std::collections::BTreeMap;
 
 use tessera_schemas::{Interest, ParameterRange, Recommendation};
 
-/// The syntax in brief, for `--help` texts.
-pub const SYNTAX: &str = "Conditions separated by `;`, all of which must hold: `id=ID` (the \
-offer's identifier is exactly ID), `terms=WORDS` (every word appears in the offer's name, any \
-case), `KEY=VALUE` (the offer has feature KEY with exactly VALUE), `NAME<=N`, `NAME>=N` or \
-`NAME=MIN..MAX` (the offer's integer parameter NAME is within the bounds, inclusive; either end of \
-MIN..MAX may be left out). Example: 'terms=quarterly report; format=pdf; price<=100; pages=10..'";
+/// The syntax, for `--help` texts.
+pub const SYNTAX: &str = "\
+Interest syntax: conditions separated by `;`, all of which must hold.
+  id=ID           the offer's identifier is exactly ID
+  terms=WORDS     every word appears in the offer's name (whole words, any case)
+  KEY=VALUE       the offer has feature KEY with exactly VALUE
+  NAME<=N         the offer's integer parameter NAME is at most N (inclusive)
+  NAME>=N         ... at least N (inclusive)
+  NAME=MIN..MAX   ... between MIN and MAX, inclusive; either end may be left out
+Parameters are integers, money in minor units (9900 for 99.00). Examples:
+  'id=doc-X'
+  'terms=quarterly report; format=pdf; price<=10000; pages>=10'
+  'lang=en; year=2020..2026'";
 
 /// A part of an interest that could not be read; the message quotes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,10 +176,13 @@ fn range(value: &str) -> Option<(Option<&str>, Option<&str>)> {
 }
 
 fn integer(clause: &str, value: &str) -> Result<i64, InterestError> {
-    value.trim().parse().map_err(|_| InterestError::NotAnInteger {
-        clause: clause.to_string(),
-        value: value.trim().to_string(),
-    })
+    value
+        .trim()
+        .parse()
+        .map_err(|_| InterestError::NotAnInteger {
+            clause: clause.to_string(),
+            value: value.trim().to_string(),
+        })
 }
 
 fn tighten(
@@ -234,9 +244,13 @@ pub fn satisfies(interest: &Interest, recommendation: &Recommendation) -> bool {
         .iter()
         .all(|(key, value)| recommendation.features.get(key) == Some(value));
     let ranges = interest.ranges.iter().all(|range| {
-        recommendation.parameters.get(&range.name).is_some_and(|value| {
-            range.min.is_none_or(|min| *value >= min) && range.max.is_none_or(|max| *value <= max)
-        })
+        recommendation
+            .parameters
+            .get(&range.name)
+            .is_some_and(|value| {
+                range.min.is_none_or(|min| *value >= min)
+                    && range.max.is_none_or(|max| *value <= max)
+            })
     });
     identifier && terms && features && ranges
 }
@@ -293,6 +307,18 @@ mod tests {
     }
 
     #[test]
+    fn the_help_texts_examples_read() {
+        let examples: Vec<&str> = SYNTAX
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix('\'')?.strip_suffix('\''))
+            .collect();
+        assert_eq!(examples.len(), 3, "{SYNTAX}");
+        for example in examples {
+            assert!(parse(example).is_ok(), "{example}");
+        }
+    }
+
+    #[test]
     fn a_feature_value_may_hold_operator_characters() {
         let interest = parse("note=a<=b=c").unwrap();
         assert_eq!(interest.features["note"], "a<=b=c");
@@ -302,7 +328,10 @@ mod tests {
     fn bounds_on_one_parameter_merge_into_one_range() {
         let interest = parse("price>=10; price<=100; price<=80; price=..90").unwrap();
         assert_eq!(interest.ranges, vec![range("price", Some(10), Some(80))]);
-        assert_eq!(parse("pages=10..").unwrap().ranges, vec![range("pages", Some(10), None)]);
+        assert_eq!(
+            parse("pages=10..").unwrap().ranges,
+            vec![range("pages", Some(10), None)]
+        );
     }
 
     #[test]

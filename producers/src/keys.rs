@@ -49,10 +49,12 @@ pub fn default_path(subscriber_id: &str) -> Result<PathBuf, KeyError> {
 /// The public key of the pair stored at `path`, creating the pair first if the file does not
 /// exist. Returns the 32-byte public key and whether it was created now.
 pub fn load_or_create(path: &Path) -> Result<(Vec<u8>, bool), KeyError> {
-    let io = |action| move |source| KeyError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
+    let io = |action| {
+        move |source| KeyError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     };
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -124,7 +126,10 @@ mod tests {
             PathBuf::from(".tessera/keys/B1.key")
         );
         for id in ["../B1", "a/b", ".hidden", ""] {
-            assert!(matches!(default_path(id), Err(KeyError::UnnamableId(_))), "{id}");
+            assert!(
+                matches!(default_path(id), Err(KeyError::UnnamableId(_))),
+                "{id}"
+            );
         }
     }
 }

@@ -32,7 +32,10 @@ pub enum ProviderError {
     DuplicateParameter(String),
     /// The offer breaks a contract rule; the timekeeper would reject it.
     #[error("invalid offer: {detail}")]
-    Invalid { problem: OfferProblem, detail: String },
+    Invalid {
+        problem: OfferProblem,
+        detail: String,
+    },
 }
 
 /// The time rule as the provider typed it, before times are placed in a zone and a day.
@@ -175,16 +178,18 @@ pub async fn withdraw(
 
 /// Reads `AMOUNT:CURRENCY`, the amount in minor units, e.g. `250:EUR` for 2.50 EUR.
 pub fn parse_reward(text: &str) -> Result<Reward, String> {
-    let (amount, currency) = text
-        .split_once(':')
-        .ok_or_else(|| format!("`{text}` is not a reward: expected AMOUNT:CURRENCY, e.g. 250:EUR"))?;
+    let (amount, currency) = text.split_once(':').ok_or_else(|| {
+        format!("`{text}` is not a reward: expected AMOUNT:CURRENCY, e.g. 250:EUR")
+    })?;
     let amount = amount
         .trim()
         .parse()
         .map_err(|_| format!("`{amount}` is not an integer amount in minor units"))?;
     let currency = currency.trim();
     if currency.is_empty() {
-        return Err(format!("`{text}` names no currency: expected AMOUNT:CURRENCY, e.g. 250:EUR"));
+        return Err(format!(
+            "`{text}` names no currency: expected AMOUNT:CURRENCY, e.g. 250:EUR"
+        ));
     }
     Ok(Reward {
         amount,
@@ -198,17 +203,20 @@ pub fn parse_feature(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.trim().to_string()))
         }
-        _ => Err(format!("`{text}` is not a feature: expected KEY=VALUE, e.g. format=pdf")),
+        _ => Err(format!(
+            "`{text}` is not a feature: expected KEY=VALUE, e.g. format=pdf"
+        )),
     }
 }
 
 /// Reads a parameter `NAME=INTEGER`.
 pub fn parse_parameter(text: &str) -> Result<(String, i64), String> {
-    let (name, value) = parse_feature(text)
-        .map_err(|_| format!("`{text}` is not a parameter: expected NAME=INTEGER, e.g. price=9900"))?;
-    let value = value
-        .parse()
-        .map_err(|_| format!("`{value}` is not an integer (parameters are integers, money in minor units)"))?;
+    let (name, value) = parse_feature(text).map_err(|_| {
+        format!("`{text}` is not a parameter: expected NAME=INTEGER, e.g. price=9900")
+    })?;
+    let value = value.parse().map_err(|_| {
+        format!("`{value}` is not an integer (parameters are integers, money in minor units)")
+    })?;
     Ok((name, value))
 }
 
@@ -217,7 +225,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T08:00:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-26T08:00:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     fn request(rule: RuleSpec) -> OfferRequest {
@@ -252,7 +262,9 @@ mod tests {
         let nine = DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z").unwrap();
         assert_eq!(
             offer.time_rule,
-            TimeRule::Deadline(Deadline { at: nine.timestamp_millis() })
+            TimeRule::Deadline(Deadline {
+                at: nine.timestamp_millis()
+            })
         );
         assert_eq!(offer.capacity, Some(2));
         assert!(uuid::Uuid::parse_str(&offer.event_id).is_ok());
@@ -263,7 +275,10 @@ mod tests {
         let (a, b) = (placeholder_credential(), placeholder_credential());
         assert_eq!(a.custody, Custody::CoSign);
         assert!(a.package.is_empty() && a.escrow_half.is_none());
-        assert_eq!((a.platform_half.enc.len(), a.platform_half.ciphertext.len()), (32, 48));
+        assert_eq!(
+            (a.platform_half.enc.len(), a.platform_half.ciphertext.len()),
+            (32, 48)
+        );
         assert_ne!(a.platform_half, b.platform_half);
     }
 
@@ -276,7 +291,10 @@ mod tests {
                 OfferProblem::WindowEndsBeforeStart,
             ),
             (RuleSpec::Within(0), OfferProblem::NonPositiveDuration),
-            (RuleSpec::Within(-300_000), OfferProblem::NonPositiveDuration),
+            (
+                RuleSpec::Within(-300_000),
+                OfferProblem::NonPositiveDuration,
+            ),
         ];
         for (rule, expected) in cases {
             match build(request(rule), now()) {
@@ -287,7 +305,10 @@ mod tests {
         let mut empty = request(deadline("09:00"));
         empty.identifier = "  ".into();
         let err = build(empty, now()).unwrap_err();
-        assert_eq!(err.to_string(), "invalid offer: the recommendation's identifier is empty");
+        assert_eq!(
+            err.to_string(),
+            "invalid offer: the recommendation's identifier is empty"
+        );
     }
 
     #[test]
@@ -316,11 +337,26 @@ mod tests {
             })
         );
         assert!(parse_reward("250").unwrap_err().contains("AMOUNT:CURRENCY"));
-        assert!(parse_reward("2.50:EUR").unwrap_err().contains("minor units"));
-        assert!(parse_reward("250:").unwrap_err().contains("names no currency"));
-        assert_eq!(parse_feature("format = pdf"), Ok(("format".into(), "pdf".into())));
+        assert!(
+            parse_reward("2.50:EUR")
+                .unwrap_err()
+                .contains("minor units")
+        );
+        assert!(
+            parse_reward("250:")
+                .unwrap_err()
+                .contains("names no currency")
+        );
+        assert_eq!(
+            parse_feature("format = pdf"),
+            Ok(("format".into(), "pdf".into()))
+        );
         assert!(parse_feature("=pdf").is_err());
         assert_eq!(parse_parameter("price=9900"), Ok(("price".into(), 9_900)));
-        assert!(parse_parameter("price=cheap").unwrap_err().contains("not an integer"));
+        assert!(
+            parse_parameter("price=cheap")
+                .unwrap_err()
+                .contains("not an integer")
+        );
     }
 }

@@ -108,7 +108,11 @@ impl fmt::Display for Timeline {
                     write!(f, "; capacity {capacity}")?;
                 }
                 if let Some(reward) = &offer.reward {
-                    write!(f, "; reward {} {} (minor units)", reward.amount, reward.currency)?;
+                    write!(
+                        f,
+                        "; reward {} {} (minor units)",
+                        reward.amount, reward.currency
+                    )?;
                 }
                 writeln!(f)?;
             }
@@ -131,15 +135,33 @@ impl fmt::Display for Timeline {
     }
 }
 
-/// Reads the offer's partition of each of [`TOPICS`] up to its current end.
-pub async fn read(config: &ClientConfig, prefix: &str, offer_id: &str) -> Result<Timeline, ClientError> {
-    let consumer = reader(config, true)?;
-    let mut records = Vec::new();
+/// Reads the offer's partition of each of [`TOPICS`] up to its current end, the topics side by
+/// side.
+pub async fn read(
+    config: &ClientConfig,
+    prefix: &str,
+    offer_id: &str,
+) -> Result<Timeline, ClientError> {
+    let consumer = reader(config, false)?;
+    let mut places = Vec::new();
     for topic in TOPICS {
         let name = topic.full_name(prefix);
         let partition = partition_for(offer_id, partition_count(&consumer, &name)?);
-        records.extend(read_to_end(config, &name, Some(&[partition])).await?);
+        places.push((name, partition));
     }
+    let read = |i: usize| {
+        read_to_end(
+            config,
+            &places[i].0,
+            Some(std::slice::from_ref(&places[i].1)),
+        )
+    };
+    let (offers, requests, responses, decisions) =
+        tokio::try_join!(read(0), read(1), read(2), read(3))?;
+    let records = [offers, requests, responses, decisions]
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(Timeline::new(offer_id, records))
 }
 
@@ -189,7 +211,12 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["OfferPublished", "InteractionRequested", "ResponseSubmitted", "ResponseRejected"]
+            [
+                "OfferPublished",
+                "InteractionRequested",
+                "ResponseSubmitted",
+                "ResponseRejected"
+            ]
         );
         assert!(timeline.offer().is_some());
         let text = timeline.to_string();
@@ -204,7 +231,14 @@ mod tests {
     #[test]
     fn a_timeline_without_its_offer_says_so() {
         let response = example("ResponseSubmitted");
-        let timeline = Timeline::new("offer-1", vec![record("tessera.responses", 0, 5, &response, "offer-1")]);
-        assert!(timeline.to_string().starts_with("offer offer-1: no OfferPublished on the log"));
+        let timeline = Timeline::new(
+            "offer-1",
+            vec![record("tessera.responses", 0, 5, &response, "offer-1")],
+        );
+        assert!(
+            timeline
+                .to_string()
+                .starts_with("offer offer-1: no OfferPublished on the log")
+        );
     }
 }

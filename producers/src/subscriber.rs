@@ -17,8 +17,8 @@ use rdkafka::error::KafkaError;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::topics::{DECISIONS, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{
-    CredentialReleased, Event, Interest, InteractionRequested, ResponseRejected,
-    ResponseSubmitted, SealedBox, SubscriberRegistered, SubscriberRemoved,
+    CredentialReleased, Event, InteractionRequested, Interest, ResponseRejected, ResponseSubmitted,
+    SealedBox, SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
 
@@ -294,7 +294,9 @@ pub async fn listen(
             None => continue,
         };
         match event {
-            Event::InteractionRequested(request) if request.subscriber_id == listen.subscriber_id => {
+            Event::InteractionRequested(request)
+                if request.subscriber_id == listen.subscriber_id =>
+            {
                 last_heard = Instant::now();
                 let offer_id = request.offer_id.clone();
                 let answer = listen.policy.answers(&request);
@@ -303,18 +305,22 @@ pub async fn listen(
                 heard(Heard::Request(record, request));
                 match (answer, first_time) {
                     (true, true) => {
-                        let written = respond(&writer, prefix, &offer_id, &listen.subscriber_id).await?;
+                        let written =
+                            respond(&writer, prefix, &offer_id, &listen.subscriber_id).await?;
                         answered.insert(request_id);
                         heard(Heard::Responded(offer_id, written));
                     }
                     (true, false) => heard(Heard::NotAnswered(offer_id, "already answered")),
-                    (false, _) if listen.policy != Policy::Never => {
-                        heard(Heard::NotAnswered(offer_id, "it does not meet the --respond condition"))
-                    }
+                    (false, _) if listen.policy != Policy::Never => heard(Heard::NotAnswered(
+                        offer_id,
+                        "it does not meet the --respond condition",
+                    )),
                     (false, _) => {}
                 }
             }
-            Event::CredentialReleased(released) if released.subscriber_id == listen.subscriber_id => {
+            Event::CredentialReleased(released)
+                if released.subscriber_id == listen.subscriber_id =>
+            {
                 last_heard = Instant::now();
                 heard(Heard::Released(record, released));
             }

@@ -167,32 +167,54 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         // 2026-11-26T07:30:00Z: 15:30 in +08:00, still the 25th in -10:00.
-        DateTime::parse_from_rfc3339("2026-11-26T07:30:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-26T07:30:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     fn ms(rfc3339: &str) -> i64 {
-        DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
     fn rfc3339_times_keep_their_own_offset_whatever_the_zone() {
         let when: When = "2026-11-26T09:00:00+01:00".parse().unwrap();
-        assert_eq!(when.resolve(Zone::Utc, now()).unwrap(), ms("2026-11-26T08:00:00Z"));
+        assert_eq!(
+            when.resolve(Zone::Utc, now()).unwrap(),
+            ms("2026-11-26T08:00:00Z")
+        );
         let fixed = "+08:00".parse().unwrap();
-        assert_eq!(when.resolve(fixed, now()).unwrap(), ms("2026-11-26T08:00:00Z"));
+        assert_eq!(
+            when.resolve(fixed, now()).unwrap(),
+            ms("2026-11-26T08:00:00Z")
+        );
     }
 
     #[test]
     fn a_time_of_day_is_today_in_the_given_zone() {
         let nine: When = "09:00".parse().unwrap();
-        assert_eq!(nine.resolve(Zone::Utc, now()).unwrap(), ms("2026-11-26T09:00:00Z"));
+        assert_eq!(
+            nine.resolve(Zone::Utc, now()).unwrap(),
+            ms("2026-11-26T09:00:00Z")
+        );
         let plus8: Zone = "+08:00".parse().unwrap();
-        assert_eq!(nine.resolve(plus8, now()).unwrap(), ms("2026-11-26T01:00:00Z"));
+        assert_eq!(
+            nine.resolve(plus8, now()).unwrap(),
+            ms("2026-11-26T01:00:00Z")
+        );
         // In -10:00 it is still the 25th at `now`, so 09:00 there is on the 25th.
         let minus10: Zone = "-10:00".parse().unwrap();
-        assert_eq!(nine.resolve(minus10, now()).unwrap(), ms("2026-11-25T19:00:00Z"));
+        assert_eq!(
+            nine.resolve(minus10, now()).unwrap(),
+            ms("2026-11-25T19:00:00Z")
+        );
         let seconds: When = "09:00:30".parse().unwrap();
-        assert_eq!(seconds.resolve(Zone::Utc, now()).unwrap(), ms("2026-11-26T09:00:30Z"));
+        assert_eq!(
+            seconds.resolve(Zone::Utc, now()).unwrap(),
+            ms("2026-11-26T09:00:30Z")
+        );
     }
 
     #[test]
@@ -222,13 +244,22 @@ mod tests {
     #[test]
     fn windows_split_on_two_dots() {
         let span: Span = "08:00..2026-11-26T09:00:00Z".parse().unwrap();
-        assert_eq!(span.from.resolve(Zone::Utc, now()).unwrap(), ms("2026-11-26T08:00:00Z"));
-        assert_eq!(span.to.resolve(Zone::Utc, now()).unwrap(), ms("2026-11-26T09:00:00Z"));
+        assert_eq!(
+            span.from.resolve(Zone::Utc, now()).unwrap(),
+            ms("2026-11-26T08:00:00Z")
+        );
+        assert_eq!(
+            span.to.resolve(Zone::Utc, now()).unwrap(),
+            ms("2026-11-26T09:00:00Z")
+        );
         assert_eq!(
             "08:00-09:00".parse::<Span>().unwrap_err(),
             WhenError::Window("08:00-09:00".into())
         );
-        assert_eq!("08:00..9".parse::<Span>().unwrap_err(), WhenError::Time("9".into()));
+        assert_eq!(
+            "08:00..9".parse::<Span>().unwrap_err(),
+            WhenError::Time("9".into())
+        );
     }
 
     #[test]
@@ -247,8 +278,17 @@ mod tests {
     fn bad_durations_say_what_is_expected() {
         let err = parse_duration_ms("5x").unwrap_err().to_string();
         assert!(err.starts_with("`5x` is not a duration ("), "{err}");
-        assert!(err.ends_with("expected e.g. 90s, 15m, 1h or 1h30m"), "{err}");
-        assert!(matches!(parse_duration_ms("soon"), Err(WhenError::Duration { .. })));
-        assert!(matches!(parse_duration_ms(""), Err(WhenError::Duration { .. })));
+        assert!(
+            err.ends_with("expected e.g. 90s, 15m, 1h or 1h30m"),
+            "{err}"
+        );
+        assert!(matches!(
+            parse_duration_ms("soon"),
+            Err(WhenError::Duration { .. })
+        ));
+        assert!(matches!(
+            parse_duration_ms(""),
+            Err(WhenError::Duration { .. })
+        ));
     }
 }
