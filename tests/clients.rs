@@ -62,6 +62,27 @@ impl Installation {
             .unwrap()
     }
 
+    /// `tessera provider publish` by provider A with the given flags.
+    fn publish(&self, flags: &[&str]) -> Output {
+        let base = [
+            "provider",
+            "publish",
+            "--provider",
+            "A",
+            "--contact",
+            "a@example.org",
+        ];
+        let args: Vec<&str> = base.iter().chain(flags).copied().collect();
+        self.tessera(&args)
+    }
+
+    /// `publish` that must succeed; returns its standard output.
+    fn published(&self, flags: &[&str]) -> String {
+        let output = self.publish(flags);
+        assert!(output.status.success(), "{flags:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// Runs a command that must succeed; returns its standard output.
     fn ok(&self, args: &[&str]) -> String {
         let output = self.tessera(args);
@@ -222,13 +243,7 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
     let from = now + chrono::Duration::hours(1);
     let to = now + chrono::Duration::hours(2);
     let window = format!("{}..{}", from.to_rfc3339(), to.to_rfc3339());
-    let out = it.ok(&[
-        "provider",
-        "publish",
-        "--provider",
-        "A",
-        "--contact",
-        "a@example.org",
+    let out = it.published(&[
         "--identifier",
         "doc-X",
         "--name",
@@ -358,16 +373,6 @@ async fn keys_land_on_the_partition_java_clients_would_choose() {
 #[tokio::test]
 async fn invalid_offers_are_refused_and_nothing_is_written() {
     let it = Installation::new();
-    let base = [
-        "provider",
-        "publish",
-        "--provider",
-        "A",
-        "--contact",
-        "a@example.org",
-        "--name",
-        "Quarterly report X",
-    ];
     let refused = [
         (
             vec![
@@ -405,8 +410,11 @@ async fn invalid_offers_are_refused_and_nothing_is_written() {
         ),
     ];
     for (extra, message) in refused {
-        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
-        let output = it.tessera(&args);
+        let args: Vec<&str> = ["--name", "Quarterly report X"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let output = it.publish(&args);
         assert_eq!(output.status.code(), Some(1), "{extra:?}: {output:?}");
         let stderr = stderr(&output);
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
@@ -439,8 +447,11 @@ async fn invalid_offers_are_refused_and_nothing_is_written() {
         ),
     ];
     for (extra, message) in unreadable {
-        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
-        let output = it.tessera(&args);
+        let args: Vec<&str> = ["--name", "Quarterly report X"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let output = it.publish(&args);
         assert_eq!(output.status.code(), Some(2), "{extra:?}: {output:?}");
         assert!(stderr(&output).contains(message), "{extra:?}: {output:?}");
     }
@@ -654,13 +665,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
 #[tokio::test]
 async fn status_prints_an_offers_history_in_receipt_order() {
     let it = Installation::new();
-    it.ok(&[
-        "provider",
-        "publish",
-        "--provider",
-        "A",
-        "--contact",
-        "a@example.org",
+    it.published(&[
         "--identifier",
         "doc-X",
         "--name",
@@ -670,13 +675,7 @@ async fn status_prints_an_offers_history_in_receipt_order() {
         "--offer-id",
         "offer-1",
     ]);
-    it.ok(&[
-        "provider",
-        "publish",
-        "--provider",
-        "A",
-        "--contact",
-        "a@example.org",
+    it.published(&[
         "--identifier",
         "doc-Y",
         "--name",
