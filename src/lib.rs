@@ -4,5 +4,8 @@
 
 pub mod bench;
 pub mod kafka;
+pub mod offer;
+pub mod provider;
 pub mod run;
+pub mod subscriber;
 pub mod topics;

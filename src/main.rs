@@ -34,6 +34,15 @@ enum Command {
     /// Measure tessera on the real broker against a baseline run on the same data.
     #[command(subcommand)]
     Bench(tessera::bench::Bench),
+    /// Providers: publish an offer, withdraw it.
+    #[command(subcommand)]
+    Provider(tessera::provider::Provider),
+    /// Subscribers: register stored needs, leave, answer invitations, listen for them.
+    #[command(subcommand)]
+    Subscriber(tessera::subscriber::Subscriber),
+    /// Offers: what happened to one, read from the log.
+    #[command(subcommand)]
+    Offer(tessera::offer::Offer),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -81,6 +90,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench(bench) => {
             tessera::bench::run(&cli.kafka, bench).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Provider(command) => {
+            tessera::provider::run(&cli.kafka, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Subscriber(command) => {
+            tessera::subscriber::run(&cli.kafka, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Offer(command) => {
+            tessera::offer::run(&cli.kafka, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { args, processor } => {

@@ -2,3 +2,12 @@
 //!
 //! They only write events to, and read events from, tessera's topics through the shared contract;
 //! none of them calls a processor directly.
+
+pub mod client;
+pub mod describe;
+pub mod interest;
+pub mod keys;
+pub mod provider;
+pub mod status;
+pub mod subscriber;
+pub mod when;

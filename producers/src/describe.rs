@@ -1,0 +1,157 @@
+//! Events as one line a person reads: what `subscriber listen` and `offer status` print.
+//!
+//! Both commands show the same events (requests, responses, verdicts), so they say them the same
+//! way; byte fields (keys, sealed boxes) are never shown, only that they are there.
+
+use std::fmt::Write;
+
+use tessera_schemas::rules::format_stamp;
+use tessera_schemas::{Event, Recommendation};
+
+/// `topic/partition@offset, received STAMP`: where a record sits and when the broker took it.
+pub fn position(topic: &str, partition: i32, offset: i64, stamp: Option<i64>) -> String {
+    match stamp {
+        Some(stamp) => format!(
+            "{topic}/{partition}@{offset}, received {}",
+            format_stamp(stamp)
+        ),
+        None => format!(
+            "{topic}/{partition}@{offset}, no broker stamp (the topic is not LogAppendTime)"
+        ),
+    }
+}
+
+/// `doc-X "Quarterly report X" format=pdf price=9900`.
+pub fn recommendation(recommendation: &Recommendation) -> String {
+    let mut text = format!("{} {:?}", recommendation.identifier, recommendation.name);
+    for (key, value) in &recommendation.features {
+        let _ = write!(text, " {key}={value}");
+    }
+    for (key, value) in &recommendation.parameters {
+        let _ = write!(text, " {key}={value}");
+    }
+    text
+}
+
+/// One line saying what an event is and what it decided.
+pub fn event(event: &Event) -> String {
+    match event {
+        Event::OfferPublished(offer) => {
+            let mut text = format!(
+                "offer {} published by {} ({}): {}; {}",
+                offer.offer_id,
+                offer.provider_id,
+                offer.provider_contact,
+                recommendation(&offer.recommendation),
+                offer.time_rule.describe()
+            );
+            if let Some(capacity) = offer.capacity {
+                let _ = write!(text, "; capacity {capacity}");
+            }
+            if let Some(reward) = &offer.reward {
+                let _ = write!(
+                    text,
+                    "; reward {} {} (minor units)",
+                    reward.amount, reward.currency
+                );
+            }
+            text
+        }
+        Event::OfferWithdrawn(withdrawn) => format!(
+            "offer {} withdrawn by {}{}",
+            withdrawn.offer_id,
+            withdrawn.provider_id,
+            withdrawn
+                .reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        Event::InteractionRequested(request) => format!(
+            "request {} to {} for offer {}: {}; {}, ends {}; provider {}",
+            request.request_id,
+            request.subscriber_id,
+            request.offer_id,
+            recommendation(&request.recommendation),
+            request.offer.time_rule.describe(),
+            format_stamp(
+                request
+                    .offer
+                    .time_rule
+                    .ends_at(request.offer.position.stamp)
+            ),
+            request.provider_contact
+        ),
+        Event::ResponseSubmitted(response) => format!(
+            "response from {} to offer {} (request {})",
+            response.subscriber_id, response.offer_id, response.request_id
+        ),
+        Event::CredentialReleased(released) => format!(
+            "released credential {} to {} for offer {} (response received {})",
+            released.credential_id,
+            released.subscriber_id,
+            released.offer_id,
+            format_stamp(released.response.stamp)
+        ),
+        Event::ResponseRejected(rejected) => format!(
+            "rejected {} for offer {}: {:?}: {}",
+            rejected.subscriber_id, rejected.offer_id, rejected.reason, rejected.detail
+        ),
+        Event::OfferRejected(rejected) => format!(
+            "offer {} rejected: {:?}: {}",
+            rejected.offer_id, rejected.problem, rejected.detail
+        ),
+        Event::OfferClosed(closed) => format!(
+            "offer {} closed at {}: requested {}, responded {}, released {}, rejected {}{}",
+            closed.offer_id,
+            format_stamp(closed.closed_at),
+            closed.requested,
+            closed.responded,
+            closed.released,
+            closed.rejected,
+            if closed.withdrawn { ", withdrawn" } else { "" }
+        ),
+        other => other.kind().name().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_schemas::examples;
+
+    use super::*;
+
+    #[test]
+    fn verdicts_say_who_and_why() {
+        let events = examples::all();
+        let line = |kind: &str| {
+            events
+                .iter()
+                .find(|e| e.kind().name() == kind)
+                .map(event)
+                .unwrap()
+        };
+        let rejected = line("ResponseRejected");
+        assert_eq!(
+            rejected,
+            "rejected B2 for offer offer-1: TooLate: received 09:05:00.000Z, deadline 09:00:00.000Z"
+        );
+        let request = line("InteractionRequested");
+        assert!(
+            request.contains("doc-X \"Quarterly report X\" format=pdf lang=en"),
+            "{request}"
+        );
+        assert!(request.contains(", ends 20"), "{request}");
+        let closed = line("OfferClosed");
+        assert!(closed.contains(": requested 2, responded "), "{closed}");
+    }
+
+    #[test]
+    fn positions_quote_the_broker_stamp() {
+        assert_eq!(
+            position("tessera.requests", 1, 9, Some(1_764_061_200_000)),
+            "tessera.requests/1@9, received 2025-11-25T09:00:00.000Z"
+        );
+        assert!(position("t", 0, 0, None).contains("no broker stamp"));
+    }
+}

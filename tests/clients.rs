@@ -1,0 +1,772 @@
+//! The client commands on a real broker: `tessera subscriber register/remove/respond/listen`,
+//! `tessera provider publish/withdraw` and `tessera offer status`, run as a user runs them, with
+//! what they wrote read back from the topics.
+//!
+//! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
+//! Each test uses its own topic prefix, created with `tessera topics create`, so tests run in
+//! parallel and leave other topics alone. Events the processors would write (invitations,
+//! verdicts) are written by the tests directly.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tessera::kafka::KafkaArgs;
+use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
+use tessera_producers::{interest, keys};
+use tessera_schemas::rules::request_id;
+use tessera_schemas::topics::{self, DEFAULT_PARTITIONS, Topic};
+use tessera_schemas::{
+    Deadline, Event, EventKind, OfferPublished, OfferWithdrawn, RejectReason, ResponseSubmitted,
+    SubscriberRegistered, Tick, TimeRule, examples,
+};
+
+fn brokers() -> String {
+    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// One test's own topics, and a directory to run the command in (key files land there).
+struct Installation {
+    prefix: String,
+    config: ClientConfig,
+    dir: tempfile::TempDir,
+}
+
+impl Installation {
+    fn new() -> Self {
+        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
+        let kafka = KafkaArgs {
+            topic_prefix: prefix.clone(),
+            ..KafkaArgs::new(brokers())
+        };
+        let installation = Installation {
+            config: kafka.client_config().unwrap(),
+            prefix,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let created = installation.tessera(&["topics", "create"]);
+        assert!(created.status.success(), "{created:?}");
+        installation
+    }
+
+    fn tessera(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("TESSERA_BROKERS", brokers())
+            .env("TESSERA_TOPIC_PREFIX", &self.prefix)
+            .output()
+            .unwrap()
+    }
+
+    /// `tessera provider publish` by provider A with the given flags.
+    fn publish(&self, flags: &[&str]) -> Output {
+        let base = [
+            "provider",
+            "publish",
+            "--provider",
+            "A",
+            "--contact",
+            "a@example.org",
+        ];
+        let args: Vec<&str> = base.iter().chain(flags).copied().collect();
+        self.tessera(&args)
+    }
+
+    /// `publish` that must succeed; returns its standard output.
+    fn published(&self, flags: &[&str]) -> String {
+        let output = self.publish(flags);
+        assert!(output.status.success(), "{flags:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.tessera(args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn topic(&self, topic: Topic) -> String {
+        topic.full_name(&self.prefix)
+    }
+
+    async fn read(&self, topic: Topic) -> Vec<Record> {
+        read_to_end(&self.config, &self.topic(topic), None)
+            .await
+            .unwrap()
+    }
+
+    async fn write(&self, topic: Topic, key: &str, event: impl Into<Event>) {
+        let writer = Writer::new(&self.config).unwrap();
+        writer
+            .write(&self.topic(topic), key, &event.into())
+            .await
+            .unwrap();
+    }
+}
+
+fn event(record: &Record) -> &Event {
+    record
+        .event
+        .as_ref()
+        .expect("not a tombstone")
+        .as_ref()
+        .expect("decodes")
+}
+
+fn example<T>(pick: impl Fn(Event) -> Option<T>) -> T {
+    examples::all().into_iter().find_map(pick).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn register_replaces_and_remove_leaves_a_tombstone() {
+    let it = Installation::new();
+    let first = it.ok(&[
+        "subscriber",
+        "register",
+        "--id",
+        "B1",
+        "--contact",
+        "b1@example.org",
+        "--interest",
+        "terms=quarterly report; format=pdf; price<=10000",
+        "--interest",
+        "id=doc-X",
+    ]);
+    assert!(first.starts_with("subscriber B1 registered ["), "{first}");
+    assert!(
+        first.contains(", received 20"),
+        "the broker stamp is quoted: {first}"
+    );
+    let key_file = it.dir.path().join(".tessera/keys/B1.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let private: String = std::fs::read(&key_file)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        !first.contains(&private),
+        "the private key must never be printed"
+    );
+
+    let second = it.ok(&[
+        "subscriber",
+        "register",
+        "--id",
+        "B1",
+        "--contact",
+        "b1@example.net",
+        "--interest",
+        "id=doc-Y",
+    ]);
+    assert!(second.contains("(existing, never sent)"), "{second}");
+
+    let bad = it.tessera(&[
+        "subscriber",
+        "register",
+        "--id",
+        "B1",
+        "--contact",
+        "x",
+        "--interest",
+        "price<=cheap",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("in `price<=cheap`: `cheap` is not an integer"),
+        "{bad:?}"
+    );
+
+    let removed = it.ok(&["subscriber", "remove", "--id", "B1"]);
+    assert!(removed.contains("tombstone ["), "{removed}");
+
+    let records = it.read(topics::SUBSCRIBERS).await;
+    assert_eq!(
+        records.len(),
+        4,
+        "two registrations, a removal and a tombstone: {records:?}"
+    );
+    let partition = partition_for("B1", DEFAULT_PARTITIONS);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.key.as_deref() == Some("B1") && r.partition == partition)
+    );
+    let (public_key, created) = keys::load_or_create(Path::new(&key_file)).unwrap();
+    assert!(!created);
+    let registered: Vec<&SubscriberRegistered> = records[..2]
+        .iter()
+        .map(|r| match event(r) {
+            Event::SubscriberRegistered(e) => e,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(registered[0].contact, "b1@example.org");
+    assert_eq!(
+        registered[0].interests,
+        vec![
+            interest::parse("terms=quarterly report; format=pdf; price<=10000").unwrap(),
+            interest::parse("id=doc-X").unwrap(),
+        ]
+    );
+    assert_eq!(registered[1].contact, "b1@example.net");
+    assert_eq!(
+        registered[0].public_key, public_key,
+        "the key file's public half is registered"
+    );
+    assert_eq!(
+        registered[1].public_key, public_key,
+        "re-registering keeps the key"
+    );
+    assert_eq!(event(&records[2]).kind(), EventKind::SubscriberRemoved);
+    assert!(
+        records[3].event.is_none(),
+        "the last record is a tombstone: {:?}",
+        records[3]
+    );
+}
+
+#[tokio::test]
+async fn a_published_offer_round_trips_and_can_be_withdrawn() {
+    let it = Installation::new();
+    let now = chrono::Utc::now();
+    let from = now + chrono::Duration::hours(1);
+    let to = now + chrono::Duration::hours(2);
+    let window = format!("{}..{}", from.to_rfc3339(), to.to_rfc3339());
+    let out = it.published(&[
+        "--identifier",
+        "doc-X",
+        "--name",
+        "Quarterly report X",
+        "--feature",
+        "format=pdf",
+        "--param",
+        "price=9900",
+        "--param",
+        "pages=42",
+        "--window",
+        &window,
+        "--capacity",
+        "2",
+        "--reward",
+        "250:EUR",
+        "--offer-id",
+        "offer-1",
+    ]);
+    assert!(out.starts_with("offer offer-1 published ["), "{out}");
+    assert!(out.contains("  rule: window "), "{out}");
+
+    let withdrawn = it.ok(&[
+        "provider",
+        "withdraw",
+        "offer-1",
+        "--provider",
+        "A",
+        "--reason",
+        "sold out",
+    ]);
+    assert!(
+        withdrawn.starts_with("offer offer-1 withdrawn ["),
+        "{withdrawn}"
+    );
+
+    let records = it.read(topics::OFFERS).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let partition = partition_for("offer-1", DEFAULT_PARTITIONS);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.key.as_deref() == Some("offer-1") && r.partition == partition)
+    );
+    let Event::OfferPublished(offer) = event(&records[0]) else {
+        panic!("{records:?}")
+    };
+    let OfferPublished {
+        recommendation,
+        time_rule,
+        capacity,
+        reward,
+        credential,
+        ..
+    } = offer;
+    assert_eq!(
+        (offer.provider_id.as_str(), offer.provider_contact.as_str()),
+        ("A", "a@example.org")
+    );
+    assert_eq!(recommendation.identifier, "doc-X");
+    assert_eq!(recommendation.name, "Quarterly report X");
+    assert_eq!(recommendation.features["format"], "pdf");
+    assert_eq!(
+        (
+            recommendation.parameters["price"],
+            recommendation.parameters["pages"]
+        ),
+        (9_900, 42)
+    );
+    let TimeRule::Window(w) = time_rule else {
+        panic!("{time_rule:?}")
+    };
+    // to_rfc3339 keeps sub-second digits, so the rule holds the exact instants.
+    assert_eq!(
+        (w.from, w.to),
+        (from.timestamp_millis(), to.timestamp_millis())
+    );
+    assert_eq!(*capacity, Some(2));
+    assert_eq!(
+        reward.as_ref().map(|r| (r.amount, r.currency.as_str())),
+        Some((250, "EUR"))
+    );
+    assert!(credential.package.is_empty());
+    assert_eq!(credential.platform_half.enc.len(), 32);
+    let Event::OfferWithdrawn(OfferWithdrawn {
+        provider_id,
+        reason,
+        ..
+    }) = event(&records[1])
+    else {
+        panic!("{records:?}")
+    };
+    assert_eq!(
+        (provider_id.as_str(), reason.as_deref()),
+        ("A", Some("sold out"))
+    );
+}
+
+#[tokio::test]
+async fn keys_land_on_the_partition_java_clients_would_choose() {
+    let it = Installation::new();
+    let writer = Writer::new(&it.config).unwrap();
+    let tick: Event = Tick {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        ticker: "t".into(),
+        seq: 0,
+    }
+    .into();
+    for n in 0..30 {
+        let key = format!("offer-{n}");
+        let written = writer
+            .write(&it.topic(topics::OFFERS), &key, &tick)
+            .await
+            .unwrap();
+        assert_eq!(
+            written.partition,
+            partition_for(&key, DEFAULT_PARTITIONS),
+            "{key}"
+        );
+        assert!(
+            written.stamp.is_some(),
+            "the delivery report carries the broker stamp"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_offers_are_refused_and_nothing_is_written() {
+    let it = Installation::new();
+    let refused = [
+        (
+            vec![
+                "--identifier",
+                "doc-X",
+                "--window",
+                "2030-01-01T10:00:00Z..2030-01-01T09:00:00Z",
+            ],
+            "error: invalid offer: the window ends at 2030-01-01T09:00:00.000Z before it starts at 2030-01-01T10:00:00.000Z",
+        ),
+        (
+            vec!["--identifier", "doc-X", "--within", "0s"],
+            "error: invalid offer: the duration 0 ms is not positive",
+        ),
+        (
+            vec!["--identifier", "doc-X", "--within", "-5m"],
+            "error: invalid offer: the duration -300000 ms is not positive",
+        ),
+        (
+            vec![
+                "--identifier",
+                "doc-X",
+                "--deadline",
+                "2020-01-01T00:00:00Z",
+            ],
+            "error: invalid offer: the deadline 2020-01-01T00:00:00.000Z had ended when the offer was received at ",
+        ),
+        (
+            vec!["--identifier", "", "--within", "1h"],
+            "error: invalid offer: the recommendation's identifier is empty",
+        ),
+        (
+            vec!["--identifier", "doc-X", "--within", "1h", "--capacity", "0"],
+            "error: invalid offer: the capacity 0 is not positive",
+        ),
+    ];
+    for (extra, message) in refused {
+        let args: Vec<&str> = ["--name", "Quarterly report X"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let output = it.publish(&args);
+        assert_eq!(output.status.code(), Some(1), "{extra:?}: {output:?}");
+        let stderr = stderr(&output);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.starts_with(message), "{extra:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
+    let unreadable = [
+        (
+            vec!["--identifier", "doc-X", "--within", "5x"],
+            "`5x` is not a duration",
+        ),
+        (
+            vec!["--identifier", "doc-X", "--deadline", "9"],
+            "`9` is not a time",
+        ),
+        (
+            vec![
+                "--identifier",
+                "doc-X",
+                "--deadline",
+                "09:00",
+                "--within",
+                "1h",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["--identifier", "doc-X"],
+            "the following required arguments were not provided",
+        ),
+    ];
+    for (extra, message) in unreadable {
+        let args: Vec<&str> = ["--name", "Quarterly report X"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let output = it.publish(&args);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {output:?}");
+        assert!(stderr(&output).contains(message), "{extra:?}: {output:?}");
+    }
+    assert_eq!(
+        it.read(topics::OFFERS).await.len(),
+        0,
+        "a refused offer writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn respond_answers_the_invitation_the_matcher_names() {
+    let it = Installation::new();
+    let out = it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
+    assert!(out.starts_with("B1 responded to offer offer-1 ["), "{out}");
+    assert!(
+        out.contains(&format!("{}/", it.topic(topics::RESPONSES))),
+        "{out}"
+    );
+    let records = it.read(topics::RESPONSES).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key.as_deref(), Some("offer-1"));
+    assert_eq!(
+        records[0].partition,
+        partition_for("offer-1", DEFAULT_PARTITIONS)
+    );
+    let Event::ResponseSubmitted(ResponseSubmitted {
+        request_id: named,
+        subscriber_id,
+        offer_id,
+        ..
+    }) = event(&records[0])
+    else {
+        panic!("{records:?}")
+    };
+    assert_eq!(named, &request_id("offer-1", "B1"));
+    assert_eq!(
+        (subscriber_id.as_str(), offer_id.as_str()),
+        ("B1", "offer-1")
+    );
+}
+
+/// An invitation of `subscriber` to `offer` whose price is `price`, as the matcher writes it.
+fn invitation(offer: &str, subscriber: &str, price: i64) -> Event {
+    let mut request = example(|e| match e {
+        Event::InteractionRequested(r) => Some(r),
+        _ => None,
+    });
+    request.event_id = uuid::Uuid::new_v4().to_string();
+    request.offer_id = offer.into();
+    request.subscriber_id = subscriber.into();
+    request.request_id = request_id(offer, subscriber);
+    request
+        .recommendation
+        .parameters
+        .insert("price".into(), price);
+    request.offer.time_rule = TimeRule::Deadline(Deadline {
+        at: 4_102_444_800_000,
+    });
+    request.into()
+}
+
+fn rejection(offer: &str, subscriber: &str, reason: RejectReason) -> Event {
+    let mut rejected = example(|e| match e {
+        Event::ResponseRejected(r) => Some(r),
+        _ => None,
+    });
+    rejected.event_id = uuid::Uuid::new_v4().to_string();
+    rejected.offer_id = offer.into();
+    rejected.subscriber_id = subscriber.into();
+    rejected.request_id = request_id(offer, subscriber);
+    rejected.reason = reason;
+    rejected.into()
+}
+
+fn release(offer: &str, subscriber: &str) -> Event {
+    let mut released = example(|e| match e {
+        Event::CredentialReleased(r) => Some(r),
+        _ => None,
+    });
+    released.event_id = uuid::Uuid::new_v4().to_string();
+    released.offer_id = offer.into();
+    released.subscriber_id = subscriber.into();
+    released.request_id = request_id(offer, subscriber);
+    released.into()
+}
+
+#[tokio::test]
+async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_policy() {
+    let it = Installation::new();
+    it.write(topics::REQUESTS, "cheap", invitation("cheap", "B1", 9_000))
+        .await;
+    it.write(topics::REQUESTS, "dear", invitation("dear", "B1", 20_000))
+        .await;
+    it.write(topics::REQUESTS, "cheap", invitation("cheap", "B2", 9_000))
+        .await;
+    it.write(
+        topics::REQUESTS,
+        "cheap",
+        Tick {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            ticker: "t".into(),
+            seq: 1,
+        },
+    )
+    .await;
+    it.write(
+        topics::DECISIONS,
+        "old",
+        rejection("old", "B1", RejectReason::TooLate),
+    )
+    .await;
+    it.write(topics::DECISIONS, "cheap", release("cheap", "B2"))
+        .await;
+    let writer = Writer::new(&it.config).unwrap();
+    writer
+        .tombstone(&it.topic(topics::REQUESTS), "noise")
+        .await
+        .unwrap();
+    let raw: FutureProducer = it.config.create().unwrap();
+    raw.send(
+        FutureRecord::to(&it.topic(topics::REQUESTS))
+            .key("noise")
+            .payload("this is not avro at all"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+
+    let listen = |policy: &str| {
+        it.tessera(&[
+            "subscriber",
+            "listen",
+            "--id",
+            "B1",
+            "--respond",
+            policy,
+            "--from-beginning",
+            "--until-idle",
+            "3",
+        ])
+    };
+    let first = listen("price<=10000");
+    assert!(first.status.success(), "{first:?}");
+    let out = String::from_utf8(first.stdout.clone()).unwrap();
+    assert!(out.contains("to B1 for offer cheap: doc-X"), "{out}");
+    assert!(
+        out.contains("deadline 2100-01-01T00:00:00.000Z"),
+        "the rule is described: {out}"
+    );
+    assert!(out.contains("provider a@example.org"), "{out}");
+    assert!(
+        out.contains(&format!("{}/", it.topic(topics::REQUESTS))),
+        "{out}"
+    );
+    assert!(out.contains("to B1 for offer dear: "), "{out}");
+    assert!(out.contains("responded to offer cheap ["), "{out}");
+    assert!(
+        out.contains("not answering offer dear: it does not meet the --respond condition"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rejected B1 for offer old: TooLate: received 09:05:00.000Z"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("B2"),
+        "another subscriber's events are not shown: {out}"
+    );
+    let warnings = stderr(&first);
+    assert!(
+        warnings.contains("warning: unreadable record at "),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("not Avro single-object encoded"),
+        "{warnings}"
+    );
+
+    let answered = |records: Vec<Record>| -> Vec<(String, String)> {
+        records
+            .iter()
+            .map(|r| match event(r) {
+                Event::ResponseSubmitted(s) => (s.offer_id.clone(), s.subscriber_id.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        answered(it.read(topics::RESPONSES).await),
+        vec![("cheap".into(), "B1".into())]
+    );
+
+    let second = listen("always");
+    assert!(second.status.success(), "{second:?}");
+    let out = String::from_utf8(second.stdout).unwrap();
+    assert!(
+        out.contains("not answering offer cheap: already answered"),
+        "{out}"
+    );
+    assert!(out.contains("responded to offer dear ["), "{out}");
+    let mut responses = answered(it.read(topics::RESPONSES).await);
+    responses.sort();
+    assert_eq!(
+        responses,
+        vec![("cheap".into(), "B1".into()), ("dear".into(), "B1".into())],
+        "each invitation answered once"
+    );
+}
+
+#[tokio::test]
+async fn status_prints_an_offers_history_in_receipt_order() {
+    let it = Installation::new();
+    it.published(&[
+        "--identifier",
+        "doc-X",
+        "--name",
+        "Quarterly report X",
+        "--within",
+        "1h",
+        "--offer-id",
+        "offer-1",
+    ]);
+    it.published(&[
+        "--identifier",
+        "doc-Y",
+        "--name",
+        "Another",
+        "--within",
+        "1h",
+        "--offer-id",
+        "offer-2",
+    ]);
+    it.write(
+        topics::REQUESTS,
+        "offer-1",
+        invitation("offer-1", "B1", 9_000),
+    )
+    .await;
+    it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
+    it.ok(&["subscriber", "respond", "offer-2", "--id", "B1"]);
+    it.write(topics::DECISIONS, "offer-1", release("offer-1", "B1"))
+        .await;
+    it.write(
+        topics::DECISIONS,
+        "offer-1",
+        rejection("offer-1", "B2", RejectReason::NotInvited),
+    )
+    .await;
+    let mut closed = example(|e| match e {
+        Event::OfferClosed(c) => Some(c),
+        _ => None,
+    });
+    closed.offer_id = "offer-1".into();
+    it.write(topics::DECISIONS, "offer-1", closed).await;
+
+    let out = it.ok(&["offer", "status", "offer-1"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "offer offer-1 by A (a@example.org)", "{out}");
+    assert_eq!(lines[1], "  doc-X \"Quarterly report X\"", "{out}");
+    assert_eq!(lines[2], "  rule: within 3600000 ms of the offer", "{out}");
+    let expected = [
+        "offer offer-1 published by A",
+        "request ",
+        "response from B1 to offer offer-1",
+        "released credential cred-1 to B1 for offer offer-1",
+        "rejected B2 for offer offer-1: NotInvited: ",
+        "offer offer-1 closed at ",
+    ];
+    assert_eq!(
+        lines.len(),
+        3 + expected.len(),
+        "only offer-1's records: {out}"
+    );
+    for (line, start) in lines[3..].iter().zip(expected) {
+        let what = line.splitn(3, "  ").nth(2).unwrap_or_default();
+        assert!(what.starts_with(start), "expected `{start}`: {out}");
+        assert!(
+            line.starts_with("20"),
+            "each line starts with its broker stamp: {line}"
+        );
+    }
+    assert!(!out.contains("offer-2"), "{out}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&it.ok(&["offer", "status", "offer-1", "--json"])).unwrap();
+    let kinds: Vec<&str> = json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "OfferPublished",
+            "InteractionRequested",
+            "ResponseSubmitted",
+            "CredentialReleased",
+            "ResponseRejected",
+            "OfferClosed"
+        ]
+    );
+    let stamps: Vec<i64> = json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stamp"].as_i64().unwrap())
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+
+    let missing = it.tessera(&["offer", "status", "no-such-offer"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&missing).trim(),
+        "error: nothing on the log for offer no-such-offer"
+    );
+}
