@@ -43,6 +43,11 @@ enum Command {
     /// Offers: what happened to one, read from the log.
     #[command(subcommand)]
     Offer(tessera::offer::Offer),
+    /// The source document's worked example on the real broker: A offers document X with a
+    /// deadline; B1 answers in time and is released, B2 answers late and is refused, B3 (other
+    /// needs) is never asked. Runs the matcher and timekeeper in-process on fresh `demo-…`
+    /// topics and exits non-zero if any verdict differs.
+    Demo(tessera::demo::DemoArgs),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -102,6 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Offer(command) => {
             tessera::offer::run(&cli.kafka, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            tessera::demo::run(&cli.kafka, args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { args, processor } => {

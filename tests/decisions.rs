@@ -7,8 +7,6 @@
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -16,10 +14,8 @@ use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tessera::kafka::KafkaArgs;
+use tessera::demo::Processors;
 use tessera::topics;
-use tessera_processors::matcher::Matcher;
-use tessera_processors::runtime::{self, Config};
-use tessera_processors::timekeeper::Timekeeper;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
@@ -34,8 +30,7 @@ fn now_ms() -> i64 {
 struct Stack {
     kafka: KafkaArgs,
     producer: FutureProducer,
-    stop: Arc<AtomicBool>,
-    processors: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    processors: Processors,
     _state: tempfile::TempDir,
 }
 
@@ -47,17 +42,7 @@ impl Stack {
         };
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let state = tempfile::tempdir().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let config = |name: &str| {
-            let mut config = Config::new(kafka.client_config().unwrap(), "0", state.path().join(name));
-            config.topic_prefix = kafka.topic_prefix.clone();
-            config.tick_period = Some(Duration::from_millis(200));
-            config
-        };
-        let processors = vec![
-            tokio::spawn(runtime::run(Matcher, config("matcher"), stop.clone())),
-            tokio::spawn(runtime::run(Timekeeper, config("timekeeper"), stop.clone())),
-        ];
+        let processors = Processors::start(&kafka, state.path()).unwrap();
         let producer = kafka
             .client_config()
             .unwrap()
@@ -68,7 +53,6 @@ impl Stack {
         let stack = Stack {
             kafka,
             producer,
-            stop,
             processors,
             _state: state,
         };
@@ -89,10 +73,7 @@ impl Stack {
     }
 
     async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for processor in self.processors {
-            processor.await.unwrap().unwrap();
-        }
+        self.processors.stop().await.unwrap();
     }
 
     /// Writes an event to its topic under `key`; returns the broker's receipt stamp.
