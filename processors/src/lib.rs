@@ -8,6 +8,7 @@
 
 pub mod core;
 pub mod counter;
+pub mod matcher;
 pub mod merge;
 pub mod replay;
 pub mod runtime;
