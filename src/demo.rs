@@ -130,7 +130,7 @@ enum Expected {
 }
 
 fn interest(text: &str) -> anyhow::Result<Interest> {
-    text.parse()
+    tessera_producers::interest::parse(text)
         .map_err(|e| anyhow::anyhow!("demo interest {text:?}: {e}"))
 }
 
@@ -222,6 +222,7 @@ async fn scenario(
 
     let follower = Follower::new(config, prefix, &offer_id)?;
     let mut outcome: BTreeMap<String, Expected> = BTreeMap::new();
+    let mut invited = Vec::new();
     let mut closed = false;
     let mut b2_answered = false;
     while !(closed && outcome.len() >= 2) {
@@ -238,6 +239,7 @@ async fn scenario(
                     request.subscriber_id,
                     stamp(&record)
                 );
+                invited.push(request.subscriber_id.clone());
                 if request.subscriber_id == "B1" {
                     let written = subscriber::respond(&writer, prefix, &offer_id, "B1").await?;
                     println!("B1 answers at once: {written}");
@@ -264,7 +266,7 @@ async fn scenario(
             }
             Some((record, Event::OfferClosed(c))) => {
                 println!(
-                    "the offer closes at {}: {} invited, {} answered in time or not before the close, {} released",
+                    "the offer closes at {}: {} invited, {} answered before the close, {} released",
                     stamp(&record),
                     c.requested,
                     c.responded,
@@ -288,6 +290,11 @@ async fn scenario(
         if got != expected {
             wrong.push(format!("{id}: expected {expected:?}, got {got:?}"));
         }
+    }
+    if invited.iter().any(|id| id == "B3") {
+        wrong.push("B3 was invited, though its needs do not match".into());
+    } else {
+        println!("B3 was never invited: its needs (terms=video) do not match document X");
     }
     if !wrong.is_empty() {
         bail!("verdicts differ from the worked example: {}", wrong.join("; "));

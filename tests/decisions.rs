@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, Timestamp};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tessera::kafka::KafkaArgs;
 use tessera::demo::Processors;
 use tessera::topics;
+use tessera_producers::client::Writer;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
@@ -29,7 +29,7 @@ fn now_ms() -> i64 {
 /// The matcher and the timekeeper on their own topics, and a producer for the parties.
 struct Stack {
     kafka: KafkaArgs,
-    producer: FutureProducer,
+    writer: Writer,
     processors: Processors,
     _state: tempfile::TempDir,
 }
@@ -43,16 +43,10 @@ impl Stack {
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let state = tempfile::tempdir().unwrap();
         let processors = Processors::start(&kafka, state.path()).unwrap();
-        let producer = kafka
-            .client_config()
-            .unwrap()
-            .set("enable.idempotence", "true")
-            .set("partitioner", "murmur2_random")
-            .create()
-            .unwrap();
+        let writer = Writer::new(&kafka.client_config().unwrap()).unwrap();
         let stack = Stack {
             kafka,
-            producer,
+            writer,
             processors,
             _state: state,
         };
@@ -78,28 +72,9 @@ impl Stack {
 
     /// Writes an event to its topic under `key`; returns the broker's receipt stamp.
     async fn send(&self, topic: Topic, key: &str, event: Event) -> i64 {
-        let bytes = encode(&event).unwrap();
         let name = topic.full_name(&self.kafka.topic_prefix);
-        let (partition, offset) = self
-            .producer
-            .send(FutureRecord::to(&name).key(key).payload(&bytes), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-        // The delivery report carries no LogAppendTime: read the record back for its stamp.
-        let consumer: BaseConsumer = self.kafka.client_config().unwrap().create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&name, partition, Offset::Offset(offset)).unwrap();
-        consumer.assign(&tpl).unwrap();
-        loop {
-            if let Some(message) = consumer.poll(Duration::from_secs(10)) {
-                let message = message.unwrap();
-                match message.timestamp() {
-                    Timestamp::LogAppendTime(stamp) => return stamp,
-                    other => panic!("{name} is not stamped by the broker: {other:?}"),
-                }
-            }
-        }
+        let written = self.writer.write(&name, key, &event).await.unwrap();
+        written.stamp.expect("the broker stamps every input topic")
     }
 
     /// Waits for `n` events keyed `key` on `topic` (committed ones, ticks skipped).
