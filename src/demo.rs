@@ -23,13 +23,15 @@ use tessera_processors::matcher::Matcher;
 use tessera_processors::runtime::{self, Config};
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_producers::client::{Record, Writer, partition_count, partition_for, reader};
-use tessera_producers::provider::{self, OfferRequest, RuleSpec};
+use tessera_producers::keys::Halves;
+use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::status;
-use tessera_producers::subscriber::{self, Registration};
+use tessera_producers::subscriber::{self, Registration, Responder};
 use tessera_producers::when::{When, Zone};
 use tessera_schemas::rules::format_stamp;
 use tessera_schemas::topics::{DECISIONS, REQUESTS};
-use tessera_schemas::{Event, Interest, RejectReason};
+use tessera_schemas::sealing::{PrivateKey, PublicKey};
+use tessera_schemas::{Custody, Event, Interest, RejectReason};
 
 use crate::kafka::KafkaArgs;
 
@@ -53,8 +55,12 @@ pub struct Processors {
 
 impl Processors {
     /// Starts both on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
-    /// (so offers close promptly).
-    pub fn start(kafka: &KafkaArgs, state_dir: &Path) -> anyhow::Result<Processors> {
+    /// (so offers close promptly); the timekeeper holds `timekeeper_key`.
+    pub fn start(
+        kafka: &KafkaArgs,
+        state_dir: &Path,
+        timekeeper_key: PrivateKey,
+    ) -> anyhow::Result<Processors> {
         let stop = Arc::new(AtomicBool::new(false));
         let config = |name: &str| -> anyhow::Result<Config> {
             let mut config = Config::new(kafka.client_config()?, "demo", state_dir.join(name));
@@ -64,7 +70,11 @@ impl Processors {
         };
         let handles = vec![
             tokio::spawn(runtime::run(Matcher, config("matcher")?, stop.clone())),
-            tokio::spawn(runtime::run(Timekeeper, config("timekeeper")?, stop.clone())),
+            tokio::spawn(runtime::run(
+                Timekeeper::new(timekeeper_key),
+                config("timekeeper")?,
+                stop.clone(),
+            )),
         ];
         Ok(Processors { stop, handles })
     }
@@ -146,8 +156,12 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     println!("tessera demo on topics {prefix}tessera.* (broker {})", kafka.brokers);
     crate::topics::create(&kafka, args.partitions, 1).await?;
     let state = tempfile::tempdir()?;
-    let processors = Processors::start(&kafka, state.path())?;
-    let outcome = scenario(&kafka, &config, &args, state.path()).await;
+    let timekeeper_key = tessera_producers::keys::new_private_key();
+    let timekeeper = timekeeper_key.public_key();
+    tessera_producers::keys::publish_timekeeper(&Writer::new(&config)?, &prefix, &timekeeper)
+        .await?;
+    let processors = Processors::start(&kafka, state.path(), timekeeper_key)?;
+    let outcome = scenario(&kafka, &config, &args, state.path(), &timekeeper).await;
     let stopped = processors.stop().await;
     let offer_id = outcome?;
     stopped?;
@@ -165,6 +179,7 @@ async fn scenario(
     config: &ClientConfig,
     args: &DemoArgs,
     keys: &Path,
+    timekeeper: &PublicKey,
 ) -> anyhow::Result<String> {
     let prefix = &kafka.topic_prefix;
     let writer = Writer::new(config)?;
@@ -192,7 +207,7 @@ async fn scenario(
     // The processors join their groups while the subscribers register; the offer waits for the
     // matcher, so that the deadline measures the parties, not the start-up.
     println!("starting the matcher and the timekeeper ...");
-    wait_until_ready(&writer, config, prefix, keys).await?;
+    wait_until_ready(&writer, config, prefix, keys, timekeeper).await?;
 
     let offer_id = format!("offer-X-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let now = chrono::Utc::now();
@@ -211,10 +226,11 @@ async fn scenario(
             capacity: None,
             reward: None,
         },
+        document_x(timekeeper),
         now,
     )?;
     let deadline_ms = deadline.timestamp_millis();
-    let published = provider::publish(&writer, prefix, offer).await?;
+    let published = provider::publish(&writer, prefix, offer, &Halves::new(keys.join("A"))).await?;
     println!(
         "A publishes document X as {offer_id}, deadline {}, at {published}",
         format_stamp(deadline_ms)
@@ -241,7 +257,8 @@ async fn scenario(
                 );
                 invited.push(request.subscriber_id.clone());
                 if request.subscriber_id == "B1" {
-                    let written = subscriber::respond(&writer, prefix, &offer_id, "B1").await?;
+                    let b1 = responder(keys, "B1", timekeeper)?;
+                    let written = subscriber::respond(&writer, prefix, &offer_id, &b1).await?;
                     println!("B1 answers at once: {written}");
                 }
             }
@@ -276,7 +293,8 @@ async fn scenario(
             }
             Some((_, other)) => bail!("unexpected event on the offer: {other:?}"),
             None if !b2_answered => {
-                let written = subscriber::respond(&writer, prefix, &offer_id, "B2").await?;
+                let b2 = responder(keys, "B2", timekeeper)?;
+                let written = subscriber::respond(&writer, prefix, &offer_id, &b2).await?;
                 println!("B2 answers after the deadline: {written}");
                 b2_answered = true;
             }
@@ -302,6 +320,27 @@ async fn scenario(
     Ok(offer_id)
 }
 
+/// The target data of the demo's offers.
+const DOCUMENT_X: &[u8] = b"Quarterly report X: revenue rose in every region.\n";
+
+/// Document X sealed to the timekeeper, the provider keeping its half.
+fn document_x(timekeeper: &PublicKey) -> Sealing<'_> {
+    Sealing {
+        target_data: DOCUMENT_X,
+        custody: Custody::CoSign,
+        timekeeper,
+    }
+}
+
+/// Subscriber `id` answering with the key it registered under `keys`.
+fn responder(keys: &Path, id: &str, timekeeper: &PublicKey) -> anyhow::Result<Responder> {
+    Ok(Responder {
+        subscriber_id: id.into(),
+        key: tessera_producers::keys::load(&keys.join(format!("{id}.key")))?,
+        timekeeper: timekeeper.clone(),
+    })
+}
+
 fn stamp(record: &Record) -> String {
     record.stamp.map_or_else(|| "an unknown time".into(), format_stamp)
 }
@@ -314,6 +353,7 @@ async fn wait_until_ready(
     config: &ClientConfig,
     prefix: &str,
     keys: &Path,
+    timekeeper: &PublicKey,
 ) -> anyhow::Result<()> {
     let probe = format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     subscriber::register(
@@ -343,14 +383,16 @@ async fn wait_until_ready(
             capacity: None,
             reward: None,
         },
+        document_x(timekeeper),
         now,
     )?;
-    provider::publish(writer, prefix, offer).await?;
+    provider::publish(writer, prefix, offer, &Halves::new(keys.join("demo"))).await?;
     let follower = Follower::new(config, prefix, &probe)?;
     loop {
         match follower.next(Duration::from_secs(120)).await? {
             Some((_, Event::InteractionRequested(_))) => {
-                subscriber::respond(writer, prefix, &probe, &probe).await?;
+                let responder = responder(keys, "probe", timekeeper)?;
+                subscriber::respond(writer, prefix, &probe, &responder).await?;
             }
             Some((_, Event::CredentialReleased(_) | Event::ResponseRejected(_))) => return Ok(()),
             Some(_) => {}

@@ -34,6 +34,9 @@ enum Command {
     /// Measure tessera on the real broker against a baseline run on the same data.
     #[command(subcommand)]
     Bench(tessera::bench::Bench),
+    /// Keys: make an HPKE X25519 key pair (the timekeeper's, a subscriber's), show a public key.
+    #[command(subcommand)]
+    Keys(tessera::keys::Keys),
     /// Providers: publish an offer, withdraw it.
     #[command(subcommand)]
     Provider(tessera::provider::Provider),
@@ -95,6 +98,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench(bench) => {
             tessera::bench::run(&cli.kafka, bench).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(command) => {
+            tessera::keys::run(command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Provider(command) => {

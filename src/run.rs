@@ -2,7 +2,7 @@
 //! endpoint and a graceful stop on SIGTERM or Ctrl-C (commit, then leave the group).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,6 +12,8 @@ use tessera_processors::counter::Counter;
 use tessera_processors::matcher::Matcher;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
+use tessera_producers::client::Writer;
+use tessera_producers::keys;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
@@ -28,8 +30,13 @@ pub enum Processor {
     /// Judges each response to an offer by its broker receipt stamp against the offer's time
     /// rule and writes one verdict per response to `tessera.decisions` (CredentialReleased or
     /// ResponseRejected), plus OfferRejected and OfferClosed. Reads `tessera.offers`,
-    /// `tessera.requests` and `tessera.responses`.
-    Timekeeper,
+    /// `tessera.requests` and `tessera.responses`. Publishes its public key on `tessera.keys` at
+    /// start, for providers to seal to and subscribers to prove their identity to.
+    Timekeeper {
+        /// The timekeeper's private key file (mode 0600; make one with `tessera keys generate`).
+        #[arg(long, env = "TESSERA_TIMEKEEPER_KEY_FILE", value_name = "PATH")]
+        key_file: PathBuf,
+    },
     /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
     /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
     Counter {
@@ -98,11 +105,26 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
     });
     match processor {
         Processor::Matcher => runtime::run(Matcher, config, stop).await,
-        Processor::Timekeeper => runtime::run(Timekeeper, config, stop).await,
+        Processor::Timekeeper { key_file } => {
+            let timekeeper = timekeeper(kafka, &key_file).await?;
+            runtime::run(timekeeper, config, stop).await
+        }
         Processor::Counter {
             inputs,
             output,
             idle_ms,
         } => runtime::run(Counter::new("counter", inputs, output, idle_ms), config, stop).await,
     }
+}
+
+/// The timekeeper core with the key in `key_file`, once its public key is on `tessera.keys`.
+async fn timekeeper(kafka: &KafkaArgs, key_file: &Path) -> anyhow::Result<Timekeeper> {
+    let key = keys::load(key_file)?;
+    let public = key.public_key();
+    let writer = Writer::new(&kafka.client_config()?)?;
+    let written = keys::publish_timekeeper(&writer, &kafka.topic_prefix, &public)
+        .await
+        .context("cannot publish the timekeeper's public key")?;
+    info!("timekeeper public key {public} published [{written}]");
+    Ok(Timekeeper::new(key))
 }

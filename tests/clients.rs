@@ -1,6 +1,6 @@
-//! The client commands on a real broker: `tessera subscriber register/remove/respond/listen`,
-//! `tessera provider publish/withdraw` and `tessera offer status`, run as a user runs them, with
-//! what they wrote read back from the topics.
+//! The client commands on a real broker: `tessera keys generate/public`, `tessera subscriber
+//! register/remove/respond/listen/open`, `tessera provider publish/withdraw/agent` and `tessera
+//! offer status`, run as a user runs them, with what they wrote read back from the topics.
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 //! Each test uses its own topic prefix, created with `tessera topics create`, so tests run in
@@ -18,9 +18,10 @@ use tessera::kafka::KafkaArgs;
 use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
 use tessera_producers::{interest, keys};
 use tessera_schemas::rules::request_id;
+use tessera_schemas::sealing::{self, Half, PrivateKey, ResponseIds};
 use tessera_schemas::topics::{self, DEFAULT_PARTITIONS, Topic};
 use tessera_schemas::{
-    Deadline, Event, EventKind, OfferPublished, OfferWithdrawn, RejectReason, ResponseSubmitted,
+    Custody, Deadline, Event, EventKind, OfferPublished, OfferWithdrawn, RejectReason,
     SubscriberRegistered, Tick, TimeRule, examples,
 };
 
@@ -28,15 +29,21 @@ fn brokers() -> String {
     std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-/// One test's own topics, and a directory to run the command in (key files land there).
+/// The payload every offer of these tests carries, in `payload.txt` of the run directory.
+const PAYLOAD: &[u8] = b"Quarterly report X\nRevenue rose in every region.\n";
+
+/// One test's own topics, a directory to run the command in (key files land there), and the
+/// timekeeper's key, published on the installation's `tessera.keys` as `tessera run timekeeper`
+/// publishes it.
 struct Installation {
     prefix: String,
     config: ClientConfig,
     dir: tempfile::TempDir,
+    timekeeper: PrivateKey,
 }
 
 impl Installation {
-    fn new() -> Self {
+    async fn new() -> Self {
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let kafka = KafkaArgs {
             topic_prefix: prefix.clone(),
@@ -46,10 +53,27 @@ impl Installation {
             config: kafka.client_config().unwrap(),
             prefix,
             dir: tempfile::tempdir().unwrap(),
+            timekeeper: keys::new_private_key(),
         };
         let created = installation.tessera(&["topics", "create"]);
         assert!(created.status.success(), "{created:?}");
+        std::fs::write(installation.dir.path().join("payload.txt"), PAYLOAD).unwrap();
+        let writer = Writer::new(&installation.config).unwrap();
+        keys::publish_timekeeper(
+            &writer,
+            &installation.prefix,
+            &installation.timekeeper.public_key(),
+        )
+        .await
+        .unwrap();
         installation
+    }
+
+    /// Gives subscriber `id` a key pair at its default key file; returns its private key.
+    fn subscriber_key(&self, id: &str) -> PrivateKey {
+        let path = format!(".tessera/keys/{id}.key");
+        self.ok(&["keys", "generate", "--out", &path]);
+        keys::load(&self.dir.path().join(path)).unwrap()
     }
 
     fn tessera(&self, args: &[&str]) -> Output {
@@ -62,7 +86,7 @@ impl Installation {
             .unwrap()
     }
 
-    /// `tessera provider publish` by provider A with the given flags.
+    /// `tessera provider publish` by provider A of `payload.txt` with the given flags.
     fn publish(&self, flags: &[&str]) -> Output {
         let base = [
             "provider",
@@ -71,6 +95,8 @@ impl Installation {
             "A",
             "--contact",
             "a@example.org",
+            "--payload",
+            "payload.txt",
         ];
         let args: Vec<&str> = base.iter().chain(flags).copied().collect();
         self.tessera(&args)
@@ -128,7 +154,7 @@ fn stderr(output: &Output) -> String {
 
 #[tokio::test]
 async fn register_replaces_and_remove_leaves_a_tombstone() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let first = it.ok(&[
         "subscriber",
         "register",
@@ -202,8 +228,9 @@ async fn register_replaces_and_remove_leaves_a_tombstone() {
             .iter()
             .all(|r| r.key.as_deref() == Some("B1") && r.partition == partition)
     );
-    let (public_key, created) = keys::load_or_create(Path::new(&key_file)).unwrap();
+    let (key, created) = keys::load_or_create(Path::new(&key_file)).unwrap();
     assert!(!created);
+    let public_key = key.public_key().to_bytes();
     let registered: Vec<&SubscriberRegistered> = records[..2]
         .iter()
         .map(|r| match event(r) {
@@ -238,7 +265,7 @@ async fn register_replaces_and_remove_leaves_a_tombstone() {
 
 #[tokio::test]
 async fn a_published_offer_round_trips_and_can_be_withdrawn() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let now = chrono::Utc::now();
     let from = now + chrono::Duration::hours(1);
     let to = now + chrono::Duration::hours(2);
@@ -326,8 +353,28 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
         reward.as_ref().map(|r| (r.amount, r.currency.as_str())),
         Some((250, "EUR"))
     );
-    assert!(credential.package.is_empty());
-    assert_eq!(credential.platform_half.enc.len(), 32);
+    assert!(
+        out.contains("  custody: co-sign; the provider half is kept in .tessera/keys/A"),
+        "{out}"
+    );
+    assert_eq!(credential.custody, Custody::CoSign);
+    assert_eq!(credential.escrow_half, None);
+    let half_file = it.dir.path().join(".tessera/keys/A/offer-1.half");
+    let mode = std::fs::metadata(&half_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let kept = keys::Halves::new(it.dir.path().join(".tessera/keys/A"))
+        .get("offer-1")
+        .unwrap()
+        .unwrap();
+    let platform = sealing::open_from_provider(
+        &credential.platform_half,
+        Half::Platform,
+        "offer-1",
+        &it.timekeeper,
+    )
+    .unwrap();
+    let opened = sealing::open_package(&credential.package, "offer-1", &platform, &kept).unwrap();
+    assert_eq!(opened.as_slice(), PAYLOAD);
     let Event::OfferWithdrawn(OfferWithdrawn {
         provider_id,
         reason,
@@ -344,7 +391,7 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
 
 #[tokio::test]
 async fn keys_land_on_the_partition_java_clients_would_choose() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let writer = Writer::new(&it.config).unwrap();
     let tick: Event = Tick {
         event_id: uuid::Uuid::new_v4().to_string(),
@@ -372,7 +419,7 @@ async fn keys_land_on_the_partition_java_clients_would_choose() {
 
 #[tokio::test]
 async fn invalid_offers_are_refused_and_nothing_is_written() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let refused = [
         (
             vec![
@@ -464,7 +511,16 @@ async fn invalid_offers_are_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn respond_answers_the_invitation_the_matcher_names() {
-    let it = Installation::new();
+    let it = Installation::new().await;
+    let refused = it.tessera(&["subscriber", "respond", "offer-1", "--id", "B1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).starts_with(
+            "error: subscriber B1 proves its responses with its private key: cannot read key file"
+        ),
+        "{refused:?}"
+    );
+    let b1 = it.subscriber_key("B1");
     let out = it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
     assert!(out.starts_with("B1 responded to offer offer-1 ["), "{out}");
     assert!(
@@ -478,19 +534,23 @@ async fn respond_answers_the_invitation_the_matcher_names() {
         records[0].partition,
         partition_for("offer-1", DEFAULT_PARTITIONS)
     );
-    let Event::ResponseSubmitted(ResponseSubmitted {
-        request_id: named,
-        subscriber_id,
-        offer_id,
-        ..
-    }) = event(&records[0])
-    else {
+    let Event::ResponseSubmitted(response) = event(&records[0]) else {
         panic!("{records:?}")
     };
-    assert_eq!(named, &request_id("offer-1", "B1"));
+    assert_eq!(response.request_id, request_id("offer-1", "B1"));
     assert_eq!(
-        (subscriber_id.as_str(), offer_id.as_str()),
+        (response.subscriber_id.as_str(), response.offer_id.as_str()),
         ("B1", "offer-1")
+    );
+    assert_eq!(
+        sealing::verify_proof(
+            &response.proof,
+            &ResponseIds::from(response),
+            &b1.public_key(),
+            &it.timekeeper
+        ),
+        Ok(()),
+        "the proof is made with B1's key for the timekeeper"
     );
 }
 
@@ -541,7 +601,7 @@ fn release(offer: &str, subscriber: &str) -> Event {
 
 #[tokio::test]
 async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_policy() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     it.write(topics::REQUESTS, "cheap", invitation("cheap", "B1", 9_000))
         .await;
     it.write(topics::REQUESTS, "dear", invitation("dear", "B1", 20_000))
@@ -581,6 +641,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
     .await
     .unwrap();
 
+    it.subscriber_key("B1");
     let listen = |policy: &str| {
         it.tessera(&[
             "subscriber",
@@ -664,7 +725,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
 
 #[tokio::test]
 async fn status_prints_an_offers_history_in_receipt_order() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     it.published(&[
         "--identifier",
         "doc-X",
@@ -691,6 +752,7 @@ async fn status_prints_an_offers_history_in_receipt_order() {
         invitation("offer-1", "B1", 9_000),
     )
     .await;
+    it.subscriber_key("B1");
     it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
     it.ok(&["subscriber", "respond", "offer-2", "--id", "B1"]);
     it.write(topics::DECISIONS, "offer-1", release("offer-1", "B1"))

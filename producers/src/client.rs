@@ -337,13 +337,15 @@ pub async fn read_to_end(
     Ok(records)
 }
 
-/// Random bytes from the operating system, for placeholders that must carry nothing and be
-/// guessed by no one.
-pub fn random_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    // The OS generator only fails on a broken system; a client cannot go on without it.
-    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    bytes
+/// Every record of `topic` on the partition that `key` lives on, up to its current end: all a
+/// keyed topic holds about the key.
+pub async fn read_partition_of(
+    config: &ClientConfig,
+    topic: &str,
+    key: &str,
+) -> Result<Vec<Record>, ClientError> {
+    let partition = partition_for(key, partition_count(&reader(config, false)?, topic)?);
+    read_to_end(config, topic, Some(&[partition])).await
 }
 
 /// A fresh event id: a random (v4) UUID.

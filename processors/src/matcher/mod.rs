@@ -23,6 +23,9 @@ use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
 const SEEN: Table<()> = Table::new("seen/");
+/// Each registered subscriber's public key, by subscriber id: an invitation carries it, so the
+/// timekeeper verifies the response and seals the credential to the key the subscriber registered.
+const KEYS: Table<Vec<u8>> = Table::new("key/");
 
 /// Input indices, in rank order: on equal stamps a subscriber change comes before an offer, so an
 /// offer sees every change received up to its own stamp.
@@ -73,11 +76,14 @@ impl Matcher {
             .into_iter()
             .enumerate()
             .map(|(n, subscriber_id)| {
+                // A subscriber the index returns is registered, so its key is there.
+                let subscriber_key = KEYS.get(state, &subscriber_id).unwrap_or_default();
                 let request = InteractionRequested {
                     event_id: derived_id(self.name(), &at, n),
                     request_id: request_id(&offer.offer_id, &subscriber_id),
                     offer_id: offer.offer_id.clone(),
                     subscriber_id,
+                    subscriber_key,
                     recommendation: offer.recommendation.clone(),
                     offer: terms.clone(),
                     provider_contact: offer.provider_contact.clone(),
@@ -179,10 +185,12 @@ impl Core for Matcher {
         match value {
             MatcherRecord::Registered(registered) => {
                 index::register(state, &registered.subscriber_id, &registered.interests);
+                KEYS.put(state, &registered.subscriber_id, &registered.public_key);
                 Vec::new()
             }
             MatcherRecord::Removed { subscriber_id } => {
                 index::remove(state, &subscriber_id);
+                KEYS.delete(state, &subscriber_id);
                 Vec::new()
             }
             MatcherRecord::Published(offer) => self.invite(state, at, offer),

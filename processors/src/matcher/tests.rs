@@ -130,12 +130,18 @@ fn requests(produced: Vec<Produced>) -> Vec<InteractionRequested> {
         .collect()
 }
 
+/// A 32-byte stand-in for the subscriber's public key, its own for each subscriber, so a test
+/// sees which key an invitation carries.
+fn key_of(subscriber: &str) -> Vec<u8> {
+    format!("{subscriber:<32}").into_bytes()
+}
+
 fn registered(subscriber: &str, interests: Vec<Interest>) -> SubscriberRegistered {
     SubscriberRegistered {
         event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, subscriber.as_bytes()).to_string(),
         subscriber_id: subscriber.into(),
         contact: format!("{subscriber}@example.org"),
-        public_key: vec![7; 32],
+        public_key: key_of(subscriber),
         interests,
         webhook: None,
     }
@@ -236,6 +242,7 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
             request_id: request_id("offer-1", subscriber),
             offer_id: "offer-1".into(),
             subscriber_id: subscriber.to_string(),
+            subscriber_key: key_of(subscriber),
             recommendation: offer.recommendation.clone(),
             offer: OfferTerms {
                 position: LogPosition {

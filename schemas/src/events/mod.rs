@@ -9,6 +9,7 @@ mod cosigns;
 mod dead_letters;
 mod decisions;
 mod deliveries;
+mod keys;
 mod ledger;
 mod offers;
 mod outcomes;
@@ -22,6 +23,7 @@ pub use cosigns::*;
 pub use dead_letters::*;
 pub use decisions::*;
 pub use deliveries::*;
+pub use keys::*;
 pub use ledger::*;
 pub use offers::*;
 pub use outcomes::*;
@@ -144,5 +146,6 @@ events! {
     CredentialDeclined => "credential_declined.avsc",
     RewardCredited => "reward_credited.avsc",
     DeadLetter => "dead_letter.avsc",
+    KeyPublished => "key_published.avsc",
     Tick => "tick.avsc",
 }
