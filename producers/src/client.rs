@@ -7,7 +7,7 @@
 //! waited for, so a party can quote the partition, offset and broker receipt stamp of what it
 //! wrote: the evidence a later verdict is judged on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -316,9 +316,19 @@ pub async fn read_to_end(
     consumer
         .assign(&assignment)
         .map_err(kafka(format!("cannot assign {topic}")))?;
+    // The end as it is now. A partition that keeps growing (ticks every few hundred
+    // milliseconds) may never report reaching its end, so reading the record just before the end
+    // seen now, or any later one, ends a partition too.
+    let mut ends = BTreeMap::new();
+    for &partition in &wanted {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, TIMEOUT)
+            .map_err(kafka(format!("cannot read the end of {topic}/{partition}")))?;
+        ends.insert(partition, high);
+    }
     // The consumer is assigned one topic only, so a partition number alone says which end was
     // reached.
-    let mut open: BTreeSet<i32> = wanted.into_iter().collect();
+    let mut open: BTreeSet<i32> = wanted.into_iter().filter(|p| ends[p] > 0).collect();
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while !open.is_empty() {
@@ -326,7 +336,17 @@ pub async fn read_to_end(
             .await
             .map_err(|_| ClientError::Timeout(topic.to_string()))?;
         match message {
-            Ok(message) => records.extend(Record::from_message(&message)),
+            Ok(message) => {
+                let partition = message.partition();
+                if !open.contains(&partition) || message.offset() >= ends[&partition] {
+                    open.remove(&partition);
+                    continue;
+                }
+                if message.offset() + 1 == ends[&partition] {
+                    open.remove(&partition);
+                }
+                records.extend(Record::from_message(&message));
+            }
             Err(KafkaError::PartitionEOF(partition)) => {
                 open.remove(&partition);
             }
