@@ -260,6 +260,17 @@ pub fn all() -> Vec<Event> {
             balance: 250,
         }
         .into(),
+        RewardDue {
+            event_id: id(24),
+            provider_id: "A".into(),
+            offer_id: "offer-1".into(),
+            credential_id: "cred-1".into(),
+            subscriber_id: "B1".into(),
+            amount: 250,
+            currency: "EUR".into(),
+            accepted: position("tessera.outcomes", 7),
+        }
+        .into(),
         DeadLetter {
             event_id: id(21),
             processor: "timekeeper".into(),
