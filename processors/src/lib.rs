@@ -8,7 +8,9 @@
 
 pub mod core;
 pub mod counter;
+pub mod delivery;
 pub mod merge;
+mod outputs;
 pub mod replay;
 pub mod runtime;
 pub mod timekeeper;
