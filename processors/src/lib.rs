@@ -9,6 +9,7 @@
 pub mod core;
 pub mod counter;
 pub mod delivery;
+pub mod ledger;
 pub mod merge;
 mod outputs;
 pub mod replay;
