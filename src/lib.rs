@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod kafka;
+pub mod ledger;
 pub mod offer;
 pub mod provider;
 pub mod run;

@@ -43,6 +43,9 @@ enum Command {
     /// Offers: what happened to one, read from the log.
     #[command(subcommand)]
     Offer(tessera::offer::Offer),
+    /// The ledger: a provider's balance, read from the log.
+    #[command(subcommand)]
+    Ledger(tessera::ledger::Ledger),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -102,6 +105,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Offer(command) => {
             tessera::offer::run(&cli.kafka, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger(command) => {
+            tessera::ledger::run(&cli.kafka, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { args, processor } => {
