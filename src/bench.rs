@@ -22,6 +22,8 @@ use tessera_processors::runtime::{self, Config};
 
 use crate::kafka::KafkaArgs;
 
+mod timekeeper;
+
 /// What to measure.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Bench {
@@ -53,11 +55,16 @@ pub enum Bench {
         #[arg(long, default_value_t = 6)]
         partitions: i32,
     },
+    /// Verdict latency of the timekeeper on the real broker (response stamp to verdict stamp),
+    /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
+    /// latency at the same rate in the same run.
+    Timekeeper(timekeeper::LatencyArgs),
 }
 
 /// Runs a benchmark and prints its result.
 pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
+        Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
         Bench::Runtime {
             events,
             keys,

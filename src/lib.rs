@@ -3,6 +3,7 @@
 //! `tessera-producers`); this crate only parses arguments, connects, and reports.
 
 pub mod bench;
+pub mod demo;
 pub mod kafka;
 pub mod ledger;
 pub mod offer;

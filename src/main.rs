@@ -46,6 +46,11 @@ enum Command {
     /// The ledger: a provider's balance, read from the log.
     #[command(subcommand)]
     Ledger(tessera::ledger::Ledger),
+    /// The source document's worked example on the real broker: A offers document X with a
+    /// deadline; B1 answers in time and is released, B2 answers late and is refused, B3 (other
+    /// needs) is never asked. Runs the matcher and timekeeper in-process on fresh `demo-…`
+    /// topics and exits non-zero if any verdict differs.
+    Demo(tessera::demo::DemoArgs),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -77,8 +82,8 @@ enum TopicsCommand {
     },
 }
 
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: &str, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -109,6 +114,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ledger(command) => {
             tessera::ledger::run(&cli.kafka, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            tessera::demo::run(&cli.kafka, args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { args, processor } => {
@@ -149,7 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // The demo tells its story on stdout; the processors it runs inside log only trouble unless
+    // RUST_LOG asks for more.
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    init_logging(&cli.log_format, default_level);
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

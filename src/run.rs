@@ -11,6 +11,7 @@ use anyhow::Context;
 use tessera_processors::counter::Counter;
 use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
+use tessera_processors::matcher::Matcher;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
 use tokio::signal::unix::{SignalKind, signal};
@@ -21,6 +22,11 @@ use crate::kafka::KafkaArgs;
 /// Which processor to run.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Processor {
+    /// Invites the subscribers whose stored needs match each offer: keeps every subscriber's
+    /// interests, indexed, in state and writes one InteractionRequested per match to
+    /// `tessera.requests`. Reads `tessera.subscribers` (one partition per task) and every
+    /// partition of `tessera.offers`.
+    Matcher,
     /// Judges each response to an offer by its broker receipt stamp against the offer's time
     /// rule and writes one verdict per response to `tessera.decisions` (CredentialReleased or
     /// ResponseRejected), plus OfferRejected and OfferClosed. Reads `tessera.offers`,
@@ -104,6 +110,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         on_signal.store(true, Ordering::Relaxed);
     });
     match processor {
+        Processor::Matcher => runtime::run(Matcher, config, stop).await,
         Processor::Timekeeper => runtime::run(Timekeeper, config, stop).await,
         Processor::Delivery => runtime::run(Delivery, config, stop).await,
         Processor::Ledger => {

@@ -7,19 +7,15 @@
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, Timestamp};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tessera::kafka::KafkaArgs;
+use tessera::demo::Processors;
 use tessera::topics;
-use tessera_processors::matcher::Matcher;
-use tessera_processors::runtime::{self, Config};
-use tessera_processors::timekeeper::Timekeeper;
+use tessera_producers::client::Writer;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
@@ -33,9 +29,8 @@ fn now_ms() -> i64 {
 /// The matcher and the timekeeper on their own topics, and a producer for the parties.
 struct Stack {
     kafka: KafkaArgs,
-    producer: FutureProducer,
-    stop: Arc<AtomicBool>,
-    processors: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    writer: Writer,
+    processors: Processors,
     _state: tempfile::TempDir,
 }
 
@@ -47,28 +42,11 @@ impl Stack {
         };
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let state = tempfile::tempdir().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let config = |name: &str| {
-            let mut config = Config::new(kafka.client_config().unwrap(), "0", state.path().join(name));
-            config.topic_prefix = kafka.topic_prefix.clone();
-            config.tick_period = Some(Duration::from_millis(200));
-            config
-        };
-        let processors = vec![
-            tokio::spawn(runtime::run(Matcher, config("matcher"), stop.clone())),
-            tokio::spawn(runtime::run(Timekeeper, config("timekeeper"), stop.clone())),
-        ];
-        let producer = kafka
-            .client_config()
-            .unwrap()
-            .set("enable.idempotence", "true")
-            .set("partitioner", "murmur2_random")
-            .create()
-            .unwrap();
+        let processors = Processors::start(&kafka, state.path()).unwrap();
+        let writer = Writer::new(&kafka.client_config().unwrap()).unwrap();
         let stack = Stack {
             kafka,
-            producer,
-            stop,
+            writer,
             processors,
             _state: state,
         };
@@ -89,36 +67,14 @@ impl Stack {
     }
 
     async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for processor in self.processors {
-            processor.await.unwrap().unwrap();
-        }
+        self.processors.stop().await.unwrap();
     }
 
     /// Writes an event to its topic under `key`; returns the broker's receipt stamp.
     async fn send(&self, topic: Topic, key: &str, event: Event) -> i64 {
-        let bytes = encode(&event).unwrap();
         let name = topic.full_name(&self.kafka.topic_prefix);
-        let (partition, offset) = self
-            .producer
-            .send(FutureRecord::to(&name).key(key).payload(&bytes), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-        // The delivery report carries no LogAppendTime: read the record back for its stamp.
-        let consumer: BaseConsumer = self.kafka.client_config().unwrap().create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&name, partition, Offset::Offset(offset)).unwrap();
-        consumer.assign(&tpl).unwrap();
-        loop {
-            if let Some(message) = consumer.poll(Duration::from_secs(10)) {
-                let message = message.unwrap();
-                match message.timestamp() {
-                    Timestamp::LogAppendTime(stamp) => return stamp,
-                    other => panic!("{name} is not stamped by the broker: {other:?}"),
-                }
-            }
-        }
+        let written = self.writer.write(&name, key, &event).await.unwrap();
+        written.stamp.expect("the broker stamps every input topic")
     }
 
     /// Waits for `n` events keyed `key` on `topic` (committed ones, ticks skipped).

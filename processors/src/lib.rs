@@ -10,6 +10,7 @@ pub mod core;
 pub mod counter;
 pub mod delivery;
 pub mod ledger;
+pub mod matcher;
 pub mod merge;
 mod outputs;
 pub mod replay;

@@ -1,0 +1,360 @@
+//! `tessera demo`: the source document's worked example, on the real broker.
+//!
+//! Provider A offers document X with a deadline a few seconds ahead. Subscribers B1 and B2 have
+//! stored a need for such documents and are invited; B3 needs something else and is not. B1 answers
+//! at once and is released; B2 answers after the deadline and is refused TooLate. Every step is
+//! an event on Kafka, judged by the broker's receipt stamps; the demo prints the offer's timeline
+//! as the log holds it and exits non-zero if any verdict differs from the expected one.
+//!
+//! The matcher and the timekeeper run inside this process on the exactly-once runtime, on topics
+//! of their own (a fresh `demo-…` prefix unless `--topic-prefix` is given), so the demo touches
+//! nothing else on the cluster.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::Consumer;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_processors::matcher::Matcher;
+use tessera_processors::runtime::{self, Config};
+use tessera_processors::timekeeper::Timekeeper;
+use tessera_producers::client::{Record, Writer, partition_count, partition_for, reader};
+use tessera_producers::provider::{self, OfferRequest, RuleSpec};
+use tessera_producers::status;
+use tessera_producers::subscriber::{self, Registration};
+use tessera_producers::when::{When, Zone};
+use tessera_schemas::rules::format_stamp;
+use tessera_schemas::topics::{DECISIONS, REQUESTS};
+use tessera_schemas::{Event, Interest, RejectReason};
+
+use crate::kafka::KafkaArgs;
+
+/// Options of `tessera demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How far ahead of publication the offer's deadline lies. B2 answers just after it, so the
+    /// demo takes about this long.
+    #[arg(long, default_value = "6s", value_parser = humantime::parse_duration)]
+    pub deadline_in: Duration,
+    /// Partitions of the demo's topics.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+}
+
+/// The matcher and the timekeeper, running in this process until stopped.
+pub struct Processors {
+    stop: Arc<AtomicBool>,
+    handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Processors {
+    /// Starts both on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
+    /// (so offers close promptly).
+    pub fn start(kafka: &KafkaArgs, state_dir: &Path) -> anyhow::Result<Processors> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = |name: &str| -> anyhow::Result<Config> {
+            let mut config = Config::new(kafka.client_config()?, "demo", state_dir.join(name));
+            config.topic_prefix = kafka.topic_prefix.clone();
+            config.tick_period = Some(Duration::from_millis(200));
+            Ok(config)
+        };
+        let handles = vec![
+            tokio::spawn(runtime::run(Matcher, config("matcher")?, stop.clone())),
+            tokio::spawn(runtime::run(Timekeeper, config("timekeeper")?, stop.clone())),
+        ];
+        Ok(Processors { stop, handles })
+    }
+
+    /// Commits, leaves the groups, and reports the first failure of either.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in self.handles {
+            handle.await.context("a processor panicked")??;
+        }
+        Ok(())
+    }
+}
+
+/// Follows the invitations and decisions of one offer as they are committed.
+struct Follower {
+    consumer: tessera_producers::client::Reader,
+    offer_id: String,
+}
+
+impl Follower {
+    fn new(config: &ClientConfig, prefix: &str, offer_id: &str) -> anyhow::Result<Follower> {
+        let consumer = reader(config, false)?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in [REQUESTS, DECISIONS] {
+            let name = topic.full_name(prefix);
+            let partition = partition_for(offer_id, partition_count(&consumer, &name)?);
+            assignment.add_partition_offset(&name, partition, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        Ok(Follower {
+            consumer,
+            offer_id: offer_id.to_string(),
+        })
+    }
+
+    /// The next event of the offer, or `None` after `timeout` without one.
+    async fn next(&self, timeout: Duration) -> anyhow::Result<Option<(Record, Event)>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let Ok(message) = tokio::time::timeout_at(deadline, self.consumer.recv()).await else {
+                return Ok(None);
+            };
+            let Some(record) = Record::from_message(&message?) else {
+                continue;
+            };
+            if record.key.as_deref() != Some(self.offer_id.as_str()) {
+                continue;
+            }
+            if let Some(Ok(event)) = record.event.clone() {
+                return Ok(Some((record, event)));
+            }
+        }
+    }
+}
+
+/// What the demo expects of each party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    Released,
+    Rejected(RejectReason),
+    NotInvited,
+}
+
+fn interest(text: &str) -> anyhow::Result<Interest> {
+    tessera_producers::interest::parse(text)
+        .map_err(|e| anyhow::anyhow!("demo interest {text:?}: {e}"))
+}
+
+/// Runs the demo; an error (including a verdict that differs from the expected one) exits
+/// non-zero.
+pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
+    let mut kafka = kafka.clone();
+    if kafka.topic_prefix.is_empty() {
+        kafka.topic_prefix = format!("demo-{}.", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    }
+    let prefix = kafka.topic_prefix.clone();
+    let config = kafka.client_config()?;
+    println!("tessera demo on topics {prefix}tessera.* (broker {})", kafka.brokers);
+    crate::topics::create(&kafka, args.partitions, 1).await?;
+    let state = tempfile::tempdir()?;
+    let processors = Processors::start(&kafka, state.path())?;
+    let outcome = scenario(&kafka, &config, &args, state.path()).await;
+    let stopped = processors.stop().await;
+    let offer_id = outcome?;
+    stopped?;
+    println!();
+    println!("the offer's timeline, as the log holds it (`tessera offer status {offer_id} --topic-prefix {prefix}`):");
+    print!("{}", status::read(&config, &prefix, &offer_id).await?);
+    println!();
+    println!("every verdict as expected");
+    Ok(())
+}
+
+/// The worked example; returns the offer id.
+async fn scenario(
+    kafka: &KafkaArgs,
+    config: &ClientConfig,
+    args: &DemoArgs,
+    keys: &Path,
+) -> anyhow::Result<String> {
+    let prefix = &kafka.topic_prefix;
+    let writer = Writer::new(config)?;
+    let parties = [
+        ("B1", "terms=report; format=pdf", Expected::Released),
+        ("B2", "terms=report; format=pdf", Expected::Rejected(RejectReason::TooLate)),
+        ("B3", "terms=video", Expected::NotInvited),
+    ];
+    for (id, needs, _) in parties {
+        let registered = subscriber::register(
+            &writer,
+            prefix,
+            Registration {
+                subscriber_id: id.into(),
+                contact: format!("{}@example.org", id.to_lowercase()),
+                interests: vec![interest(needs)?],
+                webhook: None,
+                key_file: keys.join(format!("{id}.key")),
+            },
+        )
+        .await?;
+        println!("{id} registers its needs ({needs}) at {}", registered.written);
+    }
+
+    // The processors join their groups while the subscribers register; the offer waits for the
+    // matcher, so that the deadline measures the parties, not the start-up.
+    println!("starting the matcher and the timekeeper ...");
+    wait_until_ready(&writer, config, prefix, keys).await?;
+
+    let offer_id = format!("offer-X-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let now = chrono::Utc::now();
+    let deadline = now + chrono::Duration::from_std(args.deadline_in)?;
+    let offer = provider::build(
+        OfferRequest {
+            offer_id: offer_id.clone(),
+            provider_id: "A".into(),
+            provider_contact: "a@example.org".into(),
+            identifier: "doc-X".into(),
+            name: "Quarterly report X".into(),
+            features: vec![("format".into(), "pdf".into())],
+            parameters: vec![("pages".into(), 42)],
+            rule: RuleSpec::Deadline(When::Instant(deadline.fixed_offset())),
+            zone: Zone::Utc,
+            capacity: None,
+            reward: None,
+        },
+        now,
+    )?;
+    let deadline_ms = deadline.timestamp_millis();
+    let published = provider::publish(&writer, prefix, offer).await?;
+    println!(
+        "A publishes document X as {offer_id}, deadline {}, at {published}",
+        format_stamp(deadline_ms)
+    );
+
+    let follower = Follower::new(config, prefix, &offer_id)?;
+    let mut outcome: BTreeMap<String, Expected> = BTreeMap::new();
+    let mut invited = Vec::new();
+    let mut closed = false;
+    let mut b2_answered = false;
+    while !(closed && outcome.len() >= 2) {
+        let wait = if b2_answered {
+            Duration::from_secs(30)
+        } else {
+            let until_late = deadline_ms + 300 - chrono::Utc::now().timestamp_millis();
+            Duration::from_millis(until_late.max(0) as u64)
+        };
+        match follower.next(wait).await? {
+            Some((record, Event::InteractionRequested(request))) => {
+                println!(
+                    "{} is invited at {}",
+                    request.subscriber_id,
+                    stamp(&record)
+                );
+                invited.push(request.subscriber_id.clone());
+                if request.subscriber_id == "B1" {
+                    let written = subscriber::respond(&writer, prefix, &offer_id, "B1").await?;
+                    println!("B1 answers at once: {written}");
+                }
+            }
+            Some((record, Event::CredentialReleased(released))) => {
+                println!(
+                    "{} is released the credential (response received {}) at {}",
+                    released.subscriber_id,
+                    format_stamp(released.response.stamp),
+                    stamp(&record)
+                );
+                outcome.insert(released.subscriber_id, Expected::Released);
+            }
+            Some((record, Event::ResponseRejected(rejected))) => {
+                println!(
+                    "{} is refused {:?}: {} (at {})",
+                    rejected.subscriber_id,
+                    rejected.reason,
+                    rejected.detail,
+                    stamp(&record)
+                );
+                outcome.insert(rejected.subscriber_id, Expected::Rejected(rejected.reason));
+            }
+            Some((record, Event::OfferClosed(c))) => {
+                println!(
+                    "the offer closes at {}: {} invited, {} answered before the close, {} released",
+                    stamp(&record),
+                    c.requested,
+                    c.responded,
+                    c.released
+                );
+                closed = true;
+            }
+            Some((_, other)) => bail!("unexpected event on the offer: {other:?}"),
+            None if !b2_answered => {
+                let written = subscriber::respond(&writer, prefix, &offer_id, "B2").await?;
+                println!("B2 answers after the deadline: {written}");
+                b2_answered = true;
+            }
+            None => bail!("no verdict within 30 s; are the processors stuck?"),
+        }
+    }
+
+    let mut wrong = Vec::new();
+    for (id, _, expected) in parties {
+        let got = outcome.get(id).copied().unwrap_or(Expected::NotInvited);
+        if got != expected {
+            wrong.push(format!("{id}: expected {expected:?}, got {got:?}"));
+        }
+    }
+    if invited.iter().any(|id| id == "B3") {
+        wrong.push("B3 was invited, though its needs do not match".into());
+    } else {
+        println!("B3 was never invited: its needs (terms=video) do not match document X");
+    }
+    if !wrong.is_empty() {
+        bail!("verdicts differ from the worked example: {}", wrong.join("; "));
+    }
+    Ok(offer_id)
+}
+
+fn stamp(record: &Record) -> String {
+    record.stamp.map_or_else(|| "an unknown time".into(), format_stamp)
+}
+
+/// Sends a probe through both processors (a probe subscriber invited to a probe offer, then
+/// answering it) and waits for its verdict: then both have joined their groups and opened their
+/// tasks.
+async fn wait_until_ready(
+    writer: &Writer,
+    config: &ClientConfig,
+    prefix: &str,
+    keys: &Path,
+) -> anyhow::Result<()> {
+    let probe = format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    subscriber::register(
+        writer,
+        prefix,
+        Registration {
+            subscriber_id: probe.clone(),
+            contact: "probe@localhost".into(),
+            interests: vec![interest(&format!("id={probe}"))?],
+            webhook: None,
+            key_file: keys.join("probe.key"),
+        },
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    let offer = provider::build(
+        OfferRequest {
+            offer_id: probe.clone(),
+            provider_id: "demo".into(),
+            provider_contact: "demo@localhost".into(),
+            identifier: probe.clone(),
+            name: "start-up probe".into(),
+            features: vec![],
+            parameters: vec![],
+            rule: RuleSpec::Within(60_000),
+            zone: Zone::Utc,
+            capacity: None,
+            reward: None,
+        },
+        now,
+    )?;
+    provider::publish(writer, prefix, offer).await?;
+    let follower = Follower::new(config, prefix, &probe)?;
+    loop {
+        match follower.next(Duration::from_secs(120)).await? {
+            Some((_, Event::InteractionRequested(_))) => {
+                subscriber::respond(writer, prefix, &probe, &probe).await?;
+            }
+            Some((_, Event::CredentialReleased(_) | Event::ResponseRejected(_))) => return Ok(()),
+            Some(_) => {}
+            None => bail!("the processors did not start within 120 s; see the log above"),
+        }
+    }
+}
