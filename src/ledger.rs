@@ -60,7 +60,10 @@ pub async fn run(kafka: &KafkaArgs, command: Ledger) -> anyhow::Result<()> {
         Ledger::Balance { provider, json } => {
             let config = kafka.client_config()?;
             let topic = LEDGER.full_name(&kafka.topic_prefix);
-            let partition = partition_for(&provider, partition_count(&reader(&config, false)?, &topic)?);
+            let partition = partition_for(
+                &provider,
+                partition_count(&reader(&config, false)?, &topic)?,
+            );
             let records = read_to_end(&config, &topic, Some(&[partition])).await?;
             let balances = Balances::of(&provider, &records);
             if json {

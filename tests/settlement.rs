@@ -49,7 +49,11 @@ impl Stack {
         let stop = Arc::new(AtomicBool::new(false));
         // One state directory for all, as `tessera run` has: each core's name keeps its tasks
         // apart.
-        let mut config = Config::new(kafka.client_config().unwrap(), "0", state.path().to_path_buf());
+        let mut config = Config::new(
+            kafka.client_config().unwrap(),
+            "0",
+            state.path().to_path_buf(),
+        );
         config.topic_prefix = kafka.topic_prefix.clone();
         config.tick_period = Some(Duration::from_millis(200));
         let processors = vec![
@@ -138,30 +142,12 @@ fn terms() -> OfferTerms {
 }
 
 fn offer(offer_id: &str, provider_id: &str, custody: Custody, reward: i64) -> OfferPublished {
-    OfferPublished {
-        event_id: event_id(),
-        offer_id: offer_id.into(),
-        provider_id: provider_id.into(),
-        provider_contact: "a@example.org".into(),
-        recommendation: Recommendation {
-            identifier: "doc-X".into(),
-            name: "Document X".into(),
-            features: BTreeMap::new(),
-            parameters: BTreeMap::new(),
-        },
-        time_rule: terms().time_rule,
-        capacity: None,
-        reward: Some(Reward {
-            amount: reward,
-            currency: "EUR".into(),
-        }),
-        credential: SealedCredential {
-            custody,
-            package: format!("package of {offer_id}").into_bytes(),
-            platform_half: sealed(1),
-            escrow_half: (custody == Custody::Escrow).then(|| sealed(2)),
-        },
-    }
+    let mut offer = examples::offer(offer_id, provider_id, custody);
+    offer.reward = Some(Reward {
+        amount: reward,
+        currency: "EUR".into(),
+    });
+    offer
 }
 
 fn release(offer_id: &str, subscriber_id: &str, escrow: bool) -> CredentialReleased {
@@ -218,7 +204,11 @@ fn delivered(events: &[Event]) -> BTreeMap<String, CredentialDelivered> {
             panic!("unexpected {event:?} in an inbox")
         };
         let again = by_credential.insert(delivery.credential_id.clone(), delivery.clone());
-        assert!(again.is_none(), "{} delivered twice", delivery.credential_id);
+        assert!(
+            again.is_none(),
+            "{} delivered twice",
+            delivery.credential_id
+        );
     }
     by_credential
 }
@@ -242,24 +232,70 @@ async fn credentials_are_delivered_and_credited_once() {
     let (provider, b1, b2) = (unique("A"), unique("B1"), unique("B2"));
     let stranger = unique("B3");
 
-    stack.write(catalogue::OFFERS, &escrowed, offer(&escrowed, &provider, Custody::Escrow, 250)).await;
-    stack.write(catalogue::OFFERS, &cosigned, offer(&cosigned, &provider, Custody::CoSign, 100)).await;
-    stack.write(catalogue::DECISIONS, &escrowed, release(&escrowed, &b1, true)).await;
-    stack.write(catalogue::DECISIONS, &cosigned, release(&cosigned, &b1, false)).await;
-    stack.write(catalogue::DECISIONS, &cosigned, release(&cosigned, &b2, false)).await;
+    stack
+        .write(
+            catalogue::OFFERS,
+            &escrowed,
+            offer(&escrowed, &provider, Custody::Escrow, 250),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::OFFERS,
+            &cosigned,
+            offer(&cosigned, &provider, Custody::CoSign, 100),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::DECISIONS,
+            &escrowed,
+            release(&escrowed, &b1, true),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::DECISIONS,
+            &cosigned,
+            release(&cosigned, &b1, false),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::DECISIONS,
+            &cosigned,
+            release(&cosigned, &b2, false),
+        )
+        .await;
     // B1's provider half, its agent sending it again, and a half for a credential never released.
     let share = cosign(&cosigned, &b1);
-    stack.write(catalogue::COSIGNS, &cosigned, share.clone()).await;
+    stack
+        .write(catalogue::COSIGNS, &cosigned, share.clone())
+        .await;
     stack.write(catalogue::COSIGNS, &cosigned, share).await;
-    stack.write(catalogue::COSIGNS, &cosigned, cosign(&cosigned, &stranger)).await;
-    stack.write(catalogue::DECISIONS, &cosigned, closed(&cosigned)).await;
+    stack
+        .write(catalogue::COSIGNS, &cosigned, cosign(&cosigned, &stranger))
+        .await;
+    stack
+        .write(catalogue::DECISIONS, &cosigned, closed(&cosigned))
+        .await;
 
     // B1 accepts both credentials, one acceptance delivered twice; B2 was never sent its
     // provider half, so it declines; a stranger accepts B2's credential.
     let acceptance = accepted(&escrowed, &b1, &b1);
-    stack.write(catalogue::OUTCOMES, &escrowed, acceptance.clone()).await;
-    stack.write(catalogue::OUTCOMES, &escrowed, acceptance).await;
-    stack.write(catalogue::OUTCOMES, &cosigned, accepted(&cosigned, &b1, &b1)).await;
+    stack
+        .write(catalogue::OUTCOMES, &escrowed, acceptance.clone())
+        .await;
+    stack
+        .write(catalogue::OUTCOMES, &escrowed, acceptance)
+        .await;
+    stack
+        .write(
+            catalogue::OUTCOMES,
+            &cosigned,
+            accepted(&cosigned, &b1, &b1),
+        )
+        .await;
     let declined = CredentialDeclined {
         event_id: event_id(),
         offer_id: cosigned.clone(),
@@ -268,27 +304,55 @@ async fn credentials_are_delivered_and_credited_once() {
         reason: Some("never opened".into()),
     };
     stack.write(catalogue::OUTCOMES, &cosigned, declined).await;
-    stack.write(catalogue::OUTCOMES, &cosigned, accepted(&cosigned, &b2, &stranger)).await;
+    stack
+        .write(
+            catalogue::OUTCOMES,
+            &cosigned,
+            accepted(&cosigned, &b2, &stranger),
+        )
+        .await;
 
     let inbox = delivered(&stack.wait_for(catalogue::DELIVERIES, &b1, 2).await);
     stack.wait_for(catalogue::LEDGER, &provider, 2).await;
     let letters = [
-        stack.wait_for(catalogue::DEAD_LETTERS, catalogue::COSIGNS.name, 1).await,
-        stack.wait_for(catalogue::DEAD_LETTERS, catalogue::OUTCOMES.name, 1).await,
+        stack
+            .wait_for(catalogue::DEAD_LETTERS, catalogue::COSIGNS.name, 1)
+            .await,
+        stack
+            .wait_for(catalogue::DEAD_LETTERS, catalogue::OUTCOMES.name, 1)
+            .await,
     ]
     .concat();
     // Whatever would come twice would come by now: the processors commit every 100 ms.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let escrow_delivery = &inbox[&format!("{escrowed}/{b1}")];
-    assert_eq!(escrow_delivery.package, format!("package of {escrowed}").into_bytes());
+    assert_eq!(
+        escrow_delivery.package,
+        format!("package of {escrowed}").into_bytes()
+    );
     assert_eq!(escrow_delivery.provider_half, sealed(20), "the escrow half");
     let cosign_delivery = &inbox[&format!("{cosigned}/{b1}")];
     assert_eq!(cosign_delivery.platform_half, sealed(10));
-    assert_eq!(cosign_delivery.provider_half, sealed(30), "the provider's own half");
-    assert_eq!(delivered(&stack.read(catalogue::DELIVERIES, &b1).await).len(), 2);
-    assert!(stack.read(catalogue::DELIVERIES, &b2).await.is_empty(), "B2 has no provider half");
-    assert!(stack.read(catalogue::DELIVERIES, &stranger).await.is_empty());
+    assert_eq!(
+        cosign_delivery.provider_half,
+        sealed(30),
+        "the provider's own half"
+    );
+    assert_eq!(
+        delivered(&stack.read(catalogue::DELIVERIES, &b1).await).len(),
+        2
+    );
+    assert!(
+        stack.read(catalogue::DELIVERIES, &b2).await.is_empty(),
+        "B2 has no provider half"
+    );
+    assert!(
+        stack
+            .read(catalogue::DELIVERIES, &stranger)
+            .await
+            .is_empty()
+    );
 
     let credits = stack.read(catalogue::LEDGER, &provider).await;
     let mut credited: Vec<(String, i64)> = credits
@@ -299,9 +363,15 @@ async fn credentials_are_delivered_and_credited_once() {
         })
         .collect();
     credited.sort();
-    let mut expected = vec![(format!("{escrowed}/{b1}"), 250), (format!("{cosigned}/{b1}"), 100)];
+    let mut expected = vec![
+        (format!("{escrowed}/{b1}"), 250),
+        (format!("{cosigned}/{b1}"), 100),
+    ];
     expected.sort();
-    assert_eq!(credited, expected, "each accepted credential once, the declined one never");
+    assert_eq!(
+        credited, expected,
+        "each accepted credential once, the declined one never"
+    );
     let balances: Vec<i64> = credits
         .iter()
         .filter_map(|e| match e {
@@ -312,16 +382,24 @@ async fn credentials_are_delivered_and_credited_once() {
     assert_eq!(*balances.last().unwrap(), 350);
 
     let letters_now = [
-        stack.read(catalogue::DEAD_LETTERS, catalogue::COSIGNS.name).await,
-        stack.read(catalogue::DEAD_LETTERS, catalogue::OUTCOMES.name).await,
+        stack
+            .read(catalogue::DEAD_LETTERS, catalogue::COSIGNS.name)
+            .await,
+        stack
+            .read(catalogue::DEAD_LETTERS, catalogue::OUTCOMES.name)
+            .await,
     ]
     .concat();
     assert_eq!(reasons(&letters_now), reasons(&letters));
     assert_eq!(
         reasons(&letters_now),
         vec![
-            format!("delivery: offer {cosigned} closed at 2025-11-25T09:00:00.000Z without releasing credential {cosigned}/{stranger}"),
-            format!("ledger-rewards: credential {cosigned}/{b2} was released to {b2}, not {stranger}"),
+            format!(
+                "delivery: offer {cosigned} closed at 2025-11-25T09:00:00.000Z without releasing credential {cosigned}/{stranger}"
+            ),
+            format!(
+                "ledger-rewards: credential {cosigned}/{b2} was released to {b2}, not {stranger}"
+            ),
         ]
     );
 
@@ -332,7 +410,10 @@ async fn credentials_are_delivered_and_credited_once() {
         .output()
         .unwrap();
     assert!(balance.status.success(), "{balance:?}");
-    assert_eq!(String::from_utf8_lossy(&balance.stdout), format!("{provider}: 350 EUR\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&balance.stdout),
+        format!("{provider}: 350 EUR\n")
+    );
 
     stack.stop().await;
 }

@@ -15,6 +15,8 @@ pub mod merge;
 mod outputs;
 pub mod replay;
 pub mod runtime;
+#[cfg(test)]
+mod testing;
 pub mod timekeeper;
 pub mod timers;
 

@@ -74,7 +74,13 @@ impl Outputs {
 
     /// Sends an earlier input that sat at `source` (see [`Outputs::source`]) to the dead letters,
     /// once the present input shows it can never take effect.
-    pub fn dead_letter_from(&mut self, source: &LogPosition, key: &str, event: Event, reason: String) {
+    pub fn dead_letter_from(
+        &mut self,
+        source: &LogPosition,
+        key: &str,
+        event: Event,
+        reason: String,
+    ) {
         let value = encoded(&event);
         let processor = self.processor;
         self.emit(self.dead_letters, &source.topic, |event_id| {
@@ -100,13 +106,40 @@ fn encoded(event: &Event) -> Vec<u8> {
     encode(event).expect("tessera events encode with their own schemas")
 }
 
+/// The names of `topics`, for [`crate::Core::inputs`] and [`crate::Core::outputs`].
+pub(crate) fn names(topics: &[Topic]) -> Vec<String> {
+    topics.iter().map(|t| t.name.to_string()).collect()
+}
+
+/// Decodes the value of a record of input `topic` among `inputs`: the input, and its event for
+/// the core to match against what belongs there (see [`misplaced`]).
+pub(crate) fn decode_on(
+    inputs: &[Topic],
+    topic: usize,
+    value: Option<&[u8]>,
+) -> Result<(Topic, Event), String> {
+    let input = *inputs
+        .get(topic)
+        .ok_or_else(|| format!("there is no input {topic}"))?;
+    let value = value.ok_or("the record has no value")?;
+    let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+    Ok((input, event))
+}
+
+/// Why `event` cannot be a record of `input`.
+pub(crate) fn misplaced(event: &Event, input: Topic) -> String {
+    format!("{} does not belong on {}", event.kind().name(), input.name)
+}
+
 /// Checks that a record's key is the id its event is keyed by, as the producers' contract says:
 /// a record under another key sits on another partition than its task's state.
 pub(crate) fn check_key(key: Option<&[u8]>, id: &str, what: &str) -> Result<(), String> {
     let key = key.ok_or_else(|| format!("the record has no key; expected {id:?}"))?;
     let key = std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8".to_string())?;
     if key != id {
-        return Err(format!("the record key {key:?} is not the event's {what} {id:?}"));
+        return Err(format!(
+            "the record key {key:?} is not the event's {what} {id:?}"
+        ));
     }
     if id.is_empty() {
         return Err(format!("the {what} is empty"));

@@ -18,8 +18,7 @@ use tessera_processors::delivery::Delivery;
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_schemas::{
     CredentialDelivered, CredentialReleased, Custody, Deadline, Event, LogPosition, OfferClosed,
-    OfferPublished, OfferTerms, ProviderShareReleased, Recommendation, SealedBox,
-    SealedCredential, Tick, TimeRule, decode, encode,
+    OfferTerms, ProviderShareReleased, SealedBox, TimeRule, decode, encode, examples,
 };
 
 /// Where every partition's stamps start.
@@ -28,10 +27,26 @@ const BASE: i64 = 1_000_000;
 /// One generated input record.
 #[derive(Debug, Clone)]
 enum Item {
-    Publish { offer: u8, escrow: bool, version: u8 },
-    Release { offer: u8, subscriber: u8, escrow: bool, event: u8 },
-    Close { offer: u8 },
-    Cosign { offer: u8, credential_of: u8, to: u8, event: u8 },
+    Publish {
+        offer: u8,
+        escrow: bool,
+        version: u8,
+    },
+    Release {
+        offer: u8,
+        subscriber: u8,
+        escrow: bool,
+        event: u8,
+    },
+    Close {
+        offer: u8,
+    },
+    Cosign {
+        offer: u8,
+        credential_of: u8,
+        to: u8,
+        event: u8,
+    },
     Tick,
     Garbage,
 }
@@ -84,32 +99,26 @@ fn terms() -> OfferTerms {
 
 fn record(item: &Item) -> RawRecord {
     let (key, event): (String, Event) = match *item {
-        Item::Publish { offer, escrow, version } => (
-            offer_id(offer),
-            OfferPublished {
-                event_id: format!("offer-{offer}-{version}"),
-                offer_id: offer_id(offer),
-                provider_id: "P".into(),
-                provider_contact: "p@example.org".into(),
-                recommendation: Recommendation {
-                    identifier: "doc".into(),
-                    name: "Document".into(),
-                    features: BTreeMap::new(),
-                    parameters: BTreeMap::new(),
-                },
-                time_rule: terms().time_rule,
-                capacity: None,
-                reward: None,
-                credential: SealedCredential {
-                    custody: if escrow { Custody::Escrow } else { Custody::CoSign },
-                    package: package(offer, version),
-                    platform_half: sealed(1, offer),
-                    escrow_half: escrow.then(|| sealed(1, offer)),
-                },
-            }
-            .into(),
-        ),
-        Item::Release { offer, subscriber, escrow, event } => (
+        Item::Publish {
+            offer,
+            escrow,
+            version,
+        } => {
+            let custody = if escrow {
+                Custody::Escrow
+            } else {
+                Custody::CoSign
+            };
+            let mut published = examples::offer(&offer_id(offer), "P", custody);
+            published.credential.package = package(offer, version);
+            (offer_id(offer), published.into())
+        }
+        Item::Release {
+            offer,
+            subscriber,
+            escrow,
+            event,
+        } => (
             offer_id(offer),
             CredentialReleased {
                 event_id: format!("release-{offer}-{subscriber}-{event}"),
@@ -139,7 +148,12 @@ fn record(item: &Item) -> RawRecord {
             }
             .into(),
         ),
-        Item::Cosign { offer, credential_of, to, event } => (
+        Item::Cosign {
+            offer,
+            credential_of,
+            to,
+            event,
+        } => (
             offer_id(offer),
             ProviderShareReleased {
                 event_id: format!("cosign-{offer}-{event}"),
@@ -150,21 +164,8 @@ fn record(item: &Item) -> RawRecord {
             }
             .into(),
         ),
-        Item::Tick => (
-            "tick".into(),
-            Tick {
-                event_id: "00000000-0000-4000-8000-000000000004".into(),
-                ticker: "t".into(),
-                seq: 0,
-            }
-            .into(),
-        ),
-        Item::Garbage => {
-            return RawRecord {
-                key: None,
-                value: Some(vec![0xde, 0xad]),
-            };
-        }
+        Item::Tick => return support::tick(),
+        Item::Garbage => return support::garbage(),
     };
     RawRecord {
         key: Some(key.into_bytes()),
@@ -207,31 +208,17 @@ fn cosigns_lane() -> impl Strategy<Value = Item> {
     ]
 }
 
-/// The three input partitions of one task: per record a stamp step (which may be negative, as a
-/// broker clock may step back) and the item. With `ordered`, offers and decisions are all stamped
-/// at the start and cosigns after it.
 fn task(ordered: bool) -> impl Strategy<Value = [Vec<(i64, Item)>; 3]> {
-    let lane = move |items: BoxedStrategy<Item>, most, late: bool| {
-        let step = match (ordered, late) {
-            (false, _) => (-5i64..40).boxed(),
-            (true, false) => Just(0i64).boxed(),
-            (true, true) => (1i64..40).boxed(),
-        };
-        proptest::collection::vec((step, items), 0..most)
-    };
-    (
-        lane(offers_lane().boxed(), 8, false),
-        lane(decisions_lane().boxed(), 30, false),
-        lane(cosigns_lane().boxed(), 30, true),
-    )
-        .prop_map(|(offers, decisions, cosigns)| [offers, decisions, cosigns])
+    let lanes = [
+        offers_lane().boxed(),
+        decisions_lane().boxed(),
+        cosigns_lane().boxed(),
+    ];
+    support::three_lanes(lanes, [8, 30, 30], ordered)
 }
 
 fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
-    items
-        .iter()
-        .map(|lane| lane.iter().map(|(step, item)| (*step, record(item))).collect())
-        .collect()
+    support::records(items, record)
 }
 
 fn deliveries(produced: &[Produced]) -> Vec<CredentialDelivered> {
@@ -240,7 +227,10 @@ fn deliveries(produced: &[Produced]) -> Vec<CredentialDelivered> {
         .filter_map(|p| match p {
             Produced::Output(output) => match decode(&output.value).unwrap() {
                 Event::CredentialDelivered(delivered) => {
-                    assert_eq!(output.key, delivered.subscriber_id, "inbox keyed by recipient");
+                    assert_eq!(
+                        output.key, delivered.subscriber_id,
+                        "inbox keyed by recipient"
+                    );
                     Some(delivered)
                 }
                 _ => None,
@@ -251,11 +241,16 @@ fn deliveries(produced: &[Produced]) -> Vec<CredentialDelivered> {
 }
 
 /// The promises that hold in any delivery order.
-fn check_promises(items: &[Vec<(i64, Item)>; 3], produced: &[Produced]) -> Result<(), TestCaseError> {
+fn check_promises(
+    items: &[Vec<(i64, Item)>; 3],
+    produced: &[Produced],
+) -> Result<(), TestCaseError> {
     let mut first_package: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (_, item) in &items[0] {
         if let Item::Publish { offer, version, .. } = *item {
-            first_package.entry(offer_id(offer)).or_insert(package(offer, version));
+            first_package
+                .entry(offer_id(offer))
+                .or_insert(package(offer, version));
         }
     }
     let mut delivered = BTreeSet::new();
@@ -271,7 +266,10 @@ fn check_promises(items: &[Vec<(i64, Item)>; 3], produced: &[Produced]) -> Resul
                     && subscriber_id(subscriber) == delivery.subscriber_id)
         });
         prop_assert!(released, "delivered without a release: {:?}", delivery);
-        prop_assert_eq!(Some(&delivery.package), first_package.get(&delivery.offer_id));
+        prop_assert_eq!(
+            Some(&delivery.package),
+            first_package.get(&delivery.offer_id)
+        );
         prop_assert_eq!(delivery.attempts, 1);
         let half_from_release = items[1].iter().any(|(_, item)| {
             matches!(*item, Item::Release { offer, subscriber, escrow: true, .. }
@@ -311,7 +309,12 @@ fn complete(items: &[Vec<(i64, Item)>; 3]) -> BTreeSet<String> {
             Item::Close { offer } => {
                 closed.insert(offer);
             }
-            Item::Release { offer, subscriber, escrow, .. } if !closed.contains(&offer) => {
+            Item::Release {
+                offer,
+                subscriber,
+                escrow,
+                ..
+            } if !closed.contains(&offer) => {
                 released
                     .entry(credential_id(offer, subscriber))
                     .or_insert((offer, subscriber, escrow));

@@ -18,8 +18,7 @@ use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, Event,
-    LogPosition, OfferPublished, OfferTerms, Recommendation, Reward, RewardCredited, SealedBox,
-    SealedCredential, Tick, TimeRule, decode, encode,
+    LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, decode, encode, examples,
 };
 use tessera_state_stores::MemoryState;
 
@@ -29,9 +28,22 @@ const BASE: i64 = 1_000_000;
 /// One generated input record.
 #[derive(Debug, Clone)]
 enum Item {
-    Publish { offer: u8, provider: u8, reward: Option<i64> },
-    Release { offer: u8, subscriber: u8 },
-    Outcome { offer: u8, credential_of: u8, by: u8, accepted: bool, event: u8 },
+    Publish {
+        offer: u8,
+        provider: u8,
+        reward: Option<i64>,
+    },
+    Release {
+        offer: u8,
+        subscriber: u8,
+    },
+    Outcome {
+        offer: u8,
+        credential_of: u8,
+        by: u8,
+        accepted: bool,
+        event: u8,
+    },
     Tick,
     Garbage,
 }
@@ -73,34 +85,19 @@ fn terms() -> OfferTerms {
 
 fn record(item: &Item) -> RawRecord {
     let (key, event): (String, Event) = match *item {
-        Item::Publish { offer, provider, reward } => (
-            offer_id(offer),
-            OfferPublished {
-                event_id: format!("offer-{offer}-{provider}"),
-                offer_id: offer_id(offer),
-                provider_id: provider_id(provider),
-                provider_contact: "p@example.org".into(),
-                recommendation: Recommendation {
-                    identifier: "doc".into(),
-                    name: "Document".into(),
-                    features: BTreeMap::new(),
-                    parameters: BTreeMap::new(),
-                },
-                time_rule: terms().time_rule,
-                capacity: None,
-                reward: reward.map(|amount| Reward {
-                    amount,
-                    currency: "EUR".into(),
-                }),
-                credential: SealedCredential {
-                    custody: Custody::CoSign,
-                    package: vec![1],
-                    platform_half: sealed(),
-                    escrow_half: None,
-                },
-            }
-            .into(),
-        ),
+        Item::Publish {
+            offer,
+            provider,
+            reward,
+        } => {
+            let mut published =
+                examples::offer(&offer_id(offer), &provider_id(provider), Custody::CoSign);
+            published.reward = reward.map(|amount| Reward {
+                amount,
+                currency: "EUR".into(),
+            });
+            (offer_id(offer), published.into())
+        }
         Item::Release { offer, subscriber } => (
             offer_id(offer),
             CredentialReleased {
@@ -116,12 +113,27 @@ fn record(item: &Item) -> RawRecord {
             }
             .into(),
         ),
-        Item::Outcome { offer, credential_of, by, accepted, event } => {
+        Item::Outcome {
+            offer,
+            credential_of,
+            by,
+            accepted,
+            event,
+        } => {
             let event_id = format!("outcome-{offer}-{event}");
-            let (offer_id, credential_id, subscriber_id) =
-                (offer_id(offer), credential_id(offer, credential_of), subscriber_id(by));
+            let (offer_id, credential_id, subscriber_id) = (
+                offer_id(offer),
+                credential_id(offer, credential_of),
+                subscriber_id(by),
+            );
             let event = if accepted {
-                CredentialAccepted { event_id, offer_id: offer_id.clone(), credential_id, subscriber_id }.into()
+                CredentialAccepted {
+                    event_id,
+                    offer_id: offer_id.clone(),
+                    credential_id,
+                    subscriber_id,
+                }
+                .into()
             } else {
                 CredentialDeclined {
                     event_id,
@@ -134,21 +146,8 @@ fn record(item: &Item) -> RawRecord {
             };
             (offer_id, event)
         }
-        Item::Tick => (
-            "tick".into(),
-            Tick {
-                event_id: "00000000-0000-4000-8000-000000000004".into(),
-                ticker: "t".into(),
-                seq: 0,
-            }
-            .into(),
-        ),
-        Item::Garbage => {
-            return RawRecord {
-                key: None,
-                value: Some(vec![0xde, 0xad]),
-            };
-        }
+        Item::Tick => return support::tick(),
+        Item::Garbage => return support::garbage(),
     };
     RawRecord {
         key: Some(key.into_bytes()),
@@ -191,30 +190,17 @@ fn outcomes_lane() -> impl Strategy<Value = Item> {
     ]
 }
 
-/// The three input partitions of the rewards task: per record a stamp step and the item. With
-/// `ordered`, offers and releases are all stamped at the start and outcomes after it.
 fn task(ordered: bool) -> impl Strategy<Value = [Vec<(i64, Item)>; 3]> {
-    let lane = move |items: BoxedStrategy<Item>, most, late: bool| {
-        let step = match (ordered, late) {
-            (false, _) => (-5i64..40).boxed(),
-            (true, false) => Just(0i64).boxed(),
-            (true, true) => (1i64..40).boxed(),
-        };
-        proptest::collection::vec((step, items), 0..most)
-    };
-    (
-        lane(offers_lane().boxed(), 8, false),
-        lane(decisions_lane().boxed(), 20, false),
-        lane(outcomes_lane().boxed(), 40, true),
-    )
-        .prop_map(|(offers, decisions, outcomes)| [offers, decisions, outcomes])
+    let lanes = [
+        offers_lane().boxed(),
+        decisions_lane().boxed(),
+        outcomes_lane().boxed(),
+    ];
+    support::three_lanes(lanes, [8, 20, 40], ordered)
 }
 
 fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
-    items
-        .iter()
-        .map(|lane| lane.iter().map(|(step, item)| (*step, record(item))).collect())
-        .collect()
+    support::records(items, record)
 }
 
 /// The rewards core's outputs on `tessera.ledger-credits`, each read `repeats[i]` times, as the
@@ -243,7 +229,10 @@ fn credited(produced: &[Produced]) -> Vec<RewardCredited> {
         .filter_map(|p| match p {
             Produced::Output(output) => match decode(&output.value).unwrap() {
                 Event::RewardCredited(credit) => {
-                    assert_eq!(output.key, credit.provider_id, "the ledger is keyed by provider");
+                    assert_eq!(
+                        output.key, credit.provider_id,
+                        "the ledger is keyed by provider"
+                    );
                     Some(credit)
                 }
                 _ => None,
@@ -271,8 +260,15 @@ fn run(
 fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<(), TestCaseError> {
     let mut first_terms: BTreeMap<String, (String, Option<i64>)> = BTreeMap::new();
     for (_, item) in &items[0] {
-        if let Item::Publish { offer, provider, reward } = *item {
-            first_terms.entry(offer_id(offer)).or_insert((provider_id(provider), reward));
+        if let Item::Publish {
+            offer,
+            provider,
+            reward,
+        } = *item
+        {
+            first_terms
+                .entry(offer_id(offer))
+                .or_insert((provider_id(provider), reward));
         }
     }
     let mut seen = BTreeSet::new();
@@ -287,7 +283,11 @@ fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<
             matches!(*item, Item::Outcome { offer, credential_of, by, accepted: true, .. }
                 if credential_id(offer, credential_of) == credit.credential_id && by == credential_of)
         });
-        prop_assert!(accepted_by_recipient, "credited without an acceptance: {:?}", credit);
+        prop_assert!(
+            accepted_by_recipient,
+            "credited without an acceptance: {:?}",
+            credit
+        );
         let released = items[1].iter().any(|(_, item)| {
             matches!(*item, Item::Release { offer, subscriber }
                 if credential_id(offer, subscriber) == credit.credential_id)
@@ -298,7 +298,11 @@ fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<
         prop_assert_eq!(Some(credit.amount), *reward);
         let balance = balances.entry(credit.provider_id.clone()).or_default();
         *balance += credit.amount;
-        prop_assert_eq!(credit.balance, *balance, "the balance is the sum of the credits");
+        prop_assert_eq!(
+            credit.balance,
+            *balance,
+            "the balance is the sum of the credits"
+        );
     }
     Ok(())
 }
@@ -321,9 +325,19 @@ fn earning(items: &[Vec<(i64, Item)>; 3]) -> BTreeSet<String> {
         .collect();
     let mut first_outcome: BTreeMap<String, (u8, bool)> = BTreeMap::new();
     for (_, item) in &items[2] {
-        if let Item::Outcome { offer, credential_of, by, accepted, .. } = *item {
+        if let Item::Outcome {
+            offer,
+            credential_of,
+            by,
+            accepted,
+            ..
+        } = *item
+        {
             let credential = credential_id(offer, credential_of);
-            if by == credential_of && released.contains(&credential) && rewarded.contains_key(&offer) {
+            if by == credential_of
+                && released.contains(&credential)
+                && rewarded.contains_key(&offer)
+            {
                 first_outcome.entry(credential).or_insert((offer, accepted));
             }
         }

@@ -48,7 +48,7 @@ use tessera_schemas::{
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, pair};
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
 
 const NAME: &str = "delivery";
 
@@ -61,6 +61,8 @@ const COSIGNS_INPUT: usize = 2;
 
 const DELIVERIES_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
+/// The outputs, in the order of the indices above.
+const OUTPUTS: [Topic; 2] = [topics::DELIVERIES, topics::DEAD_LETTERS];
 
 /// How an offer ended: after it, the timekeeper releases nothing more.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,14 +160,11 @@ impl Core for Delivery {
     }
 
     fn inputs(&self) -> Vec<String> {
-        INPUTS.iter().map(|t| t.name.to_string()).collect()
+        names(&INPUTS)
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec![
-            topics::DELIVERIES.name.to_string(),
-            topics::DEAD_LETTERS.name.to_string(),
-        ]
+        names(&OUTPUTS)
     }
 
     fn decode(
@@ -174,28 +173,24 @@ impl Core for Delivery {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Received, String> {
-        let input = INPUTS
-            .get(topic)
-            .ok_or_else(|| format!("the delivery has no input {topic}"))?;
-        let value = value.ok_or("the record has no value")?;
-        let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+        let (input, event) = decode_on(&INPUTS, topic, value)?;
         let (offer_id, received) = match (topic, event) {
-            (OFFERS_INPUT, Event::OfferPublished(e)) => (e.offer_id.clone(), Received::Offer(Box::new(e))),
+            (OFFERS_INPUT, Event::OfferPublished(e)) => {
+                (e.offer_id.clone(), Received::Offer(Box::new(e)))
+            }
             (OFFERS_INPUT, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
             (DECISIONS_INPUT, Event::CredentialReleased(e)) => {
                 (e.offer_id.clone(), Received::Release(Box::new(e)))
             }
-            (DECISIONS_INPUT, Event::OfferRejected(e)) => (e.offer_id.clone(), Received::Rejected(e)),
+            (DECISIONS_INPUT, Event::OfferRejected(e)) => {
+                (e.offer_id.clone(), Received::Rejected(e))
+            }
             (DECISIONS_INPUT, Event::OfferClosed(e)) => (e.offer_id.clone(), Received::Closed(e)),
             (DECISIONS_INPUT, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
-            (COSIGNS_INPUT, Event::ProviderShareReleased(e)) => (e.offer_id.clone(), Received::Share(e)),
-            (_, other) => {
-                return Err(format!(
-                    "{} does not belong on {}",
-                    other.kind().name(),
-                    input.name
-                ));
+            (COSIGNS_INPUT, Event::ProviderShareReleased(e)) => {
+                (e.offer_id.clone(), Received::Share(e))
             }
+            (_, other) => return Err(misplaced(&other, input)),
         };
         check_key(key, &offer_id, "offer id")?;
         Ok(received)
@@ -209,7 +204,12 @@ impl Core for Delivery {
                 Received::Release(release) => release_credential(state, *release, &mut out),
                 Received::Rejected(rejected) => reject(state, rejected, &mut out),
                 Received::Closed(closed) => {
-                    end(state, &closed.offer_id, Ending::Closed(closed.closed_at), &mut out);
+                    end(
+                        state,
+                        &closed.offer_id,
+                        Ending::Closed(closed.closed_at),
+                        &mut out,
+                    );
                 }
                 Received::Share(share) => cosign(state, share, &mut out),
                 Received::Passed => {}
@@ -242,7 +242,12 @@ fn reject(state: &mut dyn State, rejected: OfferRejected, out: &mut Outputs) {
     if rejected.problem == OfferProblem::DuplicateOffer {
         return;
     }
-    end(state, &rejected.offer_id, Ending::Rejected(rejected.detail), out);
+    end(
+        state,
+        &rejected.offer_id,
+        Ending::Rejected(rejected.detail),
+        out,
+    );
 }
 
 /// The offer ended: no release can follow, so the cosigns still waiting for one never will.
@@ -376,7 +381,12 @@ fn cosign(state: &mut dyn State, share: ProviderShareReleased, out: &mut Outputs
 }
 
 /// Keeps a cosign whose release has not been read, unless the offer's end says none will be.
-fn hold(state: &mut dyn State, share: ProviderShareReleased, status: &OfferStatus, out: &mut Outputs) {
+fn hold(
+    state: &mut dyn State,
+    share: ProviderShareReleased,
+    status: &OfferStatus,
+    out: &mut Outputs,
+) {
     let offer_id = share.offer_id.clone();
     if let Some(ending) = &status.ended {
         let reason = format!(
@@ -417,8 +427,10 @@ fn deliver_if_complete(
     out: &mut Outputs,
 ) {
     if !credential.delivered
-        && let (Some(platform_half), Some(provider_half)) =
-            (credential.platform_half.clone(), credential.provider_half.clone())
+        && let (Some(platform_half), Some(provider_half)) = (
+            credential.platform_half.clone(),
+            credential.provider_half.clone(),
+        )
         && let Some(package) = PACKAGES.get(state, offer_id)
     {
         let credential_id = credential.credential_id.clone();

@@ -1,59 +1,19 @@
-use std::collections::BTreeMap;
-
 use tessera_schemas::{
-    Custody, Deadline, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, Recommendation,
-    RejectReason, ResponseRejected, SealedCredential, TimeRule, decode, encode,
+    Custody, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
+    decode, encode, examples,
 };
-use tessera_state_stores::MemoryState;
 
 use super::*;
-use crate::core::Position;
+use crate::testing::{self, Feeder, T, sealed};
 
-/// 2025-11-25T09:00:00.000Z.
-const T: i64 = 1_764_061_200_000;
 const PARTITION: i32 = 4;
 
-fn sealed(tag: u8) -> SealedBox {
-    SealedBox {
-        enc: vec![tag; 32],
-        ciphertext: vec![tag; 48],
-    }
-}
-
 fn terms() -> OfferTerms {
-    OfferTerms {
-        position: LogPosition {
-            topic: "tessera.offers".into(),
-            partition: PARTITION,
-            offset: 0,
-            stamp: T,
-        },
-        time_rule: TimeRule::Deadline(Deadline { at: T + 1000 }),
-    }
+    testing::terms(PARTITION)
 }
 
 fn offer(offer_id: &str, custody: Custody) -> Received {
-    Received::Offer(Box::new(OfferPublished {
-        event_id: format!("offer-{offer_id}"),
-        offer_id: offer_id.into(),
-        provider_id: "A".into(),
-        provider_contact: "a@example.org".into(),
-        recommendation: Recommendation {
-            identifier: "doc-X".into(),
-            name: "Document X".into(),
-            features: BTreeMap::new(),
-            parameters: BTreeMap::new(),
-        },
-        time_rule: terms().time_rule,
-        capacity: None,
-        reward: None,
-        credential: SealedCredential {
-            custody,
-            package: format!("package of {offer_id}").into_bytes(),
-            platform_half: sealed(1),
-            escrow_half: (custody == Custody::Escrow).then(|| sealed(2)),
-        },
-    }))
+    Received::Offer(Box::new(examples::offer(offer_id, "A", custody)))
 }
 
 /// The release of credential `c-<subscriber>` of offer `o`; `escrow` says whether it carries the
@@ -113,14 +73,13 @@ fn rejected(problem: OfferProblem) -> Received {
     })
 }
 
-/// A delivery core with its state, fed by hand: each input gets the next offset of its topic and
-/// a stamp one millisecond after the previous input's.
-#[derive(Default)]
-struct Fixture {
-    core: Delivery,
-    state: MemoryState,
-    offsets: [i64; 3],
-    stamp: i64,
+/// The delivery fed by hand, everything keyed by offer `o`.
+struct Fixture(Feeder<Delivery>);
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture(Feeder::new(Delivery, PARTITION))
+    }
 }
 
 impl Fixture {
@@ -130,24 +89,7 @@ impl Fixture {
             Received::Share(_) => COSIGNS_INPUT,
             _ => DECISIONS_INPUT,
         };
-        let offset = self.offsets[topic];
-        self.offsets[topic] += 1;
-        self.stamp += 1;
-        let at = Position {
-            topic,
-            partition: PARTITION,
-            offset,
-            stamp: T + self.stamp,
-            effective: T + self.stamp,
-        };
-        self.core.apply(
-            &mut self.state,
-            Input::Record {
-                at,
-                key: Some("o".into()),
-                value,
-            },
-        )
+        self.0.feed_on(topic, "o", value)
     }
 
     /// What feeding `value` produced, in words.
@@ -164,7 +106,7 @@ impl Fixture {
     }
 
     fn package_kept(&self) -> bool {
-        PACKAGES.get(&self.state, "o").is_some()
+        PACKAGES.get(&self.0.state, "o").is_some()
     }
 }
 
@@ -223,7 +165,11 @@ fn a_co_signed_release_waits_for_the_providers_half() {
     assert_eq!(outputs.len(), 1);
     let delivery = delivered(&outputs[0]);
     assert_eq!(delivery.platform_half, sealed(10));
-    assert_eq!(delivery.provider_half, sealed(31), "the cosign's half, not the release's");
+    assert_eq!(
+        delivery.provider_half,
+        sealed(31),
+        "the cosign's half, not the release's"
+    );
 }
 
 #[test]
@@ -261,7 +207,10 @@ fn a_cosign_read_before_its_release_waits_for_it() {
         "the same cosign held twice is one"
     );
     assert_eq!(f.released(release("B1", false)), ["delivered c-B1 to B1"]);
-    assert!(HELD.range(&f.state, "").is_empty(), "nothing is held after delivery");
+    assert!(
+        HELD.range(&f.0.state, "").is_empty(),
+        "nothing is held after delivery"
+    );
 }
 
 #[test]
@@ -296,18 +245,31 @@ fn a_cosign_the_timekeeper_never_released_is_dead_lettered_when_the_offer_closes
     let mut f = Fixture::default();
     f.feed(offer("o", Custody::CoSign));
     f.released(release("B1", false));
-    assert_eq!(f.cosigned(share("c-B2", "B2", 7)), Vec::<String>::new(), "held");
+    assert_eq!(
+        f.cosigned(share("c-B2", "B2", 7)),
+        Vec::<String>::new(),
+        "held"
+    );
     let outputs = f.feed(closed());
     assert_eq!(
         outputs.iter().map(summary).collect::<Vec<_>>(),
-        ["dead letter: offer o closed at 2025-11-25T09:00:01.001Z without releasing credential c-B2"]
+        [
+            "dead letter: offer o closed at 2025-11-25T09:00:01.001Z without releasing credential c-B2"
+        ]
     );
     let letter = dead_letter(&outputs[0]);
-    assert_eq!(outputs[0].key, "tessera.cosigns", "dead letters are keyed by source topic");
+    assert_eq!(
+        outputs[0].key, "tessera.cosigns",
+        "dead letters are keyed by source topic"
+    );
     assert_eq!(letter.processor, "delivery");
     assert_eq!(letter.source_topic, "tessera.cosigns");
     assert_eq!(
-        (letter.source_partition, letter.source_offset, letter.source_timestamp),
+        (
+            letter.source_partition,
+            letter.source_offset,
+            letter.source_timestamp
+        ),
         (PARTITION, 0, Some(T + 3)),
         "the held cosign's own place, not the closing's"
     );
@@ -319,7 +281,9 @@ fn a_cosign_the_timekeeper_never_released_is_dead_lettered_when_the_offer_closes
     );
     assert_eq!(
         f.cosigned(share("c-B3", "B3", 8)),
-        ["dead letter: offer o closed at 2025-11-25T09:00:01.001Z without releasing credential c-B3"],
+        [
+            "dead letter: offer o closed at 2025-11-25T09:00:01.001Z without releasing credential c-B3"
+        ],
         "after the end a stranger is refused at once"
     );
 }
@@ -350,9 +314,15 @@ fn a_late_cosign_of_a_released_credential_is_delivered_after_the_offer_closed() 
     f.feed(offer("o", Custody::CoSign));
     f.released(release("B1", false));
     assert_eq!(f.says(closed()), Vec::<String>::new());
-    assert!(f.package_kept(), "a release still waits for its provider half");
+    assert!(
+        f.package_kept(),
+        "a release still waits for its provider half"
+    );
     assert_eq!(f.cosigned(share("c-B1", "B1", 1)), ["delivered c-B1 to B1"]);
-    assert!(!f.package_kept(), "the offer ended and everything was delivered");
+    assert!(
+        !f.package_kept(),
+        "the offer ended and everything was delivered"
+    );
 }
 
 #[test]
@@ -363,7 +333,7 @@ fn the_package_goes_once_the_offer_ended_with_everything_delivered() {
     assert!(f.package_kept(), "more releases may come");
     f.says(closed());
     assert!(!f.package_kept());
-    let credential = CREDENTIALS.get(&f.state, &pair("o", "c-B1")).unwrap();
+    let credential = CREDENTIALS.get(&f.0.state, &pair("o", "c-B1")).unwrap();
     assert!(credential.delivered);
     assert_eq!(
         (credential.platform_half, credential.provider_half),
@@ -376,7 +346,10 @@ fn the_package_goes_once_the_offer_ended_with_everything_delivered() {
 fn a_release_read_before_its_offer_is_delivered_when_the_offer_comes() {
     let mut f = Fixture::default();
     assert_eq!(f.released(release("B1", true)), Vec::<String>::new());
-    assert_eq!(f.says(offer("o", Custody::Escrow)), ["delivered c-B1 to B1"]);
+    assert_eq!(
+        f.says(offer("o", Custody::Escrow)),
+        ["delivered c-B1 to B1"]
+    );
     assert_eq!(f.says(offer("o", Custody::Escrow)), Vec::<String>::new());
 }
 
@@ -401,7 +374,9 @@ fn a_rejected_offer_ends_and_its_held_cosigns_are_dead_lettered() {
     f.cosigned(share("c-B1", "B1", 1));
     assert_eq!(
         f.says(rejected(OfferProblem::NonPositiveReward)),
-        ["dead letter: offer o was rejected (the reward 0 EUR is not positive) without releasing credential c-B1"]
+        [
+            "dead letter: offer o was rejected (the reward 0 EUR is not positive) without releasing credential c-B1"
+        ]
     );
     assert!(!f.package_kept());
 }
@@ -413,7 +388,9 @@ fn a_release_after_the_offers_end_is_refused() {
     f.says(closed());
     assert_eq!(
         f.released(release("B1", true)),
-        ["dead letter: offer o closed at 2025-11-25T09:00:01.001Z; nothing is released after an offer's end"]
+        [
+            "dead letter: offer o closed at 2025-11-25T09:00:01.001Z; nothing is released after an offer's end"
+        ]
     );
 }
 
@@ -439,11 +416,19 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
     };
     let core = Delivery;
     let decoded = core
-        .decode(OFFERS_INPUT, Some(b"o"), Some(&encode(&withdrawal.into()).unwrap()))
+        .decode(
+            OFFERS_INPUT,
+            Some(b"o"),
+            Some(&encode(&withdrawal.into()).unwrap()),
+        )
         .unwrap();
     assert_eq!(decoded, Received::Passed);
     let decoded = core
-        .decode(DECISIONS_INPUT, Some(b"o"), Some(&encode(&rejection.into()).unwrap()))
+        .decode(
+            DECISIONS_INPUT,
+            Some(b"o"),
+            Some(&encode(&rejection.into()).unwrap()),
+        )
         .unwrap();
     assert_eq!(decoded, Received::Passed);
     assert_eq!(f.feed(decoded), vec![]);
@@ -465,7 +450,10 @@ fn records_off_their_topic_or_key_are_refused_by_the_decoder() {
         core.decode(COSIGNS_INPUT, None, Some(&cosign)),
         Err("the record has no key; expected \"o\"".into())
     );
-    assert!(core.decode(COSIGNS_INPUT, Some(b"o"), Some(&[1, 2, 3])).is_err());
+    assert!(
+        core.decode(COSIGNS_INPUT, Some(b"o"), Some(&[1, 2, 3]))
+            .is_err()
+    );
     assert!(matches!(
         core.decode(COSIGNS_INPUT, Some(b"o"), Some(&cosign)),
         Ok(Received::Share(_))

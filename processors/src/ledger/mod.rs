@@ -17,7 +17,7 @@ use tessera_schemas::{Event, RewardCredited, RewardDue};
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, pair};
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
 
 pub use rewards::Rewards;
 
@@ -27,6 +27,8 @@ const INPUTS: [Topic; 1] = [topics::LEDGER_CREDITS];
 
 const LEDGER_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
+/// The outputs, in the order of the indices above.
+const OUTPUTS: [Topic; 2] = [topics::LEDGER, topics::DEAD_LETTERS];
 
 /// Balances in minor units by [`pair`] of provider id and currency.
 const BALANCES: Table<i64> = Table::new("balance/");
@@ -46,14 +48,11 @@ impl Core for Ledger {
     }
 
     fn inputs(&self) -> Vec<String> {
-        INPUTS.iter().map(|t| t.name.to_string()).collect()
+        names(&INPUTS)
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec![
-            topics::LEDGER.name.to_string(),
-            topics::DEAD_LETTERS.name.to_string(),
-        ]
+        names(&OUTPUTS)
     }
 
     fn decode(
@@ -62,19 +61,9 @@ impl Core for Ledger {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<RewardDue, String> {
-        let input = INPUTS
-            .get(topic)
-            .ok_or_else(|| format!("the ledger has no input {topic}"))?;
-        let value = value.ok_or("the record has no value")?;
-        let due = match tessera_schemas::decode(value).map_err(|e| e.to_string())? {
-            Event::RewardDue(due) => due,
-            other => {
-                return Err(format!(
-                    "{} does not belong on {}",
-                    other.kind().name(),
-                    input.name
-                ));
-            }
+        let due = match decode_on(&INPUTS, topic, value)? {
+            (_, Event::RewardDue(due)) => due,
+            (input, other) => return Err(misplaced(&other, input)),
         };
         check_key(key, &due.provider_id, "provider id")?;
         Ok(due)

@@ -21,7 +21,7 @@ use tessera_schemas::{
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, pair};
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
 
 const NAME: &str = "ledger-rewards";
 
@@ -33,6 +33,8 @@ pub(super) const OUTCOMES_INPUT: usize = 2;
 
 pub(super) const CREDITS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
+/// The outputs, in the order of the indices above.
+const OUTPUTS: [Topic; 2] = [topics::LEDGER_CREDITS, topics::DEAD_LETTERS];
 
 /// Who an offer's rewards go to; the first offer published under an id stays.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,14 +139,11 @@ impl Core for Rewards {
     }
 
     fn inputs(&self) -> Vec<String> {
-        INPUTS.iter().map(|t| t.name.to_string()).collect()
+        names(&INPUTS)
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec![
-            topics::LEDGER_CREDITS.name.to_string(),
-            topics::DEAD_LETTERS.name.to_string(),
-        ]
+        names(&OUTPUTS)
     }
 
     fn decode(
@@ -153,13 +152,11 @@ impl Core for Rewards {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Received, String> {
-        let input = INPUTS
-            .get(topic)
-            .ok_or_else(|| format!("the ledger has no input {topic}"))?;
-        let value = value.ok_or("the record has no value")?;
-        let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+        let (input, event) = decode_on(&INPUTS, topic, value)?;
         let (offer_id, received) = match (topic, event) {
-            (OFFERS_INPUT, Event::OfferPublished(e)) => (e.offer_id.clone(), Received::Offer(Box::new(e))),
+            (OFFERS_INPUT, Event::OfferPublished(e)) => {
+                (e.offer_id.clone(), Received::Offer(Box::new(e)))
+            }
             (OFFERS_INPUT, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
             (DECISIONS_INPUT, Event::CredentialReleased(e)) => {
                 (e.offer_id.clone(), Received::Release(Box::new(e)))
@@ -173,13 +170,7 @@ impl Core for Rewards {
             (OUTCOMES_INPUT, Event::CredentialDeclined(e)) => {
                 (e.offer_id.clone(), Received::Outcome(Outcome::Declined(e)))
             }
-            (_, other) => {
-                return Err(format!(
-                    "{} does not belong on {}",
-                    other.kind().name(),
-                    input.name
-                ));
-            }
+            (_, other) => return Err(misplaced(&other, input)),
         };
         check_key(key, &offer_id, "offer id")?;
         Ok(received)
@@ -279,7 +270,11 @@ fn earning(
         if settled.event_id == outcome.event_id() {
             return Ok(None);
         }
-        let verb = if settled.accepted { "accepted" } else { "declined" };
+        let verb = if settled.accepted {
+            "accepted"
+        } else {
+            "declined"
+        };
         return Err(format!(
             "credential {credential_id} was {verb} already, by event {}",
             settled.event_id

@@ -1,64 +1,25 @@
-use std::collections::BTreeMap;
-
 use tessera_schemas::{
-    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, LogPosition,
-    OfferClosed, OfferPublished, OfferTerms, Recommendation, Reward, SealedBox, SealedCredential,
-    TimeRule, decode, encode,
+    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
+    OfferTerms, Reward, decode, encode, examples,
 };
-use tessera_state_stores::MemoryState;
 
 use super::rewards::{self, CREDITS_OUTPUT, DECISIONS_INPUT, OFFERS_INPUT, OUTCOMES_INPUT};
 use super::*;
-use crate::core::Position;
+use crate::testing::{self, Feeder, T, sealed};
 
-/// 2025-11-25T09:00:00.000Z.
-const T: i64 = 1_764_061_200_000;
 const PARTITION: i32 = 1;
 
-fn sealed(tag: u8) -> SealedBox {
-    SealedBox {
-        enc: vec![tag; 32],
-        ciphertext: vec![tag; 48],
-    }
-}
-
 fn terms() -> OfferTerms {
-    OfferTerms {
-        position: LogPosition {
-            topic: "tessera.offers".into(),
-            partition: PARTITION,
-            offset: 0,
-            stamp: T,
-        },
-        time_rule: TimeRule::Deadline(Deadline { at: T + 1000 }),
-    }
+    testing::terms(PARTITION)
 }
 
 fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
-    rewards::Received::Offer(Box::new(OfferPublished {
-        event_id: "offer".into(),
-        offer_id: "o".into(),
-        provider_id: provider_id.into(),
-        provider_contact: "a@example.org".into(),
-        recommendation: Recommendation {
-            identifier: "doc-X".into(),
-            name: "Document X".into(),
-            features: BTreeMap::new(),
-            parameters: BTreeMap::new(),
-        },
-        time_rule: terms().time_rule,
-        capacity: None,
-        reward: reward.map(|amount| Reward {
-            amount,
-            currency: "EUR".into(),
-        }),
-        credential: SealedCredential {
-            custody: Custody::CoSign,
-            package: vec![1],
-            platform_half: sealed(1),
-            escrow_half: None,
-        },
-    }))
+    let mut offer = examples::offer("o", provider_id, Custody::CoSign);
+    offer.reward = reward.map(|amount| Reward {
+        amount,
+        currency: "EUR".into(),
+    });
+    rewards::Received::Offer(Box::new(offer))
 }
 
 /// The release of credential `c-<subscriber>` of offer `o`.
@@ -96,61 +57,24 @@ fn declined(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Receive
     }))
 }
 
-/// Feeds a core by hand: each input gets the next offset of its topic and a stamp one
-/// millisecond after the previous input's.
-struct Fixture<C: Core> {
-    core: C,
-    state: MemoryState,
-    offsets: [i64; 3],
-    stamp: i64,
+/// Rewards fed by hand, everything keyed by offer `o`.
+fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
+    let topic = match value {
+        rewards::Received::Offer(_) => OFFERS_INPUT,
+        rewards::Received::Outcome(_) => OUTCOMES_INPUT,
+        _ => DECISIONS_INPUT,
+    };
+    f.feed_on(topic, "o", value)
 }
 
-impl<C: Core> Fixture<C> {
-    fn new(core: C) -> Self {
-        Fixture {
-            core,
-            state: MemoryState::new(),
-            offsets: [0; 3],
-            stamp: 0,
-        }
-    }
-
-    fn feed_on(&mut self, topic: usize, key: &str, value: C::Record) -> Vec<Output> {
-        let offset = self.offsets[topic];
-        self.offsets[topic] += 1;
-        self.stamp += 1;
-        let at = Position {
-            topic,
-            partition: PARTITION,
-            offset,
-            stamp: T + self.stamp,
-            effective: T + self.stamp,
-        };
-        let key = Some(key.to_string());
-        self.core.apply(&mut self.state, Input::Record { at, key, value })
-    }
+fn says(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<String> {
+    feed(f, value).iter().map(summary).collect()
 }
 
-impl Fixture<Rewards> {
-    fn feed(&mut self, value: rewards::Received) -> Vec<Output> {
-        let topic = match value {
-            rewards::Received::Offer(_) => OFFERS_INPUT,
-            rewards::Received::Outcome(_) => OUTCOMES_INPUT,
-            _ => DECISIONS_INPUT,
-        };
-        self.feed_on(topic, "o", value)
-    }
-
-    fn says(&mut self, value: rewards::Received) -> Vec<String> {
-        self.feed(value).iter().map(summary).collect()
-    }
-}
-
-impl Fixture<Ledger> {
-    fn credit(&mut self, due: RewardDue) -> Vec<String> {
-        let key = due.provider_id.clone();
-        self.feed_on(0, &key, due).iter().map(summary).collect()
-    }
+/// The ledger credits `due`, fed by hand under its provider id; what it said, in words.
+fn credit(f: &mut Feeder<Ledger>, due: RewardDue) -> Vec<String> {
+    let key = due.provider_id.clone();
+    f.feed_on(0, &key, due).iter().map(summary).collect()
 }
 
 /// An output in a few words.
@@ -183,18 +107,18 @@ fn due(provider_id: &str, credential_id: &str, amount: i64, currency: &str) -> R
 }
 
 /// Rewards with offer `o` of provider A, reward 250 EUR, released to B1 and B2.
-fn released_to_b1_and_b2() -> Fixture<Rewards> {
-    let mut f = Fixture::new(Rewards);
-    f.feed(offer("A", Some(250)));
-    f.feed(release("B1"));
-    f.feed(release("B2"));
+fn released_to_b1_and_b2() -> Feeder<Rewards> {
+    let mut f = Feeder::new(Rewards, PARTITION);
+    feed(&mut f, offer("A", Some(250)));
+    feed(&mut f, release("B1"));
+    feed(&mut f, release("B2"));
     f
 }
 
 #[test]
 fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
     let mut f = released_to_b1_and_b2();
-    let outputs = f.feed(accepted("c-B1", "B1", 1));
+    let outputs = feed(&mut f, accepted("c-B1", "B1", 1));
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].topic, CREDITS_OUTPUT);
     assert_eq!(outputs[0].key, "A", "re-keyed by provider id");
@@ -202,7 +126,11 @@ fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
         panic!("expected a reward")
     };
     assert_eq!(
-        (reward.offer_id.as_str(), reward.credential_id.as_str(), reward.subscriber_id.as_str()),
+        (
+            reward.offer_id.as_str(),
+            reward.credential_id.as_str(),
+            reward.subscriber_id.as_str()
+        ),
         ("o", "c-B1", "B1")
     );
     assert_eq!((reward.amount, reward.currency.as_str()), (250, "EUR"));
@@ -220,25 +148,34 @@ fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
 #[test]
 fn a_credential_earns_once_however_often_it_is_accepted() {
     let mut f = released_to_b1_and_b2();
-    assert_eq!(f.says(accepted("c-B1", "B1", 1)), ["due 250 EUR to A for c-B1"]);
     assert_eq!(
-        f.says(accepted("c-B1", "B1", 1)),
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
         Vec::<String>::new(),
         "the same acceptance read again changes nothing"
     );
     assert_eq!(
-        f.says(accepted("c-B1", "B1", 2)),
+        says(&mut f, accepted("c-B1", "B1", 2)),
         ["dead letter: credential c-B1 was accepted already, by event accepted-1"]
     );
-    assert_eq!(f.says(accepted("c-B2", "B2", 3)), ["due 250 EUR to A for c-B2"]);
+    assert_eq!(
+        says(&mut f, accepted("c-B2", "B2", 3)),
+        ["due 250 EUR to A for c-B2"]
+    );
 }
 
 #[test]
 fn a_declined_credential_earns_nothing_ever() {
     let mut f = released_to_b1_and_b2();
-    assert_eq!(f.says(declined("c-B1", "B1", 1)), Vec::<String>::new());
     assert_eq!(
-        f.says(accepted("c-B1", "B1", 2)),
+        says(&mut f, declined("c-B1", "B1", 1)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 2)),
         ["dead letter: credential c-B1 was declined already, by event declined-1"]
     );
 }
@@ -247,7 +184,7 @@ fn a_declined_credential_earns_nothing_ever() {
 fn an_outcome_for_a_credential_never_released_is_dead_lettered() {
     let mut f = released_to_b1_and_b2();
     assert_eq!(
-        f.says(accepted("c-B3", "B3", 1)),
+        says(&mut f, accepted("c-B3", "B3", 1)),
         ["dead letter: credential c-B3 of offer o was not released by 2025-11-25T09:00:00.004Z"]
     );
 }
@@ -256,52 +193,64 @@ fn an_outcome_for_a_credential_never_released_is_dead_lettered() {
 fn only_the_recipient_settles_a_credential() {
     let mut f = released_to_b1_and_b2();
     assert_eq!(
-        f.says(accepted("c-B1", "B2", 1)),
+        says(&mut f, accepted("c-B1", "B2", 1)),
         ["dead letter: credential c-B1 was released to B1, not B2"]
     );
     assert_eq!(
-        f.says(declined("c-B1", "B2", 2)),
+        says(&mut f, declined("c-B1", "B2", 2)),
         ["dead letter: credential c-B1 was released to B1, not B2"]
     );
-    assert_eq!(f.says(accepted("c-B1", "B1", 3)), ["due 250 EUR to A for c-B1"]);
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 3)),
+        ["due 250 EUR to A for c-B1"]
+    );
 }
 
 #[test]
 fn an_offer_without_a_reward_earns_nothing_but_settles() {
-    let mut f = Fixture::new(Rewards);
-    f.feed(offer("A", None));
-    f.feed(release("B1"));
-    assert_eq!(f.says(accepted("c-B1", "B1", 1)), Vec::<String>::new());
+    let mut f = Feeder::new(Rewards, PARTITION);
+    feed(&mut f, offer("A", None));
+    feed(&mut f, release("B1"));
     assert_eq!(
-        f.says(accepted("c-B1", "B1", 2)),
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 2)),
         ["dead letter: credential c-B1 was accepted already, by event accepted-1"]
     );
 }
 
 #[test]
 fn the_first_offer_under_an_id_names_provider_and_reward() {
-    let mut f = Fixture::new(Rewards);
-    f.feed(offer("A", Some(250)));
-    f.feed(offer("Z", Some(1_000_000)));
-    f.feed(release("B1"));
-    f.feed(rewards::Received::Passed);
-    assert_eq!(f.says(accepted("c-B1", "B1", 1)), ["due 250 EUR to A for c-B1"]);
+    let mut f = Feeder::new(Rewards, PARTITION);
+    feed(&mut f, offer("A", Some(250)));
+    feed(&mut f, offer("Z", Some(1_000_000)));
+    feed(&mut f, release("B1"));
+    feed(&mut f, rewards::Received::Passed);
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
 }
 
 #[test]
 fn a_second_release_of_a_credential_is_dead_lettered() {
     let mut f = released_to_b1_and_b2();
-    assert_eq!(f.says(release("B1")), Vec::<String>::new());
+    assert_eq!(says(&mut f, release("B1")), Vec::<String>::new());
     let rewards::Received::Release(mut other) = release("B1") else {
         unreachable!()
     };
     other.event_id = "another".into();
     other.subscriber_id = "B9".into();
     assert_eq!(
-        f.says(rewards::Received::Release(other)),
+        says(&mut f, rewards::Received::Release(other)),
         ["dead letter: credential c-B1 was released already by event release-B1"]
     );
-    assert_eq!(f.says(accepted("c-B1", "B1", 1)), ["due 250 EUR to A for c-B1"]);
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
 }
 
 #[test]
@@ -348,60 +297,63 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
 
 #[test]
 fn balances_add_up_per_provider_and_currency() {
-    let mut f = Fixture::new(Ledger);
+    let mut f = Feeder::new(Ledger, PARTITION);
     assert_eq!(
-        f.credit(due("A", "c1", 250, "EUR")),
+        credit(&mut f, due("A", "c1", 250, "EUR")),
         ["credited 250 EUR to A for c1, balance 250"]
     );
     assert_eq!(
-        f.credit(due("A", "c2", 100, "EUR")),
+        credit(&mut f, due("A", "c2", 100, "EUR")),
         ["credited 100 EUR to A for c2, balance 350"]
     );
     assert_eq!(
-        f.credit(due("A", "c3", 7, "points")),
+        credit(&mut f, due("A", "c3", 7, "points")),
         ["credited 7 points to A for c3, balance 7"]
     );
     assert_eq!(
-        f.credit(due("B", "c4", 1, "EUR")),
+        credit(&mut f, due("B", "c4", 1, "EUR")),
         ["credited 1 EUR to B for c4, balance 1"]
     );
 }
 
 #[test]
 fn the_ledger_credits_a_credential_at_most_once() {
-    let mut f = Fixture::new(Ledger);
-    f.credit(due("A", "c1", 250, "EUR"));
+    let mut f = Feeder::new(Ledger, PARTITION);
+    credit(&mut f, due("A", "c1", 250, "EUR"));
     assert_eq!(
-        f.credit(due("A", "c1", 250, "EUR")),
+        credit(&mut f, due("A", "c1", 250, "EUR")),
         Vec::<String>::new(),
         "the same reward read again changes nothing"
     );
     let mut again = due("A", "c1", 250, "EUR");
     again.event_id = "another".into();
     assert_eq!(
-        f.credit(again),
+        credit(&mut f, again),
         ["dead letter: credential c1 of offer o was credited already, by reward due-A-c1"]
     );
     assert_eq!(
-        f.credit(due("A", "c2", 1, "EUR")),
+        credit(&mut f, due("A", "c2", 1, "EUR")),
         ["credited 1 EUR to A for c2, balance 251"]
     );
 }
 
 #[test]
 fn rewards_that_cannot_be_credited_leave_the_balance_alone() {
-    let mut f = Fixture::new(Ledger);
+    let mut f = Feeder::new(Ledger, PARTITION);
     assert_eq!(
-        f.credit(due("A", "c1", 0, "EUR")),
+        credit(&mut f, due("A", "c1", 0, "EUR")),
         ["dead letter: the reward 0 EUR is not positive"]
     );
-    f.credit(due("A", "c2", i64::MAX, "EUR"));
+    credit(&mut f, due("A", "c2", i64::MAX, "EUR"));
     assert_eq!(
-        f.credit(due("A", "c3", 1, "EUR")),
-        [format!("dead letter: crediting 1 EUR to a balance of {} would overflow", i64::MAX)]
+        credit(&mut f, due("A", "c3", 1, "EUR")),
+        [format!(
+            "dead letter: crediting 1 EUR to a balance of {} would overflow",
+            i64::MAX
+        )]
     );
     assert_eq!(
-        f.credit(due("A", "c3", 1, "points")),
+        credit(&mut f, due("A", "c3", 1, "points")),
         ["credited 1 points to A for c3, balance 1"],
         "a refused reward is not marked credited"
     );
@@ -411,7 +363,10 @@ fn rewards_that_cannot_be_credited_leave_the_balance_alone() {
 fn the_ledger_decoder_wants_rewards_under_their_provider_id() {
     let core = Ledger;
     let bytes = encode(&due("A", "c1", 1, "EUR").into()).unwrap();
-    assert_eq!(core.decode(0, Some(b"A"), Some(&bytes)), Ok(due("A", "c1", 1, "EUR")));
+    assert_eq!(
+        core.decode(0, Some(b"A"), Some(&bytes)),
+        Ok(due("A", "c1", 1, "EUR"))
+    );
     assert_eq!(
         core.decode(0, Some(b"o"), Some(&bytes)),
         Err("the record key \"o\" is not the event's provider id \"A\"".into())
