@@ -18,7 +18,7 @@ use tessera_processors::delivery::Delivery;
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_schemas::{
     CredentialDelivered, CredentialReleased, Custody, Deadline, Event, LogPosition, OfferClosed,
-    OfferTerms, ProviderShareReleased, SealedBox, TimeRule, decode, encode, examples,
+    OfferTerms, ProviderShareReleased, SealedBox, TimeRule, encode, examples,
 };
 
 /// Where every partition's stamps start.
@@ -222,20 +222,14 @@ fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
 }
 
 fn deliveries(produced: &[Produced]) -> Vec<CredentialDelivered> {
-    produced
-        .iter()
-        .filter_map(|p| match p {
-            Produced::Output(output) => match decode(&output.value).unwrap() {
-                Event::CredentialDelivered(delivered) => {
-                    assert_eq!(
-                        output.key, delivered.subscriber_id,
-                        "inbox keyed by recipient"
-                    );
-                    Some(delivered)
-                }
-                _ => None,
-            },
-            Produced::DeadLetter { .. } => None,
+    support::events(produced)
+        .into_iter()
+        .filter_map(|(key, event)| match event {
+            Event::CredentialDelivered(delivered) => {
+                assert_eq!(key, delivered.subscriber_id, "inbox keyed by recipient");
+                Some(delivered)
+            }
+            _ => None,
         })
         .collect()
 }

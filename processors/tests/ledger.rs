@@ -18,7 +18,7 @@ use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, Event,
-    LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, decode, encode, examples,
+    LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, encode, examples,
 };
 use tessera_state_stores::MemoryState;
 
@@ -224,20 +224,14 @@ fn credits_lane(produced: &[Produced], repeats: &[usize]) -> Vec<(i64, RawRecord
 }
 
 fn credited(produced: &[Produced]) -> Vec<RewardCredited> {
-    produced
-        .iter()
-        .filter_map(|p| match p {
-            Produced::Output(output) => match decode(&output.value).unwrap() {
-                Event::RewardCredited(credit) => {
-                    assert_eq!(
-                        output.key, credit.provider_id,
-                        "the ledger is keyed by provider"
-                    );
-                    Some(credit)
-                }
-                _ => None,
-            },
-            Produced::DeadLetter { .. } => None,
+    support::events(produced)
+        .into_iter()
+        .filter_map(|(key, event)| match event {
+            Event::RewardCredited(credit) => {
+                assert_eq!(key, credit.provider_id, "the ledger is keyed by provider");
+                Some(credit)
+            }
+            _ => None,
         })
         .collect()
 }

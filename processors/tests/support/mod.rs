@@ -129,3 +129,18 @@ pub fn records<I>(
         })
         .collect()
 }
+
+/// The events a core asked to produce, decoded, with their record keys; dead letters left out.
+#[allow(dead_code)]
+pub fn events(produced: &[Produced]) -> Vec<(String, tessera_schemas::Event)> {
+    produced
+        .iter()
+        .filter_map(|p| match p {
+            Produced::Output(output) => Some((
+                output.key.clone(),
+                tessera_schemas::decode(&output.value).unwrap(),
+            )),
+            Produced::DeadLetter { .. } => None,
+        })
+        .collect()
+}
