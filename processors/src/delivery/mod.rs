@@ -226,7 +226,11 @@ fn publish(state: &mut dyn State, offer: OfferPublished, out: &mut Outputs) {
         return;
     }
     status.published = true;
-    PACKAGES.put(state, offer_id, &offer.credential.package);
+    // An offer read after its end (the partitions' clocks apart) needs its package only for the
+    // releases that wait for it.
+    if status.ended.is_none() || status.undelivered > 0 {
+        PACKAGES.put(state, offer_id, &offer.credential.package);
+    }
     // Releases read before their offer (the partitions' clocks apart) have waited for it.
     if status.undelivered > 0 {
         let waiting = CREDENTIALS.range(state, &pair(offer_id, ""));

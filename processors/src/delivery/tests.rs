@@ -354,6 +354,21 @@ fn a_release_read_before_its_offer_is_delivered_when_the_offer_comes() {
 }
 
 #[test]
+fn an_offer_read_after_its_end_keeps_its_package_only_for_waiting_releases() {
+    let mut f = Fixture::default();
+    f.says(closed());
+    assert_eq!(f.says(offer("o", Custody::Escrow)), Vec::<String>::new());
+    assert!(!f.package_kept(), "nothing waits for it");
+    let mut g = Fixture::default();
+    g.released(release("B1", false));
+    g.says(closed());
+    g.says(offer("o", Custody::CoSign));
+    assert!(g.package_kept(), "B1's credential waits for its provider half");
+    assert_eq!(g.cosigned(share("c-B1", "B1", 1)), ["delivered c-B1 to B1"]);
+    assert!(!g.package_kept());
+}
+
+#[test]
 fn only_an_offers_first_package_counts() {
     let mut f = Fixture::default();
     f.feed(offer("o", Custody::Escrow));
