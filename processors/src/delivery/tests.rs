@@ -363,7 +363,10 @@ fn an_offer_read_after_its_end_keeps_its_package_only_for_waiting_releases() {
     g.released(release("B1", false));
     g.says(closed());
     g.says(offer("o", Custody::CoSign));
-    assert!(g.package_kept(), "B1's credential waits for its provider half");
+    assert!(
+        g.package_kept(),
+        "B1's credential waits for its provider half"
+    );
     assert_eq!(g.cosigned(share("c-B1", "B1", 1)), ["delivered c-B1 to B1"]);
     assert!(!g.package_kept());
 }
