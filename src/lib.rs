@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod demo;
 pub mod kafka;
+pub mod ledger;
 pub mod offer;
 pub mod provider;
 pub mod run;

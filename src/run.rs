@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tessera_processors::counter::Counter;
+use tessera_processors::delivery::Delivery;
+use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
@@ -30,6 +32,17 @@ pub enum Processor {
     /// ResponseRejected), plus OfferRejected and OfferClosed. Reads `tessera.offers`,
     /// `tessera.requests` and `tessera.responses`.
     Timekeeper,
+    /// Assembles each released credential (the offer's package, the timekeeper's half and the
+    /// provider's half, from the release in escrow custody or from `tessera.cosigns` in co-sign
+    /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
+    /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
+    /// and `tessera.cosigns`.
+    Delivery,
+    /// Credits each accepted credential's reward to its provider once, as RewardCredited on
+    /// `tessera.ledger` with the balance after it. Two cores in one process: `ledger-rewards`
+    /// (by offer: reads `tessera.offers`, `tessera.decisions`, `tessera.outcomes`, writes
+    /// `tessera.ledger-credits`) and `ledger` (by provider: reads `tessera.ledger-credits`).
+    Ledger,
     /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
     /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
     Counter {
@@ -99,6 +112,16 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
     match processor {
         Processor::Matcher => runtime::run(Matcher, config, stop).await,
         Processor::Timekeeper => runtime::run(Timekeeper, config, stop).await,
+        Processor::Delivery => runtime::run(Delivery, config, stop).await,
+        Processor::Ledger => {
+            // Each core's name makes its own consumer group, transactional ids, changelog and
+            // state directory, so the two share only the process and the stop signal.
+            tokio::try_join!(
+                runtime::run(Rewards, config.clone(), stop.clone()),
+                runtime::run(Ledger, config, stop),
+            )?;
+            Ok(())
+        }
         Processor::Counter {
             inputs,
             output,

@@ -143,6 +143,7 @@ events! {
     CredentialAccepted => "credential_accepted.avsc",
     CredentialDeclined => "credential_declined.avsc",
     RewardCredited => "reward_credited.avsc",
+    RewardDue => "reward_due.avsc",
     DeadLetter => "dead_letter.avsc",
     Tick => "tick.avsc",
 }
