@@ -75,18 +75,37 @@ pub struct RunArgs {
     /// ticker off (another process must tick then, or timers wait for traffic).
     #[arg(long, default_value_t = 1000)]
     pub tick_ms: u64,
-    /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it.
-    #[arg(long, env = "TESSERA_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: String,
+    /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it. By default each
+    /// processor has its own port, so one of each can run on a host: matcher 127.0.0.1:9464,
+    /// timekeeper :9465, delivery :9466, ledger :9467, counter :9468. Give further instances on
+    /// the same host their own address.
+    #[arg(long, env = "TESSERA_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl Processor {
+    /// The processor's own default metrics port.
+    fn metrics_port(&self) -> u16 {
+        match self {
+            Processor::Matcher => 9464,
+            Processor::Timekeeper => 9465,
+            Processor::Delivery => 9466,
+            Processor::Ledger => 9467,
+            Processor::Counter { .. } => 9468,
+        }
+    }
 }
 
 /// Runs the processor until SIGTERM or Ctrl-C.
 pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> anyhow::Result<()> {
-    if args.metrics_addr != "off" {
-        let addr: SocketAddr = args
-            .metrics_addr
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{}", processor.metrics_port()));
+    if metrics_addr != "off" {
+        let addr: SocketAddr = metrics_addr
             .parse()
-            .with_context(|| format!("--metrics-addr {} is not host:port or off", args.metrics_addr))?;
+            .with_context(|| format!("--metrics-addr {metrics_addr} is not host:port or off"))?;
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
             .install()
