@@ -25,10 +25,11 @@ use tessera_state_stores::{Checkpoint, StoreError, TaskStore};
 
 use super::{bar, rss_mib};
 
-/// Identifiers come from a space twice the number of identifier interests at a million.
+/// Identifiers come from a space four times the number of identifier interests at a million.
 const IDENTIFIERS: u32 = 2_000_000;
-const BRANDS: u32 = 20_000;
-const WORDS: usize = 50_000;
+const BRANDS: u32 = 100_000;
+/// Distinct words of names and terms.
+const WORDS: usize = 200_000;
 const COLOURS: &[&str] = &[
     "black", "white", "red", "green", "blue", "yellow", "grey", "brown", "pink", "purple",
     "orange", "beige", "navy", "olive", "teal", "silver",
@@ -39,19 +40,18 @@ const PARAMETERS: &[&str] = &[
 /// Subscribers registered between two commits of the store.
 const COMMIT_EVERY: usize = 1_000;
 /// Offers matched before timing starts, so the timed ones meet warm caches.
-const WARM_UP: usize = 1_000;
+const WARM_UP: usize = 20_000;
 /// Lower ends of the bands of request counts that times are also reported by.
-const REQUEST_BANDS: &[usize] = &[0, 3, 10, 20, 40];
+const REQUEST_BANDS: &[usize] = &[0, 1, 3, 6, 10, 20];
 /// Stamps of the generated records: offers are open until a day after.
 const START: i64 = 1_764_061_200_000;
 
 /// Deterministic synthetic subscribers and offers.
 struct Synthetic {
     rng: SmallRng,
-    vocabulary: Vec<String>,
 }
 
-/// Word `n` of the vocabulary: two to four syllables, distinct for distinct `n`.
+/// Word `n` of the vocabulary: two to five syllables, distinct for distinct `n`.
 fn word(n: usize) -> String {
     const SYLLABLES: [&str; 16] = [
         "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ba", "de", "fi", "go", "hu", "ja", "pe",
@@ -70,7 +70,6 @@ impl Synthetic {
     fn new() -> Self {
         Synthetic {
             rng: SmallRng::seed_from_u64(0x7e55e4a),
-            vocabulary: (0..WORDS).map(word).collect(),
         }
     }
 
@@ -79,7 +78,7 @@ impl Synthetic {
     }
 
     fn word(&mut self) -> String {
-        self.vocabulary[self.rng.random_range(0..WORDS)].clone()
+        word(self.rng.random_range(0..WORDS))
     }
 
     fn identifier(&mut self) -> String {
@@ -99,7 +98,7 @@ impl Synthetic {
     }
 
     /// Half name an identifier, a quarter a brand (and maybe a colour), a quarter name words,
-    /// and one in ten thousand only bounds a parameter; many add a price limit.
+    /// and one in a hundred thousand only bounds a parameter; many add a price limit.
     fn interest(&mut self) -> Interest {
         let mut interest = Interest {
             identifier: None,
@@ -107,19 +106,21 @@ impl Synthetic {
             features: BTreeMap::new(),
             ranges: vec![],
         };
-        match self.rng.random_range(0..10_000) {
-            0..5_000 => {
+        match self.rng.random_range(0..100_000) {
+            0..50_000 => {
                 interest.identifier = Some(self.identifier());
                 interest.ranges.extend(self.cheaper_than());
             }
-            5_000..7_500 => {
+            50_000..75_000 => {
                 interest.features.insert("brand".into(), self.brand());
                 if self.rng.random_bool(0.5) {
-                    interest.features.insert("colour".into(), self.pick(COLOURS).into());
+                    interest
+                        .features
+                        .insert("colour".into(), self.pick(COLOURS).into());
                 }
                 interest.ranges.extend(self.cheaper_than());
             }
-            7_500..9_999 => {
+            75_000..99_999 => {
                 let words = self.rng.random_range(1..=3);
                 interest.terms = (0..words).map(|_| self.word()).collect();
             }
@@ -168,7 +169,10 @@ impl Synthetic {
                 ]),
                 parameters: BTreeMap::from([
                     ("price".into(), self.rng.random_range(100..100_000)),
-                    (self.pick(&PARAMETERS[1..]).into(), self.rng.random_range(0..2_000)),
+                    (
+                        self.pick(&PARAMETERS[1..]).into(),
+                        self.rng.random_range(0..2_000),
+                    ),
                 ]),
             },
             time_rule: TimeRule::Deadline(Deadline {
@@ -272,7 +276,10 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
             key,
             value: record,
         };
-        ensure!(core.apply(&mut store, input).is_empty(), "a registration produced output");
+        ensure!(
+            core.apply(&mut store, input).is_empty(),
+            "a registration produced output"
+        );
         loaded += count;
         subscribers += 1;
         if subscribers % COMMIT_EVERY == 0 {
@@ -313,7 +320,10 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
         if n >= WARM_UP {
             index_times.push(elapsed);
             requests += outputs.len();
-            let band = REQUEST_BANDS.iter().rposition(|&low| outputs.len() >= low).unwrap_or(0);
+            let band = REQUEST_BANDS
+                .iter()
+                .rposition(|&low| outputs.len() >= low)
+                .unwrap_or(0);
             by_requests.entry(band).or_default().push(elapsed);
         }
         if n % 100 == 0 {
@@ -334,7 +344,11 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
         let scanned = index::scan_matching(&store, &facts);
         scan_times.push(started.elapsed());
         let indexed: BTreeSet<String> = index::matching(&store, &facts);
-        ensure!(scanned == indexed, "{}: the index and the scan disagree", offer.offer_id);
+        ensure!(
+            scanned == indexed,
+            "{}: the index and the scan disagree",
+            offer.offer_id
+        );
         progress.inc(1);
     }
     progress.finish();
@@ -345,7 +359,9 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
     let scan_median = quantile(&scan_times, 0.5);
     let per_interest = |bytes: f64| bytes / interests as f64;
     let rss_delta = (rss_peak - rss_before) * 1024.0 * 1024.0;
-    println!("interests          {interests} ({subscribers} subscribers), registered in {load_time:.2?}");
+    println!(
+        "interests          {interests} ({subscribers} subscribers), registered in {load_time:.2?}"
+    );
     println!(
         "state on disk      {:.1} MiB, {:.0} bytes per interest",
         on_disk as f64 / 1024.0 / 1024.0,
@@ -364,7 +380,9 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
     for (band, mut times) in by_requests {
         times.sort();
         let low = REQUEST_BANDS[band];
-        let high = REQUEST_BANDS.get(band + 1).map_or(String::new(), |next| (next - 1).to_string());
+        let high = REQUEST_BANDS
+            .get(band + 1)
+            .map_or(String::new(), |next| (next - 1).to_string());
         println!(
             "  {low:>3}-{high:<3} requests  median {:.1?}, p99 {:.1?} over {} offers",
             quantile(&times, 0.5),

@@ -59,7 +59,7 @@ impl<'a> Anchor<'a> {
         if let Some(identifier) = &need.identifier {
             return Anchor::Identifier(identifier);
         }
-        if let Some((key, value)) = need.features.iter().next() {
+        if let Some((key, value)) = need.features.first() {
             return Anchor::Feature(key, value);
         }
         if let Some(word) = need
@@ -216,7 +216,7 @@ fn verify(
             continue;
         };
         if !matched.contains(subscriber)
-            && postcard::from_bytes::<Need>(&value).is_ok_and(|need| satisfies(&need, offer))
+            && postcard::from_bytes::<Need<&str>>(&value).is_ok_and(|need| satisfies(&need, offer))
         {
             matched.insert(subscriber.to_string());
         }

@@ -60,36 +60,41 @@ impl Matcher {
         }
         SEEN.put(state, &offer.offer_id, &());
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
-        let terms = OfferTerms {
-            position: LogPosition {
-                topic: OFFERS.name.to_string(),
-                partition: at.partition,
-                offset: at.offset,
-                stamp: at.effective,
+        // One request, readdressed to each subscriber in turn: the recommendation and the terms
+        // are encoded from the same value every time rather than cloned per subscriber.
+        let offer_id = offer.offer_id;
+        let mut event = Event::InteractionRequested(InteractionRequested {
+            event_id: String::new(),
+            request_id: String::new(),
+            offer_id: offer_id.clone(),
+            subscriber_id: String::new(),
+            recommendation: offer.recommendation,
+            offer: OfferTerms {
+                position: LogPosition {
+                    topic: OFFERS.name.to_string(),
+                    partition: at.partition,
+                    offset: at.offset,
+                    stamp: at.effective,
+                },
+                time_rule: offer.time_rule,
             },
-            time_rule: offer.time_rule,
-        };
-        subscribers
-            .into_iter()
-            .enumerate()
-            .map(|(n, subscriber_id)| {
-                let request = InteractionRequested {
-                    event_id: derived_id(self.name(), &at, n),
-                    request_id: request_id(&offer.offer_id, &subscriber_id),
-                    offer_id: offer.offer_id.clone(),
-                    subscriber_id,
-                    recommendation: offer.recommendation.clone(),
-                    offer: terms.clone(),
-                    provider_contact: offer.provider_contact.clone(),
-                };
-                Output {
-                    topic: 0,
-                    key: offer.offer_id.clone(),
-                    value: tessera_schemas::encode(&Event::InteractionRequested(request))
-                        .expect("an InteractionRequested built from decoded events encodes"),
-                }
-            })
-            .collect()
+            provider_contact: offer.provider_contact,
+        });
+        let mut outputs = Vec::with_capacity(subscribers.len());
+        for (n, subscriber_id) in subscribers.into_iter().enumerate() {
+            if let Event::InteractionRequested(request) = &mut event {
+                request.event_id = derived_id(self.name(), &at, n);
+                request.request_id = request_id(&offer_id, &subscriber_id);
+                request.subscriber_id = subscriber_id;
+            }
+            outputs.push(Output {
+                topic: 0,
+                key: offer_id.clone(),
+                value: tessera_schemas::encode(&event)
+                    .expect("an InteractionRequested built from decoded events encodes"),
+            });
+        }
+        outputs
     }
 }
 
