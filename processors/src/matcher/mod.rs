@@ -81,10 +81,10 @@ impl Matcher {
             provider_contact: offer.provider_contact,
         });
         let mut outputs = Vec::with_capacity(subscribers.len());
-        for (n, subscriber_id) in subscribers.into_iter().enumerate() {
+        for subscriber_id in subscribers {
             if let Event::InteractionRequested(request) = &mut event {
-                request.event_id = derived_id(self.name(), &at, n);
                 request.request_id = request_id(&offer_id, &subscriber_id);
+                request.event_id = request_event_id(&at, &request.request_id);
                 request.subscriber_id = subscriber_id;
             }
             outputs.push(Output {
@@ -96,6 +96,13 @@ impl Matcher {
         }
         outputs
     }
+}
+
+/// The event id of one invitation. Every task reads every offer, so an output's place among its
+/// task's outputs, which [`derived_id`] numbers, repeats across tasks; the request id (offer and
+/// subscriber, a UUID) tells their invitations apart.
+fn request_event_id(at: &Position, request_id: &str) -> String {
+    derived_id(&format!("matcher/{request_id}"), at, 0)
 }
 
 /// The event's id field must be the record key: the key decides the partition, so a record
