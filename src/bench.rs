@@ -22,6 +22,9 @@ use tessera_processors::runtime::{self, Config};
 
 use crate::kafka::KafkaArgs;
 
+mod matcher;
+mod timekeeper;
+
 /// What to measure.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Bench {
@@ -53,11 +56,30 @@ pub enum Bench {
         #[arg(long, default_value_t = 6)]
         partitions: i32,
     },
+    /// Verdict latency of the timekeeper on the real broker (response stamp to verdict stamp),
+    /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
+    /// latency at the same rate in the same run.
+    Timekeeper(timekeeper::LatencyArgs),
+    /// Time to match one offer through the matcher's index over many stored interests, against
+    /// a linear scan of the same interests in the same RocksDB store; and the interests' size in
+    /// state. Needs no broker.
+    Matcher {
+        /// Interests held in state (one to four per subscriber).
+        #[arg(long, default_value_t = 1_000_000)]
+        interests: usize,
+        /// Offers timed through the index.
+        #[arg(long, default_value_t = 10_000)]
+        offers: usize,
+        /// Offers among them also timed through the linear scan (each reads every interest).
+        #[arg(long, default_value_t = 5)]
+        scans: usize,
+    },
 }
 
 /// Runs a benchmark and prints its result.
 pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
+        Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
         Bench::Runtime {
             events,
             keys,
@@ -68,6 +90,11 @@ pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             runtime_throughput(kafka, events, keys, partitions, interval).await
         }
         Bench::Restore { keys, partitions } => restore_time(kafka, keys, partitions).await,
+        Bench::Matcher {
+            interests,
+            offers,
+            scans,
+        } => tokio::task::spawn_blocking(move || matcher::run(interests, offers, scans)).await?,
     }
 }
 

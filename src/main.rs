@@ -46,6 +46,9 @@ enum Command {
     /// Offers: what happened to one, read from the log.
     #[command(subcommand)]
     Offer(tessera::offer::Offer),
+    /// The ledger: a provider's balance, read from the log.
+    #[command(subcommand)]
+    Ledger(tessera::ledger::Ledger),
     /// The source document's worked example on the real broker: A offers document X with a
     /// deadline; B1 answers in time and is released, B2 answers late and is refused, B3 (other
     /// needs) is never asked. Runs the matcher and timekeeper in-process on fresh `demo-…`
@@ -114,6 +117,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Offer(command) => {
             tessera::offer::run(&cli.kafka, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger(command) => {
+            tessera::ledger::run(&cli.kafka, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {

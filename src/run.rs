@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tessera_processors::counter::Counter;
+use tessera_processors::delivery::Delivery;
+use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
@@ -37,6 +39,17 @@ pub enum Processor {
         #[arg(long, env = "TESSERA_TIMEKEEPER_KEY_FILE", value_name = "PATH")]
         key_file: PathBuf,
     },
+    /// Assembles each released credential (the offer's package, the timekeeper's half and the
+    /// provider's half, from the release in escrow custody or from `tessera.cosigns` in co-sign
+    /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
+    /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
+    /// and `tessera.cosigns`.
+    Delivery,
+    /// Credits each accepted credential's reward to its provider once, as RewardCredited on
+    /// `tessera.ledger` with the balance after it. Two cores in one process: `ledger-rewards`
+    /// (by offer: reads `tessera.offers`, `tessera.decisions`, `tessera.outcomes`, writes
+    /// `tessera.ledger-credits`) and `ledger` (by provider: reads `tessera.ledger-credits`).
+    Ledger,
     /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
     /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
     Counter {
@@ -69,18 +82,37 @@ pub struct RunArgs {
     /// ticker off (another process must tick then, or timers wait for traffic).
     #[arg(long, default_value_t = 1000)]
     pub tick_ms: u64,
-    /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it.
-    #[arg(long, env = "TESSERA_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: String,
+    /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it. By default each
+    /// processor has its own port, so one of each can run on a host: matcher 127.0.0.1:9464,
+    /// timekeeper :9465, delivery :9466, ledger :9467, counter :9468. Give further instances on
+    /// the same host their own address.
+    #[arg(long, env = "TESSERA_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl Processor {
+    /// The processor's own default metrics port.
+    fn metrics_port(&self) -> u16 {
+        match self {
+            Processor::Matcher => 9464,
+            Processor::Timekeeper { .. } => 9465,
+            Processor::Delivery => 9466,
+            Processor::Ledger => 9467,
+            Processor::Counter { .. } => 9468,
+        }
+    }
 }
 
 /// Runs the processor until SIGTERM or Ctrl-C.
 pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> anyhow::Result<()> {
-    if args.metrics_addr != "off" {
-        let addr: SocketAddr = args
-            .metrics_addr
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{}", processor.metrics_port()));
+    if metrics_addr != "off" {
+        let addr: SocketAddr = metrics_addr
             .parse()
-            .with_context(|| format!("--metrics-addr {} is not host:port or off", args.metrics_addr))?;
+            .with_context(|| format!("--metrics-addr {metrics_addr} is not host:port or off"))?;
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
             .install()
@@ -108,6 +140,16 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         Processor::Timekeeper { key_file } => {
             let timekeeper = timekeeper(kafka, &key_file).await?;
             runtime::run(timekeeper, config, stop).await
+        }
+        Processor::Delivery => runtime::run(Delivery, config, stop).await,
+        Processor::Ledger => {
+            // Each core's name makes its own consumer group, transactional ids, changelog and
+            // state directory, so the two share only the process and the stop signal.
+            tokio::try_join!(
+                runtime::run(Rewards, config.clone(), stop.clone()),
+                runtime::run(Ledger, config, stop),
+            )?;
+            Ok(())
         }
         Processor::Counter {
             inputs,

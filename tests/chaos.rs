@@ -7,6 +7,8 @@
 //!
 //! CI runs `chaos_small` (20 000 events). The full run (200 000 events, broker restart) is
 //! `TESSERA_CHAOS_BROKER_RESTART=1 cargo test --test chaos -- --ignored chaos_full`.
+//! `TESSERA_CHAOS_LOG` sets the instances' `RUST_LOG`; `TESSERA_CHAOS_KEEP=1` keeps their logs
+//! and state after a passing run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -316,6 +318,10 @@ fn chaos(events: usize, broker_restart: bool) {
         }
     }
     cluster.stop_all();
+    if std::env::var_os("TESSERA_CHAOS_KEEP").is_some() {
+        let kept = std::mem::replace(&mut cluster.dir, tempfile::tempdir().unwrap()).keep();
+        eprintln!("chaos: instance logs and state kept in {}", kept.display());
+    }
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for i in (0..events).filter(|i| i % GARBAGE_EVERY != 0) {

@@ -8,10 +8,15 @@
 
 pub mod core;
 pub mod counter;
+pub mod delivery;
+pub mod ledger;
 pub mod matcher;
 pub mod merge;
+mod outputs;
 pub mod replay;
 pub mod runtime;
+#[cfg(test)]
+mod testing;
 pub mod timekeeper;
 pub mod timers;
 

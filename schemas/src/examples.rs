@@ -42,6 +42,29 @@ fn recommendation() -> Recommendation {
     }
 }
 
+/// An offer for tests to adjust: `offer_id` of `provider_id` in `custody`, document X with a
+/// deadline of 2025-11-25T10:00:00Z, no capacity, no reward, a package that names the offer, and
+/// halves filled with 1 (platform) and 2 (escrow, in escrow custody).
+pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublished {
+    let name = format!("offer/{offer_id}");
+    OfferPublished {
+        event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string(),
+        offer_id: offer_id.into(),
+        provider_id: provider_id.into(),
+        provider_contact: format!("{provider_id}@example.org"),
+        recommendation: recommendation(),
+        time_rule: TimeRule::Deadline(Deadline { at: 1_764_064_800_000 }),
+        capacity: None,
+        reward: None,
+        credential: SealedCredential {
+            custody,
+            package: format!("package of {offer_id}").into_bytes(),
+            platform_half: sealed(1),
+            escrow_half: (custody == Custody::Escrow).then(|| sealed(2)),
+        },
+    }
+}
+
 /// Every event kind at least once; kinds with optional fields appear with them set and unset.
 pub fn all() -> Vec<Event> {
     let deadline = TimeRule::Deadline(Deadline { at: 1_764_064_800_000 });
@@ -259,6 +282,17 @@ pub fn all() -> Vec<Event> {
             amount: 250,
             currency: "EUR".into(),
             balance: 250,
+        }
+        .into(),
+        RewardDue {
+            event_id: id(24),
+            provider_id: "A".into(),
+            offer_id: "offer-1".into(),
+            credential_id: "cred-1".into(),
+            subscriber_id: "B1".into(),
+            amount: 250,
+            currency: "EUR".into(),
+            accepted: position("tessera.outcomes", 7),
         }
         .into(),
         DeadLetter {

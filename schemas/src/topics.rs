@@ -158,6 +158,15 @@ pub const LEDGER: Topic = Topic {
     events: &[E::RewardCredited],
     decides: false,
 };
+/// `tessera.ledger-credits`: internal to the ledger, which re-keys the rewards that outcomes earn
+/// from offer id to provider id here; the broker's stamps and ticks serve it as any input.
+pub const LEDGER_CREDITS: Topic = Topic {
+    name: "tessera.ledger-credits",
+    key: "provider id",
+    shape: Shape::EventLog,
+    events: &[E::RewardDue],
+    decides: true,
+};
 /// `tessera.dead-letters`.
 pub const DEAD_LETTERS: Topic = Topic {
     name: "tessera.dead-letters",
@@ -178,6 +187,7 @@ pub const ALL: &[Topic] = &[
     COSIGNS,
     DELIVERIES,
     OUTCOMES,
+    LEDGER_CREDITS,
     LEDGER,
     DEAD_LETTERS,
 ];

@@ -63,40 +63,52 @@ impl Matcher {
         }
         SEEN.put(state, &offer.offer_id, &());
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
-        let terms = OfferTerms {
-            position: LogPosition {
-                topic: OFFERS.name.to_string(),
-                partition: at.partition,
-                offset: at.offset,
-                stamp: at.effective,
+        // One request, readdressed to each subscriber in turn: the recommendation and the terms
+        // are encoded from the same value every time rather than cloned per subscriber.
+        let offer_id = offer.offer_id;
+        let mut event = Event::InteractionRequested(InteractionRequested {
+            event_id: String::new(),
+            request_id: String::new(),
+            offer_id: offer_id.clone(),
+            subscriber_id: String::new(),
+            subscriber_key: Vec::new(),
+            recommendation: offer.recommendation,
+            offer: OfferTerms {
+                position: LogPosition {
+                    topic: OFFERS.name.to_string(),
+                    partition: at.partition,
+                    offset: at.offset,
+                    stamp: at.effective,
+                },
+                time_rule: offer.time_rule,
             },
-            time_rule: offer.time_rule,
-        };
-        subscribers
-            .into_iter()
-            .enumerate()
-            .map(|(n, subscriber_id)| {
+            provider_contact: offer.provider_contact,
+        });
+        let mut outputs = Vec::with_capacity(subscribers.len());
+        for subscriber_id in subscribers {
+            if let Event::InteractionRequested(request) = &mut event {
+                request.request_id = request_id(&offer_id, &subscriber_id);
+                request.event_id = request_event_id(&at, &request.request_id);
                 // A subscriber the index returns is registered, so its key is there.
-                let subscriber_key = KEYS.get(state, &subscriber_id).unwrap_or_default();
-                let request = InteractionRequested {
-                    event_id: derived_id(self.name(), &at, n),
-                    request_id: request_id(&offer.offer_id, &subscriber_id),
-                    offer_id: offer.offer_id.clone(),
-                    subscriber_id,
-                    subscriber_key,
-                    recommendation: offer.recommendation.clone(),
-                    offer: terms.clone(),
-                    provider_contact: offer.provider_contact.clone(),
-                };
-                Output {
-                    topic: 0,
-                    key: offer.offer_id.clone(),
-                    value: tessera_schemas::encode(&Event::InteractionRequested(request))
-                        .expect("an InteractionRequested built from decoded events encodes"),
-                }
-            })
-            .collect()
+                request.subscriber_key = KEYS.get(state, &subscriber_id).unwrap_or_default();
+                request.subscriber_id = subscriber_id;
+            }
+            outputs.push(Output {
+                topic: 0,
+                key: offer_id.clone(),
+                value: tessera_schemas::encode(&event)
+                    .expect("an InteractionRequested built from decoded events encodes"),
+            });
+        }
+        outputs
     }
+}
+
+/// The event id of one invitation. Every task reads every offer, so an output's place among its
+/// task's outputs, which [`derived_id`] numbers, repeats across tasks; the request id (offer and
+/// subscriber, a UUID) tells their invitations apart.
+fn request_event_id(at: &Position, request_id: &str) -> String {
+    derived_id(&format!("matcher/{request_id}"), at, 0)
 }
 
 /// The event's id field must be the record key: the key decides the partition, so a record

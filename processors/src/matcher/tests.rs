@@ -236,9 +236,8 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
     };
     let expected: Vec<InteractionRequested> = ["B1", "B2"]
         .iter()
-        .enumerate()
-        .map(|(n, subscriber)| InteractionRequested {
-            event_id: derived_id("matcher", &at, n),
+        .map(|subscriber| InteractionRequested {
+            event_id: request_event_id(&at, &request_id("offer-1", subscriber)),
             request_id: request_id("offer-1", subscriber),
             offer_id: "offer-1".into(),
             subscriber_id: subscriber.to_string(),
@@ -257,6 +256,24 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
         })
         .collect();
     assert_eq!(requests, expected);
+}
+
+#[test]
+fn tasks_that_read_the_same_offer_give_their_invitations_distinct_event_ids() {
+    let (mut one, mut other) = (Task::new(), Task::new());
+    one.register(1, "B1", vec![wanting("doc-X")]);
+    other.register(1, "B2", vec![wanting("doc-X")]);
+    let first = one.publish(2, offer("offer-1", "doc-X"));
+    let second = other.publish(2, offer("offer-1", "doc-X"));
+    assert_eq!(first[0].offer.position, second[0].offer.position);
+    assert_ne!(first[0].event_id, second[0].event_id);
+    let mut again = Task::new();
+    again.register(1, "B1", vec![wanting("doc-X")]);
+    assert_eq!(
+        again.publish(2, offer("offer-1", "doc-X")),
+        first,
+        "a replay writes the same ids"
+    );
 }
 
 #[test]

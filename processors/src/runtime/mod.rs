@@ -335,6 +335,9 @@ impl<C: Core> Runtime<C> {
         let changes = std::mem::take(&mut *self.consumer.context().changes.lock().expect("lock"));
         for change in changes {
             match change {
+                Change::Failed(reason) => {
+                    bail!("cannot take up the assigned partitions: {reason}")
+                }
                 Change::Revoked { partitions, aborted } => {
                     // Drop the revoked tasks first: they are no longer assigned, so they can
                     // neither be rewound nor seeked. The aborted transaction also covered the

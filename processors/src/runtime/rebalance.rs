@@ -32,6 +32,8 @@ pub(crate) enum Change {
         partitions: Vec<i32>,
         aborted: bool,
     },
+    /// The assignment could not be taken up; the instance must restart.
+    Failed(String),
 }
 
 pub(crate) struct Context {
@@ -50,11 +52,15 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 
 /// The committed offsets of `tpl`, retried while the group reports them unstable or the
 /// coordinator is unavailable. Partitions without a committed offset start at the beginning.
+///
+/// Gives up after a minute: falling back to librdkafka's own lookup is what stalled partitions
+/// before, and this runs inside `poll`, so waiting longer only wedges the instance. A restart
+/// (static membership brings it back to the same partitions) is the clean way out.
 fn stable_committed(
     consumer: &BaseConsumer<Context>,
     tpl: &TopicPartitionList,
-) -> TopicPartitionList {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+) -> Result<TopicPartitionList, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
             Ok(committed) if committed.elements().iter().all(|e| e.error().is_ok()) => {
@@ -68,19 +74,15 @@ fn stable_committed(
                         .add_partition_offset(element.topic(), element.partition(), offset)
                         .expect("valid offset");
                 }
-                return explicit;
+                return Ok(explicit);
             }
             Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(200));
             }
             Ok(committed) => {
-                warn!("committed offsets still unstable after 120 s: {committed:?}");
-                return committed;
+                return Err(format!("committed offsets still unstable after 60 s: {committed:?}"));
             }
-            Err(e) => {
-                warn!("cannot read committed offsets after 120 s: {e}");
-                return tpl.clone();
-            }
+            Err(e) => return Err(format!("cannot read committed offsets for 60 s: {e}")),
         }
     }
 }
@@ -112,7 +114,16 @@ impl ConsumerContext for Context {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let committed = stable_committed(consumer, tpl);
+                let committed = match stable_committed(consumer, tpl) {
+                    Ok(committed) => committed,
+                    Err(reason) => {
+                        self.changes
+                            .lock()
+                            .expect("rebalance lock")
+                            .push(Change::Failed(reason));
+                        return;
+                    }
+                };
                 if let Err(e) = consumer.assign(&committed) {
                     warn!("cannot assign partitions: {e}");
                 }

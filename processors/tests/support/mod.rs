@@ -1,9 +1,11 @@
 //! Delivery of one task's input partitions to a core in an interleaving a test chooses, shared by
 //! the property tests: the runtime sees fetches complete in any order, so the tests must too.
 
+use proptest::prelude::*;
 use tessera_processors::Core;
 use tessera_processors::merge::Merge;
 use tessera_processors::replay::{self, Produced, RawRecord};
+use tessera_schemas::{Tick, encode};
 use tessera_state_stores::MemoryState;
 
 /// The partition number every input of the delivered task has.
@@ -58,4 +60,87 @@ pub fn deliver<C: Core>(
     }
     produced.extend(replay::drain(&mut core, &mut state, &mut merge));
     (produced, state)
+}
+
+// Not every test crate that includes this module uses every helper below.
+
+/// A tick as the ticker writes it: cores see it as time passing.
+#[allow(dead_code)]
+pub fn tick() -> RawRecord {
+    let tick = Tick {
+        event_id: "00000000-0000-4000-8000-000000000004".into(),
+        ticker: "t".into(),
+        seq: 0,
+    };
+    RawRecord {
+        key: Some(b"tick".to_vec()),
+        value: Some(encode(&tick.into()).unwrap()),
+    }
+}
+
+/// Bytes no decoder takes, without a key: a dead letter.
+#[allow(dead_code)]
+pub fn garbage() -> RawRecord {
+    RawRecord {
+        key: None,
+        value: Some(vec![0xde, 0xad]),
+    }
+}
+
+/// The three input partitions of one task, at most `most` records each: per record a stamp step
+/// (which may be negative, as a broker clock may step back) and an item of its lane. With
+/// `ordered`, the first two lanes are all stamped at the start and the third after it, so every
+/// record of the first two is applied before any of the third.
+#[allow(dead_code)]
+pub fn three_lanes<I: std::fmt::Debug + Clone + 'static>(
+    items: [BoxedStrategy<I>; 3],
+    most: [usize; 3],
+    ordered: bool,
+) -> impl Strategy<Value = [Vec<(i64, I)>; 3]> {
+    let [first, second, third] = items;
+    let lane = move |items: BoxedStrategy<I>, most: usize, late: bool| {
+        let step = match (ordered, late) {
+            (false, _) => (-5i64..40).boxed(),
+            (true, false) => Just(0i64).boxed(),
+            (true, true) => (1i64..40).boxed(),
+        };
+        proptest::collection::vec((step, items), 0..most)
+    };
+    (
+        lane(first, most[0], false),
+        lane(second, most[1], false),
+        lane(third, most[2], true),
+    )
+        .prop_map(|(first, second, third)| [first, second, third])
+}
+
+/// The records of generated lanes, as [`deliver`] takes them.
+#[allow(dead_code)]
+pub fn records<I>(
+    items: &[Vec<(i64, I)>],
+    record: impl Fn(&I) -> RawRecord,
+) -> Vec<Vec<(i64, RawRecord)>> {
+    items
+        .iter()
+        .map(|lane| {
+            lane.iter()
+                .map(|(step, item)| (*step, record(item)))
+                .collect()
+        })
+        .collect()
+}
+
+/// The events a core asked to produce, decoded, with their record keys; dead letters left out.
+#[allow(dead_code)]
+pub fn events(produced: &[Produced]) -> Vec<(String, tessera_schemas::Event)> {
+    produced
+        .iter()
+        .filter_map(|p| match p {
+            Produced::Output(output) => Some((
+                output.key.clone(),
+                tessera_schemas::decode(&output.value).unwrap(),
+            )),
+            Produced::DeadLetter { .. } => None,
+        })
+        .collect()
 }

@@ -145,6 +145,7 @@ events! {
     CredentialAccepted => "credential_accepted.avsc",
     CredentialDeclined => "credential_declined.avsc",
     RewardCredited => "reward_credited.avsc",
+    RewardDue => "reward_due.avsc",
     DeadLetter => "dead_letter.avsc",
     KeyPublished => "key_published.avsc",
     Tick => "tick.avsc",

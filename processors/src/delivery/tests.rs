@@ -1,0 +1,479 @@
+use tessera_schemas::{
+    Custody, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
+    decode, encode, examples,
+};
+
+use super::*;
+use crate::testing::{self, Feeder, T, sealed};
+
+const PARTITION: i32 = 4;
+
+fn terms() -> OfferTerms {
+    testing::terms(PARTITION)
+}
+
+fn offer(offer_id: &str, custody: Custody) -> Received {
+    Received::Offer(Box::new(examples::offer(offer_id, "A", custody)))
+}
+
+/// The release of credential `c-<subscriber>` of offer `o`; `escrow` says whether it carries the
+/// provider half.
+fn release(subscriber_id: &str, escrow: bool) -> CredentialReleased {
+    CredentialReleased {
+        event_id: format!("release-{subscriber_id}"),
+        offer_id: "o".into(),
+        credential_id: format!("c-{subscriber_id}"),
+        subscriber_id: subscriber_id.into(),
+        request_id: format!("request-{subscriber_id}"),
+        response: LogPosition {
+            topic: "tessera.responses".into(),
+            partition: PARTITION,
+            offset: 0,
+            stamp: T + 10,
+        },
+        offer: terms(),
+        platform_half: sealed(10),
+        provider_half: escrow.then(|| sealed(20)),
+    }
+}
+
+/// Cosign event `n` of credential `credential_id` of offer `o`, to `subscriber_id`.
+fn share(credential_id: &str, subscriber_id: &str, n: u8) -> ProviderShareReleased {
+    ProviderShareReleased {
+        event_id: format!("cosign-{n}"),
+        offer_id: "o".into(),
+        credential_id: credential_id.into(),
+        subscriber_id: subscriber_id.into(),
+        provider_half: sealed(30 + n),
+    }
+}
+
+fn closed() -> Received {
+    Received::Closed(OfferClosed {
+        event_id: "closed".into(),
+        offer_id: "o".into(),
+        offer: terms(),
+        closed_at: T + 1001,
+        requested: 2,
+        responded: 2,
+        released: 1,
+        rejected: 1,
+        withdrawn: false,
+    })
+}
+
+fn rejected(problem: OfferProblem) -> Received {
+    Received::Rejected(OfferRejected {
+        event_id: "rejected".into(),
+        offer_id: "o".into(),
+        provider_id: "A".into(),
+        problem,
+        offer: terms().position,
+        detail: "the reward 0 EUR is not positive".into(),
+    })
+}
+
+/// The delivery fed by hand, everything keyed by offer `o`.
+struct Fixture(Feeder<Delivery>);
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture(Feeder::new(Delivery, PARTITION))
+    }
+}
+
+impl Fixture {
+    fn feed(&mut self, value: Received) -> Vec<Output> {
+        let topic = match value {
+            Received::Offer(_) => OFFERS_INPUT,
+            Received::Share(_) => COSIGNS_INPUT,
+            _ => DECISIONS_INPUT,
+        };
+        self.0.feed_on(topic, "o", value)
+    }
+
+    /// What feeding `value` produced, in words.
+    fn says(&mut self, value: Received) -> Vec<String> {
+        self.feed(value).iter().map(summary).collect()
+    }
+
+    fn released(&mut self, release: CredentialReleased) -> Vec<String> {
+        self.says(Received::Release(Box::new(release)))
+    }
+
+    fn cosigned(&mut self, share: ProviderShareReleased) -> Vec<String> {
+        self.says(Received::Share(share))
+    }
+
+    fn package_kept(&self) -> bool {
+        PACKAGES.get(&self.0.state, "o").is_some()
+    }
+}
+
+/// An output in a few words: `delivered <credential> to <key>` or `dead letter: <reason>`.
+fn summary(output: &Output) -> String {
+    match decode(&output.value).expect("outputs decode") {
+        Event::CredentialDelivered(e) => {
+            assert_eq!(output.topic, DELIVERIES_OUTPUT);
+            format!("delivered {} to {}", e.credential_id, output.key)
+        }
+        Event::DeadLetter(e) => {
+            assert_eq!(output.topic, DEAD_LETTERS_OUTPUT);
+            format!("dead letter: {}", e.reason)
+        }
+        other => format!("unexpected {:?}", other.kind()),
+    }
+}
+
+fn delivered(output: &Output) -> CredentialDelivered {
+    match decode(&output.value).unwrap() {
+        Event::CredentialDelivered(e) => e,
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+fn dead_letter(output: &Output) -> DeadLetter {
+    match decode(&output.value).unwrap() {
+        Event::DeadLetter(e) => e,
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_escrow_release_is_delivered_at_once_with_the_package_and_both_halves() {
+    let mut f = Fixture::default();
+    assert_eq!(f.feed(offer("o", Custody::Escrow)), vec![]);
+    let outputs = f.feed(Received::Release(Box::new(release("B1", true))));
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].key, "B1", "the inbox is keyed by subscriber id");
+    let delivery = delivered(&outputs[0]);
+    assert_eq!(delivery.credential_id, "c-B1");
+    assert_eq!(delivery.offer_id, "o");
+    assert_eq!(delivery.subscriber_id, "B1");
+    assert_eq!(delivery.package, b"package of o");
+    assert_eq!(delivery.platform_half, sealed(10));
+    assert_eq!(delivery.provider_half, sealed(20));
+    assert_eq!(delivery.attempts, 1);
+}
+
+#[test]
+fn a_co_signed_release_waits_for_the_providers_half() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    assert_eq!(f.released(release("B1", false)), Vec::<String>::new());
+    let outputs = f.feed(Received::Share(share("c-B1", "B1", 1)));
+    assert_eq!(outputs.len(), 1);
+    let delivery = delivered(&outputs[0]);
+    assert_eq!(delivery.platform_half, sealed(10));
+    assert_eq!(
+        delivery.provider_half,
+        sealed(31),
+        "the cosign's half, not the release's"
+    );
+}
+
+#[test]
+fn a_credential_is_delivered_once_whatever_repeats() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    f.released(release("B1", false));
+    assert_eq!(f.cosigned(share("c-B1", "B1", 1)), ["delivered c-B1 to B1"]);
+    assert_eq!(
+        f.cosigned(share("c-B1", "B1", 1)),
+        Vec::<String>::new(),
+        "the same cosign read again changes nothing"
+    );
+    assert_eq!(
+        f.cosigned(share("c-B1", "B1", 2)),
+        ["dead letter: credential c-B1 has its provider half already, from cosign cosign-1"]
+    );
+    assert_eq!(f.released(release("B1", false)), Vec::<String>::new());
+    let mut other = release("B1", false);
+    other.event_id = "another-release".into();
+    assert_eq!(
+        f.released(other),
+        ["dead letter: credential c-B1 was released already by event release-B1"]
+    );
+}
+
+#[test]
+fn a_cosign_read_before_its_release_waits_for_it() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    assert_eq!(f.cosigned(share("c-B1", "B1", 1)), Vec::<String>::new());
+    assert_eq!(
+        f.cosigned(share("c-B1", "B1", 1)),
+        Vec::<String>::new(),
+        "the same cosign held twice is one"
+    );
+    assert_eq!(f.released(release("B1", false)), ["delivered c-B1 to B1"]);
+    assert!(
+        HELD.range(&f.0.state, "").is_empty(),
+        "nothing is held after delivery"
+    );
+}
+
+#[test]
+fn a_held_cosign_for_another_recipient_is_refused_when_the_release_names_who_it_was() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    f.cosigned(share("c-B1", "B2", 1));
+    f.cosigned(share("c-B1", "B1", 2));
+    assert_eq!(
+        f.released(release("B1", false)),
+        [
+            "dead letter: credential c-B1 was released to B1, not B2",
+            "delivered c-B1 to B1"
+        ]
+    );
+}
+
+#[test]
+fn a_cosign_for_another_recipient_never_delivers() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    f.released(release("B1", false));
+    assert_eq!(
+        f.cosigned(share("c-B1", "B2", 1)),
+        ["dead letter: credential c-B1 was released to B1, not B2"]
+    );
+    assert_eq!(f.cosigned(share("c-B1", "B1", 2)), ["delivered c-B1 to B1"]);
+}
+
+#[test]
+fn a_cosign_the_timekeeper_never_released_is_dead_lettered_when_the_offer_closes() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    f.released(release("B1", false));
+    assert_eq!(
+        f.cosigned(share("c-B2", "B2", 7)),
+        Vec::<String>::new(),
+        "held"
+    );
+    let outputs = f.feed(closed());
+    assert_eq!(
+        outputs.iter().map(summary).collect::<Vec<_>>(),
+        [
+            "dead letter: offer o closed at 2025-11-25T09:00:01.001Z without releasing credential c-B2"
+        ]
+    );
+    let letter = dead_letter(&outputs[0]);
+    assert_eq!(
+        outputs[0].key, "tessera.cosigns",
+        "dead letters are keyed by source topic"
+    );
+    assert_eq!(letter.processor, "delivery");
+    assert_eq!(letter.source_topic, "tessera.cosigns");
+    assert_eq!(
+        (
+            letter.source_partition,
+            letter.source_offset,
+            letter.source_timestamp
+        ),
+        (PARTITION, 0, Some(T + 3)),
+        "the held cosign's own place, not the closing's"
+    );
+    assert_eq!(letter.key.as_deref(), Some(&b"o"[..]));
+    assert_eq!(
+        letter.value,
+        Some(encode(&share("c-B2", "B2", 7).into()).unwrap()),
+        "the cosign, byte for byte"
+    );
+    assert_eq!(
+        f.cosigned(share("c-B3", "B3", 8)),
+        [
+            "dead letter: offer o closed at 2025-11-25T09:00:01.001Z without releasing credential c-B3"
+        ],
+        "after the end a stranger is refused at once"
+    );
+}
+
+#[test]
+fn a_cosign_for_an_offer_not_on_the_log_is_dead_lettered_at_once() {
+    let mut f = Fixture::default();
+    assert_eq!(
+        f.cosigned(share("c-B1", "B1", 1)),
+        ["dead letter: no offer o was on the log by 2025-11-25T09:00:00.001Z"]
+    );
+}
+
+#[test]
+fn a_cosign_for_an_escrow_release_is_refused() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    assert_eq!(f.released(release("B1", true)), ["delivered c-B1 to B1"]);
+    assert_eq!(
+        f.cosigned(share("c-B1", "B1", 1)),
+        ["dead letter: credential c-B1 was released with the provider half in escrow"]
+    );
+}
+
+#[test]
+fn a_late_cosign_of_a_released_credential_is_delivered_after_the_offer_closed() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    f.released(release("B1", false));
+    assert_eq!(f.says(closed()), Vec::<String>::new());
+    assert!(
+        f.package_kept(),
+        "a release still waits for its provider half"
+    );
+    assert_eq!(f.cosigned(share("c-B1", "B1", 1)), ["delivered c-B1 to B1"]);
+    assert!(
+        !f.package_kept(),
+        "the offer ended and everything was delivered"
+    );
+}
+
+#[test]
+fn the_package_goes_once_the_offer_ended_with_everything_delivered() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    f.released(release("B1", true));
+    assert!(f.package_kept(), "more releases may come");
+    f.says(closed());
+    assert!(!f.package_kept());
+    let credential = CREDENTIALS.get(&f.0.state, &pair("o", "c-B1")).unwrap();
+    assert!(credential.delivered);
+    assert_eq!(
+        (credential.platform_half, credential.provider_half),
+        (None, None),
+        "delivered halves are not kept"
+    );
+}
+
+#[test]
+fn a_release_read_before_its_offer_is_delivered_when_the_offer_comes() {
+    let mut f = Fixture::default();
+    assert_eq!(f.released(release("B1", true)), Vec::<String>::new());
+    assert_eq!(
+        f.says(offer("o", Custody::Escrow)),
+        ["delivered c-B1 to B1"]
+    );
+    assert_eq!(f.says(offer("o", Custody::Escrow)), Vec::<String>::new());
+}
+
+#[test]
+fn an_offer_read_after_its_end_keeps_its_package_only_for_waiting_releases() {
+    let mut f = Fixture::default();
+    f.says(closed());
+    assert_eq!(f.says(offer("o", Custody::Escrow)), Vec::<String>::new());
+    assert!(!f.package_kept(), "nothing waits for it");
+    let mut g = Fixture::default();
+    g.released(release("B1", false));
+    g.says(closed());
+    g.says(offer("o", Custody::CoSign));
+    assert!(
+        g.package_kept(),
+        "B1's credential waits for its provider half"
+    );
+    assert_eq!(g.cosigned(share("c-B1", "B1", 1)), ["delivered c-B1 to B1"]);
+    assert!(!g.package_kept());
+}
+
+#[test]
+fn only_an_offers_first_package_counts() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    let Received::Offer(mut second) = offer("o", Custody::Escrow) else {
+        unreachable!()
+    };
+    second.credential.package = b"another package".to_vec();
+    f.feed(Received::Offer(second));
+    assert_eq!(f.feed(rejected(OfferProblem::DuplicateOffer)), vec![]);
+    let outputs = f.feed(Received::Release(Box::new(release("B1", true))));
+    assert_eq!(delivered(&outputs[0]).package, b"package of o");
+}
+
+#[test]
+fn a_rejected_offer_ends_and_its_held_cosigns_are_dead_lettered() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    f.cosigned(share("c-B1", "B1", 1));
+    assert_eq!(
+        f.says(rejected(OfferProblem::NonPositiveReward)),
+        [
+            "dead letter: offer o was rejected (the reward 0 EUR is not positive) without releasing credential c-B1"
+        ]
+    );
+    assert!(!f.package_kept());
+}
+
+#[test]
+fn a_release_after_the_offers_end_is_refused() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    f.says(closed());
+    assert_eq!(
+        f.released(release("B1", true)),
+        [
+            "dead letter: offer o closed at 2025-11-25T09:00:01.001Z; nothing is released after an offer's end"
+        ]
+    );
+}
+
+#[test]
+fn withdrawals_and_rejected_responses_deliver_nothing() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    let withdrawal = OfferWithdrawn {
+        event_id: "w".into(),
+        offer_id: "o".into(),
+        provider_id: "A".into(),
+        reason: None,
+    };
+    let rejection = ResponseRejected {
+        event_id: "r".into(),
+        offer_id: "o".into(),
+        subscriber_id: "B2".into(),
+        request_id: "q".into(),
+        reason: RejectReason::TooLate,
+        response: terms().position,
+        offer: Some(terms()),
+        detail: "late".into(),
+    };
+    let core = Delivery;
+    let decoded = core
+        .decode(
+            OFFERS_INPUT,
+            Some(b"o"),
+            Some(&encode(&withdrawal.into()).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(decoded, Received::Passed);
+    let decoded = core
+        .decode(
+            DECISIONS_INPUT,
+            Some(b"o"),
+            Some(&encode(&rejection.into()).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(decoded, Received::Passed);
+    assert_eq!(f.feed(decoded), vec![]);
+}
+
+#[test]
+fn records_off_their_topic_or_key_are_refused_by_the_decoder() {
+    let core = Delivery;
+    let cosign = encode(&share("c-B1", "B1", 1).into()).unwrap();
+    assert_eq!(
+        core.decode(DECISIONS_INPUT, Some(b"o"), Some(&cosign)),
+        Err("ProviderShareReleased does not belong on tessera.decisions".into())
+    );
+    assert_eq!(
+        core.decode(COSIGNS_INPUT, Some(b"p"), Some(&cosign)),
+        Err("the record key \"p\" is not the event's offer id \"o\"".into())
+    );
+    assert_eq!(
+        core.decode(COSIGNS_INPUT, None, Some(&cosign)),
+        Err("the record has no key; expected \"o\"".into())
+    );
+    assert!(
+        core.decode(COSIGNS_INPUT, Some(b"o"), Some(&[1, 2, 3]))
+            .is_err()
+    );
+    assert!(matches!(
+        core.decode(COSIGNS_INPUT, Some(b"o"), Some(&cosign)),
+        Ok(Received::Share(_))
+    ));
+}

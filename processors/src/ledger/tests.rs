@@ -1,0 +1,375 @@
+use tessera_schemas::{
+    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
+    OfferTerms, Reward, decode, encode, examples,
+};
+
+use super::rewards::{self, CREDITS_OUTPUT, DECISIONS_INPUT, OFFERS_INPUT, OUTCOMES_INPUT};
+use super::*;
+use crate::testing::{self, Feeder, T, sealed};
+
+const PARTITION: i32 = 1;
+
+fn terms() -> OfferTerms {
+    testing::terms(PARTITION)
+}
+
+fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
+    let mut offer = examples::offer("o", provider_id, Custody::CoSign);
+    offer.reward = reward.map(|amount| Reward {
+        amount,
+        currency: "EUR".into(),
+    });
+    rewards::Received::Offer(Box::new(offer))
+}
+
+/// The release of credential `c-<subscriber>` of offer `o`.
+fn release(subscriber_id: &str) -> rewards::Received {
+    rewards::Received::Release(Box::new(CredentialReleased {
+        event_id: format!("release-{subscriber_id}"),
+        offer_id: "o".into(),
+        credential_id: format!("c-{subscriber_id}"),
+        subscriber_id: subscriber_id.into(),
+        request_id: "q".into(),
+        response: terms().position,
+        offer: terms(),
+        platform_half: sealed(2),
+        provider_half: None,
+    }))
+}
+
+/// Acceptance event `n` of credential `credential_id` of offer `o` by `subscriber_id`.
+fn accepted(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Received {
+    rewards::Received::Outcome(rewards::Outcome::Accepted(CredentialAccepted {
+        event_id: format!("accepted-{n}"),
+        offer_id: "o".into(),
+        credential_id: credential_id.into(),
+        subscriber_id: subscriber_id.into(),
+    }))
+}
+
+fn declined(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Received {
+    rewards::Received::Outcome(rewards::Outcome::Declined(CredentialDeclined {
+        event_id: format!("declined-{n}"),
+        offer_id: "o".into(),
+        credential_id: credential_id.into(),
+        subscriber_id: subscriber_id.into(),
+        reason: Some("not what I wanted".into()),
+    }))
+}
+
+/// Rewards fed by hand, everything keyed by offer `o`.
+fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
+    let topic = match value {
+        rewards::Received::Offer(_) => OFFERS_INPUT,
+        rewards::Received::Outcome(_) => OUTCOMES_INPUT,
+        _ => DECISIONS_INPUT,
+    };
+    f.feed_on(topic, "o", value)
+}
+
+fn says(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<String> {
+    feed(f, value).iter().map(summary).collect()
+}
+
+/// The ledger credits `due`, fed by hand under its provider id; what it said, in words.
+fn credit(f: &mut Feeder<Ledger>, due: RewardDue) -> Vec<String> {
+    let key = due.provider_id.clone();
+    f.feed_on(0, &key, due).iter().map(summary).collect()
+}
+
+/// An output in a few words.
+fn summary(output: &Output) -> String {
+    match decode(&output.value).expect("outputs decode") {
+        Event::RewardDue(e) => format!(
+            "due {} {} to {} for {}",
+            e.amount, e.currency, output.key, e.credential_id
+        ),
+        Event::RewardCredited(e) => format!(
+            "credited {} {} to {} for {}, balance {}",
+            e.amount, e.currency, output.key, e.credential_id, e.balance
+        ),
+        Event::DeadLetter(e) => format!("dead letter: {}", e.reason),
+        other => format!("unexpected {:?}", other.kind()),
+    }
+}
+
+fn due(provider_id: &str, credential_id: &str, amount: i64, currency: &str) -> RewardDue {
+    RewardDue {
+        event_id: format!("due-{provider_id}-{credential_id}"),
+        provider_id: provider_id.into(),
+        offer_id: "o".into(),
+        credential_id: credential_id.into(),
+        subscriber_id: "B1".into(),
+        amount,
+        currency: currency.into(),
+        accepted: terms().position,
+    }
+}
+
+/// Rewards with offer `o` of provider A, reward 250 EUR, released to B1 and B2.
+fn released_to_b1_and_b2() -> Feeder<Rewards> {
+    let mut f = Feeder::new(Rewards, PARTITION);
+    feed(&mut f, offer("A", Some(250)));
+    feed(&mut f, release("B1"));
+    feed(&mut f, release("B2"));
+    f
+}
+
+#[test]
+fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
+    let mut f = released_to_b1_and_b2();
+    let outputs = feed(&mut f, accepted("c-B1", "B1", 1));
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].topic, CREDITS_OUTPUT);
+    assert_eq!(outputs[0].key, "A", "re-keyed by provider id");
+    let Event::RewardDue(reward) = decode(&outputs[0].value).unwrap() else {
+        panic!("expected a reward")
+    };
+    assert_eq!(
+        (
+            reward.offer_id.as_str(),
+            reward.credential_id.as_str(),
+            reward.subscriber_id.as_str()
+        ),
+        ("o", "c-B1", "B1")
+    );
+    assert_eq!((reward.amount, reward.currency.as_str()), (250, "EUR"));
+    assert_eq!(
+        reward.accepted,
+        LogPosition {
+            topic: "tessera.outcomes".into(),
+            partition: PARTITION,
+            offset: 0,
+            stamp: T + 4,
+        }
+    );
+}
+
+#[test]
+fn a_credential_earns_once_however_often_it_is_accepted() {
+    let mut f = released_to_b1_and_b2();
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        Vec::<String>::new(),
+        "the same acceptance read again changes nothing"
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 2)),
+        ["dead letter: credential c-B1 was accepted already, by event accepted-1"]
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B2", "B2", 3)),
+        ["due 250 EUR to A for c-B2"]
+    );
+}
+
+#[test]
+fn a_declined_credential_earns_nothing_ever() {
+    let mut f = released_to_b1_and_b2();
+    assert_eq!(
+        says(&mut f, declined("c-B1", "B1", 1)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 2)),
+        ["dead letter: credential c-B1 was declined already, by event declined-1"]
+    );
+}
+
+#[test]
+fn an_outcome_for_a_credential_never_released_is_dead_lettered() {
+    let mut f = released_to_b1_and_b2();
+    assert_eq!(
+        says(&mut f, accepted("c-B3", "B3", 1)),
+        ["dead letter: credential c-B3 of offer o was not released by 2025-11-25T09:00:00.004Z"]
+    );
+}
+
+#[test]
+fn only_the_recipient_settles_a_credential() {
+    let mut f = released_to_b1_and_b2();
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B2", 1)),
+        ["dead letter: credential c-B1 was released to B1, not B2"]
+    );
+    assert_eq!(
+        says(&mut f, declined("c-B1", "B2", 2)),
+        ["dead letter: credential c-B1 was released to B1, not B2"]
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 3)),
+        ["due 250 EUR to A for c-B1"]
+    );
+}
+
+#[test]
+fn an_offer_without_a_reward_earns_nothing_but_settles() {
+    let mut f = Feeder::new(Rewards, PARTITION);
+    feed(&mut f, offer("A", None));
+    feed(&mut f, release("B1"));
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 2)),
+        ["dead letter: credential c-B1 was accepted already, by event accepted-1"]
+    );
+}
+
+#[test]
+fn the_first_offer_under_an_id_names_provider_and_reward() {
+    let mut f = Feeder::new(Rewards, PARTITION);
+    feed(&mut f, offer("A", Some(250)));
+    feed(&mut f, offer("Z", Some(1_000_000)));
+    feed(&mut f, release("B1"));
+    feed(&mut f, rewards::Received::Passed);
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
+}
+
+#[test]
+fn a_second_release_of_a_credential_is_dead_lettered() {
+    let mut f = released_to_b1_and_b2();
+    assert_eq!(says(&mut f, release("B1")), Vec::<String>::new());
+    let rewards::Received::Release(mut other) = release("B1") else {
+        unreachable!()
+    };
+    other.event_id = "another".into();
+    other.subscriber_id = "B9".into();
+    assert_eq!(
+        says(&mut f, rewards::Received::Release(other)),
+        ["dead letter: credential c-B1 was released already by event release-B1"]
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
+}
+
+#[test]
+fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
+    let core = Rewards;
+    let closed = encode(
+        &OfferClosed {
+            event_id: "c".into(),
+            offer_id: "o".into(),
+            offer: terms(),
+            closed_at: T,
+            requested: 0,
+            responded: 0,
+            released: 0,
+            rejected: 0,
+            withdrawn: false,
+        }
+        .into(),
+    )
+    .unwrap();
+    assert_eq!(
+        core.decode(DECISIONS_INPUT, Some(b"o"), Some(&closed)),
+        Ok(rewards::Received::Passed)
+    );
+    assert_eq!(
+        core.decode(OUTCOMES_INPUT, Some(b"o"), Some(&closed)),
+        Err("OfferClosed does not belong on tessera.outcomes".into())
+    );
+    let rewards::Received::Outcome(rewards::Outcome::Accepted(acceptance)) =
+        accepted("c-B1", "B1", 1)
+    else {
+        unreachable!()
+    };
+    let acceptance = encode(&acceptance.into()).unwrap();
+    assert_eq!(
+        core.decode(OUTCOMES_INPUT, Some(b"B1"), Some(&acceptance)),
+        Err("the record key \"B1\" is not the event's offer id \"o\"".into())
+    );
+    assert_eq!(
+        core.decode(OUTCOMES_INPUT, Some(b"o"), Some(&acceptance)),
+        Ok(accepted("c-B1", "B1", 1))
+    );
+}
+
+#[test]
+fn balances_add_up_per_provider_and_currency() {
+    let mut f = Feeder::new(Ledger, PARTITION);
+    assert_eq!(
+        credit(&mut f, due("A", "c1", 250, "EUR")),
+        ["credited 250 EUR to A for c1, balance 250"]
+    );
+    assert_eq!(
+        credit(&mut f, due("A", "c2", 100, "EUR")),
+        ["credited 100 EUR to A for c2, balance 350"]
+    );
+    assert_eq!(
+        credit(&mut f, due("A", "c3", 7, "points")),
+        ["credited 7 points to A for c3, balance 7"]
+    );
+    assert_eq!(
+        credit(&mut f, due("B", "c4", 1, "EUR")),
+        ["credited 1 EUR to B for c4, balance 1"]
+    );
+}
+
+#[test]
+fn the_ledger_credits_a_credential_at_most_once() {
+    let mut f = Feeder::new(Ledger, PARTITION);
+    credit(&mut f, due("A", "c1", 250, "EUR"));
+    assert_eq!(
+        credit(&mut f, due("A", "c1", 250, "EUR")),
+        Vec::<String>::new(),
+        "the same reward read again changes nothing"
+    );
+    let mut again = due("A", "c1", 250, "EUR");
+    again.event_id = "another".into();
+    assert_eq!(
+        credit(&mut f, again),
+        ["dead letter: credential c1 of offer o was credited already, by reward due-A-c1"]
+    );
+    assert_eq!(
+        credit(&mut f, due("A", "c2", 1, "EUR")),
+        ["credited 1 EUR to A for c2, balance 251"]
+    );
+}
+
+#[test]
+fn rewards_that_cannot_be_credited_leave_the_balance_alone() {
+    let mut f = Feeder::new(Ledger, PARTITION);
+    assert_eq!(
+        credit(&mut f, due("A", "c1", 0, "EUR")),
+        ["dead letter: the reward 0 EUR is not positive"]
+    );
+    credit(&mut f, due("A", "c2", i64::MAX, "EUR"));
+    assert_eq!(
+        credit(&mut f, due("A", "c3", 1, "EUR")),
+        [format!(
+            "dead letter: crediting 1 EUR to a balance of {} would overflow",
+            i64::MAX
+        )]
+    );
+    assert_eq!(
+        credit(&mut f, due("A", "c3", 1, "points")),
+        ["credited 1 points to A for c3, balance 1"],
+        "a refused reward is not marked credited"
+    );
+}
+
+#[test]
+fn the_ledger_decoder_wants_rewards_under_their_provider_id() {
+    let core = Ledger;
+    let bytes = encode(&due("A", "c1", 1, "EUR").into()).unwrap();
+    assert_eq!(
+        core.decode(0, Some(b"A"), Some(&bytes)),
+        Ok(due("A", "c1", 1, "EUR"))
+    );
+    assert_eq!(
+        core.decode(0, Some(b"o"), Some(&bytes)),
+        Err("the record key \"o\" is not the event's provider id \"A\"".into())
+    );
+    assert!(core.decode(0, Some(b"A"), None).is_err());
+}

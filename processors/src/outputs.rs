@@ -1,0 +1,154 @@
+//! What a core's [`crate::Core::apply`] returns, built up as it decides: events numbered in order
+//! for their derived ids, and dead letters for input that cannot take effect. Shared by the cores
+//! so that every processor numbers its events and writes its dead letters the same way, and a
+//! dead letter always carries where the record sat and the record itself.
+
+use tessera_schemas::topics::Topic;
+use tessera_schemas::{DeadLetter, Event, LogPosition, encode};
+
+use crate::core::{Output, Position, derived_id};
+
+/// The outputs of one input.
+pub(crate) struct Outputs {
+    processor: &'static str,
+    /// Index of `tessera.dead-letters` among the processor's outputs.
+    dead_letters: usize,
+    at: Position,
+    list: Vec<Output>,
+}
+
+impl Outputs {
+    /// No outputs yet for the input at `at` of `processor`.
+    pub fn new(processor: &'static str, dead_letters: usize, at: Position) -> Self {
+        Outputs {
+            processor,
+            dead_letters,
+            at,
+            list: Vec::new(),
+        }
+    }
+
+    /// Where and when the input sat.
+    pub fn at(&self) -> Position {
+        self.at
+    }
+
+    /// The records to produce.
+    pub fn into_list(self) -> Vec<Output> {
+        self.list
+    }
+
+    /// Adds the event `build` makes from the next event id.
+    pub fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
+        let event = build(derived_id(self.processor, &self.at, self.list.len()));
+        self.list.push(Output {
+            topic,
+            key: key.to_string(),
+            value: encoded(&event),
+        });
+    }
+
+    /// Where the input sat, as evidence: its stamp is the effective one that was judged.
+    pub fn position(&self, topic: Topic) -> LogPosition {
+        LogPosition {
+            stamp: self.at.effective,
+            ..self.source(topic)
+        }
+    }
+
+    /// Where the input sat, with the stamp the broker gave it: a dead letter's provenance.
+    pub fn source(&self, topic: Topic) -> LogPosition {
+        LogPosition {
+            topic: topic.name.to_string(),
+            partition: self.at.partition,
+            offset: self.at.offset,
+            stamp: self.at.stamp,
+        }
+    }
+
+    /// Sends the input, which cannot take effect, to the dead letters; `key` is its record key.
+    pub fn dead_letter(&mut self, topic: Topic, key: &str, event: Event, reason: String) {
+        let source = self.source(topic);
+        self.dead_letter_from(&source, key, event, reason);
+    }
+
+    /// Sends an earlier input that sat at `source` (see [`Outputs::source`]) to the dead letters,
+    /// once the present input shows it can never take effect.
+    pub fn dead_letter_from(
+        &mut self,
+        source: &LogPosition,
+        key: &str,
+        event: Event,
+        reason: String,
+    ) {
+        let value = encoded(&event);
+        let processor = self.processor;
+        self.emit(self.dead_letters, &source.topic, |event_id| {
+            DeadLetter {
+                event_id,
+                processor: processor.to_string(),
+                source_topic: source.topic.clone(),
+                source_partition: source.partition,
+                source_offset: source.offset,
+                source_timestamp: Some(source.stamp),
+                key: Some(key.as_bytes().to_vec()),
+                value: Some(value),
+                reason,
+            }
+            .into()
+        });
+    }
+}
+
+fn encoded(event: &Event) -> Vec<u8> {
+    // Only an event type that drifted from its schema fails to encode, and the contract tests
+    // compare every type with its .avsc file; no input can cause it.
+    encode(event).expect("tessera events encode with their own schemas")
+}
+
+/// The names of `topics`, for [`crate::Core::inputs`] and [`crate::Core::outputs`].
+pub(crate) fn names(topics: &[Topic]) -> Vec<String> {
+    topics.iter().map(|t| t.name.to_string()).collect()
+}
+
+/// Decodes the value of a record of input `topic` among `inputs`: the input, and its event for
+/// the core to match against what belongs there (see [`misplaced`]).
+pub(crate) fn decode_on(
+    inputs: &[Topic],
+    topic: usize,
+    value: Option<&[u8]>,
+) -> Result<(Topic, Event), String> {
+    let input = *inputs
+        .get(topic)
+        .ok_or_else(|| format!("there is no input {topic}"))?;
+    let value = value.ok_or("the record has no value")?;
+    let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+    Ok((input, event))
+}
+
+/// Why `event` cannot be a record of `input`.
+pub(crate) fn misplaced(event: &Event, input: Topic) -> String {
+    format!("{} does not belong on {}", event.kind().name(), input.name)
+}
+
+/// Checks that a record's key is the id its event is keyed by, as the producers' contract says:
+/// a record under another key sits on another partition than its task's state.
+pub(crate) fn check_key(key: Option<&[u8]>, id: &str, what: &str) -> Result<(), String> {
+    let key = key.ok_or_else(|| format!("the record has no key; expected {id:?}"))?;
+    let key = std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8".to_string())?;
+    if key != id {
+        return Err(format!(
+            "the record key {key:?} is not the event's {what} {id:?}"
+        ));
+    }
+    if id.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    Ok(())
+}
+
+/// A state key for an id and something of it, length-prefixed so that ("a/b", "c") and
+/// ("a", "b/c") are different keys, and all keys of one id share the prefix `pair(id, "")`.
+pub(crate) fn pair(id: &str, other: &str) -> String {
+    format!("{}/{id}/{other}", id.len())
+}

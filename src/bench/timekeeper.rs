@@ -1,0 +1,318 @@
+//! `tessera bench timekeeper`: how long a response waits for its verdict on the real broker, at a
+//! sustained response rate, beside how long a raw transactional passthrough takes to copy a
+//! record at the same rate in the same run.
+//!
+//! Latency is measured on the broker's clock only: a verdict's receipt stamp minus the receipt
+//! stamp of the response it judges (which the verdict cites), and for the baseline the copy's
+//! stamp minus the original's. Both sides commit every 100 ms. The timekeeper also waits, by
+//! design, until every input partition has shown a stamp at or past the response's (ticks move
+//! idle ones), so its latency depends on the tick period; `--tick-ms` sets it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tessera_processors::runtime::{self, Config};
+use tessera_processors::timekeeper::Timekeeper;
+use tessera_producers::client::{partition_for, read_to_end};
+use tessera_producers::provider::Sealing;
+use tessera_producers::subscriber::Responder;
+use tessera_schemas::rules::request_id;
+use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES};
+use tessera_schemas::*;
+
+use super::{bar, passthrough, send_waiting, wait_committed};
+use crate::kafka::KafkaArgs;
+
+/// Options of `tessera bench timekeeper`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LatencyArgs {
+    /// Responses (and baseline records) per second, sustained.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u32,
+    /// How long each side is fed, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Offers the responses answer (each gets rate × seconds / offers invitations).
+    #[arg(long, default_value_t = 1_000)]
+    pub offers: usize,
+    /// The timekeeper's tick period in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    pub tick_ms: u64,
+    /// Partitions of every topic.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+}
+
+/// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
+fn paced(client: &ClientConfig, topic: &str, records: &[(String, Vec<u8>)], rate: u32) -> anyhow::Result<f64> {
+    let producer: BaseProducer = client
+        .clone()
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()?;
+    let per_slice = (rate as usize / 100).max(1);
+    let progress = bar(records.len() as u64, &format!("writing {} /s", rate));
+    let started = Instant::now();
+    for (slice, chunk) in records.chunks(per_slice).enumerate() {
+        let due = started + Duration::from_millis(10 * slice as u64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        for (key, value) in chunk {
+            send_waiting(&producer, BaseRecord::to(topic).key(key).payload(value))?;
+        }
+        producer.poll(Duration::ZERO);
+        progress.inc(chunk.len() as u64);
+    }
+    producer.flush(Duration::from_secs(60))?;
+    progress.finish_and_clear();
+    Ok(records.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Median, 99th percentile and maximum, in milliseconds.
+fn percentiles(mut latencies: Vec<i64>) -> (i64, i64, i64) {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), at(1.0))
+}
+
+fn ends_of(keys: impl Iterator<Item = String>, partitions: i32) -> BTreeMap<i32, i64> {
+    let mut ends: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    for key in keys {
+        *ends.entry(partition_for(&key, partitions)).or_default() += 1;
+    }
+    ends
+}
+
+/// Runs both sides and prints their latencies.
+pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Result<()> {
+    if args.rate == 0 || args.seconds == 0 || args.offers == 0 || args.partitions < 1 {
+        bail!("--rate, --seconds, --offers and --partitions must be positive");
+    }
+    let total = args.rate as usize * args.seconds as usize;
+    if total < args.offers {
+        bail!("--rate × --seconds ({total}) must be at least --offers ({})", args.offers);
+    }
+    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let scoped = KafkaArgs {
+        topic_prefix: prefix.clone(),
+        ..kafka.clone()
+    };
+    let client = kafka.client_config()?;
+    crate::topics::create(&scoped, args.partitions, 1).await?;
+
+    let baseline = baseline(&client, &prefix, &args, total).await?;
+    let timekeeper = timekeeper(&scoped, &client, &args, total).await?;
+
+    let (b50, b99, bmax) = percentiles(baseline.1);
+    let (t50, t99, tmax) = percentiles(timekeeper.1);
+    println!(
+        "responses          {total} at {} /s ({} offers, {} partitions, tick {} ms)",
+        args.rate, args.offers, args.partitions, args.tick_ms
+    );
+    println!("                   achieved /s     p50 ms   p99 ms   max ms");
+    println!("raw passthrough    {:>11.0} {:>10} {:>8} {:>8}", baseline.0, b50, b99, bmax);
+    println!("timekeeper         {:>11.0} {:>10} {:>8} {:>8}", timekeeper.0, t50, t99, tmax);
+    println!(
+        "ratio (timekeeper / passthrough)  p50 {:.2}  p99 {:.2}",
+        t50 as f64 / b50.max(1) as f64,
+        t99 as f64 / b99.max(1) as f64
+    );
+    Ok(())
+}
+
+/// The raw passthrough at the same rate: (achieved rate, latencies).
+async fn baseline(
+    client: &ClientConfig,
+    prefix: &str,
+    args: &LatencyArgs,
+    total: usize,
+) -> anyhow::Result<(f64, Vec<i64>)> {
+    let (input, output) = (format!("{prefix}latency.in"), format!("{prefix}latency.out"));
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let topics: Vec<NewTopic<'_>> = [&input, &output]
+        .iter()
+        .map(|t| {
+            NewTopic::new(t, args.partitions, TopicReplication::Fixed(1))
+                .set("message.timestamp.type", "LogAppendTime")
+        })
+        .collect();
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        result.map_err(|(name, code)| anyhow::anyhow!("cannot create {name}: {code}"))?;
+    }
+    let records: Vec<(String, Vec<u8>)> = (0..total).map(|i| (format!("r{i}"), vec![b'x'; 64])).collect();
+    let ends = ends_of(records.iter().map(|(k, _)| k.clone()), args.partitions);
+    let copier = {
+        let (client, input, output, group) =
+            (client.clone(), input.clone(), output.clone(), format!("{prefix}raw"));
+        tokio::task::spawn_blocking(move || {
+            passthrough(&client, &input, &output, &group, &ends, Duration::from_millis(100))
+        })
+    };
+    // The copier initialises its transactions and fetches first: time that is not latency.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rate = {
+        let (client, input) = (client.clone(), input.clone());
+        let pace = args.rate;
+        tokio::task::spawn_blocking(move || paced(&client, &input, &records, pace)).await??
+    };
+    copier.await??;
+    let stamps = |records: Vec<tessera_producers::client::Record>| -> BTreeMap<String, i64> {
+        records
+            .into_iter()
+            .filter_map(|r| Some((r.key?, r.stamp?)))
+            .collect()
+    };
+    let sent = stamps(read_to_end(client, &input, None).await?);
+    let copied = stamps(read_to_end(client, &output, None).await?);
+    let latencies = copied
+        .iter()
+        .filter_map(|(key, stamp)| sent.get(key).map(|s| stamp - s))
+        .collect();
+    Ok((rate, latencies))
+}
+
+/// The timekeeper at the same rate: offers and invitations first, then the responses paced;
+/// (achieved rate, latencies).
+async fn timekeeper(
+    kafka: &KafkaArgs,
+    client: &ClientConfig,
+    args: &LatencyArgs,
+    total: usize,
+) -> anyhow::Result<(f64, Vec<i64>)> {
+    let prefix = &kafka.topic_prefix;
+    let per_offer = total / args.offers;
+    let offer_id = |o: usize| format!("offer-{o}");
+    let subscriber = |s: usize| format!("s{s}");
+    let mut offers = Vec::new();
+    let mut invitations = Vec::new();
+    let mut responses = Vec::new();
+    // Real credentials and proofs: the timekeeper verifies each response and re-seals its half.
+    let timekeeper_key = tessera_producers::keys::new_private_key();
+    let timekeeper = timekeeper_key.public_key();
+    let responders: Vec<Responder> = (0..per_offer)
+        .map(|s| Responder {
+            subscriber_id: subscriber(s),
+            key: tessera_producers::keys::new_private_key(),
+            timekeeper: timekeeper.clone(),
+        })
+        .collect();
+    for o in 0..args.offers {
+        let offer = OfferPublished {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            offer_id: offer_id(o),
+            provider_id: "bench".into(),
+            provider_contact: "bench@localhost".into(),
+            recommendation: Recommendation {
+                identifier: format!("doc-{o}"),
+                name: "benchmark offer".into(),
+                features: BTreeMap::new(),
+                parameters: BTreeMap::new(),
+            },
+            time_rule: TimeRule::Within(Within { duration_ms: 3_600_000 }),
+            capacity: None,
+            reward: None,
+            credential: tessera_producers::provider::seal(
+                &offer_id(o),
+                Sealing {
+                    target_data: b"benchmark document",
+                    custody: Custody::CoSign,
+                    timekeeper: &timekeeper,
+                },
+            )?
+            .credential,
+        };
+        offers.push((offer_id(o), encode(&offer.into())?));
+        for s in 0..per_offer {
+            let request = InteractionRequested {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                request_id: request_id(&offer_id(o), &subscriber(s)),
+                offer_id: offer_id(o),
+                subscriber_id: subscriber(s),
+                subscriber_key: responders[s].key.public_key().to_bytes(),
+                recommendation: Recommendation {
+                    identifier: format!("doc-{o}"),
+                    name: "benchmark offer".into(),
+                    features: BTreeMap::new(),
+                    parameters: BTreeMap::new(),
+                },
+                offer: OfferTerms {
+                    position: LogPosition {
+                        topic: OFFERS.name.into(),
+                        partition: 0,
+                        offset: 0,
+                        stamp: 0,
+                    },
+                    time_rule: TimeRule::Within(Within { duration_ms: 3_600_000 }),
+                },
+                provider_contact: "bench@localhost".into(),
+            };
+            invitations.push((offer_id(o), encode(&request.into())?));
+        }
+    }
+    // Subscriber by subscriber across all offers, so every partition gets a steady share.
+    for s in 0..per_offer {
+        for o in 0..args.offers {
+            let response = tessera_producers::subscriber::response(&offer_id(o), &responders[s])?;
+            responses.push((offer_id(o), encode(&response.into())?));
+        }
+    }
+
+    let state = tempfile::tempdir()?;
+    let mut config = Config::new(client.clone(), "bench", PathBuf::from(state.path()));
+    config.topic_prefix = prefix.clone();
+    config.tick_period = Some(Duration::from_millis(args.tick_ms));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = tokio::spawn(runtime::run(Timekeeper::new(timekeeper_key), config, stop.clone()));
+    let group = format!("{prefix}tessera.timekeeper");
+
+    // Offers and invitations go in as fast as they can and are waited for: the measurement
+    // starts with the timekeeper caught up.
+    for (topic, records) in [(OFFERS, &offers), (REQUESTS, &invitations)] {
+        let (client, name, records) = (client.clone(), topic.full_name(prefix), records.clone());
+        tokio::task::spawn_blocking(move || paced(&client, &name, &records, 1_000_000)).await??;
+    }
+    let wait = |topic: &'static str, records: &Vec<(String, Vec<u8>)>| {
+        let ends = ends_of(records.iter().map(|(k, _)| k.clone()), args.partitions);
+        let (client, group, name) = (client.clone(), group.clone(), format!("{prefix}{topic}"));
+        tokio::task::spawn_blocking(move || {
+            let progress = bar(ends.values().sum::<i64>() as u64, &format!("timekeeper reads {topic}"));
+            wait_committed(&client, &group, &name, &ends, &progress)
+        })
+    };
+    wait(REQUESTS.name, &invitations).await??;
+
+    let rate = {
+        let (client, name, records) = (client.clone(), RESPONSES.full_name(prefix), responses.clone());
+        let pace = args.rate;
+        tokio::task::spawn_blocking(move || paced(&client, &name, &records, pace)).await??
+    };
+    wait(RESPONSES.name, &responses).await??;
+    stop.store(true, Ordering::Relaxed);
+    handle.await??;
+
+    let mut latencies = Vec::new();
+    for record in read_to_end(client, &DECISIONS.full_name(prefix), None).await? {
+        let judged = match &record.event {
+            Some(Ok(Event::CredentialReleased(r))) => r.response.stamp,
+            Some(Ok(Event::ResponseRejected(r))) => r.response.stamp,
+            _ => continue,
+        };
+        if let Some(stamp) = record.stamp {
+            latencies.push(stamp - judged);
+        }
+    }
+    if latencies.len() != total {
+        bail!("{} verdicts for {total} responses", latencies.len());
+    }
+    Ok((rate, latencies))
+}

@@ -1,0 +1,419 @@
+//! Releases to rewards on the real broker: the delivery worker and the ledger (both of its cores)
+//! run on the runtime, the test writes what the timekeeper, the providers' agents and the
+//! subscribers would, and checks that each complete credential reaches its recipient's inbox
+//! once, that each accepted credential is credited once, that what cannot take effect is
+//! dead-lettered, and that `tessera ledger balance` prints the balance.
+//!
+//! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tessera::kafka::KafkaArgs;
+use tessera::topics;
+use tessera_processors::delivery::Delivery;
+use tessera_processors::ledger::{Ledger, Rewards};
+use tessera_processors::runtime::{self, Config};
+use tessera_producers::client::{Writer, read_to_end};
+use tessera_schemas::topics::{self as catalogue, Topic};
+use tessera_schemas::*;
+
+const PARTITIONS: i32 = 3;
+/// 2025-11-25T09:00:00.000Z: the offers' terms, which the delivery and the ledger only carry.
+const T: i64 = 1_764_061_200_000;
+
+fn brokers() -> String {
+    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// The delivery worker and the ledger on their own topics.
+struct Stack {
+    kafka: KafkaArgs,
+    writer: Writer,
+    stop: Arc<AtomicBool>,
+    processors: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _state: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let kafka = KafkaArgs {
+            topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
+            ..KafkaArgs::new(brokers())
+        };
+        topics::create(&kafka, PARTITIONS, 1).await.unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // One state directory for all, as `tessera run` has: each core's name keeps its tasks
+        // apart.
+        let mut config = Config::new(
+            kafka.client_config().unwrap(),
+            "0",
+            state.path().to_path_buf(),
+        );
+        config.topic_prefix = kafka.topic_prefix.clone();
+        config.tick_period = Some(Duration::from_millis(200));
+        let processors = vec![
+            tokio::spawn(runtime::run(Delivery, config.clone(), stop.clone())),
+            tokio::spawn(runtime::run(Rewards, config.clone(), stop.clone())),
+            tokio::spawn(runtime::run(Ledger, config, stop.clone())),
+        ];
+        Stack {
+            writer: Writer::new(&kafka.client_config().unwrap()).unwrap(),
+            kafka,
+            stop,
+            processors,
+            _state: state,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for processor in self.processors {
+            processor.await.unwrap().unwrap();
+        }
+    }
+
+    async fn write(&self, topic: Topic, key: &str, event: impl Into<Event>) {
+        let name = topic.full_name(&self.kafka.topic_prefix);
+        self.writer.write(&name, key, &event.into()).await.unwrap();
+    }
+
+    /// Every event on `topic` keyed `key` (ticks skipped), committed ones only.
+    async fn read(&self, topic: Topic, key: &str) -> Vec<Event> {
+        let config = self.kafka.client_config().unwrap();
+        let name = topic.full_name(&self.kafka.topic_prefix);
+        read_to_end(&config, &name, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .filter_map(|r| r.event.and_then(Result::ok))
+            .collect()
+    }
+
+    /// Reads `topic` under `key` until it holds `n` events; fails after a minute.
+    async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let events = self.read(topic, key).await;
+            if events.len() >= n {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} events keyed {key} on {}: {events:#?}",
+                events.len(),
+                topic.name
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn unique(what: &str) -> String {
+    format!("{what}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn event_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn sealed(tag: u8) -> SealedBox {
+    SealedBox {
+        enc: vec![tag; 32],
+        ciphertext: vec![tag; 48],
+    }
+}
+
+fn terms() -> OfferTerms {
+    OfferTerms {
+        position: LogPosition {
+            topic: "tessera.offers".into(),
+            partition: 0,
+            offset: 0,
+            stamp: T,
+        },
+        time_rule: TimeRule::Deadline(Deadline { at: T }),
+    }
+}
+
+fn offer(offer_id: &str, provider_id: &str, custody: Custody, reward: i64) -> OfferPublished {
+    let mut offer = examples::offer(offer_id, provider_id, custody);
+    offer.reward = Some(Reward {
+        amount: reward,
+        currency: "EUR".into(),
+    });
+    offer
+}
+
+fn release(offer_id: &str, subscriber_id: &str, escrow: bool) -> CredentialReleased {
+    CredentialReleased {
+        event_id: event_id(),
+        offer_id: offer_id.into(),
+        credential_id: format!("{offer_id}/{subscriber_id}"),
+        subscriber_id: subscriber_id.into(),
+        request_id: "q".into(),
+        response: terms().position,
+        offer: terms(),
+        platform_half: sealed(10),
+        provider_half: escrow.then(|| sealed(20)),
+    }
+}
+
+fn cosign(offer_id: &str, subscriber_id: &str) -> ProviderShareReleased {
+    ProviderShareReleased {
+        event_id: event_id(),
+        offer_id: offer_id.into(),
+        credential_id: format!("{offer_id}/{subscriber_id}"),
+        subscriber_id: subscriber_id.into(),
+        provider_half: sealed(30),
+    }
+}
+
+fn accepted(offer_id: &str, credential_of: &str, by: &str) -> CredentialAccepted {
+    CredentialAccepted {
+        event_id: event_id(),
+        offer_id: offer_id.into(),
+        credential_id: format!("{offer_id}/{credential_of}"),
+        subscriber_id: by.into(),
+    }
+}
+
+fn closed(offer_id: &str) -> OfferClosed {
+    OfferClosed {
+        event_id: event_id(),
+        offer_id: offer_id.into(),
+        offer: terms(),
+        closed_at: T,
+        requested: 2,
+        responded: 2,
+        released: 2,
+        rejected: 0,
+        withdrawn: false,
+    }
+}
+
+fn delivered(events: &[Event]) -> BTreeMap<String, CredentialDelivered> {
+    let mut by_credential = BTreeMap::new();
+    for event in events {
+        let Event::CredentialDelivered(delivery) = event else {
+            panic!("unexpected {event:?} in an inbox")
+        };
+        let again = by_credential.insert(delivery.credential_id.clone(), delivery.clone());
+        assert!(
+            again.is_none(),
+            "{} delivered twice",
+            delivery.credential_id
+        );
+    }
+    by_credential
+}
+
+fn reasons(events: &[Event]) -> Vec<String> {
+    let mut reasons: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::DeadLetter(letter) => Some(format!("{}: {}", letter.processor, letter.reason)),
+            _ => None,
+        })
+        .collect();
+    reasons.sort();
+    reasons
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credentials_are_delivered_and_credited_once() {
+    let stack = Stack::start().await;
+    let (escrowed, cosigned) = (unique("escrowed"), unique("cosigned"));
+    let (provider, b1, b2) = (unique("A"), unique("B1"), unique("B2"));
+    let stranger = unique("B3");
+
+    stack
+        .write(
+            catalogue::OFFERS,
+            &escrowed,
+            offer(&escrowed, &provider, Custody::Escrow, 250),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::OFFERS,
+            &cosigned,
+            offer(&cosigned, &provider, Custody::CoSign, 100),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::DECISIONS,
+            &escrowed,
+            release(&escrowed, &b1, true),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::DECISIONS,
+            &cosigned,
+            release(&cosigned, &b1, false),
+        )
+        .await;
+    stack
+        .write(
+            catalogue::DECISIONS,
+            &cosigned,
+            release(&cosigned, &b2, false),
+        )
+        .await;
+    // B1's provider half, its agent sending it again, and a half for a credential never released.
+    let share = cosign(&cosigned, &b1);
+    stack
+        .write(catalogue::COSIGNS, &cosigned, share.clone())
+        .await;
+    stack.write(catalogue::COSIGNS, &cosigned, share).await;
+    stack
+        .write(catalogue::COSIGNS, &cosigned, cosign(&cosigned, &stranger))
+        .await;
+    stack
+        .write(catalogue::DECISIONS, &cosigned, closed(&cosigned))
+        .await;
+
+    // B1 accepts both credentials, one acceptance delivered twice; B2 was never sent its
+    // provider half, so it declines; a stranger accepts B2's credential.
+    let acceptance = accepted(&escrowed, &b1, &b1);
+    stack
+        .write(catalogue::OUTCOMES, &escrowed, acceptance.clone())
+        .await;
+    stack
+        .write(catalogue::OUTCOMES, &escrowed, acceptance)
+        .await;
+    stack
+        .write(
+            catalogue::OUTCOMES,
+            &cosigned,
+            accepted(&cosigned, &b1, &b1),
+        )
+        .await;
+    let declined = CredentialDeclined {
+        event_id: event_id(),
+        offer_id: cosigned.clone(),
+        credential_id: format!("{cosigned}/{b2}"),
+        subscriber_id: b2.clone(),
+        reason: Some("never opened".into()),
+    };
+    stack.write(catalogue::OUTCOMES, &cosigned, declined).await;
+    stack
+        .write(
+            catalogue::OUTCOMES,
+            &cosigned,
+            accepted(&cosigned, &b2, &stranger),
+        )
+        .await;
+
+    let inbox = delivered(&stack.wait_for(catalogue::DELIVERIES, &b1, 2).await);
+    stack.wait_for(catalogue::LEDGER, &provider, 2).await;
+    let letters = [
+        stack
+            .wait_for(catalogue::DEAD_LETTERS, catalogue::COSIGNS.name, 1)
+            .await,
+        stack
+            .wait_for(catalogue::DEAD_LETTERS, catalogue::OUTCOMES.name, 1)
+            .await,
+    ]
+    .concat();
+    // Whatever would come twice would come by now: the processors commit every 100 ms.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let escrow_delivery = &inbox[&format!("{escrowed}/{b1}")];
+    assert_eq!(
+        escrow_delivery.package,
+        format!("package of {escrowed}").into_bytes()
+    );
+    assert_eq!(escrow_delivery.provider_half, sealed(20), "the escrow half");
+    let cosign_delivery = &inbox[&format!("{cosigned}/{b1}")];
+    assert_eq!(cosign_delivery.platform_half, sealed(10));
+    assert_eq!(
+        cosign_delivery.provider_half,
+        sealed(30),
+        "the provider's own half"
+    );
+    assert_eq!(
+        delivered(&stack.read(catalogue::DELIVERIES, &b1).await).len(),
+        2
+    );
+    assert!(
+        stack.read(catalogue::DELIVERIES, &b2).await.is_empty(),
+        "B2 has no provider half"
+    );
+    assert!(
+        stack
+            .read(catalogue::DELIVERIES, &stranger)
+            .await
+            .is_empty()
+    );
+
+    let credits = stack.read(catalogue::LEDGER, &provider).await;
+    let mut credited: Vec<(String, i64)> = credits
+        .iter()
+        .map(|event| match event {
+            Event::RewardCredited(credit) => (credit.credential_id.clone(), credit.amount),
+            other => panic!("unexpected {other:?} on the ledger"),
+        })
+        .collect();
+    credited.sort();
+    let mut expected = vec![
+        (format!("{escrowed}/{b1}"), 250),
+        (format!("{cosigned}/{b1}"), 100),
+    ];
+    expected.sort();
+    assert_eq!(
+        credited, expected,
+        "each accepted credential once, the declined one never"
+    );
+    let balances: Vec<i64> = credits
+        .iter()
+        .filter_map(|e| match e {
+            Event::RewardCredited(credit) => Some(credit.balance),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(*balances.last().unwrap(), 350);
+
+    let letters_now = [
+        stack
+            .read(catalogue::DEAD_LETTERS, catalogue::COSIGNS.name)
+            .await,
+        stack
+            .read(catalogue::DEAD_LETTERS, catalogue::OUTCOMES.name)
+            .await,
+    ]
+    .concat();
+    assert_eq!(reasons(&letters_now), reasons(&letters));
+    assert_eq!(
+        reasons(&letters_now),
+        vec![
+            format!(
+                "delivery: offer {cosigned} closed at 2025-11-25T09:00:00.000Z without releasing credential {cosigned}/{stranger}"
+            ),
+            format!(
+                "ledger-rewards: credential {cosigned}/{b2} was released to {b2}, not {stranger}"
+            ),
+        ]
+    );
+
+    let balance = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["ledger", "balance", &provider])
+        .env("TESSERA_BROKERS", brokers())
+        .env("TESSERA_TOPIC_PREFIX", &stack.kafka.topic_prefix)
+        .output()
+        .unwrap();
+    assert!(balance.status.success(), "{balance:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&balance.stdout),
+        format!("{provider}: 350 EUR\n")
+    );
+
+    stack.stop().await;
+}
