@@ -1,17 +1,21 @@
-//! Credentials end to end on the real broker: the matcher and the timekeeper run on the runtime,
-//! a provider publishes document X in co-sign and in escrow custody, B1 answers both with a real
-//! proof, B2 answers with a proof made with someone else's key, the provider's agent co-signs,
-//! and B1 opens what a delivery worker would assemble. Afterwards no record on any topic holds
-//! the target data, the data key or a half, raw or in hex.
+//! Credentials end to end on the real broker: the matcher, the timekeeper and the delivery worker
+//! run on the runtime, a provider publishes document X in co-sign and in escrow custody, B1
+//! answers both with a real proof, B2 answers with a proof made with someone else's key, the
+//! provider's agent co-signs, and B1 (not B2) opens what is delivered to its inbox. Afterwards no
+//! record on any topic holds the target data, the data key or a half, raw or in hex.
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_processors::delivery::Delivery;
+use tessera_processors::runtime::{self, Config};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_partition_of, read_to_end};
 use tessera_producers::keys::{self, Halves};
@@ -20,7 +24,7 @@ use tessera_producers::subscriber::{self, Choice, Registration, Responder};
 use tessera_producers::when::Zone;
 use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
 use tessera_schemas::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
-use tessera_schemas::{CredentialDelivered, CredentialReleased, Custody, Event, RejectReason};
+use tessera_schemas::{CredentialReleased, Custody, Event, RejectReason};
 
 const DOCUMENT_X: &[u8] = b"Quarterly report X\nRevenue rose in every region; costs fell.\n";
 
@@ -158,12 +162,13 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
     keys::publish_timekeeper(&world.writer, world.prefix(), &world.timekeeper)
         .await
         .unwrap();
-    let processors = Processors::start(
-        &world.kafka,
-        &world.dir.path().join("state"),
-        timekeeper_key,
-    )
-    .unwrap();
+    let state = world.dir.path().join("state");
+    let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
+    let mut config = Config::new(world.config.clone(), "it", state.join("delivery"));
+    config.topic_prefix = world.prefix().to_string();
+    config.tick_period = Some(Duration::from_millis(200));
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivery = tokio::spawn(runtime::run(Delivery, config, stop.clone()));
 
     let b1 = world.register("B1").await;
     let b2 = world.register("B2").await;
@@ -203,43 +208,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         matches!(acted.as_slice(), [Acted::Cosigned(r, _)] if r.credential_id == cosigned.credential_id),
         "{acted:?}"
     );
-    let shares = world.wait_for(catalogue::COSIGNS, "cosigned", 1).await;
-    let Event::ProviderShareReleased(share) = &shares[0] else {
-        panic!("{shares:?}")
-    };
-
-    // What the delivery worker assembles from the offer, the release and (co-sign) the share.
-    let (cosigned_offer, escrowed_offer) =
-        (world.offer("cosigned").await, world.offer("escrowed").await);
-    let deliveries = [
-        (&cosigned_offer, &cosigned, share.provider_half.clone()),
-        (
-            &escrowed_offer,
-            &escrowed,
-            escrowed.provider_half.clone().unwrap(),
-        ),
-    ];
-    for (offer, release, provider_half) in deliveries {
-        let delivered = CredentialDelivered {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            credential_id: release.credential_id.clone(),
-            offer_id: offer.offer_id.clone(),
-            subscriber_id: "B1".into(),
-            package: offer.credential.package.clone(),
-            platform_half: release.platform_half.clone(),
-            provider_half,
-            attempts: 1,
-        };
-        world
-            .writer
-            .write(
-                &DELIVERIES.full_name(world.prefix()),
-                "B1",
-                &delivered.into(),
-            )
-            .await
-            .unwrap();
-    }
+    world.wait_for(DELIVERIES, "B1", 2).await;
     for offer in ["cosigned", "escrowed"] {
         let choice = Choice::Offer(offer.into());
         let (_, delivered) = subscriber::delivered(&world.config, world.prefix(), "B1", &choice)
@@ -253,6 +222,10 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         );
     }
     processors.stop().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    delivery.await.unwrap().unwrap();
+    let (cosigned_offer, escrowed_offer) =
+        (world.offer("cosigned").await, world.offer("escrowed").await);
 
     // Secret hygiene: the target data, each offer's data key and both halves appear nowhere on
     // the log, raw or in hex.
