@@ -14,7 +14,9 @@ use tessera_producers::client::Writer;
 use tessera_producers::describe;
 use tessera_producers::interest::{self, SYNTAX};
 use tessera_producers::keys;
-use tessera_producers::subscriber::{self, Choice, Heard, Listen, Policy, Registration, Responder};
+use tessera_producers::subscriber::{
+    self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
+};
 use tessera_schemas::sealing::PublicKey;
 use tessera_schemas::{Event, Interest};
 
@@ -314,14 +316,16 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                     );
                     println!("{what} was {verb} already [{at}]; nothing written");
                 }
-                (None, Some(reason)) => {
-                    let reason = Some(reason).filter(|r| !r.is_empty());
-                    let written = subscriber::decline(&writer, prefix, &delivered, reason).await?;
-                    println!("declined [{written}]");
-                }
-                (None, None) => {
-                    let written = subscriber::accept(&writer, prefix, &delivered).await?;
-                    println!("accepted [{written}]");
+                (None, decline) => {
+                    let (decision, verb) = match decline {
+                        Some(reason) => (
+                            Decision::Decline(Some(reason).filter(|r| !r.is_empty())),
+                            "declined",
+                        ),
+                        None => (Decision::Accept, "accepted"),
+                    };
+                    let written = subscriber::decide(&writer, prefix, &delivered, decision).await?;
+                    println!("{verb} [{written}]");
                 }
             }
         }

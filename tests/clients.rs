@@ -939,16 +939,13 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
     assert!(explicit.status.success(), "{explicit:?}");
     assert!(it.dir.path().join("halves/explicit.half").exists());
 
-    // xorshift64 noise does not compress: 1 MiB of it cannot travel inline.
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    let noise: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect();
+    // Random bytes do not compress: 1 MiB of them cannot travel inline.
+    let mut noise = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 1 << 20),
+        &mut noise,
+    )
+    .unwrap();
     std::fs::write(it.dir.path().join("big.bin"), noise).unwrap();
     let big = it.tessera(&[
         "provider",

@@ -20,7 +20,6 @@ use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
 use tessera_schemas::rules::{Timing, format_stamp};
 use tessera_schemas::sealing::{self, Half, KeyHalf, PublicKey, Release};
 use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, SUBSCRIBERS};
@@ -28,7 +27,7 @@ use tessera_schemas::{CredentialReleased, Event, ProviderShareReleased};
 use tokio::time::Instant;
 
 use crate::client::{
-    ClientError, Record, Writer, Written, assign_all, read_partition_of, read_to_end, reader,
+    ClientError, Writer, Written, assign_all, next_record, read_partition_of, read_to_end, reader,
 };
 use crate::keys::{Halves, KeyError};
 
@@ -220,22 +219,11 @@ pub async fn run(
     assign_all(&consumer, &[&decisions], true)?;
     let mut last_acted = Instant::now();
     loop {
-        let message = match agent.until_idle {
-            Some(idle) => match tokio::time::timeout_at(last_acted + idle, consumer.recv()).await {
-                Ok(message) => message,
-                Err(_) => return Ok(()),
-            },
-            None => consumer.recv().await,
+        let deadline = agent.until_idle.map(|idle| last_acted + idle);
+        let Some(record) = next_record(&consumer, deadline, &decisions).await? else {
+            return Ok(());
         };
-        let message = message.map_err(|e: KafkaError| ClientError::Kafka {
-            what: format!("cannot read {decisions}"),
-            source: e,
-        })?;
-        let Some(Record {
-            event: Some(Ok(Event::CredentialReleased(released))),
-            ..
-        }) = Record::from_message(&message)
-        else {
+        let Some(Ok(Event::CredentialReleased(released))) = record.event else {
             continue;
         };
         // In escrow custody the timekeeper released the provider half itself.

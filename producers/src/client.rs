@@ -295,6 +295,28 @@ pub fn assign_all(
         .map_err(kafka("cannot assign partitions"))
 }
 
+/// The next record `consumer` reads (ticks are skipped), or `None` if `deadline` passes first;
+/// without a deadline it waits for ever. `topics` names what is read, for an error.
+pub async fn next_record(
+    consumer: &Reader,
+    deadline: Option<tokio::time::Instant>,
+    topics: &str,
+) -> Result<Option<Record>, ClientError> {
+    loop {
+        let message = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => message,
+                Err(_) => return Ok(None),
+            },
+            None => consumer.recv().await,
+        };
+        let message = message.map_err(kafka(format!("cannot read {topics}")))?;
+        if let Some(record) = Record::from_message(&message) {
+            return Ok(Some(record));
+        }
+    }
+}
+
 /// Every record of `topic` (the given partitions, or all of them) from the beginning up to the
 /// end as it is now, in partition then offset order.
 pub async fn read_to_end(

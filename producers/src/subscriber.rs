@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use hpke::rand_core::UnwrapErr;
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{self, PrivateKey, PublicKey, ResponseIds, SealError};
 use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
@@ -30,8 +29,8 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::client::{
-    ClientError, Record, Writer, Written, assign_all, event_id, read_partition_of, read_to_end,
-    reader,
+    ClientError, Record, Writer, Written, assign_all, event_id, next_record, read_partition_of,
+    read_to_end, reader,
 };
 use crate::describe;
 use crate::interest::{self, InterestError};
@@ -301,21 +300,12 @@ pub async fn listen(
     let decisions = DECISIONS.full_name(prefix);
     let consumer = reader(config, false)?;
     assign_all(&consumer, &[&requests, &decisions], listen.from_beginning)?;
+    let topics = format!("{requests} and {decisions}");
     let mut last_heard = Instant::now();
     loop {
-        let message = match listen.until_idle {
-            Some(idle) => match tokio::time::timeout_at(last_heard + idle, consumer.recv()).await {
-                Ok(message) => message,
-                Err(_) => return Ok(()),
-            },
-            None => consumer.recv().await,
-        };
-        let message = message.map_err(|e: KafkaError| ClientError::Kafka {
-            what: format!("cannot read {requests} and {decisions}"),
-            source: e,
-        })?;
-        let Some(record) = Record::from_message(&message) else {
-            continue;
+        let deadline = listen.until_idle.map(|idle| last_heard + idle);
+        let Some(record) = next_record(&consumer, deadline, &topics).await? else {
+            return Ok(());
         };
         let event = match &record.event {
             Some(Ok(event)) => event.clone(),
@@ -465,49 +455,47 @@ pub async fn outcome(
     }))
 }
 
-/// Writes a CredentialAccepted for the delivered credential to `tessera.outcomes`: the provider
-/// earns the offer's reward.
-pub async fn accept(
-    writer: &Writer,
-    prefix: &str,
-    delivered: &CredentialDelivered,
-) -> Result<Written, ClientError> {
-    let accepted = CredentialAccepted {
-        event_id: event_id(),
-        offer_id: delivered.offer_id.clone(),
-        credential_id: delivered.credential_id.clone(),
-        subscriber_id: delivered.subscriber_id.clone(),
-    };
-    writer
-        .write(
-            &OUTCOMES.full_name(prefix),
-            &delivered.offer_id,
-            &accepted.into(),
-        )
-        .await
+/// What a recipient does with a delivered credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Accept it: the provider earns the offer's reward.
+    Accept,
+    /// Decline it, with a reason if the recipient gives one: no reward is due.
+    Decline(Option<String>),
 }
 
-/// Writes a CredentialDeclined for the delivered credential to `tessera.outcomes`: no reward is
-/// due.
-pub async fn decline(
+/// Writes the decision on the delivered credential to `tessera.outcomes` (CredentialAccepted or
+/// CredentialDeclined), keyed by its offer.
+pub async fn decide(
     writer: &Writer,
     prefix: &str,
     delivered: &CredentialDelivered,
-    reason: Option<String>,
+    decision: Decision,
 ) -> Result<Written, ClientError> {
-    let declined = CredentialDeclined {
-        event_id: event_id(),
-        offer_id: delivered.offer_id.clone(),
-        credential_id: delivered.credential_id.clone(),
-        subscriber_id: delivered.subscriber_id.clone(),
-        reason,
+    let (offer_id, credential_id, subscriber_id) = (
+        delivered.offer_id.clone(),
+        delivered.credential_id.clone(),
+        delivered.subscriber_id.clone(),
+    );
+    let event: Event = match decision {
+        Decision::Accept => CredentialAccepted {
+            event_id: event_id(),
+            offer_id,
+            credential_id,
+            subscriber_id,
+        }
+        .into(),
+        Decision::Decline(reason) => CredentialDeclined {
+            event_id: event_id(),
+            offer_id,
+            credential_id,
+            subscriber_id,
+            reason,
+        }
+        .into(),
     };
     writer
-        .write(
-            &OUTCOMES.full_name(prefix),
-            &delivered.offer_id,
-            &declined.into(),
-        )
+        .write(&OUTCOMES.full_name(prefix), &delivered.offer_id, &event)
         .await
 }
 
