@@ -1,14 +1,17 @@
 //! `tessera demo`: the source document's worked example, on the real broker.
 //!
-//! Provider A offers document X with a deadline a few seconds ahead. Subscribers B1 and B2 have
-//! stored a need for such documents and are invited; B3 needs something else and is not. B1 answers
-//! at once and is released; B2 answers after the deadline and is refused TooLate. Every step is
-//! an event on Kafka, judged by the broker's receipt stamps; the demo prints the offer's timeline
-//! as the log holds it and exits non-zero if any verdict differs from the expected one.
+//! Provider A offers document X, sealed and with a reward, with a deadline a few seconds ahead.
+//! Subscribers B1 and B2 have stored a need for such documents and are invited; B3 needs something
+//! else and is not. B1 answers at once and is released; B2 answers after the deadline and is
+//! refused TooLate. A's device then seals its half of the key to B1 (co-sign custody), the delivery
+//! worker puts the credential in B1's inbox, B1 opens document X with both halves and accepts it,
+//! and A is credited the reward; B2 has nothing to open. Every step is an event on Kafka, judged by
+//! the broker's receipt stamps; the demo prints the offer's timeline as the log holds it and exits
+//! non-zero if anything differs from the worked example.
 //!
-//! The matcher and the timekeeper run inside this process on the exactly-once runtime, on topics
-//! of their own (a fresh `demo-…` prefix unless `--topic-prefix` is given), so the demo touches
-//! nothing else on the cluster.
+//! The processors (matcher, timekeeper, delivery worker, ledger) run inside this process on the
+//! exactly-once runtime, on topics of their own (a fresh `demo-…` prefix unless `--topic-prefix`
+//! is given), so the demo touches nothing else on the cluster.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,21 +22,27 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rdkafka::consumer::Consumer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_processors::delivery::Delivery;
+use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
 use tessera_processors::runtime::{self, Config};
 use tessera_processors::timekeeper::Timekeeper;
-use tessera_producers::client::{Record, Writer, partition_count, partition_for, reader};
+use tessera_producers::agent::{Acted, Agent};
+use tessera_producers::client::{
+    Record, Writer, partition_count, partition_for, read_partition_of, reader,
+};
 use tessera_producers::keys::Halves;
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::status;
-use tessera_producers::subscriber::{self, Registration, Responder};
+use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
 use tessera_producers::when::{When, Zone};
 use tessera_schemas::rules::format_stamp;
-use tessera_schemas::topics::{DECISIONS, REQUESTS};
 use tessera_schemas::sealing::{PrivateKey, PublicKey};
-use tessera_schemas::{Custody, Event, Interest, RejectReason};
+use tessera_schemas::topics::{DECISIONS, LEDGER, REQUESTS};
+use tessera_schemas::{Custody, Event, Interest, RejectReason, Reward};
 
 use crate::kafka::KafkaArgs;
+use crate::ledger::Balances;
 
 /// Options of `tessera demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,14 +56,15 @@ pub struct DemoArgs {
     pub partitions: i32,
 }
 
-/// The matcher and the timekeeper, running in this process until stopped.
+/// The processors (matcher, timekeeper, delivery worker, ledger), running in this process until
+/// stopped.
 pub struct Processors {
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Processors {
-    /// Starts both on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
+    /// Starts them on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
     /// (so offers close promptly); the timekeeper holds `timekeeper_key`.
     pub fn start(
         kafka: &KafkaArgs,
@@ -75,6 +85,9 @@ impl Processors {
                 config("timekeeper")?,
                 stop.clone(),
             )),
+            tokio::spawn(runtime::run(Delivery, config("delivery")?, stop.clone())),
+            tokio::spawn(runtime::run(Rewards, config("ledger-rewards")?, stop.clone())),
+            tokio::spawn(runtime::run(Ledger, config("ledger")?, stop.clone())),
         ];
         Ok(Processors { stop, handles })
     }
@@ -169,7 +182,7 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     println!("the offer's timeline, as the log holds it (`tessera offer status {offer_id} --topic-prefix {prefix}`):");
     print!("{}", status::read(&config, &prefix, &offer_id).await?);
     println!();
-    println!("every verdict as expected");
+    println!("every verdict, the opened document and the reward as expected");
     Ok(())
 }
 
@@ -206,7 +219,7 @@ async fn scenario(
 
     // The processors join their groups while the subscribers register; the offer waits for the
     // matcher, so that the deadline measures the parties, not the start-up.
-    println!("starting the matcher and the timekeeper ...");
+    println!("starting the processors ...");
     wait_until_ready(&writer, config, prefix, keys, timekeeper).await?;
 
     let offer_id = format!("offer-X-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -224,7 +237,10 @@ async fn scenario(
             rule: RuleSpec::Deadline(When::Instant(deadline.fixed_offset())),
             zone: Zone::Utc,
             capacity: None,
-            reward: None,
+            reward: Some(Reward {
+                amount: REWARD,
+                currency: "EUR".into(),
+            }),
         },
         document_x(timekeeper),
         now,
@@ -317,8 +333,77 @@ async fn scenario(
     if !wrong.is_empty() {
         bail!("verdicts differ from the worked example: {}", wrong.join("; "));
     }
+    settle(config, prefix, keys, &offer_id).await?;
     Ok(offer_id)
 }
+
+/// The source document's step S107: A's device supplies the second key, B1 opens document X and
+/// accepts it, A is credited the reward; B2 has nothing to open.
+async fn settle(config: &ClientConfig, prefix: &str, keys: &Path, offer_id: &str) -> anyhow::Result<()> {
+    let agent = Agent {
+        provider_id: "A".into(),
+        halves: Halves::new(keys.join("A")),
+        until_idle: Some(Duration::from_secs(2)),
+    };
+    tessera_producers::agent::run(config, prefix, &agent, |acted| match acted {
+        Acted::Cosigned(released, written) => println!(
+            "A's device seals its half of the key to {} (co-sign) at {written}",
+            released.subscriber_id
+        ),
+        other => println!("A's device: {other}"),
+    })
+    .await?;
+
+    let choice = Choice::Offer(offer_id.to_string());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (record, delivered) = loop {
+        match subscriber::delivered(config, prefix, "B1", &choice).await {
+            Ok(found) => break found,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => bail!("B1's credential was not delivered within 30 s: {e}"),
+        }
+    };
+    println!("the delivery worker puts the credential in B1's inbox at {}", stamp(&record));
+    let b1 = tessera_producers::keys::load(&keys.join("B1.key"))?;
+    let document = subscriber::open(&delivered, &b1)?;
+    if document.as_slice() != DOCUMENT_X {
+        bail!("B1 opened something other than document X");
+    }
+    let first_line = String::from_utf8_lossy(&document);
+    println!(
+        "B1 opens it with its own key, the platform's half and A's half: {:?}",
+        first_line.lines().next().unwrap_or_default()
+    );
+    let accepted = subscriber::decide(&Writer::new(config)?, prefix, &delivered, Decision::Accept).await?;
+    println!("B1 accepts document X at {accepted}");
+    match subscriber::delivered(config, prefix, "B2", &choice).await {
+        Err(_) => println!("B2 has nothing to open"),
+        Ok(_) => bail!("B2 was delivered a credential, though it answered late"),
+    }
+
+    let ledger = LEDGER.full_name(prefix);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = read_partition_of(config, &ledger, "A").await?;
+        let balances = Balances::of("A", &records);
+        if let Some(balance) = balances.by_currency.get("EUR") {
+            println!("A is credited the reward: balance {balance} (EUR minor units)");
+            if *balance != REWARD {
+                bail!("A's balance is {balance}, expected {REWARD}");
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("A was not credited within 30 s of the acceptance");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// What A earns per accepted credential, in minor units (2.50 EUR).
+const REWARD: i64 = 250;
 
 /// The target data of the demo's offers.
 const DOCUMENT_X: &[u8] = b"Quarterly report X: revenue rose in every region.\n";

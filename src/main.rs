@@ -51,8 +51,9 @@ enum Command {
     Ledger(tessera::ledger::Ledger),
     /// The source document's worked example on the real broker: A offers document X with a
     /// deadline; B1 answers in time and is released, B2 answers late and is refused, B3 (other
-    /// needs) is never asked. Runs the matcher and timekeeper in-process on fresh `demo-…`
-    /// topics and exits non-zero if any verdict differs.
+    /// needs) is never asked; B1 opens document X with both key halves and accepts it, and A is
+    /// credited the reward. Runs the processors in-process on fresh `demo-…` topics and exits
+    /// non-zero if anything differs.
     Demo(tessera::demo::DemoArgs),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
