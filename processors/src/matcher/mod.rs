@@ -53,15 +53,19 @@ pub enum MatcherRecord {
 pub struct Matcher;
 
 impl Matcher {
-    /// Invites every subscriber of this task's partition that the offer meets, unless the offer
-    /// breaks a rule (the timekeeper rejects it, so no one should answer it) or its id was
-    /// already matched.
+    /// Invites every subscriber of this task's partition that the offer meets, unless its id
+    /// was published before or the offer breaks a rule. Either way the timekeeper judges against
+    /// the first offer published under an id (a later one is a DuplicateOffer), so an id is
+    /// marked seen even when its first offer is invalid: inviting to a valid republication
+    /// would only collect InvalidOffer verdicts.
     fn invite(&self, state: &mut dyn State, at: Position, offer: OfferPublished) -> Vec<Output> {
-        if check_offer(&offer, at.effective).is_err() || SEEN.get(state, &offer.offer_id).is_some()
-        {
+        if SEEN.get(state, &offer.offer_id).is_some() {
             return Vec::new();
         }
         SEEN.put(state, &offer.offer_id, &());
+        if check_offer(&offer, at.effective).is_err() {
+            return Vec::new();
+        }
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
         // One request, readdressed to each subscriber in turn: the recommendation and the terms
         // are encoded from the same value every time rather than cloned per subscriber.
