@@ -16,6 +16,7 @@ use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::Writer;
 use tessera_producers::keys;
+use tessera_producers::webhooks::{self, Retries};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
@@ -43,8 +44,15 @@ pub enum Processor {
     /// provider's half, from the release in escrow custody or from `tessera.cosigns` in co-sign
     /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
     /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
-    /// and `tessera.cosigns`.
-    Delivery,
+    /// and `tessera.cosigns`. Alongside, unless `--no-webhooks`, it posts each delivered
+    /// credential to the subscriber's registered `http://` webhook (group `tessera.webhooks`),
+    /// with `Idempotency-Key: <credential id>`, retrying with doubling pauses; after the last
+    /// attempt it writes DeliveryFailed to `tessera.deliveries`. `https://` webhooks are not
+    /// supported by this build: they get DeliveryFailed at once.
+    Delivery {
+        #[command(flatten)]
+        webhooks: WebhookArgs,
+    },
     /// Credits each accepted credential's reward to its provider once, as RewardCredited on
     /// `tessera.ledger` with the balance after it. Two cores in one process: `ledger-rewards`
     /// (by offer: reads `tessera.offers`, `tessera.decisions`, `tessera.outcomes`, writes
@@ -90,13 +98,45 @@ pub struct RunArgs {
     pub metrics_addr: Option<String>,
 }
 
+/// How the delivery worker posts to webhooks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Do not post to webhooks: credentials only go to the inbox.
+    #[arg(long)]
+    pub no_webhooks: bool,
+    /// Posts per credential at most, the first included. The whole budget (attempts, pauses,
+    /// timeouts) should stay well under the consumer's `max.poll.interval.ms` (5 min).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_attempts: u32,
+    /// Pause after the first failed post; it doubles after each further one.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub webhook_backoff: Duration,
+    /// The longest pause between posts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_max_backoff: Duration,
+    /// How long one post may take, connecting included.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+}
+
+impl WebhookArgs {
+    fn retries(&self) -> Retries {
+        Retries {
+            attempts: self.webhook_attempts,
+            first_backoff: self.webhook_backoff,
+            max_backoff: self.webhook_max_backoff,
+            timeout: self.webhook_timeout,
+        }
+    }
+}
+
 impl Processor {
     /// The processor's own default metrics port.
     fn metrics_port(&self) -> u16 {
         match self {
             Processor::Matcher => 9464,
             Processor::Timekeeper { .. } => 9465,
-            Processor::Delivery => 9466,
+            Processor::Delivery { .. } => 9466,
             Processor::Ledger => 9467,
             Processor::Counter { .. } => 9468,
         }
@@ -141,7 +181,19 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             let timekeeper = timekeeper(kafka, &key_file).await?;
             runtime::run(timekeeper, config, stop).await
         }
-        Processor::Delivery => runtime::run(Delivery, config, stop).await,
+        Processor::Delivery { webhooks } if webhooks.no_webhooks => {
+            runtime::run(Delivery, config, stop).await
+        }
+        Processor::Delivery { webhooks } => {
+            let client = kafka.client_config()?;
+            // The webhook worker has its own consumer group and shares only the process and
+            // the stop signal with the core.
+            let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.retries(), &stop);
+            tokio::try_join!(runtime::run(Delivery, config, stop.clone()), async {
+                posting.await.context("the webhook worker failed")
+            })?;
+            Ok(())
+        }
         Processor::Ledger => {
             // Each core's name makes its own consumer group, transactional ids, changelog and
             // state directory, so the two share only the process and the stop signal.

@@ -46,7 +46,8 @@ pub enum Subscriber {
         /// key pair is created there if it does not exist.
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
-        /// An HTTPS endpoint the delivery worker also posts released credentials to.
+        /// An `http://` endpoint the delivery worker also posts delivered credentials to, with
+        /// `Idempotency-Key: <credential id>` (`https://` is not supported by this build).
         #[arg(long, value_name = "URL")]
         webhook: Option<String>,
     },

@@ -46,7 +46,8 @@ pub enum ClientError {
     Timeout(String),
 }
 
-fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
+/// Wraps a Kafka error with what was being done.
+pub(crate) fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
     let what = what.into();
     move |source| ClientError::Kafka { what, source }
 }

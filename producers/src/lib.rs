@@ -11,4 +11,5 @@ pub mod keys;
 pub mod provider;
 pub mod status;
 pub mod subscriber;
+pub mod webhooks;
 pub mod when;
