@@ -18,7 +18,7 @@ use tessera_schemas::{
 };
 use tessera_state_stores::{State, Table};
 
-use crate::core::{Core, Input, Output, Position, derived_id};
+use crate::core::{Core, Input, Output, Position, derived_id_about};
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
@@ -71,10 +71,10 @@ impl Matcher {
         };
         subscribers
             .into_iter()
-            .enumerate()
-            .map(|(n, subscriber_id)| {
+            .map(|subscriber_id| {
+                // Every task reads this offer: ids numbered by place would repeat across tasks.
                 let request = InteractionRequested {
-                    event_id: derived_id(self.name(), &at, n),
+                    event_id: derived_id_about(self.name(), &at, &subscriber_id),
                     request_id: request_id(&offer.offer_id, &subscriber_id),
                     offer_id: offer.offer_id.clone(),
                     subscriber_id,

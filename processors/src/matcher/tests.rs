@@ -230,9 +230,8 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
     };
     let expected: Vec<InteractionRequested> = ["B1", "B2"]
         .iter()
-        .enumerate()
-        .map(|(n, subscriber)| InteractionRequested {
-            event_id: derived_id("matcher", &at, n),
+        .map(|subscriber| InteractionRequested {
+            event_id: derived_id_about("matcher", &at, subscriber),
             request_id: request_id("offer-1", subscriber),
             offer_id: "offer-1".into(),
             subscriber_id: subscriber.to_string(),
@@ -250,6 +249,26 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
         })
         .collect();
     assert_eq!(requests, expected);
+}
+
+/// Every task reads each offer, so two tasks invite from the same offer record: their requests
+/// must still carry different event ids, or a consumer deduplicating by id drops one.
+#[test]
+fn tasks_reading_the_same_offer_derive_different_event_ids() {
+    let mut first = Task::new();
+    let mut second = Task::new();
+    first.register(10, "B1", vec![wanting("doc-X")]);
+    second.register(10, "B2", vec![wanting("doc-X")]);
+    let offer = offer("offer-1", "doc-X");
+    let from_first = first.publish(100, offer.clone());
+    let from_second = second.publish(100, offer);
+    assert_eq!(from_first.len(), 1);
+    assert_eq!(from_second.len(), 1);
+    assert_eq!(
+        from_first[0].offer.position, from_second[0].offer.position,
+        "the same offer record"
+    );
+    assert_ne!(from_first[0].event_id, from_second[0].event_id);
 }
 
 #[test]
