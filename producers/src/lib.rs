@@ -3,6 +3,7 @@
 //! They only write events to, and read events from, tessera's topics through the shared contract;
 //! none of them calls a processor directly.
 
+pub mod audit;
 pub mod client;
 pub mod describe;
 pub mod interest;
