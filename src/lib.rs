@@ -2,6 +2,7 @@
 //! over the workspace crates (`tessera-schemas`, `tessera-state-stores`, `tessera-processors`,
 //! `tessera-producers`); this crate only parses arguments, connects, and reports.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod kafka;

@@ -51,6 +51,10 @@ enum Command {
     /// needs) is never asked. Runs the matcher and timekeeper in-process on fresh `demo-…`
     /// topics and exits non-zero if any verdict differs.
     Demo(tessera::demo::DemoArgs),
+    /// Replay processors from the log and compare what they must have written with what their
+    /// output topics hold: reports every record missing, injected, altered, duplicated or
+    /// reordered, with its topic, partition and offset.
+    Audit(tessera::audit::AuditArgs),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -120,6 +124,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tessera::demo::run(&cli.kafka, args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(args) => Ok(if tessera::audit::run(&cli.kafka, args).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Run { args, processor } => {
             tessera::run::run(&cli.kafka, &args, processor).await?;
             Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::AuditError;
+use crate::client::Quiet;
 use super::report::At;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,7 +28,7 @@ fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> AuditError {
 }
 
 /// A consumer that reads committed records only and commits nothing.
-fn reader(client: &ClientConfig) -> Result<BaseConsumer, AuditError> {
+fn reader(client: &ClientConfig) -> Result<BaseConsumer<Quiet>, AuditError> {
     client
         .clone()
         .set("group.id", format!("tessera-audit-{}", uuid::Uuid::new_v4()))
@@ -35,7 +36,10 @@ fn reader(client: &ClientConfig) -> Result<BaseConsumer, AuditError> {
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        // A fetch at a partition's end answers after this long: the audit waits for that answer
+        // to know it reached the end, while a fetch with records answers at once anyway.
+        .set("fetch.wait.max.ms", "20")
+        .create_with_context(Quiet)
         .map_err(kafka("cannot create a Kafka consumer"))
 }
 
@@ -105,7 +109,7 @@ pub fn committed(
 
 /// One topic being read, with the partitions not at their end yet.
 struct Topic {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Quiet>,
     name: String,
     open: BTreeSet<i32>,
 }
