@@ -168,7 +168,7 @@ struct Auditor<'a> {
 
 impl Auditor<'_> {
     /// Audits `core`, marking in `used` the output overrides it took.
-    fn audit<C: Core>(&self, core: C, used: &mut [bool]) -> anyhow::Result<Report> {
+    fn audit<C: Core + Send>(&self, core: C, used: &mut [bool]) -> anyhow::Result<Report> {
         let mut audit = Audit::new(core, &self.kafka.topic_prefix);
         for ((name, topic), used) in self.overrides.iter().zip(used.iter_mut()) {
             *used |= audit.read_output_from(name, topic);

@@ -22,6 +22,7 @@ use tessera_processors::runtime::{self, Config};
 
 use crate::kafka::KafkaArgs;
 
+mod audit;
 mod timekeeper;
 
 /// What to measure.
@@ -59,12 +60,16 @@ pub enum Bench {
     /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
     /// latency at the same rate in the same run.
     Timekeeper(timekeeper::LatencyArgs),
+    /// Replay rate of `tessera audit` (input records per second) over a counter run's log,
+    /// against a plain read_committed consume of the same topics in the same run.
+    Audit(audit::ReplayArgs),
 }
 
 /// Runs a benchmark and prints its result.
 pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
+        Bench::Audit(args) => audit::replay_rate(kafka, args).await,
         Bench::Runtime {
             events,
             keys,

@@ -1,24 +1,29 @@
 //! Matches what the replay derives with what the output topics hold.
 //!
 //! A record is known by its identity: its event id, which every core derives from the input that
-//! produced it, so the replay names the same ids; a dead letter the runtime writes for a record it
-//! cannot decode carries a random id and is known by the record it quotes (source topic, partition,
-//! offset) instead; a record that is not a tessera event (the counter's) by its key and bytes.
+//! produced it, so the replay names the same ids; a dead letter by the record it quotes (source
+//! topic, partition, offset), since the runtime gives the ones it writes random ids; a record that
+//! is not a tessera event (the counter's) by its key and bytes. Records of one identity pair up in
+//! order. The two sides arrive in any interleaving, each record waiting until its counterpart
+//! comes, so the comparison keeps pace with the reading instead of waiting for all the outputs.
 //!
 //! A derived record that is not on the log is a finding only if the processor consumed its input:
 //! the runtime commits a task's consumer offsets in the transaction that writes what the inputs
-//! before them produced, and the auditor reads those offsets before the output topics. A broadcast
-//! input (every partition of it read by every task) has no group offset; it counts as consumed
-//! once a later input of the same task (in merge order) is, because a task steps its inputs and
-//! commits them in that order. Records on the log that no input produces are injected, or
-//! duplicates when another record with their identity matched. A task writes its records to a
-//! partition in the order it derives them, so one that sits before an earlier-derived record of
-//! its task is reordered.
+//! before them produced, and the auditor reads those offsets before the output topics. A task
+//! steps its inputs, and commits them, in merge order, so an input counts as consumed when it or
+//! a later input of the task sits below the group's offsets; that also covers broadcast inputs
+//! (every partition read by every task), which the group does not commit. Records on the log that
+//! no input produces are injected, or duplicates when another record with their identity matched.
+//! A task writes its records to a partition in the order it derives them, so one that sits before
+//! an earlier-derived record of its task is reordered.
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
+use foldhash::HashMapExt;
+use tessera_processors::Position;
 use tessera_processors::replay::{Produced, RawRecord, is_tick};
+use tessera_processors::runtime::Lane;
 use tessera_schemas::codec::{fields, peek_event_id};
 use tessera_schemas::{Event, decode};
 
@@ -27,26 +32,162 @@ use super::report::{At, Finding, Report, describe};
 
 /// How a record is known across the replay and the log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Identity {
-    /// A tessera event, by its event id.
+pub enum Identity {
+    /// A tessera event, by its event id when it is a UUID, as every tessera writer makes them.
+    Uuid(u128),
+    /// A tessera event with another event id.
     Event(String),
-    /// A dead letter the runtime wrote, by the record it quotes.
-    Letter {
-        topic: String,
-        partition: i32,
-        offset: i64,
-    },
+    /// A dead letter, by the topic, partition and offset of the record it quotes.
+    Letter(String, i32, i64),
     /// Anything else, by a hash of its key and value.
     Bytes(u64),
 }
 
-fn identity_of(key: Option<&[u8]>, value: Option<&[u8]>) -> Identity {
+fn event_identity(key: Option<&[u8]>, value: Option<&[u8]>) -> Identity {
     match value.map(peek_event_id) {
-        Some(Ok(id)) => Identity::Event(id.to_string()),
-        _ => {
-            let mut hasher = DefaultHasher::new();
-            (key, value).hash(&mut hasher);
-            Identity::Bytes(hasher.finish())
+        Some(Ok(id)) => match uuid::Uuid::try_parse(id) {
+            Ok(uuid) => Identity::Uuid(uuid.as_u128()),
+            Err(_) => Identity::Event(id.to_string()),
+        },
+        _ => Identity::Bytes(foldhash::quality::FixedState::default().hash_one((key, value))),
+    }
+}
+
+/// Tells records' identities, on either side; cheap to clone onto the threads that read.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    processor: String,
+    dead_letters: usize,
+}
+
+impl Classifier {
+    /// For `processor`, whose dead letters are its output `dead_letters`.
+    pub fn new(processor: &str, dead_letters: usize) -> Self {
+        Classifier {
+            processor: processor.to_string(),
+            dead_letters,
+        }
+    }
+
+    /// The identity of a record of output `topic`, `None` when it is not the processor's: a tick
+    /// (other processors tick the topics they read) or another processor's dead letter.
+    pub fn logged(&self, topic: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Option<Identity> {
+        if is_tick(value) {
+            return None;
+        }
+        if topic != self.dead_letters {
+            return Some(event_identity(key, value));
+        }
+        match value.map(decode) {
+            Some(Ok(Event::DeadLetter(letter))) if letter.processor == self.processor => Some(
+                Identity::Letter(letter.source_topic, letter.source_partition, letter.source_offset),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The identity of what the replay produced from an input of `lane`.
+    pub fn derived(&self, lane: &Lane, produced: &Produced) -> Identity {
+        match produced {
+            Produced::Output(output) => self
+                .logged(output.topic, Some(output.key.as_bytes()), Some(&output.value))
+                .unwrap_or_else(|| event_identity(Some(output.key.as_bytes()), Some(&output.value))),
+            Produced::DeadLetter { at, .. } => Identity::Letter(lane.topic.clone(), at.partition, at.offset),
+        }
+    }
+
+    fn topic_of(&self, produced: &Produced) -> usize {
+        match produced {
+            Produced::Output(output) => output.topic,
+            Produced::DeadLetter { .. } => self.dead_letters,
+        }
+    }
+}
+
+/// Where a key or value lies in a byte buffer; `None` when the record has none.
+type Span = Option<(usize, usize)>;
+
+/// Output records read, with their identities, packed for the comparison: the reading thread
+/// classifies them, and their bytes travel in one buffer rather than two allocations a record.
+#[derive(Debug, Default)]
+pub struct Logged {
+    bytes: Vec<u8>,
+    records: Vec<(Identity, Published)>,
+}
+
+impl Logged {
+    /// Adds a record read from output `topic`, unless it is not the processor's.
+    pub fn push(
+        &mut self,
+        classifier: &Classifier,
+        topic: usize,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) {
+        let Some(identity) = classifier.logged(topic, key, value) else {
+            return;
+        };
+        let mut keep = |bytes: Option<&[u8]>| -> Span {
+            let bytes = bytes?;
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            Some((start, self.bytes.len()))
+        };
+        let key = keep(key);
+        let value = keep(value);
+        self.records.push((
+            identity,
+            Published {
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+                next: None,
+                matched: false,
+            },
+        ));
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// One replayed input with the identities of what it produced, ready for the comparison.
+#[derive(Debug)]
+pub struct Derivation {
+    /// The task.
+    pub task: i32,
+    /// The lane of the input, among the task's.
+    pub lane_index: usize,
+    /// Where and when the input sat.
+    pub at: Position,
+    /// What it produced.
+    pub produced: Vec<(Identity, Produced)>,
+}
+
+impl Derivation {
+    /// The step, classified.
+    pub fn of(classifier: &Classifier, step: Step<'_>) -> Self {
+        let produced = step
+            .produced
+            .into_iter()
+            .map(|p| (classifier.derived(step.lane, &p), p))
+            .collect();
+        Derivation {
+            task: step.task,
+            lane_index: step.lane_index,
+            at: step.at,
+            produced,
         }
     }
 }
@@ -57,84 +198,101 @@ struct Published {
     topic: usize,
     partition: i32,
     offset: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    identities: Vec<Identity>,
+    key: Span,
+    value: Span,
+    /// The next record of the topic with the same identity, in read order.
+    next: Option<usize>,
     matched: bool,
 }
 
-/// A record the replay derived.
-#[derive(Debug)]
-struct Expected {
-    topic: usize,
-    identity: Identity,
-    input: At,
-    event: String,
-    content: Content,
+/// The records of a topic with one identity: the first and the last read.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    first: usize,
+    last: usize,
 }
 
+/// A derived record waiting for its counterpart on the log.
 #[derive(Debug)]
-enum Content {
-    /// A record the core produced.
-    Output { key: String, value: Vec<u8> },
-    /// A dead letter the runtime writes for an input it could not decode.
-    Letter {
-        record: RawRecord,
-        reason: String,
-        stamp: i64,
-    },
+struct Waiting {
+    task: usize,
+    seq: u64,
+    input: (usize, i32, i64),
+    produced: Produced,
+}
+
+/// A derived record found on the log: where its task derived it and where it sits.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    seq: u64,
+    topic: usize,
+    partition: i32,
+    offset: i64,
+    input: (usize, i32, i64),
 }
 
 #[derive(Debug, Default)]
 struct TaskCheck {
-    /// Records derived from broadcast inputs and not on the log, until a later input of the task
-    /// shows whether the processor consumed theirs.
-    uncertain: Vec<Expected>,
-    /// Per output topic and partition: the last matched record of the task there.
-    last: HashMap<(usize, i32), i64>,
+    /// Inputs stepped so far: the next input's place in merge order.
+    steps: u64,
+    /// The place of the last input known consumed.
+    consumed_through: Option<u64>,
+    /// Per lane, once looked up: the group's committed offset there (`None` for none, and for a
+    /// broadcast lane, which the group does not commit).
+    committed: Vec<Option<Option<i64>>>,
+    placed: Vec<Placed>,
 }
 
 /// The comparison of one processor's replay with its output topics.
 #[derive(Debug)]
 pub struct Comparison {
-    processor: String,
+    classifier: Classifier,
     /// Output topics (prefixed), the dead letters among them.
     topics: Vec<String>,
-    dead_letters: usize,
+    /// Input topics (prefixed), by index in the core's inputs.
+    inputs: Vec<String>,
     records: Vec<Published>,
-    index: HashMap<(usize, Identity), Vec<usize>>,
+    /// The keys and values of `records`, end to end.
+    bytes: Vec<u8>,
+    /// Per output topic: its records by identity. One lookup per record read and per record
+    /// derived, so with foldhash (still seeded per process) rather than SipHash.
+    index: Vec<foldhash::HashMap<Identity, Chain>>,
+    /// Derived records not found on the log yet, by output topic and identity.
+    waiting: foldhash::HashMap<(usize, Identity), VecDeque<Waiting>>,
     /// The processor's committed offsets: input topic -> partition -> next offset.
     committed: HashMap<String, HashMap<i32, i64>>,
-    tasks: HashMap<i32, TaskCheck>,
+    /// By task partition.
+    tasks: Vec<TaskCheck>,
     report: Report,
 }
 
 impl Comparison {
-    /// A comparison for `processor`, whose outputs are `topics` (`dead_letters` the index of the
-    /// dead-letter topic among them), given its group's committed offsets.
+    /// A comparison for `classifier`'s processor, whose outputs are `topics` and inputs
+    /// `inputs`, given its group's committed offsets.
     pub fn new(
-        processor: &str,
+        classifier: Classifier,
         topics: Vec<String>,
-        dead_letters: usize,
+        inputs: Vec<String>,
         committed: HashMap<String, HashMap<i32, i64>>,
     ) -> Self {
         Comparison {
-            processor: processor.to_string(),
-            topics,
-            dead_letters,
-            records: Vec::new(),
-            index: HashMap::new(),
-            committed,
-            tasks: HashMap::new(),
             report: Report {
-                processor: processor.to_string(),
+                processor: classifier.processor.clone(),
                 ..Report::default()
             },
+            classifier,
+            index: vec![foldhash::HashMap::new(); topics.len()],
+            topics,
+            inputs,
+            records: Vec::new(),
+            bytes: Vec::new(),
+            waiting: foldhash::HashMap::new(),
+            committed,
+            tasks: Vec::new(),
         }
     }
 
-    /// Takes in a record read from output `topic`. Ticks (other processors tick the topics they
-    /// read) and dead letters of other processors are not this processor's outputs.
+    /// Takes in one record read from output `topic`.
     pub fn published(
         &mut self,
         topic: usize,
@@ -143,212 +301,263 @@ impl Comparison {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) {
-        if is_tick(value) {
-            return;
-        }
-        let identities = if topic == self.dead_letters {
-            match value.map(decode) {
-                Some(Ok(Event::DeadLetter(letter))) if letter.processor == self.processor => vec![
-                    Identity::Event(letter.event_id),
-                    Identity::Letter {
-                        topic: letter.source_topic,
-                        partition: letter.source_partition,
-                        offset: letter.source_offset,
-                    },
-                ],
-                _ => return,
-            }
-        } else {
-            vec![identity_of(key, value)]
-        };
-        let i = self.records.len();
-        for identity in &identities {
-            self.index.entry((topic, identity.clone())).or_default().push(i);
-        }
-        self.records.push(Published {
-            topic,
-            partition,
-            offset,
-            key: key.map(<[u8]>::to_vec),
-            value: value.map(<[u8]>::to_vec),
-            identities,
-            matched: false,
-        });
-        self.report.outputs_read += 1;
+        let mut logged = Logged::default();
+        logged.push(&self.classifier, topic, partition, offset, key, value);
+        self.logged(logged);
     }
 
-    /// Takes in one replayed input and checks what it produced against the log.
-    pub fn step(&mut self, step: Step<'_>) {
-        let input = At::new(step.lane.topic.clone(), step.at.partition, step.at.offset);
-        let consumed = !step.lane.broadcast
-            && self
-                .committed
-                .get(&step.lane.topic)
-                .and_then(|partitions| partitions.get(&step.at.partition))
-                .is_some_and(|&next| step.at.offset < next);
-        let mut task = self.tasks.remove(&step.task).unwrap_or_default();
-        if consumed {
-            for expected in std::mem::take(&mut task.uncertain) {
-                self.missing(expected);
+    /// Takes in records read from the outputs, and pairs each with the derived record waiting
+    /// for it, if one is.
+    pub fn logged(&mut self, logged: Logged) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&logged.bytes);
+        let shift = |span: Span| span.map(|(start, end)| (start + base, end + base));
+        for (identity, mut record) in logged.records {
+            if record.topic >= self.index.len() {
+                continue;
+            }
+            record.key = shift(record.key);
+            record.value = shift(record.value);
+            let i = self.records.len();
+            let topic = record.topic;
+            self.records.push(record);
+            self.report.outputs_read += 1;
+            match self.index[topic].get_mut(&identity) {
+                Some(chain) => {
+                    self.records[chain.last].next = Some(i);
+                    chain.last = i;
+                }
+                None => {
+                    self.index[topic].insert(identity.clone(), Chain { first: i, last: i });
+                }
+            }
+            let key = (topic, identity);
+            if let Some(queue) = self.waiting.get_mut(&key)
+                && let Some(waiting) = queue.pop_front()
+            {
+                if queue.is_empty() {
+                    self.waiting.remove(&key);
+                }
+                self.matched(i, waiting);
             }
         }
-        for produced in step.produced {
+    }
+
+    /// Takes in one replayed input (tests and single-threaded callers).
+    pub fn replayed(&mut self, step: Step<'_>) {
+        let lane = step.lane;
+        let derivation = Derivation::of(&self.classifier, step);
+        self.derived(lane, derivation);
+    }
+
+    /// Takes in one replayed input of `lane` and pairs what it produced with the log.
+    pub fn derived(&mut self, lane: &Lane, derivation: Derivation) {
+        let task = usize::try_from(derivation.task).unwrap_or_default();
+        if self.tasks.len() <= task {
+            self.tasks.resize_with(task + 1, TaskCheck::default);
+        }
+        let seq = self.tasks[task].steps;
+        self.tasks[task].steps += 1;
+        let at = derivation.at;
+        if self
+            .committed_on(task, lane, derivation.lane_index)
+            .is_some_and(|next| at.offset < next)
+        {
+            self.tasks[task].consumed_through = Some(seq);
+        }
+        let input = (lane.input, at.partition, at.offset);
+        for (identity, produced) in derivation.produced {
             self.report.derived += 1;
-            let expected = self.expect(produced, &input, &step.lane.topic);
-            match self.take(&expected) {
-                Some(i) => self.check(i, expected, &mut task),
-                None if consumed => self.missing(expected),
-                None if step.lane.broadcast => task.uncertain.push(expected),
-                None => self.report.pending += 1,
+            let topic = self.classifier.topic_of(&produced);
+            let waiting = Waiting {
+                task,
+                seq,
+                input,
+                produced,
+            };
+            match self.take(topic, &identity) {
+                Some(i) => self.matched(i, waiting),
+                None => self.waiting.entry((topic, identity)).or_default().push_back(waiting),
             }
         }
-        self.tasks.insert(step.task, task);
     }
 
-    fn expect(&self, produced: Produced, input: &At, source: &str) -> Expected {
-        match produced {
-            Produced::Output(output) => Expected {
-                topic: output.topic,
-                identity: identity_of(Some(output.key.as_bytes()), Some(&output.value)),
-                input: input.clone(),
-                event: describe(Some(output.key.as_bytes()), Some(&output.value)),
-                content: Content::Output {
-                    key: output.key,
-                    value: output.value,
-                },
-            },
-            Produced::DeadLetter { at, record, reason } => Expected {
-                topic: self.dead_letters,
-                identity: Identity::Letter {
-                    topic: source.to_string(),
-                    partition: at.partition,
-                    offset: at.offset,
-                },
-                input: input.clone(),
-                event: format!("DeadLetter of {input}"),
-                content: Content::Letter {
-                    record,
-                    reason,
-                    stamp: at.stamp,
-                },
-            },
+    /// The next offset the group committed on `lane`; `None` on a broadcast lane.
+    fn committed_on(&mut self, task: usize, lane: &Lane, index: usize) -> Option<i64> {
+        let cache = &mut self.tasks[task].committed;
+        if cache.len() <= index {
+            cache.resize(index + 1, None);
         }
+        *cache[index].get_or_insert_with(|| {
+            if lane.broadcast {
+                return None;
+            }
+            self.committed
+                .get(&lane.topic)
+                .and_then(|partitions| partitions.get(&lane.partition))
+                .copied()
+        })
     }
 
-    /// The first record on the log with the expected identity that no other derived record took.
-    fn take(&self, expected: &Expected) -> Option<usize> {
-        self.index
-            .get(&(expected.topic, expected.identity.clone()))?
-            .iter()
-            .copied()
-            .find(|&i| !self.records[i].matched)
+    /// The first record of `topic` with `identity` that no derived record took.
+    fn take(&self, topic: usize, identity: &Identity) -> Option<usize> {
+        let mut next = self.index.get(topic)?.get(identity).map(|chain| chain.first);
+        while let Some(i) = next {
+            if !self.records[i].matched {
+                return Some(i);
+            }
+            next = self.records[i].next;
+        }
+        None
+    }
+
+    fn contents(&self, record: &Published) -> (Option<&[u8]>, Option<&[u8]>) {
+        let slice = |span: Span| span.map(|(start, end)| &self.bytes[start..end]);
+        (slice(record.key), slice(record.value))
     }
 
     fn at(&self, record: &Published) -> At {
         At::new(self.topics[record.topic].clone(), record.partition, record.offset)
     }
 
-    fn check(&mut self, i: usize, expected: Expected, task: &mut TaskCheck) {
+    fn input_at(&self, (input, partition, offset): (usize, i32, i64)) -> At {
+        let topic = self.inputs.get(input).cloned().unwrap_or_default();
+        At::new(topic, partition, offset)
+    }
+
+    fn event(&self, produced: &Produced, input: (usize, i32, i64)) -> String {
+        match produced {
+            Produced::Output(output) => describe(Some(output.key.as_bytes()), Some(&output.value)),
+            Produced::DeadLetter { .. } => format!("DeadLetter of {}", self.input_at(input)),
+        }
+    }
+
+    /// Pairs record `i` on the log with the derived record `waiting`.
+    fn matched(&mut self, i: usize, waiting: Waiting) {
         self.records[i].matched = true;
         let record = &self.records[i];
-        let at = self.at(record);
-        let differences = match &expected.content {
-            Content::Output { key, value } => output_differences(record, key, value),
-            Content::Letter {
-                record: letter,
-                reason,
-                stamp,
-            } => letter_differences(record, letter, reason, *stamp),
+        let logged = self.contents(record);
+        let differences = match &waiting.produced {
+            Produced::Output(output) => output_differences(logged, &output.key, &output.value),
+            Produced::DeadLetter { at, record: letter, reason } => {
+                letter_differences(logged.1, letter, reason, at.stamp)
+            }
         };
-        let place = (record.topic, record.partition);
-        let mut clean = differences.is_empty();
-        if !clean {
+        let placed = Placed {
+            seq: waiting.seq,
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            input: waiting.input,
+        };
+        self.tasks[waiting.task].placed.push(placed);
+        if differences.is_empty() {
+            self.report.matched += 1;
+        } else {
             self.report.findings.push(Finding::Altered {
-                record: at.clone(),
-                event: expected.event.clone(),
-                input: expected.input.clone(),
+                record: self.at(&self.records[i]),
+                event: self.event(&waiting.produced, waiting.input),
+                input: self.input_at(waiting.input),
                 differences,
             });
         }
-        match task.last.get(&place) {
-            Some(&last) if last > record.offset => {
-                clean = false;
-                self.report.findings.push(Finding::Reordered {
-                    record: at,
-                    event: expected.event,
-                    after: At::new(self.topics[place.0].clone(), place.1, last),
-                    input: expected.input,
-                });
-            }
-            _ => {
-                task.last.insert(place, record.offset);
-            }
-        }
-        if clean {
-            self.report.matched += 1;
-        }
     }
 
-    fn missing(&mut self, expected: Expected) {
-        self.report.findings.push(Finding::Missing {
-            topic: self.topics[expected.topic].clone(),
-            event: expected.event,
-            input: expected.input,
-        });
+    /// A record with `i`'s identity that matched: then `i` is a copy of it.
+    fn matched_like(&self, i: usize, identity: &Identity) -> Option<usize> {
+        let record = &self.records[i];
+        let first = self.index[record.topic].get(identity)?.first;
+        std::iter::successors(Some(first), |&j| self.records[j].next)
+            .find(|&j| self.records[j].matched)
     }
 
-    /// Records on the log that nothing derived, and the report.
+    /// Decides what is left on either side, checks each task's order, and reports.
     pub fn finish(mut self) -> Report {
-        for task in self.tasks.values() {
-            self.report.pending += task.uncertain.len() as u64;
-        }
-        let leftovers: Vec<Finding> = self
-            .records
-            .iter()
-            .filter(|r| !r.matched)
-            .map(|record| {
-                let at = self.at(record);
-                let event = describe(record.key.as_deref(), record.value.as_deref());
-                let first = record.identities.iter().find_map(|identity| {
-                    self.index[&(record.topic, identity.clone())]
-                        .iter()
-                        .map(|&i| &self.records[i])
-                        .find(|other| other.matched)
-                });
-                match first {
-                    Some(first) => Finding::Duplicate {
-                        record: at,
-                        event,
-                        first: self.at(first),
-                    },
-                    None => Finding::Injected { record: at, event },
+        let mut findings = Vec::new();
+        for ((_, _), queue) in std::mem::take(&mut self.waiting) {
+            for waiting in queue {
+                let consumed = self.tasks[waiting.task]
+                    .consumed_through
+                    .is_some_and(|through| waiting.seq <= through);
+                if consumed {
+                    findings.push(Finding::Missing {
+                        topic: self.topics[self.classifier.topic_of(&waiting.produced)].clone(),
+                        event: self.event(&waiting.produced, waiting.input),
+                        input: self.input_at(waiting.input),
+                    });
+                } else {
+                    self.report.pending += 1;
                 }
-            })
-            .collect();
-        self.report.findings.extend(leftovers);
+            }
+        }
+        for index in &self.index {
+            for (identity, chain) in index {
+                let mut next = Some(chain.first);
+                while let Some(i) = next {
+                    let record = &self.records[i];
+                    next = record.next;
+                    if record.matched {
+                        continue;
+                    }
+                    let (key, value) = self.contents(record);
+                    let at = self.at(record);
+                    let event = describe(key, value);
+                    findings.push(match self.matched_like(i, identity) {
+                        Some(first) => Finding::Duplicate {
+                            record: at,
+                            event,
+                            first: self.at(&self.records[first]),
+                        },
+                        None => Finding::Injected { record: at, event },
+                    });
+                }
+            }
+        }
+        for task in &mut self.tasks {
+            task.placed.sort_unstable_by_key(|p| (p.topic, p.partition, p.seq));
+        }
+        for task in &self.tasks {
+            for run in task.placed.chunk_by(|a, b| (a.topic, a.partition) == (b.topic, b.partition)) {
+                let mut furthest: Option<i64> = None;
+                for placed in run {
+                    match furthest {
+                        Some(after) if after > placed.offset => findings.push(Finding::Reordered {
+                            record: At::new(self.topics[placed.topic].clone(), placed.partition, placed.offset),
+                            after: At::new(self.topics[placed.topic].clone(), placed.partition, after),
+                            input: self.input_at(placed.input),
+                        }),
+                        _ => furthest = Some(placed.offset),
+                    }
+                }
+            }
+        }
+        self.report.findings.append(&mut findings);
+        self.report.findings.sort_by(|a, b| a.place().cmp(b.place()).then(a.kind().cmp(b.kind())));
         self.report
     }
 }
 
 /// How a record on the log differs from the derived one, field by field.
-fn output_differences(record: &Published, key: &str, value: &[u8]) -> Vec<String> {
+fn output_differences(
+    (logged_key, logged_value): (Option<&[u8]>, Option<&[u8]>),
+    key: &str,
+    value: &[u8],
+) -> Vec<String> {
     let mut differences = Vec::new();
-    if record.key.as_deref() != Some(key.as_bytes()) {
-        let logged = record
-            .key
-            .as_deref()
+    if logged_key != Some(key.as_bytes()) {
+        let logged = logged_key
             .map_or_else(|| "none".to_string(), |k| format!("{:?}", String::from_utf8_lossy(k)));
         differences.push(format!("key: {logged} ≠ {key:?}"));
     }
-    if record.value.as_deref() != Some(value) {
-        let logged = record.value.as_deref().map(fields);
+    if logged_value != Some(value) {
+        let logged = logged_value.map(fields);
         match (logged, fields(value)) {
             (Some(Ok(logged)), Ok(derived)) => {
                 differences.extend(field_differences(&logged, &derived));
             }
             _ => differences.push(format!(
                 "value: {} bytes on the log ≠ {} bytes derived",
-                record.value.as_ref().map_or(0, Vec::len),
+                logged_value.map_or(0, <[u8]>::len),
                 value.len()
             )),
         }
@@ -388,8 +597,13 @@ fn field_differences(logged: &[(String, String)], derived: &[(String, String)]) 
 }
 
 /// How a dead letter on the log differs from the one the runtime writes for `letter`.
-fn letter_differences(record: &Published, letter: &RawRecord, reason: &str, stamp: i64) -> Vec<String> {
-    let Some(Ok(Event::DeadLetter(logged))) = record.value.as_deref().map(decode) else {
+fn letter_differences(
+    logged: Option<&[u8]>,
+    letter: &RawRecord,
+    reason: &str,
+    stamp: i64,
+) -> Vec<String> {
+    let Some(Ok(Event::DeadLetter(logged))) = logged.map(decode) else {
         return vec!["the record is no longer a dead letter".to_string()];
     };
     let mut differences = Vec::new();

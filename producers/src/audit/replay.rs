@@ -6,8 +6,6 @@
 //! the live processor could not order yet, for want of a later record on another lane, stays
 //! undecided here too, so the replay derives exactly what the processor could have.
 
-use std::collections::HashMap;
-
 use tessera_processors::Core;
 use tessera_processors::core::Position;
 use tessera_processors::merge::{Merge, MergeError};
@@ -20,10 +18,10 @@ use tessera_state_stores::MemoryState;
 pub struct Step<'a> {
     /// The task (its partition number).
     pub task: i32,
-    /// The input's place in the task's merge order, from 0.
-    pub seq: u64,
     /// The lane the input was read from.
     pub lane: &'a Lane,
+    /// Its index among the task's lanes.
+    pub lane_index: usize,
     /// Where and when, with `topic` the index in [`Core::inputs`] as the core saw it.
     pub at: Position,
     /// What the core produced.
@@ -42,26 +40,20 @@ struct Task {
 pub struct Replay<C: Core> {
     core: C,
     tasks: Vec<Task>,
-    /// Per input topic, per partition: the (task, lane) pairs that read it. A partition of a
-    /// broadcast input feeds every task.
-    routes: HashMap<String, Vec<Vec<(usize, usize)>>>,
+    /// Per input (its index in [`Core::inputs`]), per partition: the (task, lane) pairs that
+    /// read it. A partition of a broadcast input feeds every task.
+    routes: Vec<Vec<Vec<(usize, usize)>>>,
 }
 
 impl<C: Core> Replay<C> {
     /// Fresh tasks `0..partitions` of `core` on `topics`.
     pub fn new(core: C, topics: &Topics, partitions: i32) -> Self {
-        let mut routes: HashMap<String, Vec<Vec<(usize, usize)>>> = topics
-            .inputs
-            .iter()
-            .map(|t| (t.clone(), vec![Vec::new(); partitions.max(0) as usize]))
-            .collect();
+        let mut routes = vec![vec![Vec::new(); partitions.max(0) as usize]; topics.inputs.len()];
         let tasks = (0..partitions)
             .map(|partition| {
                 let lanes = topics.lanes(partition, partitions);
                 for (lane_index, lane) in lanes.iter().enumerate() {
-                    if let Some(by_partition) = routes.get_mut(&lane.topic)
-                        && let Some(route) = by_partition.get_mut(lane.partition as usize)
-                    {
+                    if let Some(route) = routes[lane.input].get_mut(lane.partition as usize) {
                         route.push((partition as usize, lane_index));
                     }
                 }
@@ -81,12 +73,13 @@ impl<C: Core> Replay<C> {
         }
     }
 
-    /// Appends the next record of `topic`/`partition` to every task that reads it, steps each
-    /// over what its merge can now decide, and hands every step to `on_step`. A record of a
-    /// partition no task reads is ignored.
+    /// Appends the next record of partition `partition` of input `input` (its index in
+    /// [`Core::inputs`]) to every task that reads it, steps each over what its merge can now
+    /// decide, and hands every step to `on_step`. A record of a partition no task reads is
+    /// ignored.
     pub fn push(
         &mut self,
-        topic: &str,
+        input: usize,
         partition: i32,
         offset: i64,
         stamp: i64,
@@ -99,7 +92,7 @@ impl<C: Core> Replay<C> {
             routes,
         } = self;
         let Some((&(last_task, last_lane), others)) = routes
-            .get(topic)
+            .get(input)
             .and_then(|by_partition| by_partition.get(usize::try_from(partition).ok()?))
             .and_then(|route| route.split_last())
         else {
@@ -136,14 +129,15 @@ fn feed<C: Core>(
     task.merge.push(lane, partition, offset, stamp, record)?;
     while let Some(mut entry) = task.merge.pop() {
         // The merge ranks lanes; the core knows its inputs (as the runtime maps them).
-        let lane = &task.lanes[entry.at.topic];
+        let lane_index = entry.at.topic;
+        let lane = &task.lanes[lane_index];
         entry.at.topic = lane.input;
         let at = entry.at;
         let produced = step(core, &mut task.state, entry);
         on_step(Step {
             task: task.partition,
-            seq: task.steps,
             lane,
+            lane_index,
             at,
             produced,
         });
@@ -165,19 +159,19 @@ mod tests {
         }
     }
 
-    /// Replays `pushes` (topic, partition, offset, stamp, key) and returns, per step, the task,
-    /// its seq, the input index and offset, and the outputs' values.
+    /// Replays `pushes` (input, partition, offset, stamp, key) and returns, per step, the task,
+    /// the input index and offset, and the outputs' values.
     fn replay(
         core: Counter,
         partitions: i32,
-        pushes: &[(&str, i32, i64, i64, &str)],
-    ) -> Vec<(i32, u64, usize, i64, Vec<String>)> {
+        pushes: &[(usize, i32, i64, i64, &str)],
+    ) -> Vec<(i32, usize, i64, Vec<String>)> {
         let topics = Topics::of(&core, "p.");
         let mut replay = Replay::new(core, &topics, partitions);
         let mut steps = Vec::new();
-        for &(topic, partition, offset, stamp, key) in pushes {
+        for &(input, partition, offset, stamp, key) in pushes {
             replay
-                .push(topic, partition, offset, stamp, record(key), &mut |s: Step<'_>| {
+                .push(input, partition, offset, stamp, record(key), &mut |s: Step<'_>| {
                     let values = s
                         .produced
                         .iter()
@@ -186,7 +180,7 @@ mod tests {
                             Produced::DeadLetter { reason, .. } => reason.clone(),
                         })
                         .collect();
-                    steps.push((s.task, s.seq, s.at.topic, s.at.offset, values));
+                    steps.push((s.task, s.at.topic, s.at.offset, values));
                 })
                 .unwrap();
         }
@@ -200,20 +194,20 @@ mod tests {
             core,
             2,
             &[
-                ("p.a", 0, 0, 10, "k"),
-                ("p.a", 1, 0, 10, "m"),
-                ("p.b", 1, 0, 20, "m"),
-                ("p.b", 0, 0, 5, "k"),
-                ("p.x", 0, 0, 1, "ignored"),
+                (0, 0, 0, 10, "k"),
+                (0, 1, 0, 10, "m"),
+                (1, 1, 0, 20, "m"),
+                (1, 0, 0, 5, "k"),
+                (2, 0, 0, 1, "ignored"),
             ],
         );
         assert_eq!(
             steps,
             vec![
                 // Task 1 decides a/1@0 once b/1 has a record; b/1@0 waits for a later a/1.
-                (1, 0, 0, 0, vec!["m=1".to_string()]),
+                (1, 0, 0, vec!["m=1".to_string()]),
                 // Task 0: b/0@0 (stamp 5) comes before a/0@0 (stamp 10); a/0@0 then waits for b.
-                (0, 0, 1, 0, vec!["k=1".to_string()]),
+                (0, 1, 0, vec!["k=1".to_string()]),
             ]
         );
     }

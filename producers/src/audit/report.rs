@@ -80,8 +80,6 @@ pub enum Finding {
     Reordered {
         /// Where it sits.
         record: At,
-        /// What it is.
-        event: String,
         /// The record of the same task derived earlier, which sits after it.
         after: At,
         /// The input that produces it.
@@ -90,6 +88,18 @@ pub enum Finding {
 }
 
 impl Finding {
+    /// Where the finding is: the record on the log, or for a missing one the input it comes
+    /// from. Findings are reported in this order.
+    pub fn place(&self) -> &At {
+        match self {
+            Finding::Missing { input, .. } => input,
+            Finding::Injected { record, .. }
+            | Finding::Duplicate { record, .. }
+            | Finding::Altered { record, .. }
+            | Finding::Reordered { record, .. } => record,
+        }
+    }
+
     /// The finding's kind, as in the JSON report.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -133,13 +143,12 @@ impl fmt::Display for Finding {
             ),
             Finding::Reordered {
                 record,
-                event,
                 after,
                 input,
             } => write!(
                 f,
-                "reordered: {record} {event} (derived from {input}) sits before {after}, which \
-                 was derived before it"
+                "reordered: {record} (derived from {input}) sits before {after}, which was \
+                 derived before it"
             ),
         }
     }
@@ -161,7 +170,7 @@ pub struct Report {
     pub outputs_read: u64,
     /// Records the replay derived.
     pub derived: u64,
-    /// Derived records found on the log, equal.
+    /// Derived records found on the log with equal content (where they sit is checked apart).
     pub matched: u64,
     /// Derived records not on the log whose input the processor had not consumed yet when the
     /// audit read its offsets: not findings, the processor is behind.

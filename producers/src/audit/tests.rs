@@ -10,7 +10,7 @@ use tessera_processors::runtime::Topics;
 use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, decode, encode};
 use tessera_state_stores::State;
 
-use super::compare::Comparison;
+use super::compare::{Classifier, Comparison};
 use super::replay::{Replay, Step};
 use super::report::{At, Finding, Report};
 
@@ -126,7 +126,8 @@ fn replay(on_step: &mut dyn FnMut(Step<'_>)) -> Replay<Relay> {
             key: key.map(|k| k.as_bytes().to_vec()),
             value: Some(value.as_bytes().to_vec()),
         };
-        replay.push(topic, partition, offset, stamp, record, on_step).unwrap();
+        let input = topics.inputs.iter().position(|t| t == topic).unwrap();
+        replay.push(input, partition, offset, stamp, record, on_step).unwrap();
     }
     replay
 }
@@ -174,20 +175,39 @@ fn letter(topic: &str, partition: i32, offset: i64, stamp: i64, record: RawRecor
     .unwrap()
 }
 
-/// Audits `log` with the group's next offsets on `in` per partition.
+/// Audits `log` with the group's next offsets on `in` per partition, the log read first.
 fn audit(log: &[Logged], committed: [i64; 2]) -> Report {
+    audit_in_order(log, committed, false)
+}
+
+/// Audits `log`, the log read first or, with `replay_first`, after the replay: the comparison
+/// pairs records whichever side comes first.
+fn audit_in_order(log: &[Logged], committed: [i64; 2], replay_first: bool) -> Report {
     let committed = HashMap::from([(
         "p.in".to_string(),
         HashMap::from([(0, committed[0]), (1, committed[1])]),
     )]);
-    let mut comparison = Comparison::new(NAME, vec![OUT.into(), LETTERS.into()], 1, committed);
-    let mut offsets: HashMap<(usize, i32), i64> = HashMap::new();
-    for record in log {
-        let offset = offsets.entry((record.topic, record.partition)).or_default();
-        comparison.published(record.topic, record.partition, *offset, record.key.as_deref(), Some(&record.value));
-        *offset += 1;
+    let mut comparison = Comparison::new(
+        Classifier::new(NAME, 1),
+        vec![OUT.into(), LETTERS.into()],
+        vec!["p.in".into(), "p.all".into()],
+        committed,
+    );
+    let publish = |comparison: &mut Comparison| {
+        let mut offsets: HashMap<(usize, i32), i64> = HashMap::new();
+        for record in log {
+            let offset = offsets.entry((record.topic, record.partition)).or_default();
+            comparison.published(record.topic, record.partition, *offset, record.key.as_deref(), Some(&record.value));
+            *offset += 1;
+        }
+    };
+    if !replay_first {
+        publish(&mut comparison);
     }
-    let replayed = replay(&mut |step| comparison.step(step));
+    let replayed = replay(&mut |step| comparison.replayed(step));
+    if replay_first {
+        publish(&mut comparison);
+    }
     let mut report = comparison.finish();
     report.undecided = replayed.undecided();
     report
@@ -230,6 +250,28 @@ fn an_untouched_log_matches_and_undecided_tails_wait() {
     assert_eq!(report.undecided, 4);
     let letters: Vec<&Logged> = log.iter().filter(|r| r.topic == 1).collect();
     assert_eq!(letters.len(), 1, "the keyless record is dead-lettered once");
+}
+
+#[test]
+fn records_pair_up_whichever_side_comes_first() {
+    let mut log = live();
+    let clean = audit_in_order(&log, ALL_CONSUMED, true);
+    assert_eq!(clean.findings, vec![]);
+    assert_eq!(clean.matched, log.len() as u64);
+
+    let (i, _) = find(&log, "m1", "e");
+    log.remove(i);
+    let forged = relayed(uuid::Uuid::new_v4().to_string(), "k1", "forged");
+    log.push(Logged {
+        topic: 0,
+        partition: 0,
+        key: Some(forged.key.into_bytes()),
+        value: forged.value,
+    });
+    let report = audit_in_order(&log, ALL_CONSUMED, true);
+    let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
+    assert_eq!(kinds, ["missing", "injected"], "{:#?}", report.findings);
+    assert_eq!(report, audit(&log, ALL_CONSUMED), "the same findings either way");
 }
 
 #[test]
