@@ -56,6 +56,12 @@ pub struct AuditArgs {
     /// `tessera.decisions`), TOPIC in full: to audit a copy of a topic. Repeatable.
     #[arg(long = "output-topic", value_name = "NAME=TOPIC", value_parser = parse_override)]
     pub output_topics: Vec<(String, String)>,
+    /// The timekeeper's private key file (as given to `tessera run timekeeper --key-file`). The
+    /// timekeeper's verdicts depend on opening the halves offers seal to it and on verifying
+    /// responses' proofs with it, so only a holder of the key can replay them; the other
+    /// processors need no secret.
+    #[arg(long, value_name = "FILE")]
+    pub timekeeper_key: Option<PathBuf>,
     /// The counter's input topics (as given to `tessera run counter --input`).
     #[arg(long = "counter-input")]
     pub counter_inputs: Vec<String>,
@@ -75,6 +81,7 @@ impl AuditArgs {
             from_beginning: true,
             json: None,
             output_topics: Vec::new(),
+            timekeeper_key: None,
             counter_inputs: Vec::new(),
             counter_output: None,
             counter_idle_ms: 60_000,
@@ -127,7 +134,16 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
     for processor in processors {
         match processor {
             Audited::Matcher => reports.push(auditor.audit(Matcher, &mut used)?),
-            Audited::Timekeeper => reports.push(auditor.audit(Timekeeper, &mut used)?),
+            Audited::Timekeeper => {
+                let Some(path) = &args.timekeeper_key else {
+                    bail!(
+                        "auditing the timekeeper needs its private key: give --timekeeper-key \
+                         FILE, or name the processors to audit without it"
+                    );
+                };
+                let key = tessera_producers::keys::load(path)?;
+                reports.push(auditor.audit(Timekeeper::new(key), &mut used)?);
+            }
             Audited::Delivery => reports.push(auditor.audit(Delivery, &mut used)?),
             Audited::Ledger => {
                 reports.push(auditor.audit(Rewards, &mut used)?);

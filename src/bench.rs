@@ -23,6 +23,7 @@ use tessera_processors::runtime::{self, Config};
 use crate::kafka::KafkaArgs;
 
 mod audit;
+mod matcher;
 mod timekeeper;
 
 /// What to measure.
@@ -63,6 +64,20 @@ pub enum Bench {
     /// Replay rate of `tessera audit` (input records per second) over a counter run's log,
     /// against a plain read_committed consume of the same topics in the same run.
     Audit(audit::ReplayArgs),
+    /// Time to match one offer through the matcher's index over many stored interests, against
+    /// a linear scan of the same interests in the same RocksDB store; and the interests' size in
+    /// state. Needs no broker.
+    Matcher {
+        /// Interests held in state (one to four per subscriber).
+        #[arg(long, default_value_t = 1_000_000)]
+        interests: usize,
+        /// Offers timed through the index.
+        #[arg(long, default_value_t = 10_000)]
+        offers: usize,
+        /// Offers among them also timed through the linear scan (each reads every interest).
+        #[arg(long, default_value_t = 5)]
+        scans: usize,
+    },
 }
 
 /// Runs a benchmark and prints its result.
@@ -80,6 +95,11 @@ pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             runtime_throughput(kafka, events, keys, partitions, interval).await
         }
         Bench::Restore { keys, partitions } => restore_time(kafka, keys, partitions).await,
+        Bench::Matcher {
+            interests,
+            offers,
+            scans,
+        } => tokio::task::spawn_blocking(move || matcher::run(interests, offers, scans)).await?,
     }
 }
 

@@ -1,14 +1,17 @@
 //! `tessera demo`: the source document's worked example, on the real broker.
 //!
-//! Provider A offers document X with a deadline a few seconds ahead. Subscribers B1 and B2 have
-//! stored a need for such documents and are invited; B3 needs something else and is not. B1 answers
-//! at once and is released; B2 answers after the deadline and is refused TooLate. Every step is
-//! an event on Kafka, judged by the broker's receipt stamps; the demo prints the offer's timeline
-//! as the log holds it and exits non-zero if any verdict differs from the expected one.
+//! Provider A offers document X, sealed and with a reward, with a deadline a few seconds ahead.
+//! Subscribers B1 and B2 have stored a need for such documents and are invited; B3 needs something
+//! else and is not. B1 answers at once and is released; B2 answers after the deadline and is
+//! refused TooLate. A's device then seals its half of the key to B1 (co-sign custody), the delivery
+//! worker puts the credential in B1's inbox, B1 opens document X with both halves and accepts it,
+//! and A is credited the reward; B2 has nothing to open. Every step is an event on Kafka, judged by
+//! the broker's receipt stamps; the demo prints the offer's timeline as the log holds it and exits
+//! non-zero if anything differs from the worked example.
 //!
-//! The matcher and the timekeeper run inside this process on the exactly-once runtime, on topics
-//! of their own (a fresh `demo-…` prefix unless `--topic-prefix` is given), so the demo touches
-//! nothing else on the cluster.
+//! The processors (matcher, timekeeper, delivery worker, ledger) run inside this process on the
+//! exactly-once runtime, on topics of their own (a fresh `demo-…` prefix unless `--topic-prefix`
+//! is given), so the demo touches nothing else on the cluster.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,19 +22,27 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rdkafka::consumer::Consumer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_processors::delivery::Delivery;
+use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
 use tessera_processors::runtime::{self, Config};
 use tessera_processors::timekeeper::Timekeeper;
-use tessera_producers::client::{Record, Writer, partition_count, partition_for, reader};
-use tessera_producers::provider::{self, OfferRequest, RuleSpec};
+use tessera_producers::agent::{Acted, Agent};
+use tessera_producers::client::{
+    Record, Writer, partition_count, partition_for, read_partition_of, reader,
+};
+use tessera_producers::keys::Halves;
+use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::status;
-use tessera_producers::subscriber::{self, Registration};
+use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
 use tessera_producers::when::{When, Zone};
 use tessera_schemas::rules::format_stamp;
-use tessera_schemas::topics::{DECISIONS, REQUESTS};
-use tessera_schemas::{Event, Interest, RejectReason};
+use tessera_schemas::sealing::{PrivateKey, PublicKey};
+use tessera_schemas::topics::{DECISIONS, LEDGER, REQUESTS};
+use tessera_schemas::{Custody, Event, Interest, RejectReason, Reward};
 
 use crate::kafka::KafkaArgs;
+use crate::ledger::Balances;
 
 /// Options of `tessera demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,16 +56,21 @@ pub struct DemoArgs {
     pub partitions: i32,
 }
 
-/// The matcher and the timekeeper, running in this process until stopped.
+/// The processors (matcher, timekeeper, delivery worker, ledger), running in this process until
+/// stopped.
 pub struct Processors {
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Processors {
-    /// Starts both on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
-    /// (so offers close promptly).
-    pub fn start(kafka: &KafkaArgs, state_dir: &Path) -> anyhow::Result<Processors> {
+    /// Starts them on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
+    /// (so offers close promptly); the timekeeper holds `timekeeper_key`.
+    pub fn start(
+        kafka: &KafkaArgs,
+        state_dir: &Path,
+        timekeeper_key: PrivateKey,
+    ) -> anyhow::Result<Processors> {
         let stop = Arc::new(AtomicBool::new(false));
         let config = |name: &str| -> anyhow::Result<Config> {
             let mut config = Config::new(kafka.client_config()?, "demo", state_dir.join(name));
@@ -64,7 +80,14 @@ impl Processors {
         };
         let handles = vec![
             tokio::spawn(runtime::run(Matcher, config("matcher")?, stop.clone())),
-            tokio::spawn(runtime::run(Timekeeper, config("timekeeper")?, stop.clone())),
+            tokio::spawn(runtime::run(
+                Timekeeper::new(timekeeper_key),
+                config("timekeeper")?,
+                stop.clone(),
+            )),
+            tokio::spawn(runtime::run(Delivery, config("delivery")?, stop.clone())),
+            tokio::spawn(runtime::run(Rewards, config("ledger-rewards")?, stop.clone())),
+            tokio::spawn(runtime::run(Ledger, config("ledger")?, stop.clone())),
         ];
         Ok(Processors { stop, handles })
     }
@@ -146,8 +169,12 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     println!("tessera demo on topics {prefix}tessera.* (broker {})", kafka.brokers);
     crate::topics::create(&kafka, args.partitions, 1).await?;
     let state = tempfile::tempdir()?;
-    let processors = Processors::start(&kafka, state.path())?;
-    let outcome = scenario(&kafka, &config, &args, state.path()).await;
+    let timekeeper_key = tessera_producers::keys::new_private_key();
+    let timekeeper = timekeeper_key.public_key();
+    tessera_producers::keys::publish_timekeeper(&Writer::new(&config)?, &prefix, &timekeeper)
+        .await?;
+    let processors = Processors::start(&kafka, state.path(), timekeeper_key)?;
+    let outcome = scenario(&kafka, &config, &args, state.path(), &timekeeper).await;
     let stopped = processors.stop().await;
     let offer_id = outcome?;
     stopped?;
@@ -155,7 +182,7 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     println!("the offer's timeline, as the log holds it (`tessera offer status {offer_id} --topic-prefix {prefix}`):");
     print!("{}", status::read(&config, &prefix, &offer_id).await?);
     println!();
-    println!("every verdict as expected");
+    println!("every verdict, the opened document and the reward as expected");
     Ok(())
 }
 
@@ -165,6 +192,7 @@ async fn scenario(
     config: &ClientConfig,
     args: &DemoArgs,
     keys: &Path,
+    timekeeper: &PublicKey,
 ) -> anyhow::Result<String> {
     let prefix = &kafka.topic_prefix;
     let writer = Writer::new(config)?;
@@ -191,8 +219,8 @@ async fn scenario(
 
     // The processors join their groups while the subscribers register; the offer waits for the
     // matcher, so that the deadline measures the parties, not the start-up.
-    println!("starting the matcher and the timekeeper ...");
-    wait_until_ready(&writer, config, prefix, keys).await?;
+    println!("starting the processors ...");
+    wait_until_ready(&writer, config, prefix, keys, timekeeper).await?;
 
     let offer_id = format!("offer-X-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let now = chrono::Utc::now();
@@ -209,12 +237,16 @@ async fn scenario(
             rule: RuleSpec::Deadline(When::Instant(deadline.fixed_offset())),
             zone: Zone::Utc,
             capacity: None,
-            reward: None,
+            reward: Some(Reward {
+                amount: REWARD,
+                currency: "EUR".into(),
+            }),
         },
+        document_x(timekeeper),
         now,
     )?;
     let deadline_ms = deadline.timestamp_millis();
-    let published = provider::publish(&writer, prefix, offer).await?;
+    let published = provider::publish(&writer, prefix, offer, &Halves::new(keys.join("A"))).await?;
     println!(
         "A publishes document X as {offer_id}, deadline {}, at {published}",
         format_stamp(deadline_ms)
@@ -241,7 +273,8 @@ async fn scenario(
                 );
                 invited.push(request.subscriber_id.clone());
                 if request.subscriber_id == "B1" {
-                    let written = subscriber::respond(&writer, prefix, &offer_id, "B1").await?;
+                    let b1 = responder(keys, "B1", timekeeper)?;
+                    let written = subscriber::respond(&writer, prefix, &offer_id, &b1).await?;
                     println!("B1 answers at once: {written}");
                 }
             }
@@ -276,7 +309,8 @@ async fn scenario(
             }
             Some((_, other)) => bail!("unexpected event on the offer: {other:?}"),
             None if !b2_answered => {
-                let written = subscriber::respond(&writer, prefix, &offer_id, "B2").await?;
+                let b2 = responder(keys, "B2", timekeeper)?;
+                let written = subscriber::respond(&writer, prefix, &offer_id, &b2).await?;
                 println!("B2 answers after the deadline: {written}");
                 b2_answered = true;
             }
@@ -299,7 +333,97 @@ async fn scenario(
     if !wrong.is_empty() {
         bail!("verdicts differ from the worked example: {}", wrong.join("; "));
     }
+    settle(config, prefix, keys, &offer_id).await?;
     Ok(offer_id)
+}
+
+/// The source document's step S107: A's device supplies the second key, B1 opens document X and
+/// accepts it, A is credited the reward; B2 has nothing to open.
+async fn settle(config: &ClientConfig, prefix: &str, keys: &Path, offer_id: &str) -> anyhow::Result<()> {
+    let agent = Agent {
+        provider_id: "A".into(),
+        halves: Halves::new(keys.join("A")),
+        until_idle: Some(Duration::from_secs(2)),
+    };
+    tessera_producers::agent::run(config, prefix, &agent, |acted| match acted {
+        Acted::Cosigned(released, written) => println!(
+            "A's device seals its half of the key to {} (co-sign) at {written}",
+            released.subscriber_id
+        ),
+        other => println!("A's device: {other}"),
+    })
+    .await?;
+
+    let choice = Choice::Offer(offer_id.to_string());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (record, delivered) = loop {
+        match subscriber::delivered(config, prefix, "B1", &choice).await {
+            Ok(found) => break found,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => bail!("B1's credential was not delivered within 30 s: {e}"),
+        }
+    };
+    println!("the delivery worker puts the credential in B1's inbox at {}", stamp(&record));
+    let b1 = tessera_producers::keys::load(&keys.join("B1.key"))?;
+    let document = subscriber::open(&delivered, &b1)?;
+    if document.as_slice() != DOCUMENT_X {
+        bail!("B1 opened something other than document X");
+    }
+    let first_line = String::from_utf8_lossy(&document);
+    println!(
+        "B1 opens it with its own key, the platform's half and A's half: {:?}",
+        first_line.lines().next().unwrap_or_default()
+    );
+    let accepted = subscriber::decide(&Writer::new(config)?, prefix, &delivered, Decision::Accept).await?;
+    println!("B1 accepts document X at {accepted}");
+    match subscriber::delivered(config, prefix, "B2", &choice).await {
+        Err(_) => println!("B2 has nothing to open"),
+        Ok(_) => bail!("B2 was delivered a credential, though it answered late"),
+    }
+
+    let ledger = LEDGER.full_name(prefix);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = read_partition_of(config, &ledger, "A").await?;
+        let balances = Balances::of("A", &records);
+        if let Some(balance) = balances.by_currency.get("EUR") {
+            println!("A is credited the reward: balance {balance} (EUR minor units)");
+            if *balance != REWARD {
+                bail!("A's balance is {balance}, expected {REWARD}");
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("A was not credited within 30 s of the acceptance");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// What A earns per accepted credential, in minor units (2.50 EUR).
+const REWARD: i64 = 250;
+
+/// The target data of the demo's offers.
+const DOCUMENT_X: &[u8] = b"Quarterly report X: revenue rose in every region.\n";
+
+/// Document X sealed to the timekeeper, the provider keeping its half.
+fn document_x(timekeeper: &PublicKey) -> Sealing<'_> {
+    Sealing {
+        target_data: DOCUMENT_X,
+        custody: Custody::CoSign,
+        timekeeper,
+    }
+}
+
+/// Subscriber `id` answering with the key it registered under `keys`.
+fn responder(keys: &Path, id: &str, timekeeper: &PublicKey) -> anyhow::Result<Responder> {
+    Ok(Responder {
+        subscriber_id: id.into(),
+        key: tessera_producers::keys::load(&keys.join(format!("{id}.key")))?,
+        timekeeper: timekeeper.clone(),
+    })
 }
 
 fn stamp(record: &Record) -> String {
@@ -314,6 +438,7 @@ async fn wait_until_ready(
     config: &ClientConfig,
     prefix: &str,
     keys: &Path,
+    timekeeper: &PublicKey,
 ) -> anyhow::Result<()> {
     let probe = format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     subscriber::register(
@@ -343,14 +468,16 @@ async fn wait_until_ready(
             capacity: None,
             reward: None,
         },
+        document_x(timekeeper),
         now,
     )?;
-    provider::publish(writer, prefix, offer).await?;
+    provider::publish(writer, prefix, offer, &Halves::new(keys.join("demo"))).await?;
     let follower = Follower::new(config, prefix, &probe)?;
     loop {
         match follower.next(Duration::from_secs(120)).await? {
             Some((_, Event::InteractionRequested(_))) => {
-                subscriber::respond(writer, prefix, &probe, &probe).await?;
+                let responder = responder(keys, "probe", timekeeper)?;
+                subscriber::respond(writer, prefix, &probe, &responder).await?;
             }
             Some((_, Event::CredentialReleased(_) | Event::ResponseRejected(_))) => return Ok(()),
             Some(_) => {}

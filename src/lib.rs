@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod kafka;
+pub mod keys;
 pub mod ledger;
 pub mod offer;
 pub mod provider;

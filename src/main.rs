@@ -34,6 +34,9 @@ enum Command {
     /// Measure tessera on the real broker against a baseline run on the same data.
     #[command(subcommand)]
     Bench(tessera::bench::Bench),
+    /// Keys: make an HPKE X25519 key pair (the timekeeper's, a subscriber's), show a public key.
+    #[command(subcommand)]
+    Keys(tessera::keys::Keys),
     /// Providers: publish an offer, withdraw it.
     #[command(subcommand)]
     Provider(tessera::provider::Provider),
@@ -48,8 +51,9 @@ enum Command {
     Ledger(tessera::ledger::Ledger),
     /// The source document's worked example on the real broker: A offers document X with a
     /// deadline; B1 answers in time and is released, B2 answers late and is refused, B3 (other
-    /// needs) is never asked. Runs the matcher and timekeeper in-process on fresh `demo-…`
-    /// topics and exits non-zero if any verdict differs.
+    /// needs) is never asked; B1 opens document X with both key halves and accepts it, and A is
+    /// credited the reward. Runs the processors in-process on fresh `demo-…` topics and exits
+    /// non-zero if anything differs.
     Demo(tessera::demo::DemoArgs),
     /// Replay processors from the log and compare what they must have written with what their
     /// output topics hold: reports every record missing, injected, altered, duplicated or
@@ -102,6 +106,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench(bench) => {
             tessera::bench::run(&cli.kafka, bench).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(command) => {
+            tessera::keys::run(command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Provider(command) => {

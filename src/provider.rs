@@ -1,15 +1,26 @@
-//! `tessera provider`: publish an offer, withdraw it. The offer is built and checked by
-//! `tessera-producers`; this only reads the command line and reports what was written.
+//! `tessera provider`: publish an offer with its sealed target data, withdraw it, and run the
+//! agent that co-signs its releases. The work is in `tessera-producers`; this only reads the
+//! command line and reports what was written.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
+use tessera_producers::keys::Halves;
 use tessera_producers::provider::{
-    self, OfferRequest, RuleSpec, parse_feature, parse_parameter, parse_reward,
+    self, OfferRequest, ProviderError, RuleSpec, Sealing, parse_feature, parse_parameter,
+    parse_reward,
 };
 use tessera_producers::when::{Span, When, Zone, parse_duration_ms};
-use tessera_schemas::Reward;
+use tessera_schemas::sealing::{MAX_PACKAGE_LEN, MAX_TARGET_DATA_LEN, PublicKey};
+use tessera_schemas::{Custody, Reward};
+use zeroize::Zeroizing;
 
 use crate::kafka::KafkaArgs;
+use crate::keys::timekeeper_key;
 
 /// What a provider does.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -30,6 +41,41 @@ pub enum Provider {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Co-sign releases (co-sign custody): follow `tessera.decisions` and, for each credential
+    /// the timekeeper released for one of this provider's offers, seal the kept half to the
+    /// responder's own registered key (read from `tessera.subscribers`, never from the platform)
+    /// and write ProviderShareReleased to `tessera.cosigns`. Each credential is co-signed once.
+    Agent {
+        /// The provider's id.
+        #[arg(long)]
+        provider: String,
+        /// Where the provider's halves are kept (default `.tessera/keys/<provider>`).
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+        /// Stop after SECS seconds without a release of this provider's offers (default: follow
+        /// forever).
+        #[arg(long, value_name = "SECS")]
+        until_idle: Option<u64>,
+    },
+}
+
+/// Who keeps the provider half of the data key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CustodyArg {
+    /// The provider keeps it and its agent co-signs each release: the platform alone can never
+    /// read the target data.
+    Cosign,
+    /// It is sealed to the timekeeper too, which releases both halves.
+    Escrow,
+}
+
+impl From<CustodyArg> for Custody {
+    fn from(custody: CustodyArg) -> Self {
+        match custody {
+            CustodyArg::Cosign => Custody::CoSign,
+            CustodyArg::Escrow => Custody::Escrow,
+        }
+    }
 }
 
 /// The offer's content and rule.
@@ -40,9 +86,14 @@ Times are RFC 3339 (2026-11-26T09:00:00+01:00) or a time of day today in --tz (0
 Durations read like 90s, 15m, 1h, 1h30m, 2d. Every bound of a rule is inclusive and judged on the
 broker's receipt stamp of each response, never on a client's clock.
 
+The payload travels inline in the offer, compressed and encrypted: its sealed package may be at
+most 768 KiB (786432 bytes; Kafka's default record limit is 1 MiB), and the payload itself at most
+64 MiB before compression. Bigger payloads are refused and nothing is written.
+
 Example:
   tessera provider publish --provider A --contact a@example.org --identifier doc-X \\
-    --name 'Quarterly report X' --feature format=pdf --param price=9900 --deadline 09:00 --tz +01:00")]
+    --name 'Quarterly report X' --feature format=pdf --param price=9900 --deadline 09:00 --tz +01:00 \\
+    --payload report-x.pdf")]
 pub struct PublishArgs {
     /// The provider's id; rewards are credited to it.
     #[arg(long)]
@@ -85,6 +136,20 @@ pub struct PublishArgs {
     /// The offer's id (default: a random UUID).
     #[arg(long, value_name = "ID")]
     pub offer_id: Option<String>,
+    /// The target data: compressed, encrypted under a fresh data key, and handed over only to
+    /// responders the timekeeper releases.
+    #[arg(long, value_name = "FILE")]
+    pub payload: PathBuf,
+    /// Who keeps the provider half of the data key.
+    #[arg(long, value_enum, default_value = "cosign")]
+    pub custody: CustodyArg,
+    /// The timekeeper's public key (64 hex digits; default: the one published on `tessera.keys`).
+    #[arg(long, value_name = "HEX")]
+    pub timekeeper_key: Option<PublicKey>,
+    /// Where to keep the provider half in co-sign custody (default `.tessera/keys/<provider>`);
+    /// `tessera provider agent` reads it there.
+    #[arg(long, value_name = "DIR")]
+    pub key_dir: Option<PathBuf>,
 }
 
 impl PublishArgs {
@@ -98,11 +163,48 @@ impl PublishArgs {
     }
 }
 
+/// Reads the payload file, refusing one larger than any party opens before reading it.
+fn read_payload(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read payload {}", path.display()))?;
+    let mut payload = Zeroizing::new(Vec::new());
+    // One byte past the limit tells a file that is too large without reading all of it.
+    file.take(MAX_TARGET_DATA_LEN as u64 + 1)
+        .read_to_end(&mut payload)
+        .with_context(|| format!("cannot read payload {}", path.display()))?;
+    if payload.len() > MAX_TARGET_DATA_LEN {
+        anyhow::bail!(
+            "payload {} is larger than {MAX_TARGET_DATA_LEN} bytes; an offer carries at most a \
+             {MAX_PACKAGE_LEN}-byte package inline",
+            path.display()
+        );
+    }
+    Ok(payload)
+}
+
+fn halves(provider: &str, key_dir: Option<PathBuf>) -> anyhow::Result<Halves> {
+    Ok(match key_dir {
+        Some(dir) => Halves::new(dir),
+        None => Halves::of_provider(provider)?,
+    })
+}
+
 /// Runs a provider command.
 pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
     let config = kafka.client_config()?;
     match command {
         Provider::Publish(args) => {
+            let payload = read_payload(&args.payload)?;
+            let provider_id = args.provider.clone();
+            let halves = halves(&provider_id, args.key_dir.clone())?;
+            let timekeeper =
+                timekeeper_key(&config, &kafka.topic_prefix, args.timekeeper_key.clone()).await?;
+            let custody = Custody::from(args.custody);
+            let sealing = Sealing {
+                target_data: &payload,
+                custody,
+                timekeeper: &timekeeper,
+            };
             let request = OfferRequest {
                 offer_id: args
                     .offer_id
@@ -119,14 +221,38 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 capacity: args.capacity,
                 reward: args.reward,
             };
-            let offer = provider::build(request, chrono::Utc::now())?;
+            let built = provider::build(request, sealing, chrono::Utc::now()).map_err(|e| {
+                let sealing = matches!(e, ProviderError::Seal(_));
+                let e = anyhow::Error::from(e);
+                if sealing {
+                    e.context(format!("cannot seal payload {}", args.payload.display()))
+                } else {
+                    e
+                }
+            })?;
+            let offer = &built.offer;
             let (offer_id, rule) = (offer.offer_id.clone(), offer.time_rule.describe());
+            let package = offer.credential.package.len();
             let writer = Writer::new(&config)?;
-            let written = provider::publish(&writer, &kafka.topic_prefix, offer)
+            let kept = built.kept_half.is_some();
+            let written = provider::publish(&writer, &kafka.topic_prefix, built, &halves)
                 .await
                 .with_context(|| format!("cannot publish offer {offer_id}"))?;
             println!("offer {offer_id} published [{written}]");
             println!("  rule: {rule}");
+            println!(
+                "  payload: {} bytes, sealed in a {package}-byte package to timekeeper key {timekeeper}",
+                payload.len()
+            );
+            if kept {
+                println!(
+                    "  custody: co-sign; the provider half is kept in {} (run `tessera provider agent --provider {}`)",
+                    halves.dir().display(),
+                    provider_id
+                );
+            } else {
+                println!("  custody: escrow; the timekeeper holds both halves");
+            }
         }
         Provider::Withdraw {
             offer,
@@ -139,6 +265,27 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot withdraw offer {offer}"))?;
             println!("offer {offer} withdrawn [{written}]");
+        }
+        Provider::Agent {
+            provider,
+            key_dir,
+            until_idle,
+        } => {
+            let agent = Agent {
+                halves: halves(&provider, key_dir)?,
+                provider_id: provider,
+                until_idle: until_idle.map(Duration::from_secs),
+            };
+            println!(
+                "agent of provider {} co-signing releases with the halves in {}",
+                agent.provider_id,
+                agent.halves.dir().display()
+            );
+            agent::run(&config, &kafka.topic_prefix, &agent, |acted| match acted {
+                Acted::Refused(..) => eprintln!("warning: {acted}"),
+                _ => println!("{acted}"),
+            })
+            .await?;
         }
     }
     Ok(())

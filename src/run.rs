@@ -2,7 +2,7 @@
 //! endpoint and a graceful stop on SIGTERM or Ctrl-C (commit, then leave the group).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,6 +14,9 @@ use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
+use tessera_producers::client::Writer;
+use tessera_producers::keys;
+use tessera_producers::webhooks::{self, Retries};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
@@ -30,14 +33,26 @@ pub enum Processor {
     /// Judges each response to an offer by its broker receipt stamp against the offer's time
     /// rule and writes one verdict per response to `tessera.decisions` (CredentialReleased or
     /// ResponseRejected), plus OfferRejected and OfferClosed. Reads `tessera.offers`,
-    /// `tessera.requests` and `tessera.responses`.
-    Timekeeper,
+    /// `tessera.requests` and `tessera.responses`. Publishes its public key on `tessera.keys` at
+    /// start, for providers to seal to and subscribers to prove their identity to.
+    Timekeeper {
+        /// The timekeeper's private key file (mode 0600; make one with `tessera keys generate`).
+        #[arg(long, env = "TESSERA_TIMEKEEPER_KEY_FILE", value_name = "PATH")]
+        key_file: PathBuf,
+    },
     /// Assembles each released credential (the offer's package, the timekeeper's half and the
     /// provider's half, from the release in escrow custody or from `tessera.cosigns` in co-sign
     /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
     /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
-    /// and `tessera.cosigns`.
-    Delivery,
+    /// and `tessera.cosigns`. Alongside, unless `--no-webhooks`, it posts each delivered
+    /// credential to the subscriber's registered `http://` webhook (group `tessera.webhooks`),
+    /// with `Idempotency-Key: <credential id>`, retrying with doubling pauses; after the last
+    /// attempt it writes DeliveryFailed to `tessera.deliveries`. `https://` webhooks are not
+    /// supported by this build: they get DeliveryFailed at once.
+    Delivery {
+        #[command(flatten)]
+        webhooks: WebhookArgs,
+    },
     /// Credits each accepted credential's reward to its provider once, as RewardCredited on
     /// `tessera.ledger` with the balance after it. Two cores in one process: `ledger-rewards`
     /// (by offer: reads `tessera.offers`, `tessera.decisions`, `tessera.outcomes`, writes
@@ -83,13 +98,45 @@ pub struct RunArgs {
     pub metrics_addr: Option<String>,
 }
 
+/// How the delivery worker posts to webhooks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Do not post to webhooks: credentials only go to the inbox.
+    #[arg(long)]
+    pub no_webhooks: bool,
+    /// Posts per credential at most, the first included. The whole budget (attempts, pauses,
+    /// timeouts) should stay well under the consumer's `max.poll.interval.ms` (5 min).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_attempts: u32,
+    /// Pause after the first failed post; it doubles after each further one.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub webhook_backoff: Duration,
+    /// The longest pause between posts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_max_backoff: Duration,
+    /// How long one post may take, connecting included.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+}
+
+impl WebhookArgs {
+    fn retries(&self) -> Retries {
+        Retries {
+            attempts: self.webhook_attempts,
+            first_backoff: self.webhook_backoff,
+            max_backoff: self.webhook_max_backoff,
+            timeout: self.webhook_timeout,
+        }
+    }
+}
+
 impl Processor {
     /// The processor's own default metrics port.
     fn metrics_port(&self) -> u16 {
         match self {
             Processor::Matcher => 9464,
-            Processor::Timekeeper => 9465,
-            Processor::Delivery => 9466,
+            Processor::Timekeeper { .. } => 9465,
+            Processor::Delivery { .. } => 9466,
             Processor::Ledger => 9467,
             Processor::Counter { .. } => 9468,
         }
@@ -130,8 +177,23 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
     });
     match processor {
         Processor::Matcher => runtime::run(Matcher, config, stop).await,
-        Processor::Timekeeper => runtime::run(Timekeeper, config, stop).await,
-        Processor::Delivery => runtime::run(Delivery, config, stop).await,
+        Processor::Timekeeper { key_file } => {
+            let timekeeper = timekeeper(kafka, &key_file).await?;
+            runtime::run(timekeeper, config, stop).await
+        }
+        Processor::Delivery { webhooks } if webhooks.no_webhooks => {
+            runtime::run(Delivery, config, stop).await
+        }
+        Processor::Delivery { webhooks } => {
+            let client = kafka.client_config()?;
+            // The webhook worker has its own consumer group and shares only the process and
+            // the stop signal with the core.
+            let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.retries(), &stop);
+            tokio::try_join!(runtime::run(Delivery, config, stop.clone()), async {
+                posting.await.context("the webhook worker failed")
+            })?;
+            Ok(())
+        }
         Processor::Ledger => {
             // Each core's name makes its own consumer group, transactional ids, changelog and
             // state directory, so the two share only the process and the stop signal.
@@ -147,4 +209,16 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             idle_ms,
         } => runtime::run(Counter::new("counter", inputs, output, idle_ms), config, stop).await,
     }
+}
+
+/// The timekeeper core with the key in `key_file`, once its public key is on `tessera.keys`.
+async fn timekeeper(kafka: &KafkaArgs, key_file: &Path) -> anyhow::Result<Timekeeper> {
+    let key = keys::load(key_file)?;
+    let public = key.public_key();
+    let writer = Writer::new(&kafka.client_config()?)?;
+    let written = keys::publish_timekeeper(&writer, &kafka.topic_prefix, &public)
+        .await
+        .context("cannot publish the timekeeper's public key")?;
+    info!("timekeeper public key {public} published [{written}]");
+    Ok(Timekeeper::new(key))
 }

@@ -1,18 +1,27 @@
 //! `tessera subscriber`: register stored needs, leave, answer an invitation, listen for
-//! invitations and verdicts. The work is in `tessera-producers`; this reads the command line and
-//! prints what happened.
+//! invitations and verdicts, open a delivered credential and accept or decline it. The work is in
+//! `tessera-producers`; this reads the command line and prints what happened.
 
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use rdkafka::ClientConfig;
 use tessera_producers::client::Writer;
+use tessera_producers::describe;
 use tessera_producers::interest::{self, SYNTAX};
 use tessera_producers::keys;
-use tessera_producers::subscriber::{self, Heard, Listen, Policy, Registration};
-use tessera_schemas::Interest;
+use tessera_producers::subscriber::{
+    self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
+};
+use tessera_schemas::sealing::PublicKey;
+use tessera_schemas::{Event, Interest};
 
 use crate::kafka::KafkaArgs;
+use crate::keys::timekeeper_key;
 
 /// What a subscriber does.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -37,7 +46,8 @@ pub enum Subscriber {
         /// key pair is created there if it does not exist.
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
-        /// An HTTPS endpoint the delivery worker also posts released credentials to.
+        /// An `http://` endpoint the delivery worker also posts delivered credentials to, with
+        /// `Idempotency-Key: <credential id>` (`https://` is not supported by this build).
         #[arg(long, value_name = "URL")]
         webhook: Option<String>,
     },
@@ -50,12 +60,16 @@ pub enum Subscriber {
     },
     /// Answer the invitation to an offer: writes a ResponseSubmitted to `tessera.responses`.
     /// Its broker receipt stamp is what the offer's time rule judges.
+    /// The response carries a proof, made with the subscriber's private key, that it comes
+    /// from the subscriber; without it the timekeeper rejects the response as Forged.
     Respond {
         /// The offer's id.
         offer: String,
         /// The subscriber's id.
         #[arg(long)]
         id: String,
+        #[command(flatten)]
+        proof: ProofArgs,
     },
     /// Show the invitations addressed to a subscriber and the verdicts on its responses as they
     /// arrive, answering invitations by a policy if asked. An invitation is never answered
@@ -76,11 +90,103 @@ pub enum Subscriber {
         /// Stop after SECS seconds with nothing for this subscriber (default: follow forever).
         #[arg(long, value_name = "SECS")]
         until_idle: Option<u64>,
+        #[command(flatten)]
+        proof: ProofArgs,
+    },
+    /// Open a credential delivered to the subscriber's inbox (`tessera.deliveries`): open both
+    /// halves with the private key, decrypt and check the package, decompress it, write the
+    /// target data to a file and print its first line; then accept it (CredentialAccepted on
+    /// `tessera.outcomes`, which earns the provider its reward). With --decline, nothing is
+    /// opened and CredentialDeclined is written instead. A credential already accepted or
+    /// declined gets no second outcome.
+    Open {
+        /// The subscriber's id.
+        #[arg(long)]
+        id: String,
+        /// The credential to open (default: the only one delivered).
+        #[arg(long, value_name = "ID", conflicts_with = "offer")]
+        credential: Option<String>,
+        /// The offer whose credential to open.
+        #[arg(long, value_name = "ID")]
+        offer: Option<String>,
+        /// Where to write the target data (created with mode 0600, replaced if it exists).
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "decline",
+            conflicts_with = "decline"
+        )]
+        out: Option<PathBuf>,
+        /// Decline the credential without opening it, with an optional reason.
+        #[arg(long, value_name = "REASON", num_args = 0..=1, default_missing_value = "")]
+        decline: Option<String>,
+        /// The subscriber's private key file (default `.tessera/keys/<id>.key`).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
     },
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// What proves a response comes from the subscriber.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProofArgs {
+    /// The subscriber's private key file (default `.tessera/keys/<id>.key`).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// The timekeeper's public key (64 hex digits; default: the one published on `tessera.keys`).
+    #[arg(long, value_name = "HEX")]
+    pub timekeeper_key: Option<PublicKey>,
+}
+
+fn key_path(id: &str, key_file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match key_file {
+        Some(path) => path,
+        None => keys::default_path(id)?,
+    })
+}
+
+/// The subscriber `id` as it answers: its private key and the timekeeper's public key.
+async fn responder(
+    config: &ClientConfig,
+    prefix: &str,
+    id: &str,
+    proof: ProofArgs,
+) -> anyhow::Result<Responder> {
+    let key = keys::load(&key_path(id, proof.key_file)?)
+        .with_context(|| format!("subscriber {id} proves its responses with its private key"))?;
+    Ok(Responder {
+        subscriber_id: id.to_string(),
+        key,
+        timekeeper: timekeeper_key(config, prefix, proof.timekeeper_key).await?,
+    })
+}
+
+/// Writes the target data to `path`, private to its owner.
+fn write_out(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(data)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The first line of the target data, for the person at the prompt: at most 200 characters, or
+/// a note if it is not text.
+fn first_line(data: &[u8]) -> String {
+    let line = data.split(|&b| b == b'\n').next().unwrap_or_default();
+    match std::str::from_utf8(line) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && c != '\t' && c != '\r') =>
+        {
+            text.trim_end_matches('\r').chars().take(200).collect()
+        }
+        _ => format!("({} bytes of binary data)", data.len()),
+    }
 }
 
 /// Runs a subscriber command.
@@ -121,7 +227,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 "  private key: {} ({key_state}, never sent)",
                 key_file.display()
             );
-            println!("  public key: {}", hex(&registered.public_key));
+            println!("  public key: {}", registered.public_key);
             for line in lines {
                 println!("  interest: {line}");
             }
@@ -134,9 +240,10 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             println!("subscriber {id} removed [{removed}]");
             println!("  tombstone [{tombstone}]");
         }
-        Subscriber::Respond { offer, id } => {
+        Subscriber::Respond { offer, id, proof } => {
+            let responder = responder(&config, prefix, &id, proof).await?;
             let writer = Writer::new(&config)?;
-            let written = subscriber::respond(&writer, prefix, &offer, &id)
+            let written = subscriber::respond(&writer, prefix, &offer, &responder)
                 .await
                 .with_context(|| format!("cannot respond to offer {offer}"))?;
             println!("{id} responded to offer {offer} [{written}]");
@@ -146,10 +253,16 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             respond,
             from_beginning,
             until_idle,
+            proof,
         } => {
+            let responder = match respond {
+                Policy::Never => None,
+                _ => Some(responder(&config, prefix, &id, proof).await?),
+            };
             let listen = Listen {
                 subscriber_id: id,
                 policy: respond,
+                responder,
                 from_beginning,
                 until_idle: until_idle.map(Duration::from_secs),
             };
@@ -159,6 +272,82 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             })
             .await?;
         }
+        Subscriber::Open {
+            id,
+            credential,
+            offer,
+            out,
+            decline,
+            key_file,
+        } => {
+            let choice = match (credential, offer) {
+                (Some(credential), _) => Choice::Credential(credential),
+                (None, Some(offer)) => Choice::Offer(offer),
+                (None, None) => Choice::Only,
+            };
+            let (record, delivered) = subscriber::delivered(&config, prefix, &id, &choice).await?;
+            let what = format!(
+                "credential {} of offer {}",
+                delivered.credential_id, delivered.offer_id
+            );
+            let at =
+                describe::position(&record.topic, record.partition, record.offset, record.stamp);
+            println!("{what} delivered [{at}]");
+            let decided = subscriber::outcome(&config, prefix, &delivered).await?;
+            if let Some(out) = out {
+                let key = keys::load(&key_path(&id, key_file)?)?;
+                let data = subscriber::open(&delivered, &key)
+                    .with_context(|| format!("cannot open {what}"))?;
+                write_out(&out, &data)?;
+                println!("opened: {} bytes written to {}", data.len(), out.display());
+                println!("first line: {}", first_line(&data));
+            }
+            let writer = Writer::new(&config)?;
+            match (decided, decline) {
+                (Some((record, event)), _) => {
+                    let verb = match event {
+                        Event::CredentialDeclined(_) => "declined",
+                        _ => "accepted",
+                    };
+                    let at = describe::position(
+                        &record.topic,
+                        record.partition,
+                        record.offset,
+                        record.stamp,
+                    );
+                    println!("{what} was {verb} already [{at}]; nothing written");
+                }
+                (None, decline) => {
+                    let (decision, verb) = match decline {
+                        Some(reason) => (
+                            Decision::Decline(Some(reason).filter(|r| !r.is_empty())),
+                            "declined",
+                        ),
+                        None => (Decision::Accept, "accepted"),
+                    };
+                    let written = subscriber::decide(&writer, prefix, &delivered, decision).await?;
+                    println!("{verb} [{written}]");
+                }
+            }
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_line_is_shown_only_as_text() {
+        assert_eq!(
+            first_line(b"Quarterly report X\r\nbody"),
+            "Quarterly report X"
+        );
+        assert_eq!(first_line(b"no newline"), "no newline");
+        assert_eq!(first_line(b""), "");
+        assert_eq!(first_line(&[0xff, 0xfe, b'\n']), "(3 bytes of binary data)");
+        assert_eq!(first_line(b"\x1b[31mred\n"), "(9 bytes of binary data)");
+        assert_eq!(first_line("é".repeat(300).as_bytes()).chars().count(), 200);
+    }
 }

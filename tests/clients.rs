@@ -1,6 +1,6 @@
-//! The client commands on a real broker: `tessera subscriber register/remove/respond/listen`,
-//! `tessera provider publish/withdraw` and `tessera offer status`, run as a user runs them, with
-//! what they wrote read back from the topics.
+//! The client commands on a real broker: `tessera keys generate/public`, `tessera subscriber
+//! register/remove/respond/listen/open`, `tessera provider publish/withdraw/agent` and `tessera
+//! offer status`, run as a user runs them, with what they wrote read back from the topics.
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 //! Each test uses its own topic prefix, created with `tessera topics create`, so tests run in
@@ -16,27 +16,35 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera::kafka::KafkaArgs;
 use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
-use tessera_producers::{interest, keys};
+use tessera_producers::{interest, keys, provider};
 use tessera_schemas::rules::request_id;
+use tessera_schemas::sealing::{self, Half, PrivateKey, Release, ResponseIds};
 use tessera_schemas::topics::{self, DEFAULT_PARTITIONS, Topic};
 use tessera_schemas::{
-    Deadline, Event, EventKind, OfferPublished, OfferWithdrawn, RejectReason, ResponseSubmitted,
-    SubscriberRegistered, Tick, TimeRule, examples,
+    CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, OfferPublished,
+    OfferWithdrawn, ProviderShareReleased, RejectReason, SubscriberRegistered, Tick, TimeRule,
+    Within, examples,
 };
 
 fn brokers() -> String {
     std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-/// One test's own topics, and a directory to run the command in (key files land there).
+/// The payload every offer of these tests carries, in `payload.txt` of the run directory.
+const PAYLOAD: &[u8] = b"Quarterly report X\nRevenue rose in every region.\n";
+
+/// One test's own topics, a directory to run the command in (key files land there), and the
+/// timekeeper's key, published on the installation's `tessera.keys` as `tessera run timekeeper`
+/// publishes it.
 struct Installation {
     prefix: String,
     config: ClientConfig,
     dir: tempfile::TempDir,
+    timekeeper: PrivateKey,
 }
 
 impl Installation {
-    fn new() -> Self {
+    async fn new() -> Self {
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let kafka = KafkaArgs {
             topic_prefix: prefix.clone(),
@@ -46,10 +54,27 @@ impl Installation {
             config: kafka.client_config().unwrap(),
             prefix,
             dir: tempfile::tempdir().unwrap(),
+            timekeeper: keys::new_private_key(),
         };
         let created = installation.tessera(&["topics", "create"]);
         assert!(created.status.success(), "{created:?}");
+        std::fs::write(installation.dir.path().join("payload.txt"), PAYLOAD).unwrap();
+        let writer = Writer::new(&installation.config).unwrap();
+        keys::publish_timekeeper(
+            &writer,
+            &installation.prefix,
+            &installation.timekeeper.public_key(),
+        )
+        .await
+        .unwrap();
         installation
+    }
+
+    /// Gives subscriber `id` a key pair at its default key file; returns its private key.
+    fn subscriber_key(&self, id: &str) -> PrivateKey {
+        let path = format!(".tessera/keys/{id}.key");
+        self.ok(&["keys", "generate", "--out", &path]);
+        keys::load(&self.dir.path().join(path)).unwrap()
     }
 
     fn tessera(&self, args: &[&str]) -> Output {
@@ -62,7 +87,7 @@ impl Installation {
             .unwrap()
     }
 
-    /// `tessera provider publish` by provider A with the given flags.
+    /// `tessera provider publish` by provider A of `payload.txt` with the given flags.
     fn publish(&self, flags: &[&str]) -> Output {
         let base = [
             "provider",
@@ -71,6 +96,8 @@ impl Installation {
             "A",
             "--contact",
             "a@example.org",
+            "--payload",
+            "payload.txt",
         ];
         let args: Vec<&str> = base.iter().chain(flags).copied().collect();
         self.tessera(&args)
@@ -128,7 +155,7 @@ fn stderr(output: &Output) -> String {
 
 #[tokio::test]
 async fn register_replaces_and_remove_leaves_a_tombstone() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let first = it.ok(&[
         "subscriber",
         "register",
@@ -202,8 +229,9 @@ async fn register_replaces_and_remove_leaves_a_tombstone() {
             .iter()
             .all(|r| r.key.as_deref() == Some("B1") && r.partition == partition)
     );
-    let (public_key, created) = keys::load_or_create(Path::new(&key_file)).unwrap();
+    let (key, created) = keys::load_or_create(Path::new(&key_file)).unwrap();
     assert!(!created);
+    let public_key = key.public_key().to_bytes();
     let registered: Vec<&SubscriberRegistered> = records[..2]
         .iter()
         .map(|r| match event(r) {
@@ -238,7 +266,7 @@ async fn register_replaces_and_remove_leaves_a_tombstone() {
 
 #[tokio::test]
 async fn a_published_offer_round_trips_and_can_be_withdrawn() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let now = chrono::Utc::now();
     let from = now + chrono::Duration::hours(1);
     let to = now + chrono::Duration::hours(2);
@@ -326,8 +354,28 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
         reward.as_ref().map(|r| (r.amount, r.currency.as_str())),
         Some((250, "EUR"))
     );
-    assert!(credential.package.is_empty());
-    assert_eq!(credential.platform_half.enc.len(), 32);
+    assert!(
+        out.contains("  custody: co-sign; the provider half is kept in .tessera/keys/A"),
+        "{out}"
+    );
+    assert_eq!(credential.custody, Custody::CoSign);
+    assert_eq!(credential.escrow_half, None);
+    let half_file = it.dir.path().join(".tessera/keys/A/offer-1.half");
+    let mode = std::fs::metadata(&half_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let kept = keys::Halves::new(it.dir.path().join(".tessera/keys/A"))
+        .get("offer-1")
+        .unwrap()
+        .unwrap();
+    let platform = sealing::open_from_provider(
+        &credential.platform_half,
+        Half::Platform,
+        "offer-1",
+        &it.timekeeper,
+    )
+    .unwrap();
+    let opened = sealing::open_package(&credential.package, "offer-1", &platform, &kept).unwrap();
+    assert_eq!(opened.as_slice(), PAYLOAD);
     let Event::OfferWithdrawn(OfferWithdrawn {
         provider_id,
         reason,
@@ -344,7 +392,7 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
 
 #[tokio::test]
 async fn keys_land_on_the_partition_java_clients_would_choose() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let writer = Writer::new(&it.config).unwrap();
     let tick: Event = Tick {
         event_id: uuid::Uuid::new_v4().to_string(),
@@ -372,7 +420,7 @@ async fn keys_land_on_the_partition_java_clients_would_choose() {
 
 #[tokio::test]
 async fn invalid_offers_are_refused_and_nothing_is_written() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     let refused = [
         (
             vec![
@@ -464,7 +512,16 @@ async fn invalid_offers_are_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn respond_answers_the_invitation_the_matcher_names() {
-    let it = Installation::new();
+    let it = Installation::new().await;
+    let refused = it.tessera(&["subscriber", "respond", "offer-1", "--id", "B1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).starts_with(
+            "error: subscriber B1 proves its responses with its private key: cannot read key file"
+        ),
+        "{refused:?}"
+    );
+    let b1 = it.subscriber_key("B1");
     let out = it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
     assert!(out.starts_with("B1 responded to offer offer-1 ["), "{out}");
     assert!(
@@ -478,19 +535,23 @@ async fn respond_answers_the_invitation_the_matcher_names() {
         records[0].partition,
         partition_for("offer-1", DEFAULT_PARTITIONS)
     );
-    let Event::ResponseSubmitted(ResponseSubmitted {
-        request_id: named,
-        subscriber_id,
-        offer_id,
-        ..
-    }) = event(&records[0])
-    else {
+    let Event::ResponseSubmitted(response) = event(&records[0]) else {
         panic!("{records:?}")
     };
-    assert_eq!(named, &request_id("offer-1", "B1"));
+    assert_eq!(response.request_id, request_id("offer-1", "B1"));
     assert_eq!(
-        (subscriber_id.as_str(), offer_id.as_str()),
+        (response.subscriber_id.as_str(), response.offer_id.as_str()),
         ("B1", "offer-1")
+    );
+    assert_eq!(
+        sealing::verify_proof(
+            &response.proof,
+            &ResponseIds::from(response),
+            &b1.public_key(),
+            &it.timekeeper
+        ),
+        Ok(()),
+        "the proof is made with B1's key for the timekeeper"
     );
 }
 
@@ -541,7 +602,7 @@ fn release(offer: &str, subscriber: &str) -> Event {
 
 #[tokio::test]
 async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_policy() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     it.write(topics::REQUESTS, "cheap", invitation("cheap", "B1", 9_000))
         .await;
     it.write(topics::REQUESTS, "dear", invitation("dear", "B1", 20_000))
@@ -581,6 +642,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
     .await
     .unwrap();
 
+    it.subscriber_key("B1");
     let listen = |policy: &str| {
         it.tessera(&[
             "subscriber",
@@ -664,7 +726,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
 
 #[tokio::test]
 async fn status_prints_an_offers_history_in_receipt_order() {
-    let it = Installation::new();
+    let it = Installation::new().await;
     it.published(&[
         "--identifier",
         "doc-X",
@@ -691,6 +753,7 @@ async fn status_prints_an_offers_history_in_receipt_order() {
         invitation("offer-1", "B1", 9_000),
     )
     .await;
+    it.subscriber_key("B1");
     it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
     it.ok(&["subscriber", "respond", "offer-2", "--id", "B1"]);
     it.write(topics::DECISIONS, "offer-1", release("offer-1", "B1"))
@@ -769,4 +832,538 @@ async fn status_prints_an_offers_history_in_receipt_order() {
         stderr(&missing).trim(),
         "error: nothing on the log for offer no-such-offer"
     );
+}
+
+#[tokio::test]
+async fn keys_are_generated_private_shown_as_text_and_refused_when_loose() {
+    let it = Installation::new().await;
+    let out = it.ok(&["keys", "generate", "--out", "keys/tk.key"]);
+    assert!(
+        out.starts_with("private key: keys/tk.key (mode 0600, never printed)\n"),
+        "{out}"
+    );
+    let public = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("public key: ")
+        .unwrap();
+    let path = it.dir.path().join("keys/tk.key");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let private = std::fs::read(&path).unwrap();
+    let private_hex: String = private.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !out.contains(&private_hex),
+        "the private key is never printed"
+    );
+    assert_eq!(it.ok(&["keys", "public", "keys/tk.key"]).trim(), public);
+    assert_eq!(
+        public.parse::<sealing::PublicKey>().unwrap(),
+        keys::load(&path).unwrap().public_key(),
+        "the printed text reads back as the key"
+    );
+
+    let again = it.tessera(&["keys", "generate", "--out", "keys/tk.key"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("exists already; refusing to overwrite a key"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = it.tessera(&["keys", "public", "keys/tk.key"]);
+    assert_eq!(loose.status.code(), Some(1));
+    assert_eq!(
+        stderr(&loose).trim(),
+        "error: key file keys/tk.key is open to others (mode 644); make it private with `chmod 600 keys/tk.key`"
+    );
+    std::fs::write(it.dir.path().join("short.key"), [1u8; 31]).unwrap();
+    std::fs::set_permissions(
+        it.dir.path().join("short.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let short = it.tessera(&["keys", "public", "short.key"]);
+    assert_eq!(
+        stderr(&short).trim(),
+        "error: key file short.key holds 31 bytes, not the 32 raw bytes of an X25519 key"
+    );
+    let bad_text = it.publish(&[
+        "--identifier",
+        "doc-X",
+        "--name",
+        "X",
+        "--within",
+        "1h",
+        "--timekeeper-key",
+        "abc",
+    ]);
+    assert_eq!(bad_text.status.code(), Some(2));
+    assert!(
+        stderr(&bad_text).contains("a public key is written as 64 hexadecimal digits"),
+        "{bad_text:?}"
+    );
+}
+
+#[tokio::test]
+async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
+    let it = Installation::new().await;
+    let offer = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--identifier",
+            "doc-X",
+            "--name",
+            "X",
+            "--within",
+            "1h",
+            "--offer-id",
+        ];
+        args.push(id);
+        args.extend(extra);
+        it.publish(&args)
+    };
+    let escrow = offer("escrowed", &["--custody", "escrow"]);
+    assert!(escrow.status.success(), "{escrow:?}");
+    let out = String::from_utf8(escrow.stdout).unwrap();
+    assert!(
+        out.contains("  custody: escrow; the timekeeper holds both halves"),
+        "{out}"
+    );
+    assert!(!it.dir.path().join(".tessera/keys/A/escrowed.half").exists());
+
+    // Given explicitly, the timekeeper key need not be on the log; here it is another key, so
+    // the platform half is sealed to it and not to the installation's timekeeper.
+    let other = keys::new_private_key();
+    let other_text = other.public_key().to_string();
+    let explicit = offer(
+        "explicit",
+        &["--timekeeper-key", &other_text, "--key-dir", "halves"],
+    );
+    assert!(explicit.status.success(), "{explicit:?}");
+    assert!(it.dir.path().join("halves/explicit.half").exists());
+
+    // Random bytes do not compress: 1 MiB of them cannot travel inline.
+    let mut noise = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 1 << 20),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(it.dir.path().join("big.bin"), noise).unwrap();
+    let big = it.tessera(&[
+        "provider",
+        "publish",
+        "--provider",
+        "A",
+        "--contact",
+        "a@example.org",
+        "--identifier",
+        "doc-X",
+        "--name",
+        "X",
+        "--within",
+        "1h",
+        "--offer-id",
+        "big",
+        "--payload",
+        "big.bin",
+    ]);
+    assert_eq!(big.status.code(), Some(1));
+    let message = stderr(&big);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.starts_with("error: cannot seal payload big.bin: the target data compresses to a "),
+        "{message}"
+    );
+    assert!(
+        message.contains("an offer carries at most 786432 bytes inline"),
+        "{message}"
+    );
+    assert!(!it.dir.path().join(".tessera/keys/A/big.half").exists());
+
+    let records = it.read(topics::OFFERS).await;
+    let mut offers: Vec<&OfferPublished> = records
+        .iter()
+        .map(|r| match event(r) {
+            Event::OfferPublished(o) => o,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    offers.sort_by_key(|o| o.offer_id.clone());
+    let custodies: Vec<(&str, Custody)> = offers
+        .iter()
+        .map(|o| (o.offer_id.as_str(), o.credential.custody))
+        .collect();
+    assert_eq!(
+        custodies,
+        [("escrowed", Custody::Escrow), ("explicit", Custody::CoSign)]
+    );
+    let explicit = offers[1];
+    let platform = &explicit.credential.platform_half;
+    assert!(
+        sealing::open_from_provider(platform, Half::Platform, "explicit", &other).is_ok()
+            && sealing::open_from_provider(platform, Half::Platform, "explicit", &it.timekeeper)
+                .is_err()
+    );
+}
+
+/// A release of `offer` to `subscriber` as the timekeeper writes it, its evidence saying the
+/// response came `after_ms` into a one-hour `Within` rule.
+fn release_in(
+    offer: &str,
+    subscriber: &str,
+    credential: &str,
+    after_ms: i64,
+) -> CredentialReleased {
+    let Event::CredentialReleased(mut released) = release(offer, subscriber) else {
+        unreachable!()
+    };
+    released.credential_id = credential.into();
+    released.provider_half = None;
+    released.offer.time_rule = TimeRule::Within(Within {
+        duration_ms: 3_600_000,
+    });
+    released.response.stamp = released.offer.position.stamp + after_ms;
+    released
+}
+
+#[tokio::test]
+async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_key() {
+    let it = Installation::new().await;
+    for id in ["B1", "B3"] {
+        it.ok(&[
+            "subscriber",
+            "register",
+            "--id",
+            id,
+            "--contact",
+            "b@example.org",
+            "--interest",
+            "id=doc-X",
+        ]);
+    }
+    for offer in ["offer-1", "offer-2"] {
+        it.published(&[
+            "--identifier",
+            "doc-X",
+            "--name",
+            "X",
+            "--within",
+            "1h",
+            "--offer-id",
+            offer,
+        ]);
+    }
+    // Provider Z's offer, whose half A does not keep.
+    let mut foreign = example(|e| match e {
+        Event::OfferPublished(o) => Some(o),
+        _ => None,
+    });
+    foreign.offer_id = "foreign".into();
+    foreign.provider_id = "Z".into();
+    it.write(topics::OFFERS, "foreign", foreign).await;
+
+    let mut escrowed = release_in("offer-1", "B3", "cred-escrow", 1_000);
+    escrowed.provider_half = Some(escrowed.platform_half.clone());
+    let releases = [
+        release_in("offer-1", "B1", "cred-1", 1_000),
+        release_in("offer-1", "B2", "cred-2", 1_000),
+        release_in("offer-2", "B3", "cred-3", 3_600_001),
+        release_in("foreign", "B1", "cred-4", 1_000),
+        escrowed,
+    ];
+    for released in releases {
+        let offer = released.offer_id.clone();
+        it.write(topics::DECISIONS, &offer, released).await;
+    }
+
+    let agent = |provider: &str| {
+        it.tessera(&[
+            "provider",
+            "agent",
+            "--provider",
+            provider,
+            "--key-dir",
+            ".tessera/keys/A",
+            "--until-idle",
+            "3",
+        ])
+    };
+    let first = agent("A");
+    assert!(first.status.success(), "{first:?}");
+    let out = String::from_utf8(first.stdout.clone()).unwrap();
+    assert!(
+        out.contains("co-signed credential cred-1 of offer offer-1 to B1 ["),
+        "{out}"
+    );
+    let warnings = stderr(&first);
+    assert!(
+        warnings.contains(&format!(
+            "warning: refused to co-sign credential cred-2 of offer offer-1 to B2: subscriber B2 \
+             has no registration on {}",
+            it.topic(topics::SUBSCRIBERS)
+        )),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(
+            "refused to co-sign credential cred-3 of offer offer-2 to B3: its evidence does not \
+             meet the offer's rule"
+        ),
+        "{warnings}"
+    );
+    assert!(
+        !out.contains("cred-4") && !warnings.contains("cred-4"),
+        "another provider's offer"
+    );
+    assert!(
+        !out.contains("cred-escrow") && !warnings.contains("cred-escrow"),
+        "escrow"
+    );
+
+    let shares: Vec<ProviderShareReleased> = it
+        .read(topics::COSIGNS)
+        .await
+        .iter()
+        .map(|r| match event(r) {
+            Event::ProviderShareReleased(share) => share.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shares.len(), 1, "{shares:?}");
+    let share = &shares[0];
+    assert_eq!(
+        (
+            share.offer_id.as_str(),
+            share.credential_id.as_str(),
+            share.subscriber_id.as_str()
+        ),
+        ("offer-1", "cred-1", "B1")
+    );
+    // B1 opens the half with the key it registered, bound to this release, and with the
+    // platform half the target data.
+    let b1 = keys::load(&it.dir.path().join(".tessera/keys/B1.key")).unwrap();
+    let release = Release {
+        offer_id: "offer-1",
+        subscriber_id: "B1",
+        credential_id: "cred-1",
+    };
+    let provider_half =
+        sealing::open_from_release(&share.provider_half, Half::Provider, &release, &b1).unwrap();
+    let offers = it.read(topics::OFFERS).await;
+    let Event::OfferPublished(offer) = event(&offers[0]) else {
+        panic!("{offers:?}")
+    };
+    let platform_half = sealing::open_from_provider(
+        &offer.credential.platform_half,
+        Half::Platform,
+        "offer-1",
+        &it.timekeeper,
+    )
+    .unwrap();
+    let opened = sealing::open_package(
+        &offer.credential.package,
+        "offer-1",
+        &platform_half,
+        &provider_half,
+    )
+    .unwrap();
+    assert_eq!(opened.as_slice(), PAYLOAD);
+
+    let second = agent("A");
+    let out = String::from_utf8(second.stdout).unwrap();
+    assert!(
+        out.contains("co-signed credential cred-1 of offer offer-1 to B1 before"),
+        "{out}"
+    );
+    assert_eq!(
+        it.read(topics::COSIGNS).await.len(),
+        1,
+        "once per credential"
+    );
+
+    // The agent of another provider, given A's halves, co-signs none of A's offers.
+    it.write(
+        topics::DECISIONS,
+        "offer-1",
+        release_in("offer-1", "B3", "cred-5", 1_000),
+    )
+    .await;
+    let impostor = agent("Z");
+    assert!(
+        stderr(&impostor).contains(
+            "refused to co-sign credential cred-5 of offer offer-1 to B3: offer offer-1 was not \
+             published by provider Z"
+        ),
+        "{impostor:?}"
+    );
+    assert_eq!(it.read(topics::COSIGNS).await.len(), 1);
+}
+
+/// Seals `PAYLOAD` for `offer` in escrow to the installation's timekeeper and delivers it to
+/// `subscriber` (whose key is `key`) as the delivery worker would.
+fn delivery(
+    it: &Installation,
+    offer: &str,
+    credential: &str,
+    subscriber: &str,
+    key: &PrivateKey,
+) -> CredentialDelivered {
+    let sealed = provider::seal(
+        offer,
+        provider::Sealing {
+            target_data: PAYLOAD,
+            custody: Custody::Escrow,
+            timekeeper: &it.timekeeper.public_key(),
+        },
+    )
+    .unwrap()
+    .credential;
+    let release = Release {
+        offer_id: offer,
+        subscriber_id: subscriber,
+        credential_id: credential,
+    };
+    let reseal = |sealed, half| {
+        let opened = sealing::open_from_provider(sealed, half, offer, &it.timekeeper).unwrap();
+        sealing::seal_to_responder(&opened, half, &release, &key.public_key()).unwrap()
+    };
+    CredentialDelivered {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        credential_id: credential.into(),
+        offer_id: offer.into(),
+        subscriber_id: subscriber.into(),
+        package: sealed.package.clone(),
+        platform_half: reseal(&sealed.platform_half, Half::Platform),
+        provider_half: reseal(sealed.escrow_half.as_ref().unwrap(), Half::Provider),
+        attempts: 1,
+    }
+}
+
+#[tokio::test]
+async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
+    let it = Installation::new().await;
+    let b1 = it.subscriber_key("B1");
+    let first = delivery(&it, "offer-1", "cred-1", "B1", &b1);
+    // Delivery is at least once: the same credential twice.
+    it.write(topics::DELIVERIES, "B1", first.clone()).await;
+    it.write(topics::DELIVERIES, "B1", first).await;
+    it.write(
+        topics::DELIVERIES,
+        "B1",
+        delivery(&it, "offer-2", "cred-2", "B1", &b1),
+    )
+    .await;
+    let mut tampered = delivery(&it, "offer-3", "cred-3", "B1", &b1);
+    tampered.package[20] ^= 0x04;
+    it.write(topics::DELIVERIES, "B1", tampered).await;
+
+    let which = it.tessera(&["subscriber", "open", "--id", "B1", "--out", "x.txt"]);
+    assert_eq!(which.status.code(), Some(1));
+    assert!(
+        stderr(&which).starts_with(
+            "error: 3 credentials were delivered to B1: cred-1 (offer offer-1), cred-2 (offer \
+             offer-2), cred-3 (offer offer-3); choose one with --credential or --offer"
+        ),
+        "{which:?}"
+    );
+
+    let open = || {
+        it.tessera(&[
+            "subscriber",
+            "open",
+            "--id",
+            "B1",
+            "--credential",
+            "cred-1",
+            "--out",
+            "x.txt",
+        ])
+    };
+    let opened = open();
+    assert!(opened.status.success(), "{opened:?}");
+    let out = String::from_utf8(opened.stdout).unwrap();
+    assert!(
+        out.starts_with("credential cred-1 of offer offer-1 delivered ["),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "opened: {} bytes written to x.txt\nfirst line: Quarterly report X\naccepted [",
+            PAYLOAD.len()
+        )),
+        "{out}"
+    );
+    let written = it.dir.path().join("x.txt");
+    assert_eq!(std::fs::read(&written).unwrap(), PAYLOAD);
+    let mode = std::fs::metadata(&written).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = String::from_utf8(open().stdout).unwrap();
+    assert!(
+        again.contains("credential cred-1 of offer offer-1 was accepted already ["),
+        "{again}"
+    );
+
+    let broken = it.tessera(&[
+        "subscriber",
+        "open",
+        "--id",
+        "B1",
+        "--offer",
+        "offer-3",
+        "--out",
+        "y.txt",
+    ]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert_eq!(
+        stderr(&broken).trim(),
+        "error: cannot open credential cred-3 of offer offer-3: the package does not decrypt \
+         with the two halves: the package or a half was altered, or they belong to different \
+         offers"
+    );
+    assert!(!it.dir.path().join("y.txt").exists());
+
+    let declined = it.ok(&[
+        "subscriber",
+        "open",
+        "--id",
+        "B1",
+        "--offer",
+        "offer-2",
+        "--decline",
+        "not needed",
+    ]);
+    assert!(declined.contains("declined ["), "{declined}");
+    assert!(!declined.contains("first line"), "declining opens nothing");
+    let missing = it.tessera(&[
+        "subscriber",
+        "open",
+        "--id",
+        "B1",
+        "--credential",
+        "nope",
+        "--decline",
+    ]);
+    assert_eq!(
+        stderr(&missing).trim(),
+        "error: no credential nope was delivered to B1"
+    );
+
+    let outcomes: Vec<Event> = it
+        .read(topics::OUTCOMES)
+        .await
+        .iter()
+        .map(|r| event(r).clone())
+        .collect();
+    assert_eq!(
+        outcomes.len(),
+        2,
+        "one outcome per credential: {outcomes:?}"
+    );
+    assert!(outcomes.iter().any(|e| matches!(
+        e,
+        Event::CredentialAccepted(a) if a.credential_id == "cred-1" && a.offer_id == "offer-1"
+    )));
+    assert!(outcomes.iter().any(|e| matches!(
+        e,
+        Event::CredentialDeclined(d)
+            if d.credential_id == "cred-2" && d.reason.as_deref() == Some("not needed")
+    )));
 }

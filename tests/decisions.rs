@@ -6,7 +6,8 @@
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -16,7 +17,10 @@ use tessera::kafka::KafkaArgs;
 use tessera::demo::Processors;
 use tessera::topics;
 use tessera_producers::client::Writer;
-use tessera_schemas::rules::request_id;
+use tessera_producers::keys;
+use tessera_producers::provider::{self, Sealing};
+use tessera_producers::subscriber::{self, Responder};
+use tessera_schemas::sealing::PublicKey;
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
 
@@ -32,6 +36,10 @@ struct Stack {
     writer: Writer,
     processors: Processors,
     _state: tempfile::TempDir,
+    /// The timekeeper's public key, which offers are sealed to and responses proven for.
+    timekeeper: PublicKey,
+    /// Each registered subscriber with its key pair, to prove its responses.
+    responders: Mutex<HashMap<String, Responder>>,
 }
 
 impl Stack {
@@ -42,13 +50,17 @@ impl Stack {
         };
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let state = tempfile::tempdir().unwrap();
-        let processors = Processors::start(&kafka, state.path()).unwrap();
+        let timekeeper_key = keys::new_private_key();
+        let timekeeper = timekeeper_key.public_key();
+        let processors = Processors::start(&kafka, state.path(), timekeeper_key).unwrap();
         let writer = Writer::new(&kafka.client_config().unwrap()).unwrap();
         let stack = Stack {
             kafka,
             writer,
             processors,
             _state: state,
+            timekeeper,
+            responders: Mutex::new(HashMap::new()),
         };
         stack.warm_up().await;
         stack
@@ -118,11 +130,21 @@ impl Stack {
     }
 
     async fn register(&self, subscriber: &str, identifier: &str) {
+        let responder = Responder {
+            subscriber_id: subscriber.into(),
+            key: keys::new_private_key(),
+            timekeeper: self.timekeeper.clone(),
+        };
+        let public_key = responder.key.public_key().to_bytes();
+        self.responders
+            .lock()
+            .unwrap()
+            .insert(subscriber.into(), responder);
         let event = SubscriberRegistered {
             event_id: uuid::Uuid::new_v4().to_string(),
             subscriber_id: subscriber.into(),
             contact: format!("{subscriber}@example.org"),
-            public_key: vec![7; 32],
+            public_key,
             interests: vec![Interest {
                 identifier: Some(identifier.into()),
                 terms: vec![],
@@ -149,29 +171,25 @@ impl Stack {
             time_rule: rule,
             capacity,
             reward: None,
-            credential: SealedCredential {
-                custody: Custody::CoSign,
-                package: vec![],
-                platform_half: SealedBox {
-                    enc: vec![1; 32],
-                    ciphertext: vec![2; 48],
+            credential: provider::seal(
+                offer_id,
+                Sealing {
+                    target_data: b"document",
+                    custody: Custody::Escrow,
+                    timekeeper: &self.timekeeper,
                 },
-                escrow_half: None,
-            },
+            )
+            .unwrap()
+            .credential,
         };
         self.send(catalogue::OFFERS, offer_id, event.into()).await
     }
 
     async fn respond(&self, offer_id: &str, subscriber: &str) -> i64 {
-        let event = ResponseSubmitted {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            offer_id: offer_id.into(),
-            request_id: request_id(offer_id, subscriber),
-            subscriber_id: subscriber.into(),
-            proof: SealedBox {
-                enc: vec![3; 32],
-                ciphertext: vec![4; 48],
-            },
+        let event = {
+            let responders = self.responders.lock().unwrap();
+            let responder = responders.get(subscriber).expect("only registered subscribers respond");
+            subscriber::response(offer_id, responder).unwrap()
         };
         self.send(catalogue::RESPONSES, offer_id, event.into()).await
     }

@@ -70,18 +70,6 @@ pub fn derived_id(processor: &str, at: &Position, n: usize) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }
 
-/// An event id derived from where the input sat and what the output is about, for outputs of a
-/// broadcast input ([`Core::broadcast_inputs`]): every task reads the same record there, so
-/// numbering outputs by their place would give two tasks the same ids. `subject` must be unique
-/// among all tasks' outputs of one input, e.g. the subscriber a task owns.
-pub fn derived_id_about(processor: &str, at: &Position, subject: &str) -> String {
-    let name = format!(
-        "{processor}/{}/{}/{}/about/{subject}",
-        at.topic, at.partition, at.offset
-    );
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
-}
-
 /// A processor's decision logic. Implementations must be deterministic: the same state and input
 /// give the same outputs and the same state changes, on any machine, at any time.
 pub trait Core {

@@ -2,22 +2,31 @@
 //! responses with random stamps on the three input partitions of one task, garbage and ticks
 //! among them, delivered in random interleavings through the merge.
 //!
+//! Offers carry real sealed credentials and responses real proofs, some of them made with the
+//! wrong subscriber's key.
+//!
 //! Whatever the input, no offer releases more credentials than its capacity, no subscriber gets
-//! an offer's credential twice, every release met the offer's rule, every response gets exactly
-//! one verdict, and an offer closes at most once; whatever the delivery order, the outputs and the
-//! state are identical byte for byte.
+//! an offer's credential twice, every release met the offer's rule, no forged response is
+//! released, every released half opens for its responder, every response gets exactly one
+//! verdict, and an offer closes at most once; whatever the delivery order, the outputs and the
+//! state are identical byte for byte, sealed halves included.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 mod support;
 
+use chacha20::ChaCha20Rng;
+use chacha20::rand_core::SeedableRng;
 use proptest::prelude::*;
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_schemas::rules::{Timing, request_id};
+use tessera_schemas::sealing::{
+    Half, PrivateKey, Release, ResponseIds, open_from_release, prove, seal_offer,
+};
 use tessera_schemas::{
     Custody, Deadline, Event, OfferPublished, OfferWithdrawn, Recommendation, ResponseSubmitted,
-    SealedBox, SealedCredential, Tick, TimeRule, Window, Within, decode, encode,
+    SealedBox, Tick, TimeRule, Window, Within, decode, encode,
 };
 use tessera_schemas::{InteractionRequested, LogPosition, OfferTerms};
 
@@ -48,6 +57,8 @@ enum Item {
         subscriber: u8,
         event: u8,
         right_id: bool,
+        /// The proof is made with another subscriber's key.
+        forged: bool,
     },
     Tick,
     Garbage,
@@ -65,11 +76,21 @@ fn uuid(n: u64) -> String {
     format!("00000000-0000-4000-8000-{n:012x}")
 }
 
-fn sealed(tag: u8) -> SealedBox {
-    SealedBox {
-        enc: vec![tag; 32],
-        ciphertext: vec![tag; 48],
-    }
+fn timekeeper_key() -> PrivateKey {
+    PrivateKey::from_bytes(&[0x70; 32]).unwrap()
+}
+
+fn subscriber_key(n: u8) -> PrivateKey {
+    PrivateKey::from_bytes(&[n; 32]).unwrap()
+}
+
+/// Offer `n`'s credential: even offers in co-sign custody, odd ones in escrow.
+fn credential(n: u8) -> tessera_schemas::SealedCredential {
+    let custody = if n % 2 == 0 { Custody::CoSign } else { Custody::Escrow };
+    let mut rng = ChaCha20Rng::from_seed([n; 32]);
+    seal_offer(&offer_id(n), b"document", custody, &timekeeper_key().public_key(), &mut rng)
+        .unwrap()
+        .credential
 }
 
 fn record(item: &Item) -> RawRecord {
@@ -94,12 +115,7 @@ fn record(item: &Item) -> RawRecord {
                 time_rule: *rule,
                 capacity: *capacity,
                 reward: None,
-                credential: SealedCredential {
-                    custody: Custody::CoSign,
-                    package: vec![1],
-                    platform_half: sealed(*offer),
-                    escrow_half: None,
-                },
+                credential: credential(*offer),
             }
             .into(),
         ),
@@ -124,6 +140,7 @@ fn record(item: &Item) -> RawRecord {
                 request_id: invitation_id(*offer, *subscriber, *right_id),
                 offer_id: offer_id(*offer),
                 subscriber_id: subscriber_id(*subscriber),
+                subscriber_key: subscriber_key(*subscriber).public_key().to_bytes(),
                 recommendation: Recommendation {
                     identifier: "doc".into(),
                     name: "Document".into(),
@@ -148,17 +165,28 @@ fn record(item: &Item) -> RawRecord {
             subscriber,
             event,
             right_id,
-        } => (
-            offer_id(*offer),
-            ResponseSubmitted {
+            forged,
+        } => {
+            let mut response = ResponseSubmitted {
                 event_id: uuid(100 + u64::from(*event)),
                 offer_id: offer_id(*offer),
                 request_id: invitation_id(*offer, *subscriber, *right_id),
                 subscriber_id: subscriber_id(*subscriber),
-                proof: sealed(0),
-            }
-            .into(),
-        ),
+                proof: SealedBox {
+                    enc: vec![],
+                    ciphertext: vec![],
+                },
+            };
+            let signer = if *forged { subscriber + 1 } else { *subscriber };
+            response.proof = prove(
+                &ResponseIds::from(&response),
+                &subscriber_key(signer),
+                &timekeeper_key().public_key(),
+                &mut ChaCha20Rng::from_seed([*event; 32]),
+            )
+            .unwrap();
+            (offer_id(*offer), response.into())
+        }
         Item::Tick => (
             "tick".into(),
             Tick {
@@ -231,8 +259,8 @@ fn requests_lane() -> impl Strategy<Value = Item> {
 
 fn responses_lane() -> impl Strategy<Value = Item> {
     prop_oneof![
-        8 => (any_offer(), 0u8..4, 0u8..16, proptest::bool::weighted(0.9))
-            .prop_map(|(offer, subscriber, event, right_id)| Item::Respond { offer, subscriber, event, right_id }),
+        8 => (any_offer(), 0u8..4, 0u8..16, proptest::bool::weighted(0.9), proptest::bool::weighted(0.1))
+            .prop_map(|(offer, subscriber, event, right_id, forged)| Item::Respond { offer, subscriber, event, right_id, forged }),
         1 => Just(Item::Tick),
         1 => Just(Item::Garbage),
     ]
@@ -301,6 +329,12 @@ fn check_promises(
         .filter(|(_, (_, item))| matches!(item, Item::Respond { .. }))
         .map(|(offset, _)| offset as i64)
         .collect();
+    let forged: BTreeSet<i64> = items[2]
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, item))| matches!(item, Item::Respond { forged: true, .. }))
+        .map(|(offset, _)| offset as i64)
+        .collect();
 
     let mut verdicts: BTreeMap<i64, usize> = BTreeMap::new();
     let mut released: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -323,6 +357,22 @@ fn check_promises(
                     Timing::InTime,
                     "released out of time: {:?}",
                     release
+                );
+                prop_assert!(
+                    !forged.contains(&release.response.offset),
+                    "a forged response was released: {:?}",
+                    release
+                );
+                let subscriber: u8 = release.subscriber_id[1..].parse().unwrap();
+                let bound = Release {
+                    offer_id: &release.offer_id,
+                    subscriber_id: &release.subscriber_id,
+                    credential_id: &release.credential_id,
+                };
+                prop_assert!(
+                    open_from_release(&release.platform_half, Half::Platform, &bound, &subscriber_key(subscriber))
+                        .is_ok(),
+                    "the released half does not open for its responder"
                 );
                 released
                     .entry(release.offer_id)
@@ -394,10 +444,11 @@ proptest! {
             .map(|lane| lane.iter().map(|(step, item)| (*step, record(item))).collect())
             .collect();
         // Delivery in partition order, one partition after the other, is the reference.
-        let (expected, expected_state) = support::deliver(Timekeeper, BASE, &lanes, &mut std::iter::empty());
+        let timekeeper = || Timekeeper::new(timekeeper_key());
+        let (expected, expected_state) = support::deliver(timekeeper(), BASE, &lanes, &mut std::iter::empty());
         check_promises(&items, &expected)?;
         for schedule in schedules {
-            let (produced, state) = support::deliver(Timekeeper, BASE, &lanes, &mut schedule.into_iter());
+            let (produced, state) = support::deliver(timekeeper(), BASE, &lanes, &mut schedule.into_iter());
             prop_assert_eq!(&produced, &expected);
             prop_assert_eq!(&state, &expected_state);
         }

@@ -7,7 +7,7 @@
 //! waited for, so a party can quote the partition, offset and broker receipt stamp of what it
 //! wrote: the evidence a later verdict is judged on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -46,7 +46,8 @@ pub enum ClientError {
     Timeout(String),
 }
 
-fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
+/// Wraps a Kafka error with what was being done.
+pub(crate) fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
     let what = what.into();
     move |source| ClientError::Kafka { what, source }
 }
@@ -295,6 +296,28 @@ pub fn assign_all(
         .map_err(kafka("cannot assign partitions"))
 }
 
+/// The next record `consumer` reads (ticks are skipped), or `None` if `deadline` passes first;
+/// without a deadline it waits for ever. `topics` names what is read, for an error.
+pub async fn next_record(
+    consumer: &Reader,
+    deadline: Option<tokio::time::Instant>,
+    topics: &str,
+) -> Result<Option<Record>, ClientError> {
+    loop {
+        let message = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => message,
+                Err(_) => return Ok(None),
+            },
+            None => consumer.recv().await,
+        };
+        let message = message.map_err(kafka(format!("cannot read {topics}")))?;
+        if let Some(record) = Record::from_message(&message) {
+            return Ok(Some(record));
+        }
+    }
+}
+
 /// Every record of `topic` (the given partitions, or all of them) from the beginning up to the
 /// end as it is now, in partition then offset order.
 pub async fn read_to_end(
@@ -316,9 +339,19 @@ pub async fn read_to_end(
     consumer
         .assign(&assignment)
         .map_err(kafka(format!("cannot assign {topic}")))?;
+    // The end as it is now. A partition that keeps growing (ticks every few hundred
+    // milliseconds) may never report reaching its end, so reading the record just before the end
+    // seen now, or any later one, ends a partition too.
+    let mut ends = BTreeMap::new();
+    for &partition in &wanted {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, TIMEOUT)
+            .map_err(kafka(format!("cannot read the end of {topic}/{partition}")))?;
+        ends.insert(partition, high);
+    }
     // The consumer is assigned one topic only, so a partition number alone says which end was
     // reached.
-    let mut open: BTreeSet<i32> = wanted.into_iter().collect();
+    let mut open: BTreeSet<i32> = wanted.into_iter().filter(|p| ends[p] > 0).collect();
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while !open.is_empty() {
@@ -326,7 +359,17 @@ pub async fn read_to_end(
             .await
             .map_err(|_| ClientError::Timeout(topic.to_string()))?;
         match message {
-            Ok(message) => records.extend(Record::from_message(&message)),
+            Ok(message) => {
+                let partition = message.partition();
+                if !open.contains(&partition) || message.offset() >= ends[&partition] {
+                    open.remove(&partition);
+                    continue;
+                }
+                if message.offset() + 1 == ends[&partition] {
+                    open.remove(&partition);
+                }
+                records.extend(Record::from_message(&message));
+            }
             Err(KafkaError::PartitionEOF(partition)) => {
                 open.remove(&partition);
             }
@@ -337,13 +380,15 @@ pub async fn read_to_end(
     Ok(records)
 }
 
-/// Random bytes from the operating system, for placeholders that must carry nothing and be
-/// guessed by no one.
-pub fn random_bytes(len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    // The OS generator only fails on a broken system; a client cannot go on without it.
-    getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
-    bytes
+/// Every record of `topic` on the partition that `key` lives on, up to its current end: all a
+/// keyed topic holds about the key.
+pub async fn read_partition_of(
+    config: &ClientConfig,
+    topic: &str,
+    key: &str,
+) -> Result<Vec<Record>, ClientError> {
+    let partition = partition_for(key, partition_count(&reader(config, false)?, topic)?);
+    read_to_end(config, topic, Some(&[partition])).await
 }
 
 /// A fresh event id: a random (v4) UUID.

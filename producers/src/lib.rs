@@ -3,6 +3,7 @@
 //! They only write events to, and read events from, tessera's topics through the shared contract;
 //! none of them calls a processor directly.
 
+pub mod agent;
 pub mod audit;
 pub mod client;
 pub mod describe;
@@ -11,4 +12,5 @@ pub mod keys;
 pub mod provider;
 pub mod status;
 pub mod subscriber;
+pub mod webhooks;
 pub mod when;

@@ -1,21 +1,27 @@
-//! The provider's side (the source document's first terminal): publishing an offer and
-//! withdrawing it.
+//! The provider's side (the source document's first terminal): publishing an offer with its
+//! sealed credential, and withdrawing it.
 //!
 //! An offer is built and checked here with the same contract rules the timekeeper applies, so a
 //! provider learns at the prompt that its window ends before it starts, instead of from an
-//! `OfferRejected` on the log later; nothing is written for an offer the check refuses.
+//! `OfferRejected` on the log later; nothing is written for an offer the check refuses. The
+//! target data is sealed here too ([`tessera_schemas::sealing`]); in co-sign custody the provider
+//! half is kept on this device ([`Halves`]) before the offer is written, so no offer is ever
+//! published whose half its provider lost.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use hpke::rand_core::UnwrapErr;
 use tessera_schemas::rules::check_offer;
+use tessera_schemas::sealing::{self, KeyHalf, PublicKey, SealError, SealedOffer};
 use tessera_schemas::topics::OFFERS;
 use tessera_schemas::{
     Custody, Deadline, OfferProblem, OfferPublished, OfferWithdrawn, Recommendation, Reward,
-    SealedBox, SealedCredential, TimeRule, Window, Within,
+    TimeRule, Window, Within,
 };
 
-use crate::client::{ClientError, Writer, Written, event_id, random_bytes};
+use crate::client::{ClientError, Writer, Written, event_id};
+use crate::keys::{Halves, KeyError};
 use crate::when::{Span, When, WhenError, Zone};
 
 /// Why an offer could not be built.
@@ -36,6 +42,20 @@ pub enum ProviderError {
         problem: OfferProblem,
         detail: String,
     },
+    /// The target data could not be sealed (too large, or an unusable timekeeper key).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// Why a built offer could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The provider half could not be kept.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The offer could not be written.
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// The time rule as the provider typed it, before times are placed in a zone and a day.
@@ -94,8 +114,46 @@ pub struct OfferRequest {
     pub reward: Option<Reward>,
 }
 
-/// Builds the offer and checks it as the timekeeper would on receipt at `now`.
-pub fn build(request: OfferRequest, now: DateTime<Utc>) -> Result<OfferPublished, ProviderError> {
+/// What an offer's credential is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing<'a> {
+    /// The target data, handed over only to responders the timekeeper releases.
+    pub target_data: &'a [u8],
+    /// Who keeps the provider half.
+    pub custody: Custody,
+    /// The timekeeper's public key, which the platform half (and in escrow the provider half) is
+    /// sealed to.
+    pub timekeeper: &'a PublicKey,
+}
+
+/// A built offer and, in co-sign custody, the half its provider keeps.
+#[derive(Debug)]
+pub struct Built {
+    /// The offer to publish.
+    pub offer: OfferPublished,
+    /// Co-sign custody: the provider half, for [`Halves::keep`].
+    pub kept_half: Option<KeyHalf>,
+}
+
+/// Seals target data for offer `offer_id` under a fresh data key from the operating system's
+/// generator.
+pub fn seal(offer_id: &str, sealing: Sealing<'_>) -> Result<SealedOffer, SealError> {
+    sealing::seal_offer(
+        offer_id,
+        sealing.target_data,
+        sealing.custody,
+        sealing.timekeeper,
+        &mut UnwrapErr(getrandom::SysRng),
+    )
+}
+
+/// Builds the offer with its sealed credential and checks it as the timekeeper would on receipt
+/// at `now`.
+pub fn build(
+    request: OfferRequest,
+    sealing: Sealing<'_>,
+    now: DateTime<Utc>,
+) -> Result<Built, ProviderError> {
     let mut features = BTreeMap::new();
     for (key, value) in request.features {
         if features.insert(key.clone(), value).is_some() {
@@ -108,6 +166,7 @@ pub fn build(request: OfferRequest, now: DateTime<Utc>) -> Result<OfferPublished
             return Err(ProviderError::DuplicateParameter(key));
         }
     }
+    let sealed = seal(&request.offer_id, sealing)?;
     let offer = OfferPublished {
         event_id: event_id(),
         offer_id: request.offer_id,
@@ -122,39 +181,36 @@ pub fn build(request: OfferRequest, now: DateTime<Utc>) -> Result<OfferPublished
         time_rule: request.rule.resolve(request.zone, now)?,
         capacity: request.capacity,
         reward: request.reward,
-        credential: placeholder_credential(),
+        credential: sealed.credential,
     };
     check_offer(&offer, now.timestamp_millis())
         .map_err(|(problem, detail)| ProviderError::Invalid { problem, detail })?;
-    Ok(offer)
+    Ok(Built {
+        offer,
+        kept_half: sealed.kept_half,
+    })
 }
 
-/// The credential an offer carries until the credentials issue seals real target data: co-sign
-/// custody, an empty package, and a platform half of random bytes shaped like an HPKE sealed box
-/// (32-byte encapsulated key, a 32-byte half plus its 16-byte tag) that nobody can open. It holds
-/// no plaintext of anything, so publishing it leaks nothing.
-pub fn placeholder_credential() -> SealedCredential {
-    SealedCredential {
-        custody: Custody::CoSign,
-        package: Vec::new(),
-        platform_half: SealedBox {
-            enc: random_bytes(32),
-            ciphertext: random_bytes(48),
-        },
-        escrow_half: None,
-    }
-}
-
-/// Writes the offer to `tessera.offers`, keyed by its id.
+/// Keeps the provider half in `halves` (co-sign custody), then writes the offer to
+/// `tessera.offers`, keyed by its id. If the write fails, the half of the unpublished offer is
+/// forgotten again.
 pub async fn publish(
     writer: &Writer,
     prefix: &str,
-    offer: OfferPublished,
-) -> Result<Written, ClientError> {
-    let key = offer.offer_id.clone();
-    writer
-        .write(&OFFERS.full_name(prefix), &key, &offer.into())
-        .await
+    built: Built,
+    halves: &Halves,
+) -> Result<Written, PublishError> {
+    let key = built.offer.offer_id.clone();
+    if let Some(half) = &built.kept_half {
+        halves.keep(&key, half)?;
+    }
+    let written = writer
+        .write(&OFFERS.full_name(prefix), &key, &built.offer.into())
+        .await;
+    if written.is_err() && built.kept_half.is_some() {
+        halves.forget(&key)?;
+    }
+    Ok(written?)
 }
 
 /// Writes an `OfferWithdrawn`: later responses to the offer are rejected as withdrawn.
@@ -253,9 +309,28 @@ mod tests {
         RuleSpec::Deadline(text.parse().unwrap())
     }
 
+    const DOCUMENT: &[u8] = b"Quarterly report X\n";
+
+    fn timekeeper() -> tessera_schemas::sealing::PrivateKey {
+        tessera_schemas::sealing::PrivateKey::from_bytes(&[3; 32]).unwrap()
+    }
+
+    fn sealed_as(custody: Custody, timekeeper: &PublicKey) -> Sealing<'_> {
+        Sealing {
+            target_data: DOCUMENT,
+            custody,
+            timekeeper,
+        }
+    }
+
+    fn built(request: OfferRequest) -> Result<Built, ProviderError> {
+        let timekeeper = timekeeper().public_key();
+        build(request, sealed_as(Custody::CoSign, &timekeeper), now())
+    }
+
     #[test]
     fn a_valid_offer_carries_what_the_provider_said() {
-        let offer = build(request(deadline("09:00")), now()).unwrap();
+        let offer = built(request(deadline("09:00"))).unwrap().offer;
         assert_eq!(offer.offer_id, "O1");
         assert_eq!(offer.recommendation.features["format"], "pdf");
         assert_eq!(offer.recommendation.parameters["price"], 9_900);
@@ -271,15 +346,86 @@ mod tests {
     }
 
     #[test]
-    fn the_placeholder_credential_is_random_and_carries_no_package() {
-        let (a, b) = (placeholder_credential(), placeholder_credential());
-        assert_eq!(a.custody, Custody::CoSign);
-        assert!(a.package.is_empty() && a.escrow_half.is_none());
-        assert_eq!(
-            (a.platform_half.enc.len(), a.platform_half.ciphertext.len()),
-            (32, 48)
+    fn the_credential_is_sealed_to_the_timekeeper_in_the_custody_asked() {
+        let key = timekeeper();
+        let public = key.public_key();
+        let cosign = build(
+            request(deadline("09:00")),
+            sealed_as(Custody::CoSign, &public),
+            now(),
+        )
+        .unwrap();
+        let credential = &cosign.offer.credential;
+        assert_eq!(credential.custody, Custody::CoSign);
+        assert!(cosign.kept_half.is_some() && credential.escrow_half.is_none());
+        let platform = sealing::open_from_provider(
+            &credential.platform_half,
+            sealing::Half::Platform,
+            "O1",
+            &key,
+        )
+        .unwrap();
+        let opened = sealing::open_package(
+            &credential.package,
+            "O1",
+            &platform,
+            cosign.kept_half.as_ref().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(opened.as_slice(), DOCUMENT);
+
+        let escrow = build(
+            request(deadline("09:00")),
+            sealed_as(Custody::Escrow, &public),
+            now(),
+        )
+        .unwrap();
+        assert!(escrow.kept_half.is_none() && escrow.offer.credential.escrow_half.is_some());
+        let again = built(request(deadline("09:00"))).unwrap();
+        assert_ne!(
+            again.offer.credential.package, credential.package,
+            "a fresh data key every time"
         );
-        assert_ne!(a.platform_half, b.platform_half);
+    }
+
+    #[test]
+    fn target_data_too_large_to_carry_is_refused() {
+        let timekeeper = timekeeper().public_key();
+        // xorshift64: bytes no compressor shrinks.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..sealing::MAX_PACKAGE_LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let too_big = Sealing {
+            target_data: &noise,
+            ..sealed_as(Custody::CoSign, &timekeeper)
+        };
+        let err = build(request(deadline("09:00")), too_big, now()).unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Seal(SealError::PackageTooLarge { .. })),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cosigned_half_is_kept_before_the_offer_is_written_and_forgotten_if_it_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let halves = Halves::new(dir.path());
+        let mut config = rdkafka::ClientConfig::new();
+        // Nothing listens there: the write fails after its timeout.
+        config
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.timeout.ms", "200");
+        let writer = Writer::new(&config).unwrap();
+        let offer = built(request(deadline("09:00"))).unwrap();
+        let err = publish(&writer, "", offer, &halves).await.unwrap_err();
+        assert!(matches!(err, PublishError::Client(_)), "{err}");
+        assert!(halves.get("O1").unwrap().is_none());
     }
 
     #[test]
@@ -297,14 +443,14 @@ mod tests {
             ),
         ];
         for (rule, expected) in cases {
-            match build(request(rule), now()) {
+            match built(request(rule)) {
                 Err(ProviderError::Invalid { problem, .. }) => assert_eq!(problem, expected),
                 other => panic!("{rule:?}: {other:?}"),
             }
         }
         let mut empty = request(deadline("09:00"));
         empty.identifier = "  ".into();
-        let err = build(empty, now()).unwrap_err();
+        let err = built(empty).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid offer: the recommendation's identifier is empty"
@@ -316,14 +462,14 @@ mod tests {
         let mut twice = request(deadline("09:00"));
         twice.features.push(("format".into(), "docx".into()));
         assert_eq!(
-            build(twice, now()),
-            Err(ProviderError::DuplicateFeature("format".into()))
+            built(twice).unwrap_err(),
+            ProviderError::DuplicateFeature("format".into())
         );
         let mut twice = request(deadline("09:00"));
         twice.parameters.push(("price".into(), 1));
         assert_eq!(
-            build(twice, now()),
-            Err(ProviderError::DuplicateParameter("price".into()))
+            built(twice).unwrap_err(),
+            ProviderError::DuplicateParameter("price".into())
         );
     }
 

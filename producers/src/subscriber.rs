@@ -1,10 +1,13 @@
 //! The subscriber's side (the source document's second terminal): registering stored needs,
-//! leaving, answering invitations, and watching for invitations and verdicts.
+//! leaving, answering invitations with a proof of identity, watching for invitations and
+//! verdicts, and opening a delivered credential, then accepting or declining it.
 //!
 //! A subscriber is a row of the compacted `tessera.subscribers` table: registering again replaces
 //! the row, and leaving writes a tombstone so compaction forgets it. Invitations and verdicts are
 //! keyed by offer, so a subscriber finds its own by reading every partition and keeping what
-//! names it.
+//! names it; its inbox (`tessera.deliveries`) is keyed by subscriber, so it reads one partition.
+//! Delivery is at least once, so the inbox may hold a credential more than once: the first copy
+//! counts.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -12,18 +15,22 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use hpke::rand_core::UnwrapErr;
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
 use tessera_schemas::rules::request_id;
-use tessera_schemas::topics::{DECISIONS, REQUESTS, RESPONSES, SUBSCRIBERS};
+use tessera_schemas::sealing::{self, PrivateKey, PublicKey, ResponseIds, SealError};
+use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{
-    CredentialReleased, Event, InteractionRequested, Interest, ResponseRejected, ResponseSubmitted,
-    SealedBox, SubscriberRegistered, SubscriberRemoved,
+    CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
+    InteractionRequested, Interest, ResponseRejected, ResponseSubmitted, SealedBox,
+    SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
 use crate::client::{
-    ClientError, Record, Writer, Written, assign_all, event_id, random_bytes, read_to_end, reader,
+    ClientError, Record, Writer, Written, assign_all, event_id, next_record, read_partition_of,
+    read_to_end, reader,
 };
 use crate::describe;
 use crate::interest::{self, InterestError};
@@ -38,6 +45,12 @@ pub enum SubscriberError {
     /// Kafka could not be reached or used.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A proof could not be made, or a credential could not be opened.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The inbox holds no credential that fits the choice.
+    #[error("{0}")]
+    NoCredential(String),
 }
 
 /// What a subscriber registers.
@@ -63,7 +76,7 @@ pub struct Registered {
     /// Whether a new key pair was created in the key file.
     pub key_created: bool,
     /// The public key registered.
-    pub public_key: Vec<u8>,
+    pub public_key: PublicKey,
 }
 
 /// Writes a `SubscriberRegistered` with the public key of the key file (creating the key pair if
@@ -73,12 +86,13 @@ pub async fn register(
     prefix: &str,
     registration: Registration,
 ) -> Result<Registered, SubscriberError> {
-    let (public_key, key_created) = keys::load_or_create(&registration.key_file)?;
+    let (key, key_created) = keys::load_or_create(&registration.key_file)?;
+    let public_key = key.public_key();
     let event = SubscriberRegistered {
         event_id: event_id(),
         subscriber_id: registration.subscriber_id.clone(),
         contact: registration.contact,
-        public_key: public_key.clone(),
+        public_key: public_key.to_bytes(),
         interests: registration.interests,
         webhook: registration.webhook,
     };
@@ -114,35 +128,51 @@ pub async fn remove(
     Ok((event, tombstone))
 }
 
-/// The response of `subscriber_id` to its invitation to `offer_id`.
-///
-/// Its proof is a placeholder until the credentials issue adds the HPKE auth-mode proof: random
-/// bytes shaped like a sealed box (32-byte encapsulated key, a 16-byte tag) that prove nothing.
-pub fn response(offer_id: &str, subscriber_id: &str) -> ResponseSubmitted {
-    ResponseSubmitted {
-        event_id: event_id(),
-        offer_id: offer_id.to_string(),
-        request_id: request_id(offer_id, subscriber_id),
-        subscriber_id: subscriber_id.to_string(),
-        proof: SealedBox {
-            enc: random_bytes(32),
-            ciphertext: random_bytes(16),
-        },
-    }
+/// Who answers invitations: a subscriber with its private key, proving its identity to the
+/// timekeeper whose public key it names.
+#[derive(Debug)]
+pub struct Responder {
+    /// The subscriber's id.
+    pub subscriber_id: String,
+    /// Its private key, which the proof is made with.
+    pub key: PrivateKey,
+    /// The timekeeper's public key, which the proof is for.
+    pub timekeeper: PublicKey,
 }
 
-/// Writes the response of `subscriber_id` to `offer_id` to `tessera.responses`; its receipt stamp
-/// is what the offer's time rule judges.
+/// The response of the responder to its invitation to `offer_id`, with its proof of identity.
+pub fn response(offer_id: &str, responder: &Responder) -> Result<ResponseSubmitted, SealError> {
+    let mut response = ResponseSubmitted {
+        event_id: event_id(),
+        offer_id: offer_id.to_string(),
+        request_id: request_id(offer_id, &responder.subscriber_id),
+        subscriber_id: responder.subscriber_id.clone(),
+        proof: SealedBox {
+            enc: Vec::new(),
+            ciphertext: Vec::new(),
+        },
+    };
+    response.proof = sealing::prove(
+        &ResponseIds::from(&response),
+        &responder.key,
+        &responder.timekeeper,
+        &mut UnwrapErr(getrandom::SysRng),
+    )?;
+    Ok(response)
+}
+
+/// Writes the responder's response to `offer_id` to `tessera.responses`; its receipt stamp is
+/// what the offer's time rule judges.
 pub async fn respond(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,
-    subscriber_id: &str,
-) -> Result<Written, ClientError> {
-    let event = response(offer_id, subscriber_id);
-    writer
+    responder: &Responder,
+) -> Result<Written, SubscriberError> {
+    let event = response(offer_id, responder)?;
+    Ok(writer
         .write(&RESPONSES.full_name(prefix), offer_id, &event.into())
-        .await
+        .await?)
 }
 
 /// When `listen` answers an invitation by itself.
@@ -180,12 +210,14 @@ impl Policy {
 }
 
 /// What `listen` reads and does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Listen {
     /// Whose invitations and verdicts to show.
     pub subscriber_id: String,
     /// When to answer by itself.
     pub policy: Policy,
+    /// What answers are proven with; needed unless the policy is `Never`.
+    pub responder: Option<Responder>,
     /// Read the topics from their beginning instead of from now on.
     pub from_beginning: bool,
     /// Stop after this long with nothing for the subscriber; `None` follows forever.
@@ -252,7 +284,7 @@ pub async fn listen(
     prefix: &str,
     listen: Listen,
     mut heard: impl FnMut(Heard),
-) -> Result<(), ClientError> {
+) -> Result<(), SubscriberError> {
     let writer = Writer::new(config)?;
     let mut answered: HashSet<String> = HashSet::new();
     if listen.policy != Policy::Never {
@@ -268,21 +300,12 @@ pub async fn listen(
     let decisions = DECISIONS.full_name(prefix);
     let consumer = reader(config, false)?;
     assign_all(&consumer, &[&requests, &decisions], listen.from_beginning)?;
+    let topics = format!("{requests} and {decisions}");
     let mut last_heard = Instant::now();
     loop {
-        let message = match listen.until_idle {
-            Some(idle) => match tokio::time::timeout_at(last_heard + idle, consumer.recv()).await {
-                Ok(message) => message,
-                Err(_) => return Ok(()),
-            },
-            None => consumer.recv().await,
-        };
-        let message = message.map_err(|e: KafkaError| ClientError::Kafka {
-            what: format!("cannot read {requests} and {decisions}"),
-            source: e,
-        })?;
-        let Some(record) = Record::from_message(&message) else {
-            continue;
+        let deadline = listen.until_idle.map(|idle| last_heard + idle);
+        let Some(record) = next_record(&consumer, deadline, &topics).await? else {
+            return Ok(());
         };
         let event = match &record.event {
             Some(Ok(event)) => event.clone(),
@@ -303,19 +326,24 @@ pub async fn listen(
                 let first_time = !answered.contains(&request.request_id);
                 let request_id = request.request_id.clone();
                 heard(Heard::Request(record, request));
-                match (answer, first_time) {
-                    (true, true) => {
-                        let written =
-                            respond(&writer, prefix, &offer_id, &listen.subscriber_id).await?;
+                match (answer, first_time, &listen.responder) {
+                    (true, true, Some(responder)) => {
+                        let written = respond(&writer, prefix, &offer_id, responder).await?;
                         answered.insert(request_id);
                         heard(Heard::Responded(offer_id, written));
                     }
-                    (true, false) => heard(Heard::NotAnswered(offer_id, "already answered")),
-                    (false, _) if listen.policy != Policy::Never => heard(Heard::NotAnswered(
+                    (true, true, None) => {
+                        heard(Heard::NotAnswered(
+                            offer_id,
+                            "no key to prove a response with",
+                        ));
+                    }
+                    (true, false, _) => heard(Heard::NotAnswered(offer_id, "already answered")),
+                    (false, _, _) if listen.policy != Policy::Never => heard(Heard::NotAnswered(
                         offer_id,
                         "it does not meet the --respond condition",
                     )),
-                    (false, _) => {}
+                    (false, _, _) => {}
                 }
             }
             Event::CredentialReleased(released)
@@ -331,6 +359,144 @@ pub async fn listen(
             _ => {}
         }
     }
+}
+
+/// Which delivered credential to open or decide on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The one with this credential id.
+    Credential(String),
+    /// The one of this offer (a subscriber is released at most once per offer).
+    Offer(String),
+    /// The only one in the inbox.
+    Only,
+}
+
+/// The credential `choice` picks from the subscriber's inbox (`tessera.deliveries`), with where
+/// it was read. Of several copies of one credential, the first counts.
+pub async fn delivered(
+    config: &ClientConfig,
+    prefix: &str,
+    subscriber_id: &str,
+    choice: &Choice,
+) -> Result<(Record, CredentialDelivered), SubscriberError> {
+    let mut seen = HashSet::new();
+    let mut inbox = Vec::new();
+    for mut record in
+        read_partition_of(config, &DELIVERIES.full_name(prefix), subscriber_id).await?
+    {
+        if let Some(Ok(Event::CredentialDelivered(delivered))) = record.event.take()
+            && delivered.subscriber_id == subscriber_id
+            && seen.insert(delivered.credential_id.clone())
+        {
+            inbox.push((record, delivered));
+        }
+    }
+    let fits = |delivered: &CredentialDelivered| match choice {
+        Choice::Credential(id) => &delivered.credential_id == id,
+        Choice::Offer(id) => &delivered.offer_id == id,
+        Choice::Only => true,
+    };
+    let mut fitting: Vec<_> = inbox.into_iter().filter(|(_, d)| fits(d)).collect();
+    match (fitting.len(), choice) {
+        (1, _) => Ok(fitting.remove(0)),
+        (0, Choice::Credential(id)) => Err(SubscriberError::NoCredential(format!(
+            "no credential {id} was delivered to {subscriber_id}"
+        ))),
+        (0, Choice::Offer(id)) => Err(SubscriberError::NoCredential(format!(
+            "no credential of offer {id} was delivered to {subscriber_id}"
+        ))),
+        (0, Choice::Only) => Err(SubscriberError::NoCredential(format!(
+            "no credential was delivered to {subscriber_id} yet"
+        ))),
+        (n, _) => {
+            let ids: Vec<String> = fitting
+                .iter()
+                .map(|(_, d)| format!("{} (offer {})", d.credential_id, d.offer_id))
+                .collect();
+            Err(SubscriberError::NoCredential(format!(
+                "{n} credentials were delivered to {subscriber_id}: {}; choose one with \
+                 --credential or --offer",
+                ids.join(", ")
+            )))
+        }
+    }
+}
+
+/// Opens a delivered credential with the recipient's private key: the target data.
+pub fn open(
+    delivered: &CredentialDelivered,
+    key: &PrivateKey,
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    sealing::open_credential(delivered, key)
+}
+
+/// The outcome already on `tessera.outcomes` for the delivered credential, if any, with where it
+/// was read.
+pub async fn outcome(
+    config: &ClientConfig,
+    prefix: &str,
+    delivered: &CredentialDelivered,
+) -> Result<Option<(Record, Event)>, ClientError> {
+    let records =
+        read_partition_of(config, &OUTCOMES.full_name(prefix), &delivered.offer_id).await?;
+    Ok(records.into_iter().find_map(|mut record| {
+        let event = match record.event.take() {
+            Some(Ok(event @ Event::CredentialAccepted(_))) => event,
+            Some(Ok(event @ Event::CredentialDeclined(_))) => event,
+            _ => return None,
+        };
+        let credential_id = match &event {
+            Event::CredentialAccepted(e) => &e.credential_id,
+            Event::CredentialDeclined(e) => &e.credential_id,
+            _ => return None,
+        };
+        (credential_id == &delivered.credential_id).then_some((record, event))
+    }))
+}
+
+/// What a recipient does with a delivered credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Accept it: the provider earns the offer's reward.
+    Accept,
+    /// Decline it, with a reason if the recipient gives one: no reward is due.
+    Decline(Option<String>),
+}
+
+/// Writes the decision on the delivered credential to `tessera.outcomes` (CredentialAccepted or
+/// CredentialDeclined), keyed by its offer.
+pub async fn decide(
+    writer: &Writer,
+    prefix: &str,
+    delivered: &CredentialDelivered,
+    decision: Decision,
+) -> Result<Written, ClientError> {
+    let (offer_id, credential_id, subscriber_id) = (
+        delivered.offer_id.clone(),
+        delivered.credential_id.clone(),
+        delivered.subscriber_id.clone(),
+    );
+    let event: Event = match decision {
+        Decision::Accept => CredentialAccepted {
+            event_id: event_id(),
+            offer_id,
+            credential_id,
+            subscriber_id,
+        }
+        .into(),
+        Decision::Decline(reason) => CredentialDeclined {
+            event_id: event_id(),
+            offer_id,
+            credential_id,
+            subscriber_id,
+            reason,
+        }
+        .into(),
+    };
+    writer
+        .write(&OUTCOMES.full_name(prefix), &delivered.offer_id, &event)
+        .await
 }
 
 #[cfg(test)]
@@ -362,14 +528,28 @@ mod tests {
     }
 
     #[test]
-    fn a_response_names_the_invitation_the_matcher_sent() {
+    fn a_response_names_the_invitation_the_matcher_sent_and_proves_its_sender() {
         let request = invitation();
-        let response = response(&request.offer_id, &request.subscriber_id);
+        let timekeeper = PrivateKey::from_bytes(&[1; 32]).unwrap();
+        let responder = Responder {
+            subscriber_id: request.subscriber_id.clone(),
+            key: PrivateKey::from_bytes(&[2; 32]).unwrap(),
+            timekeeper: timekeeper.public_key(),
+        };
+        let answer = response(&request.offer_id, &responder).unwrap();
+        let another = response(&request.offer_id, &responder).unwrap();
         assert_eq!(
-            response.request_id,
+            answer.request_id,
             request_id(&request.offer_id, &request.subscriber_id)
         );
-        assert_eq!(response.offer_id, request.offer_id);
-        assert_eq!(response.proof.enc.len(), 32);
+        assert_eq!(answer.offer_id, request.offer_id);
+        let subscriber = responder.key.public_key();
+        let verify = |proof, ids| sealing::verify_proof(proof, &ids, &subscriber, &timekeeper);
+        assert_eq!(verify(&answer.proof, ResponseIds::from(&answer)), Ok(()));
+        assert_ne!(another.event_id, answer.event_id);
+        assert!(
+            verify(&answer.proof, ResponseIds::from(&another)).is_err(),
+            "a proof serves its own response only"
+        );
     }
 }

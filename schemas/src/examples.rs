@@ -120,7 +120,7 @@ pub fn all() -> Vec<Event> {
             }),
             credential: SealedCredential {
                 custody: Custody::Escrow,
-                package: vec![1, 2, 3],
+                package: vec![1; 40],
                 platform_half: sealed(1),
                 escrow_half: Some(sealed(2)),
             },
@@ -137,7 +137,7 @@ pub fn all() -> Vec<Event> {
             reward: None,
             credential: SealedCredential {
                 custody: Custody::CoSign,
-                package: vec![],
+                package: vec![2; 16],
                 platform_half: sealed(3),
                 escrow_half: None,
             },
@@ -162,6 +162,7 @@ pub fn all() -> Vec<Event> {
             request_id: "offer-1/B1".into(),
             offer_id: "offer-1".into(),
             subscriber_id: "B1".into(),
+            subscriber_key: vec![7; 32],
             recommendation: recommendation(),
             offer: terms(within),
             provider_contact: "a@example.org".into(),
@@ -316,6 +317,13 @@ pub fn all() -> Vec<Event> {
             key: None,
             value: None,
             reason: "empty record".into(),
+        }
+        .into(),
+        KeyPublished {
+            event_id: id(24),
+            role: KeyPublished::TIMEKEEPER.into(),
+            suite: crate::sealing::SUITE.into(),
+            public_key: vec![9; 32],
         }
         .into(),
         Tick {

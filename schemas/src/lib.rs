@@ -11,6 +11,7 @@ pub mod codec;
 pub mod events;
 pub mod examples;
 pub mod rules;
+pub mod sealing;
 pub mod topics;
 
 pub use codec::{DecodeError, Decoder, EncodeError, decode, encode};

@@ -58,7 +58,9 @@ impl TimeRule {
 }
 
 /// Checks an offer received (or about to be sent) at `stamp`. The first problem found wins, in
-/// the order of [`OfferProblem`], so every party names the same one.
+/// the order of [`OfferProblem`], so every party names the same one. The credential is checked for
+/// its shape only ([`crate::sealing::check_credential`]): whether its halves open, only the
+/// timekeeper's key can tell.
 pub fn check_offer(offer: &OfferPublished, stamp: i64) -> Result<(), (OfferProblem, String)> {
     if offer.recommendation.identifier.trim().is_empty() {
         return Err((
@@ -112,7 +114,8 @@ pub fn check_offer(offer: &OfferPublished, stamp: i64) -> Result<(), (OfferProbl
             format!("the reward {} {} is not positive", reward.amount, reward.currency),
         ));
     }
-    Ok(())
+    crate::sealing::check_credential(&offer.credential)
+        .map_err(|detail| (OfferProblem::BadCredential, detail))
 }
 
 /// The id of the invitation of `subscriber_id` to `offer_id`: derived, not drawn, so the matcher
@@ -173,6 +176,10 @@ mod tests {
             .expect("an example offer");
         offer.time_rule = TimeRule::Deadline(Deadline { at: 1000 });
         assert_eq!(check_offer(&offer, 1000), Ok(()));
+        offer.credential.escrow_half = None;
+        assert_eq!(check_offer(&offer, 1000).unwrap_err().0, OfferProblem::BadCredential);
+        offer.reward.as_mut().expect("the example has a reward").amount = 0;
+        assert_eq!(check_offer(&offer, 1000).unwrap_err().0, OfferProblem::NonPositiveReward);
         assert_eq!(check_offer(&offer, 1001).unwrap_err().0, OfferProblem::AlreadyEnded);
         offer.capacity = Some(0);
         assert_eq!(check_offer(&offer, 0).unwrap_err().0, OfferProblem::NonPositiveCapacity);

@@ -73,6 +73,14 @@ impl Topic {
 
 use EventKind as E;
 
+/// `tessera.keys`.
+pub const KEYS: Topic = Topic {
+    name: "tessera.keys",
+    key: "role",
+    shape: Shape::Table,
+    events: &[E::KeyPublished],
+    decides: false,
+};
 /// `tessera.subscribers`.
 pub const SUBSCRIBERS: Topic = Topic {
     name: "tessera.subscribers",
@@ -170,6 +178,7 @@ pub const DEAD_LETTERS: Topic = Topic {
 
 /// Every topic of DESIGN.md, in data-flow order.
 pub const ALL: &[Topic] = &[
+    KEYS,
     SUBSCRIBERS,
     OFFERS,
     REQUESTS,

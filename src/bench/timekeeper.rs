@@ -22,6 +22,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tessera_processors::runtime::{self, Config};
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_producers::client::{partition_for, read_to_end};
+use tessera_producers::provider::Sealing;
+use tessera_producers::subscriber::Responder;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES};
 use tessera_schemas::*;
@@ -194,6 +196,16 @@ async fn timekeeper(
     let mut offers = Vec::new();
     let mut invitations = Vec::new();
     let mut responses = Vec::new();
+    // Real credentials and proofs: the timekeeper verifies each response and re-seals its half.
+    let timekeeper_key = tessera_producers::keys::new_private_key();
+    let timekeeper = timekeeper_key.public_key();
+    let responders: Vec<Responder> = (0..per_offer)
+        .map(|s| Responder {
+            subscriber_id: subscriber(s),
+            key: tessera_producers::keys::new_private_key(),
+            timekeeper: timekeeper.clone(),
+        })
+        .collect();
     for o in 0..args.offers {
         let offer = OfferPublished {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -209,7 +221,15 @@ async fn timekeeper(
             time_rule: TimeRule::Within(Within { duration_ms: 3_600_000 }),
             capacity: None,
             reward: None,
-            credential: tessera_producers::provider::placeholder_credential(),
+            credential: tessera_producers::provider::seal(
+                &offer_id(o),
+                Sealing {
+                    target_data: b"benchmark document",
+                    custody: Custody::CoSign,
+                    timekeeper: &timekeeper,
+                },
+            )?
+            .credential,
         };
         offers.push((offer_id(o), encode(&offer.into())?));
         for s in 0..per_offer {
@@ -218,6 +238,7 @@ async fn timekeeper(
                 request_id: request_id(&offer_id(o), &subscriber(s)),
                 offer_id: offer_id(o),
                 subscriber_id: subscriber(s),
+                subscriber_key: responders[s].key.public_key().to_bytes(),
                 recommendation: Recommendation {
                     identifier: format!("doc-{o}"),
                     name: "benchmark offer".into(),
@@ -241,7 +262,7 @@ async fn timekeeper(
     // Subscriber by subscriber across all offers, so every partition gets a steady share.
     for s in 0..per_offer {
         for o in 0..args.offers {
-            let response = tessera_producers::subscriber::response(&offer_id(o), &subscriber(s));
+            let response = tessera_producers::subscriber::response(&offer_id(o), &responders[s])?;
             responses.push((offer_id(o), encode(&response.into())?));
         }
     }
@@ -251,7 +272,7 @@ async fn timekeeper(
     config.topic_prefix = prefix.clone();
     config.tick_period = Some(Duration::from_millis(args.tick_ms));
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = tokio::spawn(runtime::run(Timekeeper, config, stop.clone()));
+    let handle = tokio::spawn(runtime::run(Timekeeper::new(timekeeper_key), config, stop.clone()));
     let group = format!("{prefix}tessera.timekeeper");
 
     // Offers and invitations go in as fast as they can and are waited for: the measurement

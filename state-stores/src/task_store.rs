@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch};
+use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteBatch};
 
 use crate::{Checkpoint, State};
 
@@ -178,21 +178,41 @@ impl TaskStore {
 impl TaskStore {
     /// Committed entries under `prefix` in key order (data-namespace byte stripped). Stops at a
     /// RocksDB error, which it remembers for [`TaskStore::take_failure`].
+    ///
+    /// The iterator is bounded above by the first key past the prefix, so RocksDB stops at the
+    /// prefix's end without loading the data block that holds the next key, and it hands out
+    /// borrowed slices, so each entry is copied once.
     fn committed<'a>(&'a self, prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
         let start = data_key(prefix);
-        self.db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-            .map_while(move |item| match item {
-                Ok((key, value)) if key.starts_with(&start) => {
-                    Some((key[1..].to_vec(), value.to_vec()))
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    self.remember(self.rocks(e));
-                    None
-                }
-            })
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(prefix_end(&start));
+        let mut iterator = self.db.raw_iterator_opt(options);
+        iterator.seek(&start);
+        std::iter::from_fn(move || {
+            if let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+                let entry = (key[1..].to_vec(), value.to_vec());
+                iterator.next();
+                return Some(entry);
+            }
+            if let Err(e) = iterator.status() {
+                self.remember(self.rocks(e));
+            }
+            None
+        })
     }
+}
+
+/// The smallest key greater than every key that starts with `prefix`, which starts with the
+/// data-namespace byte, so one always exists.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while end.last() == Some(&u8::MAX) {
+        end.pop();
+    }
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
 }
 
 impl State for TaskStore {
@@ -218,12 +238,16 @@ impl State for TaskStore {
     }
 
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.committed(prefix).collect();
-        for (key, value) in self
+        let mut pending = self
             .overlay
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-        {
+            .peekable();
+        if pending.peek().is_none() {
+            return self.committed(prefix).collect();
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.committed(prefix).collect();
+        for (key, value) in pending {
             match value {
                 Some(value) => merged.insert(key.clone(), value.clone()),
                 None => merged.remove(key),
@@ -333,6 +357,33 @@ mod tests {
             ]
         );
         assert_eq!(records[2].0, CHECKPOINT_KEY);
+    }
+
+    #[test]
+    fn scans_stop_at_the_end_of_their_prefix_whatever_its_last_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TaskStore::open(dir.path()).unwrap();
+        let keys: [&[u8]; 7] = [
+            &[1],
+            &[1, 0xff],
+            &[1, 0xff, 0],
+            &[1, 0xff, 0xff],
+            &[2],
+            &[0xff],
+            &[0xff, 0xff],
+        ];
+        for key in keys {
+            store.put(key, b"v");
+        }
+        store.commit(&Checkpoint::default()).unwrap();
+        let found = |prefix: &[u8]| -> Vec<Vec<u8>> {
+            store.scan(prefix).into_iter().map(|(key, _)| key).collect()
+        };
+        assert_eq!(found(&[1, 0xff]), [vec![1, 0xff], vec![1, 0xff, 0], vec![1, 0xff, 0xff]]);
+        assert_eq!(found(&[0xff]), [vec![0xff], vec![0xff, 0xff]]);
+        assert_eq!(found(&[1]).len(), 4);
+        assert_eq!(found(&[3]), Vec::<Vec<u8>>::new());
+        assert_eq!(store.first(&[1, 0xff, 0xff]), Some((vec![1, 0xff, 0xff], b"v".to_vec())));
     }
 
     #[derive(Debug, Clone)]

@@ -33,7 +33,8 @@ struct Registration {
 }
 
 const REGISTRATIONS: Table<Registration> = Table::new("subscriber/");
-const POSTINGS: Table<Need> = Table::new("posting/");
+const POSTING: &str = "posting/";
+const POSTINGS: Table<Need> = Table::new(POSTING);
 
 /// The condition an interest is filed under and an offer is looked up by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl<'a> Anchor<'a> {
         if let Some(identifier) = &need.identifier {
             return Anchor::Identifier(identifier);
         }
-        if let Some((key, value)) = need.features.iter().next() {
+        if let Some((key, value)) = need.features.first() {
             return Anchor::Feature(key, value);
         }
         if let Some(word) = need
@@ -185,7 +186,8 @@ pub fn remove(state: &mut dyn State, subscriber: &str) {
 pub fn matching(state: &dyn State, offer: &OfferFacts<'_>) -> BTreeSet<String> {
     let mut matched = BTreeSet::new();
     for anchor in Anchor::of_offer(offer) {
-        verify(POSTINGS.range(state, &anchor.prefix()), offer, &mut matched);
+        let prefix = format!("{POSTING}{}", anchor.prefix());
+        verify(state.scan(prefix.as_bytes()), offer, &mut matched);
     }
     matched
 }
@@ -194,15 +196,27 @@ pub fn matching(state: &dyn State, offer: &OfferFacts<'_>) -> BTreeSet<String> {
 /// and the benchmark hold the index against.
 pub fn scan_matching(state: &dyn State, offer: &OfferFacts<'_>) -> BTreeSet<String> {
     let mut matched = BTreeSet::new();
-    verify(POSTINGS.range(state, ""), offer, &mut matched);
+    verify(state.scan(POSTING.as_bytes()), offer, &mut matched);
     matched
 }
 
-fn verify(postings: Vec<(String, Need)>, offer: &OfferFacts<'_>, matched: &mut BTreeSet<String>) {
-    for (key, need) in postings {
-        if let Some(subscriber) = subscriber_of(&key)
-            && !matched.contains(subscriber)
-            && satisfies(&need, offer)
+/// Adds the owners of the postings whose interest the offer meets. Works on the raw entries and
+/// decodes an interest only when its subscriber is not matched yet: verification is most of the
+/// work per posting.
+fn verify(
+    postings: Vec<(Vec<u8>, Vec<u8>)>,
+    offer: &OfferFacts<'_>,
+    matched: &mut BTreeSet<String>,
+) {
+    for (key, value) in postings {
+        let Some(subscriber) = std::str::from_utf8(&key[POSTING.len()..])
+            .ok()
+            .and_then(subscriber_of)
+        else {
+            continue;
+        };
+        if !matched.contains(subscriber)
+            && postcard::from_bytes::<Need<&str>>(&value).is_ok_and(|need| satisfies(&need, offer))
         {
             matched.insert(subscriber.to_string());
         }

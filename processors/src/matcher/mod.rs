@@ -18,11 +18,14 @@ use tessera_schemas::{
 };
 use tessera_state_stores::{State, Table};
 
-use crate::core::{Core, Input, Output, Position, derived_id_about};
+use crate::core::{Core, Input, Output, Position, derived_id};
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
 const SEEN: Table<()> = Table::new("seen/");
+/// Each registered subscriber's public key, by subscriber id: an invitation carries it, so the
+/// timekeeper verifies the response and seals the credential to the key the subscriber registered.
+const KEYS: Table<Vec<u8>> = Table::new("key/");
 
 /// Input indices, in rank order: on equal stamps a subscriber change comes before an offer, so an
 /// offer sees every change received up to its own stamp.
@@ -50,47 +53,66 @@ pub enum MatcherRecord {
 pub struct Matcher;
 
 impl Matcher {
-    /// Invites every subscriber of this task's partition that the offer meets, unless the offer
-    /// breaks a rule (the timekeeper rejects it, so no one should answer it) or its id was
-    /// already matched.
+    /// Invites every subscriber of this task's partition that the offer meets, unless its id
+    /// was published before or the offer breaks a rule. Either way the timekeeper judges against
+    /// the first offer published under an id (a later one is a DuplicateOffer), so an id is
+    /// marked seen even when its first offer is invalid: inviting to a valid republication
+    /// would only collect InvalidOffer verdicts.
     fn invite(&self, state: &mut dyn State, at: Position, offer: OfferPublished) -> Vec<Output> {
-        if check_offer(&offer, at.effective).is_err() || SEEN.get(state, &offer.offer_id).is_some()
-        {
+        if SEEN.get(state, &offer.offer_id).is_some() {
             return Vec::new();
         }
         SEEN.put(state, &offer.offer_id, &());
+        if check_offer(&offer, at.effective).is_err() {
+            return Vec::new();
+        }
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
-        let terms = OfferTerms {
-            position: LogPosition {
-                topic: OFFERS.name.to_string(),
-                partition: at.partition,
-                offset: at.offset,
-                stamp: at.effective,
+        // One request, readdressed to each subscriber in turn: the recommendation and the terms
+        // are encoded from the same value every time rather than cloned per subscriber.
+        let offer_id = offer.offer_id;
+        let mut event = Event::InteractionRequested(InteractionRequested {
+            event_id: String::new(),
+            request_id: String::new(),
+            offer_id: offer_id.clone(),
+            subscriber_id: String::new(),
+            subscriber_key: Vec::new(),
+            recommendation: offer.recommendation,
+            offer: OfferTerms {
+                position: LogPosition {
+                    topic: OFFERS.name.to_string(),
+                    partition: at.partition,
+                    offset: at.offset,
+                    stamp: at.effective,
+                },
+                time_rule: offer.time_rule,
             },
-            time_rule: offer.time_rule,
-        };
-        subscribers
-            .into_iter()
-            .map(|subscriber_id| {
-                // Every task reads this offer: ids numbered by place would repeat across tasks.
-                let request = InteractionRequested {
-                    event_id: derived_id_about(self.name(), &at, &subscriber_id),
-                    request_id: request_id(&offer.offer_id, &subscriber_id),
-                    offer_id: offer.offer_id.clone(),
-                    subscriber_id,
-                    recommendation: offer.recommendation.clone(),
-                    offer: terms.clone(),
-                    provider_contact: offer.provider_contact.clone(),
-                };
-                Output {
-                    topic: 0,
-                    key: offer.offer_id.clone(),
-                    value: tessera_schemas::encode(&Event::InteractionRequested(request))
-                        .expect("an InteractionRequested built from decoded events encodes"),
-                }
-            })
-            .collect()
+            provider_contact: offer.provider_contact,
+        });
+        let mut outputs = Vec::with_capacity(subscribers.len());
+        for subscriber_id in subscribers {
+            if let Event::InteractionRequested(request) = &mut event {
+                request.request_id = request_id(&offer_id, &subscriber_id);
+                request.event_id = request_event_id(&at, &request.request_id);
+                // A subscriber the index returns is registered, so its key is there.
+                request.subscriber_key = KEYS.get(state, &subscriber_id).unwrap_or_default();
+                request.subscriber_id = subscriber_id;
+            }
+            outputs.push(Output {
+                topic: 0,
+                key: offer_id.clone(),
+                value: tessera_schemas::encode(&event)
+                    .expect("an InteractionRequested built from decoded events encodes"),
+            });
+        }
+        outputs
     }
+}
+
+/// The event id of one invitation. Every task reads every offer, so an output's place among its
+/// task's outputs, which [`derived_id`] numbers, repeats across tasks; the request id (offer and
+/// subscriber, a UUID) tells their invitations apart.
+fn request_event_id(at: &Position, request_id: &str) -> String {
+    derived_id(&format!("matcher/{request_id}"), at, 0)
 }
 
 /// The event's id field must be the record key: the key decides the partition, so a record
@@ -179,10 +201,12 @@ impl Core for Matcher {
         match value {
             MatcherRecord::Registered(registered) => {
                 index::register(state, &registered.subscriber_id, &registered.interests);
+                KEYS.put(state, &registered.subscriber_id, &registered.public_key);
                 Vec::new()
             }
             MatcherRecord::Removed { subscriber_id } => {
                 index::remove(state, &subscriber_id);
+                KEYS.delete(state, &subscriber_id);
                 Vec::new()
             }
             MatcherRecord::Published(offer) => self.invite(state, at, offer),

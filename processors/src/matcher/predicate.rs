@@ -2,7 +2,7 @@
 //! verification and the benchmark's linear scan call, so the index can only be faster than the
 //! scan, never different from it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::{Interest, Recommendation};
@@ -10,23 +10,27 @@ use tessera_schemas::{Interest, Recommendation};
 /// A subscriber's interest as the matcher stores it: terms already split into lowercase words,
 /// so verifying a candidate does no text work. Its own type rather than the Avro [`Interest`], so
 /// the contract can evolve without breaking stored state.
+///
+/// Generic over its strings so that verification can read a stored need as slices of the stored
+/// bytes (`Need<&str>`) instead of allocating every string of every candidate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Need {
+pub struct Need<S = String> {
     /// The offer's identifier must equal it exactly.
-    pub identifier: Option<String>,
+    pub identifier: Option<S>,
     /// Lowercase words that must all appear among the words of the offer's name; sorted, unique.
-    pub words: Vec<String>,
-    /// Features the offer must carry with exactly these values.
-    pub features: BTreeMap<String, String>,
+    pub words: Vec<S>,
+    /// Features (key, value) the offer must carry with exactly these values; sorted by key,
+    /// keys unique.
+    pub features: Vec<(S, S)>,
     /// Numeric parameters the offer must carry within these inclusive bounds.
-    pub ranges: Vec<Bound>,
+    pub ranges: Vec<Bound<S>>,
 }
 
 /// An inclusive bound on one numeric parameter; a missing end is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bound {
+pub struct Bound<S = String> {
     /// The parameter's name.
-    pub parameter: String,
+    pub parameter: S,
     /// Smallest acceptable value.
     pub min: Option<i64>,
     /// Largest acceptable value.
@@ -41,7 +45,11 @@ impl From<&Interest> for Need {
         Need {
             identifier: interest.identifier.clone(),
             words: words.into_iter().collect(),
-            features: interest.features.clone(),
+            features: interest
+                .features
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             ranges: interest
                 .ranges
                 .iter()
@@ -84,20 +92,22 @@ impl<'a> OfferFacts<'a> {
 
 /// Whether the offer meets every condition the need states. A need with no condition is met by
 /// every offer.
-pub fn satisfies(need: &Need, offer: &OfferFacts<'_>) -> bool {
+pub fn satisfies<S: AsRef<str>>(need: &Need<S>, offer: &OfferFacts<'_>) -> bool {
     let recommendation = offer.recommendation;
     need.identifier
         .as_ref()
-        .is_none_or(|id| *id == recommendation.identifier)
-        && need.words.iter().all(|w| offer.words.contains(w))
-        && need
-            .features
-            .iter()
-            .all(|(key, value)| recommendation.features.get(key) == Some(value))
+        .is_none_or(|id| id.as_ref() == recommendation.identifier)
+        && need.words.iter().all(|w| offer.words.contains(w.as_ref()))
+        && need.features.iter().all(|(key, value)| {
+            recommendation
+                .features
+                .get(key.as_ref())
+                .is_some_and(|v| v == value.as_ref())
+        })
         && need.ranges.iter().all(|bound| {
             recommendation
                 .parameters
-                .get(&bound.parameter)
+                .get(bound.parameter.as_ref())
                 .is_some_and(|&v| {
                     bound.min.is_none_or(|min| min <= v) && bound.max.is_none_or(|max| v <= max)
                 })
@@ -106,6 +116,8 @@ pub fn satisfies(need: &Need, offer: &OfferFacts<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use tessera_schemas::ParameterRange;
 

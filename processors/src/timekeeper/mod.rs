@@ -30,9 +30,24 @@
 //! A verdict is therefore final when the response is applied. Closing works the same way: the
 //! close timer fires on the first input stamped after the rule's end, when every input's stream
 //! time has passed it.
+//!
+//! # Keys
+//!
+//! The timekeeper holds its private key ([`Timekeeper::new`]); the key never enters the task's
+//! state, which is replicated to a changelog topic, and neither does anything it opens: the state
+//! keeps halves sealed as the provider sealed them. An offer whose halves do not open with the key
+//! is rejected (BadCredential). A response must carry a proof made with the private key of the
+//! subscriber it names, checked against the public key its invitation carries (the one the
+//! subscriber registered); one that does not verify is rejected as Forged, before any other rule
+//! that could release it. On release the timekeeper opens its halves and re-seals each to that
+//! registered key, bound to offer, responder and credential id ([`tessera_schemas::sealing`]).
+//! Re-sealing is deterministic, so a replay with the same key writes the same bytes.
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::rules::{Timing, check_offer, format_stamp};
+use tessera_schemas::sealing::{
+    self, Half, PrivateKey, PublicKey, Release, ResponseIds, SealError,
+};
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
     CredentialReleased, DeadLetter, Event, InteractionRequested, LogPosition, OfferClosed,
@@ -96,6 +111,8 @@ struct Progress {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Invitation {
     request_id: String,
+    /// The subscriber's registered public key, as the invitation carried it.
+    subscriber_key: Vec<u8>,
     /// Whether the subscriber has been released: a subscriber gets an offer's credential once.
     released: bool,
 }
@@ -141,9 +158,19 @@ impl Received {
     }
 }
 
-/// The timekeeper core. It holds nothing: all it knows is in the task's state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Timekeeper;
+/// The timekeeper core. It holds its private key and nothing else: all it knows is in the task's
+/// state.
+#[derive(Debug)]
+pub struct Timekeeper {
+    key: PrivateKey,
+}
+
+impl Timekeeper {
+    /// A timekeeper that opens halves sealed to, and verifies proofs made for, `key`'s public key.
+    pub fn new(key: PrivateKey) -> Self {
+        Timekeeper { key }
+    }
+}
 
 impl Core for Timekeeper {
     type Record = Received;
@@ -210,10 +237,10 @@ impl Core for Timekeeper {
         close_ended(state, &mut out);
         if let Input::Record { value, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, *offer, &mut out),
+                Received::Offer(offer) => publish(state, &self.key, *offer, &mut out),
                 Received::Withdrawal(withdrawal) => withdraw(state, withdrawal, &mut out),
                 Received::Invitation(invitation) => invite(state, invitation, &mut out),
-                Received::Response(response) => respond(state, response, &mut out),
+                Received::Response(response) => respond(state, &self.key, response, &mut out),
             }
         }
         out.list
@@ -310,7 +337,7 @@ fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Pro
     });
 }
 
-fn publish(state: &mut dyn State, offer: OfferPublished, out: &mut Outputs) {
+fn publish(state: &mut dyn State, key: &PrivateKey, offer: OfferPublished, out: &mut Outputs) {
     let position = out.position(topics::OFFERS);
     if let Some(first) = OFFERS.get(state, &offer.offer_id) {
         let detail = format!(
@@ -322,7 +349,9 @@ fn publish(state: &mut dyn State, offer: OfferPublished, out: &mut Outputs) {
         );
         return reject_offer(out, &offer, position, OfferProblem::DuplicateOffer, detail);
     }
-    let problem = check_offer(&offer, out.at.effective).err();
+    let problem = check_offer(&offer, out.at.effective)
+        .and_then(|()| halves_open(key, &offer))
+        .err();
     let ends_at = offer.time_rule.ends_at(out.at.effective);
     let stored = StoredOffer {
         provider_id: offer.provider_id.clone(),
@@ -338,6 +367,24 @@ fn publish(state: &mut dyn State, offer: OfferPublished, out: &mut Outputs) {
         Some((problem, detail)) => reject_offer(out, &offer, position, problem, detail),
         None => CLOSES.schedule(state, ends_at, &offer.offer_id),
     }
+}
+
+/// Whether the halves the offer seals to the timekeeper open with its key; the plaintext halves
+/// are dropped (and zeroed) at once, to be opened again on each release.
+fn halves_open(key: &PrivateKey, offer: &OfferPublished) -> Result<(), (OfferProblem, String)> {
+    let credential = &offer.credential;
+    let bad = |e: SealError| (OfferProblem::BadCredential, e.to_string());
+    sealing::open_from_provider(
+        &credential.platform_half,
+        Half::Platform,
+        &offer.offer_id,
+        key,
+    )
+    .map_err(bad)?;
+    if let Some(escrow) = &credential.escrow_half {
+        sealing::open_from_provider(escrow, Half::Provider, &offer.offer_id, key).map_err(bad)?;
+    }
+    Ok(())
 }
 
 fn reject_offer(
@@ -413,6 +460,7 @@ fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Out
                 &key,
                 &Invitation {
                     request_id: invitation.request_id.clone(),
+                    subscriber_key: invitation.subscriber_key.clone(),
                     released: false,
                 },
             );
@@ -435,7 +483,12 @@ fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Out
     }
 }
 
-fn respond(state: &mut dyn State, response: ResponseSubmitted, out: &mut Outputs) {
+fn respond(
+    state: &mut dyn State,
+    key: &PrivateKey,
+    response: ResponseSubmitted,
+    out: &mut Outputs,
+) {
     let offer_id = &response.offer_id;
     let offer = OFFERS.get(state, offer_id);
     let mut progress = PROGRESS.get(state, offer_id).unwrap_or_default();
@@ -449,31 +502,41 @@ fn respond(state: &mut dyn State, response: ResponseSubmitted, out: &mut Outputs
         JUDGED.put(state, &judged, &());
         verdict(
             state,
+            key,
             &response,
             offer.as_ref(),
             &progress,
             out.at.effective,
         )
     };
+    let credential_id = credential_id(offer_id, &response.subscriber_id);
+    let release = Release {
+        offer_id,
+        subscriber_id: &response.subscriber_id,
+        credential_id: &credential_id,
+    };
+    let verdict = verdict.and_then(|(offer, invitation)| {
+        let halves = halves_for_responder(key, offer, &release, &invitation)?;
+        Ok((offer, invitation, halves))
+    });
     progress.responded = progress.responded.saturating_add(1);
     let position = out.position(topics::RESPONSES);
     match verdict {
-        Ok(offer) => {
+        Ok((offer, invitation, (platform_half, provider_half))) => {
             progress.released = progress.released.saturating_add(1);
             INVITATIONS.put(
                 state,
                 &pair(offer_id, &response.subscriber_id),
                 &Invitation {
-                    request_id: response.request_id.clone(),
                     released: true,
+                    ..invitation
                 },
             );
-            let (platform_half, provider_half) = halves_for_responder(offer);
             out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
                 CredentialReleased {
                     event_id,
                     offer_id: offer_id.clone(),
-                    credential_id: credential_id(offer_id, &response.subscriber_id),
+                    credential_id: credential_id.clone(),
                     subscriber_id: response.subscriber_id.clone(),
                     request_id: response.request_id.clone(),
                     response: position,
@@ -505,16 +568,16 @@ fn respond(state: &mut dyn State, response: ResponseSubmitted, out: &mut Outputs
 }
 
 /// The rules a response meets, in their fixed order (the first one broken is the reason), for a
-/// response received at `stamp` that was not judged before. Ok is the offer to release.
-///
-/// The response's proof of identity is not verified yet, so Forged is never the reason yet.
+/// response received at `stamp` that was not judged before. Ok is the offer to release and the
+/// responder's invitation.
 fn verdict<'a>(
     state: &dyn State,
+    key: &PrivateKey,
     response: &ResponseSubmitted,
     offer: Option<&'a StoredOffer>,
     progress: &Progress,
     stamp: i64,
-) -> Result<&'a StoredOffer, (RejectReason, String)> {
+) -> Result<(&'a StoredOffer, Invitation), (RejectReason, String)> {
     let offer_id = &response.offer_id;
     let subscriber_id = &response.subscriber_id;
     let Some(offer) = offer else {
@@ -532,7 +595,7 @@ fn verdict<'a>(
             format!("offer {offer_id} was rejected: {problem}"),
         ));
     }
-    match INVITATIONS.get(state, &pair(offer_id, subscriber_id)) {
+    let invitation = match INVITATIONS.get(state, &pair(offer_id, subscriber_id)) {
         None => {
             return Err((
                 RejectReason::NotInvited,
@@ -551,15 +614,14 @@ fn verdict<'a>(
                 ),
             ));
         }
-        Some(invitation) if invitation.released => {
-            return Err((
-                RejectReason::Duplicate,
-                format!(
-                    "subscriber {subscriber_id} has the credential of offer {offer_id} already"
-                ),
-            ));
-        }
-        Some(_) => {}
+        Some(invitation) => invitation,
+    };
+    proven(key, response, &invitation).map_err(|detail| (RejectReason::Forged, detail))?;
+    if invitation.released {
+        return Err((
+            RejectReason::Duplicate,
+            format!("subscriber {subscriber_id} has the credential of offer {offer_id} already"),
+        ));
     }
     if progress.withdrawn {
         let at = progress
@@ -587,7 +649,34 @@ fn verdict<'a>(
             format!("all {capacity} credentials of offer {offer_id} were released already"),
         ));
     }
-    Ok(offer)
+    Ok((offer, invitation))
+}
+
+/// Whether the response's proof was made with the private key of the subscriber it names, checked
+/// against the public key the subscriber's invitation carries.
+fn proven(
+    key: &PrivateKey,
+    response: &ResponseSubmitted,
+    invitation: &Invitation,
+) -> Result<(), String> {
+    let subscriber_id = &response.subscriber_id;
+    let subscriber = PublicKey::from_bytes(&invitation.subscriber_key).map_err(|e| {
+        format!(
+            "subscriber {subscriber_id} has no usable registered key to check the proof with: {e}"
+        )
+    })?;
+    sealing::verify_proof(
+        &response.proof,
+        &ResponseIds::from(response),
+        &subscriber,
+        key,
+    )
+    .map_err(|_| {
+        format!(
+            "the proof of response {} does not verify with subscriber {subscriber_id}'s registered key",
+            response.event_id
+        )
+    })
 }
 
 /// The rule in words; a `Within` rule also says when it started and ends.
@@ -604,10 +693,34 @@ fn rule_in_words(offer: &StoredOffer) -> String {
     }
 }
 
-/// The key halves a released responder gets: for now as the provider sealed them to the
-/// timekeeper. Re-sealing them to the responder's registered key replaces this function.
-fn halves_for_responder(offer: &StoredOffer) -> (SealedBox, Option<SealedBox>) {
-    (offer.platform_half.clone(), offer.escrow_half.clone())
+/// The halves a released responder gets: each half the timekeeper holds, opened and re-sealed to
+/// the responder's registered key for this release. Only a timekeeper whose key changed since the
+/// offer was checked fails here; the offer is then unusable, and the response is refused as such.
+fn halves_for_responder(
+    key: &PrivateKey,
+    offer: &StoredOffer,
+    release: &Release<'_>,
+    invitation: &Invitation,
+) -> Result<(SealedBox, Option<SealedBox>), (RejectReason, String)> {
+    let reseal = |sealed: &SealedBox, half: Half| -> Result<SealedBox, SealError> {
+        let responder = PublicKey::from_bytes(&invitation.subscriber_key)?;
+        let opened = sealing::open_from_provider(sealed, half, release.offer_id, key)?;
+        sealing::seal_to_responder(&opened, half, release, &responder)
+    };
+    let unusable = |e: SealError| {
+        (
+            RejectReason::InvalidOffer,
+            format!("the credential cannot be released: {e}"),
+        )
+    };
+    let platform = reseal(&offer.platform_half, Half::Platform).map_err(unusable)?;
+    let provider = offer
+        .escrow_half
+        .as_ref()
+        .map(|sealed| reseal(sealed, Half::Provider))
+        .transpose()
+        .map_err(unusable)?;
+    Ok((platform, provider))
 }
 
 /// The id of the credential released to `subscriber_id` for `offer_id`: derived, so a replay

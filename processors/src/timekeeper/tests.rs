@@ -1,8 +1,11 @@
 use std::collections::BTreeMap;
 
+use chacha20::ChaCha20Rng;
+use chacha20::rand_core::SeedableRng;
 use tessera_schemas::rules::request_id;
+use tessera_schemas::sealing::{open_credential, prove, seal_offer};
 use tessera_schemas::{
-    Custody, Deadline, Recommendation, SealedCredential, Tick, Window, Within, decode,
+    CredentialDelivered, Custody, Deadline, Recommendation, Tick, Window, Within, decode,
 };
 use tessera_state_stores::MemoryState;
 
@@ -14,13 +17,27 @@ use crate::replay::{self, Produced, RawRecord};
 const T: i64 = 1_764_061_200_000;
 const PARTITION: i32 = 3;
 
-fn sealed(tag: u8) -> SealedBox {
-    SealedBox {
-        enc: vec![tag; 32],
-        ciphertext: vec![tag; 48],
+const DOCUMENT: &[u8] = b"Document X\nfor the timely only\n";
+
+fn rng(seed: &str) -> ChaCha20Rng {
+    let mut bytes = [0u8; 32];
+    for (b, s) in bytes.iter_mut().zip(seed.bytes()) {
+        *b = s;
     }
+    ChaCha20Rng::from_seed(bytes)
 }
 
+/// The timekeeper's key in these tests.
+fn timekeeper_key() -> PrivateKey {
+    PrivateKey::from_bytes(&[0x70; 32]).unwrap()
+}
+
+/// Each subscriber's own key pair.
+fn subscriber_key(subscriber_id: &str) -> PrivateKey {
+    PrivateKey::from_bytes(format!("{subscriber_id:<32}").as_bytes()).unwrap()
+}
+
+/// Offer `offer_id` with document X sealed in escrow custody to the timekeeper's key.
 fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
     OfferPublished {
         event_id: format!("offer-event-{offer_id}"),
@@ -36,12 +53,15 @@ fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
         time_rule,
         capacity: None,
         reward: None,
-        credential: SealedCredential {
-            custody: Custody::Escrow,
-            package: vec![1, 2, 3],
-            platform_half: sealed(1),
-            escrow_half: Some(sealed(2)),
-        },
+        credential: seal_offer(
+            offer_id,
+            DOCUMENT,
+            Custody::Escrow,
+            &timekeeper_key().public_key(),
+            &mut rng(offer_id),
+        )
+        .unwrap()
+        .credential,
     }
 }
 
@@ -63,6 +83,7 @@ fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
         request_id: request_id(offer_id, subscriber_id),
         offer_id: offer_id.into(),
         subscriber_id: subscriber_id.into(),
+        subscriber_key: subscriber_key(subscriber_id).public_key().to_bytes(),
         recommendation: offer(offer_id, deadline(T)).recommendation,
         offer: OfferTerms {
             position: LogPosition {
@@ -77,15 +98,32 @@ fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
     }
 }
 
-/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation.
-fn response(offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
-    ResponseSubmitted {
+/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation, with the
+/// proof made by `signer`'s key.
+fn response_by(signer: &str, offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
+    let mut response = ResponseSubmitted {
         event_id: format!("response-{n}"),
         offer_id: offer_id.into(),
         request_id: request_id(offer_id, subscriber_id),
         subscriber_id: subscriber_id.into(),
-        proof: sealed(9),
-    }
+        proof: SealedBox {
+            enc: vec![],
+            ciphertext: vec![],
+        },
+    };
+    response.proof = prove(
+        &ResponseIds::from(&response),
+        &subscriber_key(signer),
+        &timekeeper_key().public_key(),
+        &mut rng(&response.event_id),
+    )
+    .unwrap();
+    response
+}
+
+/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation, proven.
+fn response(offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
+    response_by(subscriber_id, offer_id, subscriber_id, n)
 }
 
 fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
@@ -99,11 +137,20 @@ fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
 
 /// A timekeeper with its state, fed by hand: each input gets the next offset of its topic and
 /// an effective stamp equal to its stamp unless said otherwise.
-#[derive(Default)]
 struct Fixture {
     core: Timekeeper,
     state: MemoryState,
     offsets: [i64; 3],
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture {
+            core: Timekeeper::new(timekeeper_key()),
+            state: MemoryState::new(),
+            offsets: [0; 3],
+        }
+    }
 }
 
 impl Fixture {
@@ -574,8 +621,7 @@ fn a_release_carries_the_evidence_and_the_key_halves() {
     assert_eq!(released.offer.position.offset, 0);
     assert_eq!(released.offer.time_rule, deadline(T));
     assert_eq!(released.request_id, request_id("o", "s1"));
-    assert_eq!(released.platform_half, sealed(1));
-    assert_eq!(released.provider_half, Some(sealed(2)));
+    assert!(released.provider_half.is_some(), "escrow: both halves");
     assert_eq!(released.credential_id, credential_id("o", "s1"));
     assert_ne!(credential_id("o", "s1"), credential_id("o", "s2"));
     let at = Position {
@@ -648,7 +694,7 @@ fn absence_is_decided_in_merge_order() {
         }
         merge.finish(topic);
     }
-    let mut core = Timekeeper;
+    let mut core = Timekeeper::new(timekeeper_key());
     let mut state = MemoryState::new();
     let verdicts: Vec<String> = replay::drain(&mut core, &mut state, &mut merge)
         .into_iter()
@@ -670,7 +716,7 @@ fn absence_is_decided_in_merge_order() {
 
 #[test]
 fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
-    let tk = Timekeeper;
+    let tk = Timekeeper::new(timekeeper_key());
     let bytes = |event: Event| encode(&event).unwrap();
     let offer_bytes = bytes(offer("o", deadline(T)).into());
     let response_bytes = bytes(response("o", "s1", 1).into());
@@ -735,11 +781,160 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
 
 #[test]
 fn the_core_names_its_topics_from_the_catalogue() {
-    let tk = Timekeeper;
+    let tk = Timekeeper::new(timekeeper_key());
     assert_eq!(tk.name(), "timekeeper");
     assert_eq!(
         tk.inputs(),
         ["tessera.offers", "tessera.requests", "tessera.responses"]
     );
     assert_eq!(tk.outputs(), ["tessera.decisions", "tessera.dead-letters"]);
+}
+
+/// What the delivery worker would hand the responder of `released` for `offer`.
+fn delivered(offer: &OfferPublished, released: &CredentialReleased) -> CredentialDelivered {
+    CredentialDelivered {
+        event_id: "00000000-0000-4000-8000-000000000001".into(),
+        credential_id: released.credential_id.clone(),
+        offer_id: released.offer_id.clone(),
+        subscriber_id: released.subscriber_id.clone(),
+        package: offer.credential.package.clone(),
+        platform_half: released.platform_half.clone(),
+        provider_half: released.provider_half.clone().expect("escrow custody"),
+        attempts: 1,
+    }
+}
+
+fn released(events: &[Event]) -> &CredentialReleased {
+    match events {
+        [Event::CredentialReleased(released)] => released,
+        other => panic!("expected one release, got {:?}", summaries(other)),
+    }
+}
+
+#[test]
+fn released_halves_open_for_the_responder_only_and_a_replay_seals_the_same_bytes() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    let outputs = tk.feed(T - 10, Received::Response(response("o", "s1", 1)));
+    let events = events(&outputs);
+    let delivered = delivered(&offer("o", deadline(T)), released(&events));
+    let opened = open_credential(&delivered, &subscriber_key("s1")).unwrap();
+    assert_eq!(opened.as_slice(), DOCUMENT);
+    assert!(open_credential(&delivered, &subscriber_key("s2")).is_err());
+    assert!(open_credential(&delivered, &timekeeper_key()).is_err());
+
+    let mut replay = with_offer(T - 1_000, deadline(T), &["s1"]);
+    let again = replay.feed(T - 10, Received::Response(response("o", "s1", 1)));
+    assert_eq!(again, outputs, "byte for byte, sealed halves included");
+}
+
+#[test]
+fn a_response_whose_proof_fails_is_forged_and_never_released() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
+    // s2 answers for s1 with its own key.
+    let impostor = tk.respond(T - 50, response_by("s2", "o", "s1", 1));
+    assert_eq!(
+        why(&impostor),
+        (
+            RejectReason::Forged,
+            "the proof of response response-1 does not verify with subscriber s1's registered key"
+        )
+    );
+    // A real proof of s1, lifted into another response.
+    let mut lifted = response("o", "s1", 2);
+    lifted.proof = response("o", "s1", 3).proof;
+    assert_eq!(why(&tk.respond(T - 40, lifted)).0, RejectReason::Forged);
+    let mut garbage = response("o", "s1", 4);
+    garbage.proof.ciphertext[0] ^= 1;
+    assert_eq!(why(&tk.respond(T - 30, garbage)).0, RejectReason::Forged);
+    // Forged responses released nothing, so s1's own response is released.
+    assert_eq!(tk.answer(T - 20, "s1", 5), ["released s1"]);
+    // A forged response is Forged even when its subscriber has the credential already.
+    let late = tk.respond(T - 10, response_by("s2", "o", "s1", 6));
+    assert_eq!(why(&late).0, RejectReason::Forged);
+    let closed = tk.tick(T + 1);
+    let [Event::OfferClosed(closed)] = closed.as_slice() else {
+        panic!("expected the offer to close");
+    };
+    assert_eq!((closed.released, closed.rejected), (1, 4));
+}
+
+#[test]
+fn an_invitation_without_a_usable_key_cannot_be_answered() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &[]);
+    let mut keyless = invitation("o", "s1");
+    keyless.subscriber_key = vec![1; 31];
+    tk.feed(T - 500, Received::Invitation(keyless));
+    let refused = tk.respond(T - 10, response("o", "s1", 1));
+    assert_eq!(
+        why(&refused),
+        (
+            RejectReason::Forged,
+            "subscriber s1 has no usable registered key to check the proof with: \
+             an X25519 public key is 32 bytes, not 31"
+        )
+    );
+}
+
+#[test]
+fn an_offer_whose_halves_do_not_open_with_the_timekeepers_key_is_a_bad_credential() {
+    let mut to_another = offer("other-key", deadline(T));
+    to_another.credential = seal_offer(
+        "other-key",
+        DOCUMENT,
+        Custody::CoSign,
+        &subscriber_key("stranger").public_key(),
+        &mut rng("other"),
+    )
+    .unwrap()
+    .credential;
+    let mut other_offer = offer("moved", deadline(T));
+    other_offer.credential = offer("elsewhere", deadline(T)).credential;
+    let mut no_escrow = offer("no-escrow", deadline(T));
+    no_escrow.credential.escrow_half = None;
+    let cases = [
+        (to_another, "the platform half does not open"),
+        (other_offer, "the platform half does not open"),
+        (
+            no_escrow,
+            "escrow custody without the provider half sealed to the timekeeper",
+        ),
+    ];
+    let mut tk = Fixture::default();
+    for (offer, detail) in cases {
+        let offer_id = offer.offer_id.clone();
+        let rejected = tk.publish(T - 1_000, offer);
+        let [Event::OfferRejected(rejected)] = rejected.as_slice() else {
+            panic!(
+                "{offer_id}: expected a rejection, got {:?}",
+                summaries(&rejected)
+            );
+        };
+        assert_eq!(rejected.problem, OfferProblem::BadCredential, "{offer_id}");
+        assert!(
+            rejected.detail.starts_with(detail),
+            "{offer_id}: {}",
+            rejected.detail
+        );
+    }
+}
+
+#[test]
+fn a_cosigned_release_carries_the_platform_half_only() {
+    let mut cosigned = offer("o", deadline(T));
+    cosigned.credential = seal_offer(
+        "o",
+        DOCUMENT,
+        Custody::CoSign,
+        &timekeeper_key().public_key(),
+        &mut rng("co-sign"),
+    )
+    .unwrap()
+    .credential;
+    let mut tk = Fixture::default();
+    assert_eq!(tk.publish(T - 1_000, cosigned), vec![]);
+    tk.invite(T - 1_000, "o", &["s1"]);
+    let events = tk.respond(T - 10, response("o", "s1", 1));
+    let released = released(&events);
+    assert_eq!(released.provider_half, None);
+    assert_eq!(released.platform_half.ciphertext.len(), 48);
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use tessera_processors::core::{Core, Input, Output, derived_id, derived_id_about};
+use tessera_processors::core::{Core, Input, Output, derived_id};
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_processors::runtime::Topics;
 use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, decode, encode};
@@ -80,7 +80,7 @@ impl Core for Relay {
             .into_iter()
             .map(|(seen, _)| {
                 let seen = String::from_utf8_lossy(&seen["seen/".len()..]).into_owned();
-                relayed(derived_id_about(NAME, &at, &seen), &seen, &text)
+                relayed(derived_id(&format!("{NAME}/{seen}"), &at, 0), &seen, &text)
             })
             .collect()
     }

@@ -9,6 +9,7 @@ mod cosigns;
 mod dead_letters;
 mod decisions;
 mod deliveries;
+mod keys;
 mod ledger;
 mod offers;
 mod outcomes;
@@ -22,6 +23,7 @@ pub use cosigns::*;
 pub use dead_letters::*;
 pub use decisions::*;
 pub use deliveries::*;
+pub use keys::*;
 pub use ledger::*;
 pub use offers::*;
 pub use outcomes::*;
@@ -145,5 +147,6 @@ events! {
     RewardCredited => "reward_credited.avsc",
     RewardDue => "reward_due.avsc",
     DeadLetter => "dead_letter.avsc",
+    KeyPublished => "key_published.avsc",
     Tick => "tick.avsc",
 }

@@ -20,6 +20,12 @@ pub struct InteractionRequested {
     pub offer_id: String,
     /// The invited subscriber.
     pub subscriber_id: String,
+    /// The invited subscriber's registered HPKE X25519 public key (32 bytes), as the matcher read
+    /// it from `tessera.subscribers`: the timekeeper verifies the response's proof with it and
+    /// seals released halves to it.
+    #[serde(with = "apache_avro::serde::bytes")]
+    #[avro(with)]
+    pub subscriber_key: Vec<u8>,
     /// The offer's recommendation information, for the subscriber's decision.
     pub recommendation: Recommendation,
     /// Where the offer sat in the log and its time rule, so the subscriber knows when to answer.

@@ -1,0 +1,265 @@
+//! The provider's agent (`tessera provider agent`): the provider's device's part in co-sign
+//! custody, the source document's "second key supplied by the device that provides the data".
+//!
+//! It follows `tessera.decisions` from the beginning and, for each CredentialReleased of an offer
+//! whose half it keeps and that its provider published, seals that half to the released responder and writes
+//! ProviderShareReleased to `tessera.cosigns`. In co-sign custody the platform alone must never
+//! be able to read the target data, so the agent trusts nothing the platform says about keys: it
+//! reads the responder's public key from the responder's own registration on
+//! `tessera.subscribers`, never from the release. The verdict stays the timekeeper's: the agent
+//! acts only on releases the timekeeper committed, and refuses one whose own evidence (the
+//! response's receipt stamp against the offer's rule) does not hold. A topic ACL that lets only
+//! the timekeeper write `tessera.decisions` completes this.
+//!
+//! It co-signs each credential once: on start it reads what `tessera.cosigns` holds already. A
+//! crash between writing and remembering can repeat a co-signature; the repeat has the same event
+//! id and, sealing being deterministic, the same bytes, so consumers deduplicate it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use tessera_schemas::rules::{Timing, format_stamp};
+use tessera_schemas::sealing::{self, Half, KeyHalf, PublicKey, Release};
+use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, SUBSCRIBERS};
+use tessera_schemas::{CredentialReleased, Event, ProviderShareReleased};
+use tokio::time::Instant;
+
+use crate::client::{
+    ClientError, Writer, Written, assign_all, next_record, read_partition_of, read_to_end, reader,
+};
+use crate::keys::{Halves, KeyError};
+
+/// What the agent runs as.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// The provider whose offers it co-signs.
+    pub provider_id: String,
+    /// Where the provider's halves are kept.
+    pub halves: Halves,
+    /// Stop after this long with no release of the provider's offers; `None` follows forever.
+    pub until_idle: Option<Duration>,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Kafka could not be reached or used.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A kept half could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// What the agent did about one release of the provider's offers.
+#[derive(Debug, Clone)]
+pub enum Acted {
+    /// It sealed its half to the responder; where the co-signature landed.
+    Cosigned(CredentialReleased, Written),
+    /// It had co-signed this credential before.
+    AlreadyCosigned(CredentialReleased),
+    /// It will not co-sign, and why.
+    Refused(CredentialReleased, String),
+}
+
+impl fmt::Display for Acted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = |r: &CredentialReleased| {
+            format!(
+                "credential {} of offer {} to {}",
+                r.credential_id, r.offer_id, r.subscriber_id
+            )
+        };
+        match self {
+            Acted::Cosigned(r, written) => write!(f, "co-signed {} [{written}]", what(r)),
+            Acted::AlreadyCosigned(r) => write!(f, "co-signed {} before", what(r)),
+            Acted::Refused(r, why) => write!(f, "refused to co-sign {}: {why}", what(r)),
+        }
+    }
+}
+
+/// Why one release is not co-signed.
+enum Refusal {
+    /// The release itself does not hold up; said in a sentence.
+    Release(String),
+    /// Kafka failed.
+    Client(ClientError),
+}
+
+impl From<ClientError> for Refusal {
+    fn from(error: ClientError) -> Self {
+        Refusal::Client(error)
+    }
+}
+
+/// The event id of the co-signature of `credential_id`: derived, so a repeat is recognisable.
+fn cosign_id(credential_id: &str) -> String {
+    let name = format!("cosign/{credential_id}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
+/// The public key `subscriber_id` registered last, read from its own registration; `None` if it
+/// never registered or has left.
+async fn registered_key(
+    config: &ClientConfig,
+    prefix: &str,
+    subscriber_id: &str,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let records = read_partition_of(config, &SUBSCRIBERS.full_name(prefix), subscriber_id).await?;
+    let mut key = None;
+    for record in records {
+        if record.key.as_deref() != Some(subscriber_id) {
+            continue;
+        }
+        key = match record.event {
+            Some(Ok(Event::SubscriberRegistered(registered))) => Some(registered.public_key),
+            Some(Ok(Event::SubscriberRemoved(_))) | None => None,
+            Some(_) => key,
+        };
+    }
+    Ok(key)
+}
+
+/// Who published offer `offer_id` first (the offer the timekeeper judges by), if anyone did.
+async fn publisher(
+    config: &ClientConfig,
+    prefix: &str,
+    offer_id: &str,
+) -> Result<Option<String>, ClientError> {
+    let records = read_partition_of(config, &OFFERS.full_name(prefix), offer_id).await?;
+    Ok(records.into_iter().find_map(|record| match record.event {
+        Some(Ok(Event::OfferPublished(offer))) if offer.offer_id == offer_id => {
+            Some(offer.provider_id)
+        }
+        _ => None,
+    }))
+}
+
+async fn cosign(
+    config: &ClientConfig,
+    prefix: &str,
+    agent: &Agent,
+    writer: &Writer,
+    released: &CredentialReleased,
+    half: &KeyHalf,
+) -> Result<Written, Refusal> {
+    let offer_id = &released.offer_id;
+    let provider = publisher(config, prefix, offer_id).await?;
+    if provider.as_deref() != Some(agent.provider_id.as_str()) {
+        return Err(Refusal::Release(format!(
+            "offer {offer_id} was not published by provider {}",
+            agent.provider_id
+        )));
+    }
+    let terms = &released.offer;
+    if terms
+        .time_rule
+        .judge(terms.position.stamp, released.response.stamp)
+        != Timing::InTime
+    {
+        return Err(Refusal::Release(format!(
+            "its evidence does not meet the offer's rule: response received {}, {}",
+            format_stamp(released.response.stamp),
+            terms.time_rule.describe()
+        )));
+    }
+    let subscriber_id = &released.subscriber_id;
+    let Some(key) = registered_key(config, prefix, subscriber_id).await? else {
+        return Err(Refusal::Release(format!(
+            "subscriber {subscriber_id} has no registration on {}",
+            SUBSCRIBERS.full_name(prefix)
+        )));
+    };
+    let refuse = |e: &dyn fmt::Display| Refusal::Release(e.to_string());
+    let responder = PublicKey::from_bytes(&key).map_err(|e| refuse(&e))?;
+    let release = Release {
+        offer_id: &released.offer_id,
+        subscriber_id,
+        credential_id: &released.credential_id,
+    };
+    let provider_half = sealing::seal_to_responder(half, Half::Provider, &release, &responder)
+        .map_err(|e| refuse(&e))?;
+    let event = ProviderShareReleased {
+        event_id: cosign_id(&released.credential_id),
+        offer_id: released.offer_id.clone(),
+        credential_id: released.credential_id.clone(),
+        subscriber_id: subscriber_id.clone(),
+        provider_half,
+    };
+    Ok(writer
+        .write(
+            &COSIGNS.full_name(prefix),
+            &released.offer_id,
+            &event.into(),
+        )
+        .await?)
+}
+
+/// Follows `tessera.decisions` and co-signs every release of the provider's offers, reporting
+/// each to `acted`.
+pub async fn run(
+    config: &ClientConfig,
+    prefix: &str,
+    agent: &Agent,
+    mut acted: impl FnMut(Acted),
+) -> Result<(), AgentError> {
+    let writer = Writer::new(config)?;
+    let mut cosigned: HashSet<String> = read_to_end(config, &COSIGNS.full_name(prefix), None)
+        .await?
+        .into_iter()
+        .filter_map(|record| match record.event {
+            Some(Ok(Event::ProviderShareReleased(share))) => Some(share.credential_id),
+            _ => None,
+        })
+        .collect();
+    let decisions = DECISIONS.full_name(prefix);
+    let consumer = reader(config, false)?;
+    assign_all(&consumer, &[&decisions], true)?;
+    let mut last_acted = Instant::now();
+    loop {
+        let deadline = agent.until_idle.map(|idle| last_acted + idle);
+        let Some(record) = next_record(&consumer, deadline, &decisions).await? else {
+            return Ok(());
+        };
+        let Some(Ok(Event::CredentialReleased(released))) = record.event else {
+            continue;
+        };
+        // In escrow custody the timekeeper released the provider half itself.
+        if released.provider_half.is_some() {
+            continue;
+        }
+        let half = match agent.halves.get(&released.offer_id) {
+            Ok(Some(half)) => half,
+            // No half kept: another provider's offer. An id that names no file cannot be ours.
+            Ok(None) | Err(KeyError::UnnamableId { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        last_acted = Instant::now();
+        if cosigned.contains(&released.credential_id) {
+            acted(Acted::AlreadyCosigned(released));
+            continue;
+        }
+        match cosign(config, prefix, agent, &writer, &released, &half).await {
+            Ok(written) => {
+                cosigned.insert(released.credential_id.clone());
+                acted(Acted::Cosigned(released, written));
+            }
+            Err(Refusal::Release(why)) => acted(Acted::Refused(released, why)),
+            Err(Refusal::Client(e)) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_cosignature_has_the_same_event_id() {
+        assert_eq!(cosign_id("cred-1"), cosign_id("cred-1"));
+        assert_ne!(cosign_id("cred-1"), cosign_id("cred-2"));
+        assert!(uuid::Uuid::parse_str(&cosign_id("cred-1")).is_ok());
+    }
+}

@@ -1,0 +1,482 @@
+//! Webhook delivery: posts each credential in `tessera.deliveries` to the webhook its subscriber
+//! registered, as well as leaving it in the inbox.
+//!
+//! The delivery core is pure and writes CredentialDelivered once; talking HTTP to a subscriber's
+//! server is I/O with its own failures and timing, so it lives here, in a worker that follows the
+//! inbox with its own consumer group (`tessera.webhooks`, read_committed). It keeps the
+//! subscribers' webhook URLs from the compacted `tessera.subscribers` (the latest registration
+//! wins; SubscriberRemoved or a tombstone removes), catching up on the subscriber's partition
+//! before each post so a registration already on the log is never missed.
+//!
+//! Each post carries `Idempotency-Key: <credential id>`: delivery is at least once (the offset is
+//! committed only after the post succeeded or DeliveryFailed is written), so a receiver may see a
+//! credential twice and deduplicates by that key. A non-2xx answer, a connection error or a
+//! timeout is retried with exponential backoff; after the budget the worker writes DeliveryFailed
+//! to `tessera.deliveries`, keyed by subscriber id, under an event id derived from the credential
+//! so a rerun writes the same event. The body holds only what is sealed to the subscriber (the
+//! package and both sealed halves, base64); it is never logged.
+//!
+//! Only `http://` webhooks are posted: no TLS stack is built in, so an `https://` webhook gets a
+//! DeliveryFailed saying so instead of a post in the clear.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Uri, header};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::json;
+use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
+use tessera_schemas::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::client::{
+    ClientError, Reader, Record, TIMEOUT, Writer, assign_all, kafka, next_record, partition_count,
+    partition_for, reader,
+};
+
+/// How often the worker looks at its stop flag while nothing arrives.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// How long a catch-up on `tessera.subscribers` waits for records up to the end it saw. Only a
+/// partition whose last offsets hold no record (never written by tessera's clients) waits it out.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// How hard the worker tries one credential's webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Posts made at most, the first included (at least 1).
+    pub attempts: u32,
+    /// Pause after the first failed post; it doubles after each further one.
+    pub first_backoff: Duration,
+    /// The longest pause.
+    pub max_backoff: Duration,
+    /// How long one post may take, connecting included.
+    pub timeout: Duration,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            attempts: 5,
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Retries {
+    /// The pause after `failed` posts have failed (1 for the first): `first_backoff` doubled
+    /// `failed - 1` times, at most `max_backoff`.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let doublings = failed.saturating_sub(1).min(31);
+        self.first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
+    }
+}
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Kafka could not be reached or used.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// A webhook that can be posted to.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `host:port` to connect to.
+    address: String,
+    authority: Authority,
+    path: PathAndQuery,
+}
+
+impl Endpoint {
+    /// The endpoint of `url`, or why it cannot be posted to, as a sentence.
+    fn parse(url: &str) -> Result<Endpoint, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("webhook URL is not a URL: {e}"))?;
+        let scheme = uri.scheme();
+        if scheme == Some(&Scheme::HTTPS) {
+            return Err("https webhooks are not supported by this build".to_string());
+        }
+        if scheme != Some(&Scheme::HTTP) {
+            return Err("webhook URL is not an http:// URL".to_string());
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| "webhook URL names no host".to_string())?;
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(Endpoint {
+            address: format!("{}:{port}", authority.host()),
+            authority,
+            path: uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        })
+    }
+}
+
+/// The endpoint without its query, which may hold a receiver's token.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path.path())
+    }
+}
+
+/// The JSON a webhook receives: what the subscriber needs to open the credential, all of it
+/// sealed to the subscriber.
+fn body(delivered: &CredentialDelivered) -> Bytes {
+    let sealed = |half: &SealedBox| json!({ "enc": STANDARD.encode(&half.enc), "ciphertext": STANDARD.encode(&half.ciphertext) });
+    let body = json!({
+        "credential_id": delivered.credential_id,
+        "offer_id": delivered.offer_id,
+        "subscriber_id": delivered.subscriber_id,
+        "package": STANDARD.encode(&delivered.package),
+        "platform_half": sealed(&delivered.platform_half),
+        "provider_half": sealed(&delivered.provider_half),
+    });
+    Bytes::from(body.to_string())
+}
+
+/// One post; `Err` says why it did not get a 2xx answer.
+async fn post(endpoint: &Endpoint, body: Bytes, idempotency_key: &str) -> Result<(), String> {
+    let stream = tokio::net::TcpStream::connect(&endpoint.address)
+        .await
+        .map_err(|e| format!("cannot connect to {endpoint}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("cannot talk HTTP to {endpoint}: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let request = Request::post(Uri::from(endpoint.path.clone()))
+        .header(header::HOST, endpoint.authority.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", idempotency_key)
+        .body(Full::new(body))
+        .map_err(|e| format!("cannot build a request to {endpoint}: {e}"))?;
+    let answer = sender.send_request(request).await;
+    connection.abort();
+    let status = answer
+        .map_err(|e| format!("{endpoint} did not answer: {e}"))?
+        .status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{endpoint} answered {status}"))
+    }
+}
+
+/// What became of one credential's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// A post got a 2xx answer, at this attempt.
+    Posted { attempts: u32 },
+    /// The budget ran out, or the webhook cannot be posted to (no attempt made).
+    Failed { attempts: u32, reason: String },
+    /// The worker was told to stop between attempts.
+    Stopped,
+}
+
+/// Sleeps `pause` unless `stop` is raised first; false if it was.
+async fn pause_unless_stopped(pause: Duration, stop: &AtomicBool) -> bool {
+    let until = Instant::now() + pause;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        tokio::time::sleep_until(until.min(Instant::now() + STOP_CHECK)).await;
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+async fn post_with_retries(
+    retries: &Retries,
+    url: &str,
+    delivered: &CredentialDelivered,
+    stop: &AtomicBool,
+) -> Outcome {
+    let endpoint = match Endpoint::parse(url) {
+        Ok(endpoint) => endpoint,
+        Err(reason) => {
+            return Outcome::Failed {
+                attempts: 0,
+                reason,
+            };
+        }
+    };
+    let body = body(delivered);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        metrics::counter!("tessera_webhook_attempts_total").increment(1);
+        let posted = tokio::time::timeout(
+            retries.timeout,
+            post(&endpoint, body.clone(), &delivered.credential_id),
+        )
+        .await;
+        let reason = match posted {
+            Ok(Ok(())) => return Outcome::Posted { attempts },
+            Ok(Err(reason)) => reason,
+            Err(_) => format!(
+                "{endpoint} did not answer within {}",
+                humantime::format_duration(retries.timeout)
+            ),
+        };
+        if attempts >= retries.attempts.max(1) {
+            return Outcome::Failed { attempts, reason };
+        }
+        let pause = retries.backoff(attempts);
+        debug!(
+            "webhook attempt {attempts} for credential {} failed: {reason}; retrying in {}",
+            delivered.credential_id,
+            humantime::format_duration(pause)
+        );
+        if !pause_unless_stopped(pause, stop).await {
+            return Outcome::Stopped;
+        }
+    }
+}
+
+/// The event id of the DeliveryFailed for `credential_id`: derived, so a rerun writes the same.
+fn failure_id(credential_id: &str) -> String {
+    let name = format!("webhook-failed/{credential_id}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+}
+
+/// The subscribers' webhooks, as `tessera.subscribers` holds them.
+struct Webhooks {
+    consumer: Reader,
+    topic: String,
+    partitions: i32,
+    by_subscriber: HashMap<String, String>,
+    /// Per partition, the offset after the last record read.
+    next: Vec<i64>,
+}
+
+impl Webhooks {
+    fn open(config: &ClientConfig, prefix: &str) -> Result<Webhooks, ClientError> {
+        let topic = SUBSCRIBERS.full_name(prefix);
+        let consumer = reader(config, false)?;
+        let partitions = partition_count(&consumer, &topic)?;
+        assign_all(&consumer, &[&topic], true)?;
+        Ok(Webhooks {
+            consumer,
+            topic,
+            partitions,
+            by_subscriber: HashMap::new(),
+            next: vec![0; partitions as usize],
+        })
+    }
+
+    /// The webhook `subscriber_id` registered last, once its partition is read up to its end
+    /// as it is now.
+    async fn of(&mut self, subscriber_id: &str) -> Result<Option<String>, ClientError> {
+        let partition = partition_for(subscriber_id, self.partitions);
+        let (_, end) = self
+            .consumer
+            .fetch_watermarks(&self.topic, partition, TIMEOUT)
+            .map_err(kafka(format!("cannot read the end of {}", self.topic)))?;
+        let deadline = Instant::now() + CATCH_UP;
+        while self.next[partition as usize] < end {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    self.next[message.partition() as usize] = message.offset() + 1;
+                    if let Some(record) = Record::from_message(&message) {
+                        self.learn(record);
+                    }
+                }
+                Ok(Err(e)) => return Err(kafka(format!("cannot read {}", self.topic))(e)),
+                Err(_) => {
+                    warn!(
+                        "{}/{partition} shows no record up to its end {end}; taking it as read",
+                        self.topic
+                    );
+                    self.next[partition as usize] = end;
+                }
+            }
+        }
+        Ok(self.by_subscriber.get(subscriber_id).cloned())
+    }
+
+    fn learn(&mut self, record: Record) {
+        let Some(subscriber_id) = record.key else {
+            return;
+        };
+        match record.event {
+            Some(Ok(Event::SubscriberRegistered(registered))) => match registered.webhook {
+                Some(url) => self.by_subscriber.insert(subscriber_id, url),
+                None => self.by_subscriber.remove(&subscriber_id),
+            },
+            Some(Ok(Event::SubscriberRemoved(_))) | None => {
+                self.by_subscriber.remove(&subscriber_id)
+            }
+            Some(_) => None,
+        };
+    }
+}
+
+/// Follows `tessera.deliveries` and posts each delivered credential to its subscriber's webhook,
+/// until `stop` is raised.
+pub async fn run(
+    config: &ClientConfig,
+    prefix: &str,
+    retries: Retries,
+    stop: &AtomicBool,
+) -> Result<(), WebhookError> {
+    let deliveries = DELIVERIES.full_name(prefix);
+    let mut group = config.clone();
+    group
+        .set("group.id", format!("{prefix}tessera.webhooks"))
+        // A new group starts at the inbox's beginning: posting a credential twice is harmless
+        // (the idempotency key), never posting it is not.
+        .set("auto.offset.reset", "earliest");
+    let consumer = reader(&group, false)?;
+    consumer
+        .subscribe(&[&deliveries])
+        .map_err(kafka(format!("cannot subscribe to {deliveries}")))?;
+    let mut webhooks = Webhooks::open(config, prefix)?;
+    let writer = Writer::new(config)?;
+    info!("posting credentials from {deliveries} to subscribers' webhooks");
+    while !stop.load(Ordering::Relaxed) {
+        let deadline = Instant::now() + STOP_CHECK;
+        let Some(record) = next_record(&consumer, Some(deadline), &deliveries).await? else {
+            continue;
+        };
+        if let Some(Ok(Event::CredentialDelivered(delivered))) = &record.event
+            && let Some(url) = webhooks.of(&delivered.subscriber_id).await?
+        {
+            let outcome = post_with_retries(&retries, &url, delivered, stop).await;
+            if !settle(&writer, &deliveries, delivered, outcome).await? {
+                break;
+            }
+        }
+        commit(&consumer, &record);
+    }
+    info!("webhook worker stopped");
+    Ok(())
+}
+
+/// Reports `outcome`, writing DeliveryFailed if it failed; false if the worker was stopped
+/// before the credential was settled, so its offset must not be committed.
+async fn settle(
+    writer: &Writer,
+    deliveries: &str,
+    delivered: &CredentialDelivered,
+    outcome: Outcome,
+) -> Result<bool, ClientError> {
+    let credential = &delivered.credential_id;
+    let subscriber = &delivered.subscriber_id;
+    match outcome {
+        Outcome::Posted { attempts } => {
+            metrics::counter!("tessera_webhook_posts_total", "outcome" => "ok").increment(1);
+            info!(
+                "posted credential {credential} to subscriber {subscriber}'s webhook \
+                 (attempt {attempts})"
+            );
+        }
+        Outcome::Failed { attempts, reason } => {
+            metrics::counter!("tessera_webhook_posts_total", "outcome" => "failed").increment(1);
+            let failed = DeliveryFailed {
+                event_id: failure_id(credential),
+                credential_id: credential.clone(),
+                offer_id: delivered.offer_id.clone(),
+                subscriber_id: subscriber.clone(),
+                attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+                reason: reason.clone(),
+            };
+            let written = writer.write(deliveries, subscriber, &failed.into()).await?;
+            warn!(
+                "credential {credential} not posted to subscriber {subscriber}'s webhook after \
+                 {attempts} attempts: {reason} (DeliveryFailed [{written}])"
+            );
+        }
+        Outcome::Stopped => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Commits the group's offset past `record`. A failed commit only means the record is posted
+/// again by whoever owns its partition next, so it is logged, not fatal.
+fn commit(consumer: &Reader, record: &Record) {
+    let mut offsets = TopicPartitionList::new();
+    let committed = offsets
+        .add_partition_offset(
+            &record.topic,
+            record.partition,
+            Offset::Offset(record.offset + 1),
+        )
+        .and_then(|()| consumer.commit(&offsets, CommitMode::Sync));
+    if let Err(e) = committed {
+        warn!(
+            "cannot commit {}/{}@{}; it will be posted again: {e}",
+            record.topic, record.partition, record.offset
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(pauses: impl IntoIterator<Item = Duration>) -> Vec<u128> {
+        pauses.into_iter().map(|p| p.as_millis()).collect()
+    }
+
+    #[test]
+    fn the_backoff_doubles_from_the_first_pause_up_to_the_cap() {
+        let retries = Retries::default();
+        let schedule = (1..retries.attempts).map(|failed| retries.backoff(failed));
+        assert_eq!(millis(schedule), [200, 400, 800, 1600]);
+        let capped = Retries {
+            max_backoff: Duration::from_millis(500),
+            ..Retries::default()
+        };
+        assert_eq!(
+            millis((1..6).map(|f| capped.backoff(f))),
+            [200, 400, 500, 500, 500]
+        );
+        assert_eq!(capped.backoff(u32::MAX), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn only_plain_http_webhooks_are_posted() {
+        let endpoint = Endpoint::parse("http://127.0.0.1:8080/inbox?token=secret").unwrap();
+        assert_eq!(endpoint.address, "127.0.0.1:8080");
+        assert_eq!(endpoint.path.as_str(), "/inbox?token=secret");
+        assert_eq!(endpoint.to_string(), "http://127.0.0.1:8080/inbox");
+        assert_eq!(
+            Endpoint::parse("http://b1.example.org").unwrap().address,
+            "b1.example.org:80"
+        );
+        assert_eq!(
+            Endpoint::parse("https://b1.example.org/inbox").unwrap_err(),
+            "https webhooks are not supported by this build"
+        );
+        assert_eq!(
+            Endpoint::parse("ftp://b1.example.org/").unwrap_err(),
+            "webhook URL is not an http:// URL"
+        );
+    }
+
+    #[test]
+    fn a_rerun_fails_a_credential_under_the_same_event_id() {
+        assert_eq!(failure_id("cred-1"), failure_id("cred-1"));
+        assert_ne!(failure_id("cred-1"), failure_id("cred-2"));
+    }
+}

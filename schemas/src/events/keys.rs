@@ -1,0 +1,28 @@
+//! `tessera.keys`, keyed by role: the public keys parties seal to, as a compacted table, so a
+//! provider or subscriber fetches the timekeeper's current key from the log like everything else.
+
+use apache_avro::AvroSchema;
+use serde::{Deserialize, Serialize};
+
+/// A party publishes the public key that others seal to (the timekeeper's: providers seal the
+/// platform half to it, subscribers prove their identity to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct KeyPublished {
+    /// Unique id of this event, for deduplication.
+    #[avro(with = crate::avro::uuid)]
+    pub event_id: String,
+    /// The party's role, e.g. "timekeeper"; also the record key.
+    pub role: String,
+    /// The HPKE suite the key is used with.
+    pub suite: String,
+    /// The party's X25519 public key (32 bytes).
+    #[serde(with = "apache_avro::serde::bytes")]
+    #[avro(with)]
+    pub public_key: Vec<u8>,
+}
+
+impl KeyPublished {
+    /// The timekeeper's role, and its record key.
+    pub const TIMEKEEPER: &'static str = "timekeeper";
+}
