@@ -27,6 +27,7 @@ use tessera_processors::runtime::Lane;
 use tessera_schemas::codec::{fields, peek_event_id};
 use tessera_schemas::{Event, decode};
 
+use super::chain::{self, Linked};
 use super::replay::Step;
 use super::report::{At, Finding, Report, describe};
 
@@ -471,6 +472,18 @@ impl Comparison {
             .find(|&j| self.records[j].matched)
     }
 
+    /// Where the chains of links on each output topic break.
+    fn chain_breaks(&self) -> Vec<Finding> {
+        let mut by_topic: Vec<Vec<Linked>> = vec![Vec::new(); self.topics.len()];
+        for record in &self.records {
+            let (_, value) = self.contents(record);
+            if let Some(linked) = Linked::read(self.at(record), record.matched, value) {
+                by_topic[record.topic].push(linked);
+            }
+        }
+        by_topic.iter().flat_map(|records| chain::breaks(records)).collect()
+    }
+
     /// Decides what is left on either side, checks each task's order, and reports.
     pub fn finish(mut self) -> Report {
         let mut findings = Vec::new();
@@ -531,6 +544,7 @@ impl Comparison {
                 }
             }
         }
+        findings.extend(self.chain_breaks());
         self.report.findings.append(&mut findings);
         self.report.findings.sort_by(|a, b| a.place().cmp(b.place()).then(a.kind().cmp(b.kind())));
         self.report

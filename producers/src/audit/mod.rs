@@ -23,6 +23,7 @@
 //! party has, the public cores and the runtime's lane layout ([`Topics::lanes`]), and reads the
 //! log as any consumer does.
 
+pub mod chain;
 pub mod compare;
 pub mod log;
 pub mod replay;

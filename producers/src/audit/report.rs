@@ -85,6 +85,13 @@ pub enum Finding {
         /// The input that produces it.
         input: At,
     },
+    /// The chain of links on the log breaks at this record ([`super::chain`]).
+    BrokenLink {
+        /// Where it sits.
+        record: At,
+        /// How the chain breaks there.
+        reason: String,
+    },
 }
 
 impl Finding {
@@ -96,7 +103,8 @@ impl Finding {
             Finding::Injected { record, .. }
             | Finding::Duplicate { record, .. }
             | Finding::Altered { record, .. }
-            | Finding::Reordered { record, .. } => record,
+            | Finding::Reordered { record, .. }
+            | Finding::BrokenLink { record, .. } => record,
         }
     }
 
@@ -108,6 +116,7 @@ impl Finding {
             Finding::Duplicate { .. } => "duplicate",
             Finding::Altered { .. } => "altered",
             Finding::Reordered { .. } => "reordered",
+            Finding::BrokenLink { .. } => "broken_link",
         }
     }
 }
@@ -150,6 +159,9 @@ impl fmt::Display for Finding {
                 "reordered: {record} (derived from {input}) sits before {after}, which was \
                  derived before it"
             ),
+            Finding::BrokenLink { record, reason } => {
+                write!(f, "broken link: {record}: {reason}")
+            }
         }
     }
 }
