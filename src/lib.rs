@@ -10,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod offer;
 pub mod provider;
+pub mod receipt;
 pub mod run;
 pub mod subscriber;
 pub mod topics;

@@ -10,6 +10,7 @@ pub mod describe;
 pub mod interest;
 pub mod keys;
 pub mod provider;
+pub mod receipt;
 pub mod status;
 pub mod subscriber;
 pub mod webhooks;
