@@ -217,7 +217,9 @@ struct Chain {
 #[derive(Debug)]
 struct Waiting {
     task: usize,
-    seq: u64,
+    /// Where its task derived it: the input's place in merge order, and its own among the
+    /// input's outputs.
+    seq: (u64, usize),
     input: (usize, i32, i64),
     produced: Produced,
 }
@@ -225,7 +227,7 @@ struct Waiting {
 /// A derived record found on the log: where its task derived it and where it sits.
 #[derive(Debug, Clone, Copy)]
 struct Placed {
-    seq: u64,
+    seq: (u64, usize),
     topic: usize,
     partition: i32,
     offset: i64,
@@ -367,12 +369,12 @@ impl Comparison {
             self.tasks[task].consumed_through = Some(seq);
         }
         let input = (lane.input, at.partition, at.offset);
-        for (identity, produced) in derivation.produced {
+        for (n, (identity, produced)) in derivation.produced.into_iter().enumerate() {
             self.report.derived += 1;
             let topic = self.classifier.topic_of(&produced);
             let waiting = Waiting {
                 task,
-                seq,
+                seq: (seq, n),
                 input,
                 produced,
             };
@@ -491,7 +493,7 @@ impl Comparison {
             for waiting in queue {
                 let consumed = self.tasks[waiting.task]
                     .consumed_through
-                    .is_some_and(|through| waiting.seq <= through);
+                    .is_some_and(|through| waiting.seq.0 <= through);
                 if consumed {
                     findings.push(Finding::Missing {
                         topic: self.topics[self.classifier.topic_of(&waiting.produced)].clone(),
