@@ -22,6 +22,7 @@ use tessera_processors::runtime::{self, Config};
 
 use crate::kafka::KafkaArgs;
 
+mod audit;
 mod matcher;
 mod timekeeper;
 
@@ -60,6 +61,9 @@ pub enum Bench {
     /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
     /// latency at the same rate in the same run.
     Timekeeper(timekeeper::LatencyArgs),
+    /// Replay rate of `tessera audit` (input records per second) over a counter run's log,
+    /// against a plain read_committed consume of the same topics in the same run.
+    Audit(audit::ReplayArgs),
     /// Time to match one offer through the matcher's index over many stored interests, against
     /// a linear scan of the same interests in the same RocksDB store; and the interests' size in
     /// state. Needs no broker.
@@ -80,6 +84,7 @@ pub enum Bench {
 pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
+        Bench::Audit(args) => audit::replay_rate(kafka, args).await,
         Bench::Runtime {
             events,
             keys,

@@ -106,6 +106,7 @@ mod tests {
                 amount: 1,
                 currency: currency.into(),
                 balance,
+                link: Default::default(),
             }
             .into())),
         }

@@ -2,6 +2,7 @@
 //! over the workspace crates (`tessera-schemas`, `tessera-state-stores`, `tessera-processors`,
 //! `tessera-producers`); this crate only parses arguments, connects, and reports.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod kafka;
@@ -9,6 +10,7 @@ pub mod keys;
 pub mod ledger;
 pub mod offer;
 pub mod provider;
+pub mod receipt;
 pub mod run;
 pub mod subscriber;
 pub mod topics;

@@ -55,6 +55,15 @@ enum Command {
     /// credited the reward. Runs the processors in-process on fresh `demo-…` topics and exits
     /// non-zero if anything differs.
     Demo(tessera::demo::DemoArgs),
+    /// Replay processors from the log and compare what they must have written with what their
+    /// output topics hold: reports every record missing, injected, altered, duplicated or
+    /// reordered, with its topic, partition and offset.
+    Audit(tessera::audit::AuditArgs),
+    /// The verdict on a subscriber's response to an offer, with the evidence a party checks
+    /// without trusting the platform: the response's partition, offset and receipt stamp, the
+    /// offer's place, the rule applied, and the verdict's link (previous and own digest), checked
+    /// against the log. Exits non-zero when there is no verdict or a check fails.
+    Receipt(tessera::receipt::ReceiptArgs),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -128,6 +137,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tessera::demo::run(&cli.kafka, args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Receipt(args) => Ok(if tessera::receipt::run(&cli.kafka, args).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+        Command::Audit(args) => Ok(if tessera::audit::run(&cli.kafka, args).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Run { args, processor } => {
             tessera::run::run(&cli.kafka, &args, processor).await?;
             Ok(ExitCode::SUCCESS)

@@ -342,6 +342,22 @@ fn chaos(events: usize, broker_restart: bool) {
         }
     }
     assert_eq!(letters, garbage, "every undecodable input dead-lettered exactly once");
+
+    // An auditor replaying the inputs must derive exactly what the killed and restarted
+    // instances committed.
+    let audit = tessera::audit::AuditArgs {
+        counter_inputs: vec!["in.a".into(), "in.b".into()],
+        counter_output: Some("counts".into()),
+        counter_idle_ms: 1_000_000_000_000,
+        ..tessera::audit::AuditArgs::of(vec![tessera::audit::Audited::Counter])
+    };
+    let kafka = tessera::kafka::KafkaArgs {
+        topic_prefix: prefix.clone(),
+        ..tessera::kafka::KafkaArgs::new(brokers())
+    };
+    let reports = tessera::audit::audit(&kafka, &audit).unwrap();
+    assert!(reports[0].clean(), "the audit disagrees with the run: {:#?}", reports[0]);
+    assert_eq!(reports[0].matched, (counted + garbage) as u64, "{:#?}", reports[0]);
     eprintln!(
         "chaos: {events} events, {kills} kills, broker restart: {broker_restart} (at {restart_seen} \
          of {counted} outputs), {:?}",

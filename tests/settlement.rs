@@ -161,6 +161,7 @@ fn release(offer_id: &str, subscriber_id: &str, escrow: bool) -> CredentialRelea
         offer: terms(),
         platform_half: sealed(10),
         provider_half: escrow.then(|| sealed(20)),
+        link: Default::default(),
     }
 }
 
@@ -194,6 +195,7 @@ fn closed(offer_id: &str) -> OfferClosed {
         released: 2,
         rejected: 0,
         withdrawn: false,
+        link: Default::default(),
     }
 }
 

@@ -130,6 +130,7 @@ fn record(item: &Item) -> RawRecord {
                 offer: terms(),
                 platform_half: sealed(4, offer * 16 + subscriber),
                 provider_half: escrow.then(|| escrow_half(offer)),
+                link: Default::default(),
             }
             .into(),
         ),
@@ -145,6 +146,7 @@ fn record(item: &Item) -> RawRecord {
                 released: 0,
                 rejected: 0,
                 withdrawn: false,
+                link: Default::default(),
             }
             .into(),
         ),

@@ -110,6 +110,7 @@ fn record(item: &Item) -> RawRecord {
                 offer: terms(),
                 platform_half: sealed(),
                 provider_half: None,
+                link: Default::default(),
             }
             .into(),
         ),

@@ -4,11 +4,13 @@
 //! none of them calls a processor directly.
 
 pub mod agent;
+pub mod audit;
 pub mod client;
 pub mod describe;
 pub mod interest;
 pub mod keys;
 pub mod provider;
+pub mod receipt;
 pub mod status;
 pub mod subscriber;
 pub mod webhooks;

@@ -150,6 +150,106 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     Ok(event)
 }
 
+/// The event id of an encoded event, read without decoding the body. Every tessera event's first
+/// field is its `event_id` (the contract tests hold every schema to it), so the id is the Avro
+/// string right after the header: an auditor matching millions of records by id skips the body.
+pub fn peek_event_id(bytes: &[u8]) -> Result<&str, DecodeError> {
+    let kind = peek_kind(bytes)?;
+    let malformed = |reason: &str| DecodeError::Body {
+        kind: kind.name(),
+        reason: reason.to_string(),
+    };
+    let body = &bytes[HEADER_LEN..];
+    // An Avro string: its length as a zigzag varint, then the UTF-8 bytes.
+    let mut length: u64 = 0;
+    let mut read = 0;
+    loop {
+        let byte = *body.get(read).ok_or_else(|| malformed("the event id is cut short"))?;
+        length |= u64::from(byte & 0x7f) << (7 * read);
+        read += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if read >= 10 {
+            return Err(malformed("the event id's length is not a varint"));
+        }
+    }
+    let length = (length >> 1) as i64 ^ -((length & 1) as i64);
+    let id = usize::try_from(length)
+        .ok()
+        .and_then(|len| body.get(read..read.checked_add(len)?))
+        .ok_or_else(|| malformed("the event id's length is out of range"))?;
+    std::str::from_utf8(id).map_err(|_| malformed("the event id is not UTF-8"))
+}
+
+/// An encoded event's fields as `(path, value)` pairs in schema order, nested fields joined by
+/// dots (`response.stamp`): what an auditor shows when two records that should be equal differ.
+/// Bytes show as hex, long ones cut short with their length.
+pub fn fields(bytes: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
+    let kind = peek_kind(bytes)?;
+    let known = &REGISTRY.by_kind[&kind];
+    let mut body = &bytes[HEADER_LEN..];
+    let value = known.reader.read_value(&mut body).map_err(|e| DecodeError::Body {
+        kind: kind.name(),
+        reason: e.to_string(),
+    })?;
+    ensure_consumed(kind.name(), body)?;
+    let mut out = Vec::new();
+    flatten(String::new(), &value, &mut out);
+    Ok(out)
+}
+
+fn flatten(path: String, value: &apache_avro::types::Value, out: &mut Vec<(String, String)>) {
+    use apache_avro::types::Value;
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match value {
+        Value::Record(fields) => {
+            for (name, value) in fields {
+                flatten(join(name), value, out);
+            }
+        }
+        Value::Union(_, value) => flatten(path, value, out),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten(format!("{path}[{i}]"), item, out);
+            }
+        }
+        Value::Map(entries) => {
+            let mut keys: Vec<&String> = entries.keys().collect();
+            keys.sort();
+            for key in keys {
+                flatten(format!("{path}[{key:?}]"), &entries[key], out);
+            }
+        }
+        Value::Bytes(bytes) | Value::Fixed(_, bytes) => out.push((path, hex(bytes))),
+        Value::String(text) => out.push((path, format!("{text:?}"))),
+        Value::Uuid(id) => out.push((path, id.to_string())),
+        Value::Enum(_, symbol) => out.push((path, symbol.clone())),
+        Value::Null => out.push((path, "null".into())),
+        Value::Boolean(b) => out.push((path, b.to_string())),
+        Value::Int(n) => out.push((path, n.to_string())),
+        Value::Long(n) | Value::TimestampMillis(n) => out.push((path, n.to_string())),
+        other => out.push((path, format!("{other:?}"))),
+    }
+}
+
+/// Bytes in hex, the first 32 of longer ones with the length.
+fn hex(bytes: &[u8]) -> String {
+    const SHOWN: usize = 32;
+    let digits: String = bytes.iter().take(SHOWN).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > SHOWN {
+        format!("{digits}… ({} bytes)", bytes.len())
+    } else {
+        digits
+    }
+}
+
 fn read_header(bytes: &[u8]) -> Result<u64, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::TooShort { len: bytes.len() });

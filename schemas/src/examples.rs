@@ -26,6 +26,18 @@ fn position(topic: &str, offset: i64) -> LogPosition {
     }
 }
 
+/// A link as the runtime fills it, for the input at `offset` of `topic` (its digests are
+/// placeholders here, not computed).
+fn link(topic: &str, offset: i64) -> Link {
+    let byte = offset as u8;
+    Link {
+        previous: vec![byte; 32],
+        source: position(topic, offset),
+        input: vec![byte ^ 0x0f; 32],
+        digest: vec![byte ^ 0xf0; 32],
+    }
+}
+
 fn terms(time_rule: TimeRule) -> OfferTerms {
     OfferTerms {
         position: position("tessera.offers", 10),
@@ -186,6 +198,7 @@ pub fn all() -> Vec<Event> {
             offer: terms(deadline),
             platform_half: sealed(5),
             provider_half: Some(sealed(6)),
+            link: link("tessera.responses", 11),
         }
         .into(),
         ResponseRejected {
@@ -197,6 +210,7 @@ pub fn all() -> Vec<Event> {
             response: position("tessera.responses", 12),
             offer: Some(terms(deadline)),
             detail: "received 09:05:00.000Z, deadline 09:00:00.000Z".into(),
+            link: link("tessera.responses", 12),
         }
         .into(),
         ResponseRejected {
@@ -208,6 +222,7 @@ pub fn all() -> Vec<Event> {
             response: position("tessera.responses", 13),
             offer: None,
             detail: "no offer offer-9 by stream time".into(),
+            link: link("tessera.responses", 13),
         }
         .into(),
         OfferRejected {
@@ -217,6 +232,7 @@ pub fn all() -> Vec<Event> {
             problem: OfferProblem::WindowEndsBeforeStart,
             offer: position("tessera.offers", 14),
             detail: "window ends before it starts".into(),
+            link: link("tessera.offers", 14),
         }
         .into(),
         OfferClosed {
@@ -229,6 +245,7 @@ pub fn all() -> Vec<Event> {
             released: 1,
             rejected: 1,
             withdrawn: false,
+            link: link("tessera.requests", 15),
         }
         .into(),
         ProviderShareReleased {
@@ -282,6 +299,7 @@ pub fn all() -> Vec<Event> {
             amount: 250,
             currency: "EUR".into(),
             balance: 250,
+            link: link("tessera.ledger-credits", 3),
         }
         .into(),
         RewardDue {

@@ -10,6 +10,7 @@ pub mod avro;
 pub mod codec;
 pub mod events;
 pub mod examples;
+pub mod links;
 pub mod rules;
 pub mod sealing;
 pub mod topics;

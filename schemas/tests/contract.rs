@@ -121,6 +121,30 @@ fn records_are_standard_single_object_encoding() {
 }
 
 #[test]
+fn every_event_leads_with_its_id_and_peek_event_id_reads_it() {
+    for event in examples::all() {
+        let bytes = encode(&event).unwrap();
+        let fields = codec::fields(&bytes).unwrap();
+        let (name, value) = &fields[0];
+        assert_eq!(name, "event_id", "{:?} must lead with its event id", event.kind());
+        assert_eq!(codec::peek_event_id(&bytes).unwrap(), value.trim_matches('"'));
+        assert!(codec::peek_event_id(&bytes[..11]).is_err(), "a cut id is an error");
+    }
+}
+
+#[test]
+fn fields_name_nested_values_by_path() {
+    let offer = examples::all()
+        .into_iter()
+        .find(|e| e.kind() == EventKind::OfferPublished)
+        .unwrap();
+    let fields = codec::fields(&encode(&offer).unwrap()).unwrap();
+    let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(names.contains(&"recommendation.identifier"), "{names:?}");
+    assert!(names.contains(&"credential.platform_half.enc"), "{names:?}");
+}
+
+#[test]
 fn foreign_and_short_records_are_typed_errors() {
     assert!(matches!(decode(b""), Err(DecodeError::TooShort { len: 0 })));
     assert!(matches!(
@@ -156,6 +180,8 @@ proptest! {
         let mut bytes = codec::header_for(&Schema::parse_str(kind.schema_text()).unwrap()).to_vec();
         bytes.extend_from_slice(&body);
         let _ = decode(&bytes);
+        let _ = codec::peek_event_id(&bytes);
+        let _ = codec::fields(&bytes);
     }
 
     #[test]
@@ -174,6 +200,8 @@ proptest! {
         let at = at % bytes.len();
         bytes[at] ^= flip;
         let _ = decode(&bytes);
+        let _ = codec::peek_event_id(&bytes);
+        let _ = codec::fields(&bytes);
     }
 }
 

@@ -34,6 +34,7 @@ fn release(subscriber_id: &str, escrow: bool) -> CredentialReleased {
         offer: terms(),
         platform_half: sealed(10),
         provider_half: escrow.then(|| sealed(20)),
+        link: Default::default(),
     }
 }
 
@@ -59,6 +60,7 @@ fn closed() -> Received {
         released: 1,
         rejected: 1,
         withdrawn: false,
+        link: Default::default(),
     })
 }
 
@@ -70,6 +72,7 @@ fn rejected(problem: OfferProblem) -> Received {
         problem,
         offer: terms().position,
         detail: "the reward 0 EUR is not positive".into(),
+        link: Default::default(),
     })
 }
 
@@ -431,6 +434,7 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
         response: terms().position,
         offer: Some(terms()),
         detail: "late".into(),
+        link: Default::default(),
     };
     let core = Delivery;
     let decoded = core

@@ -13,7 +13,7 @@
 pub mod rewards;
 
 use tessera_schemas::topics::{self, Topic};
-use tessera_schemas::{Event, RewardCredited, RewardDue};
+use tessera_schemas::{Event, Link, RewardCredited, RewardDue};
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
@@ -101,6 +101,8 @@ fn credit(state: &mut dyn State, due: RewardDue, out: &mut Outputs) {
             amount: due.amount,
             currency: due.currency,
             balance,
+            // The runtime's step chains it (tessera_schemas::links).
+            link: Link::default(),
         }
         .into()
     });

@@ -34,6 +34,7 @@ fn release(subscriber_id: &str) -> rewards::Received {
         offer: terms(),
         platform_half: sealed(2),
         provider_half: None,
+        link: Default::default(),
     }))
 }
 
@@ -267,6 +268,7 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
             released: 0,
             rejected: 0,
             withdrawn: false,
+            link: Default::default(),
         }
         .into(),
     )

@@ -31,7 +31,8 @@ use tracing::{info, warn};
 
 use self::rebalance::{Change, Context};
 use self::task::{Recovery, Task};
-use self::topics::{Topics, prepare};
+use self::topics::prepare;
+pub use self::topics::{Lane, Topics};
 use self::watchdog::Watchdog;
 use crate::core::Core;
 use crate::replay::{self, Produced};
@@ -168,7 +169,7 @@ impl<C: Core> Runtime<C> {
         partitions: i32,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<Self> {
-        let group = format!("{}tessera.{}", config.topic_prefix, core.name());
+        let group = Topics::group(&core, &config.topic_prefix);
         let producer: BaseProducer = config
             .client
             .clone()

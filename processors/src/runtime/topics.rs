@@ -12,17 +12,24 @@ use tessera_schemas::topics::{DEAD_LETTERS, LOG_APPEND_TIME, TIMESTAMP_TYPE};
 use super::Config;
 use crate::core::Core;
 
-/// Names the processor's topics on this installation.
-pub(crate) struct Topics {
+/// Names the processor's topics on this installation. Public so that an auditor builds each
+/// task's lanes exactly as the runtime does.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Input topic names, prefixed, in [`Core::inputs`] order.
     pub inputs: Vec<String>,
     /// Per input: whether every task reads all its partitions ([`Core::broadcast_inputs`]).
     pub broadcast: Vec<bool>,
+    /// Output topic names, prefixed, in [`Core::outputs`] order.
     pub outputs: Vec<String>,
+    /// The task states' compacted changelog.
     pub changelog: String,
+    /// Where records that cannot be decoded go.
     pub dead_letters: String,
 }
 
 impl Topics {
+    /// The topics of `core` on the installation whose topic names start with `prefix`.
     pub fn of<C: Core>(core: &C, prefix: &str) -> Self {
         let inputs: Vec<String> = core.inputs().iter().map(|t| format!("{prefix}{t}")).collect();
         let broadcast_inputs = core.broadcast_inputs();
@@ -33,6 +40,11 @@ impl Topics {
             changelog: format!("{prefix}tessera.{}.changelog", core.name()),
             dead_letters: DEAD_LETTERS.full_name(prefix),
         }
+    }
+
+    /// The consumer group of the processor: its committed offsets say which inputs it consumed.
+    pub fn group<C: Core>(core: &C, prefix: &str) -> String {
+        format!("{prefix}tessera.{}", core.name())
     }
 
     /// The inputs the consumer group assigns by partition number.
@@ -78,10 +90,12 @@ impl Topics {
 
 /// One input partition of a task: a lane of its merge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Lane {
+pub struct Lane {
     /// Index of the topic in [`Core::inputs`].
     pub input: usize,
+    /// The topic's name, prefixed.
     pub topic: String,
+    /// The partition read.
     pub partition: i32,
     /// Read by the task's own consumer rather than assigned by the group.
     pub broadcast: bool,

@@ -50,7 +50,7 @@ use tessera_schemas::sealing::{
 };
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
-    CredentialReleased, DeadLetter, Event, InteractionRequested, LogPosition, OfferClosed,
+    CredentialReleased, DeadLetter, Event, InteractionRequested, Link, LogPosition, OfferClosed,
     OfferProblem, OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason,
     ResponseRejected, ResponseSubmitted, SealedBox, TimeRule, encode,
 };
@@ -332,6 +332,8 @@ fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Pro
             released: progress.released,
             rejected: progress.rejected,
             withdrawn: progress.withdrawn,
+            // The runtime's step chains it (tessera_schemas::links).
+            link: Link::default(),
         }
         .into()
     });
@@ -402,6 +404,8 @@ fn reject_offer(
             problem,
             offer: position,
             detail,
+            // The runtime's step chains it (tessera_schemas::links).
+            link: Link::default(),
         }
         .into()
     });
@@ -543,6 +547,8 @@ fn respond(
                     offer: offer.terms(),
                     platform_half,
                     provider_half,
+                    // The runtime's step chains it (tessera_schemas::links).
+                    link: Link::default(),
                 }
                 .into()
             });
@@ -559,6 +565,8 @@ fn respond(
                     response: position,
                     offer: offer.as_ref().map(StoredOffer::terms),
                     detail,
+                    // The runtime's step chains it (tessera_schemas::links).
+                    link: Link::default(),
                 }
                 .into()
             });

@@ -67,7 +67,7 @@ pub struct Within {
 
 /// Where a record sits in the log and when the broker received it: the evidence a party needs to
 /// check a decision without trusting the platform's word.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
 pub struct LogPosition {
     /// Topic the record was read from.
@@ -79,6 +79,30 @@ pub struct LogPosition {
     /// The broker's receipt stamp (LogAppendTime) of the record.
     #[avro(with = crate::avro::timestamp_millis)]
     pub stamp: i64,
+}
+
+/// A verdict's or ledger entry's place in its task's chain (`tessera_schemas::links`): each one's
+/// digest covers the previous one's and the input that produced it, so a record altered, injected,
+/// reordered or left out on the log breaks the chain where it happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct Link {
+    /// The digest of the previous verdict or entry of the same task; empty for its first.
+    #[serde(with = "apache_avro::serde::bytes")]
+    #[avro(with)]
+    pub previous: Vec<u8>,
+    /// The input record that produced this event: its topic (without an installation's prefix),
+    /// partition, offset and broker receipt stamp.
+    pub source: LogPosition,
+    /// SHA-256 of that input record's key and value, as `links::record_digest` writes them.
+    #[serde(with = "apache_avro::serde::bytes")]
+    #[avro(with)]
+    pub input: Vec<u8>,
+    /// SHA-256 of this event encoded with this field empty (which covers `previous`, `source`
+    /// and `input`), after the tag `tessera/v1 link`.
+    #[serde(with = "apache_avro::serde::bytes")]
+    #[avro(with)]
+    pub digest: Vec<u8>,
 }
 
 /// The offer a decision was made against: where it sat in the log (its stamp starts a Within

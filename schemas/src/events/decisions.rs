@@ -4,7 +4,7 @@
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{LogPosition, OfferTerms, SealedBox};
+use super::common::{Link, LogPosition, OfferTerms, SealedBox};
 
 /// The response met the time rule: the platform's half of the data key is released to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
@@ -30,6 +30,8 @@ pub struct CredentialReleased {
     pub platform_half: SealedBox,
     /// Escrow mode only: the provider half, re-sealed to the responder the same way.
     pub provider_half: Option<SealedBox>,
+    /// Its place in the timekeeper task's chain of verdicts.
+    pub link: Link,
 }
 
 /// Why a response was not released.
@@ -78,6 +80,8 @@ pub struct ResponseRejected {
     pub offer: Option<OfferTerms>,
     /// A sentence a person can read, e.g. "received 09:05:00.120Z, deadline 09:00:00Z".
     pub detail: String,
+    /// Its place in the timekeeper task's chain of verdicts.
+    pub link: Link,
 }
 
 /// Why an offer was refused.
@@ -120,6 +124,8 @@ pub struct OfferRejected {
     pub offer: LogPosition,
     /// A sentence a person can read.
     pub detail: String,
+    /// Its place in the timekeeper task's chain of verdicts.
+    pub link: Link,
 }
 
 /// The offer's rule has ended on every input's stream time: no further response can be released.
@@ -146,4 +152,6 @@ pub struct OfferClosed {
     pub rejected: i32,
     /// Whether the provider withdrew the offer.
     pub withdrawn: bool,
+    /// Its place in the timekeeper task's chain of verdicts.
+    pub link: Link,
 }

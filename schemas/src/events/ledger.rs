@@ -6,7 +6,7 @@
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::LogPosition;
+use super::common::{Link, LogPosition};
 
 /// A provider is credited the offer's reward for one accepted credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
@@ -27,6 +27,8 @@ pub struct RewardCredited {
     pub currency: String,
     /// The provider's balance in this currency after the credit, in minor units.
     pub balance: i64,
+    /// Its place in the ledger task's chain of credits.
+    pub link: Link,
 }
 
 /// An accepted credential earned its offer's reward for the provider; the ledger credits it.

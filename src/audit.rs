@@ -1,0 +1,251 @@
+//! `tessera audit`: replays processors from the log and compares what they must have written with
+//! what their output topics hold ([`tessera_producers::audit`]). Prints every mismatch with its
+//! topic, partition and offset, can write the reports as JSON, and succeeds only when everything
+//! matches.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tessera_processors::Core;
+use tessera_processors::counter::Counter;
+use tessera_processors::delivery::Delivery;
+use tessera_processors::ledger::{Ledger, Rewards};
+use tessera_processors::matcher::Matcher;
+use tessera_processors::timekeeper::Timekeeper;
+use tessera_producers::audit::{Audit, Report};
+
+use crate::kafka::KafkaArgs;
+
+/// A processor `tessera audit` can replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Audited {
+    /// `tessera.requests` from `tessera.subscribers` and `tessera.offers`.
+    Matcher,
+    /// `tessera.decisions` from `tessera.offers`, `tessera.requests` and `tessera.responses`.
+    Timekeeper,
+    /// `tessera.deliveries` from `tessera.offers`, `tessera.decisions` and `tessera.cosigns`.
+    Delivery,
+    /// Both ledger cores: `tessera.ledger-credits` from offers, decisions and outcomes, and
+    /// `tessera.ledger` from `tessera.ledger-credits`.
+    Ledger,
+    /// `tessera run counter`, as configured by the `--counter-*` options.
+    Counter,
+}
+
+/// Options of `tessera audit`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Every audit replays from the beginning of the log. A task's state at an \
+offset or a time in the middle is the fold of everything before it, which only a replay from the \
+beginning rebuilds, so there is no --from-offset or --from-time. History deleted by retention, or \
+compacted away on tessera.subscribers, cannot be replayed: the report notes the first and findings \
+may follow from either.\n\nExit status: 0 when every derived record is on the log as derived and \
+nothing else is, 1 when the audit finds a mismatch or cannot run.")]
+pub struct AuditArgs {
+    /// The processors to audit; all but the counter by default.
+    #[arg(value_enum)]
+    pub processors: Vec<Audited>,
+    /// Replay from the beginning of the log: the default and only start (see below).
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Write the reports as JSON to FILE (`{"clean": bool, "processors": [...]}`).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Read an output from another topic, NAME as the processor calls it (e.g.
+    /// `tessera.decisions`), TOPIC in full: to audit a copy of a topic. Repeatable.
+    #[arg(long = "output-topic", value_name = "NAME=TOPIC", value_parser = parse_override)]
+    pub output_topics: Vec<(String, String)>,
+    /// The timekeeper's private key file (as given to `tessera run timekeeper --key-file`). The
+    /// timekeeper's verdicts depend on opening the halves offers seal to it and on verifying
+    /// responses' proofs with it, so only a holder of the key can replay them; the other
+    /// processors need no secret.
+    #[arg(long, value_name = "FILE")]
+    pub timekeeper_key: Option<PathBuf>,
+    /// The counter's input topics (as given to `tessera run counter --input`).
+    #[arg(long = "counter-input")]
+    pub counter_inputs: Vec<String>,
+    /// The counter's output topic (as given to `tessera run counter --output`).
+    #[arg(long)]
+    pub counter_output: Option<String>,
+    /// The counter's idle time (as given to `tessera run counter --idle-ms`).
+    #[arg(long, default_value_t = 60_000)]
+    pub counter_idle_ms: i64,
+}
+
+impl AuditArgs {
+    /// Audits `processors` with every other option at its default.
+    pub fn of(processors: Vec<Audited>) -> Self {
+        AuditArgs {
+            processors,
+            from_beginning: true,
+            json: None,
+            output_topics: Vec::new(),
+            timekeeper_key: None,
+            counter_inputs: Vec::new(),
+            counter_output: None,
+            counter_idle_ms: 60_000,
+        }
+    }
+}
+
+fn parse_override(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, topic)) if !name.is_empty() && !topic.is_empty() => {
+            Ok((name.to_string(), topic.to_string()))
+        }
+        _ => Err(format!("expected NAME=TOPIC, got `{text}`")),
+    }
+}
+
+/// What `--json` writes.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    clean: bool,
+    processors: &'a [Report],
+}
+
+/// Audits the processors `args` names, one after the other (blocking: call it off the async
+/// executor). Each report lists its findings; an error means an audit could not run.
+pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>> {
+    let client = kafka.client_config()?;
+    let mut processors = args.processors.clone();
+    if processors.is_empty() {
+        processors = vec![
+            Audited::Matcher,
+            Audited::Timekeeper,
+            Audited::Delivery,
+            Audited::Ledger,
+        ];
+    }
+    let progress = ProgressBar::new(0);
+    progress.set_style(
+        ProgressStyle::with_template("{msg:32} {wide_bar} {pos}/{len} records {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    let mut used = vec![false; args.output_topics.len()];
+    let mut reports = Vec::new();
+    let auditor = Auditor {
+        kafka,
+        client: &client,
+        overrides: &args.output_topics,
+        progress: &progress,
+    };
+    for processor in processors {
+        match processor {
+            Audited::Matcher => reports.push(auditor.audit(Matcher, &mut used)?),
+            Audited::Timekeeper => {
+                let Some(path) = &args.timekeeper_key else {
+                    bail!(
+                        "auditing the timekeeper needs its private key: give --timekeeper-key \
+                         FILE, or name the processors to audit without it"
+                    );
+                };
+                let key = tessera_producers::keys::load(path)?;
+                reports.push(auditor.audit(Timekeeper::new(key), &mut used)?);
+            }
+            Audited::Delivery => reports.push(auditor.audit(Delivery, &mut used)?),
+            Audited::Ledger => {
+                reports.push(auditor.audit(Rewards, &mut used)?);
+                reports.push(auditor.audit(Ledger, &mut used)?);
+            }
+            Audited::Counter => {
+                let Some(output) = &args.counter_output else {
+                    bail!("auditing the counter needs --counter-output (and --counter-input)");
+                };
+                if args.counter_inputs.is_empty() {
+                    bail!("auditing the counter needs --counter-input");
+                }
+                let core = Counter::new(
+                    "counter",
+                    args.counter_inputs.clone(),
+                    output.clone(),
+                    args.counter_idle_ms,
+                );
+                reports.push(auditor.audit(core, &mut used)?);
+            }
+        }
+    }
+    progress.finish_and_clear();
+    if let Some(i) = used.iter().position(|used| !used) {
+        let name = &args.output_topics[i].0;
+        bail!("--output-topic {name}: no audited processor writes {name}");
+    }
+    Ok(reports)
+}
+
+/// What every core's audit shares.
+struct Auditor<'a> {
+    kafka: &'a KafkaArgs,
+    client: &'a rdkafka::ClientConfig,
+    overrides: &'a [(String, String)],
+    progress: &'a ProgressBar,
+}
+
+impl Auditor<'_> {
+    /// Audits `core`, marking in `used` the output overrides it took.
+    fn audit<C: Core + Send>(&self, core: C, used: &mut [bool]) -> anyhow::Result<Report> {
+        let mut audit = Audit::new(core, &self.kafka.topic_prefix);
+        for ((name, topic), used) in self.overrides.iter().zip(used.iter_mut()) {
+            *used |= audit.read_output_from(name, topic);
+        }
+        let processor = audit.processor().to_string();
+        audit
+            .run(self.client, self.progress)
+            .with_context(|| format!("cannot audit the {processor}"))
+    }
+}
+
+/// Runs `tessera audit`: prints each processor's summary and findings; returns whether all
+/// matched.
+pub async fn run(kafka: &KafkaArgs, args: AuditArgs) -> anyhow::Result<bool> {
+    let reports = {
+        let kafka = kafka.clone();
+        let args = args.clone();
+        tokio::task::spawn_blocking(move || audit(&kafka, &args))
+            .await
+            .context("the audit panicked")??
+    };
+    let mut findings = 0;
+    for report in &reports {
+        print(report);
+        findings += report.findings.len();
+    }
+    let clean = findings == 0;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&JsonReport {
+            clean,
+            processors: &reports,
+        })?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if clean {
+        println!("audit: every derived record is on the log as derived, and nothing else is");
+    } else {
+        println!("audit: {findings} mismatch(es)");
+    }
+    Ok(clean)
+}
+
+fn print(report: &Report) {
+    println!(
+        "{}: {} inputs read, {} replayed ({} undecided), {} records derived, {} matched, {} \
+         pending, {} outputs read, {} finding(s)",
+        report.processor,
+        report.inputs_read,
+        report.inputs_replayed,
+        report.undecided,
+        report.derived,
+        report.matched,
+        report.pending,
+        report.outputs_read,
+        report.findings.len()
+    );
+    for note in &report.notes {
+        println!("  note: {note}");
+    }
+    for finding in &report.findings {
+        println!("  {finding}");
+    }
+}

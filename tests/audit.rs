@@ -1,0 +1,506 @@
+//! Auditing on the real broker: the five cores run on the runtime over a few hundred random
+//! offers, responses and outcomes; `tessera audit` then replays the log and must find it clean.
+//! Then the log is tampered with, each time on a copy of the decisions or on the decisions
+//! themselves, and `tessera audit` must exit non-zero and name the record: a verdict left out, a
+//! verdict altered, and a CredentialReleased forged by another producer. `tessera receipt` must
+//! show a verdict with its checks holding.
+//!
+//! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tessera::audit::{AuditArgs, Audited, audit};
+use tessera::demo::Processors;
+use tessera::kafka::KafkaArgs;
+use tessera::topics;
+use tessera_producers::client::{Writer, partition_for};
+use tessera_producers::keys;
+use tessera_producers::provider::{self, Sealing};
+use tessera_producers::subscriber::{self, Responder};
+use tessera_schemas::topics::{self as catalogue, Topic};
+use tessera_schemas::*;
+
+const PARTITIONS: i32 = 3;
+const SUBSCRIBERS: usize = 40;
+const OFFERS: usize = 100;
+const RESPONSES: usize = 300;
+const IDENTIFIERS: u64 = 8;
+
+fn brokers() -> String {
+    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A tiny deterministic generator, so a failing run can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+}
+
+/// The installation under test and the parties' keys.
+struct Installation {
+    kafka: KafkaArgs,
+    writer: Writer,
+    key_file: PathBuf,
+    timekeeper: sealing::PublicKey,
+    responders: HashMap<String, Responder>,
+}
+
+impl Installation {
+    async fn send(&self, topic: Topic, key: &str, event: Event) {
+        let name = topic.full_name(&self.kafka.topic_prefix);
+        self.writer.write(&name, key, &event).await.unwrap();
+    }
+
+    /// Subscribers with two or three interests among the identifiers, so an offer invites some.
+    async fn register(&mut self, rng: &mut Lcg) {
+        for i in 0..SUBSCRIBERS {
+            let id = format!("S{i}");
+            let responder = Responder {
+                subscriber_id: id.clone(),
+                key: keys::new_private_key(),
+                timekeeper: self.timekeeper.clone(),
+            };
+            let interests = (0..2 + rng.next(2))
+                .map(|_| Interest {
+                    identifier: Some(format!("doc-{}", rng.next(IDENTIFIERS))),
+                    terms: vec![],
+                    features: BTreeMap::new(),
+                    ranges: vec![],
+                })
+                .collect();
+            let event = SubscriberRegistered {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                subscriber_id: id.clone(),
+                contact: format!("{id}@example.org"),
+                public_key: responder.key.public_key().to_bytes(),
+                interests,
+                webhook: None,
+            };
+            self.responders.insert(id.clone(), responder);
+            self.send(catalogue::SUBSCRIBERS, &id, event.into()).await;
+        }
+    }
+
+    /// Offers with deadlines, windows and durations ending within seconds, some with a capacity
+    /// or a reward, some invalid; returns when the last rule ends.
+    async fn publish(&self, rng: &mut Lcg) -> (Vec<String>, i64) {
+        let mut offers = Vec::new();
+        let mut last_end = 0;
+        for i in 0..OFFERS {
+            let offer_id = format!("offer-{i}-{}", uuid::Uuid::new_v4().simple());
+            let now = now_ms();
+            let time_rule = match rng.next(4) {
+                0 => TimeRule::Deadline(Deadline { at: now + 3_000 + rng.next(4_000) as i64 }),
+                1 => TimeRule::Within(Within { duration_ms: 2_000 + rng.next(4_000) as i64 }),
+                2 => {
+                    let from = now + rng.next(2_000) as i64;
+                    TimeRule::Window(Window { from, to: from + 3_000 })
+                }
+                // A window that ends before it starts: the timekeeper rejects the offer.
+                _ => TimeRule::Window(Window { from: now + 5_000, to: now + 1_000 }),
+            };
+            last_end = last_end.max(time_rule.ends_at(now + 1_000));
+            let event = OfferPublished {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                offer_id: offer_id.clone(),
+                provider_id: format!("P{}", rng.next(5)),
+                provider_contact: "p@example.org".into(),
+                recommendation: Recommendation {
+                    identifier: format!("doc-{}", rng.next(IDENTIFIERS)),
+                    name: "a document".into(),
+                    features: BTreeMap::new(),
+                    parameters: BTreeMap::new(),
+                },
+                time_rule,
+                capacity: (rng.next(3) == 0).then(|| 1 + rng.next(2) as i32),
+                reward: (rng.next(2) == 0).then(|| Reward {
+                    amount: 100,
+                    currency: "EUR".into(),
+                }),
+                credential: provider::seal(
+                    &offer_id,
+                    Sealing {
+                        target_data: b"the target data",
+                        custody: Custody::Escrow,
+                        timekeeper: &self.timekeeper,
+                    },
+                )
+                .unwrap()
+                .credential,
+            };
+            self.send(catalogue::OFFERS, &offer_id, event.into()).await;
+            offers.push(offer_id);
+        }
+        (offers, last_end)
+    }
+
+    /// Responses by random subscribers to random offers, a few of them forged (proven with
+    /// another key) and a few sent twice.
+    async fn respond(&self, rng: &mut Lcg, offers: &[String]) {
+        for _ in 0..RESPONSES {
+            let offer_id = &offers[rng.next(offers.len() as u64) as usize];
+            let subscriber = format!("S{}", rng.next(SUBSCRIBERS as u64));
+            let responder = &self.responders[&subscriber];
+            let forger;
+            let proving = if rng.next(20) == 0 {
+                // Proven with another key than the one the subscriber registered.
+                forger = Responder {
+                    subscriber_id: responder.subscriber_id.clone(),
+                    key: keys::new_private_key(),
+                    timekeeper: self.timekeeper.clone(),
+                };
+                &forger
+            } else {
+                responder
+            };
+            let event: Event = subscriber::response(offer_id, proving).unwrap().into();
+            self.send(catalogue::RESPONSES, offer_id, event.clone()).await;
+            if rng.next(25) == 0 {
+                self.send(catalogue::RESPONSES, offer_id, event).await;
+            }
+        }
+    }
+
+    /// An outcome for each release (most accepted), and one for a credential never released.
+    async fn settle(&self, rng: &mut Lcg) -> usize {
+        let releases: Vec<CredentialReleased> = read_all(&self.kafka, "tessera.decisions")
+            .into_iter()
+            .filter_map(|(_, _, _, value)| match decode(&value?) {
+                Ok(Event::CredentialReleased(release)) => Some(release),
+                _ => None,
+            })
+            .collect();
+        for release in &releases {
+            let event: Event = if rng.next(4) == 0 {
+                CredentialDeclined {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    offer_id: release.offer_id.clone(),
+                    credential_id: release.credential_id.clone(),
+                    subscriber_id: release.subscriber_id.clone(),
+                    reason: None,
+                }
+                .into()
+            } else {
+                CredentialAccepted {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    offer_id: release.offer_id.clone(),
+                    credential_id: release.credential_id.clone(),
+                    subscriber_id: release.subscriber_id.clone(),
+                }
+                .into()
+            };
+            self.send(catalogue::OUTCOMES, &release.offer_id, event).await;
+        }
+        let stranger = CredentialAccepted {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            offer_id: releases[0].offer_id.clone(),
+            credential_id: "never-released".into(),
+            subscriber_id: "S0".into(),
+        };
+        self.send(catalogue::OUTCOMES, &releases[0].offer_id, stranger.into()).await;
+        releases.len()
+    }
+}
+
+fn client() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers());
+    config
+}
+
+/// Every committed record of `topic` (without the prefix), partition by partition:
+/// (partition, offset, key, value).
+fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<(i32, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let name = format!("{}{topic}", kafka.topic_prefix);
+    let consumer: BaseConsumer = client()
+        .set("group.id", format!("{}test-reader", kafka.topic_prefix))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(&name, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut open = PARTITIONS;
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open > 0 {
+        assert!(Instant::now() < deadline, "cannot read {name} to its end");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => records.push((
+                m.partition(),
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => panic!("reading {name}: {e}"),
+            None => {}
+        }
+    }
+    records.sort_by_key(|r| (r.0, r.1));
+    records
+}
+
+/// Copies the decisions (ticks left out) to `copy`, partition by partition, through `change`,
+/// which may drop or rewrite a record.
+async fn copy_decisions(
+    kafka: &KafkaArgs,
+    copy: &str,
+    mut change: impl FnMut(usize, Event) -> Option<Event>,
+) {
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    let topic = NewTopic::new(copy, PARTITIONS, TopicReplication::Fixed(1));
+    for result in admin.create_topics(&[topic], &AdminOptions::new()).await.unwrap() {
+        result.unwrap();
+    }
+    let producer: FutureProducer = client().set("enable.idempotence", "true").create().unwrap();
+    let mut verdicts = 0;
+    for (partition, _, key, value) in read_all(kafka, "tessera.decisions") {
+        let Ok(event) = decode(value.as_deref().unwrap_or_default()) else {
+            continue;
+        };
+        if matches!(event, Event::Tick(_)) {
+            continue;
+        }
+        let Some(event) = change(verdicts, event) else {
+            verdicts += 1;
+            continue;
+        };
+        verdicts += 1;
+        let bytes = encode(&event).unwrap();
+        let key = key.unwrap_or_default();
+        producer
+            .send(
+                FutureRecord::to(copy).partition(partition).key(&key).payload(&bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs `tessera audit timekeeper` (with `extra` arguments); its exit success and stdout.
+fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args(["audit", "timekeeper", "--timekeeper-key"])
+        .arg(key_file)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn all_processors(key_file: &Path) -> AuditArgs {
+    AuditArgs {
+        timekeeper_key: Some(key_file.to_path_buf()),
+        ..AuditArgs::of(vec![
+            Audited::Matcher,
+            Audited::Timekeeper,
+            Audited::Delivery,
+            Audited::Ledger,
+        ])
+    }
+}
+
+/// Waits until every processor consumed every input it can decide (nothing pending).
+async fn settled(kafka: &KafkaArgs, key_file: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (kafka_, args) = (kafka.clone(), all_processors(key_file));
+        let reports = tokio::task::spawn_blocking(move || audit(&kafka_, &args))
+            .await
+            .unwrap()
+            .unwrap();
+        if reports.iter().all(|r| r.pending == 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the processors did not catch up: {reports:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audits_find_the_log_clean_and_name_each_tampered_record() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let kafka = KafkaArgs {
+        topic_prefix: format!("audit-{}.", uuid::Uuid::new_v4().simple()),
+        ..KafkaArgs::new(brokers())
+    };
+    topics::create(&kafka, PARTITIONS, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("timekeeper.key");
+    let timekeeper = keys::generate(&key_file).unwrap().public_key();
+    let processors =
+        Processors::start(&kafka, &dir.path().join("state"), keys::load(&key_file).unwrap()).unwrap();
+    let mut installation = Installation {
+        writer: Writer::new(&kafka.client_config().unwrap()).unwrap(),
+        kafka: kafka.clone(),
+        key_file: key_file.clone(),
+        timekeeper,
+        responders: HashMap::new(),
+    };
+    let mut rng = Lcg(0xa0d17);
+    installation.register(&mut rng).await;
+    // Let the matcher take the registrations in before the offers come.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (offers, last_end) = installation.publish(&mut rng).await;
+    installation.respond(&mut rng, &offers).await;
+    let wait = last_end + 2_000 - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    settled(&kafka, &installation.key_file).await;
+    let releases = installation.settle(&mut rng).await;
+    assert!(releases > 0, "the workload released nothing");
+    settled(&kafka, &installation.key_file).await;
+    processors.stop().await.unwrap();
+
+    // The untouched log: every processor's outputs are exactly what the replay derives.
+    let args = all_processors(&key_file);
+    let reports = {
+        let kafka = kafka.clone();
+        tokio::task::spawn_blocking(move || audit(&kafka, &args)).await.unwrap().unwrap()
+    };
+    for report in &reports {
+        assert!(report.clean(), "{report:#?}");
+    }
+    let timekeeper_report = reports.iter().find(|r| r.processor == "timekeeper").unwrap();
+    assert!(
+        timekeeper_report.matched as usize >= RESPONSES,
+        "every response has a verdict: {timekeeper_report:#?}"
+    );
+    let ledger = reports.iter().find(|r| r.processor == "ledger").unwrap();
+    assert!(ledger.matched > 0, "some reward was credited: {ledger:#?}");
+    let (clean, stdout) = audit_timekeeper(&kafka, &key_file, &[]);
+    assert!(clean, "tessera audit on the untouched log: {stdout}");
+
+    // A receipt for a refused responder holds up.
+    let rejection = read_all(&kafka, "tessera.decisions")
+        .into_iter()
+        .find_map(|(_, _, _, value)| match decode(&value?) {
+            Ok(Event::ResponseRejected(r)) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let receipt = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args(["receipt", &rejection.offer_id, &rejection.subscriber_id])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&receipt.stdout);
+    assert!(receipt.status.success(), "{shown}");
+    assert!(shown.contains(&format!("{:?}", rejection.reason)), "{shown}");
+    assert!(!shown.contains("FAILS"), "{shown}");
+
+    // A copy of the decisions with one verdict left out: missing, and the chain breaks after it.
+    let left_out = format!("{}copy-left-out", kafka.topic_prefix);
+    let mut dropped = None;
+    copy_decisions(&kafka, &left_out, |n, event| match event {
+        Event::CredentialReleased(release) if n > 10 && dropped.is_none() => {
+            dropped = Some(release.response.clone());
+            None
+        }
+        other => Some(other),
+    })
+    .await;
+    let dropped = dropped.expect("a release to leave out");
+    let (clean, stdout) = audit_timekeeper(
+        &kafka,
+        &key_file,
+        &["--output-topic", &format!("tessera.decisions={left_out}")],
+    );
+    assert!(!clean, "{stdout}");
+    let input = format!(
+        "{}tessera.responses/{}@{}",
+        kafka.topic_prefix, dropped.partition, dropped.offset
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("missing: CredentialReleased") && l.contains(&input)),
+        "the left-out release, derived from {input}, is named: {stdout}"
+    );
+    assert!(stdout.contains("broken link"), "{stdout}");
+
+    // A copy with one verdict altered: the record is named with the field that changed.
+    let altered = format!("{}copy-altered", kafka.topic_prefix);
+    let mut changed = None;
+    copy_decisions(&kafka, &altered, |n, event| match event {
+        Event::ResponseRejected(mut rejection) if n > 10 && changed.is_none() => {
+            changed = Some(rejection.event_id.clone());
+            rejection.detail = "it was on time, really".into();
+            Some(rejection.into())
+        }
+        other => Some(other),
+    })
+    .await;
+    let changed = changed.expect("a rejection to alter");
+    let (clean, stdout) = audit_timekeeper(
+        &kafka,
+        &key_file,
+        &["--output-topic", &format!("tessera.decisions={altered}")],
+    );
+    assert!(!clean, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.contains("altered:")
+            && l.contains(&altered)
+            && l.contains(&changed)
+            && l.contains("detail:")),
+        "the altered rejection {changed} is named: {stdout}"
+    );
+
+    // A CredentialReleased forged by another producer on the decisions themselves.
+    let genuine = read_all(&kafka, "tessera.decisions")
+        .into_iter()
+        .find_map(|(_, _, _, value)| match decode(&value?) {
+            Ok(Event::CredentialReleased(r)) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let forged = CredentialReleased {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        subscriber_id: "a stranger".into(),
+        ..genuine
+    };
+    let decisions = catalogue::DECISIONS.full_name(&kafka.topic_prefix);
+    let written = installation
+        .writer
+        .write(&decisions, &forged.offer_id, &forged.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(written.partition, partition_for(&forged.offer_id, PARTITIONS));
+    let (clean, stdout) = audit_timekeeper(&kafka, &key_file, &[]);
+    assert!(!clean, "{stdout}");
+    let place = format!("{decisions}/{}@{}", written.partition, written.offset);
+    assert!(
+        stdout.lines().any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
+        "the forged release at {place} is named: {stdout}"
+    );
+}
