@@ -79,7 +79,7 @@ pub async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<
         let shown = progress.clone();
         let elapsed = tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
             let started = Instant::now();
-            log::read(&client_, &topics_, &shown, &mut |_| Ok(()))?;
+            log::read(&client_, &topics_, &shown, &mut |_, _| Ok(()))?;
             Ok(started.elapsed())
         })
         .await??;

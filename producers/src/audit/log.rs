@@ -226,11 +226,12 @@ impl Reading {
         self.total
     }
 
-    /// Hands every record to `take`, in offset order per partition, advancing `progress`.
+    /// Hands every record to `take` with its topic's name (which librdkafka would otherwise
+    /// convert for every record), in offset order per partition, advancing `progress`.
     pub fn take_all(
         mut self,
         progress: &ProgressBar,
-        take: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), AuditError>,
+        take: &mut dyn FnMut(&str, &BorrowedMessage<'_>) -> Result<(), AuditError>,
     ) -> Result<Read, AuditError> {
         let mut records = 0;
         while self.topics.iter().any(|t| !t.open.is_empty()) {
@@ -247,7 +248,7 @@ impl Reading {
                             if bound.is_some_and(|end| message.offset() >= end) {
                                 (partition, true)
                             } else {
-                                take(&message)?;
+                                take(&topic.name, &message)?;
                                 taken += 1;
                                 (partition, bound.is_some_and(|end| message.offset() + 1 >= end))
                             }
@@ -286,7 +287,7 @@ pub fn read(
     client: &ClientConfig,
     partitions: &[(String, i32)],
     progress: &ProgressBar,
-    take: &mut dyn FnMut(&BorrowedMessage<'_>) -> Result<(), AuditError>,
+    take: &mut dyn FnMut(&str, &BorrowedMessage<'_>) -> Result<(), AuditError>,
 ) -> Result<Read, AuditError> {
     let reading = Reading::start(client, partitions, Until::End)?;
     progress.set_length(reading.total());

@@ -253,9 +253,9 @@ impl<C: Core> Audit<C> {
 }
 
 /// Input batches the reader of the inputs may be ahead of the replay (librdkafka holds more).
-const BATCHES_AHEAD: usize = 64;
+const BATCHES_AHEAD: usize = 16;
 /// Input records per batch.
-const BATCH: usize = 1024;
+const BATCH: usize = 4096;
 
 /// An input record read, for the replay.
 struct Input {
@@ -275,12 +275,12 @@ fn read_inputs(
     sender: &mpsc::SyncSender<Vec<Input>>,
 ) -> Result<log::Read, AuditError> {
     let mut batch = Vec::with_capacity(BATCH);
-    let read = reading.take_all(progress, &mut |message| {
+    let read = reading.take_all(progress, &mut |name, message| {
         let Timestamp::LogAppendTime(stamp) = message.timestamp() else {
-            let at = At::new(message.topic(), message.partition(), message.offset());
+            let at = At::new(name, message.partition(), message.offset());
             return Err(AuditError::NotBrokerStamped(at));
         };
-        let Some(topic) = inputs.iter().position(|t| t == message.topic()) else {
+        let Some(topic) = inputs.iter().position(|t| t == name) else {
             return Ok(());
         };
         batch.push(Input {
@@ -326,8 +326,8 @@ fn take_outputs(
     arrivals: &mpsc::SyncSender<Arrival>,
 ) -> Result<log::Read, AuditError> {
     let mut batch = Logged::default();
-    let read = reading.take_all(progress, &mut |message| {
-        if let Some(topic) = outputs.iter().position(|t| t == message.topic()) {
+    let read = reading.take_all(progress, &mut |name, message| {
+        if let Some(topic) = outputs.iter().position(|t| t == name) {
             let (partition, offset) = (message.partition(), message.offset());
             batch.push(classifier, topic, partition, offset, message.key(), message.payload());
         }
