@@ -1,4 +1,4 @@
-//! Credentials end to end on the real broker: the matcher, the timekeeper and the delivery worker
+//! Credentials end to end on the real broker: the processors (the delivery worker among them)
 //! run on the runtime, a provider publishes document X in co-sign and in escrow custody, B1
 //! answers both with a real proof, B2 answers with a proof made with someone else's key, the
 //! provider's agent co-signs, and B1 (not B2) opens what is delivered to its inbox. Afterwards no
@@ -9,15 +9,12 @@
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
-use tessera_processors::delivery::Delivery;
-use tessera_processors::runtime::{self, Config};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_partition_of};
 use tessera_producers::keys::{self, Halves};
@@ -245,11 +242,6 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         .unwrap();
     let state = world.dir.path().join("state");
     let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
-    let mut config = Config::new(world.config.clone(), "it", state.join("delivery"));
-    config.topic_prefix = world.prefix().to_string();
-    config.tick_period = Some(Duration::from_millis(200));
-    let stop = Arc::new(AtomicBool::new(false));
-    let delivery = tokio::spawn(runtime::run(Delivery, config, stop.clone()));
 
     let b1 = world.register("B1").await;
     let b2 = world.register("B2").await;
@@ -303,8 +295,6 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         );
     }
     processors.stop().await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    delivery.await.unwrap().unwrap();
     let (cosigned_offer, escrowed_offer) =
         (world.offer("cosigned").await, world.offer("escrowed").await);
 
