@@ -157,13 +157,20 @@ async fn runtime_throughput(
 
     let ends = produce(&client, &input, events, keys)?;
 
-    let raw = {
+    let (raw, raw_commits) = {
         let (client, input, output, ends) = (client.clone(), input.clone(), outputs[0].clone(), ends.clone());
         let group = format!("{prefix}raw");
-        tokio::task::spawn_blocking(move || {
+        let observed = {
+            let (client, input, ends, group) = (client.clone(), input.clone(), ends.clone(), group.clone());
+            tokio::task::spawn_blocking(move || {
+                wait_committed(&client, &group, &input, &ends, &ProgressBar::hidden())
+            })
+        };
+        let copied = tokio::task::spawn_blocking(move || {
             passthrough(&client, &input, &output, &group, &ends, commit_interval)
         })
-        .await??
+        .await??;
+        (copied, observed.await??)
     };
 
     let state = tempfile::tempdir()?;
@@ -175,12 +182,12 @@ async fn runtime_throughput(
     let started = Instant::now();
     let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
     let progress = bar(events as u64, "tessera runtime (counter)");
-    {
+    let runtime_commits = {
         let (client, input, ends, progress) = (client.clone(), input.clone(), ends.clone(), progress.clone());
         let group = format!("{prefix}tessera.counter");
         tokio::task::spawn_blocking(move || wait_committed(&client, &group, &input, &ends, &progress))
-            .await??;
-    }
+            .await??
+    };
     let processed = started.elapsed();
     progress.finish();
     stop.store(true, Ordering::Relaxed);
@@ -192,6 +199,14 @@ async fn runtime_throughput(
     println!("raw passthrough    {:>10.0} events/s ({:.2?})", raw_rate, raw);
     println!("tessera runtime    {:>10.0} events/s ({:.2?})", runtime_rate, processed);
     println!("ratio              {:>10.2}", runtime_rate / raw_rate);
+    let (raw_steady, runtime_steady) = (
+        raw_commits.steady_rate(events as i64),
+        runtime_commits.steady_rate(events as i64),
+    );
+    println!("steady, from each side's first commit (start-up excluded):");
+    println!("raw passthrough    {raw_steady:>10.0} events/s");
+    println!("tessera runtime    {runtime_steady:>10.0} events/s");
+    println!("ratio              {:>10.2}", runtime_steady / raw_steady);
     Ok(())
 }
 
@@ -258,19 +273,43 @@ fn send_waiting<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
     }
 }
 
-/// Waits until `group` has committed at least `ends` on every partition of `topic`.
+/// When a consumer group's commits were first seen and when they reached the end.
+struct Commits {
+    /// The first observation of a commit: when, and how many records it covered.
+    first: Option<(Instant, i64)>,
+    /// When every partition's end was committed.
+    done: Instant,
+}
+
+impl Commits {
+    /// Records per second from the first commit seen to the last: the steady rate, without the
+    /// start-up (joining a group, opening stores) that a short run would otherwise be dominated
+    /// by.
+    fn steady_rate(&self, total: i64) -> f64 {
+        match self.first {
+            Some((at, covered)) if self.done > at && covered < total => {
+                (total - covered) as f64 / (self.done - at).as_secs_f64()
+            }
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Waits until `group` has committed at least `ends` on every partition of `topic`, watching its
+/// commits every 20 ms.
 fn wait_committed(
     client: &ClientConfig,
     group: &str,
     topic: &str,
     ends: &BTreeMap<i32, i64>,
     progress: &ProgressBar,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Commits> {
     let consumer: BaseConsumer = client.clone().set("group.id", group).create()?;
     let mut wanted = TopicPartitionList::new();
     for partition in ends.keys() {
         wanted.add_partition(topic, *partition);
     }
+    let mut first = None;
     loop {
         let committed = consumer.committed_offsets(wanted.clone(), Duration::from_secs(10))?;
         let mut done = 0;
@@ -285,10 +324,16 @@ fn wait_committed(
             all &= at >= end;
         }
         progress.set_position(done as u64);
-        if all {
-            return Ok(());
+        if done > 0 && first.is_none() {
+            first = Some((Instant::now(), done));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if all {
+            return Ok(Commits {
+                first,
+                done: Instant::now(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -318,6 +318,24 @@ pub async fn next_record(
     }
 }
 
+/// The partition's low and high watermarks. Retried for a few seconds while the broker says its
+/// leadership is moving, as it does just after a topic is created or a broker restarts.
+fn watermarks(consumer: &Reader, topic: &str, partition: i32) -> KafkaResult<(i64, i64)> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, TIMEOUT) {
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition,
+            )) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Every record of `topic` (the given partitions, or all of them) from the beginning up to the
 /// end as it is now, in partition then offset order.
 pub async fn read_to_end(
@@ -344,8 +362,7 @@ pub async fn read_to_end(
     // seen now, or any later one, ends a partition too.
     let mut ends = BTreeMap::new();
     for &partition in &wanted {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, partition, TIMEOUT)
+        let (_, high) = watermarks(&consumer, topic, partition)
             .map_err(kafka(format!("cannot read the end of {topic}/{partition}")))?;
         ends.insert(partition, high);
     }

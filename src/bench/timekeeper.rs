@@ -286,7 +286,7 @@ async fn timekeeper(
         let (client, group, name) = (client.clone(), group.clone(), format!("{prefix}{topic}"));
         tokio::task::spawn_blocking(move || {
             let progress = bar(ends.values().sum::<i64>() as u64, &format!("timekeeper reads {topic}"));
-            wait_committed(&client, &group, &name, &ends, &progress)
+            wait_committed(&client, &group, &name, &ends, &progress).map(|_| ())
         })
     };
     wait(REQUESTS.name, &invitations).await??;
