@@ -30,28 +30,17 @@ use tessera_producers::subscriber::{self, Responder};
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
 
+mod support;
+use support::{Lcg, brokers};
+
 const PARTITIONS: i32 = 3;
 const SUBSCRIBERS: usize = 40;
 const OFFERS: usize = 100;
 const RESPONSES: usize = 300;
 const IDENTIFIERS: u64 = 8;
 
-fn brokers() -> String {
-    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// A tiny deterministic generator, so a failing run can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
 }
 
 /// The installation under test and the parties' keys.

@@ -23,30 +23,19 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+mod support;
+use support::{Lcg, brokers};
+
 const PARTITIONS: i32 = 6;
 const INSTANCES: usize = 3;
 const KEYS: usize = 1000;
 /// One input in this many cannot be decoded (no key) and must become a dead letter.
 const GARBAGE_EVERY: usize = 997;
 
-fn brokers() -> String {
-    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
 fn client() -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers());
     config
-}
-
-/// A tiny deterministic generator, so a failing schedule can be rerun.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % bound
-    }
 }
 
 struct Cluster {

@@ -215,6 +215,17 @@ fn audit_in_order(log: &[Logged], committed: [i64; 2], replay_first: bool) -> Re
 
 const ALL_CONSUMED: [i64; 2] = [4, 3];
 
+/// Appends to `log` a relay record that another producer wrote: an id no input derives.
+fn forge(log: &mut Vec<Logged>) {
+    let forged = relayed(uuid::Uuid::new_v4().to_string(), "k1", "forged");
+    log.push(Logged {
+        topic: 0,
+        partition: 0,
+        key: Some(forged.key.into_bytes()),
+        value: forged.value,
+    });
+}
+
 /// The position of the output relaying `text` to `key`, and the output.
 fn find(log: &[Logged], key: &str, text: &str) -> (usize, Logged) {
     log.iter()
@@ -261,13 +272,7 @@ fn records_pair_up_whichever_side_comes_first() {
 
     let (i, _) = find(&log, "m1", "e");
     log.remove(i);
-    let forged = relayed(uuid::Uuid::new_v4().to_string(), "k1", "forged");
-    log.push(Logged {
-        topic: 0,
-        partition: 0,
-        key: Some(forged.key.into_bytes()),
-        value: forged.value,
-    });
+    forge(&mut log);
     let report = audit_in_order(&log, ALL_CONSUMED, true);
     let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
     assert_eq!(kinds, ["missing", "injected"], "{:#?}", report.findings);
@@ -314,13 +319,7 @@ fn a_broadcast_output_is_missing_only_when_a_later_input_of_its_task_was_consume
 #[test]
 fn a_record_from_another_producer_is_injected() {
     let mut log = live();
-    let forged = relayed(uuid::Uuid::new_v4().to_string(), "k1", "forged");
-    log.push(Logged {
-        topic: 0,
-        partition: 0,
-        key: Some(forged.key.into_bytes()),
-        value: forged.value,
-    });
+    forge(&mut log);
     let report = audit(&log, ALL_CONSUMED);
     let expected = at(&log, log.len() - 1);
     assert!(
