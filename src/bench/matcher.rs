@@ -151,9 +151,10 @@ impl Synthetic {
     /// parameters: selective, as most offers are.
     fn offer(&mut self, n: usize) -> OfferPublished {
         let name: Vec<String> = (0..4).map(|_| self.word()).collect();
+        // Shaped like a real sealed half, so the offer passes `check_offer`'s credential check.
         let sealed = SealedBox {
-            enc: vec![1; 32],
-            ciphertext: vec![2; 64],
+            enc: vec![1; tessera_schemas::sealing::KEY_LEN],
+            ciphertext: vec![2; tessera_schemas::sealing::SEALED_HALF_LEN],
         };
         OfferPublished {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -334,6 +335,8 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
     if let Some(failure) = store.take_failure() {
         return Err(failure.into());
     }
+    // An offer the matcher refuses costs one read: timing those would measure nothing.
+    ensure!(requests > 0, "no benchmark offer invited anyone; are the offers valid?");
     let (rss_peak, _) = rss_mib(std::process::id())?;
 
     let progress = bar(scans as u64, "matching by linear scan");
