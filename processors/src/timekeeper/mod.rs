@@ -57,6 +57,7 @@ use tessera_schemas::{
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output, Position, derived_id};
+use crate::outputs::pair;
 use crate::timers::Timers;
 
 const NAME: &str = "timekeeper";
@@ -127,12 +128,6 @@ const INVITATIONS: Table<Invitation> = Table::new("invitation/");
 const JUDGED: Table<()> = Table::new("judged/");
 /// One timer per valid offer, due when its rule ends.
 const CLOSES: Timers = Timers::new("close/", "next-close/");
-
-/// A state key for an offer and something of it, length-prefixed so that ("a/b", "c") and
-/// ("a", "b/c") are different keys.
-fn pair(offer_id: &str, other: &str) -> String {
-    format!("{}/{offer_id}/{other}", offer_id.len())
-}
 
 /// An input record the timekeeper acts on: only the events that belong on its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
