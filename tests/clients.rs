@@ -547,8 +547,7 @@ async fn respond_answers_the_invitation_the_matcher_names() {
         sealing::verify_proof(
             &response.proof,
             &ResponseIds::from(response),
-            &b1.public_key(),
-            &it.timekeeper
+            &sealing::ProofKey::for_timekeeper(&it.timekeeper, &b1.public_key()).unwrap()
         ),
         Ok(()),
         "the proof is made with B1's key for the timekeeper"

@@ -26,7 +26,7 @@ use tessera_schemas::sealing::{
 };
 use tessera_schemas::{
     Custody, Deadline, Event, OfferPublished, OfferWithdrawn, Recommendation, ResponseSubmitted,
-    SealedBox, Tick, TimeRule, Window, Within, decode, encode,
+    Tick, TimeRule, Window, Within, decode, encode,
 };
 use tessera_schemas::{InteractionRequested, LogPosition, OfferTerms};
 
@@ -172,17 +172,13 @@ fn record(item: &Item) -> RawRecord {
                 offer_id: offer_id(*offer),
                 request_id: invitation_id(*offer, *subscriber, *right_id),
                 subscriber_id: subscriber_id(*subscriber),
-                proof: SealedBox {
-                    enc: vec![],
-                    ciphertext: vec![],
-                },
+                proof: vec![],
             };
             let signer = if *forged { subscriber + 1 } else { *subscriber };
             response.proof = prove(
                 &ResponseIds::from(&response),
                 &subscriber_key(signer),
                 &timekeeper_key().public_key(),
-                &mut ChaCha20Rng::from_seed([*event; 32]),
             )
             .unwrap();
             (offer_id(*offer), response.into())

@@ -15,14 +15,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use hpke::rand_core::UnwrapErr;
 use rdkafka::ClientConfig;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{self, PrivateKey, PublicKey, ResponseIds, SealError};
 use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
-    InteractionRequested, Interest, ResponseRejected, ResponseSubmitted, SealedBox,
+    InteractionRequested, Interest, ResponseRejected, ResponseSubmitted,
     SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
@@ -147,16 +146,12 @@ pub fn response(offer_id: &str, responder: &Responder) -> Result<ResponseSubmitt
         offer_id: offer_id.to_string(),
         request_id: request_id(offer_id, &responder.subscriber_id),
         subscriber_id: responder.subscriber_id.clone(),
-        proof: SealedBox {
-            enc: Vec::new(),
-            ciphertext: Vec::new(),
-        },
+        proof: Vec::new(),
     };
     response.proof = sealing::prove(
         &ResponseIds::from(&response),
         &responder.key,
         &responder.timekeeper,
-        &mut UnwrapErr(getrandom::SysRng),
     )?;
     Ok(response)
 }
@@ -544,7 +539,8 @@ mod tests {
         );
         assert_eq!(answer.offer_id, request.offer_id);
         let subscriber = responder.key.public_key();
-        let verify = |proof, ids| sealing::verify_proof(proof, &ids, &subscriber, &timekeeper);
+        let key = sealing::ProofKey::for_timekeeper(&timekeeper, &subscriber).unwrap();
+        let verify = |proof: &[u8], ids| sealing::verify_proof(proof, &ids, &key);
         assert_eq!(verify(&answer.proof, ResponseIds::from(&answer)), Ok(()));
         assert_ne!(another.event_id, answer.event_id);
         assert!(

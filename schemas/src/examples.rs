@@ -185,7 +185,7 @@ pub fn all() -> Vec<Event> {
             offer_id: "offer-1".into(),
             request_id: "offer-1/B1".into(),
             subscriber_id: "B1".into(),
-            proof: sealed(4),
+            proof: vec![4; 32],
         }
         .into(),
         CredentialReleased {

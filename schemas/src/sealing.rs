@@ -26,12 +26,19 @@
 //! | package (AEAD, not HPKE) | - | `tessera/v1 package`, offer id |
 //! | half sealed to the timekeeper | `tessera/v1 <half> to the timekeeper` | offer id |
 //! | half sealed to a responder | `tessera/v1 <half> to the responder` | offer id, subscriber id, credential id |
-//! | response proof (auth mode) | `tessera/v1 response proof` | offer id, request id, subscriber id, response event id |
 //!
-//! The proof is an HPKE auth-mode message with an empty plaintext from the subscriber's key pair
-//! to the timekeeper's public key: only a holder of the subscriber's private key (or of the
-//! timekeeper's) can make one that opens. Naming the response's event id means a proof cannot be
-//! reused for another response, even by someone who read it on the log.
+//! # Proofs
+//!
+//! A response proves its sender holds the subscriber's private key with an HMAC-SHA256 tag over
+//! the response's ids (offer, request, subscriber, and the response's own event id, so a proof
+//! read on the log serves no other response). Its key ([`ProofKey`]) is HKDF-SHA256 over the
+//! X25519 shared secret of the subscriber's and the timekeeper's static keys, bound to both
+//! public keys: only a holder of the subscriber's private key (or of the timekeeper's) can make a
+//! tag that verifies. This is what an HPKE auth-mode message proves too, but auth mode adds an
+//! ephemeral key, so every proof cost the timekeeper two X25519 multiplications; the static
+//! shared key is the same for every response of a subscriber, so the timekeeper derives it once
+//! and keeps it (NaCl's `crypto_box_beforenm` precomputes the same way), and a proof then costs
+//! it one hash.
 //!
 //! # Determinism
 //!
@@ -55,6 +62,7 @@ use chacha20::ChaCha20Rng;
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac as _};
 use hpke::rand_core::{CryptoRng, SeedableRng};
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use sha2::Sha256;
@@ -83,6 +91,9 @@ pub const MAX_PACKAGE_LEN: usize = 768 * 1024;
 pub const MAX_TARGET_DATA_LEN: usize = 64 * 1024 * 1024;
 
 const PROOF: &str = "response proof";
+const PROOF_KEY_SALT: &[u8] = b"tessera/v1 response proof key";
+/// Bytes of a response proof: an HMAC-SHA256 tag.
+pub const PROOF_LEN: usize = 32;
 const PACKAGE_AAD: &str = "tessera/v1 package";
 const SEED_SALT: &[u8] = b"tessera/v1 sealing randomness";
 
@@ -154,6 +165,10 @@ impl PublicKey {
     /// The key's 32 bytes, as registered and published.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0.to_bytes().to_vec()
+    }
+
+    fn bytes(&self) -> [u8; KEY_LEN] {
+        self.0.to_bytes().into()
     }
 }
 
@@ -621,49 +636,72 @@ pub fn open_credential(
     )
 }
 
-/// The proof for `response`: an HPKE auth-mode message from the subscriber's key pair to the
-/// timekeeper, bound to the response.
+/// The key a subscriber and the timekeeper share for the subscriber's proofs (see the module's
+/// Proofs). Either side derives the same key with its own private key and the other's public key.
+pub struct ProofKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl ProofKey {
+    /// The key the timekeeper checks `subscriber`'s proofs with.
+    pub fn for_timekeeper(timekeeper: &PrivateKey, subscriber: &PublicKey) -> Result<Self, SealError> {
+        Self::derive(timekeeper, subscriber, subscriber, &timekeeper.public_key())
+    }
+
+    /// The key a subscriber makes its proofs to `timekeeper` with.
+    pub fn for_subscriber(subscriber: &PrivateKey, timekeeper: &PublicKey) -> Result<Self, SealError> {
+        Self::derive(subscriber, timekeeper, &subscriber.public_key(), timekeeper)
+    }
+
+    fn derive(
+        own: &PrivateKey,
+        peer: &PublicKey,
+        subscriber: &PublicKey,
+        timekeeper: &PublicKey,
+    ) -> Result<Self, SealError> {
+        let secret = x25519_dalek::StaticSecret::from(*own.to_bytes());
+        let peer = x25519_dalek::PublicKey::from(peer.bytes());
+        let shared = secret.diffie_hellman(&peer);
+        // A low-order public key gives every holder the same all-zero secret (RFC 7748 §6.1).
+        if !shared.was_contributory() {
+            return Err(SealError::Seal(PROOF));
+        }
+        let context = bound("", &[&subscriber.bytes(), &timekeeper.bytes()]);
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        Hkdf::<Sha256>::new(Some(PROOF_KEY_SALT), shared.as_bytes())
+            .expand(&context, key.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Ok(ProofKey(key))
+    }
+
+    fn tag(&self, response: &ResponseIds<'_>) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref())
+            .expect("HMAC takes a key of any length");
+        mac.update(&bound(&format!("tessera/v1 {PROOF}"), &[&response_aad(response)]));
+        mac
+    }
+}
+
+impl fmt::Debug for ProofKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProofKey(..)")
+    }
+}
+
+/// The proof for `response`, made by the subscriber it names for `timekeeper`.
 pub fn prove(
     response: &ResponseIds<'_>,
     subscriber: &PrivateKey,
     timekeeper: &PublicKey,
-    rng: &mut impl CryptoRng,
-) -> Result<SealedBox, SealError> {
-    let sender = (subscriber.0.clone(), subscriber.public_key().0);
-    let info = format!("tessera/v1 {PROOF}");
-    seal(
-        &OpModeS::Auth(sender),
-        timekeeper,
-        info.as_bytes(),
-        &[],
-        &response_aad(response),
-        rng,
-        PROOF,
-    )
+) -> Result<Vec<u8>, SealError> {
+    let key = ProofKey::for_subscriber(subscriber, timekeeper)?;
+    Ok(key.tag(response).finalize().into_bytes().to_vec())
 }
 
-/// Whether `proof` was made for `response` by the holder of `subscriber`'s private key.
-pub fn verify_proof(
-    proof: &SealedBox,
-    response: &ResponseIds<'_>,
-    subscriber: &PublicKey,
-    timekeeper: &PrivateKey,
-) -> Result<(), SealError> {
-    let info = format!("tessera/v1 {PROOF}");
-    let mode = OpModeR::Auth(subscriber.0.clone());
-    let plaintext = open(
-        &mode,
-        timekeeper,
-        proof,
-        info.as_bytes(),
-        &response_aad(response),
-        PROOF,
-    )?;
-    if plaintext.is_empty() {
-        Ok(())
-    } else {
-        Err(SealError::Open(PROOF))
-    }
+/// Whether `proof` was made for `response` by a holder of `key`'s subscriber's private key.
+/// Compares in constant time.
+pub fn verify_proof(proof: &[u8], response: &ResponseIds<'_>, key: &ProofKey) -> Result<(), SealError> {
+    key.tag(response)
+        .verify_slice(proof)
+        .map_err(|_| SealError::Open(PROOF))
 }
 
 /// Checks a credential's shape, which anyone can without a key: each sealed half an encapsulated

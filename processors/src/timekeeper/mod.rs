@@ -41,7 +41,11 @@
 //! subscriber registered); one that does not verify is rejected as Forged, before any other rule
 //! that could release it. On release the timekeeper opens its halves and re-seals each to that
 //! registered key, bound to offer, responder and credential id ([`tessera_schemas::sealing`]).
-//! Re-sealing is deterministic, so a replay with the same key writes the same bytes.
+//! Re-sealing is deterministic, so a replay with the same key writes the same bytes. What it
+//! derives with its key (each subscriber's proof key, each open offer's halves) it keeps in memory
+//! ([`secrets`]), so a response costs a hash and a release one seal.
+
+mod secrets;
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::rules::{Timing, check_offer, format_stamp};
@@ -58,6 +62,7 @@ use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output, Position, derived_id};
 use crate::outputs::pair;
+use self::secrets::Secrets;
 use crate::timers::Timers;
 
 const NAME: &str = "timekeeper";
@@ -153,17 +158,19 @@ impl Received {
     }
 }
 
-/// The timekeeper core. It holds its private key and nothing else: all it knows is in the task's
-/// state.
+/// The timekeeper core. It holds its private key and what it derived with it ([`secrets`]);
+/// all it knows is in the task's state.
 #[derive(Debug)]
 pub struct Timekeeper {
-    key: PrivateKey,
+    secrets: Secrets,
 }
 
 impl Timekeeper {
     /// A timekeeper that opens halves sealed to, and verifies proofs made for, `key`'s public key.
     pub fn new(key: PrivateKey) -> Self {
-        Timekeeper { key }
+        Timekeeper {
+            secrets: Secrets::new(key),
+        }
     }
 }
 
@@ -229,13 +236,14 @@ impl Core for Timekeeper {
             at: input.at(),
             list: Vec::new(),
         };
-        close_ended(state, &mut out);
+        let secrets = &mut self.secrets;
+        close_ended(state, secrets, &mut out);
         if let Input::Record { value, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, &self.key, *offer, &mut out),
-                Received::Withdrawal(withdrawal) => withdraw(state, withdrawal, &mut out),
+                Received::Offer(offer) => publish(state, secrets, *offer, &mut out),
+                Received::Withdrawal(withdrawal) => withdraw(state, secrets, withdrawal, &mut out),
                 Received::Invitation(invitation) => invite(state, invitation, &mut out),
-                Received::Response(response) => respond(state, &self.key, response, &mut out),
+                Received::Response(response) => respond(state, secrets, response, &mut out),
             }
         }
         out.list
@@ -297,7 +305,7 @@ fn encoded(event: &Event) -> Vec<u8> {
 }
 
 /// Closes every valid offer whose rule ended before the input's stamp.
-fn close_ended(state: &mut dyn State, out: &mut Outputs) {
+fn close_ended(state: &mut dyn State, secrets: &mut Secrets, out: &mut Outputs) {
     let now = out.at.effective;
     while let Some((_, offer_id)) = CLOSES.pop_due(state, now) {
         let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
@@ -311,6 +319,7 @@ fn close_ended(state: &mut dyn State, out: &mut Outputs) {
         progress.closed_at = Some(now);
         PROGRESS.put(state, &offer_id, &progress);
         closed(out, &offer_id, &offer, &progress);
+        secrets.forget(&offer_id);
     }
 }
 
@@ -334,7 +343,7 @@ fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Pro
     });
 }
 
-fn publish(state: &mut dyn State, key: &PrivateKey, offer: OfferPublished, out: &mut Outputs) {
+fn publish(state: &mut dyn State, secrets: &mut Secrets, offer: OfferPublished, out: &mut Outputs) {
     let position = out.position(topics::OFFERS);
     if let Some(first) = OFFERS.get(state, &offer.offer_id) {
         let detail = format!(
@@ -347,7 +356,7 @@ fn publish(state: &mut dyn State, key: &PrivateKey, offer: OfferPublished, out: 
         return reject_offer(out, &offer, position, OfferProblem::DuplicateOffer, detail);
     }
     let problem = check_offer(&offer, out.at.effective)
-        .and_then(|()| halves_open(key, &offer))
+        .and_then(|()| halves_open(secrets, &offer))
         .err();
     let ends_at = offer.time_rule.ends_at(out.at.effective);
     let stored = StoredOffer {
@@ -366,20 +375,18 @@ fn publish(state: &mut dyn State, key: &PrivateKey, offer: OfferPublished, out: 
     }
 }
 
-/// Whether the halves the offer seals to the timekeeper open with its key; the plaintext halves
-/// are dropped (and zeroed) at once, to be opened again on each release.
-fn halves_open(key: &PrivateKey, offer: &OfferPublished) -> Result<(), (OfferProblem, String)> {
+/// Whether the halves the offer seals to the timekeeper open with its key. The opened halves stay
+/// in memory only ([`secrets`]), for the releases to come.
+fn halves_open(secrets: &mut Secrets, offer: &OfferPublished) -> Result<(), (OfferProblem, String)> {
     let credential = &offer.credential;
     let bad = |e: SealError| (OfferProblem::BadCredential, e.to_string());
-    sealing::open_from_provider(
-        &credential.platform_half,
-        Half::Platform,
-        &offer.offer_id,
-        key,
-    )
-    .map_err(bad)?;
+    secrets
+        .half(&offer.offer_id, Half::Platform, &credential.platform_half)
+        .map_err(bad)?;
     if let Some(escrow) = &credential.escrow_half {
-        sealing::open_from_provider(escrow, Half::Provider, &offer.offer_id, key).map_err(bad)?;
+        secrets
+            .half(&offer.offer_id, Half::Provider, escrow)
+            .map_err(bad)?;
     }
     Ok(())
 }
@@ -406,7 +413,12 @@ fn reject_offer(
     });
 }
 
-fn withdraw(state: &mut dyn State, withdrawal: OfferWithdrawn, out: &mut Outputs) {
+fn withdraw(
+    state: &mut dyn State,
+    secrets: &mut Secrets,
+    withdrawal: OfferWithdrawn,
+    out: &mut Outputs,
+) {
     let offer_id = withdrawal.offer_id.clone();
     let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
     match withdrawable(OFFERS.get(state, &offer_id), &progress, &withdrawal) {
@@ -415,6 +427,7 @@ fn withdraw(state: &mut dyn State, withdrawal: OfferWithdrawn, out: &mut Outputs
             progress.withdrawn = true;
             PROGRESS.put(state, &offer_id, &progress);
             closed(out, &offer_id, &offer, &progress);
+            secrets.forget(&offer_id);
         }
         Err(reason) => out.dead_letter(topics::OFFERS, &offer_id, withdrawal.into(), reason),
     }
@@ -484,7 +497,7 @@ fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Out
 
 fn respond(
     state: &mut dyn State,
-    key: &PrivateKey,
+    secrets: &mut Secrets,
     response: ResponseSubmitted,
     out: &mut Outputs,
 ) {
@@ -501,7 +514,7 @@ fn respond(
         JUDGED.put(state, &judged, &());
         verdict(
             state,
-            key,
+            secrets,
             &response,
             offer.as_ref(),
             &progress,
@@ -515,7 +528,7 @@ fn respond(
         credential_id: &credential_id,
     };
     let verdict = verdict.and_then(|(offer, invitation)| {
-        let halves = halves_for_responder(key, offer, &release, &invitation)?;
+        let halves = halves_for_responder(secrets, offer, &release, &invitation)?;
         Ok((offer, invitation, halves))
     });
     progress.responded = progress.responded.saturating_add(1);
@@ -575,7 +588,7 @@ fn respond(
 /// responder's invitation.
 fn verdict<'a>(
     state: &dyn State,
-    key: &PrivateKey,
+    secrets: &mut Secrets,
     response: &ResponseSubmitted,
     offer: Option<&'a StoredOffer>,
     progress: &Progress,
@@ -619,7 +632,7 @@ fn verdict<'a>(
         }
         Some(invitation) => invitation,
     };
-    proven(key, response, &invitation).map_err(|detail| (RejectReason::Forged, detail))?;
+    proven(secrets, response, &invitation).map_err(|detail| (RejectReason::Forged, detail))?;
     if invitation.released {
         return Err((
             RejectReason::Duplicate,
@@ -658,7 +671,7 @@ fn verdict<'a>(
 /// Whether the response's proof was made with the private key of the subscriber it names, checked
 /// against the public key the subscriber's invitation carries.
 fn proven(
-    key: &PrivateKey,
+    secrets: &mut Secrets,
     response: &ResponseSubmitted,
     invitation: &Invitation,
 ) -> Result<(), String> {
@@ -668,13 +681,10 @@ fn proven(
             "subscriber {subscriber_id} has no usable registered key to check the proof with: {e}"
         )
     })?;
-    sealing::verify_proof(
-        &response.proof,
-        &ResponseIds::from(response),
-        &subscriber,
-        key,
-    )
-    .map_err(|_| {
+    let key = secrets.proof_key(&subscriber).map_err(|e| {
+        format!("subscriber {subscriber_id}'s registered key cannot check a proof: {e}")
+    })?;
+    sealing::verify_proof(&response.proof, &ResponseIds::from(response), key).map_err(|_| {
         format!(
             "the proof of response {} does not verify with subscriber {subscriber_id}'s registered key",
             response.event_id
@@ -700,15 +710,15 @@ fn rule_in_words(offer: &StoredOffer) -> String {
 /// the responder's registered key for this release. Only a timekeeper whose key changed since the
 /// offer was checked fails here; the offer is then unusable, and the response is refused as such.
 fn halves_for_responder(
-    key: &PrivateKey,
+    secrets: &mut Secrets,
     offer: &StoredOffer,
     release: &Release<'_>,
     invitation: &Invitation,
 ) -> Result<(SealedBox, Option<SealedBox>), (RejectReason, String)> {
-    let reseal = |sealed: &SealedBox, half: Half| -> Result<SealedBox, SealError> {
+    let mut reseal = |sealed: &SealedBox, half: Half| -> Result<SealedBox, SealError> {
         let responder = PublicKey::from_bytes(&invitation.subscriber_key)?;
-        let opened = sealing::open_from_provider(sealed, half, release.offer_id, key)?;
-        sealing::seal_to_responder(&opened, half, release, &responder)
+        let opened = secrets.half(release.offer_id, half, sealed)?;
+        sealing::seal_to_responder(opened, half, release, &responder)
     };
     let unusable = |e: SealError| {
         (

@@ -106,16 +106,12 @@ fn response_by(signer: &str, offer_id: &str, subscriber_id: &str, n: u32) -> Res
         offer_id: offer_id.into(),
         request_id: request_id(offer_id, subscriber_id),
         subscriber_id: subscriber_id.into(),
-        proof: SealedBox {
-            enc: vec![],
-            ciphertext: vec![],
-        },
+        proof: vec![],
     };
     response.proof = prove(
         &ResponseIds::from(&response),
         &subscriber_key(signer),
         &timekeeper_key().public_key(),
-        &mut rng(&response.event_id),
     )
     .unwrap();
     response
@@ -844,7 +840,7 @@ fn a_response_whose_proof_fails_is_forged_and_never_released() {
     lifted.proof = response("o", "s1", 3).proof;
     assert_eq!(why(&tk.respond(T - 40, lifted)).0, RejectReason::Forged);
     let mut garbage = response("o", "s1", 4);
-    garbage.proof.ciphertext[0] ^= 1;
+    garbage.proof[0] ^= 1;
     assert_eq!(why(&tk.respond(T - 30, garbage)).0, RejectReason::Forged);
     // Forged responses released nothing, so s1's own response is released.
     assert_eq!(tk.answer(T - 20, "s1", 5), ["released s1"]);

@@ -4,8 +4,6 @@
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::SealedBox;
-
 /// A subscriber answers an invitation and asks for the credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
@@ -19,7 +17,10 @@ pub struct ResponseSubmitted {
     pub request_id: String,
     /// The responding subscriber.
     pub subscriber_id: String,
-    /// Proof that the sender holds the subscriber's private key: an HPKE auth-mode message to the
-    /// timekeeper, bound to offer, request and subscriber.
-    pub proof: SealedBox,
+    /// Proof that the sender holds the subscriber's private key: an HMAC-SHA256 tag under the key
+    /// the subscriber's and the timekeeper's X25519 keys share, over offer, request, subscriber and
+    /// this event id (`tessera_schemas::sealing`).
+    #[serde(with = "apache_avro::serde::bytes")]
+    #[avro(with)]
+    pub proof: Vec<u8>,
 }

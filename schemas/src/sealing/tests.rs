@@ -282,16 +282,15 @@ fn response() -> ResponseIds<'static> {
 fn a_proof_verifies_only_for_its_subscriber_and_response() {
     let parties = parties();
     let timekeeper = parties.timekeeper.public_key();
-    let proof = prove(&response(), &parties.b1, &timekeeper, &mut rng(7)).unwrap();
+    let proof = prove(&response(), &parties.b1, &timekeeper).unwrap();
+    assert_eq!(proof.len(), PROOF_LEN);
     let b1 = parties.b1.public_key();
-    assert_eq!(
-        verify_proof(&proof, &response(), &b1, &parties.timekeeper),
-        Ok(())
-    );
+    let b1_key = ProofKey::for_timekeeper(&parties.timekeeper, &b1).unwrap();
+    assert_eq!(verify_proof(&proof, &response(), &b1_key), Ok(()));
 
-    let forged = prove(&response(), &parties.stranger, &timekeeper, &mut rng(7)).unwrap();
+    let forged = prove(&response(), &parties.stranger, &timekeeper).unwrap();
     assert_eq!(
-        verify_proof(&forged, &response(), &b1, &parties.timekeeper),
+        verify_proof(&forged, &response(), &b1_key),
         Err(SealError::Open("response proof"))
     );
     let others = [
@@ -313,22 +312,33 @@ fn a_proof_verifies_only_for_its_subscriber_and_response() {
         },
     ];
     for other in others {
-        assert!(
-            verify_proof(&proof, &other, &b1, &parties.timekeeper).is_err(),
-            "{other:?}"
-        );
+        assert!(verify_proof(&proof, &other, &b1_key).is_err(), "{other:?}");
     }
     let stranger = parties.stranger.public_key();
-    assert!(verify_proof(&proof, &response(), &stranger, &parties.timekeeper).is_err());
-    assert!(verify_proof(&proof, &response(), &b1, &parties.stranger).is_err());
+    let stranger_key = ProofKey::for_timekeeper(&parties.timekeeper, &stranger).unwrap();
+    assert!(verify_proof(&proof, &response(), &stranger_key).is_err());
+    let another_timekeeper = ProofKey::for_timekeeper(&parties.stranger, &b1).unwrap();
+    assert!(verify_proof(&proof, &response(), &another_timekeeper).is_err());
     let mut flipped = proof.clone();
-    flipped.ciphertext[0] ^= 0x80;
-    assert!(verify_proof(&flipped, &response(), &b1, &parties.timekeeper).is_err());
-    let garbage = SealedBox {
-        enc: vec![1; 3],
-        ciphertext: vec![],
-    };
-    assert!(verify_proof(&garbage, &response(), &b1, &parties.timekeeper).is_err());
+    flipped[0] ^= 0x80;
+    assert!(verify_proof(&flipped, &response(), &b1_key).is_err());
+    assert!(verify_proof(&proof[..31], &response(), &b1_key).is_err());
+    assert!(verify_proof(&[], &response(), &b1_key).is_err());
+}
+
+#[test]
+fn a_low_order_key_makes_no_proof_key() {
+    let parties = parties();
+    // The identity and a point of order 8: any scalar times them is the all-zero secret.
+    for low_order in [[0u8; 32], {
+        let mut point = [0u8; 32];
+        point[0] = 1;
+        point
+    }] {
+        let key = PublicKey::from_bytes(&low_order).unwrap();
+        assert!(ProofKey::for_timekeeper(&parties.timekeeper, &key).is_err());
+        assert!(prove(&response(), &parties.b1, &key).is_err());
+    }
 }
 
 #[test]
