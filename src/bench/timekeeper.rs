@@ -49,6 +49,11 @@ pub struct LatencyArgs {
     /// Partitions of every topic.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    /// Each offer's capacity: its first N responders are released, the rest refused as
+    /// CapacityReached. Without it every response is released, the costliest case: a release
+    /// seals a half to its responder, a refusal only checks the proof.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub capacity: Option<i32>,
 }
 
 /// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
@@ -116,8 +121,8 @@ pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Re
     let (b50, b99, bmax) = percentiles(baseline.1);
     let (t50, t99, tmax) = percentiles(timekeeper.1);
     println!(
-        "responses          {total} at {} /s ({} offers, {} partitions, tick {} ms)",
-        args.rate, args.offers, args.partitions, args.tick_ms
+        "responses          {total} at {} /s ({} offers, {} partitions, tick {} ms), {} released",
+        args.rate, args.offers, args.partitions, args.tick_ms, timekeeper.2
     );
     println!("                   achieved /s     p50 ms   p99 ms   max ms");
     println!("raw passthrough    {:>11.0} {:>10} {:>8} {:>8}", baseline.0, b50, b99, bmax);
@@ -182,13 +187,13 @@ async fn baseline(
 }
 
 /// The timekeeper at the same rate: offers and invitations first, then the responses paced;
-/// (achieved rate, latencies).
+/// (achieved rate, latencies, credentials released).
 async fn timekeeper(
     kafka: &KafkaArgs,
     client: &ClientConfig,
     args: &LatencyArgs,
     total: usize,
-) -> anyhow::Result<(f64, Vec<i64>)> {
+) -> anyhow::Result<(f64, Vec<i64>, usize)> {
     let prefix = &kafka.topic_prefix;
     let per_offer = total / args.offers;
     let offer_id = |o: usize| format!("offer-{o}");
@@ -219,7 +224,7 @@ async fn timekeeper(
                 parameters: BTreeMap::new(),
             },
             time_rule: TimeRule::Within(Within { duration_ms: 3_600_000 }),
-            capacity: None,
+            capacity: args.capacity,
             reward: None,
             credential: tessera_producers::provider::seal(
                 &offer_id(o),
@@ -301,10 +306,19 @@ async fn timekeeper(
     handle.await??;
 
     let mut latencies = Vec::new();
+    let mut released = 0;
     for record in read_to_end(client, &DECISIONS.full_name(prefix), None).await? {
         let judged = match &record.event {
-            Some(Ok(Event::CredentialReleased(r))) => r.response.stamp,
-            Some(Ok(Event::ResponseRejected(r))) => r.response.stamp,
+            Some(Ok(Event::CredentialReleased(r))) => {
+                released += 1;
+                r.response.stamp
+            }
+            Some(Ok(Event::ResponseRejected(r))) if r.reason == RejectReason::CapacityReached => {
+                r.response.stamp
+            }
+            Some(Ok(Event::ResponseRejected(r))) => {
+                bail!("response {} was refused: {:?}, {}", r.request_id, r.reason, r.detail)
+            }
             _ => continue,
         };
         if let Some(stamp) = record.stamp {
@@ -314,5 +328,9 @@ async fn timekeeper(
     if latencies.len() != total {
         bail!("{} verdicts for {total} responses", latencies.len());
     }
-    Ok((rate, latencies))
+    let expected = args.offers * args.capacity.map_or(per_offer, |c| per_offer.min(c as usize));
+    if released != expected {
+        bail!("{released} credentials released, {expected} expected");
+    }
+    Ok((rate, latencies, released))
 }
