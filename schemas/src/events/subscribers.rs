@@ -24,7 +24,8 @@ pub struct SubscriberRegistered {
     pub public_key: Vec<u8>,
     /// What the subscriber needs: an offer matches if it satisfies any one interest.
     pub interests: Vec<Interest>,
-    /// Optional HTTPS endpoint that the delivery worker also posts released credentials to.
+    /// Optional endpoint that the delivery worker also posts released credentials to. This build
+    /// posts to `http://` endpoints only; an `https://` one gets a DeliveryFailed saying so.
     pub webhook: Option<String>,
 }
 
