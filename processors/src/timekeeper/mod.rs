@@ -54,14 +54,14 @@ use tessera_schemas::sealing::{
 };
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
-    CredentialReleased, DeadLetter, Event, InteractionRequested, Link, LogPosition, OfferClosed,
+    CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed,
     OfferProblem, OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason,
-    ResponseRejected, ResponseSubmitted, SealedBox, TimeRule, encode,
+    ResponseRejected, ResponseSubmitted, SealedBox, TimeRule,
 };
 use tessera_state_stores::{State, Table};
 
-use crate::core::{Core, Input, Output, Position, derived_id};
-use crate::outputs::pair;
+use crate::core::{Core, Input, Output};
+use crate::outputs::{Outputs, pair};
 use self::secrets::Secrets;
 use crate::timers::Timers;
 
@@ -232,10 +232,7 @@ impl Core for Timekeeper {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
-        let mut out = Outputs {
-            at: input.at(),
-            list: Vec::new(),
-        };
+        let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
         let secrets = &mut self.secrets;
         close_ended(state, secrets, &mut out);
         if let Input::Record { value, .. } = input {
@@ -246,67 +243,13 @@ impl Core for Timekeeper {
                 Received::Response(response) => respond(state, secrets, response, &mut out),
             }
         }
-        out.list
+        out.into_list()
     }
-}
-
-/// The outputs of one input, numbered in order for their derived event ids.
-struct Outputs {
-    at: Position,
-    list: Vec<Output>,
-}
-
-impl Outputs {
-    /// Adds the event `build` makes from the next event id.
-    fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
-        let event = build(derived_id(NAME, &self.at, self.list.len()));
-        self.list.push(Output {
-            topic,
-            key: key.to_string(),
-            value: encoded(&event),
-        });
-    }
-
-    /// Where the input sat, as evidence: its stamp is the effective one that was judged.
-    fn position(&self, topic: Topic) -> LogPosition {
-        LogPosition {
-            topic: topic.name.to_string(),
-            partition: self.at.partition,
-            offset: self.at.offset,
-            stamp: self.at.effective,
-        }
-    }
-
-    /// Sends an input that cannot take effect to the dead letters, keyed by its topic.
-    fn dead_letter(&mut self, topic: Topic, offer_id: &str, event: Event, reason: String) {
-        let at = self.at;
-        let value = encoded(&event);
-        self.emit(DEAD_LETTERS_OUTPUT, topic.name, |event_id| {
-            DeadLetter {
-                event_id,
-                processor: NAME.to_string(),
-                source_topic: topic.name.to_string(),
-                source_partition: at.partition,
-                source_offset: at.offset,
-                source_timestamp: Some(at.stamp),
-                key: Some(offer_id.as_bytes().to_vec()),
-                value: Some(value),
-                reason,
-            }
-            .into()
-        });
-    }
-}
-
-fn encoded(event: &Event) -> Vec<u8> {
-    // Only an event type that drifted from its schema fails to encode, and the contract tests
-    // compare every type with its .avsc file; no input can cause it.
-    encode(event).expect("tessera events encode with their own schemas")
 }
 
 /// Closes every valid offer whose rule ended before the input's stamp.
 fn close_ended(state: &mut dyn State, secrets: &mut Secrets, out: &mut Outputs) {
-    let now = out.at.effective;
+    let now = out.at().effective;
     while let Some((_, offer_id)) = CLOSES.pop_due(state, now) {
         let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
         // A withdrawn offer has closed already.
@@ -324,7 +267,7 @@ fn close_ended(state: &mut dyn State, secrets: &mut Secrets, out: &mut Outputs) 
 }
 
 fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Progress) {
-    let closed_at = out.at.effective;
+    let closed_at = out.at().effective;
     out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
         OfferClosed {
             event_id,
@@ -355,10 +298,10 @@ fn publish(state: &mut dyn State, secrets: &mut Secrets, offer: OfferPublished, 
         );
         return reject_offer(out, &offer, position, OfferProblem::DuplicateOffer, detail);
     }
-    let problem = check_offer(&offer, out.at.effective)
+    let problem = check_offer(&offer, out.at().effective)
         .and_then(|()| halves_open(secrets, &offer))
         .err();
-    let ends_at = offer.time_rule.ends_at(out.at.effective);
+    let ends_at = offer.time_rule.ends_at(out.at().effective);
     let stored = StoredOffer {
         provider_id: offer.provider_id.clone(),
         position: position.clone(),
@@ -423,7 +366,7 @@ fn withdraw(
     let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
     match withdrawable(OFFERS.get(state, &offer_id), &progress, &withdrawal) {
         Ok(offer) => {
-            progress.closed_at = Some(out.at.effective);
+            progress.closed_at = Some(out.at().effective);
             progress.withdrawn = true;
             PROGRESS.put(state, &offer_id, &progress);
             closed(out, &offer_id, &offer, &progress);
@@ -518,7 +461,7 @@ fn respond(
             &response,
             offer.as_ref(),
             &progress,
-            out.at.effective,
+            out.at().effective,
         )
     };
     let credential_id = credential_id(offer_id, &response.subscriber_id);

@@ -5,11 +5,12 @@ use chacha20::rand_core::SeedableRng;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{open_credential, prove, seal_offer};
 use tessera_schemas::{
-    CredentialDelivered, Custody, Deadline, Recommendation, Tick, Window, Within, decode,
+    CredentialDelivered, Custody, Deadline, Recommendation, Tick, Window, Within, decode, encode,
 };
 use tessera_state_stores::MemoryState;
 
 use super::*;
+use crate::core::{Position, derived_id};
 use crate::merge::Merge;
 use crate::replay::{self, Produced, RawRecord};
 
