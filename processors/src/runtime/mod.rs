@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use self::rebalance::{Change, Context};
 use self::task::{Recovery, Task};
+use self::ticker::Ticker;
 use self::topics::prepare;
 pub use self::topics::{Lane, Topics};
 use self::watchdog::Watchdog;
@@ -101,6 +102,9 @@ struct Runtime<C: Core> {
     transaction_open: Arc<AtomicBool>,
     tasks: BTreeMap<i32, Task>,
     owned: Arc<Mutex<BTreeSet<i32>>>,
+    ticker: Option<Ticker>,
+    /// When ticks were last demanded for partitions a task waits on.
+    last_demand: Instant,
     stop: Arc<AtomicBool>,
     watchdog: Watchdog,
     last_commit: Instant,
@@ -213,16 +217,19 @@ impl<C: Core> Runtime<C> {
             .context("cannot create the consumer")?;
         consumer.subscribe(&topics.partitioned())?;
         let owned = Arc::new(Mutex::new(BTreeSet::new()));
-        if let Some(period) = config.tick_period {
-            ticker::spawn(
-                &config.client,
-                topics.inputs.clone(),
-                owned.clone(),
-                period,
-                format!("{group}.{}", config.instance),
-                stop.clone(),
-            )?;
-        }
+        let ticker = config
+            .tick_period
+            .map(|period| {
+                Ticker::spawn(
+                    &config.client,
+                    topics.inputs.clone(),
+                    owned.clone(),
+                    period,
+                    format!("{group}.{}", config.instance),
+                    stop.clone(),
+                )
+            })
+            .transpose()?;
         info!(group, instance = %config.instance, inputs = ?topics.inputs, "processor started");
         Ok(Runtime {
             core,
@@ -234,6 +241,8 @@ impl<C: Core> Runtime<C> {
             transaction_open,
             tasks: BTreeMap::new(),
             owned,
+            ticker,
+            last_demand: Instant::now(),
             stop,
             watchdog,
             last_commit: Instant::now(),
@@ -252,6 +261,7 @@ impl<C: Core> Runtime<C> {
             if let Err(failure) = self.process() {
                 self.fail(failure)?;
             }
+            self.demand_ticks();
             if self.last_commit.elapsed() >= self.config.commit_interval
                 && let Err(failure) = self.commit()
             {
@@ -299,6 +309,32 @@ impl<C: Core> Runtime<C> {
             }
         }
         Ok(())
+    }
+
+    /// Asks the ticker for a tick on every input partition that keeps a task from ordering the
+    /// records it holds, at most once per commit interval: sooner would not make an output
+    /// visible sooner, as outputs wait for the commit.
+    fn demand_ticks(&mut self) {
+        let Some(ticker) = &self.ticker else { return };
+        if self.last_demand.elapsed() < self.config.commit_interval {
+            return;
+        }
+        let waiting: Vec<(String, i32)> = self
+            .tasks
+            .values()
+            .filter(|task| task.merge.buffered() > 0)
+            .flat_map(|task| {
+                task.merge
+                    .waiting_on()
+                    .into_iter()
+                    .map(|i| (task.lanes[i].topic.clone(), task.lanes[i].partition))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            metrics::counter!("tessera_ticks_demanded_total").increment(waiting.len() as u64);
+            ticker.demand(waiting);
+            self.last_demand = Instant::now();
+        }
     }
 
     /// Says which tasks hold records they cannot order yet, and which input they wait for: the
