@@ -14,7 +14,7 @@ mod ticker;
 mod topics;
 mod watchdog;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,9 @@ pub use self::topics::{Lane, Topics};
 use self::watchdog::Watchdog;
 use crate::core::Core;
 use crate::replay::{self, Produced};
+
+/// How long a demanded tick may take to come back before another is asked for.
+const TICK_ROUND_TRIP: Duration = Duration::from_secs(1);
 
 /// Records taken from librdkafka per loop before the core runs and a commit is considered.
 const MAX_POLL_BATCH: usize = 5000;
@@ -105,6 +108,8 @@ struct Runtime<C: Core> {
     ticker: Option<Ticker>,
     /// When ticks were last demanded for partitions a task waits on.
     last_demand: Instant,
+    /// Lanes (task, lane) a tick was demanded on and has not arrived at yet, and since when.
+    demanded: HashMap<(i32, usize), Instant>,
     stop: Arc<AtomicBool>,
     watchdog: Watchdog,
     last_commit: Instant,
@@ -243,6 +248,7 @@ impl<C: Core> Runtime<C> {
             owned,
             ticker,
             last_demand: Instant::now(),
+            demanded: HashMap::new(),
             stop,
             watchdog,
             last_commit: Instant::now(),
@@ -312,28 +318,31 @@ impl<C: Core> Runtime<C> {
     }
 
     /// Asks the ticker for a tick on every input partition that keeps a task from ordering the
-    /// records it holds, at most once per commit interval: sooner would not make an output
-    /// visible sooner, as outputs wait for the commit.
+    /// records it holds, unless one is on its way. Rounds are a quarter commit interval apart at
+    /// least, which bounds the ticks to a few per commit on each waiting partition.
     fn demand_ticks(&mut self) {
         let Some(ticker) = &self.ticker else { return };
-        if self.last_demand.elapsed() < self.config.commit_interval {
+        let now = Instant::now();
+        if now.duration_since(self.last_demand) < self.config.commit_interval / 4 {
             return;
         }
-        let waiting: Vec<(String, i32)> = self
-            .tasks
-            .values()
-            .filter(|task| task.merge.buffered() > 0)
-            .flat_map(|task| {
-                task.merge
-                    .waiting_on()
-                    .into_iter()
-                    .map(|i| (task.lanes[i].topic.clone(), task.lanes[i].partition))
-            })
-            .collect();
+        let mut waiting = Vec::new();
+        for task in self.tasks.values().filter(|task| task.merge.buffered() > 0) {
+            for lane in task.merge.waiting_on() {
+                let on_its_way = self
+                    .demanded
+                    .get(&(task.partition, lane))
+                    .is_some_and(|since| now.duration_since(*since) < TICK_ROUND_TRIP);
+                if !on_its_way {
+                    self.demanded.insert((task.partition, lane), now);
+                    waiting.push((task.lanes[lane].topic.clone(), task.lanes[lane].partition));
+                }
+            }
+        }
         if !waiting.is_empty() {
             metrics::counter!("tessera_ticks_demanded_total").increment(waiting.len() as u64);
             ticker.demand(waiting);
-            self.last_demand = Instant::now();
+            self.last_demand = now;
         }
     }
 
@@ -443,6 +452,9 @@ impl<C: Core> Runtime<C> {
         let Some(lane) = task.lane_of(message.topic(), message.partition()) else {
             return Ok(());
         };
+        if !self.demanded.is_empty() {
+            self.demanded.remove(&(partition, lane));
+        }
         let stamp = match message.timestamp() {
             Timestamp::LogAppendTime(stamp) => stamp,
             other => bail!(
