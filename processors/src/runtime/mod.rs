@@ -141,19 +141,27 @@ fn retrying(
     }
 }
 
-/// Commits the open transaction once every record queued in it is delivered.
+/// Serves delivery reports until no record is in flight; false if `deadline` came first.
 ///
-/// rdkafka's `commit_transaction` flushes first, and its flush serves delivery reports with
-/// `poll(100 ms)`, which returns only when the 100 ms are over: every commit with a record still
-/// in flight (always, at `linger.ms` 5) took 100 ms whatever its size. Serving the reports here
-/// in 1 ms slices leaves that flush nothing to wait for.
-pub fn commit_transaction(producer: &BaseProducer, timeout: Duration) -> KafkaResult<()> {
-    let deadline = Instant::now() + timeout;
+/// rdkafka's own `flush` (which its `commit_transaction` calls first) serves them with
+/// `poll(100 ms)`, and that poll returns only when the 100 ms are over: every commit with a
+/// record still in flight (always, at `linger.ms` 5) took 100 ms whatever its size. 1 ms slices
+/// leave that flush nothing to wait for.
+fn deliver_all(producer: &BaseProducer, deadline: Instant) -> bool {
     while producer.in_flight_count() > 0 {
         if Instant::now() >= deadline {
-            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            return false;
         }
         producer.poll(Duration::from_millis(1));
+    }
+    true
+}
+
+/// Commits the open transaction once every record queued in it is delivered.
+pub fn commit_transaction(producer: &BaseProducer, timeout: Duration) -> KafkaResult<()> {
+    let deadline = Instant::now() + timeout;
+    if !deliver_all(producer, deadline) {
+        return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
     }
     producer.commit_transaction(deadline.saturating_duration_since(Instant::now()))
 }
@@ -164,14 +172,14 @@ pub fn commit_transaction(producer: &BaseProducer, timeout: Duration) -> KafkaRe
 /// with the records still queued and leave the producer in a state only a restart clears.
 pub(crate) fn abort(producer: &BaseProducer, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
     producer.purge(PurgeConfig::default().queue().inflight());
-    let _ = producer.flush(Duration::from_millis(500));
+    deliver_all(producer, Instant::now() + Duration::from_millis(500));
     let mut attempts = 0;
     loop {
         match producer.abort_transaction(timeout) {
             Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
                 attempts += 1;
                 warn!("aborting the transaction failed, retrying: {e}");
-                let _ = producer.flush(Duration::from_millis(500));
+                deliver_all(producer, Instant::now() + Duration::from_millis(500));
             }
             result => return result,
         }
