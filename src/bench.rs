@@ -401,7 +401,7 @@ fn passthrough(
             }
             let metadata = consumer.group_metadata().context("no group metadata")?;
             producer.send_offsets_to_transaction(&offsets, &metadata, timeout)?;
-            producer.commit_transaction(timeout)?;
+            runtime::commit_transaction(&producer, timeout)?;
             open = false;
             last_commit = Instant::now();
             progress.set_position(copied);

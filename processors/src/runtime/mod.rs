@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -150,20 +150,45 @@ fn retrying(
     }
 }
 
+/// Serves delivery reports until no record is in flight; false if `deadline` came first.
+///
+/// rdkafka's own `flush` (which its `commit_transaction` calls first) serves them with
+/// `poll(100 ms)`, and that poll returns only when the 100 ms are over: every commit with a
+/// record still in flight (always, at `linger.ms` 5) took 100 ms whatever its size. 1 ms slices
+/// leave that flush nothing to wait for.
+fn deliver_all(producer: &BaseProducer, deadline: Instant) -> bool {
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    true
+}
+
+/// Commits the open transaction once every record queued in it is delivered.
+pub fn commit_transaction(producer: &BaseProducer, timeout: Duration) -> KafkaResult<()> {
+    let deadline = Instant::now() + timeout;
+    if !deliver_all(producer, deadline) {
+        return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+    }
+    producer.commit_transaction(deadline.saturating_duration_since(Instant::now()))
+}
+
 /// Aborts the open transaction. The records it queued are purged first and their delivery
 /// reports served: librdkafka's abort waits for them, and nobody else polls a `BaseProducer`
 /// while this thread is here (inside a rebalance callback, at that), so the abort would time out
 /// with the records still queued and leave the producer in a state only a restart clears.
 pub(crate) fn abort(producer: &BaseProducer, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
     producer.purge(PurgeConfig::default().queue().inflight());
-    let _ = producer.flush(Duration::from_millis(500));
+    deliver_all(producer, Instant::now() + Duration::from_millis(500));
     let mut attempts = 0;
     loop {
         match producer.abort_transaction(timeout) {
             Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
                 attempts += 1;
                 warn!("aborting the transaction failed, retrying: {e}");
-                let _ = producer.flush(Duration::from_millis(500));
+                deliver_all(producer, Instant::now() + Duration::from_millis(500));
             }
             result => return result,
         }
@@ -609,7 +634,7 @@ impl<C: Core> Runtime<C> {
         })?;
         let offsets_sent = started.elapsed();
         retrying(&self.watchdog, "committing", || {
-            self.producer.commit_transaction(timeout)
+            commit_transaction(&self.producer, timeout)
         })?;
         self.transaction_open.store(false, Ordering::SeqCst);
         for task in self.tasks.values_mut().filter(|t| t.dirty) {
