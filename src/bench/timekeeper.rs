@@ -9,7 +9,6 @@
 //! idle ones), so its latency depends on the tick period; `--tick-ms` sets it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use tessera_producers::client::{partition_for, read_to_end};
 use tessera_producers::provider::Sealing;
 use tessera_producers::subscriber::Responder;
 use tessera_schemas::rules::request_id;
+use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES};
 use tessera_schemas::*;
 
@@ -54,6 +54,10 @@ pub struct LatencyArgs {
     /// seals a half to its responder, a refusal only checks the proof.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub capacity: Option<i32>,
+    /// Timekeeper instances sharing the partitions in one consumer group, each on a thread of
+    /// its own, as `tessera run timekeeper` processes would.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub instances: u16,
 }
 
 /// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
@@ -121,8 +125,9 @@ pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Re
     let (b50, b99, bmax) = percentiles(baseline.1);
     let (t50, t99, tmax) = percentiles(timekeeper.1);
     println!(
-        "responses          {total} at {} /s ({} offers, {} partitions, tick {} ms), {} released",
-        args.rate, args.offers, args.partitions, args.tick_ms, timekeeper.2
+        "responses          {total} at {} /s ({} offers, {} partitions, tick {} ms, {} timekeeper \
+         instance(s)), {} released",
+        args.rate, args.offers, args.partitions, args.tick_ms, args.instances, timekeeper.2
     );
     println!("                   achieved /s     p50 ms   p99 ms   max ms");
     println!("raw passthrough    {:>11.0} {:>10} {:>8} {:>8}", baseline.0, b50, b99, bmax);
@@ -273,11 +278,17 @@ async fn timekeeper(
     }
 
     let state = tempfile::tempdir()?;
-    let mut config = Config::new(client.clone(), "bench", PathBuf::from(state.path()));
-    config.topic_prefix = prefix.clone();
-    config.tick_period = Some(Duration::from_millis(args.tick_ms));
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = tokio::spawn(runtime::run(Timekeeper::new(timekeeper_key), config, stop.clone()));
+    let handles: Vec<_> = (0..args.instances)
+        .map(|i| {
+            let instance = format!("bench-{i}");
+            let mut config = Config::new(client.clone(), &instance, state.path().join(&instance));
+            config.topic_prefix = prefix.clone();
+            config.tick_period = Some(Duration::from_millis(args.tick_ms));
+            let key = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?;
+            Ok(tokio::spawn(runtime::run(Timekeeper::new(key), config, stop.clone())))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let group = format!("{prefix}tessera.timekeeper");
 
     // Offers and invitations go in as fast as they can and are waited for: the measurement
@@ -303,7 +314,9 @@ async fn timekeeper(
     };
     wait(RESPONSES.name, &responses).await??;
     stop.store(true, Ordering::Relaxed);
-    handle.await??;
+    for handle in handles {
+        handle.await??;
+    }
 
     let mut latencies = Vec::new();
     let mut released = 0;
