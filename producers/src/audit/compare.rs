@@ -337,12 +337,14 @@ struct TaskCheck {
 
 /// The comparison of one processor's replay with its output topics.
 ///
-/// A record read that no derived record waits for joins the queue of its partition. A task
+/// A record read that no derived record waits for joins the queue of its partition. The runtime
+/// puts a record on the partition its key hashes to (murmur2, as Java clients do), and a task
 /// writes a partition in the order it derives, so a derived record's counterpart is nearly always
-/// at the head of one of its topic's queues, and pairing costs no lookup. When it is at no head
-/// (records written by several tasks interleave, or a record is out of place), the topic's queues
-/// move to an index by identity, where every record left unpaired is then looked up first: it was
-/// read before anything still queued.
+/// at the head of that partition's queue, and pairing costs no lookup. When it is not (records
+/// written by several tasks interleave, or a record is out of place), the partition's queue moves
+/// to an index by identity, where every record left unpaired is then looked up first: it was read
+/// before anything still queued. A derived record whose counterpart sits on another partition
+/// than its key says waits, and pairs at the end with whatever is left on the log.
 #[derive(Debug)]
 pub struct Comparison {
     classifier: Classifier,
@@ -353,10 +355,10 @@ pub struct Comparison {
     records: Vec<Published>,
     /// The keys and values of `records`, end to end.
     bytes: Vec<u8>,
+    /// Per output topic: its partition count, to tell where the runtime put a derived record.
+    partitions: Vec<i32>,
     /// Per output topic, per partition: records not paired yet and not in the index, in order.
     queues: Vec<Vec<VecDeque<usize>>>,
-    /// Per output topic: the partition whose queue paired last, tried first next time.
-    last_paired: Vec<usize>,
     /// Per output topic: records moved from the queues, not paired yet, by identity. With
     /// foldhash (still seeded per process) rather than SipHash: one lookup per record derived
     /// while it holds any.
@@ -371,11 +373,12 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// A comparison for `classifier`'s processor, whose outputs are `topics` and inputs
-    /// `inputs`, given its group's committed offsets.
+    /// A comparison for `classifier`'s processor, whose outputs are `topics` of `partitions`
+    /// partitions each and inputs `inputs`, given its group's committed offsets.
     pub fn new(
         classifier: Classifier,
         topics: Vec<String>,
+        partitions: Vec<i32>,
         inputs: Vec<String>,
         committed: HashMap<String, HashMap<i32, i64>>,
     ) -> Self {
@@ -386,7 +389,7 @@ impl Comparison {
             },
             classifier,
             queues: vec![Vec::new(); topics.len()],
-            last_paired: vec![0; topics.len()],
+            partitions,
             index: vec![foldhash::HashMap::new(); topics.len()],
             waiting: (0..topics.len()).map(|_| foldhash::HashMap::new()).collect(),
             topics,
@@ -525,7 +528,7 @@ impl Comparison {
             self.report.derived += 1;
             let made = Made::packed(bytes, &packed);
             let topic = self.topic_of(made);
-            match self.take(topic, &identity) {
+            match self.take(topic, &identity, self.partition_of(made)) {
                 Some(i) => self.matched(i, task, (seq, n), input, made),
                 None => {
                     let waiting = Waiting {
@@ -570,41 +573,46 @@ impl Comparison {
         }
     }
 
+    /// The partition the runtime put `made` on, when it can be told: its key's.
+    fn partition_of(&self, made: Made<'_>) -> Option<usize> {
+        let Made::Output { topic, key, .. } = made else {
+            return None;
+        };
+        let count = *self.partitions.get(topic).filter(|&&count| count > 0)?;
+        let hash = crate::client::murmur2(key) & 0x7fff_ffff;
+        usize::try_from(hash % count).ok()
+    }
+
     /// Takes the first record of `topic` with `identity` that is not paired yet, in read order
     /// within its partition: from the index, which holds records read before any still queued;
-    /// else from the head of a queue; else from the index after the queues moved there.
-    fn take(&mut self, topic: usize, identity: &Identity) -> Option<usize> {
+    /// else from the head of the queue of `partition` (of every partition when it is `None`);
+    /// else from the index after that queue moved there.
+    fn take(&mut self, topic: usize, identity: &Identity, partition: Option<usize>) -> Option<usize> {
         let index = self.index.get(topic)?;
         if !index.is_empty() && index.contains_key(identity) {
             return self.take_indexed(topic, identity);
         }
-        if let Some(i) = self.take_head(topic, identity) {
-            return Some(i);
-        }
-        if self.queues[topic].iter().all(VecDeque::is_empty) {
-            return None;
-        }
-        for queue in std::mem::take(&mut self.queues[topic]) {
-            queue.into_iter().for_each(|i| self.index_record(i));
-        }
-        self.take_indexed(topic, identity)
-    }
-
-    /// Pops the head of a queue of `topic` if it has `identity`.
-    fn take_head(&mut self, topic: usize, identity: &Identity) -> Option<usize> {
         let queues = &mut self.queues[topic];
-        let hint = self.last_paired[topic];
-        let order = std::iter::once(hint).chain((0..queues.len()).filter(|&p| p != hint));
-        for partition in order {
-            let Some(queue) = queues.get_mut(partition) else {
-                continue;
-            };
+        let range = match partition {
+            Some(partition) => partition..(partition + 1).min(queues.len()),
+            None => 0..queues.len(),
+        };
+        for queue in queues.get_mut(range.clone()).unwrap_or_default() {
             if queue.front().is_some_and(|&i| self.records[i].identity == *identity) {
-                self.last_paired[topic] = partition;
                 return queue.pop_front();
             }
         }
-        None
+        let moved: Vec<VecDeque<usize>> = queues
+            .get_mut(range)
+            .unwrap_or_default()
+            .iter_mut()
+            .map(std::mem::take)
+            .collect();
+        if moved.iter().all(VecDeque::is_empty) {
+            return None;
+        }
+        moved.into_iter().flatten().for_each(|i| self.index_record(i));
+        self.take_indexed(topic, identity)
     }
 
     /// Takes the first indexed record of `topic` with `identity`.
@@ -732,20 +740,32 @@ impl Comparison {
     /// Decides what is left on either side, checks each task's order, and reports.
     pub fn finish(mut self) -> Report {
         let mut findings = Vec::new();
-        for by_identity in std::mem::take(&mut self.waiting) {
-            for waiting in by_identity.into_values().flatten() {
-                let consumed = self.tasks[waiting.task]
+        let waiting = std::mem::take(&mut self.waiting);
+        if waiting.iter().any(|by_identity| !by_identity.is_empty()) {
+            let queued: Vec<usize> = self.queues.iter_mut().flatten().flat_map(std::mem::take).collect();
+            queued.into_iter().for_each(|i| self.index_record(i));
+        }
+        for (topic, by_identity) in waiting.into_iter().enumerate() {
+            for (identity, queue) in by_identity {
+                for waiting in queue {
+                    if let Some(i) = self.take_indexed(topic, &identity) {
+                        let made = Made::of(&waiting.produced);
+                        self.matched(i, waiting.task, waiting.seq, waiting.input, made);
+                        continue;
+                    }
+                    let consumed = self.tasks[waiting.task]
                     .consumed_through
                     .is_some_and(|through| waiting.seq.0 <= through);
-                if consumed {
-                    let made = Made::of(&waiting.produced);
-                    findings.push(Finding::Missing {
-                        topic: self.topics[self.topic_of(made)].clone(),
-                        event: self.event(made, waiting.input),
-                        input: self.input_at(waiting.input),
-                    });
-                } else {
-                    self.report.pending += 1;
+                    if consumed {
+                        let made = Made::of(&waiting.produced);
+                        findings.push(Finding::Missing {
+                            topic: self.topics[topic].clone(),
+                            event: self.event(made, waiting.input),
+                            input: self.input_at(waiting.input),
+                        });
+                    } else {
+                        self.report.pending += 1;
+                    }
                 }
             }
         }

@@ -169,7 +169,7 @@ impl<C: Core> Audit<C> {
         let output_counts = view.partition_counts(&outputs)?;
         let output_partitions: Vec<(String, i32)> = outputs
             .iter()
-            .zip(output_counts)
+            .zip(output_counts.iter().copied())
             .flat_map(|(topic, count)| (0..count).map(move |p| (topic.clone(), p)))
             .collect();
         let input_partitions: Vec<(String, i32)> = topics
@@ -187,7 +187,7 @@ impl<C: Core> Audit<C> {
 
         let classifier = Classifier::new(&name, dead_letters);
         let mut comparison =
-            Comparison::new(classifier.clone(), outputs.clone(), topics.inputs.clone(), committed);
+            Comparison::new(classifier.clone(), outputs.clone(), output_counts, topics.inputs.clone(), committed);
         let replay = Replay::new(core, &topics, partitions);
         let lanes: Vec<Vec<Lane>> = (0..partitions).map(|p| topics.lanes(p, partitions)).collect();
         let inputs = &topics.inputs;
