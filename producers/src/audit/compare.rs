@@ -25,8 +25,8 @@ use tessera_processors::Position;
 use tessera_processors::core::Output;
 use tessera_processors::replay::{Produced, RawRecord, is_tick};
 use tessera_processors::runtime::Lane;
-use tessera_schemas::codec::{fields, peek_event_id};
-use tessera_schemas::{Event, decode};
+use tessera_schemas::codec::{self, fields, peek_event_id};
+use tessera_schemas::{Event, decode, links};
 
 use super::chain::{self, Linked};
 use super::replay::Step;
@@ -143,6 +143,7 @@ impl Logged {
             topic,
             partition,
             offset,
+            batch: 0,
             key,
             value,
             identity,
@@ -285,6 +286,8 @@ struct Published {
     topic: usize,
     partition: i32,
     offset: i64,
+    /// The batch whose buffer holds its key and value.
+    batch: usize,
     key: Span,
     value: Span,
     identity: Identity,
@@ -353,8 +356,9 @@ pub struct Comparison {
     /// Input topics (prefixed), by index in the core's inputs.
     inputs: Vec<String>,
     records: Vec<Published>,
-    /// The keys and values of `records`, end to end.
-    bytes: Vec<u8>,
+    /// The keys and values of `records`: the buffers of the batches they came in, kept as they
+    /// came rather than copied into one.
+    batches: Vec<Vec<u8>>,
     /// Per output topic: its partition count, to tell where the runtime put a derived record.
     partitions: Vec<i32>,
     /// Per output topic, per partition: records not paired yet and not in the index, in order.
@@ -395,10 +399,15 @@ impl Comparison {
             topics,
             inputs,
             records: Vec::new(),
-            bytes: Vec::new(),
+            batches: Vec::new(),
             committed,
             tasks: Vec::new(),
         }
+    }
+
+    /// Makes room for `records` records read, to grow no more while reading them.
+    pub fn reserve(&mut self, records: usize) {
+        self.records.reserve(records);
     }
 
     /// Takes in one record read from output `topic`.
@@ -418,16 +427,14 @@ impl Comparison {
     /// Takes in records read from the outputs, and pairs each with the derived record waiting
     /// for it, if one is.
     pub fn logged(&mut self, logged: Logged) {
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(&logged.bytes);
-        let shift = |span: Span| span.map(|(start, end)| (start + base, end + base));
+        let batch = self.batches.len();
+        self.batches.push(logged.bytes);
         for mut record in logged.records {
             let topic = record.topic;
             if topic >= self.queues.len() {
                 continue;
             }
-            record.key = shift(record.key);
-            record.value = shift(record.value);
+            record.batch = batch;
             let i = self.records.len();
             let waiting = &mut self.waiting[topic];
             let paired = if waiting.is_empty() {
@@ -648,7 +655,8 @@ impl Comparison {
     }
 
     fn contents(&self, record: &Published) -> (Option<&[u8]>, Option<&[u8]>) {
-        (slice(&self.bytes, record.key), slice(&self.bytes, record.value))
+        let bytes = &self.batches[record.batch];
+        (slice(bytes, record.key), slice(bytes, record.value))
     }
 
     fn at(&self, record: &Published) -> At {
@@ -703,6 +711,9 @@ impl Comparison {
         let mut by_topic: Vec<Vec<Linked>> = vec![Vec::new(); self.topics.len()];
         for record in &self.records {
             let (_, value) = self.contents(record);
+            if !value.is_some_and(|value| codec::peek_kind(value).is_ok_and(links::is_linked)) {
+                continue;
+            }
             if let Some(linked) = Linked::read(self.at(record), record.matched, value) {
                 by_topic[record.topic].push(linked);
             }

@@ -186,8 +186,15 @@ impl<C: Core> Audit<C> {
         progress.set_message(format!("auditing the {name}"));
 
         let classifier = Classifier::new(&name, dead_letters);
-        let mut comparison =
-            Comparison::new(classifier.clone(), outputs.clone(), output_counts, topics.inputs.clone(), committed);
+        let mut comparison = Comparison::new(
+            classifier.clone(),
+            outputs.clone(),
+            output_counts,
+            topics.inputs.clone(),
+            committed,
+        );
+        // The partitions' records, markers included: a bound that spares growing by copying.
+        comparison.reserve(usize::try_from(outputs_reading.total()).unwrap_or_default());
         let replay = Replay::new(core, &topics, partitions);
         let lanes: Vec<Vec<Lane>> = (0..partitions).map(|p| topics.lanes(p, partitions)).collect();
         let inputs = &topics.inputs;
