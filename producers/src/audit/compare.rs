@@ -308,6 +308,7 @@ struct Chain {
 /// A derived record waiting for its counterpart on the log.
 #[derive(Debug)]
 struct Waiting {
+    identity: Identity,
     task: usize,
     /// Where its task derived it: the input's place in merge order, and its own among the
     /// input's outputs.
@@ -346,8 +347,10 @@ struct TaskCheck {
 /// at the head of that partition's queue, and pairing costs no lookup. When it is not (records
 /// written by several tasks interleave, or a record is out of place), the partition's queue moves
 /// to an index by identity, where every record left unpaired is then looked up first: it was read
-/// before anything still queued. A derived record whose counterpart sits on another partition
-/// than its key says waits, and pairs at the end with whatever is left on the log.
+/// before anything still queued. A derived record read before its counterpart waits the same way,
+/// in the queue of the partition its key says, and moves to an index by identity when a record
+/// read there is not at the head. A derived record whose counterpart sits on another partition
+/// than its key says pairs at the end with whatever is left on the log.
 #[derive(Debug)]
 pub struct Comparison {
     classifier: Classifier,
@@ -367,7 +370,11 @@ pub struct Comparison {
     /// foldhash (still seeded per process) rather than SipHash: one lookup per record derived
     /// while it holds any.
     index: Vec<foldhash::HashMap<Identity, Chain>>,
-    /// Per output topic: derived records not found on the log yet, by identity.
+    /// Per output topic, per partition its key says: derived records not found on the log yet
+    /// and not moved to `waiting`, in order.
+    waiting_queues: Vec<Vec<VecDeque<Waiting>>>,
+    /// Per output topic: derived records not found on the log yet, moved from the queues or of
+    /// no telling partition, by identity.
     waiting: Vec<foldhash::HashMap<Identity, VecDeque<Waiting>>>,
     /// The processor's committed offsets: input topic -> partition -> next offset.
     committed: HashMap<String, HashMap<i32, i64>>,
@@ -395,6 +402,7 @@ impl Comparison {
             queues: vec![Vec::new(); topics.len()],
             partitions,
             index: vec![foldhash::HashMap::new(); topics.len()],
+            waiting_queues: (0..topics.len()).map(|_| Vec::new()).collect(),
             waiting: (0..topics.len()).map(|_| foldhash::HashMap::new()).collect(),
             topics,
             inputs,
@@ -436,20 +444,8 @@ impl Comparison {
             }
             record.batch = batch;
             let i = self.records.len();
-            let waiting = &mut self.waiting[topic];
-            let paired = if waiting.is_empty() {
-                None
-            } else if let Some(queue) = waiting.get_mut(&record.identity)
-                && let Some(waiting) = queue.pop_front()
-            {
-                if queue.is_empty() {
-                    self.waiting[topic].remove(&record.identity);
-                }
-                Some(waiting)
-            } else {
-                None
-            };
             let partition = usize::try_from(record.partition).ok();
+            let paired = self.take_waiting(topic, &record.identity, partition);
             self.records.push(record);
             self.report.outputs_read += 1;
             match (paired, partition) {
@@ -538,7 +534,9 @@ impl Comparison {
             match self.take(topic, &identity, self.partition_of(made)) {
                 Some(i) => self.matched(i, task, (seq, n), input, made),
                 None => {
+                    let partition = self.partition_of(made);
                     let waiting = Waiting {
+                        identity,
                         task,
                         seq: (seq, n),
                         input,
@@ -547,13 +545,51 @@ impl Comparison {
                             Packed::Output { .. } => made.to_produced(),
                         },
                     };
-                    match self.waiting.get_mut(topic) {
-                        Some(by_identity) => by_identity.entry(identity).or_default().push_back(waiting),
-                        None => self.report.pending += 1,
-                    }
+                    self.wait(topic, partition, waiting);
                 }
             }
         }
+    }
+
+    /// Keeps `waiting`, a derived record of `topic` not on the log yet, in the queue of the
+    /// partition its key says, or by identity when that cannot be told.
+    fn wait(&mut self, topic: usize, partition: Option<usize>, waiting: Waiting) {
+        let (Some(queues), Some(by_identity)) = (self.waiting_queues.get_mut(topic), self.waiting.get_mut(topic))
+        else {
+            self.report.pending += 1;
+            return;
+        };
+        match partition {
+            Some(partition) => {
+                if queues.len() <= partition {
+                    queues.resize_with(partition + 1, VecDeque::new);
+                }
+                queues[partition].push_back(waiting);
+            }
+            None => by_identity.entry(waiting.identity.clone()).or_default().push_back(waiting),
+        }
+    }
+
+    /// Takes the first derived record of `topic` with `identity` waiting for its counterpart,
+    /// which was read from `partition`: as [`Comparison::take`] does on the other side.
+    fn take_waiting(&mut self, topic: usize, identity: &Identity, partition: Option<usize>) -> Option<Waiting> {
+        let by_identity = &mut self.waiting[topic];
+        if !by_identity.is_empty()
+            && let Some(waiting) = pop_waiting(by_identity, identity)
+        {
+            return Some(waiting);
+        }
+        let queue = partition.and_then(|p| self.waiting_queues[topic].get_mut(p))?;
+        if queue.front().is_some_and(|w| w.identity == *identity) {
+            return queue.pop_front();
+        }
+        if queue.is_empty() {
+            return None;
+        }
+        for waiting in std::mem::take(queue) {
+            by_identity.entry(waiting.identity.clone()).or_default().push_back(waiting);
+        }
+        pop_waiting(by_identity, identity)
     }
 
     /// The next offset the group committed on `lane`; `None` on a broadcast lane.
@@ -751,7 +787,12 @@ impl Comparison {
     /// Decides what is left on either side, checks each task's order, and reports.
     pub fn finish(mut self) -> Report {
         let mut findings = Vec::new();
-        let waiting = std::mem::take(&mut self.waiting);
+        let mut waiting = std::mem::take(&mut self.waiting);
+        for (by_identity, queues) in waiting.iter_mut().zip(std::mem::take(&mut self.waiting_queues)) {
+            for queued in queues.into_iter().flatten() {
+                by_identity.entry(queued.identity.clone()).or_default().push_back(queued);
+            }
+        }
         if waiting.iter().any(|by_identity| !by_identity.is_empty()) {
             let queued: Vec<usize> = self.queues.iter_mut().flatten().flat_map(std::mem::take).collect();
             queued.into_iter().for_each(|i| self.index_record(i));
@@ -804,6 +845,16 @@ impl Comparison {
         self.report.findings.sort_by(|a, b| a.place().cmp(b.place()).then(a.kind().cmp(b.kind())));
         self.report
     }
+}
+
+/// Pops the first record with `identity` from `by_identity`.
+fn pop_waiting(by_identity: &mut foldhash::HashMap<Identity, VecDeque<Waiting>>, identity: &Identity) -> Option<Waiting> {
+    let queue = by_identity.get_mut(identity)?;
+    let waiting = queue.pop_front();
+    if queue.is_empty() {
+        by_identity.remove(identity);
+    }
+    waiting
 }
 
 /// How a record on the log differs from the derived one, field by field.
