@@ -473,20 +473,19 @@ impl Comparison {
         let lane = step.lane;
         let mut derived = Derived::default();
         derived.push(&self.classifier, step);
-        let Derived {
-            bytes,
-            steps,
-            records,
-        } = derived;
-        let mut records = records.into_iter();
-        for step in steps {
-            self.stepped(lane, &step, records.by_ref().take(step.outputs), &bytes);
-        }
+        self.take_derived(derived, |_| Some(lane));
     }
 
     /// Takes in replayed inputs, the lanes of each task given by `lanes` (by task, by lane
     /// index), and pairs what they produced with the log.
     pub fn derived(&mut self, lanes: &[Vec<Lane>], derived: Derived) {
+        self.take_derived(derived, |step| {
+            lanes.get(usize::try_from(step.task).ok()?)?.get(step.lane_index)
+        });
+    }
+
+    /// Takes in replayed inputs, each read from the lane `lane_of` says.
+    fn take_derived<'l>(&mut self, derived: Derived, lane_of: impl Fn(&Stepped) -> Option<&'l Lane>) {
         let Derived {
             bytes,
             steps,
@@ -495,10 +494,7 @@ impl Comparison {
         let mut records = records.into_iter();
         for step in steps {
             let outputs = records.by_ref().take(step.outputs);
-            let lane = usize::try_from(step.task)
-                .ok()
-                .and_then(|task| lanes.get(task)?.get(step.lane_index));
-            match lane {
+            match lane_of(&step) {
                 Some(lane) => self.stepped(lane, &step, outputs, &bytes),
                 None => outputs.for_each(drop),
             }
