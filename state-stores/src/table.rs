@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::State;
 
+/// Keys and values up to this many bytes are built on the stack.
+const SHORT: usize = 128;
+
 /// Values of type `V` under string keys, in their own key space named by a prefix.
 ///
 /// Values are encoded with postcard: compact (state size is memory and restore time) and
@@ -45,6 +48,23 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         bytes
     }
 
+    /// Hands the state key of `key` to `f`, built on the stack when it is short, as record keys
+    /// are: a core reads and writes a few keys per input, and an allocation for each was a good
+    /// part of a replay's work.
+    fn with_key<R>(&self, key: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+        let prefix = self.prefix.as_bytes();
+        let mut buffer = [0u8; SHORT];
+        match buffer.get_mut(..prefix.len() + key.len()) {
+            Some(bytes) => {
+                let (head, tail) = bytes.split_at_mut(prefix.len());
+                head.copy_from_slice(prefix);
+                tail.copy_from_slice(key.as_bytes());
+                f(bytes)
+            }
+            None => f(&self.key(key)),
+        }
+    }
+
     /// The value under `key`, or `None`.
     pub fn get(&self, state: &dyn State, key: &str) -> Option<V> {
         self.get_checked(state, key).ok().flatten()
@@ -52,21 +72,26 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 
     /// The value under `key`, or the reason stored bytes do not decode.
     pub fn get_checked(&self, state: &dyn State, key: &str) -> Result<Option<V>, postcard::Error> {
-        state
-            .get(&self.key(key))
+        self.with_key(key, |key| state.get(key))
             .map(|bytes| postcard::from_bytes(&bytes))
             .transpose()
     }
 
     /// Stores `value` under `key`.
     pub fn put(&self, state: &mut dyn State, key: &str, value: &V) {
-        let bytes = postcard::to_allocvec(value).expect("serde values of state tables encode");
-        state.put(&self.key(key), &bytes);
+        let mut buffer = [0u8; SHORT];
+        match postcard::to_slice(value, &mut buffer) {
+            Ok(bytes) => self.with_key(key, |key| state.put(key, bytes)),
+            Err(_) => {
+                let bytes = postcard::to_allocvec(value).expect("serde values of state tables encode");
+                self.with_key(key, |key| state.put(key, &bytes));
+            }
+        }
     }
 
     /// Removes `key`.
     pub fn delete(&self, state: &mut dyn State, key: &str) {
-        state.delete(&self.key(key));
+        self.with_key(key, |key| state.delete(key));
     }
 
     /// The `(key, value)` with the smallest key that starts with `key_prefix`, if it decodes.
@@ -113,6 +138,20 @@ mod tests {
         offers.delete(&mut state, "o1");
         assert_eq!(offers.get(&state, "o1"), None);
         assert_eq!(closes.get(&state, "o1").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn keys_and_values_longer_than_the_stack_buffer_round_trip() {
+        let table: Table<String> = Table::new("t/");
+        let mut state = MemoryState::new();
+        let (long_key, long_value) = ("k".repeat(2 * SHORT), "v".repeat(2 * SHORT));
+        table.put(&mut state, &long_key, &long_value);
+        table.put(&mut state, "short", &"s".to_string());
+        assert_eq!(table.get(&state, &long_key), Some(long_value));
+        assert_eq!(table.range(&state, "").len(), 2);
+        table.delete(&mut state, &long_key);
+        assert_eq!(table.get(&state, &long_key), None);
+        assert_eq!(table.get(&state, "short").as_deref(), Some("s"));
     }
 
     #[test]

@@ -22,10 +22,11 @@ use std::hash::BuildHasher;
 
 use foldhash::HashMapExt;
 use tessera_processors::Position;
+use tessera_processors::core::Output;
 use tessera_processors::replay::{Produced, RawRecord, is_tick};
 use tessera_processors::runtime::Lane;
-use tessera_schemas::codec::{fields, peek_event_id};
-use tessera_schemas::{Event, decode};
+use tessera_schemas::codec::{self, fields, peek_event_id};
+use tessera_schemas::{Event, decode, links};
 
 use super::chain::{self, Linked};
 use super::replay::Step;
@@ -96,24 +97,30 @@ impl Classifier {
             Produced::DeadLetter { at, .. } => Identity::Letter(lane.topic.clone(), at.partition, at.offset),
         }
     }
-
-    fn topic_of(&self, produced: &Produced) -> usize {
-        match produced {
-            Produced::Output(output) => output.topic,
-            Produced::DeadLetter { .. } => self.dead_letters,
-        }
-    }
 }
 
 /// Where a key or value lies in a byte buffer; `None` when the record has none.
-type Span = Option<(usize, usize)>;
+pub(super) type Span = Option<(usize, usize)>;
+
+/// Copies `bytes` to the end of `buffer` and says where they lie.
+pub(super) fn keep(buffer: &mut Vec<u8>, bytes: Option<&[u8]>) -> Span {
+    let bytes = bytes?;
+    let start = buffer.len();
+    buffer.extend_from_slice(bytes);
+    Some((start, buffer.len()))
+}
+
+/// The bytes at `span` of `buffer`.
+pub(super) fn slice(buffer: &[u8], span: Span) -> Option<&[u8]> {
+    span.map(|(start, end)| &buffer[start..end])
+}
 
 /// Output records read, with their identities, packed for the comparison: the reading thread
 /// classifies them, and their bytes travel in one buffer rather than two allocations a record.
 #[derive(Debug, Default)]
 pub struct Logged {
     bytes: Vec<u8>,
-    records: Vec<(Identity, Published)>,
+    records: Vec<Published>,
 }
 
 impl Logged {
@@ -130,26 +137,20 @@ impl Logged {
         let Some(identity) = classifier.logged(topic, key, value) else {
             return;
         };
-        let mut keep = |bytes: Option<&[u8]>| -> Span {
-            let bytes = bytes?;
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(bytes);
-            Some((start, self.bytes.len()))
-        };
-        let key = keep(key);
-        let value = keep(value);
-        self.records.push((
+        let key = keep(&mut self.bytes, key);
+        let value = keep(&mut self.bytes, value);
+        self.records.push(Published {
+            topic,
+            partition,
+            offset,
+            batch: 0,
+            key,
+            value,
             identity,
-            Published {
-                topic,
-                partition,
-                offset,
-                key,
-                value,
-                next: None,
-                matched: false,
-            },
-        ));
+            next: None,
+            indexed: false,
+            matched: false,
+        });
     }
 
     /// How many records it holds.
@@ -163,32 +164,118 @@ impl Logged {
     }
 }
 
-/// One replayed input with the identities of what it produced, ready for the comparison.
+/// What one derived record is, packed: an output's bytes lie in the batch's buffer.
 #[derive(Debug)]
-pub struct Derivation {
-    /// The task.
-    pub task: i32,
-    /// The lane of the input, among the task's.
-    pub lane_index: usize,
-    /// Where and when the input sat.
-    pub at: Position,
-    /// What it produced.
-    pub produced: Vec<(Identity, Produced)>,
+enum Packed {
+    Output { topic: usize, key: Span, value: Span },
+    Letter(Produced),
 }
 
-impl Derivation {
-    /// The step, classified.
-    pub fn of(classifier: &Classifier, step: Step<'_>) -> Self {
-        let produced = step
-            .produced
-            .into_iter()
-            .map(|p| (classifier.derived(step.lane, &p), p))
-            .collect();
-        Derivation {
+/// One replayed input, packed: its outputs are the next `outputs` records of the batch.
+#[derive(Debug)]
+struct Stepped {
+    task: i32,
+    lane_index: usize,
+    at: Position,
+    outputs: usize,
+}
+
+/// Replayed inputs with the identities of what they produced, packed for the comparison: the
+/// replay thread classifies the records and copies their bytes into one buffer, so the records'
+/// own allocations are freed by the thread that made them, and the comparison gets one buffer a
+/// batch rather than two allocations a record.
+#[derive(Debug, Default)]
+pub struct Derived {
+    bytes: Vec<u8>,
+    steps: Vec<Stepped>,
+    records: Vec<(Identity, Packed)>,
+}
+
+impl Derived {
+    /// Adds one replayed input and what it produced.
+    pub fn push(&mut self, classifier: &Classifier, step: Step<'_>) {
+        let outputs = step.produced.len();
+        for produced in step.produced {
+            let identity = classifier.derived(step.lane, &produced);
+            let packed = match produced {
+                Produced::Output(output) => Packed::Output {
+                    topic: output.topic,
+                    key: keep(&mut self.bytes, Some(output.key.as_bytes())),
+                    value: keep(&mut self.bytes, Some(&output.value)),
+                },
+                letter @ Produced::DeadLetter { .. } => Packed::Letter(letter),
+            };
+            self.records.push((identity, packed));
+        }
+        self.steps.push(Stepped {
             task: step.task,
             lane_index: step.lane_index,
             at: step.at,
-            produced,
+            outputs,
+        });
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// A derived record as the comparison reads it, wherever its bytes are kept.
+#[derive(Debug, Clone, Copy)]
+enum Made<'a> {
+    Output {
+        topic: usize,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Letter {
+        at: Position,
+        record: &'a RawRecord,
+        reason: &'a str,
+    },
+}
+
+impl<'a> Made<'a> {
+    fn of(produced: &'a Produced) -> Self {
+        match produced {
+            Produced::Output(output) => Made::Output {
+                topic: output.topic,
+                key: output.key.as_bytes(),
+                value: &output.value,
+            },
+            Produced::DeadLetter { at, record, reason } => Made::Letter {
+                at: *at,
+                record,
+                reason,
+            },
+        }
+    }
+
+    fn packed(bytes: &'a [u8], packed: &'a Packed) -> Self {
+        match packed {
+            Packed::Output { topic, key, value } => Made::Output {
+                topic: *topic,
+                key: slice(bytes, *key).unwrap_or_default(),
+                value: slice(bytes, *value).unwrap_or_default(),
+            },
+            Packed::Letter(produced) => Made::of(produced),
+        }
+    }
+
+    /// An owned copy, for a record that waits for its counterpart.
+    fn to_produced(self) -> Produced {
+        match self {
+            Made::Output { topic, key, value } => Produced::Output(Output {
+                topic,
+                key: String::from_utf8_lossy(key).into_owned(),
+                value: value.to_vec(),
+            }),
+            Made::Letter { at, record, reason } => Produced::DeadLetter {
+                at,
+                record: record.clone(),
+                reason: reason.to_string(),
+            },
         }
     }
 }
@@ -199,14 +286,19 @@ struct Published {
     topic: usize,
     partition: i32,
     offset: i64,
+    /// The batch whose buffer holds its key and value.
+    batch: usize,
     key: Span,
     value: Span,
-    /// The next record of the topic with the same identity, in read order.
+    identity: Identity,
+    /// The next record of the topic with the same identity in the index, in read order.
     next: Option<usize>,
+    /// Whether it was moved from its partition's queue to the index.
+    indexed: bool,
     matched: bool,
 }
 
-/// The records of a topic with one identity: the first and the last read.
+/// The unpaired records of a topic in the index with one identity: the first and the last read.
 #[derive(Debug, Clone, Copy)]
 struct Chain {
     first: usize,
@@ -216,6 +308,7 @@ struct Chain {
 /// A derived record waiting for its counterpart on the log.
 #[derive(Debug)]
 struct Waiting {
+    identity: Identity,
     task: usize,
     /// Where its task derived it: the input's place in merge order, and its own among the
     /// input's outputs.
@@ -247,6 +340,17 @@ struct TaskCheck {
 }
 
 /// The comparison of one processor's replay with its output topics.
+///
+/// A record read that no derived record waits for joins the queue of its partition. The runtime
+/// puts a record on the partition its key hashes to (murmur2, as Java clients do), and a task
+/// writes a partition in the order it derives, so a derived record's counterpart is nearly always
+/// at the head of that partition's queue, and pairing costs no lookup. When it is not (records
+/// written by several tasks interleave, or a record is out of place), the partition's queue moves
+/// to an index by identity, where every record left unpaired is then looked up first: it was read
+/// before anything still queued. A derived record read before its counterpart waits the same way,
+/// in the queue of the partition its key says, and moves to an index by identity when a record
+/// read there is not at the head. A derived record whose counterpart sits on another partition
+/// than its key says pairs at the end with whatever is left on the log.
 #[derive(Debug)]
 pub struct Comparison {
     classifier: Classifier,
@@ -255,13 +359,23 @@ pub struct Comparison {
     /// Input topics (prefixed), by index in the core's inputs.
     inputs: Vec<String>,
     records: Vec<Published>,
-    /// The keys and values of `records`, end to end.
-    bytes: Vec<u8>,
-    /// Per output topic: its records by identity. One lookup per record read and per record
-    /// derived, so with foldhash (still seeded per process) rather than SipHash.
+    /// The keys and values of `records`: the buffers of the batches they came in, kept as they
+    /// came rather than copied into one.
+    batches: Vec<Vec<u8>>,
+    /// Per output topic: its partition count, to tell where the runtime put a derived record.
+    partitions: Vec<i32>,
+    /// Per output topic, per partition: records not paired yet and not in the index, in order.
+    queues: Vec<Vec<VecDeque<usize>>>,
+    /// Per output topic: records moved from the queues, not paired yet, by identity. With
+    /// foldhash (still seeded per process) rather than SipHash: one lookup per record derived
+    /// while it holds any.
     index: Vec<foldhash::HashMap<Identity, Chain>>,
-    /// Derived records not found on the log yet, by output topic and identity.
-    waiting: foldhash::HashMap<(usize, Identity), VecDeque<Waiting>>,
+    /// Per output topic, per partition its key says: derived records not found on the log yet
+    /// and not moved to `waiting`, in order.
+    waiting_queues: Vec<Vec<VecDeque<Waiting>>>,
+    /// Per output topic: derived records not found on the log yet, moved from the queues or of
+    /// no telling partition, by identity.
+    waiting: Vec<foldhash::HashMap<Identity, VecDeque<Waiting>>>,
     /// The processor's committed offsets: input topic -> partition -> next offset.
     committed: HashMap<String, HashMap<i32, i64>>,
     /// By task partition.
@@ -270,11 +384,12 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// A comparison for `classifier`'s processor, whose outputs are `topics` and inputs
-    /// `inputs`, given its group's committed offsets.
+    /// A comparison for `classifier`'s processor, whose outputs are `topics` of `partitions`
+    /// partitions each and inputs `inputs`, given its group's committed offsets.
     pub fn new(
         classifier: Classifier,
         topics: Vec<String>,
+        partitions: Vec<i32>,
         inputs: Vec<String>,
         committed: HashMap<String, HashMap<i32, i64>>,
     ) -> Self {
@@ -284,15 +399,23 @@ impl Comparison {
                 ..Report::default()
             },
             classifier,
+            queues: vec![Vec::new(); topics.len()],
+            partitions,
             index: vec![foldhash::HashMap::new(); topics.len()],
+            waiting_queues: (0..topics.len()).map(|_| Vec::new()).collect(),
+            waiting: (0..topics.len()).map(|_| foldhash::HashMap::new()).collect(),
             topics,
             inputs,
             records: Vec::new(),
-            bytes: Vec::new(),
-            waiting: foldhash::HashMap::new(),
+            batches: Vec::new(),
             committed,
             tasks: Vec::new(),
         }
+    }
+
+    /// Makes room for `records` records read, to grow no more while reading them.
+    pub fn reserve(&mut self, records: usize) {
+        self.records.reserve(records);
     }
 
     /// Takes in one record read from output `topic`.
@@ -312,36 +435,35 @@ impl Comparison {
     /// Takes in records read from the outputs, and pairs each with the derived record waiting
     /// for it, if one is.
     pub fn logged(&mut self, logged: Logged) {
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(&logged.bytes);
-        let shift = |span: Span| span.map(|(start, end)| (start + base, end + base));
-        for (identity, mut record) in logged.records {
-            if record.topic >= self.index.len() {
+        let batch = self.batches.len();
+        self.batches.push(logged.bytes);
+        for mut record in logged.records {
+            let topic = record.topic;
+            if topic >= self.queues.len() {
                 continue;
             }
-            record.key = shift(record.key);
-            record.value = shift(record.value);
+            record.batch = batch;
             let i = self.records.len();
-            let topic = record.topic;
+            let partition = usize::try_from(record.partition).ok();
+            let paired = self.take_waiting(topic, &record.identity, partition);
             self.records.push(record);
             self.report.outputs_read += 1;
-            match self.index[topic].get_mut(&identity) {
-                Some(chain) => {
-                    self.records[chain.last].next = Some(i);
-                    chain.last = i;
+            match (paired, partition) {
+                (Some(waiting), _) => self.matched(
+                    i,
+                    waiting.task,
+                    waiting.seq,
+                    waiting.input,
+                    Made::of(&waiting.produced),
+                ),
+                (None, Some(partition)) => {
+                    let queues = &mut self.queues[topic];
+                    if queues.len() <= partition {
+                        queues.resize_with(partition + 1, VecDeque::new);
+                    }
+                    queues[partition].push_back(i);
                 }
-                None => {
-                    self.index[topic].insert(identity.clone(), Chain { first: i, last: i });
-                }
-            }
-            let key = (topic, identity);
-            if let Some(queue) = self.waiting.get_mut(&key)
-                && let Some(waiting) = queue.pop_front()
-            {
-                if queue.is_empty() {
-                    self.waiting.remove(&key);
-                }
-                self.matched(i, waiting);
+                (None, None) => self.index_record(i),
             }
         }
     }
@@ -349,40 +471,121 @@ impl Comparison {
     /// Takes in one replayed input (tests and single-threaded callers).
     pub fn replayed(&mut self, step: Step<'_>) {
         let lane = step.lane;
-        let derivation = Derivation::of(&self.classifier, step);
-        self.derived(lane, derivation);
+        let mut derived = Derived::default();
+        derived.push(&self.classifier, step);
+        self.take_derived(derived, |_| Some(lane));
+    }
+
+    /// Takes in replayed inputs, the lanes of each task given by `lanes` (by task, by lane
+    /// index), and pairs what they produced with the log.
+    pub fn derived(&mut self, lanes: &[Vec<Lane>], derived: Derived) {
+        self.take_derived(derived, |step| {
+            lanes.get(usize::try_from(step.task).ok()?)?.get(step.lane_index)
+        });
+    }
+
+    /// Takes in replayed inputs, each read from the lane `lane_of` says.
+    fn take_derived<'l>(&mut self, derived: Derived, lane_of: impl Fn(&Stepped) -> Option<&'l Lane>) {
+        let Derived {
+            bytes,
+            steps,
+            records,
+        } = derived;
+        let mut records = records.into_iter();
+        for step in steps {
+            let outputs = records.by_ref().take(step.outputs);
+            match lane_of(&step) {
+                Some(lane) => self.stepped(lane, &step, outputs, &bytes),
+                None => outputs.for_each(drop),
+            }
+        }
     }
 
     /// Takes in one replayed input of `lane` and pairs what it produced with the log.
-    pub fn derived(&mut self, lane: &Lane, derivation: Derivation) {
-        let task = usize::try_from(derivation.task).unwrap_or_default();
+    fn stepped(
+        &mut self,
+        lane: &Lane,
+        step: &Stepped,
+        outputs: impl Iterator<Item = (Identity, Packed)>,
+        bytes: &[u8],
+    ) {
+        let task = usize::try_from(step.task).unwrap_or_default();
         if self.tasks.len() <= task {
             self.tasks.resize_with(task + 1, TaskCheck::default);
         }
         let seq = self.tasks[task].steps;
         self.tasks[task].steps += 1;
-        let at = derivation.at;
+        let at = step.at;
         if self
-            .committed_on(task, lane, derivation.lane_index)
+            .committed_on(task, lane, step.lane_index)
             .is_some_and(|next| at.offset < next)
         {
             self.tasks[task].consumed_through = Some(seq);
         }
         let input = (lane.input, at.partition, at.offset);
-        for (n, (identity, produced)) in derivation.produced.into_iter().enumerate() {
+        for (n, (identity, packed)) in outputs.enumerate() {
             self.report.derived += 1;
-            let topic = self.classifier.topic_of(&produced);
-            let waiting = Waiting {
-                task,
-                seq: (seq, n),
-                input,
-                produced,
-            };
-            match self.take(topic, &identity) {
-                Some(i) => self.matched(i, waiting),
-                None => self.waiting.entry((topic, identity)).or_default().push_back(waiting),
+            let made = Made::packed(bytes, &packed);
+            let topic = self.topic_of(made);
+            match self.take(topic, &identity, self.partition_of(made)) {
+                Some(i) => self.matched(i, task, (seq, n), input, made),
+                None => {
+                    let partition = self.partition_of(made);
+                    let waiting = Waiting {
+                        identity,
+                        task,
+                        seq: (seq, n),
+                        input,
+                        produced: match packed {
+                            Packed::Letter(produced) => produced,
+                            Packed::Output { .. } => made.to_produced(),
+                        },
+                    };
+                    self.wait(topic, partition, waiting);
+                }
             }
         }
+    }
+
+    /// Keeps `waiting`, a derived record of `topic` not on the log yet, in the queue of the
+    /// partition its key says, or by identity when that cannot be told.
+    fn wait(&mut self, topic: usize, partition: Option<usize>, waiting: Waiting) {
+        let (Some(queues), Some(by_identity)) = (self.waiting_queues.get_mut(topic), self.waiting.get_mut(topic))
+        else {
+            self.report.pending += 1;
+            return;
+        };
+        match partition {
+            Some(partition) => {
+                if queues.len() <= partition {
+                    queues.resize_with(partition + 1, VecDeque::new);
+                }
+                queues[partition].push_back(waiting);
+            }
+            None => by_identity.entry(waiting.identity.clone()).or_default().push_back(waiting),
+        }
+    }
+
+    /// Takes the first derived record of `topic` with `identity` waiting for its counterpart,
+    /// which was read from `partition`: as [`Comparison::take`] does on the other side.
+    fn take_waiting(&mut self, topic: usize, identity: &Identity, partition: Option<usize>) -> Option<Waiting> {
+        let by_identity = &mut self.waiting[topic];
+        if !by_identity.is_empty()
+            && let Some(waiting) = pop_waiting(by_identity, identity)
+        {
+            return Some(waiting);
+        }
+        let queue = partition.and_then(|p| self.waiting_queues[topic].get_mut(p))?;
+        if queue.front().is_some_and(|w| w.identity == *identity) {
+            return queue.pop_front();
+        }
+        if queue.is_empty() {
+            return None;
+        }
+        for waiting in std::mem::take(queue) {
+            by_identity.entry(waiting.identity.clone()).or_default().push_back(waiting);
+        }
+        pop_waiting(by_identity, identity)
     }
 
     /// The next offset the group committed on `lane`; `None` on a broadcast lane.
@@ -402,21 +605,90 @@ impl Comparison {
         })
     }
 
-    /// The first record of `topic` with `identity` that no derived record took.
-    fn take(&self, topic: usize, identity: &Identity) -> Option<usize> {
-        let mut next = self.index.get(topic)?.get(identity).map(|chain| chain.first);
-        while let Some(i) = next {
-            if !self.records[i].matched {
-                return Some(i);
-            }
-            next = self.records[i].next;
+    fn topic_of(&self, made: Made<'_>) -> usize {
+        match made {
+            Made::Output { topic, .. } => topic,
+            Made::Letter { .. } => self.classifier.dead_letters,
         }
-        None
+    }
+
+    /// The partition the runtime put `made` on, when it can be told: its key's.
+    fn partition_of(&self, made: Made<'_>) -> Option<usize> {
+        let Made::Output { topic, key, .. } = made else {
+            return None;
+        };
+        let count = *self.partitions.get(topic).filter(|&&count| count > 0)?;
+        let hash = crate::client::murmur2(key) & 0x7fff_ffff;
+        usize::try_from(hash % count).ok()
+    }
+
+    /// Takes the first record of `topic` with `identity` that is not paired yet, in read order
+    /// within its partition: from the index, which holds records read before any still queued;
+    /// else from the head of the queue of `partition` (of every partition when it is `None`);
+    /// else from the index after that queue moved there.
+    fn take(&mut self, topic: usize, identity: &Identity, partition: Option<usize>) -> Option<usize> {
+        let index = self.index.get(topic)?;
+        if !index.is_empty() && index.contains_key(identity) {
+            return self.take_indexed(topic, identity);
+        }
+        let queues = &mut self.queues[topic];
+        let range = match partition {
+            Some(partition) => partition..(partition + 1).min(queues.len()),
+            None => 0..queues.len(),
+        };
+        for queue in queues.get_mut(range.clone()).unwrap_or_default() {
+            if queue.front().is_some_and(|&i| self.records[i].identity == *identity) {
+                return queue.pop_front();
+            }
+        }
+        let moved: Vec<VecDeque<usize>> = queues
+            .get_mut(range)
+            .unwrap_or_default()
+            .iter_mut()
+            .map(std::mem::take)
+            .collect();
+        if moved.iter().all(VecDeque::is_empty) {
+            return None;
+        }
+        moved.into_iter().flatten().for_each(|i| self.index_record(i));
+        self.take_indexed(topic, identity)
+    }
+
+    /// Takes the first indexed record of `topic` with `identity`.
+    fn take_indexed(&mut self, topic: usize, identity: &Identity) -> Option<usize> {
+        let chain = self.index[topic].get_mut(identity)?;
+        let i = chain.first;
+        match self.records[i].next {
+            Some(next) => chain.first = next,
+            None => {
+                self.index[topic].remove(identity);
+            }
+        }
+        Some(i)
+    }
+
+    /// Moves record `i` to the index of its topic.
+    fn index_record(&mut self, i: usize) {
+        let record = &mut self.records[i];
+        record.indexed = true;
+        record.next = None;
+        let Some(index) = self.index.get_mut(record.topic) else {
+            return;
+        };
+        match index.get_mut(&record.identity) {
+            Some(chain) => {
+                let last = std::mem::replace(&mut chain.last, i);
+                self.records[last].next = Some(i);
+            }
+            None => {
+                index.insert(record.identity.clone(), Chain { first: i, last: i });
+            }
+        }
     }
 
     fn contents(&self, record: &Published) -> (Option<&[u8]>, Option<&[u8]>) {
-        let slice = |span: Span| span.map(|(start, end)| &self.bytes[start..end]);
-        (slice(record.key), slice(record.value))
+        let bytes = &self.batches[record.batch];
+        (slice(bytes, record.key), slice(bytes, record.value))
     }
 
     fn at(&self, record: &Published) -> At {
@@ -428,50 +700,42 @@ impl Comparison {
         At::new(topic, partition, offset)
     }
 
-    fn event(&self, produced: &Produced, input: (usize, i32, i64)) -> String {
-        match produced {
-            Produced::Output(output) => describe(Some(output.key.as_bytes()), Some(&output.value)),
-            Produced::DeadLetter { .. } => format!("DeadLetter of {}", self.input_at(input)),
+    fn event(&self, made: Made<'_>, input: (usize, i32, i64)) -> String {
+        match made {
+            Made::Output { key, value, .. } => describe(Some(key), Some(value)),
+            Made::Letter { .. } => format!("DeadLetter of {}", self.input_at(input)),
         }
     }
 
-    /// Pairs record `i` on the log with the derived record `waiting`.
-    fn matched(&mut self, i: usize, waiting: Waiting) {
+    /// Pairs record `i` on the log with a record `task` derived as its `seq` from `input`.
+    fn matched(&mut self, i: usize, task: usize, seq: (u64, usize), input: (usize, i32, i64), made: Made<'_>) {
         self.records[i].matched = true;
         let record = &self.records[i];
         let logged = self.contents(record);
-        let differences = match &waiting.produced {
-            Produced::Output(output) => output_differences(logged, &output.key, &output.value),
-            Produced::DeadLetter { at, record: letter, reason } => {
+        let differences = match made {
+            Made::Output { key, value, .. } => output_differences(logged, key, value),
+            Made::Letter { at, record: letter, reason } => {
                 letter_differences(logged.1, letter, reason, at.stamp)
             }
         };
         let placed = Placed {
-            seq: waiting.seq,
+            seq,
             topic: record.topic,
             partition: record.partition,
             offset: record.offset,
-            input: waiting.input,
+            input,
         };
-        self.tasks[waiting.task].placed.push(placed);
+        self.tasks[task].placed.push(placed);
         if differences.is_empty() {
             self.report.matched += 1;
         } else {
             self.report.findings.push(Finding::Altered {
                 record: self.at(&self.records[i]),
-                event: self.event(&waiting.produced, waiting.input),
-                input: self.input_at(waiting.input),
+                event: self.event(made, input),
+                input: self.input_at(input),
                 differences,
             });
         }
-    }
-
-    /// A record with `i`'s identity that matched: then `i` is a copy of it.
-    fn matched_like(&self, i: usize, identity: &Identity) -> Option<usize> {
-        let record = &self.records[i];
-        let first = self.index[record.topic].get(identity)?.first;
-        std::iter::successors(Some(first), |&j| self.records[j].next)
-            .find(|&j| self.records[j].matched)
     }
 
     /// Where the chains of links on each output topic break.
@@ -479,6 +743,9 @@ impl Comparison {
         let mut by_topic: Vec<Vec<Linked>> = vec![Vec::new(); self.topics.len()];
         for record in &self.records {
             let (_, value) = self.contents(record);
+            if !value.is_some_and(|value| codec::peek_kind(value).is_ok_and(links::is_linked)) {
+                continue;
+            }
             if let Some(linked) = Linked::read(self.at(record), record.matched, value) {
                 by_topic[record.topic].push(linked);
             }
@@ -486,48 +753,71 @@ impl Comparison {
         by_topic.iter().flat_map(|records| chain::breaks(records)).collect()
     }
 
+    /// Records on the log nothing derived: duplicates of a record that paired, else injected.
+    fn unpaired(&self) -> Vec<Finding> {
+        let mut unpaired = self.records.iter().filter(|r| !r.matched).peekable();
+        if unpaired.peek().is_none() {
+            return Vec::new();
+        }
+        let mut first_paired: HashMap<(usize, &Identity), usize> = HashMap::new();
+        for (i, record) in self.records.iter().enumerate().filter(|(_, r)| r.matched) {
+            first_paired.entry((record.topic, &record.identity)).or_insert(i);
+        }
+        unpaired
+            .map(|record| {
+                let (key, value) = self.contents(record);
+                let at = self.at(record);
+                let event = describe(key, value);
+                match first_paired.get(&(record.topic, &record.identity)) {
+                    Some(&first) => Finding::Duplicate {
+                        record: at,
+                        event,
+                        first: self.at(&self.records[first]),
+                    },
+                    None => Finding::Injected { record: at, event },
+                }
+            })
+            .collect()
+    }
+
     /// Decides what is left on either side, checks each task's order, and reports.
     pub fn finish(mut self) -> Report {
         let mut findings = Vec::new();
-        for ((_, _), queue) in std::mem::take(&mut self.waiting) {
-            for waiting in queue {
-                let consumed = self.tasks[waiting.task]
-                    .consumed_through
-                    .is_some_and(|through| waiting.seq.0 <= through);
-                if consumed {
-                    findings.push(Finding::Missing {
-                        topic: self.topics[self.classifier.topic_of(&waiting.produced)].clone(),
-                        event: self.event(&waiting.produced, waiting.input),
-                        input: self.input_at(waiting.input),
-                    });
-                } else {
-                    self.report.pending += 1;
-                }
+        let mut waiting = std::mem::take(&mut self.waiting);
+        for (by_identity, queues) in waiting.iter_mut().zip(std::mem::take(&mut self.waiting_queues)) {
+            for queued in queues.into_iter().flatten() {
+                by_identity.entry(queued.identity.clone()).or_default().push_back(queued);
             }
         }
-        for index in &self.index {
-            for (identity, chain) in index {
-                let mut next = Some(chain.first);
-                while let Some(i) = next {
-                    let record = &self.records[i];
-                    next = record.next;
-                    if record.matched {
+        if waiting.iter().any(|by_identity| !by_identity.is_empty()) {
+            let queued: Vec<usize> = self.queues.iter_mut().flatten().flat_map(std::mem::take).collect();
+            queued.into_iter().for_each(|i| self.index_record(i));
+        }
+        for (topic, by_identity) in waiting.into_iter().enumerate() {
+            for (identity, queue) in by_identity {
+                for waiting in queue {
+                    if let Some(i) = self.take_indexed(topic, &identity) {
+                        let made = Made::of(&waiting.produced);
+                        self.matched(i, waiting.task, waiting.seq, waiting.input, made);
                         continue;
                     }
-                    let (key, value) = self.contents(record);
-                    let at = self.at(record);
-                    let event = describe(key, value);
-                    findings.push(match self.matched_like(i, identity) {
-                        Some(first) => Finding::Duplicate {
-                            record: at,
-                            event,
-                            first: self.at(&self.records[first]),
-                        },
-                        None => Finding::Injected { record: at, event },
-                    });
+                    let consumed = self.tasks[waiting.task]
+                    .consumed_through
+                    .is_some_and(|through| waiting.seq.0 <= through);
+                    if consumed {
+                        let made = Made::of(&waiting.produced);
+                        findings.push(Finding::Missing {
+                            topic: self.topics[topic].clone(),
+                            event: self.event(made, waiting.input),
+                            input: self.input_at(waiting.input),
+                        });
+                    } else {
+                        self.report.pending += 1;
+                    }
                 }
             }
         }
+        findings.extend(self.unpaired());
         for task in &mut self.tasks {
             task.placed.sort_unstable_by_key(|p| (p.topic, p.partition, p.seq));
         }
@@ -553,17 +843,27 @@ impl Comparison {
     }
 }
 
+/// Pops the first record with `identity` from `by_identity`.
+fn pop_waiting(by_identity: &mut foldhash::HashMap<Identity, VecDeque<Waiting>>, identity: &Identity) -> Option<Waiting> {
+    let queue = by_identity.get_mut(identity)?;
+    let waiting = queue.pop_front();
+    if queue.is_empty() {
+        by_identity.remove(identity);
+    }
+    waiting
+}
+
 /// How a record on the log differs from the derived one, field by field.
 fn output_differences(
     (logged_key, logged_value): (Option<&[u8]>, Option<&[u8]>),
-    key: &str,
+    key: &[u8],
     value: &[u8],
 ) -> Vec<String> {
     let mut differences = Vec::new();
-    if logged_key != Some(key.as_bytes()) {
+    if logged_key != Some(key) {
         let logged = logged_key
             .map_or_else(|| "none".to_string(), |k| format!("{:?}", String::from_utf8_lossy(k)));
-        differences.push(format!("key: {logged} ≠ {key:?}"));
+        differences.push(format!("key: {logged} ≠ {:?}", String::from_utf8_lossy(key)));
     }
     if logged_value != Some(value) {
         let logged = logged_value.map(fields);

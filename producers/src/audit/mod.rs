@@ -40,7 +40,7 @@ use tessera_processors::replay::RawRecord;
 use tessera_processors::runtime::{Lane, Topics};
 
 pub use self::report::{At, Finding, Report, describe};
-use self::compare::{Classifier, Comparison, Derivation, Logged};
+use self::compare::{Classifier, Comparison, Derived, Logged, Span, keep, slice};
 use self::replay::Replay;
 
 /// Why an audit could not be carried out (as opposed to what it found).
@@ -169,7 +169,7 @@ impl<C: Core> Audit<C> {
         let output_counts = view.partition_counts(&outputs)?;
         let output_partitions: Vec<(String, i32)> = outputs
             .iter()
-            .zip(output_counts)
+            .zip(output_counts.iter().copied())
             .flat_map(|(topic, count)| (0..count).map(move |p| (topic.clone(), p)))
             .collect();
         let input_partitions: Vec<(String, i32)> = topics
@@ -186,8 +186,15 @@ impl<C: Core> Audit<C> {
         progress.set_message(format!("auditing the {name}"));
 
         let classifier = Classifier::new(&name, dead_letters);
-        let mut comparison =
-            Comparison::new(classifier.clone(), outputs.clone(), topics.inputs.clone(), committed);
+        let mut comparison = Comparison::new(
+            classifier.clone(),
+            outputs.clone(),
+            output_counts,
+            topics.inputs.clone(),
+            committed,
+        );
+        // The partitions' records, markers included: a bound that spares growing by copying.
+        comparison.reserve(usize::try_from(outputs_reading.total()).unwrap_or_default());
         let replay = Replay::new(core, &topics, partitions);
         let lanes: Vec<Vec<Lane>> = (0..partitions).map(|p| topics.lanes(p, partitions)).collect();
         let inputs = &topics.inputs;
@@ -207,16 +214,7 @@ impl<C: Core> Audit<C> {
             for arrival in &arrivals {
                 match arrival {
                     Arrival::Logged(logged) => comparison.logged(logged),
-                    Arrival::Derived(derivations) => {
-                        for derivation in derivations {
-                            let lane = usize::try_from(derivation.task)
-                                .ok()
-                                .and_then(|task| lanes.get(task)?.get(derivation.lane_index));
-                            if let Some(lane) = lane {
-                                comparison.derived(lane, derivation);
-                            }
-                        }
-                    }
+                    Arrival::Derived(derived) => comparison.derived(&lanes, derived),
                 }
             }
             let read_outputs = taking_outputs.join().unwrap_or(Err(AuditError::Panicked));
@@ -257,14 +255,24 @@ const BATCHES_AHEAD: usize = 16;
 /// Input records per batch.
 const BATCH: usize = 4096;
 
-/// An input record read, for the replay.
+/// An input record read, for the replay; its key and value lie in its batch's buffer.
 struct Input {
     /// Index of its topic among the processor's inputs.
     topic: usize,
     partition: i32,
     offset: i64,
     stamp: i64,
-    record: RawRecord,
+    key: Span,
+    value: Span,
+}
+
+/// Input records read, packed in one buffer: the replay makes each record's own copies, which it
+/// also frees, and glibc's allocator serves a thread that frees what it allocated from its
+/// cache, where a thread freeing what another allocated takes the arena's lock.
+#[derive(Default)]
+struct Inputs {
+    bytes: Vec<u8>,
+    records: Vec<Input>,
 }
 
 /// Reads the inputs into batches for the replay; stops when the replay stops listening.
@@ -272,9 +280,9 @@ fn read_inputs(
     reading: log::Reading,
     inputs: &[String],
     progress: &ProgressBar,
-    sender: &mpsc::SyncSender<Vec<Input>>,
+    sender: &mpsc::SyncSender<Inputs>,
 ) -> Result<log::Read, AuditError> {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Inputs::default();
     let read = reading.take_all(progress, &mut |name, message| {
         let Timestamp::LogAppendTime(stamp) = message.timestamp() else {
             let at = At::new(name, message.partition(), message.offset());
@@ -283,23 +291,22 @@ fn read_inputs(
         let Some(topic) = inputs.iter().position(|t| t == name) else {
             return Ok(());
         };
-        batch.push(Input {
+        let key = keep(&mut batch.bytes, message.key());
+        let value = keep(&mut batch.bytes, message.payload());
+        batch.records.push(Input {
             topic,
             partition: message.partition(),
             offset: message.offset(),
             stamp,
-            record: RawRecord {
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-            },
+            key,
+            value,
         });
-        if batch.len() >= BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            sender.send(full).map_err(|_| AuditError::Abandoned)?;
+        if batch.records.len() >= BATCH {
+            sender.send(std::mem::take(&mut batch)).map_err(|_| AuditError::Abandoned)?;
         }
         Ok(())
     })?;
-    if !batch.is_empty() {
+    if !batch.records.is_empty() {
         sender.send(batch).map_err(|_| AuditError::Abandoned)?;
     }
     Ok(read)
@@ -308,7 +315,7 @@ fn read_inputs(
 /// What the comparison takes in, from the thread reading the outputs and from the replay.
 enum Arrival {
     Logged(Logged),
-    Derived(Vec<Derivation>),
+    Derived(Derived),
 }
 
 /// How far the replay got.
@@ -349,29 +356,33 @@ fn replay_inputs<C: Core>(
     mut replay: Replay<C>,
     classifier: &Classifier,
     inputs: &[String],
-    batches: mpsc::Receiver<Vec<Input>>,
+    batches: mpsc::Receiver<Inputs>,
     arrivals: &mpsc::SyncSender<Arrival>,
 ) -> Result<Replayed, AuditError> {
     for batch in batches {
-        let mut derivations = Vec::with_capacity(batch.len());
-        for input in batch {
+        let mut derived = Derived::default();
+        for input in batch.records {
+            let record = RawRecord {
+                key: slice(&batch.bytes, input.key).map(<[u8]>::to_vec),
+                value: slice(&batch.bytes, input.value).map(<[u8]>::to_vec),
+            };
             replay
                 .push(
                     input.topic,
                     input.partition,
                     input.offset,
                     input.stamp,
-                    input.record,
-                    &mut |step| derivations.push(Derivation::of(classifier, step)),
+                    record,
+                    &mut |step| derived.push(classifier, step),
                 )
                 .map_err(|source| AuditError::Merge {
                     at: At::new(inputs[input.topic].clone(), input.partition, input.offset),
                     source,
                 })?;
         }
-        if !derivations.is_empty() {
+        if !derived.is_empty() {
             arrivals
-                .send(Arrival::Derived(derivations))
+                .send(Arrival::Derived(derived))
                 .map_err(|_| AuditError::Abandoned)?;
         }
     }

@@ -11,6 +11,7 @@ use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, decode, encode};
 use tessera_state_stores::State;
 
 use super::compare::{Classifier, Comparison};
+use crate::client::partition_for;
 use super::replay::{Replay, Step};
 use super::report::{At, Finding, Report};
 
@@ -132,16 +133,22 @@ fn replay(on_step: &mut dyn FnMut(Step<'_>)) -> Replay<Relay> {
     replay
 }
 
-/// What the live processor wrote: each task's outputs to the output partition of its number,
-/// the runtime's dead letters (with random ids) to the dead letters.
+/// What the live processor wrote: each output to the partition its key hashes to, as the
+/// runtime's partitioner puts it, the runtime's dead letters (with random ids) to the dead
+/// letters.
 fn live() -> Vec<Logged> {
+    written(|key, _| partition_for(key, PARTITIONS))
+}
+
+/// What a processor wrote that put each output on the partition `place(key, task)`.
+fn written(place: impl Fn(&str, i32) -> i32) -> Vec<Logged> {
     let mut log = Vec::new();
     replay(&mut |step: Step<'_>| {
         for produced in step.produced {
             log.push(match produced {
                 Produced::Output(output) => Logged {
                     topic: output.topic,
-                    partition: step.task,
+                    partition: place(&output.key, step.task),
                     key: Some(output.key.into_bytes()),
                     value: output.value,
                 },
@@ -190,6 +197,7 @@ fn audit_in_order(log: &[Logged], committed: [i64; 2], replay_first: bool) -> Re
     let mut comparison = Comparison::new(
         Classifier::new(NAME, 1),
         vec![OUT.into(), LETTERS.into()],
+        vec![PARTITIONS, 1],
         vec!["p.in".into(), "p.all".into()],
         committed,
     );
@@ -263,12 +271,14 @@ fn an_untouched_log_matches_and_undecided_tails_wait() {
     assert_eq!(letters.len(), 1, "the keyless record is dead-lettered once");
 }
 
-#[test]
-fn records_pair_up_whichever_side_comes_first() {
-    let mut log = live();
-    let clean = audit_in_order(&log, ALL_CONSUMED, true);
-    assert_eq!(clean.findings, vec![]);
-    assert_eq!(clean.matched, log.len() as u64);
+/// `log` is found clean whichever side the comparison gets first, and with a record left out
+/// and one forged, the same two findings either way.
+fn assert_pairs_either_way(mut log: Vec<Logged>) {
+    for replay_first in [false, true] {
+        let clean = audit_in_order(&log, ALL_CONSUMED, replay_first);
+        assert_eq!(clean.findings, vec![]);
+        assert_eq!(clean.matched, log.len() as u64);
+    }
 
     let (i, _) = find(&log, "m1", "e");
     log.remove(i);
@@ -277,6 +287,23 @@ fn records_pair_up_whichever_side_comes_first() {
     let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
     assert_eq!(kinds, ["missing", "injected"], "{:#?}", report.findings);
     assert_eq!(report, audit(&log, ALL_CONSUMED), "the same findings either way");
+}
+
+#[test]
+fn records_pair_up_whichever_side_comes_first() {
+    assert_pairs_either_way(live());
+}
+
+#[test]
+fn records_on_other_partitions_than_their_keys_say_still_pair() {
+    let log = written(|_, task| task);
+    assert!(
+        log.iter().any(|r| r.topic == 0 && r.key.as_deref().is_some_and(|k| {
+            partition_for(&String::from_utf8_lossy(k), PARTITIONS) != r.partition
+        })),
+        "some output sits elsewhere than its key says"
+    );
+    assert_pairs_either_way(log);
 }
 
 #[test]
