@@ -49,11 +49,13 @@ pub struct LatencyArgs {
     /// Partitions of every topic.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
-    /// Each offer's capacity: its first N responders are released, the rest refused as
-    /// CapacityReached. Without it every response is released, the costliest case: a release
-    /// seals a half to its responder, a refusal only checks the proof.
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
-    pub capacity: Option<i32>,
+    /// Percentage of the offers whose responses are all released; every response to the
+    /// others is refused as TooEarly (their window opens tomorrow). Offers of both kinds
+    /// alternate, so the mix is the same on every partition all run long. 100, the default, is
+    /// the costliest case: a release seals a half to its responder, a refusal only checks the
+    /// proof.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub released_percent: u8,
     /// Timekeeper instances sharing the partitions in one consumer group, each on a thread of
     /// its own, as `tessera run timekeeper` processes would.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
@@ -216,6 +218,18 @@ async fn timekeeper(
             timekeeper: timekeeper.clone(),
         })
         .collect();
+    let releasing = |o: usize| o % 100 < usize::from(args.released_percent);
+    let tomorrow = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        + 86_400_000;
+    let rule = |o: usize| {
+        if releasing(o) {
+            TimeRule::Within(Within { duration_ms: 3_600_000 })
+        } else {
+            TimeRule::Window(Window { from: tomorrow, to: tomorrow + 3_600_000 })
+        }
+    };
     for o in 0..args.offers {
         let offer = OfferPublished {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -228,8 +242,8 @@ async fn timekeeper(
                 features: BTreeMap::new(),
                 parameters: BTreeMap::new(),
             },
-            time_rule: TimeRule::Within(Within { duration_ms: 3_600_000 }),
-            capacity: args.capacity,
+            time_rule: rule(o),
+            capacity: None,
             reward: None,
             credential: tessera_producers::provider::seal(
                 &offer_id(o),
@@ -262,7 +276,7 @@ async fn timekeeper(
                         offset: 0,
                         stamp: 0,
                     },
-                    time_rule: TimeRule::Within(Within { duration_ms: 3_600_000 }),
+                    time_rule: rule(o),
                 },
                 provider_contact: "bench@localhost".into(),
             };
@@ -326,7 +340,7 @@ async fn timekeeper(
                 released += 1;
                 r.response.stamp
             }
-            Some(Ok(Event::ResponseRejected(r))) if r.reason == RejectReason::CapacityReached => {
+            Some(Ok(Event::ResponseRejected(r))) if r.reason == RejectReason::TooEarly => {
                 r.response.stamp
             }
             Some(Ok(Event::ResponseRejected(r))) => {
@@ -341,7 +355,7 @@ async fn timekeeper(
     if latencies.len() != total {
         bail!("{} verdicts for {total} responses", latencies.len());
     }
-    let expected = args.offers * args.capacity.map_or(per_offer, |c| per_offer.min(c as usize));
+    let expected = per_offer * (0..args.offers).filter(|o| releasing(*o)).count();
     if released != expected {
         bail!("{released} credentials released, {expected} expected");
     }

@@ -80,7 +80,14 @@ fn stable_committed(
                 std::thread::sleep(Duration::from_millis(200));
             }
             Ok(committed) => {
-                return Err(format!("committed offsets still unstable after 60 s: {committed:?}"));
+                return Err(format!(
+                    "the group's committed offsets are still unstable after 60 s ({committed:?}): \
+                     a transaction holds them open. A broker stopped in the middle of a \
+                     transaction can leave one open that no producer will end; find it with \
+                     `kafka-transactions.sh --bootstrap-server HOST:PORT find-hanging --broker-id N` \
+                     and end it with `kafka-transactions.sh ... abort --topic T --partition P \
+                     --producer-id ID --producer-epoch E --coordinator-epoch C`"
+                ));
             }
             Err(e) => return Err(format!("cannot read committed offsets for 60 s: {e}")),
         }
