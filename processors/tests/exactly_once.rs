@@ -12,20 +12,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tessera_processors::counter::Counter;
 use tessera_processors::runtime::{self, Config};
 
+mod broker;
+use broker::client;
+
 const PARTITIONS: i32 = 3;
 
-fn client() -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set(
-        "bootstrap.servers",
-        std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
-    );
-    config
-}
 
 struct Setup {
     prefix: String,

@@ -10,19 +10,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera_processors::counter::Counter;
 use tessera_processors::runtime::{self, Config};
 
-fn client() -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set(
-        "bootstrap.servers",
-        std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
-    );
-    config
-}
+mod broker;
+use broker::client;
+
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_waiting_on_an_idle_partition_is_decided_within_the_hour_long_tick_period() {
