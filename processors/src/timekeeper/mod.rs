@@ -61,7 +61,7 @@ use tessera_schemas::{
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, pair};
+use crate::outputs::{Outputs, check_key, misplaced, names, pair};
 use self::secrets::Secrets;
 use crate::timers::Timers;
 
@@ -182,7 +182,7 @@ impl Core for Timekeeper {
     }
 
     fn inputs(&self) -> Vec<String> {
-        INPUTS.iter().map(|t| t.name.to_string()).collect()
+        names(&INPUTS)
     }
 
     fn outputs(&self) -> Vec<String> {
@@ -198,7 +198,7 @@ impl Core for Timekeeper {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Received, String> {
-        let input = INPUTS
+        let input = *INPUTS
             .get(topic)
             .ok_or_else(|| format!("the timekeeper has no input {topic}"))?;
         let value = value.ok_or("the record has no value")?;
@@ -208,26 +208,9 @@ impl Core for Timekeeper {
             (OFFERS_INPUT, Event::OfferWithdrawn(e)) => Received::Withdrawal(e),
             (REQUESTS_INPUT, Event::InteractionRequested(e)) => Received::Invitation(e),
             (RESPONSES_INPUT, Event::ResponseSubmitted(e)) => Received::Response(e),
-            (_, other) => {
-                return Err(format!(
-                    "{} does not belong on {}",
-                    other.kind().name(),
-                    input.name
-                ));
-            }
+            (_, other) => return Err(misplaced(&other, input)),
         };
-        let offer_id = received.offer_id();
-        let key = key.ok_or_else(|| format!("the record has no key; expected {offer_id:?}"))?;
-        let key =
-            std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8".to_string())?;
-        if key != offer_id {
-            return Err(format!(
-                "the record key {key:?} is not the event's offer id {offer_id:?}"
-            ));
-        }
-        if offer_id.is_empty() {
-            return Err("the offer id is empty".into());
-        }
+        check_key(key, received.offer_id(), "offer id")?;
         Ok(received)
     }
 
