@@ -5,19 +5,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tessera_processors::counter::Counter;
 use tessera_processors::runtime::{self, Config};
 
 mod broker;
+mod counts;
 use broker::client;
+use counts::{assert_counts, read_counts};
 
 const PARTITIONS: i32 = 3;
 
@@ -135,42 +136,7 @@ impl Setup {
                 .unwrap();
         }
         consumer.assign(&assignment).unwrap();
-        let mut outputs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut seen = 0;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while seen < expected {
-            assert!(Instant::now() < deadline, "only {seen} of {expected} outputs committed");
-            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                let message = message.unwrap();
-                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-                let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-                outputs.entry(key).or_default().push(value);
-                seen += 1;
-            }
-        }
-        // Anything beyond `expected` would be a duplicate: give it a moment to show up.
-        let until = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < until {
-            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-                let message = message.unwrap();
-                panic!(
-                    "unexpected extra output {:?}",
-                    String::from_utf8_lossy(message.payload().unwrap())
-                );
-            }
-        }
-        outputs
-    }
-}
-
-fn assert_counts(outputs: &BTreeMap<String, Vec<String>>, total: usize) {
-    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
-    for i in 0..total {
-        *per_key.entry(format!("k{}", i % 17)).or_default() += 1;
-    }
-    for (key, n) in per_key {
-        let expected: Vec<String> = (1..=n).map(|c| format!("{key}={c}")).collect();
-        assert_eq!(outputs.get(&key), Some(&expected), "counts of {key}");
+        read_counts(&consumer, expected, Duration::from_secs(90), || true)
     }
 }
 

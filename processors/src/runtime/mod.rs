@@ -9,6 +9,7 @@
 //! watchdog.
 
 mod rebalance;
+mod sweep;
 mod task;
 mod ticker;
 mod topics;
@@ -120,8 +121,8 @@ enum Failure {
     /// Abort, rewind and carry on.
     Abortable(anyhow::Error),
     /// Give up: the process must restart (fenced, invalid state, store failure, or a commit
-    /// whose outcome is unknown). A restart is always safe: `init_transactions` aborts whatever
-    /// this incarnation left open, and tasks compare their checkpoints with the group's offsets.
+    /// whose outcome is unknown). A restart is always safe: `init_transactions` and the sweep
+    /// abort whatever this incarnation left open, and tasks compare their checkpoints with the group's offsets.
     Fatal(anyhow::Error),
 }
 
@@ -222,6 +223,9 @@ impl<C: Core> Runtime<C> {
         watchdog
             .guard(|| producer.init_transactions(config.transaction_timeout))
             .context("cannot initialise transactions (is another instance using the same id?)")?;
+        watchdog
+            .guard(|| sweep::sweep(&producer, &config.client, &group, &topics, config.transaction_timeout))
+            .context("cannot end the transactions an earlier incarnation left open")?;
         let transaction_open = Arc::new(AtomicBool::new(false));
         let context = Context {
             producer: producer.clone(),
@@ -670,6 +674,12 @@ impl<C: Core> Runtime<C> {
                     self.watchdog
                         .guard(|| abort(&self.producer, timeout))
                         .context("cannot abort the transaction")?;
+                    // A transaction that failed may have written where the coordinator lost
+                    // track of it (a broker restarting): end that before the next commit does.
+                    let group = Topics::group(&self.core, &self.config.topic_prefix);
+                    self.watchdog
+                        .guard(|| sweep::sweep(&self.producer, &self.config.client, &group, &self.topics, timeout))
+                        .context("cannot end what the failed transaction left open")?;
                 }
                 self.rewind_all()
             }

@@ -82,8 +82,9 @@ fn stable_committed(
             Ok(committed) => {
                 return Err(format!(
                     "the group's committed offsets are still unstable after 60 s ({committed:?}): \
-                     a transaction holds them open. A broker stopped in the middle of a \
-                     transaction can leave one open that no producer will end; find it with \
+                     a transaction holds them open. Every instance aborts what its own earlier \
+                     incarnations left open when it starts, so this one belongs to a producer \
+                     that no longer runs (an instance id no longer in use?); find it with \
                      `kafka-transactions.sh --bootstrap-server HOST:PORT find-hanging --broker-id N` \
                      and end it with `kafka-transactions.sh ... abort --topic T --partition P \
                      --producer-id ID --producer-epoch E --coordinator-epoch C`"
