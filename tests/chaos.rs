@@ -4,6 +4,8 @@
 //! broker restarts once via `compose/kafka restart`, halfway through the input). The committed
 //! outputs must be exactly those of a run without failures: every key counted 1, 2, ..., n in
 //! order, nothing missing, nothing doubled, and every undecodable input dead-lettered exactly once.
+//! No transaction may be left open, and instances restarted without local state must restore the
+//! final counts from the changelog.
 //!
 //! CI runs `chaos_small` (20 000 events). The full run (200 000 events, broker restart) is
 //! `cargo test --workspace --test chaos -- --ignored chaos_full`.
@@ -189,6 +191,24 @@ fn reader(prefix: &str, topic: &str) -> BaseConsumer {
     consumer
 }
 
+/// The partitions of `topic` whose last stable offset (a `read_committed` consumer's watermark)
+/// falls short of their end: an open transaction holds them back.
+fn held_back(prefix: &str, topic: &str) -> Vec<i32> {
+    let watermarks = |isolation: &str| -> BaseConsumer {
+        client().set("isolation.level", isolation).create().unwrap()
+    };
+    let (committed, uncommitted) = (watermarks("read_committed"), watermarks("read_uncommitted"));
+    let topic = format!("{prefix}{topic}");
+    let timeout = Duration::from_secs(10);
+    (0..PARTITIONS)
+        .filter(|&partition| {
+            let (_, stable) = committed.fetch_watermarks(&topic, partition, timeout).unwrap();
+            let (_, end) = uncommitted.fetch_watermarks(&topic, partition, timeout).unwrap();
+            stable < end
+        })
+        .collect()
+}
+
 fn restart_broker() {
     let status = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/kafka"))
         .arg("restart")
@@ -320,9 +340,10 @@ fn chaos(events: usize, broker_restart: bool) {
         }
     }
     cluster.stop_all();
-    if std::env::var_os("TESSERA_CHAOS_KEEP").is_some() {
-        let kept = std::mem::replace(&mut cluster.dir, tempfile::tempdir().unwrap()).keep();
-        eprintln!("chaos: instance logs and state kept in {}", kept.display());
+    // No transaction is left open where the instances wrote: a leftover there would hold readers
+    // back, or be committed by a later commit.
+    for topic in ["counts", "tessera.dead-letters", "tessera.counter.changelog"] {
+        assert_eq!(held_back(&prefix, topic), Vec::<i32>::new(), "{topic} partitions held back by an open transaction");
     }
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -360,10 +381,55 @@ fn chaos(events: usize, broker_restart: bool) {
     let reports = tessera::audit::audit(&kafka, &audit).unwrap();
     assert!(reports[0].clean(), "the audit disagrees with the run: {:#?}", reports[0]);
     assert_eq!(reports[0].matched, (counted + garbage) as u64, "{:#?}", reports[0]);
+    let elapsed = started.elapsed();
+
+    // The final state, as instances without local state restore it from the changelog, is the
+    // counts: one more input per key comes out as that key's next count.
+    for i in 0..INSTANCES {
+        let _ = std::fs::remove_dir_all(cluster.dir.path().join(format!("state-{i}")));
+        cluster.start_instance(i);
+    }
+    let producer: BaseProducer = client()
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for key in expected.keys() {
+        producer
+            .send(BaseRecord::to(&format!("{prefix}in.a")).key(key).payload("x"))
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let mut next: BTreeMap<String, u64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while next.len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} counts after the restore\n{}",
+            next.len(),
+            expected.len(),
+            cluster.logs()
+        );
+        if let Some(Ok(message)) = outputs_reader.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+            let (_, n) = value.split_once('=').expect("a count output");
+            assert!(next.insert(key.clone(), n.parse().unwrap()).is_none(), "{key} counted twice after the restore");
+        }
+        cluster.revive();
+    }
+    cluster.stop_all();
+    for (key, n) in &expected {
+        assert_eq!(next[key], n + 1, "restored count of {key}\n{}", cluster.logs());
+    }
+    if std::env::var_os("TESSERA_CHAOS_KEEP").is_some() {
+        let kept = std::mem::replace(&mut cluster.dir, tempfile::tempdir().unwrap()).keep();
+        eprintln!("chaos: instance logs and state kept in {}", kept.display());
+    }
     eprintln!(
         "chaos: {events} events, {kills} kills, broker restart: {broker_restart} (at {restart_seen} \
-         of {counted} outputs), {:?}",
-        started.elapsed()
+         of {counted} outputs), {elapsed:?}; final state restored from the changelog",
     );
 }
 
