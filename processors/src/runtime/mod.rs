@@ -223,9 +223,6 @@ impl<C: Core> Runtime<C> {
         watchdog
             .guard(|| producer.init_transactions(config.transaction_timeout))
             .context("cannot initialise transactions (is another instance using the same id?)")?;
-        watchdog
-            .guard(|| sweep::sweep(&producer, &config.client, &group, &topics, config.transaction_timeout))
-            .context("cannot end the transactions an earlier incarnation left open")?;
         let transaction_open = Arc::new(AtomicBool::new(false));
         let context = Context {
             producer: producer.clone(),
@@ -250,6 +247,11 @@ impl<C: Core> Runtime<C> {
             .create_with_context(context)
             .context("cannot create the consumer")?;
         consumer.subscribe(&topics.partitioned())?;
+        // The group join goes on in librdkafka's background meanwhile; the assignment, and with
+        // it the first read of the group's offsets, waits for the next poll, after the sweep.
+        watchdog
+            .guard(|| sweep::sweep(&producer, &config.client, &group, &topics, config.transaction_timeout))
+            .context("cannot end the transactions an earlier incarnation left open")?;
         let owned = Arc::new(Mutex::new(BTreeSet::new()));
         let ticker = config
             .tick_period

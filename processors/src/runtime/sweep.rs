@@ -40,6 +40,7 @@ pub(crate) fn sweep(
     topics: &Topics,
     timeout: Duration,
 ) -> anyhow::Result<usize> {
+    let started = std::time::Instant::now();
     let mut written: Vec<&str> = topics.outputs.iter().map(String::as_str).collect();
     written.push(&topics.dead_letters);
     written.push(&topics.changelog);
@@ -79,10 +80,14 @@ pub(crate) fn sweep(
     let registered = producer.send_offsets_to_transaction(&offsets, &metadata, timeout);
     // The abort purges what is still queued, and a record purged before librdkafka added its
     // partition to the transaction would leave that partition unswept.
-    let delivered = super::deliver_all(producer, std::time::Instant::now() + timeout);
+    let delivered = super::deliver_all(producer, started + timeout);
     super::abort(producer, timeout).context("cannot abort the sweep transaction")?;
     registered.context("cannot register the group's offsets partition in the sweep")?;
     anyhow::ensure!(delivered, "the sweep records were not delivered within {timeout:?}");
-    info!(partitions = partitions.len() + 1, "swept partitions this instance writes");
+    info!(
+        partitions = partitions.len() + 1,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "swept partitions this instance writes"
+    );
     Ok(partitions.len() + 1)
 }
