@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// ticker off (another process must tick then, or timers wait for traffic).
     #[arg(long, default_value_t = 1000)]
     pub tick_ms: u64,
+    /// Replicas of each changelog partition when this processor creates its changelog topic
+    /// (`tessera.<processor>.changelog`); by default the broker's `default.replication.factor`.
+    /// An existing changelog is left as it is.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub changelog_replication_factor: Option<i32>,
     /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it. By default each
     /// processor has its own port, so one of each can run on a host: matcher 127.0.0.1:9464,
     /// timekeeper :9465, delivery :9466, ledger :9467, counter :9468. Give further instances on
@@ -163,6 +168,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
     config.topic_prefix = kafka.topic_prefix.clone();
     config.commit_interval = Duration::from_millis(args.commit_interval_ms);
     config.tick_period = (args.tick_ms > 0).then(|| Duration::from_millis(args.tick_ms));
+    config.changelog_replication = args.changelog_replication_factor;
 
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();

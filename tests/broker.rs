@@ -188,3 +188,37 @@ fn bad_command_line_input_is_one_clear_line_and_a_failure() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("expected KEY=VALUE"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changelog_replication_the_cluster_cannot_hold_is_one_clear_line_and_a_failure() {
+    let kafka = isolated();
+    topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["run", "--metrics-addr", "off", "--changelog-replication-factor", "3"])
+        .args(["--state-dir", state.path().to_str().unwrap()])
+        .args(["counter", "--input", "tessera.offers", "--output", "tessera.outcomes"])
+        .env("TESSERA_BROKERS", brokers())
+        .env("TESSERA_TOPIC_PREFIX", &kafka.topic_prefix)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A processor that started anyway would run until stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the processor started with a replication factor the cluster cannot hold");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("the cluster has fewer brokers than the replication factor asked"),
+        "{stderr}"
+    );
+}

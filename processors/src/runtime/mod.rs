@@ -63,10 +63,14 @@ pub struct Config {
     pub tick_period: Option<Duration>,
     /// Timeout of each transactional call; the watchdog kills the process at four times it.
     pub transaction_timeout: Duration,
+    /// Replicas of each changelog partition when the runtime creates the changelog topic; `None`
+    /// takes the broker's `default.replication.factor`. An existing changelog is left as it is.
+    pub changelog_replication: Option<i32>,
 }
 
 impl Config {
-    /// Defaults: commit every 100 ms, tick every second, 10 s transaction timeout.
+    /// Defaults: commit every 100 ms, tick every second, 10 s transaction timeout, changelog
+    /// replicated as the broker's default says.
     pub fn new(client: ClientConfig, instance: impl Into<String>, state_dir: PathBuf) -> Self {
         Config {
             client,
@@ -76,6 +80,7 @@ impl Config {
             commit_interval: Duration::from_millis(100),
             tick_period: Some(Duration::from_secs(1)),
             transaction_timeout: Duration::from_secs(10),
+            changelog_replication: None,
         }
     }
 }

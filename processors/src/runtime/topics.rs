@@ -136,11 +136,18 @@ pub(crate) async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<
             );
         }
     }
-    let changelog = NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(1))
+    // -1 asks the broker for its default.replication.factor (KIP-464), as Kafka Streams does.
+    let replication = TopicReplication::Fixed(config.changelog_replication.unwrap_or(-1));
+    let changelog = NewTopic::new(&topics.changelog, partitions, replication)
         .set("cleanup.policy", "compact");
     for result in admin.create_topics(&[changelog], &AdminOptions::new()).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => bail!(
+                "cannot create changelog topic {name}: the cluster has fewer brokers than the \
+                 replication factor asked (--changelog-replication-factor, or the broker's \
+                 default.replication.factor)"
+            ),
             Err((name, code)) => bail!("cannot create changelog topic {name}: {code}"),
         }
     }
