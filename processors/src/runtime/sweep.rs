@@ -84,6 +84,7 @@ pub(crate) fn sweep(
     super::abort(producer, timeout).context("cannot abort the sweep transaction")?;
     registered.context("cannot register the group's offsets partition in the sweep")?;
     anyhow::ensure!(delivered, "the sweep records were not delivered within {timeout:?}");
+    metrics::histogram!("tessera_sweep_seconds").record(started.elapsed().as_secs_f64());
     info!(
         partitions = partitions.len() + 1,
         elapsed_ms = started.elapsed().as_millis() as u64,
