@@ -127,7 +127,8 @@ enum Failure {
     Abortable(anyhow::Error),
     /// Give up: the process must restart (fenced, invalid state, store failure, or a commit
     /// whose outcome is unknown). A restart is always safe: `init_transactions` and the sweep
-    /// abort whatever this incarnation left open, and tasks compare their checkpoints with the group's offsets.
+    /// abort whatever this incarnation left open, and tasks compare their checkpoints with the
+    /// group's offsets.
     Fatal(anyhow::Error),
 }
 
