@@ -191,6 +191,14 @@ fn reader(prefix: &str, topic: &str) -> BaseConsumer {
     consumer
 }
 
+/// A counter output's key and the count it names (`key=n`).
+fn count_of(message: &impl Message) -> (String, u64) {
+    let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+    let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+    let (_, n) = value.split_once('=').expect("a count output");
+    (key, n.parse().unwrap())
+}
+
 /// The partitions of `topic` whose last stable offset (a `read_committed` consumer's watermark)
 /// falls short of their end: an open transaction holds them back.
 fn held_back(prefix: &str, topic: &str) -> Vec<i32> {
@@ -304,10 +312,8 @@ fn chaos(events: usize, broker_restart: bool) {
         );
         // Broker restarts surface as transient consumer errors; the consumer recovers by itself.
         if let Some(Ok(message)) = outputs_reader.poll(Duration::from_millis(50)) {
-            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-            let (_, n) = value.split_once('=').expect("a count output");
-            outputs.entry(key).or_default().push(n.parse().unwrap());
+            let (key, n) = count_of(&message);
+            outputs.entry(key).or_default().push(n);
             seen += 1;
         }
         if Instant::now() >= next_kill && !feeder.is_finished() {
@@ -412,10 +418,8 @@ fn chaos(events: usize, broker_restart: bool) {
             cluster.logs()
         );
         if let Some(Ok(message)) = outputs_reader.poll(Duration::from_millis(100)) {
-            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-            let (_, n) = value.split_once('=').expect("a count output");
-            assert!(next.insert(key.clone(), n.parse().unwrap()).is_none(), "{key} counted twice after the restore");
+            let (key, n) = count_of(&message);
+            assert!(next.insert(key.clone(), n).is_none(), "{key} counted twice after the restore");
         }
         cluster.revive();
     }
