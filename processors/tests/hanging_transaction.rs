@@ -58,7 +58,12 @@ impl Setup {
     }
 
     async fn produce(&self, from: usize, to: usize) {
-        let producer: FutureProducer = self.broker.client().create().unwrap();
+        let producer: FutureProducer = self
+            .broker
+            .client()
+            .set("partitioner", "murmur2_random")
+            .create()
+            .unwrap();
         for i in from..to {
             let topic = self.topic(if i % 3 == 0 { "in.b" } else { "in.a" });
             let key = format!("k{}", i % 17);
@@ -74,14 +79,14 @@ impl Setup {
     async fn run_until(&self, expected: usize) -> BTreeMap<String, Vec<String>> {
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let handle = tokio::spawn(runtime::run(self.core(), self.config(), stop.0.clone()));
-        let outputs = self.read_outputs(expected, &handle).await;
+        let outputs = tokio::task::block_in_place(|| self.read_outputs(expected, &handle));
         drop(stop);
         handle.await.unwrap().unwrap();
         outputs
     }
 
     /// The committed outputs per key; fails on more than `expected`, or if the instance dies.
-    async fn read_outputs(
+    fn read_outputs(
         &self,
         expected: usize,
         instance: &tokio::task::JoinHandle<anyhow::Result<()>>,
