@@ -13,6 +13,7 @@ use tessera_processors::counter::Counter;
 use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
+use tessera_schemas::signing::VerifyingKey;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_producers::audit::{Audit, Report};
 
@@ -57,11 +58,17 @@ pub struct AuditArgs {
     #[arg(long = "output-topic", value_name = "NAME=TOPIC", value_parser = parse_override)]
     pub output_topics: Vec<(String, String)>,
     /// The timekeeper's private key file (as given to `tessera run timekeeper --key-file`). The
-    /// timekeeper's verdicts depend on opening the halves offers seal to it and on verifying
-    /// responses' proofs with it, so only a holder of the key can replay them; the other
-    /// processors need no secret.
+    /// timekeeper's verdicts depend on opening the halves offers seal to it, so only a holder of
+    /// the key can replay them; the other processors need no secret.
     #[arg(long, value_name = "FILE")]
     pub timekeeper_key: Option<PathBuf>,
+    /// The matcher's verifying key (as given to `tessera run timekeeper --matcher-key`): the
+    /// timekeeper believes only invitations signed with it, and so does its audit.
+    #[arg(long, env = "TESSERA_MATCHER_KEY", value_name = "HEX")]
+    pub matcher_key: Option<VerifyingKey>,
+    /// The trust anchor the matcher runs with (`tessera run matcher --trust-anchor`), if any.
+    #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
+    pub trust_anchor: Option<VerifyingKey>,
     /// The counter's input topics (as given to `tessera run counter --input`).
     #[arg(long = "counter-input")]
     pub counter_inputs: Vec<String>,
@@ -82,6 +89,8 @@ impl AuditArgs {
             json: None,
             output_topics: Vec::new(),
             timekeeper_key: None,
+            matcher_key: None,
+            trust_anchor: None,
             counter_inputs: Vec::new(),
             counter_output: None,
             counter_idle_ms: 60_000,
@@ -133,7 +142,9 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
     };
     for processor in processors {
         match processor {
-            Audited::Matcher => reports.push(auditor.audit(Matcher, &mut used)?),
+            Audited::Matcher => {
+                reports.push(auditor.audit(Matcher::new(args.trust_anchor), &mut used)?)
+            }
             Audited::Timekeeper => {
                 let Some(path) = &args.timekeeper_key else {
                     bail!(
@@ -141,8 +152,14 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                          FILE, or name the processors to audit without it"
                     );
                 };
+                let Some(matcher) = args.matcher_key else {
+                    bail!(
+                        "auditing the timekeeper needs the matcher's verifying key: give \
+                         --matcher-key HEX, as the timekeeper was given it"
+                    );
+                };
                 let key = tessera_producers::keys::load(path)?;
-                reports.push(auditor.audit(Timekeeper::new(key), &mut used)?);
+                reports.push(auditor.audit(Timekeeper::new(key, matcher), &mut used)?);
             }
             Audited::Delivery => reports.push(auditor.audit(Delivery, &mut used)?),
             Audited::Ledger => {

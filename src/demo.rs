@@ -31,13 +31,14 @@ use tessera_producers::agent::{Acted, Agent};
 use tessera_producers::client::{
     Record, Writer, partition_count, partition_for, read_partition_of, reader,
 };
-use tessera_producers::keys::Halves;
+use tessera_producers::keys::{Halves, TimekeeperKeys, new_private_key};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::status;
 use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
 use tessera_producers::when::{When, Zone};
 use tessera_schemas::rules::format_stamp;
 use tessera_schemas::sealing::{PrivateKey, PublicKey};
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DECISIONS, LEDGER, REQUESTS};
 use tessera_schemas::{Custody, Event, Interest, RejectReason, Reward};
 
@@ -59,6 +60,9 @@ pub struct DemoArgs {
 /// The processors (matcher, timekeeper, delivery worker, ledger), running in this process until
 /// stopped.
 pub struct Processors {
+    /// The matcher's verifying key, which the timekeeper believes invitations signed with (an
+    /// audit of the timekeeper needs it).
+    pub matcher: VerifyingKey,
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -78,18 +82,41 @@ impl Processors {
             config.tick_period = Some(Duration::from_millis(200));
             Ok(config)
         };
+        // Each platform role signs what it writes with its own key; the timekeeper believes
+        // invitations signed by the matcher's.
+        let signer = |key: &PrivateKey| Some(Arc::new(SigningKey::derive(key)));
+        let matcher_key = new_private_key();
+        let matcher = SigningKey::derive(&matcher_key).verifying_key();
+        let (delivery_key, ledger_key) = (new_private_key(), new_private_key());
+        let signed = |name: &str, key: &PrivateKey| -> anyhow::Result<Config> {
+            Ok(Config {
+                signer: signer(key),
+                ..config(name)?
+            })
+        };
         let handles = vec![
-            tokio::spawn(runtime::run(Matcher, config("matcher")?, stop.clone())),
             tokio::spawn(runtime::run(
-                Timekeeper::new(timekeeper_key),
-                config("timekeeper")?,
+                Matcher::default(),
+                signed("matcher", &matcher_key)?,
                 stop.clone(),
             )),
-            tokio::spawn(runtime::run(Delivery, config("delivery")?, stop.clone())),
-            tokio::spawn(runtime::run(Rewards, config("ledger-rewards")?, stop.clone())),
-            tokio::spawn(runtime::run(Ledger, config("ledger")?, stop.clone())),
+            tokio::spawn(runtime::run(
+                Timekeeper::new(
+                    PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?,
+                    matcher,
+                ),
+                signed("timekeeper", &timekeeper_key)?,
+                stop.clone(),
+            )),
+            tokio::spawn(runtime::run(Delivery, signed("delivery", &delivery_key)?, stop.clone())),
+            tokio::spawn(runtime::run(Rewards, signed("ledger-rewards", &ledger_key)?, stop.clone())),
+            tokio::spawn(runtime::run(Ledger, signed("ledger", &ledger_key)?, stop.clone())),
         ];
-        Ok(Processors { stop, handles })
+        Ok(Processors {
+            matcher,
+            stop,
+            handles,
+        })
     }
 
     /// Commits, leaves the groups, and reports the first failure of either.
@@ -171,9 +198,14 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     let state = tempfile::tempdir()?;
     let timekeeper_key = tessera_producers::keys::new_private_key();
     let timekeeper = timekeeper_key.public_key();
-    tessera_producers::keys::publish_timekeeper(&Writer::new(&config)?, &prefix, &timekeeper)
+    let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
+    tessera_producers::keys::publish_timekeeper(&Writer::new(&config)?, &prefix, &timekeeper_key)
         .await?;
     let processors = Processors::start(&kafka, state.path(), timekeeper_key)?;
+    let timekeeper = TimekeeperKeys {
+        sealing: timekeeper,
+        signing: timekeeper_signing,
+    };
     let outcome = scenario(&kafka, &config, &args, state.path(), &timekeeper).await;
     let stopped = processors.stop().await;
     let offer_id = outcome?;
@@ -192,7 +224,7 @@ async fn scenario(
     config: &ClientConfig,
     args: &DemoArgs,
     keys: &Path,
-    timekeeper: &PublicKey,
+    timekeeper: &TimekeeperKeys,
 ) -> anyhow::Result<String> {
     let prefix = &kafka.topic_prefix;
     let writer = Writer::new(config)?;
@@ -211,6 +243,7 @@ async fn scenario(
                 interests: vec![interest(needs)?],
                 webhook: None,
                 key_file: keys.join(format!("{id}.key")),
+                endorsement: None,
             },
         )
         .await?;
@@ -220,9 +253,10 @@ async fn scenario(
     // The processors join their groups while the subscribers register; the offer waits for the
     // matcher, so that the deadline measures the parties, not the start-up.
     println!("starting the processors ...");
-    wait_until_ready(&writer, config, prefix, keys, timekeeper).await?;
+    wait_until_ready(&writer, config, prefix, keys, &timekeeper.sealing).await?;
 
     let offer_id = format!("offer-X-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let a = Halves::new(keys.join("A"));
     let now = chrono::Utc::now();
     let deadline = now + chrono::Duration::from_std(args.deadline_in)?;
     let offer = provider::build(
@@ -241,12 +275,13 @@ async fn scenario(
                 amount: REWARD,
                 currency: "EUR".into(),
             }),
+            signing_key: a.signer()?.0.verifying_key(),
         },
-        document_x(timekeeper),
+        document_x(&timekeeper.sealing),
         now,
     )?;
     let deadline_ms = deadline.timestamp_millis();
-    let published = provider::publish(&writer, prefix, offer, &Halves::new(keys.join("A"))).await?;
+    let published = provider::publish(&writer, prefix, offer, &a, &a.signer()?.0).await?;
     println!(
         "A publishes document X as {offer_id}, deadline {}, at {published}",
         format_stamp(deadline_ms)
@@ -273,7 +308,7 @@ async fn scenario(
                 );
                 invited.push(request.subscriber_id.clone());
                 if request.subscriber_id == "B1" {
-                    let b1 = responder(keys, "B1", timekeeper)?;
+                    let b1 = responder(keys, "B1")?;
                     let written = subscriber::respond(&writer, prefix, &offer_id, &b1).await?;
                     println!("B1 answers at once: {written}");
                 }
@@ -309,7 +344,7 @@ async fn scenario(
             }
             Some((_, other)) => bail!("unexpected event on the offer: {other:?}"),
             None if !b2_answered => {
-                let b2 = responder(keys, "B2", timekeeper)?;
+                let b2 = responder(keys, "B2")?;
                 let written = subscriber::respond(&writer, prefix, &offer_id, &b2).await?;
                 println!("B2 answers after the deadline: {written}");
                 b2_answered = true;
@@ -333,16 +368,26 @@ async fn scenario(
     if !wrong.is_empty() {
         bail!("verdicts differ from the worked example: {}", wrong.join("; "));
     }
-    settle(config, prefix, keys, &offer_id).await?;
+    settle(config, prefix, keys, &offer_id, timekeeper).await?;
     Ok(offer_id)
 }
 
 /// The source document's step S107: A's device supplies the second key, B1 opens document X and
 /// accepts it, A is credited the reward; B2 has nothing to open.
-async fn settle(config: &ClientConfig, prefix: &str, keys: &Path, offer_id: &str) -> anyhow::Result<()> {
+async fn settle(
+    config: &ClientConfig,
+    prefix: &str,
+    keys: &Path,
+    offer_id: &str,
+    timekeeper: &TimekeeperKeys,
+) -> anyhow::Result<()> {
+    let halves = Halves::new(keys.join("A"));
     let agent = Agent {
         provider_id: "A".into(),
-        halves: Halves::new(keys.join("A")),
+        signer: halves.signer()?.0,
+        halves,
+        timekeeper: timekeeper.signing,
+        anchor: None,
         until_idle: Some(Duration::from_secs(2)),
     };
     tessera_producers::agent::run(config, prefix, &agent, |acted| match acted {
@@ -376,7 +421,10 @@ async fn settle(config: &ClientConfig, prefix: &str, keys: &Path, offer_id: &str
         "B1 opens it with its own key, the platform's half and A's half: {:?}",
         first_line.lines().next().unwrap_or_default()
     );
-    let accepted = subscriber::decide(&Writer::new(config)?, prefix, &delivered, Decision::Accept).await?;
+    let b1_signer = SigningKey::derive(&b1);
+    let accepted =
+        subscriber::decide(&Writer::new(config)?, prefix, &delivered, Decision::Accept, &b1_signer)
+            .await?;
     println!("B1 accepts document X at {accepted}");
     match subscriber::delivered(config, prefix, "B2", &choice).await {
         Err(_) => println!("B2 has nothing to open"),
@@ -418,12 +466,9 @@ fn document_x(timekeeper: &PublicKey) -> Sealing<'_> {
 }
 
 /// Subscriber `id` answering with the key it registered under `keys`.
-fn responder(keys: &Path, id: &str, timekeeper: &PublicKey) -> anyhow::Result<Responder> {
-    Ok(Responder {
-        subscriber_id: id.into(),
-        key: tessera_producers::keys::load(&keys.join(format!("{id}.key")))?,
-        timekeeper: timekeeper.clone(),
-    })
+fn responder(keys: &Path, id: &str) -> anyhow::Result<Responder> {
+    let key = tessera_producers::keys::load(&keys.join(format!("{id}.key")))?;
+    Ok(Responder::new(id, key))
 }
 
 fn stamp(record: &Record) -> String {
@@ -450,9 +495,11 @@ async fn wait_until_ready(
             interests: vec![interest(&format!("id={probe}"))?],
             webhook: None,
             key_file: keys.join("probe.key"),
+            endorsement: None,
         },
     )
     .await?;
+    let prober = Halves::new(keys.join("demo"));
     let now = chrono::Utc::now();
     let offer = provider::build(
         OfferRequest {
@@ -467,16 +514,17 @@ async fn wait_until_ready(
             zone: Zone::Utc,
             capacity: None,
             reward: None,
+            signing_key: prober.signer()?.0.verifying_key(),
         },
         document_x(timekeeper),
         now,
     )?;
-    provider::publish(writer, prefix, offer, &Halves::new(keys.join("demo"))).await?;
+    provider::publish(writer, prefix, offer, &prober, &prober.signer()?.0).await?;
     let follower = Follower::new(config, prefix, &probe)?;
     loop {
         match follower.next(Duration::from_secs(120)).await? {
             Some((_, Event::InteractionRequested(_))) => {
-                let responder = responder(keys, "probe", timekeeper)?;
+                let responder = responder(keys, "probe")?;
                 subscriber::respond(writer, prefix, &probe, &responder).await?;
             }
             Some((_, Event::CredentialReleased(_) | Event::ResponseRejected(_))) => return Ok(()),

@@ -1,12 +1,19 @@
-//! `tessera keys`: make an HPKE X25519 key pair, or show a key file's public key, in the text form
-//! every `--…-key` flag accepts (64 hexadecimal digits).
+//! `tessera keys`: make a key pair, show a key file's public keys in the text form every
+//! `--…-key` flag accepts (64 hexadecimal digits), endorse a party's keys with a trust anchor, and
+//! the timekeeper's keys as a client pins them.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
-use tessera_producers::keys;
+use tessera_producers::keys::{self, Pinning, TimekeeperKeys};
+use tessera_schemas::identity;
 use tessera_schemas::sealing::PublicKey;
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// What to do with keys.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -22,6 +29,30 @@ pub enum Keys {
     Public {
         /// The private key file.
         file: PathBuf,
+        /// Print the verifying key of the signing key derived from it (what `--matcher-key`
+        /// and `--trust-anchor` take) instead of the X25519 key.
+        #[arg(long, conflicts_with = "fingerprint")]
+        signing: bool,
+        /// Print the fingerprint of its signing key (what `--timekeeper-fingerprint` takes).
+        #[arg(long)]
+        fingerprint: bool,
+    },
+    /// Endorse a party's keys with the trust anchor's key file, for installations whose matcher
+    /// runs with `--trust-anchor`: prints the endorsement (hex) for `subscriber register
+    /// --endorsement`. Also how a party that lost its key is given a new one.
+    Endorse {
+        /// The trust anchor's private key file.
+        #[arg(long, value_name = "FILE")]
+        anchor: PathBuf,
+        /// The subscriber id.
+        #[arg(long)]
+        id: String,
+        /// The subscriber's X25519 public key (64 hex digits: `tessera keys public FILE`).
+        #[arg(long, value_name = "HEX")]
+        sealing_key: PublicKey,
+        /// The subscriber's verifying key (64 hex digits: `tessera keys public --signing FILE`).
+        #[arg(long, value_name = "HEX")]
+        signing_key: VerifyingKey,
     },
 }
 
@@ -32,21 +63,72 @@ pub fn run(command: Keys) -> anyhow::Result<()> {
             let key = keys::generate(&out).context("cannot generate a key pair")?;
             println!("private key: {} (mode 0600, never printed)", out.display());
             println!("public key: {}", key.public_key());
+            let verifying = SigningKey::derive(&key).verifying_key();
+            println!("signing key: {verifying} (fingerprint {})", verifying.fingerprint());
         }
-        Keys::Public { file } => println!("{}", keys::load(&file)?.public_key()),
+        Keys::Public {
+            file,
+            signing,
+            fingerprint,
+        } => {
+            let key = keys::load(&file)?;
+            let verifying = SigningKey::derive(&key).verifying_key();
+            match (signing, fingerprint) {
+                (true, _) => println!("{verifying}"),
+                (_, true) => println!("{}", verifying.fingerprint()),
+                _ => println!("{}", key.public_key()),
+            }
+        }
+        Keys::Endorse {
+            anchor,
+            id,
+            sealing_key,
+            signing_key,
+        } => {
+            let anchor = SigningKey::derive(&keys::load(&anchor)?);
+            let (sealing, signing) = (sealing_key.to_bytes(), signing_key.to_bytes());
+            let parts = identity::endorsement_parts(&id, &sealing, &signing);
+            let endorsement = anchor.sign_statement(identity::ENDORSEMENT_TAG, &parts);
+            println!("{}", hex(&endorsement));
+        }
     }
     Ok(())
 }
 
-/// The timekeeper's public key: the one given on the command line, else the one the timekeeper
-/// published on `tessera.keys`.
+/// How a client pins the timekeeper's signing key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimekeeperPin {
+    /// The fingerprint of the timekeeper's signing key, as the operator gives it (`tessera keys
+    /// public --fingerprint FILE` on the timekeeper's key file). Without it the key first seen on
+    /// `tessera.keys` is trusted and pinned in `.tessera/keys/timekeeper.pin`, with a warning.
+    #[arg(long, env = "TESSERA_TIMEKEEPER_FINGERPRINT", value_name = "HEX")]
+    pub timekeeper_fingerprint: Option<String>,
+}
+
+/// The timekeeper's keys as published on `tessera.keys`, checked against the pin.
+pub async fn timekeeper(
+    config: &ClientConfig,
+    prefix: &str,
+    pin: &TimekeeperPin,
+) -> anyhow::Result<TimekeeperKeys> {
+    let pinning = Pinning::new(pin.timekeeper_fingerprint.clone());
+    let fetched = keys::fetch_timekeeper(config, prefix, &pinning).await?;
+    if let Some(warning) = fetched.first_use {
+        eprintln!("warning: {warning}");
+    }
+    Ok(fetched.keys)
+}
+
+/// The key the platform half is sealed to: the one given on the command line, else the one the
+/// timekeeper published on `tessera.keys`, checked against the pin.
 pub async fn timekeeper_key(
     config: &ClientConfig,
     prefix: &str,
     given: Option<PublicKey>,
+    pin: &TimekeeperPin,
 ) -> anyhow::Result<PublicKey> {
     match given {
         Some(key) => Ok(key),
-        None => Ok(keys::fetch_timekeeper(config, prefix).await?),
+        None => Ok(timekeeper(config, prefix, pin).await?.sealing),
     }
 }

@@ -109,6 +109,7 @@ mod tests {
                 link: Default::default(),
             }
             .into())),
+            signed: tessera_schemas::signing::Signed::of(None, None, None),
         }
     }
 

@@ -9,18 +9,19 @@ use std::time::Duration;
 use anyhow::Context;
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
-use tessera_producers::keys::Halves;
+use tessera_producers::keys::{self, Halves};
 use tessera_producers::provider::{
     self, OfferRequest, ProviderError, RuleSpec, Sealing, parse_feature, parse_parameter,
     parse_reward,
 };
 use tessera_producers::when::{Span, When, Zone, parse_duration_ms};
 use tessera_schemas::sealing::{MAX_PACKAGE_LEN, MAX_TARGET_DATA_LEN, PublicKey};
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::{Custody, Reward};
 use zeroize::Zeroizing;
 
 use crate::kafka::KafkaArgs;
-use crate::keys::timekeeper_key;
+use crate::keys::{TimekeeperPin, timekeeper, timekeeper_key};
 
 /// What a provider does.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -40,18 +41,32 @@ pub enum Provider {
         /// A reason shown to the parties.
         #[arg(long)]
         reason: Option<String>,
+        /// The provider's key directory (default `.tessera/keys/<provider>`): the withdrawal is
+        /// signed with its `provider.key`, and takes effect only if that is the key the offer
+        /// was signed with.
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
     },
     /// Co-sign releases (co-sign custody): follow `tessera.decisions` and, for each credential
-    /// the timekeeper released for one of this provider's offers, seal the kept half to the
-    /// responder's own registered key (read from `tessera.subscribers`, never from the platform)
-    /// and write ProviderShareReleased to `tessera.cosigns`. Each credential is co-signed once.
+    /// the pinned timekeeper signed a release of for one of this provider's offers, check the
+    /// response it cites (signed by the responder's pinned key, in time), seal the kept half to
+    /// the responder's own pinned key (folded from `tessera.subscribers`, never taken from the
+    /// platform) and write ProviderShareReleased to `tessera.cosigns`, signed with the provider's
+    /// key. Each credential is co-signed once; a release that fails a check is refused, with the
+    /// reason, on stderr.
     Agent {
         /// The provider's id.
         #[arg(long)]
         provider: String,
-        /// Where the provider's halves are kept (default `.tessera/keys/<provider>`).
+        /// Where the provider's key and halves are kept (default `.tessera/keys/<provider>`).
         #[arg(long, value_name = "DIR")]
         key_dir: Option<PathBuf>,
+        #[command(flatten)]
+        pin: TimekeeperPin,
+        /// The installation's trust anchor (verifying key, 64 hex digits), if its matcher runs
+        /// with one: registrations are folded as the matcher folds them.
+        #[arg(long, value_name = "HEX")]
+        trust_anchor: Option<VerifyingKey>,
         /// Stop after SECS seconds without a release of this provider's offers (default: follow
         /// forever).
         #[arg(long, value_name = "SECS")]
@@ -146,10 +161,13 @@ pub struct PublishArgs {
     /// The timekeeper's public key (64 hex digits; default: the one published on `tessera.keys`).
     #[arg(long, value_name = "HEX")]
     pub timekeeper_key: Option<PublicKey>,
-    /// Where to keep the provider half in co-sign custody (default `.tessera/keys/<provider>`);
-    /// `tessera provider agent` reads it there.
+    /// The provider's key directory (default `.tessera/keys/<provider>`): its `provider.key`
+    /// (created on first use) signs the offer, and the provider half is kept there in co-sign
+    /// custody, where `tessera provider agent` reads it.
     #[arg(long, value_name = "DIR")]
     pub key_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub pin: TimekeeperPin,
 }
 
 impl PublishArgs {
@@ -189,6 +207,19 @@ fn halves(provider: &str, key_dir: Option<PathBuf>) -> anyhow::Result<Halves> {
     })
 }
 
+/// The provider's signing key, from `provider.key` in its key directory, which must exist: only
+/// the key an offer was published with can withdraw it or co-sign its releases.
+fn signer(halves: &Halves) -> anyhow::Result<SigningKey> {
+    let path = halves.identity();
+    let key = keys::load(&path).with_context(|| {
+        format!(
+            "the provider signs with the key its offers were published with, in {}",
+            path.display()
+        )
+    })?;
+    Ok(SigningKey::derive(&key))
+}
+
 /// Runs a provider command.
 pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
     let config = kafka.client_config()?;
@@ -197,8 +228,14 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
             let payload = read_payload(&args.payload)?;
             let provider_id = args.provider.clone();
             let halves = halves(&provider_id, args.key_dir.clone())?;
-            let timekeeper =
-                timekeeper_key(&config, &kafka.topic_prefix, args.timekeeper_key.clone()).await?;
+            let (signer, key_created) = halves.signer()?;
+            let timekeeper = timekeeper_key(
+                &config,
+                &kafka.topic_prefix,
+                args.timekeeper_key.clone(),
+                &args.pin,
+            )
+            .await?;
             let custody = Custody::from(args.custody);
             let sealing = Sealing {
                 target_data: &payload,
@@ -220,6 +257,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 zone: args.tz,
                 capacity: args.capacity,
                 reward: args.reward,
+                signing_key: signer.verifying_key(),
             };
             let built = provider::build(request, sealing, chrono::Utc::now()).map_err(|e| {
                 let sealing = matches!(e, ProviderError::Seal(_));
@@ -235,7 +273,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
             let package = offer.credential.package.len();
             let writer = Writer::new(&config)?;
             let kept = built.kept_half.is_some();
-            let written = provider::publish(&writer, &kafka.topic_prefix, built, &halves)
+            let written = provider::publish(&writer, &kafka.topic_prefix, built, &halves, &signer)
                 .await
                 .with_context(|| format!("cannot publish offer {offer_id}"))?;
             println!("offer {offer_id} published [{written}]");
@@ -253,15 +291,23 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
             } else {
                 println!("  custody: escrow; the timekeeper holds both halves");
             }
+            let key_state = if key_created { "created" } else { "existing" };
+            println!(
+                "  provider key: {} ({key_state}, never sent; signing key fingerprint {})",
+                halves.identity().display(),
+                signer.verifying_key().fingerprint()
+            );
         }
         Provider::Withdraw {
             offer,
             provider,
             reason,
+            key_dir,
         } => {
+            let signer = signer(&halves(&provider, key_dir)?)?;
             let writer = Writer::new(&config)?;
             let written =
-                provider::withdraw(&writer, &kafka.topic_prefix, &offer, &provider, reason)
+                provider::withdraw(&writer, &kafka.topic_prefix, &offer, &provider, reason, &signer)
                     .await
                     .with_context(|| format!("cannot withdraw offer {offer}"))?;
             println!("offer {offer} withdrawn [{written}]");
@@ -269,11 +315,18 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
         Provider::Agent {
             provider,
             key_dir,
+            pin,
+            trust_anchor,
             until_idle,
         } => {
+            let halves = halves(&provider, key_dir)?;
+            let timekeeper = timekeeper(&config, &kafka.topic_prefix, &pin).await?;
             let agent = Agent {
-                halves: halves(&provider, key_dir)?,
+                signer: signer(&halves)?,
+                halves,
                 provider_id: provider,
+                timekeeper: timekeeper.signing,
+                anchor: trust_anchor,
                 until_idle: until_idle.map(Duration::from_secs),
             };
             println!(

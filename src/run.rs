@@ -2,7 +2,7 @@
 //! endpoint and a graceful stop on SIGTERM or Ctrl-C (commit, then leave the group).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +17,8 @@ use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::Writer;
 use tessera_producers::keys;
 use tessera_producers::webhooks::{self, Retries};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
@@ -28,17 +30,32 @@ pub enum Processor {
     /// Invites the subscribers whose stored needs match each offer: keeps every subscriber's
     /// interests, indexed, in state and writes one InteractionRequested per match to
     /// `tessera.requests`. Reads `tessera.subscribers` (one partition per task) and every
-    /// partition of `tessera.offers`.
-    Matcher,
+    /// partition of `tessera.offers`. A registration or removal counts only if signed by the
+    /// key its id pinned; a refused one goes to `tessera.dead-letters` with its reason.
+    Matcher {
+        #[command(flatten)]
+        key: KeyFile,
+        /// The operator's trust anchor (an Ed25519 verifying key, 64 hex digits: `tessera keys
+        /// public --signing FILE`): every first registration must then carry its endorsement
+        /// (`tessera keys endorse`), and an endorsed registration recovers a lost key.
+        #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
+        trust_anchor: Option<VerifyingKey>,
+    },
     /// Judges each response to an offer by its broker receipt stamp against the offer's time
     /// rule and writes one verdict per response to `tessera.decisions` (CredentialReleased or
     /// ResponseRejected), plus OfferRejected and OfferClosed. Reads `tessera.offers`,
     /// `tessera.requests` and `tessera.responses`. Publishes its public key on `tessera.keys` at
-    /// start, for providers to seal to and subscribers to prove their identity to.
+    /// start, signed, for providers to seal to and clients to check its signatures with.
+    /// Believes only offers and withdrawals signed by their provider's key, invitations signed by
+    /// the matcher, and responses signed by the subscriber's pinned key.
     Timekeeper {
         /// The timekeeper's private key file (mode 0600; make one with `tessera keys generate`).
         #[arg(long, env = "TESSERA_TIMEKEEPER_KEY_FILE", value_name = "PATH")]
         key_file: PathBuf,
+        /// The matcher's verifying key (64 hex digits: `tessera keys public --signing` on the
+        /// matcher's key file): invitations must be signed with it.
+        #[arg(long, env = "TESSERA_MATCHER_KEY", value_name = "HEX")]
+        matcher_key: VerifyingKey,
     },
     /// Assembles each released credential (the offer's package, the timekeeper's half and the
     /// provider's half, from the release in escrow custody or from `tessera.cosigns` in co-sign
@@ -51,13 +68,18 @@ pub enum Processor {
     /// supported by this build: they get DeliveryFailed at once.
     Delivery {
         #[command(flatten)]
+        key: KeyFile,
+        #[command(flatten)]
         webhooks: WebhookArgs,
     },
     /// Credits each accepted credential's reward to its provider once, as RewardCredited on
     /// `tessera.ledger` with the balance after it. Two cores in one process: `ledger-rewards`
     /// (by offer: reads `tessera.offers`, `tessera.decisions`, `tessera.outcomes`, writes
     /// `tessera.ledger-credits`) and `ledger` (by provider: reads `tessera.ledger-credits`).
-    Ledger,
+    Ledger {
+        #[command(flatten)]
+        key: KeyFile,
+    },
     /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
     /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
     Counter {
@@ -71,6 +93,21 @@ pub enum Processor {
         #[arg(long, default_value_t = 60_000)]
         idle_ms: i64,
     },
+}
+
+/// A platform processor's own key file: every record it writes is signed with the signing key
+/// derived from it, so readers can tell its records from anyone else's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyFile {
+    /// The processor's private key file (mode 0600; make one with `tessera keys generate`).
+    #[arg(long, env = "TESSERA_KEY_FILE", value_name = "PATH")]
+    pub key_file: PathBuf,
+}
+
+impl KeyFile {
+    fn signer(&self) -> anyhow::Result<Arc<SigningKey>> {
+        Ok(Arc::new(SigningKey::derive(&keys::load(&self.key_file)?)))
+    }
 }
 
 /// Runtime options shared by every processor.
@@ -139,10 +176,10 @@ impl Processor {
     /// The processor's own default metrics port.
     fn metrics_port(&self) -> u16 {
         match self {
-            Processor::Matcher => 9464,
+            Processor::Matcher { .. } => 9464,
             Processor::Timekeeper { .. } => 9465,
             Processor::Delivery { .. } => 9466,
-            Processor::Ledger => 9467,
+            Processor::Ledger { .. } => 9467,
             Processor::Counter { .. } => 9468,
         }
     }
@@ -182,15 +219,25 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         on_signal.store(true, Ordering::Relaxed);
     });
     match processor {
-        Processor::Matcher => runtime::run(Matcher, config, stop).await,
-        Processor::Timekeeper { key_file } => {
-            let timekeeper = timekeeper(kafka, &key_file).await?;
+        Processor::Matcher { key, trust_anchor } => {
+            config.signer = Some(key.signer()?);
+            runtime::run(Matcher::new(trust_anchor), config, stop).await
+        }
+        Processor::Timekeeper {
+            key_file,
+            matcher_key,
+        } => {
+            let key = keys::load(&key_file)?;
+            config.signer = Some(Arc::new(SigningKey::derive(&key)));
+            let timekeeper = timekeeper(kafka, key, matcher_key).await?;
             runtime::run(timekeeper, config, stop).await
         }
-        Processor::Delivery { webhooks } if webhooks.no_webhooks => {
+        Processor::Delivery { key, webhooks } if webhooks.no_webhooks => {
+            config.signer = Some(key.signer()?);
             runtime::run(Delivery, config, stop).await
         }
-        Processor::Delivery { webhooks } => {
+        Processor::Delivery { key, webhooks } => {
+            config.signer = Some(key.signer()?);
             let client = kafka.client_config()?;
             // The webhook worker has its own consumer group and shares only the process and
             // the stop signal with the core.
@@ -200,7 +247,8 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             })?;
             Ok(())
         }
-        Processor::Ledger => {
+        Processor::Ledger { key } => {
+            config.signer = Some(key.signer()?);
             // Each core's name makes its own consumer group, transactional ids, changelog and
             // state directory, so the two share only the process and the stop signal.
             tokio::try_join!(
@@ -217,14 +265,18 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
     }
 }
 
-/// The timekeeper core with the key in `key_file`, once its public key is on `tessera.keys`.
-async fn timekeeper(kafka: &KafkaArgs, key_file: &Path) -> anyhow::Result<Timekeeper> {
-    let key = keys::load(key_file)?;
+/// The timekeeper core with `key`, once its public keys are on `tessera.keys`.
+async fn timekeeper(
+    kafka: &KafkaArgs,
+    key: PrivateKey,
+    matcher: VerifyingKey,
+) -> anyhow::Result<Timekeeper> {
     let public = key.public_key();
+    let fingerprint = SigningKey::derive(&key).verifying_key().fingerprint();
     let writer = Writer::new(&kafka.client_config()?)?;
-    let written = keys::publish_timekeeper(&writer, &kafka.topic_prefix, &public)
+    let written = keys::publish_timekeeper(&writer, &kafka.topic_prefix, &key)
         .await
         .context("cannot publish the timekeeper's public key")?;
-    info!("timekeeper public key {public} published [{written}]");
-    Ok(Timekeeper::new(key))
+    info!("timekeeper public key {public}, signing key fingerprint {fingerprint}, published [{written}]");
+    Ok(Timekeeper::new(key, matcher))
 }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::ClientConfig;
 use tessera_producers::client::Writer;
 use tessera_producers::describe;
 use tessera_producers::interest::{self, SYNTAX};
@@ -17,17 +16,18 @@ use tessera_producers::keys;
 use tessera_producers::subscriber::{
     self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
 };
-use tessera_schemas::sealing::PublicKey;
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::{Event, Interest};
 
 use crate::kafka::KafkaArgs;
-use crate::keys::timekeeper_key;
 
 /// What a subscriber does.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Subscriber {
     /// Register (or re-register, replacing the earlier registration) a subscriber's contact,
-    /// HPKE public key and interests in the compacted `tessera.subscribers` table. The private
+    /// public keys and interests in the compacted `tessera.subscribers` table, signed with the
+    /// key file's signing key. The first registration of an id pins its keys; a later one counts
+    /// only if signed with the pinned key, so no one else can register under the id. The private
     /// key stays in the key file, created with mode 0600 if it does not exist, and is never
     /// printed.
     #[command(after_help = SYNTAX)]
@@ -50,13 +50,21 @@ pub enum Subscriber {
         /// `Idempotency-Key: <credential id>` (`https://` is not supported by this build).
         #[arg(long, value_name = "URL")]
         webhook: Option<String>,
+        /// The trust anchor's endorsement of this id and its keys (hex, from `tessera keys
+        /// endorse`), for installations whose matcher runs with `--trust-anchor`.
+        #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+        endorsement: Option<Vec<u8>>,
     },
-    /// Leave: writes a SubscriberRemoved (no further invitations) and then a tombstone for the
-    /// id, so log compaction drops the registration, contact and public key for good.
+    /// Leave: writes a SubscriberRemoved signed with the subscriber's key (no further
+    /// invitations; the id stays pinned to the key) and then a tombstone for the id, so log
+    /// compaction drops the registration, contact and public key for good.
     Remove {
         /// The subscriber's id.
         #[arg(long)]
         id: String,
+        /// The subscriber's private key file (default `.tessera/keys/<id>.key`).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
     },
     /// Answer the invitation to an offer: writes a ResponseSubmitted to `tessera.responses`.
     /// Its broker receipt stamp is what the offer's time rule judges.
@@ -126,15 +134,25 @@ pub enum Subscriber {
     },
 }
 
-/// What proves a response comes from the subscriber.
+/// What proves a response comes from the subscriber: its signature.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProofArgs {
-    /// The subscriber's private key file (default `.tessera/keys/<id>.key`).
+    /// The subscriber's private key file (default `.tessera/keys/<id>.key`); responses are
+    /// signed with the signing key derived from it.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
-    /// The timekeeper's public key (64 hex digits; default: the one published on `tessera.keys`).
-    #[arg(long, value_name = "HEX")]
-    pub timekeeper_key: Option<PublicKey>,
+}
+
+/// Reads bytes written as hexadecimal digits.
+fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return Err("expected an even number of hexadecimal digits".into());
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "expected hexadecimal digits".into())
 }
 
 fn key_path(id: &str, key_file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -144,20 +162,11 @@ fn key_path(id: &str, key_file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// The subscriber `id` as it answers: its private key and the timekeeper's public key.
-async fn responder(
-    config: &ClientConfig,
-    prefix: &str,
-    id: &str,
-    proof: ProofArgs,
-) -> anyhow::Result<Responder> {
+/// The subscriber `id` as it answers: its private key.
+fn responder(id: &str, proof: ProofArgs) -> anyhow::Result<Responder> {
     let key = keys::load(&key_path(id, proof.key_file)?)
-        .with_context(|| format!("subscriber {id} proves its responses with its private key"))?;
-    Ok(Responder {
-        subscriber_id: id.to_string(),
-        key,
-        timekeeper: timekeeper_key(config, prefix, proof.timekeeper_key).await?,
-    })
+        .with_context(|| format!("subscriber {id} signs its responses with its private key"))?;
+    Ok(Responder::new(id, key))
 }
 
 /// Writes the target data to `path`, private to its owner.
@@ -200,6 +209,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             interests,
             key_file,
             webhook,
+            endorsement,
         } => {
             let key_file = match key_file {
                 Some(path) => path,
@@ -212,6 +222,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 interests,
                 webhook,
                 key_file: key_file.clone(),
+                endorsement,
             };
             let writer = Writer::new(&config)?;
             let registered = subscriber::register(&writer, prefix, registration)
@@ -232,16 +243,18 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 println!("  interest: {line}");
             }
         }
-        Subscriber::Remove { id } => {
+        Subscriber::Remove { id, key_file } => {
+            let key = keys::load(&key_path(&id, key_file)?)
+                .with_context(|| format!("subscriber {id} signs its removal with its private key"))?;
             let writer = Writer::new(&config)?;
-            let (removed, tombstone) = subscriber::remove(&writer, prefix, &id)
+            let (removed, tombstone) = subscriber::remove(&writer, prefix, &id, &key)
                 .await
                 .with_context(|| format!("cannot remove subscriber {id}"))?;
             println!("subscriber {id} removed [{removed}]");
             println!("  tombstone [{tombstone}]");
         }
         Subscriber::Respond { offer, id, proof } => {
-            let responder = responder(&config, prefix, &id, proof).await?;
+            let responder = responder(&id, proof)?;
             let writer = Writer::new(&config)?;
             let written = subscriber::respond(&writer, prefix, &offer, &responder)
                 .await
@@ -257,7 +270,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
         } => {
             let responder = match respond {
                 Policy::Never => None,
-                _ => Some(responder(&config, prefix, &id, proof).await?),
+                _ => Some(responder(&id, proof)?),
             };
             let listen = Listen {
                 subscriber_id: id,
@@ -294,8 +307,8 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 describe::position(&record.topic, record.partition, record.offset, record.stamp);
             println!("{what} delivered [{at}]");
             let decided = subscriber::outcome(&config, prefix, &delivered).await?;
+            let key = keys::load(&key_path(&id, key_file)?)?;
             if let Some(out) = out {
-                let key = keys::load(&key_path(&id, key_file)?)?;
                 let data = subscriber::open(&delivered, &key)
                     .with_context(|| format!("cannot open {what}"))?;
                 write_out(&out, &data)?;
@@ -325,7 +338,9 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                         ),
                         None => (Decision::Accept, "accepted"),
                     };
-                    let written = subscriber::decide(&writer, prefix, &delivered, decision).await?;
+                    let signer = SigningKey::derive(&key);
+                    let written =
+                        subscriber::decide(&writer, prefix, &delivered, decision, &signer).await?;
                     println!("{verb} [{written}]");
                 }
             }

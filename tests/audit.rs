@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -27,6 +28,7 @@ use tessera_producers::client::{Writer, partition_for};
 use tessera_producers::keys;
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Responder};
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
 
@@ -52,21 +54,29 @@ struct Installation {
     responders: HashMap<String, Responder>,
 }
 
+/// The matcher's verifying key of the running processors: the timekeeper's audit needs it.
+static MATCHER: OnceLock<VerifyingKey> = OnceLock::new();
+
+fn matcher_key() -> VerifyingKey {
+    *MATCHER.get().expect("the processors started")
+}
+
+/// Provider `id`'s signing key.
+fn provider_key(id: &str) -> SigningKey {
+    SigningKey::derive(&sealing::PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+}
+
 impl Installation {
-    async fn send(&self, topic: Topic, key: &str, event: Event) {
-        let name = topic.full_name(&self.kafka.topic_prefix);
-        self.writer.write(&name, key, &event).await.unwrap();
+    async fn send(&self, signer: &SigningKey, topic: Topic, key: &str, event: Event) {
+        let prefix = &self.kafka.topic_prefix;
+        self.writer.write_as(signer, prefix, topic, key, &event).await.unwrap();
     }
 
     /// Subscribers with two or three interests among the identifiers, so an offer invites some.
     async fn register(&mut self, rng: &mut Lcg) {
         for i in 0..SUBSCRIBERS {
             let id = format!("S{i}");
-            let responder = Responder {
-                subscriber_id: id.clone(),
-                key: keys::new_private_key(),
-                timekeeper: self.timekeeper.clone(),
-            };
+            let responder = Responder::new(id.clone(), keys::new_private_key());
             let interests = (0..2 + rng.next(2))
                 .map(|_| Interest {
                     identifier: Some(format!("doc-{}", rng.next(IDENTIFIERS))),
@@ -80,11 +90,13 @@ impl Installation {
                 subscriber_id: id.clone(),
                 contact: format!("{id}@example.org"),
                 public_key: responder.key.public_key().to_bytes(),
+                signing_key: responder.signer.verifying_key().to_bytes(),
                 interests,
                 webhook: None,
+                endorsement: None,
             };
+            self.send(&responder.signer, catalogue::SUBSCRIBERS, &id, event.into()).await;
             self.responders.insert(id.clone(), responder);
-            self.send(catalogue::SUBSCRIBERS, &id, event.into()).await;
         }
     }
 
@@ -107,10 +119,13 @@ impl Installation {
                 _ => TimeRule::Window(Window { from: now + 5_000, to: now + 1_000 }),
             };
             last_end = last_end.max(time_rule.ends_at(now + 1_000));
+            let provider_id = format!("P{}", rng.next(5));
+            let provider = provider_key(&provider_id);
             let event = OfferPublished {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 offer_id: offer_id.clone(),
-                provider_id: format!("P{}", rng.next(5)),
+                provider_id,
+                signing_key: provider.verifying_key().to_bytes(),
                 provider_contact: "p@example.org".into(),
                 recommendation: Recommendation {
                     identifier: format!("doc-{}", rng.next(IDENTIFIERS)),
@@ -135,7 +150,7 @@ impl Installation {
                 .unwrap()
                 .credential,
             };
-            self.send(catalogue::OFFERS, &offer_id, event.into()).await;
+            self.send(&provider, catalogue::OFFERS, &offer_id, event.into()).await;
             offers.push(offer_id);
         }
         (offers, last_end)
@@ -150,20 +165,16 @@ impl Installation {
             let responder = &self.responders[&subscriber];
             let forger;
             let proving = if rng.next(20) == 0 {
-                // Proven with another key than the one the subscriber registered.
-                forger = Responder {
-                    subscriber_id: responder.subscriber_id.clone(),
-                    key: keys::new_private_key(),
-                    timekeeper: self.timekeeper.clone(),
-                };
+                // Signed with another key than the one the subscriber registered.
+                forger = Responder::new(responder.subscriber_id.clone(), keys::new_private_key());
                 &forger
             } else {
                 responder
             };
-            let event: Event = subscriber::response(offer_id, proving).unwrap().into();
-            self.send(catalogue::RESPONSES, offer_id, event.clone()).await;
+            let event: Event = subscriber::response(offer_id, proving).into();
+            self.send(&proving.signer, catalogue::RESPONSES, offer_id, event.clone()).await;
             if rng.next(25) == 0 {
-                self.send(catalogue::RESPONSES, offer_id, event).await;
+                self.send(&proving.signer, catalogue::RESPONSES, offer_id, event).await;
             }
         }
     }
@@ -196,7 +207,8 @@ impl Installation {
                 }
                 .into()
             };
-            self.send(catalogue::OUTCOMES, &release.offer_id, event).await;
+            let signer = &self.responders[&release.subscriber_id].signer;
+            self.send(signer, catalogue::OUTCOMES, &release.offer_id, event).await;
         }
         let stranger = CredentialAccepted {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -204,7 +216,8 @@ impl Installation {
             credential_id: "never-released".into(),
             subscriber_id: "S0".into(),
         };
-        self.send(catalogue::OUTCOMES, &releases[0].offer_id, stranger.into()).await;
+        let signer = &self.responders["S0"].signer;
+        self.send(signer, catalogue::OUTCOMES, &releases[0].offer_id, stranger.into()).await;
         releases.len()
     }
 }
@@ -296,6 +309,7 @@ fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool
         .args(["audit", "timekeeper", "--timekeeper-key"])
         .arg(key_file)
         .args(extra)
+        .env("TESSERA_MATCHER_KEY", matcher_key().to_string())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -308,6 +322,7 @@ fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool
 fn all_processors(key_file: &Path) -> AuditArgs {
     AuditArgs {
         timekeeper_key: Some(key_file.to_path_buf()),
+        matcher_key: Some(matcher_key()),
         ..AuditArgs::of(vec![
             Audited::Matcher,
             Audited::Timekeeper,
@@ -350,6 +365,7 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     let timekeeper = keys::generate(&key_file).unwrap().public_key();
     let processors =
         Processors::start(&kafka, &dir.path().join("state"), keys::load(&key_file).unwrap()).unwrap();
+    MATCHER.set(processors.matcher).unwrap();
     let mut installation = Installation {
         writer: Writer::new(&kafka.client_config().unwrap()).unwrap(),
         kafka: kafka.clone(),

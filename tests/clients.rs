@@ -18,10 +18,11 @@ use tessera::kafka::KafkaArgs;
 use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
 use tessera_producers::{interest, keys, provider};
 use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{self, Half, PrivateKey, Release, ResponseIds};
+use tessera_schemas::sealing::{self, Half, PrivateKey, Release};
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self, DEFAULT_PARTITIONS, Topic};
 use tessera_schemas::{
-    CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, OfferPublished,
+    CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, LogPosition, OfferPublished,
     OfferWithdrawn, ProviderShareReleased, RejectReason, SubscriberRegistered, Tick, TimeRule,
     Within, examples,
 };
@@ -63,7 +64,7 @@ impl Installation {
         keys::publish_timekeeper(
             &writer,
             &installation.prefix,
-            &installation.timekeeper.public_key(),
+            &installation.timekeeper,
         )
         .await
         .unwrap();
@@ -83,6 +84,11 @@ impl Installation {
             .current_dir(self.dir.path())
             .env("TESSERA_BROKERS", brokers())
             .env("TESSERA_TOPIC_PREFIX", &self.prefix)
+            // The operator gives clients the timekeeper's fingerprint: no first-use warning.
+            .env(
+                "TESSERA_TIMEKEEPER_FINGERPRINT",
+                SigningKey::derive(&self.timekeeper).verifying_key().fingerprint(),
+            )
             .output()
             .unwrap()
     }
@@ -133,6 +139,32 @@ impl Installation {
             .write(&self.topic(topic), key, &event.into())
             .await
             .unwrap();
+    }
+
+    /// Writes `event` signed by the installation's timekeeper, as it writes its verdicts.
+    async fn write_as_timekeeper(&self, topic: Topic, key: &str, event: impl Into<Event>) {
+        let writer = Writer::new(&self.config).unwrap();
+        let signer = SigningKey::derive(&self.timekeeper);
+        writer
+            .write_as(&signer, &self.prefix, topic, key, &event.into())
+            .await
+            .unwrap();
+    }
+
+    /// Where the first record keyed `key` on `topic` sits, with its receipt stamp.
+    async fn position_of(&self, topic: Topic, key: &str) -> LogPosition {
+        let record = self
+            .read(topic)
+            .await
+            .into_iter()
+            .find(|r| r.key.as_deref() == Some(key))
+            .unwrap_or_else(|| panic!("nothing keyed {key} on {}", topic.name));
+        LogPosition {
+            topic: topic.name.into(),
+            partition: record.partition,
+            offset: record.offset,
+            stamp: record.stamp.unwrap(),
+        }
     }
 }
 
@@ -517,7 +549,7 @@ async fn respond_answers_the_invitation_the_matcher_names() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         stderr(&refused).starts_with(
-            "error: subscriber B1 proves its responses with its private key: cannot read key file"
+            "error: subscriber B1 signs its responses with its private key: cannot read key file"
         ),
         "{refused:?}"
     );
@@ -544,13 +576,13 @@ async fn respond_answers_the_invitation_the_matcher_names() {
         ("B1", "offer-1")
     );
     assert_eq!(
-        sealing::verify_proof(
-            &response.proof,
-            &ResponseIds::from(response),
-            &sealing::ProofKey::for_timekeeper(&it.timekeeper, &b1.public_key()).unwrap()
+        SigningKey::derive(&b1).verifying_key().verify_record(
+            topics::RESPONSES.name,
+            &records[0].signed,
+            "B1"
         ),
         Ok(()),
-        "the proof is made with B1's key for the timekeeper"
+        "the response is signed with B1's key"
     );
 }
 
@@ -1059,10 +1091,15 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
     foreign.provider_id = "Z".into();
     it.write(topics::OFFERS, "foreign", foreign).await;
 
+    // B1 answers offer-1; the release of cred-1 cites that response where it sits.
+    it.ok(&["subscriber", "respond", "offer-1", "--id", "B1"]);
+    let mut cred_1 = release_in("offer-1", "B1", "cred-1", 1_000);
+    cred_1.offer.position = it.position_of(topics::OFFERS, "offer-1").await;
+    cred_1.response = it.position_of(topics::RESPONSES, "offer-1").await;
     let mut escrowed = release_in("offer-1", "B3", "cred-escrow", 1_000);
     escrowed.provider_half = Some(escrowed.platform_half.clone());
     let releases = [
-        release_in("offer-1", "B1", "cred-1", 1_000),
+        cred_1,
         release_in("offer-1", "B2", "cred-2", 1_000),
         release_in("offer-2", "B3", "cred-3", 3_600_001),
         release_in("foreign", "B1", "cred-4", 1_000),
@@ -1070,8 +1107,20 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
     ];
     for released in releases {
         let offer = released.offer_id.clone();
-        it.write(topics::DECISIONS, &offer, released).await;
+        it.write_as_timekeeper(topics::DECISIONS, &offer, released).await;
     }
+    // Anyone may write tessera.decisions as far as the signature layer knows: a release the
+    // timekeeper did not sign, and one citing a response that is not where it says.
+    it.write(
+        topics::DECISIONS,
+        "offer-1",
+        release_in("offer-1", "B3", "cred-forged", 1_000),
+    )
+    .await;
+    let mut misquoted = release_in("offer-1", "B3", "cred-misquoted", 1_000);
+    misquoted.offer.position = it.position_of(topics::OFFERS, "offer-1").await;
+    misquoted.response = it.position_of(topics::RESPONSES, "offer-1").await;
+    it.write_as_timekeeper(topics::DECISIONS, "offer-1", misquoted).await;
 
     let agent = |provider: &str| {
         it.tessera(&[
@@ -1105,6 +1154,20 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
         warnings.contains(
             "refused to co-sign credential cred-3 of offer offer-2 to B3: its evidence does not \
              meet the offer's rule"
+        ),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(
+            "refused to co-sign credential cred-forged of offer offer-1 to B3: Unauthenticated: \
+             the release is not the pinned timekeeper's"
+        ),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains(
+            "refused to co-sign credential cred-misquoted of offer offer-1 to B3: the response it \
+             cites is B1's to offer-1"
         ),
         "{warnings}"
     );
@@ -1178,18 +1241,35 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
         "once per credential"
     );
 
-    // The agent of another provider, given A's halves, co-signs none of A's offers.
-    it.write(
+    // The agent of another provider, given A's halves but with a key of its own, co-signs none
+    // of A's offers.
+    it.write_as_timekeeper(
         topics::DECISIONS,
         "offer-1",
         release_in("offer-1", "B3", "cred-5", 1_000),
     )
     .await;
-    let impostor = agent("Z");
+    let z = it.dir.path().join(".tessera/keys/Z");
+    std::fs::create_dir_all(&z).unwrap();
+    for half in ["offer-1.half", "offer-2.half"] {
+        let from = it.dir.path().join(".tessera/keys/A").join(half);
+        std::fs::copy(from, z.join(half)).unwrap();
+    }
+    keys::generate(&z.join("provider.key")).unwrap();
+    let impostor = it.tessera(&[
+        "provider",
+        "agent",
+        "--provider",
+        "Z",
+        "--key-dir",
+        ".tessera/keys/Z",
+        "--until-idle",
+        "3",
+    ]);
     assert!(
         stderr(&impostor).contains(
-            "refused to co-sign credential cred-5 of offer offer-1 to B3: offer offer-1 was not \
-             published by provider Z"
+            "refused to co-sign credential cred-5 of offer offer-1 to B3: NotOwner: offer offer-1 \
+             was not published and signed by provider Z"
         ),
         "{impostor:?}"
     );

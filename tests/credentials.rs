@@ -1,6 +1,6 @@
 //! Credentials end to end on the real broker: the processors (the delivery worker among them)
 //! run on the runtime, a provider publishes document X in co-sign and in escrow custody, B1
-//! answers both with a real proof, B2 answers with a proof made with someone else's key, the
+//! answers both, signed with its key, B2 answers signed with someone else's key, the
 //! provider's agent co-signs, and B1 (not B2) opens what is delivered to its inbox. Afterwards no
 //! record on any topic of the installation (changelogs and dead letters included), and no log
 //! line the processors and clients wrote at debug level, holds the target data, the data key or a
@@ -16,14 +16,17 @@ use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
 use tessera_producers::agent::{self, Acted, Agent};
-use tessera_producers::client::{Writer, read_partition_of};
+use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::subscriber::{self, Choice, Registration, Responder};
 use tessera_producers::when::Zone;
 use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
 use tessera_schemas::{CredentialReleased, Custody, Event, RejectReason};
+
+mod support;
 
 const DOCUMENT_X: &[u8] = b"Quarterly report X\nRevenue rose in every region; costs fell.\n";
 
@@ -52,6 +55,7 @@ impl World {
                 interests: vec![tessera_producers::interest::parse("id=doc-X").unwrap()],
                 webhook: None,
                 key_file: key_file.clone(),
+                endorsement: None,
             },
         )
         .await
@@ -60,6 +64,7 @@ impl World {
     }
 
     async fn publish(&self, offer_id: &str, custody: Custody) {
+        let (signer, _) = self.halves().signer().unwrap();
         let request = OfferRequest {
             offer_id: offer_id.into(),
             provider_id: "A".into(),
@@ -72,6 +77,7 @@ impl World {
             zone: Zone::Utc,
             capacity: None,
             reward: None,
+            signing_key: signer.verifying_key(),
         };
         let sealing = Sealing {
             target_data: DOCUMENT_X,
@@ -79,7 +85,7 @@ impl World {
             timekeeper: &self.timekeeper,
         };
         let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
-        provider::publish(&self.writer, self.prefix(), built, &self.halves())
+        provider::publish(&self.writer, self.prefix(), built, &self.halves(), &signer)
             .await
             .unwrap();
     }
@@ -96,11 +102,8 @@ impl World {
     }
 
     async fn respond(&self, offer_id: &str, subscriber_id: &str, key: &PrivateKey) {
-        let responder = Responder {
-            subscriber_id: subscriber_id.into(),
-            key: PrivateKey::from_bytes(key.to_bytes().as_ref()).unwrap(),
-            timekeeper: self.timekeeper.clone(),
-        };
+        let key = PrivateKey::from_bytes(key.to_bytes().as_ref()).unwrap();
+        let responder = Responder::new(subscriber_id, key);
         subscriber::respond(&self.writer, self.prefix(), offer_id, &responder)
             .await
             .unwrap();
@@ -108,21 +111,7 @@ impl World {
 
     /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).
     async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
-        let name = topic.full_name(self.prefix());
-        for _ in 0..120 {
-            let events: Vec<Event> = read_partition_of(&self.config, &name, key)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|r| r.key.as_deref() == Some(key))
-                .filter_map(|r| r.event.and_then(Result::ok))
-                .collect();
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        panic!("fewer than {n} events keyed {key} on {name}");
+        support::wait_for(&self.config, self.prefix(), topic, key, n).await
     }
 }
 
@@ -237,7 +226,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         timekeeper_key: PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref()).unwrap(),
         kafka,
     };
-    keys::publish_timekeeper(&world.writer, world.prefix(), &world.timekeeper)
+    keys::publish_timekeeper(&world.writer, world.prefix(), &world.timekeeper_key)
         .await
         .unwrap();
     let state = world.dir.path().join("state");
@@ -251,7 +240,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         world.wait_for(REQUESTS, offer, 2).await;
         world.respond(offer, "B1", &b1).await;
     }
-    // B2 answers the co-signed offer with B1's key: the proof does not match B2's registration.
+    // B2 answers the co-signed offer with B1's key: the signature is not B2's pinned key's.
     world.respond("cosigned", "B2", &b1).await;
 
     let cosigned = world.wait_for(DECISIONS, "cosigned", 2).await;
@@ -270,7 +259,10 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
 
     let agent = Agent {
         provider_id: "A".into(),
+        signer: world.halves().signer().unwrap().0,
         halves: world.halves(),
+        timekeeper: SigningKey::derive(&world.timekeeper_key).verifying_key(),
+        anchor: None,
         until_idle: Some(Duration::from_secs(3)),
     };
     let mut acted = Vec::new();

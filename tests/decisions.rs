@@ -21,6 +21,7 @@ use tessera_producers::keys;
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Responder};
 use tessera_schemas::sealing::PublicKey;
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
 
@@ -38,8 +39,10 @@ struct Stack {
     _state: tempfile::TempDir,
     /// The timekeeper's public key, which offers are sealed to and responses proven for.
     timekeeper: PublicKey,
-    /// Each registered subscriber with its key pair, to prove its responses.
+    /// Each registered subscriber with its key pair, to sign its responses.
     responders: Mutex<HashMap<String, Responder>>,
+    /// Provider A's signing key.
+    provider: SigningKey,
 }
 
 impl Stack {
@@ -61,6 +64,7 @@ impl Stack {
             _state: state,
             timekeeper,
             responders: Mutex::new(HashMap::new()),
+            provider: SigningKey::derive(&keys::new_private_key()),
         };
         stack.warm_up().await;
         stack
@@ -82,10 +86,11 @@ impl Stack {
         self.processors.stop().await.unwrap();
     }
 
-    /// Writes an event to its topic under `key`; returns the broker's receipt stamp.
-    async fn send(&self, topic: Topic, key: &str, event: Event) -> i64 {
-        let name = topic.full_name(&self.kafka.topic_prefix);
-        let written = self.writer.write(&name, key, &event).await.unwrap();
+    /// Writes an event to its topic under `key`, signed by `signer`; returns the broker's
+    /// receipt stamp.
+    async fn send(&self, signer: &SigningKey, topic: Topic, key: &str, event: Event) -> i64 {
+        let prefix = &self.kafka.topic_prefix;
+        let written = self.writer.write_as(signer, prefix, topic, key, &event).await.unwrap();
         written.stamp.expect("the broker stamps every input topic")
     }
 
@@ -130,21 +135,15 @@ impl Stack {
     }
 
     async fn register(&self, subscriber: &str, identifier: &str) {
-        let responder = Responder {
-            subscriber_id: subscriber.into(),
-            key: keys::new_private_key(),
-            timekeeper: self.timekeeper.clone(),
-        };
+        let responder = Responder::new(subscriber, keys::new_private_key());
         let public_key = responder.key.public_key().to_bytes();
-        self.responders
-            .lock()
-            .unwrap()
-            .insert(subscriber.into(), responder);
+        let signer = SigningKey::derive(&responder.key);
         let event = SubscriberRegistered {
             event_id: uuid::Uuid::new_v4().to_string(),
             subscriber_id: subscriber.into(),
             contact: format!("{subscriber}@example.org"),
             public_key,
+            signing_key: signer.verifying_key().to_bytes(),
             interests: vec![Interest {
                 identifier: Some(identifier.into()),
                 terms: vec![],
@@ -152,8 +151,13 @@ impl Stack {
                 ranges: vec![],
             }],
             webhook: None,
+            endorsement: None,
         };
-        self.send(catalogue::SUBSCRIBERS, subscriber, event.into()).await;
+        self.send(&signer, catalogue::SUBSCRIBERS, subscriber, event.into()).await;
+        self.responders
+            .lock()
+            .unwrap()
+            .insert(subscriber.into(), responder);
     }
 
     async fn publish(&self, offer_id: &str, identifier: &str, rule: TimeRule, capacity: Option<i32>) -> i64 {
@@ -161,6 +165,7 @@ impl Stack {
             event_id: uuid::Uuid::new_v4().to_string(),
             offer_id: offer_id.into(),
             provider_id: "A".into(),
+            signing_key: self.provider.verifying_key().to_bytes(),
             provider_contact: "a@example.org".into(),
             recommendation: Recommendation {
                 identifier: identifier.into(),
@@ -182,16 +187,17 @@ impl Stack {
             .unwrap()
             .credential,
         };
-        self.send(catalogue::OFFERS, offer_id, event.into()).await
+        self.send(&self.provider, catalogue::OFFERS, offer_id, event.into()).await
     }
 
     async fn respond(&self, offer_id: &str, subscriber: &str) -> i64 {
-        let event = {
+        let (event, signer) = {
             let responders = self.responders.lock().unwrap();
             let responder = responders.get(subscriber).expect("only registered subscribers respond");
-            subscriber::response(offer_id, responder).unwrap()
+            let signer = SigningKey::derive(&responder.key);
+            (subscriber::response(offer_id, responder), signer)
         };
-        self.send(catalogue::RESPONSES, offer_id, event.into()).await
+        self.send(&signer, catalogue::RESPONSES, offer_id, event.into()).await
     }
 
     /// The subscribers invited to `offer_id`, once `n` invitations are committed.
@@ -380,7 +386,7 @@ async fn withdrawn(stack: &Stack) {
         provider_id: "A".into(),
         reason: Some("sold out".into()),
     };
-    stack.send(catalogue::OFFERS, &offer, withdrawal.into()).await;
+    stack.send(&stack.provider, catalogue::OFFERS, &offer, withdrawal.into()).await;
     let stamp = stack.respond(&offer, &subscriber).await;
     let (verdicts, closed) = stack.verdicts(&offer, 2).await;
     assert_eq!(verdicts, vec![(subscriber, Verdict::Rejected(RejectReason::Withdrawn), stamp)]);

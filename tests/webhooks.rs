@@ -118,8 +118,10 @@ async fn register(writer: &Writer, topic: &str, subscriber_id: &str, webhook: Op
         subscriber_id: subscriber_id.into(),
         contact: format!("{subscriber_id}@example.org"),
         public_key: vec![7; 32],
+        signing_key: Vec::new(),
         interests: vec![],
         webhook,
+        endorsement: None,
     };
     writer
         .write(topic, subscriber_id, &registered.into())

@@ -5,6 +5,7 @@
 //! records to produce. Because that is all it can do, the runtime can put it inside Kafka
 //! transactions, an auditor can replay it, and a property test can run it a million times.
 
+use tessera_schemas::signing::Signed;
 use tessera_state_stores::State;
 
 /// Where an input record sat and when the broker received it.
@@ -34,6 +35,8 @@ pub enum Input<R> {
         key: Option<String>,
         /// The decoded value.
         value: R,
+        /// What the core needs to check who signed the record.
+        signed: Signed,
     },
     /// A record that only moves time on: a tick from the ticker, or a record that went to the
     /// dead letters. Cores fire their timers on it.

@@ -3,6 +3,7 @@
 //! The Kafka runtime and auditors both call [`step`], so live processing and a replay of the log
 //! cannot disagree about what a record means.
 
+use tessera_schemas::signing::Signed;
 use tessera_schemas::{EventKind, LogPosition, codec, links};
 use tessera_state_stores::State;
 
@@ -16,6 +17,8 @@ pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     /// Value bytes; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    /// The record's signature header ([`tessera_schemas::signing::HEADER`]), if it has one.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// What one merged record made the processor produce.
@@ -61,7 +64,20 @@ pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord
                 .key
                 .as_deref()
                 .map(|k| String::from_utf8_lossy(k).into_owned());
-            let outputs = core.apply(state, Input::Record { at, key, value });
+            let signed = Signed::of(
+                record.key.as_deref(),
+                record.value.as_deref(),
+                record.signature.as_deref(),
+            );
+            let outputs = core.apply(
+                state,
+                Input::Record {
+                    at,
+                    key,
+                    value,
+                    signed,
+                },
+            );
             chained(core, state, at, &record, outputs)
         }
         Err(reason) => {
@@ -152,6 +168,7 @@ mod tests {
         RawRecord {
             key: Some(b"A".to_vec()),
             value: Some(encode(&due.into()).unwrap()),
+            signature: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! terms, and a feeder that hands a core its inputs by hand, each with the next offset of its
 //! topic and the next stamp.
 
+use tessera_schemas::signing::Signed;
 use tessera_schemas::{Deadline, LogPosition, OfferTerms, SealedBox, TimeRule};
 use tessera_state_stores::MemoryState;
 
@@ -66,8 +67,15 @@ impl<C: Core> Feeder<C> {
             stamp: self.stamp,
             effective: self.stamp,
         };
+        // Unsigned: the cores fed this way (delivery, ledger) do not check signatures yet.
+        let signed = Signed::of(Some(key.as_bytes()), None, None);
         let key = Some(key.to_string());
-        self.core
-            .apply(&mut self.state, Input::Record { at, key, value })
+        let input = Input::Record {
+            at,
+            key,
+            value,
+            signed,
+        };
+        self.core.apply(&mut self.state, input)
     }
 }

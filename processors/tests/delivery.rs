@@ -172,6 +172,7 @@ fn record(item: &Item) -> RawRecord {
     RawRecord {
         key: Some(key.into_bytes()),
         value: Some(encode(&event).unwrap()),
+        signature: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn record(kind: &Kind) -> RawRecord {
         Kind::Counted(k) => RawRecord {
             key: Some(format!("key-{k}").into_bytes()),
             value: Some(b"x".to_vec()),
+            signature: None,
         },
         Kind::Tick => RawRecord {
             key: Some(b"tick".to_vec()),
@@ -34,10 +35,12 @@ fn record(kind: &Kind) -> RawRecord {
                 }))
                 .unwrap(),
             ),
+            signature: None,
         },
         Kind::Garbage => RawRecord {
             key: None,
             value: Some(vec![0xde, 0xad]),
+            signature: None,
         },
     }
 }

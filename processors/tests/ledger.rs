@@ -153,6 +153,7 @@ fn record(item: &Item) -> RawRecord {
     RawRecord {
         key: Some(key.into_bytes()),
         value: Some(encode(&event).unwrap()),
+        signature: None,
     }
 }
 
@@ -216,6 +217,7 @@ fn credits_lane(produced: &[Produced], repeats: &[usize]) -> Vec<(i64, RawRecord
         let record = RawRecord {
             key: Some(output.key.clone().into_bytes()),
             value: Some(output.value.clone()),
+            signature: None,
         };
         for _ in 0..repeats.get(n).copied().unwrap_or(1) {
             lane.push((1, record.clone()));

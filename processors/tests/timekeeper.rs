@@ -2,8 +2,9 @@
 //! responses with random stamps on the three input partitions of one task, garbage and ticks
 //! among them, delivered in random interleavings through the merge.
 //!
-//! Offers carry real sealed credentials and responses real proofs, some of them made with the
-//! wrong subscriber's key.
+//! Offers carry real sealed credentials, and every record a real signature: offers and
+//! withdrawals their provider's, invitations the matcher's, responses their subscriber's, some
+//! of them made with the wrong subscriber's key.
 //!
 //! Whatever the input, no offer releases more credentials than its capacity, no subscriber gets
 //! an offer's credential twice, every release met the offer's rule, no forged response is
@@ -22,8 +23,10 @@ use tessera_processors::replay::{Produced, RawRecord};
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_schemas::rules::{Timing, request_id};
 use tessera_schemas::sealing::{
-    Half, PrivateKey, Release, ResponseIds, open_from_release, prove, seal_offer,
+    Half, PrivateKey, Release, open_from_release, seal_offer,
 };
+use tessera_schemas::signing::SigningKey;
+use tessera_schemas::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
 use tessera_schemas::{
     Custody, Deadline, Event, OfferPublished, OfferWithdrawn, Recommendation, ResponseSubmitted,
     Tick, TimeRule, Window, Within, decode, encode,
@@ -57,7 +60,7 @@ enum Item {
         subscriber: u8,
         event: u8,
         right_id: bool,
-        /// The proof is made with another subscriber's key.
+        /// Signed with another subscriber's key.
         forged: bool,
     },
     Tick,
@@ -93,8 +96,17 @@ fn credential(n: u8) -> tessera_schemas::SealedCredential {
         .credential
 }
 
+fn signer(seed: u8) -> SigningKey {
+    SigningKey::derive(&subscriber_key(seed))
+}
+
+/// The provider P's, the withdrawing stranger Q's, and the matcher's signing keys.
+const P: u8 = 0x50;
+const Q: u8 = 0x51;
+const MATCHER: u8 = 0x4d;
+
 fn record(item: &Item) -> RawRecord {
-    let (key, event): (String, Event) = match item {
+    let (key, event, topic, by): (String, Event, Topic, u8) = match item {
         Item::Publish {
             offer,
             rule,
@@ -105,6 +117,7 @@ fn record(item: &Item) -> RawRecord {
                 event_id: uuid(1),
                 offer_id: offer_id(*offer),
                 provider_id: "P".into(),
+                signing_key: signer(P).verifying_key().to_bytes(),
                 provider_contact: "p@example.org".into(),
                 recommendation: Recommendation {
                     identifier: "doc".into(),
@@ -118,6 +131,8 @@ fn record(item: &Item) -> RawRecord {
                 credential: credential(*offer),
             }
             .into(),
+            OFFERS,
+            P,
         ),
         Item::Withdraw { offer, rightful } => (
             offer_id(*offer),
@@ -128,6 +143,8 @@ fn record(item: &Item) -> RawRecord {
                 reason: None,
             }
             .into(),
+            OFFERS,
+            if *rightful { P } else { Q },
         ),
         Item::Invite {
             offer,
@@ -141,6 +158,7 @@ fn record(item: &Item) -> RawRecord {
                 offer_id: offer_id(*offer),
                 subscriber_id: subscriber_id(*subscriber),
                 subscriber_key: subscriber_key(*subscriber).public_key().to_bytes(),
+                subscriber_signing_key: signer(*subscriber).verifying_key().to_bytes(),
                 recommendation: Recommendation {
                     identifier: "doc".into(),
                     name: "Document".into(),
@@ -159,6 +177,8 @@ fn record(item: &Item) -> RawRecord {
                 provider_contact: "p@example.org".into(),
             }
             .into(),
+            REQUESTS,
+            MATCHER,
         ),
         Item::Respond {
             offer,
@@ -167,21 +187,14 @@ fn record(item: &Item) -> RawRecord {
             right_id,
             forged,
         } => {
-            let mut response = ResponseSubmitted {
+            let response = ResponseSubmitted {
                 event_id: uuid(100 + u64::from(*event)),
                 offer_id: offer_id(*offer),
                 request_id: invitation_id(*offer, *subscriber, *right_id),
                 subscriber_id: subscriber_id(*subscriber),
-                proof: vec![],
             };
-            let signer = if *forged { subscriber + 1 } else { *subscriber };
-            response.proof = prove(
-                &ResponseIds::from(&response),
-                &subscriber_key(signer),
-                &timekeeper_key().public_key(),
-            )
-            .unwrap();
-            (offer_id(*offer), response.into())
+            let by = if *forged { subscriber + 1 } else { *subscriber };
+            (offer_id(*offer), response.into(), RESPONSES, by)
         }
         Item::Tick => (
             "tick".into(),
@@ -191,17 +204,23 @@ fn record(item: &Item) -> RawRecord {
                 seq: 0,
             }
             .into(),
+            OFFERS,
+            MATCHER,
         ),
         Item::Garbage => {
             return RawRecord {
                 key: None,
                 value: Some(vec![0xde, 0xad]),
+                signature: None,
             };
         }
     };
+    let value = encode(&event).unwrap();
+    let signature = signer(by).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
     RawRecord {
         key: Some(key.into_bytes()),
-        value: Some(encode(&event).unwrap()),
+        value: Some(value),
+        signature: Some(signature.to_vec()),
     }
 }
 
@@ -440,7 +459,7 @@ proptest! {
             .map(|lane| lane.iter().map(|(step, item)| (*step, record(item))).collect())
             .collect();
         // Delivery in partition order, one partition after the other, is the reference.
-        let timekeeper = || Timekeeper::new(timekeeper_key());
+        let timekeeper = || Timekeeper::new(timekeeper_key(), signer(MATCHER).verifying_key());
         let (expected, expected_state) = support::deliver(timekeeper(), BASE, &lanes, &mut std::iter::empty());
         check_promises(&items, &expected)?;
         for schedule in schedules {

@@ -2,14 +2,22 @@
 //! custody, the source document's "second key supplied by the device that provides the data".
 //!
 //! It follows `tessera.decisions` from the beginning and, for each CredentialReleased of an offer
-//! whose half it keeps and that its provider published, seals that half to the released responder and writes
-//! ProviderShareReleased to `tessera.cosigns`. In co-sign custody the platform alone must never
-//! be able to read the target data, so the agent trusts nothing the platform says about keys: it
-//! reads the responder's public key from the responder's own registration on
-//! `tessera.subscribers`, never from the release. The verdict stays the timekeeper's: the agent
-//! acts only on releases the timekeeper committed, and refuses one whose own evidence (the
-//! response's receipt stamp against the offer's rule) does not hold. A topic ACL that lets only
-//! the timekeeper write `tessera.decisions` completes this.
+//! whose half it keeps and that its provider published, seals that half to the released
+//! responder and writes ProviderShareReleased to `tessera.cosigns`, signed with the provider's
+//! key. In co-sign custody the platform alone must never be able to read the target data, so the
+//! agent trusts nothing the platform says about keys, and nothing anyone says by name:
+//!
+//! - the release must be signed by the pinned timekeeper key, or it is refused (Unauthenticated);
+//! - the offer must be the one its provider signed: the first offer under the id, carrying this
+//!   provider's own verifying key;
+//! - the response the release cites must be on `tessera.responses` where the release says, by the
+//!   released subscriber, signed with the key that subscriber pinned (the agent folds
+//!   `tessera.subscribers` itself, [`tessera_schemas::identity`]), and its receipt stamp must
+//!   meet the offer's rule;
+//! - the half is sealed to the subscriber's pinned sealing key, never to a key the release names.
+//!
+//! The verdict stays the timekeeper's: the agent acts only on releases the timekeeper signed and
+//! committed, and refuses one whose evidence does not hold.
 //!
 //! It co-signs each credential once: on start it reads what `tessera.cosigns` holds already. A
 //! crash between writing and remembering can repeat a co-signature; the repeat has the same event
@@ -22,7 +30,9 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use tessera_schemas::rules::{Timing, format_stamp};
 use tessera_schemas::sealing::{self, Half, KeyHalf, PublicKey, Release};
-use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, SUBSCRIBERS};
+use tessera_schemas::identity::{Change, Pin, Pins};
+use tessera_schemas::signing::{Signed, SigningKey, VerifyingKey};
+use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{CredentialReleased, Event, ProviderShareReleased};
 use tokio::time::Instant;
 
@@ -32,12 +42,19 @@ use crate::client::{
 use crate::keys::{Halves, KeyError};
 
 /// What the agent runs as.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Agent {
     /// The provider whose offers it co-signs.
     pub provider_id: String,
     /// Where the provider's halves are kept.
     pub halves: Halves,
+    /// The provider's signing key: co-signs are signed with it, and only offers carrying its
+    /// verifying key are the provider's.
+    pub signer: SigningKey,
+    /// The pinned timekeeper's verifying key: releases must be signed with it.
+    pub timekeeper: VerifyingKey,
+    /// The installation's trust anchor, if it vouches for parties (as the matcher is told).
+    pub anchor: Option<VerifyingKey>,
     /// Stop after this long with no release of the provider's offers; `None` follows forever.
     pub until_idle: Option<Duration>,
 }
@@ -100,41 +117,113 @@ fn cosign_id(credential_id: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }
 
-/// The public key `subscriber_id` registered last, read from its own registration; `None` if it
-/// never registered or has left.
-async fn registered_key(
+/// The keys `subscriber_id` pinned, as the agent folds its records on `tessera.subscribers`;
+/// `None` if it never registered or has left.
+async fn pinned_keys(
     config: &ClientConfig,
     prefix: &str,
+    anchor: Option<&VerifyingKey>,
     subscriber_id: &str,
-) -> Result<Option<Vec<u8>>, ClientError> {
+) -> Result<Option<Pin>, ClientError> {
     let records = read_partition_of(config, &SUBSCRIBERS.full_name(prefix), subscriber_id).await?;
-    let mut key = None;
+    let mut pins = Pins::new(anchor.copied());
     for record in records {
         if record.key.as_deref() != Some(subscriber_id) {
             continue;
         }
-        key = match record.event {
-            Some(Ok(Event::SubscriberRegistered(registered))) => Some(registered.public_key),
-            Some(Ok(Event::SubscriberRemoved(_))) | None => None,
-            Some(_) => key,
+        // A refused record changes nothing, here as in the matcher.
+        let _ = match &record.event {
+            Some(Ok(Event::SubscriberRegistered(registered))) => {
+                pins.apply(Change::Registered(registered), &record.signed)
+            }
+            Some(Ok(Event::SubscriberRemoved(removed))) => {
+                pins.apply(Change::Removed(&removed.subscriber_id), &record.signed)
+            }
+            _ => Ok(()),
         };
     }
-    Ok(key)
+    Ok(pins.get(subscriber_id).filter(|pin| !pin.removed).cloned())
 }
 
-/// Who published offer `offer_id` first (the offer the timekeeper judges by), if anyone did.
-async fn publisher(
+/// Whether offer `offer_id` is this provider's: the first offer published under the id (the one
+/// the timekeeper judges by) carries the provider's verifying key and is signed with it.
+async fn own_offer(
     config: &ClientConfig,
     prefix: &str,
+    agent: &Agent,
     offer_id: &str,
-) -> Result<Option<String>, ClientError> {
+) -> Result<bool, ClientError> {
     let records = read_partition_of(config, &OFFERS.full_name(prefix), offer_id).await?;
-    Ok(records.into_iter().find_map(|record| match record.event {
-        Some(Ok(Event::OfferPublished(offer))) if offer.offer_id == offer_id => {
-            Some(offer.provider_id)
+    let own = agent.signer.verifying_key();
+    Ok(records
+        .into_iter()
+        .find_map(|record| match &record.event {
+            Some(Ok(Event::OfferPublished(offer))) if offer.offer_id == offer_id => {
+                Some(offer.signing_key == own.to_bytes() && own.verify_record(OFFERS.name, &record.signed, &agent.provider_id).is_ok())
+            }
+            _ => None,
+        })
+        .unwrap_or(false))
+}
+
+/// Checks the response a release cites: on `tessera.responses` where the release says, by the
+/// released subscriber to this offer, signed with `pin`'s key, at the effective stamp the release
+/// judged (the largest stamp on its partition up to it).
+async fn cited_response(
+    config: &ClientConfig,
+    prefix: &str,
+    released: &CredentialReleased,
+    pin: &Pin,
+) -> Result<(), Refusal> {
+    let cited = &released.response;
+    let records = read_partition_of(config, &RESPONSES.full_name(prefix), &released.offer_id).await?;
+    let refuse = |why: String| Err(Refusal::Release(why));
+    if records.first().is_some_and(|r| r.partition != cited.partition) {
+        return refuse(format!(
+            "the response it cites is on partition {}, where offer {} has no responses",
+            cited.partition, released.offer_id
+        ));
+    }
+    let mut effective = i64::MIN;
+    for record in records {
+        effective = effective.max(record.stamp.unwrap_or(i64::MIN));
+        if record.offset != cited.offset {
+            continue;
         }
-        _ => None,
-    }))
+        let Some(Ok(Event::ResponseSubmitted(response))) = &record.event else {
+            return refuse(format!("the record it cites at offset {} is not a response", cited.offset));
+        };
+        if response.subscriber_id != released.subscriber_id
+            || response.offer_id != released.offer_id
+            || response.request_id != released.request_id
+        {
+            return refuse(format!(
+                "the response it cites is {}'s to {} under request {}, not this release's",
+                response.subscriber_id, response.offer_id, response.request_id
+            ));
+        }
+        let key = pin.verifying_key().map_err(|e| Refusal::Release(e.to_string()))?;
+        if let Err(e) = key.verify_record(RESPONSES.name, &record.signed, &response.subscriber_id) {
+            return refuse(format!(
+                "Forged: the response it cites is not signed by {}'s pinned key: {e}",
+                response.subscriber_id
+            ));
+        }
+        if effective != cited.stamp {
+            return refuse(format!(
+                "the response it cites was received by {}, not {}",
+                format_stamp(effective),
+                format_stamp(cited.stamp)
+            ));
+        }
+        return Ok(());
+    }
+    refuse(format!(
+        "there is no response at partition {} offset {} of {}",
+        cited.partition,
+        cited.offset,
+        RESPONSES.full_name(prefix)
+    ))
 }
 
 async fn cosign(
@@ -143,13 +232,21 @@ async fn cosign(
     agent: &Agent,
     writer: &Writer,
     released: &CredentialReleased,
+    signed: &Signed,
     half: &KeyHalf,
 ) -> Result<Written, Refusal> {
     let offer_id = &released.offer_id;
-    let provider = publisher(config, prefix, offer_id).await?;
-    if provider.as_deref() != Some(agent.provider_id.as_str()) {
+    if let Err(e) = agent
+        .timekeeper
+        .verify_record(DECISIONS.name, signed, "the timekeeper")
+    {
         return Err(Refusal::Release(format!(
-            "offer {offer_id} was not published by provider {}",
+            "Unauthenticated: the release is not the pinned timekeeper's: {e}"
+        )));
+    }
+    if !own_offer(config, prefix, agent, offer_id).await? {
+        return Err(Refusal::Release(format!(
+            "NotOwner: offer {offer_id} was not published and signed by provider {}",
             agent.provider_id
         )));
     }
@@ -166,14 +263,15 @@ async fn cosign(
         )));
     }
     let subscriber_id = &released.subscriber_id;
-    let Some(key) = registered_key(config, prefix, subscriber_id).await? else {
+    let Some(pin) = pinned_keys(config, prefix, agent.anchor.as_ref(), subscriber_id).await? else {
         return Err(Refusal::Release(format!(
             "subscriber {subscriber_id} has no registration on {}",
             SUBSCRIBERS.full_name(prefix)
         )));
     };
+    cited_response(config, prefix, released, &pin).await?;
     let refuse = |e: &dyn fmt::Display| Refusal::Release(e.to_string());
-    let responder = PublicKey::from_bytes(&key).map_err(|e| refuse(&e))?;
+    let responder = PublicKey::from_bytes(&pin.sealing_key).map_err(|e| refuse(&e))?;
     let release = Release {
         offer_id: &released.offer_id,
         subscriber_id,
@@ -189,11 +287,7 @@ async fn cosign(
         provider_half,
     };
     Ok(writer
-        .write(
-            &COSIGNS.full_name(prefix),
-            &released.offer_id,
-            &event.into(),
-        )
+        .write_as(&agent.signer, prefix, COSIGNS, &released.offer_id, &event.into())
         .await?)
 }
 
@@ -223,6 +317,7 @@ pub async fn run(
         let Some(record) = next_record(&consumer, deadline, &decisions).await? else {
             return Ok(());
         };
+        let signed = record.signed;
         let Some(Ok(Event::CredentialReleased(released))) = record.event else {
             continue;
         };
@@ -241,7 +336,7 @@ pub async fn run(
             acted(Acted::AlreadyCosigned(released));
             continue;
         }
-        match cosign(config, prefix, agent, &writer, &released, &half).await {
+        match cosign(config, prefix, agent, &writer, &released, &signed, &half).await {
             Ok(written) => {
                 cosigned.insert(released.credential_id.clone());
                 acted(Acted::Cosigned(released, written));

@@ -14,10 +14,12 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_schemas::codec::peek_kind;
+use tessera_schemas::signing::{self, Signed, SigningKey};
+use tessera_schemas::topics::Topic;
 use tessera_schemas::{DecodeError, EncodeError, Event, EventKind, decode, encode};
 
 use crate::describe;
@@ -154,6 +156,34 @@ impl Writer {
             .await
     }
 
+    /// Writes `event` under `key` to `topic` of the installation whose names start with
+    /// `prefix`, signed by `signer` ([`tessera_schemas::signing`]): how every party writes, so
+    /// that readers can tell its records from anyone else's.
+    pub async fn write_as(
+        &self,
+        signer: &SigningKey,
+        prefix: &str,
+        topic: Topic,
+        key: &str,
+        event: &Event,
+    ) -> Result<Written, ClientError> {
+        let bytes = encode(event)?;
+        let signature = signer.sign_record(topic.name, Some(key.as_bytes()), Some(&bytes));
+        let name = topic.full_name(prefix);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: signing::HEADER,
+            value: Some(&signature[..]),
+        });
+        self.send(
+            &name,
+            FutureRecord::to(&name)
+                .key(key)
+                .payload(bytes.as_slice())
+                .headers(headers),
+        )
+        .await
+    }
+
     /// Writes a tombstone (a null value) under `key`, so compaction drops the key's records.
     pub async fn tombstone(&self, topic: &str, key: &str) -> Result<Written, ClientError> {
         self.send(topic, FutureRecord::<str, [u8]>::to(topic).key(key))
@@ -194,6 +224,8 @@ pub struct Record {
     pub key: Option<String>,
     /// The event, or why it could not be decoded; `None` for a tombstone.
     pub event: Option<Result<Event, String>>,
+    /// What it takes to check who signed it.
+    pub signed: Signed,
 }
 
 impl Record {
@@ -214,8 +246,18 @@ impl Record {
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .map(str::to_string),
             event,
+            signed: Signed::of(message.key(), message.payload(), signature_of(message)),
         })
     }
+}
+
+/// The signature header of a consumed record, if it has one.
+pub fn signature_of<M: Message>(message: &M) -> Option<&[u8]> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == signing::HEADER)
+        .and_then(|header| header.value)
 }
 
 /// Logs client errors as rdkafka's default context does, except reaching the end of a partition:

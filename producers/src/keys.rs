@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use hpke::rand_core::UnwrapErr;
 use rdkafka::ClientConfig;
 use tessera_schemas::sealing::{self, KEY_LEN, KeyHalf, PrivateKey, PublicKey};
+use tessera_schemas::signing::{SignatureError, SigningKey, VerifyingKey};
 use tessera_schemas::topics::KEYS;
 use tessera_schemas::{Event, KeyPublished};
 use zeroize::Zeroizing;
@@ -204,6 +205,19 @@ impl Halves {
         &self.dir
     }
 
+    /// The provider's own key file in its key directory, `provider.key`: its offers, withdrawals
+    /// and co-signs are signed with the signing key derived from it.
+    pub fn identity(&self) -> PathBuf {
+        self.dir.join("provider.key")
+    }
+
+    /// The provider's signing key, from [`Halves::identity`], created on first use; and whether
+    /// it was created now.
+    pub fn signer(&self) -> Result<(SigningKey, bool), KeyError> {
+        let (key, created) = load_or_create(&self.identity())?;
+        Ok((SigningKey::derive(&key), created))
+    }
+
     fn path(&self, offer_id: &str) -> Result<PathBuf, KeyError> {
         nameable("offer id", offer_id)?;
         Ok(self.dir.join(format!("{offer_id}.half")))
@@ -252,34 +266,102 @@ pub enum TimekeeperKeyError {
         #[source]
         source: sealing::KeyError,
     },
+    /// The published record is not signed with the signing key it carries.
+    #[error("the timekeeper key record on {topic} is not signed by the key it names: {source}")]
+    Unauthenticated {
+        topic: String,
+        #[source]
+        source: SignatureError,
+    },
+    /// The published signing key is not the pinned one.
+    #[error(
+        "the timekeeper key on {topic} has fingerprint {found}, not the pinned {pinned} ({how}); \
+         if the operator rotated the timekeeper's key, pin the new fingerprint with \
+         --timekeeper-fingerprint"
+    )]
+    NotPinned {
+        topic: String,
+        found: String,
+        pinned: String,
+        how: String,
+    },
+    /// The pin file could not be read or written.
+    #[error("cannot {action} the timekeeper pin file {path}")]
+    PinFile {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Publishes the timekeeper's public key on `tessera.keys`, replacing any earlier one.
+/// The timekeeper as a client knows it: the key it seals to, and the key its records (verdicts,
+/// key records) are signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimekeeperKeys {
+    /// Its X25519 public key: the platform half is sealed to it.
+    pub sealing: PublicKey,
+    /// Its Ed25519 verifying key.
+    pub signing: VerifyingKey,
+}
+
+/// How a client pins the timekeeper's signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinning {
+    /// The operator gave its fingerprint (`--timekeeper-fingerprint`).
+    Fingerprint(String),
+    /// Trust on first use: the fingerprint first seen is written to this file and required ever
+    /// after.
+    FirstUse(PathBuf),
+}
+
+impl Pinning {
+    /// The fingerprint given, else first use with the pin file `.tessera/keys/timekeeper.pin`.
+    pub fn new(fingerprint: Option<String>) -> Self {
+        match fingerprint {
+            Some(fingerprint) => Pinning::Fingerprint(fingerprint.trim().to_lowercase()),
+            None => Pinning::FirstUse(keys_dir().join("timekeeper.pin")),
+        }
+    }
+}
+
+/// What fetching the timekeeper's keys found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The keys, checked against the pin.
+    pub keys: TimekeeperKeys,
+    /// Set when this fetch pinned the key for the first time: a warning to show, naming the
+    /// fingerprint to compare with the operator's.
+    pub first_use: Option<String>,
+}
+
+/// Publishes the timekeeper's public keys on `tessera.keys`, replacing any earlier one, signed
+/// with its signing key.
 pub async fn publish_timekeeper(
     writer: &Writer,
     prefix: &str,
-    key: &PublicKey,
+    key: &PrivateKey,
 ) -> Result<Written, ClientError> {
+    let signer = SigningKey::derive(key);
     let event = KeyPublished {
         event_id: event_id(),
         role: KeyPublished::TIMEKEEPER.into(),
         suite: sealing::SUITE.into(),
-        public_key: key.to_bytes(),
+        public_key: key.public_key().to_bytes(),
+        signing_key: signer.verifying_key().to_bytes(),
     };
     writer
-        .write(
-            &KEYS.full_name(prefix),
-            KeyPublished::TIMEKEEPER,
-            &event.into(),
-        )
+        .write_as(&signer, prefix, KEYS, KeyPublished::TIMEKEEPER, &event.into())
         .await
 }
 
-/// The timekeeper's public key as last published on `tessera.keys`.
+/// The timekeeper's keys as last published on `tessera.keys`, checked: the record must be
+/// signed by the signing key it carries, and that key must be the pinned one.
 pub async fn fetch_timekeeper(
     config: &ClientConfig,
     prefix: &str,
-) -> Result<PublicKey, TimekeeperKeyError> {
+    pinning: &Pinning,
+) -> Result<Fetched, TimekeeperKeyError> {
     let topic = KEYS.full_name(prefix);
     let mut latest = None;
     for record in read_to_end(config, &topic, None).await? {
@@ -287,13 +369,75 @@ pub async fn fetch_timekeeper(
             continue;
         }
         latest = match record.event {
-            Some(Ok(Event::KeyPublished(published))) => Some(published.public_key),
+            Some(Ok(Event::KeyPublished(published))) => Some((published, record.signed)),
             // A tombstone withdraws the key; anything else under the role is not a key.
             _ => None,
         };
     }
-    let bytes = latest.ok_or_else(|| TimekeeperKeyError::Missing(topic.clone()))?;
-    PublicKey::from_bytes(&bytes).map_err(|source| TimekeeperKeyError::Unusable { topic, source })
+    let (published, signed) = latest.ok_or_else(|| TimekeeperKeyError::Missing(topic.clone()))?;
+    let unauthenticated = |source| TimekeeperKeyError::Unauthenticated {
+        topic: topic.clone(),
+        source,
+    };
+    let signing = VerifyingKey::from_bytes(&published.signing_key).map_err(unauthenticated)?;
+    signing
+        .verify_record(KEYS.name, &signed, "the timekeeper")
+        .map_err(unauthenticated)?;
+    let sealing = PublicKey::from_bytes(&published.public_key).map_err(|source| {
+        TimekeeperKeyError::Unusable {
+            topic: topic.clone(),
+            source,
+        }
+    })?;
+    let found = signing.fingerprint();
+    let first_use = pinned(pinning, &topic, &found)?;
+    Ok(Fetched {
+        keys: TimekeeperKeys { sealing, signing },
+        first_use,
+    })
+}
+
+/// Checks `found` against the pin; on first use, pins it and says so.
+fn pinned(pinning: &Pinning, topic: &str, found: &str) -> Result<Option<String>, TimekeeperKeyError> {
+    let mismatch = |pinned: &str, how: String| TimekeeperKeyError::NotPinned {
+        topic: topic.to_string(),
+        found: found.to_string(),
+        pinned: pinned.to_string(),
+        how,
+    };
+    match pinning {
+        Pinning::Fingerprint(pinned) if pinned == found => Ok(None),
+        Pinning::Fingerprint(pinned) => Err(mismatch(pinned, "--timekeeper-fingerprint".into())),
+        Pinning::FirstUse(path) => {
+            let pin_error = |action| {
+                let path = path.clone();
+                move |source| TimekeeperKeyError::PinFile {
+                    action,
+                    path,
+                    source,
+                }
+            };
+            match std::fs::read_to_string(path) {
+                Ok(pinned) if pinned.trim() == found => Ok(None),
+                Ok(pinned) => Err(mismatch(
+                    pinned.trim(),
+                    format!("pinned on first use in {}", path.display()),
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir).map_err(pin_error("create the directory of"))?;
+                    }
+                    std::fs::write(path, format!("{found}\n")).map_err(pin_error("write"))?;
+                    Ok(Some(format!(
+                        "trusting the timekeeper key with fingerprint {found} on first use (pinned \
+                         in {}); compare it with the one your operator gives",
+                        path.display()
+                    )))
+                }
+                Err(e) => Err(pin_error("read")(e)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

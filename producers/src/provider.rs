@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use hpke::rand_core::UnwrapErr;
 use tessera_schemas::rules::check_offer;
 use tessera_schemas::sealing::{self, KeyHalf, PublicKey, SealError, SealedOffer};
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::OFFERS;
 use tessera_schemas::{
     Custody, Deadline, OfferProblem, OfferPublished, OfferWithdrawn, Recommendation, Reward,
@@ -112,6 +113,9 @@ pub struct OfferRequest {
     pub capacity: Option<i32>,
     /// Credited to the provider for each accepted credential.
     pub reward: Option<Reward>,
+    /// The provider's verifying key: the offer carries it, and it, its withdrawal and its
+    /// co-signs must be signed with the matching signing key.
+    pub signing_key: VerifyingKey,
 }
 
 /// What an offer's credential is made of.
@@ -171,6 +175,7 @@ pub fn build(
         event_id: event_id(),
         offer_id: request.offer_id,
         provider_id: request.provider_id,
+        signing_key: request.signing_key.to_bytes(),
         provider_contact: request.provider_contact,
         recommendation: Recommendation {
             identifier: request.identifier,
@@ -192,20 +197,21 @@ pub fn build(
 }
 
 /// Keeps the provider half in `halves` (co-sign custody), then writes the offer to
-/// `tessera.offers`, keyed by its id. If the write fails, the half of the unpublished offer is
-/// forgotten again.
+/// `tessera.offers`, keyed by its id and signed by `signer`. If the write fails, the half of the
+/// unpublished offer is forgotten again.
 pub async fn publish(
     writer: &Writer,
     prefix: &str,
     built: Built,
     halves: &Halves,
+    signer: &SigningKey,
 ) -> Result<Written, PublishError> {
     let key = built.offer.offer_id.clone();
     if let Some(half) = &built.kept_half {
         halves.keep(&key, half)?;
     }
     let written = writer
-        .write(&OFFERS.full_name(prefix), &key, &built.offer.into())
+        .write_as(signer, prefix, OFFERS, &key, &built.offer.into())
         .await;
     if written.is_err() && built.kept_half.is_some() {
         halves.forget(&key)?;
@@ -213,13 +219,15 @@ pub async fn publish(
     Ok(written?)
 }
 
-/// Writes an `OfferWithdrawn`: later responses to the offer are rejected as withdrawn.
+/// Writes an `OfferWithdrawn`, signed by `signer`: later responses to the offer are rejected as
+/// withdrawn. The timekeeper believes it only if `signer` is the key the offer carries.
 pub async fn withdraw(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,
     provider_id: &str,
     reason: Option<String>,
+    signer: &SigningKey,
 ) -> Result<Written, ClientError> {
     let withdrawn = OfferWithdrawn {
         event_id: event_id(),
@@ -228,7 +236,7 @@ pub async fn withdraw(
         reason,
     };
     writer
-        .write(&OFFERS.full_name(prefix), offer_id, &withdrawn.into())
+        .write_as(signer, prefix, OFFERS, offer_id, &withdrawn.into())
         .await
 }
 
@@ -302,7 +310,12 @@ mod tests {
                 amount: 250,
                 currency: "EUR".into(),
             }),
+            signing_key: signer().verifying_key(),
         }
+    }
+
+    fn signer() -> SigningKey {
+        SigningKey::derive(&sealing::PrivateKey::from_bytes(&[5; 32]).unwrap())
     }
 
     fn deadline(text: &str) -> RuleSpec {
@@ -423,7 +436,7 @@ mod tests {
             .set("message.timeout.ms", "200");
         let writer = Writer::new(&config).unwrap();
         let offer = built(request(deadline("09:00"))).unwrap();
-        let err = publish(&writer, "", offer, &halves).await.unwrap_err();
+        let err = publish(&writer, "", offer, &halves, &signer()).await.unwrap_err();
         assert!(matches!(err, PublishError::Client(_)), "{err}");
         assert!(halves.get("O1").unwrap().is_none());
     }

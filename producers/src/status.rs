@@ -179,6 +179,7 @@ mod tests {
             stamp: Some(stamp),
             key: Some(key.to_string()),
             event: Some(Ok(event.clone())),
+            signed: tessera_schemas::signing::Signed::of(Some(key.as_bytes()), None, None),
         }
     }
 

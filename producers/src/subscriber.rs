@@ -1,5 +1,5 @@
 //! The subscriber's side (the source document's second terminal): registering stored needs,
-//! leaving, answering invitations with a proof of identity, watching for invitations and
+//! leaving, answering invitations (every record signed with the subscriber's key), watching for invitations and
 //! verdicts, and opening a delivered credential, then accepting or declining it.
 //!
 //! A subscriber is a row of the compacted `tessera.subscribers` table: registering again replaces
@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{self, PrivateKey, PublicKey, ResponseIds, SealError};
+use tessera_schemas::sealing::{self, PrivateKey, PublicKey, SealError};
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
@@ -44,7 +45,7 @@ pub enum SubscriberError {
     /// Kafka could not be reached or used.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// A proof could not be made, or a credential could not be opened.
+    /// A credential could not be opened.
     #[error(transparent)]
     Seal(#[from] SealError),
     /// The inbox holds no credential that fits the choice.
@@ -65,6 +66,8 @@ pub struct Registration {
     pub webhook: Option<String>,
     /// Its private key file; created with a new key pair if missing.
     pub key_file: PathBuf,
+    /// The operator's endorsement of the id and keys, in installations that vouch for parties.
+    pub endorsement: Option<Vec<u8>>,
 }
 
 /// What registering did.
@@ -87,20 +90,19 @@ pub async fn register(
 ) -> Result<Registered, SubscriberError> {
     let (key, key_created) = keys::load_or_create(&registration.key_file)?;
     let public_key = key.public_key();
+    let signer = SigningKey::derive(&key);
     let event = SubscriberRegistered {
         event_id: event_id(),
         subscriber_id: registration.subscriber_id.clone(),
         contact: registration.contact,
         public_key: public_key.to_bytes(),
+        signing_key: signer.verifying_key().to_bytes(),
         interests: registration.interests,
         webhook: registration.webhook,
+        endorsement: registration.endorsement,
     };
     let written = writer
-        .write(
-            &SUBSCRIBERS.full_name(prefix),
-            &registration.subscriber_id,
-            &event.into(),
-        )
+        .write_as(&signer, prefix, SUBSCRIBERS, &registration.subscriber_id, &event.into())
         .await?;
     Ok(Registered {
         written,
@@ -109,64 +111,73 @@ pub async fn register(
     })
 }
 
-/// Writes a `SubscriberRemoved` (the matcher stops inviting at once) and then a tombstone under
-/// the same key (compaction drops the registration, contact and key included). Returns both
-/// positions.
+/// Writes a `SubscriberRemoved` signed with the subscriber's key (the matcher stops inviting at
+/// once; the id stays pinned to the key) and then a tombstone under the same key (compaction
+/// drops the registration, contact and key included). Returns both positions.
 pub async fn remove(
     writer: &Writer,
     prefix: &str,
     subscriber_id: &str,
+    key: &PrivateKey,
 ) -> Result<(Written, Written), ClientError> {
     let topic = SUBSCRIBERS.full_name(prefix);
     let removed = SubscriberRemoved {
         event_id: event_id(),
         subscriber_id: subscriber_id.to_string(),
     };
-    let event = writer.write(&topic, subscriber_id, &removed.into()).await?;
+    let signer = SigningKey::derive(key);
+    let event = writer
+        .write_as(&signer, prefix, SUBSCRIBERS, subscriber_id, &removed.into())
+        .await?;
     let tombstone = writer.tombstone(&topic, subscriber_id).await?;
     Ok((event, tombstone))
 }
 
-/// Who answers invitations: a subscriber with its private key, proving its identity to the
-/// timekeeper whose public key it names.
+/// Who answers invitations: a subscriber with its private key, whose signing key signs its
+/// responses and outcomes.
 #[derive(Debug)]
 pub struct Responder {
     /// The subscriber's id.
     pub subscriber_id: String,
-    /// Its private key, which the proof is made with.
+    /// Its private key, which credentials are sealed to.
     pub key: PrivateKey,
-    /// The timekeeper's public key, which the proof is for.
-    pub timekeeper: PublicKey,
+    /// The signing key derived from it, which its records are signed with.
+    pub signer: SigningKey,
 }
 
-/// The response of the responder to its invitation to `offer_id`, with its proof of identity.
-pub fn response(offer_id: &str, responder: &Responder) -> Result<ResponseSubmitted, SealError> {
-    let mut response = ResponseSubmitted {
+impl Responder {
+    /// Subscriber `subscriber_id` with its private key.
+    pub fn new(subscriber_id: impl Into<String>, key: PrivateKey) -> Self {
+        let signer = SigningKey::derive(&key);
+        Responder {
+            subscriber_id: subscriber_id.into(),
+            key,
+            signer,
+        }
+    }
+}
+
+/// The responder's response to its invitation to `offer_id`.
+pub fn response(offer_id: &str, responder: &Responder) -> ResponseSubmitted {
+    ResponseSubmitted {
         event_id: event_id(),
         offer_id: offer_id.to_string(),
         request_id: request_id(offer_id, &responder.subscriber_id),
         subscriber_id: responder.subscriber_id.clone(),
-        proof: Vec::new(),
-    };
-    response.proof = sealing::prove(
-        &ResponseIds::from(&response),
-        &responder.key,
-        &responder.timekeeper,
-    )?;
-    Ok(response)
+    }
 }
 
-/// Writes the responder's response to `offer_id` to `tessera.responses`; its receipt stamp is
-/// what the offer's time rule judges.
+/// Writes the responder's response to `offer_id` to `tessera.responses`, signed with its key;
+/// its receipt stamp is what the offer's time rule judges.
 pub async fn respond(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,
     responder: &Responder,
 ) -> Result<Written, SubscriberError> {
-    let event = response(offer_id, responder)?;
+    let event = response(offer_id, responder);
     Ok(writer
-        .write(&RESPONSES.full_name(prefix), offer_id, &event.into())
+        .write_as(&responder.signer, prefix, RESPONSES, offer_id, &event.into())
         .await?)
 }
 
@@ -330,7 +341,7 @@ pub async fn listen(
                     (true, true, None) => {
                         heard(Heard::NotAnswered(
                             offer_id,
-                            "no key to prove a response with",
+                            "no key to sign a response with",
                         ));
                     }
                     (true, false, _) => heard(Heard::NotAnswered(offer_id, "already answered")),
@@ -460,12 +471,13 @@ pub enum Decision {
 }
 
 /// Writes the decision on the delivered credential to `tessera.outcomes` (CredentialAccepted or
-/// CredentialDeclined), keyed by its offer.
+/// CredentialDeclined), keyed by its offer and signed with the recipient's key.
 pub async fn decide(
     writer: &Writer,
     prefix: &str,
     delivered: &CredentialDelivered,
     decision: Decision,
+    signer: &SigningKey,
 ) -> Result<Written, ClientError> {
     let (offer_id, credential_id, subscriber_id) = (
         delivered.offer_id.clone(),
@@ -490,7 +502,7 @@ pub async fn decide(
         .into(),
     };
     writer
-        .write(&OUTCOMES.full_name(prefix), &delivered.offer_id, &event)
+        .write_as(signer, prefix, OUTCOMES, &delivered.offer_id, &event)
         .await
 }
 
@@ -523,29 +535,19 @@ mod tests {
     }
 
     #[test]
-    fn a_response_names_the_invitation_the_matcher_sent_and_proves_its_sender() {
+    fn a_response_names_the_invitation_the_matcher_sent() {
         let request = invitation();
-        let timekeeper = PrivateKey::from_bytes(&[1; 32]).unwrap();
-        let responder = Responder {
-            subscriber_id: request.subscriber_id.clone(),
-            key: PrivateKey::from_bytes(&[2; 32]).unwrap(),
-            timekeeper: timekeeper.public_key(),
-        };
-        let answer = response(&request.offer_id, &responder).unwrap();
-        let another = response(&request.offer_id, &responder).unwrap();
+        let responder = Responder::new(
+            request.subscriber_id.clone(),
+            PrivateKey::from_bytes(&[2; 32]).unwrap(),
+        );
+        let answer = response(&request.offer_id, &responder);
+        let another = response(&request.offer_id, &responder);
         assert_eq!(
             answer.request_id,
             request_id(&request.offer_id, &request.subscriber_id)
         );
         assert_eq!(answer.offer_id, request.offer_id);
-        let subscriber = responder.key.public_key();
-        let key = sealing::ProofKey::for_timekeeper(&timekeeper, &subscriber).unwrap();
-        let verify = |proof: &[u8], ids| sealing::verify_proof(proof, &ids, &key);
-        assert_eq!(verify(&answer.proof, ResponseIds::from(&answer)), Ok(()));
         assert_ne!(another.event_id, answer.event_id);
-        assert!(
-            verify(&answer.proof, ResponseIds::from(&another)).is_err(),
-            "a proof serves its own response only"
-        );
     }
 }

@@ -63,6 +63,7 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
         event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string(),
         offer_id: offer_id.into(),
         provider_id: provider_id.into(),
+        signing_key: Vec::new(),
         provider_contact: format!("{provider_id}@example.org"),
         recommendation: recommendation(),
         time_rule: TimeRule::Deadline(Deadline { at: 1_764_064_800_000 }),
@@ -91,6 +92,7 @@ pub fn all() -> Vec<Event> {
             subscriber_id: "B1".into(),
             contact: "b1@example.org".into(),
             public_key: vec![7; 32],
+            signing_key: Vec::new(),
             interests: vec![Interest {
                 identifier: Some("doc-X".into()),
                 terms: vec!["report".into()],
@@ -102,6 +104,7 @@ pub fn all() -> Vec<Event> {
                 }],
             }],
             webhook: Some("https://b1.example.org/inbox".into()),
+            endorsement: None,
         }
         .into(),
         SubscriberRegistered {
@@ -109,8 +112,10 @@ pub fn all() -> Vec<Event> {
             subscriber_id: "B2".into(),
             contact: "b2@example.org".into(),
             public_key: vec![8; 32],
+            signing_key: Vec::new(),
             interests: vec![],
             webhook: None,
+            endorsement: None,
         }
         .into(),
         SubscriberRemoved {
@@ -122,6 +127,7 @@ pub fn all() -> Vec<Event> {
             event_id: id(4),
             offer_id: "offer-1".into(),
             provider_id: "A".into(),
+            signing_key: Vec::new(),
             provider_contact: "a@example.org".into(),
             recommendation: recommendation(),
             time_rule: deadline,
@@ -142,6 +148,7 @@ pub fn all() -> Vec<Event> {
             event_id: id(5),
             offer_id: "offer-2".into(),
             provider_id: "A".into(),
+            signing_key: Vec::new(),
             provider_contact: "a@example.org".into(),
             recommendation: recommendation(),
             time_rule: window,
@@ -175,6 +182,7 @@ pub fn all() -> Vec<Event> {
             offer_id: "offer-1".into(),
             subscriber_id: "B1".into(),
             subscriber_key: vec![7; 32],
+            subscriber_signing_key: Vec::new(),
             recommendation: recommendation(),
             offer: terms(within),
             provider_contact: "a@example.org".into(),
@@ -185,7 +193,6 @@ pub fn all() -> Vec<Event> {
             offer_id: "offer-1".into(),
             request_id: "offer-1/B1".into(),
             subscriber_id: "B1".into(),
-            proof: vec![4; 32],
         }
         .into(),
         CredentialReleased {
@@ -342,6 +349,7 @@ pub fn all() -> Vec<Event> {
             role: KeyPublished::TIMEKEEPER.into(),
             suite: crate::sealing::SUITE.into(),
             public_key: vec![9; 32],
+            signing_key: Vec::new(),
         }
         .into(),
         Tick {

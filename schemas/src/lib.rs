@@ -10,9 +10,11 @@ pub mod avro;
 pub mod codec;
 pub mod events;
 pub mod examples;
+pub mod identity;
 pub mod links;
 pub mod rules;
 pub mod sealing;
+pub mod signing;
 pub mod topics;
 
 pub use codec::{DecodeError, Decoder, EncodeError, decode, encode};

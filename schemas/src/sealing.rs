@@ -2,9 +2,9 @@
 //!
 //! DESIGN.md ("Keys and secrets") fixes the scheme; this module is its one implementation, shared
 //! by every party so that none can drift: the provider seals an offer, the timekeeper checks it,
-//! verifies each response's proof and re-seals its halves to a released responder, the provider's
-//! agent seals its own half to the same responder, and the subscriber proves its identity and
-//! opens what it was delivered. The suite is RFC 9180 HPKE with DHKEM(X25519, HKDF-SHA256),
+//! re-seals its halves to a released responder, the provider's agent seals its own half to the
+//! same responder, and the subscriber opens what it was delivered. Who wrote a record is proven
+//! by signatures ([`crate::signing`]), not by anything sealed here. The suite is RFC 9180 HPKE with DHKEM(X25519, HKDF-SHA256),
 //! HKDF-SHA256 and ChaCha20-Poly1305 ([`SUITE`]).
 //!
 //! # The credential
@@ -27,27 +27,14 @@
 //! | half sealed to the timekeeper | `tessera/v1 <half> to the timekeeper` | offer id |
 //! | half sealed to a responder | `tessera/v1 <half> to the responder` | offer id, subscriber id, credential id |
 //!
-//! # Proofs
-//!
-//! A response proves its sender holds the subscriber's private key with an HMAC-SHA256 tag over
-//! the response's ids (offer, request, subscriber, and the response's own event id, so a proof
-//! read on the log serves no other response). Its key ([`ProofKey`]) is HKDF-SHA256 over the
-//! X25519 shared secret of the subscriber's and the timekeeper's static keys, bound to both
-//! public keys: only a holder of the subscriber's private key (or of the timekeeper's) can make a
-//! tag that verifies. This is what an HPKE auth-mode message proves too, but auth mode adds an
-//! ephemeral key, so every proof cost the timekeeper two X25519 multiplications; the static
-//! shared key is the same for every response of a subscriber, so the timekeeper derives it once
-//! and keeps it (NaCl's `crypto_box_beforenm` precomputes the same way), and a proof then costs
-//! it one hash.
-//!
 //! # Determinism
 //!
 //! Sealing to a responder draws its HPKE ephemeral key from a ChaCha20 generator seeded by HKDF
 //! over the half itself and everything the box is bound to (including the responder's key). The
 //! timekeeper is a deterministic core and a provider's agent may retry, so both seal the same
 //! half to the same release byte for byte, every time; the seed is as secret as the half, so no
-//! one without the half can predict the ephemeral key. Sealing by the provider and proofs by the
-//! subscriber take the caller's generator (the operating system's in production).
+//! one without the half can predict the ephemeral key. Sealing by the provider takes the caller's
+//! generator (the operating system's in production).
 //!
 //! # Secrets
 //!
@@ -62,13 +49,12 @@ use chacha20::ChaCha20Rng;
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac as _};
 use hpke::rand_core::{CryptoRng, SeedableRng};
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::events::{CredentialDelivered, Custody, ResponseSubmitted, SealedBox, SealedCredential};
+use crate::events::{CredentialDelivered, Custody, SealedBox, SealedCredential};
 
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
@@ -90,10 +76,6 @@ pub const MAX_PACKAGE_LEN: usize = 768 * 1024;
 /// package cannot inflate without bound.
 pub const MAX_TARGET_DATA_LEN: usize = 64 * 1024 * 1024;
 
-const PROOF: &str = "response proof";
-const PROOF_KEY_SALT: &[u8] = b"tessera/v1 response proof key";
-/// Bytes of a response proof: an HMAC-SHA256 tag.
-pub const PROOF_LEN: usize = 32;
 const PACKAGE_AAD: &str = "tessera/v1 package";
 const SEED_SALT: &[u8] = b"tessera/v1 sealing randomness";
 
@@ -149,7 +131,7 @@ pub enum SealError {
     Inflated { max: usize },
 }
 
-/// An X25519 public key: what boxes are sealed to and proofs are verified with. Its text form
+/// An X25519 public key: what boxes are sealed to. Its text form
 /// (`Display`, `FromStr`) is 64 lowercase hexadecimal digits.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey(<Kem as hpke::Kem>::PublicKey);
@@ -165,10 +147,6 @@ impl PublicKey {
     /// The key's 32 bytes, as registered and published.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.0.to_bytes().to_vec()
-    }
-
-    fn bytes(&self) -> [u8; KEY_LEN] {
-        self.0.to_bytes().into()
     }
 }
 
@@ -303,33 +281,9 @@ pub struct Release<'a> {
     pub credential_id: &'a str,
 }
 
-/// The response a proof is bound to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseIds<'a> {
-    /// The response's own event id: a proof serves one response only.
-    pub event_id: &'a str,
-    /// The offer.
-    pub offer_id: &'a str,
-    /// The invitation answered.
-    pub request_id: &'a str,
-    /// The responding subscriber.
-    pub subscriber_id: &'a str,
-}
-
-impl<'a> From<&'a ResponseSubmitted> for ResponseIds<'a> {
-    fn from(response: &'a ResponseSubmitted) -> Self {
-        ResponseIds {
-            event_id: &response.event_id,
-            offer_id: &response.offer_id,
-            request_id: &response.request_id,
-            subscriber_id: &response.subscriber_id,
-        }
-    }
-}
-
 /// Each part's length (big-endian u32) then its bytes, after a label: unambiguous, so
 /// ("a/b", "c") and ("a", "b/c") bind differently.
-fn bound(label: &str, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn bound(label: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut out = label.as_bytes().to_vec();
     for part in parts {
         // Ids are far below 4 GiB; a longer one would be refused by Kafka long before.
@@ -354,18 +308,6 @@ fn release_aad(release: &Release<'_>) -> Vec<u8> {
             release.offer_id.as_bytes(),
             release.subscriber_id.as_bytes(),
             release.credential_id.as_bytes(),
-        ],
-    )
-}
-
-fn response_aad(response: &ResponseIds<'_>) -> Vec<u8> {
-    bound(
-        "",
-        &[
-            response.offer_id.as_bytes(),
-            response.request_id.as_bytes(),
-            response.subscriber_id.as_bytes(),
-            response.event_id.as_bytes(),
         ],
     )
 }
@@ -634,74 +576,6 @@ pub fn open_credential(
         &platform,
         &provider,
     )
-}
-
-/// The key a subscriber and the timekeeper share for the subscriber's proofs (see the module's
-/// Proofs). Either side derives the same key with its own private key and the other's public key.
-pub struct ProofKey(Zeroizing<[u8; KEY_LEN]>);
-
-impl ProofKey {
-    /// The key the timekeeper checks `subscriber`'s proofs with.
-    pub fn for_timekeeper(timekeeper: &PrivateKey, subscriber: &PublicKey) -> Result<Self, SealError> {
-        Self::derive(timekeeper, subscriber, subscriber, &timekeeper.public_key())
-    }
-
-    /// The key a subscriber makes its proofs to `timekeeper` with.
-    pub fn for_subscriber(subscriber: &PrivateKey, timekeeper: &PublicKey) -> Result<Self, SealError> {
-        Self::derive(subscriber, timekeeper, &subscriber.public_key(), timekeeper)
-    }
-
-    fn derive(
-        own: &PrivateKey,
-        peer: &PublicKey,
-        subscriber: &PublicKey,
-        timekeeper: &PublicKey,
-    ) -> Result<Self, SealError> {
-        let secret = x25519_dalek::StaticSecret::from(*own.to_bytes());
-        let peer = x25519_dalek::PublicKey::from(peer.bytes());
-        let shared = secret.diffie_hellman(&peer);
-        // A low-order public key gives every holder the same all-zero secret (RFC 7748 §6.1).
-        if !shared.was_contributory() {
-            return Err(SealError::Seal(PROOF));
-        }
-        let context = bound("", &[&subscriber.bytes(), &timekeeper.bytes()]);
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        Hkdf::<Sha256>::new(Some(PROOF_KEY_SALT), shared.as_bytes())
-            .expand(&context, key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Ok(ProofKey(key))
-    }
-
-    fn tag(&self, response: &ResponseIds<'_>) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref())
-            .expect("HMAC takes a key of any length");
-        mac.update(&bound(&format!("tessera/v1 {PROOF}"), &[&response_aad(response)]));
-        mac
-    }
-}
-
-impl fmt::Debug for ProofKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ProofKey(..)")
-    }
-}
-
-/// The proof for `response`, made by the subscriber it names for `timekeeper`.
-pub fn prove(
-    response: &ResponseIds<'_>,
-    subscriber: &PrivateKey,
-    timekeeper: &PublicKey,
-) -> Result<Vec<u8>, SealError> {
-    let key = ProofKey::for_subscriber(subscriber, timekeeper)?;
-    Ok(key.tag(response).finalize().into_bytes().to_vec())
-}
-
-/// Whether `proof` was made for `response` by a holder of `key`'s subscriber's private key.
-/// Compares in constant time.
-pub fn verify_proof(proof: &[u8], response: &ResponseIds<'_>, key: &ProofKey) -> Result<(), SealError> {
-    key.tag(response)
-        .verify_slice(proof)
-        .map_err(|_| SealError::Open(PROOF))
 }
 
 /// Checks a credential's shape, which anyone can without a key: each sealed half an encapsulated

@@ -17,8 +17,11 @@ use rand::{Rng, SeedableRng};
 use tessera_processors::matcher::predicate::OfferFacts;
 use tessera_processors::matcher::{Matcher, MatcherRecord, index};
 use tessera_processors::{Core, Input, Position};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::{Signed, SigningKey};
+use tessera_schemas::topics::{OFFERS, SUBSCRIBERS, Topic};
 use tessera_schemas::{
-    Custody, Deadline, Interest, OfferPublished, ParameterRange, Recommendation, SealedBox,
+    Custody, Deadline, Event, Interest, OfferPublished, ParameterRange, Recommendation, SealedBox,
     SealedCredential, SubscriberRegistered, TimeRule,
 };
 use tessera_state_stores::{Checkpoint, StoreError, TaskStore};
@@ -49,6 +52,8 @@ const START: i64 = 1_764_061_200_000;
 /// Deterministic synthetic subscribers and offers.
 struct Synthetic {
     rng: SmallRng,
+    /// Signs every synthetic record: the matcher checks each signature, as it does in production.
+    signer: SigningKey,
 }
 
 /// Word `n` of the vocabulary: two to five syllables, distinct for distinct `n`.
@@ -70,7 +75,14 @@ impl Synthetic {
     fn new() -> Self {
         Synthetic {
             rng: SmallRng::seed_from_u64(0x7e55e4a),
+            signer: SigningKey::derive(&PrivateKey::from_bytes(&[7; 32]).expect("32 bytes")),
         }
+    }
+
+    /// What the matcher reads of `event` on `topic` under `key`, signed.
+    fn signed(&self, topic: Topic, key: &str, event: Event) -> Signed {
+        let value = tessera_schemas::encode(&event).expect("a synthetic event encodes");
+        self.signer.signed(topic.name, key.as_bytes(), &value)
     }
 
     fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
@@ -142,8 +154,10 @@ impl Synthetic {
             subscriber_id: format!("subscriber-{n}"),
             contact: format!("subscriber-{n}@example.org"),
             public_key: self.rng.random::<[u8; 32]>().to_vec(),
+            signing_key: self.signer.verifying_key().to_bytes(),
             interests,
             webhook: None,
+            endorsement: None,
         }
     }
 
@@ -160,6 +174,7 @@ impl Synthetic {
             event_id: uuid::Uuid::new_v4().to_string(),
             offer_id: format!("offer-{n}"),
             provider_id: "provider".into(),
+            signing_key: self.signer.verifying_key().to_bytes(),
             provider_contact: "provider@example.org".into(),
             recommendation: Recommendation {
                 identifier: self.identifier(),
@@ -260,7 +275,7 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
     let path = dir.path().join("matcher");
     let (_, rss_before) = rss_mib(std::process::id())?;
     let mut store = TaskStore::open(&path)?;
-    let mut core = Matcher;
+    let mut core = Matcher::default();
     let mut synthetic = Synthetic::new();
 
     let progress = bar(interests as u64, "registering interests");
@@ -270,12 +285,13 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
         let count = synthetic.rng.random_range(1..=4).min(interests - loaded);
         let wanted = (0..count).map(|_| synthetic.interest()).collect();
         let registered = synthetic.subscriber(subscribers, wanted);
-        let key = Some(registered.subscriber_id.clone());
-        let record = MatcherRecord::Registered(registered);
+        let key = registered.subscriber_id.clone();
+        let signed = synthetic.signed(SUBSCRIBERS, &key, registered.clone().into());
         let input = Input::Record {
             at: at(0, subscribers),
-            key,
-            value: record,
+            key: Some(key),
+            value: MatcherRecord::Registered(registered),
+            signed,
         };
         ensure!(
             core.apply(&mut store, input).is_empty(),
@@ -310,10 +326,12 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
         if n >= WARM_UP && sampled.len() < scans {
             sampled.push(offer.clone());
         }
+        let signed = synthetic.signed(OFFERS, &offer.offer_id, offer.clone().into());
         let input = Input::Record {
             at: at(1, n),
             key: Some(offer.offer_id.clone()),
             value: MatcherRecord::Published(offer),
+            signed,
         };
         let started = Instant::now();
         let outputs = core.apply(&mut store, input);

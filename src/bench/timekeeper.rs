@@ -17,6 +17,7 @@ use anyhow::bail;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tessera_processors::runtime::{self, Config};
 use tessera_processors::timekeeper::Timekeeper;
@@ -25,7 +26,8 @@ use tessera_producers::provider::Sealing;
 use tessera_producers::subscriber::Responder;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES};
+use tessera_schemas::signing::{self, SIGNATURE_LEN, SigningKey};
+use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
 use tessera_schemas::*;
 
 use super::{bar, passthrough, send_waiting, wait_committed};
@@ -63,7 +65,17 @@ pub struct LatencyArgs {
 }
 
 /// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
-fn paced(client: &ClientConfig, topic: &str, records: &[(String, Vec<u8>)], rate: u32) -> anyhow::Result<f64> {
+/// A record to write: key, value, and its signature header if it has one.
+type Outgoing = (String, Vec<u8>, Option<[u8; SIGNATURE_LEN]>);
+
+/// `event` under `key` on `topic`, signed by `signer` as its writer signs it in production.
+fn signed(signer: &SigningKey, topic: Topic, key: String, event: Event) -> anyhow::Result<Outgoing> {
+    let value = encode(&event)?;
+    let signature = signer.sign_record(topic.name, Some(key.as_bytes()), Some(&value));
+    Ok((key, value, Some(signature)))
+}
+
+fn paced(client: &ClientConfig, topic: &str, records: &[Outgoing], rate: u32) -> anyhow::Result<f64> {
     let producer: BaseProducer = client
         .clone()
         .set("partitioner", "murmur2_random")
@@ -78,8 +90,15 @@ fn paced(client: &ClientConfig, topic: &str, records: &[(String, Vec<u8>)], rate
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        for (key, value) in chunk {
-            send_waiting(&producer, BaseRecord::to(topic).key(key).payload(value))?;
+        for (key, value, signature) in chunk {
+            let mut record = BaseRecord::to(topic).key(key).payload(value);
+            if let Some(signature) = signature {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: signing::HEADER,
+                    value: Some(&signature[..]),
+                }));
+            }
+            send_waiting(&producer, record)?;
         }
         producer.poll(Duration::ZERO);
         progress.inc(chunk.len() as u64);
@@ -161,8 +180,8 @@ async fn baseline(
     for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
         result.map_err(|(name, code)| anyhow::anyhow!("cannot create {name}: {code}"))?;
     }
-    let records: Vec<(String, Vec<u8>)> = (0..total).map(|i| (format!("r{i}"), vec![b'x'; 64])).collect();
-    let ends = ends_of(records.iter().map(|(k, _)| k.clone()), args.partitions);
+    let records: Vec<Outgoing> = (0..total).map(|i| (format!("r{i}"), vec![b'x'; 64], None)).collect();
+    let ends = ends_of(records.iter().map(|(k, _, _)| k.clone()), args.partitions);
     let copier = {
         let (client, input, output, group) =
             (client.clone(), input.clone(), output.clone(), format!("{prefix}raw"));
@@ -208,15 +227,14 @@ async fn timekeeper(
     let mut offers = Vec::new();
     let mut invitations = Vec::new();
     let mut responses = Vec::new();
-    // Real credentials and proofs: the timekeeper verifies each response and re-seals its half.
+    // Real credentials and signatures: the timekeeper checks who signed each offer, invitation
+    // and response, and re-seals its half on release.
     let timekeeper_key = tessera_producers::keys::new_private_key();
     let timekeeper = timekeeper_key.public_key();
+    let provider = SigningKey::derive(&tessera_producers::keys::new_private_key());
+    let matcher = SigningKey::derive(&tessera_producers::keys::new_private_key());
     let responders: Vec<Responder> = (0..per_offer)
-        .map(|s| Responder {
-            subscriber_id: subscriber(s),
-            key: tessera_producers::keys::new_private_key(),
-            timekeeper: timekeeper.clone(),
-        })
+        .map(|s| Responder::new(subscriber(s), tessera_producers::keys::new_private_key()))
         .collect();
     let releasing = |o: usize| o % 100 < usize::from(args.released_percent);
     let tomorrow = std::time::SystemTime::now()
@@ -235,6 +253,7 @@ async fn timekeeper(
             event_id: uuid::Uuid::new_v4().to_string(),
             offer_id: offer_id(o),
             provider_id: "bench".into(),
+            signing_key: provider.verifying_key().to_bytes(),
             provider_contact: "bench@localhost".into(),
             recommendation: Recommendation {
                 identifier: format!("doc-{o}"),
@@ -255,7 +274,7 @@ async fn timekeeper(
             )?
             .credential,
         };
-        offers.push((offer_id(o), encode(&offer.into())?));
+        offers.push(signed(&provider, OFFERS, offer_id(o), offer.into())?);
         for s in 0..per_offer {
             let request = InteractionRequested {
                 event_id: uuid::Uuid::new_v4().to_string(),
@@ -263,6 +282,7 @@ async fn timekeeper(
                 offer_id: offer_id(o),
                 subscriber_id: subscriber(s),
                 subscriber_key: responders[s].key.public_key().to_bytes(),
+                subscriber_signing_key: responders[s].signer.verifying_key().to_bytes(),
                 recommendation: Recommendation {
                     identifier: format!("doc-{o}"),
                     name: "benchmark offer".into(),
@@ -280,14 +300,14 @@ async fn timekeeper(
                 },
                 provider_contact: "bench@localhost".into(),
             };
-            invitations.push((offer_id(o), encode(&request.into())?));
+            invitations.push(signed(&matcher, REQUESTS, offer_id(o), request.into())?);
         }
     }
     // Subscriber by subscriber across all offers, so every partition gets a steady share.
     for s in 0..per_offer {
         for o in 0..args.offers {
-            let response = tessera_producers::subscriber::response(&offer_id(o), &responders[s])?;
-            responses.push((offer_id(o), encode(&response.into())?));
+            let response = tessera_producers::subscriber::response(&offer_id(o), &responders[s]);
+            responses.push(signed(&responders[s].signer, RESPONSES, offer_id(o), response.into())?);
         }
     }
 
@@ -300,7 +320,8 @@ async fn timekeeper(
             config.topic_prefix = prefix.clone();
             config.tick_period = Some(Duration::from_millis(args.tick_ms));
             let key = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?;
-            Ok(tokio::spawn(runtime::run(Timekeeper::new(key), config, stop.clone())))
+            let core = Timekeeper::new(key, matcher.verifying_key());
+            Ok(tokio::spawn(runtime::run(core, config, stop.clone())))
         })
         .collect::<anyhow::Result<_>>()?;
     let group = format!("{prefix}tessera.timekeeper");
@@ -311,8 +332,8 @@ async fn timekeeper(
         let (client, name, records) = (client.clone(), topic.full_name(prefix), records.clone());
         tokio::task::spawn_blocking(move || paced(&client, &name, &records, 1_000_000)).await??;
     }
-    let wait = |topic: &'static str, records: &Vec<(String, Vec<u8>)>| {
-        let ends = ends_of(records.iter().map(|(k, _)| k.clone()), args.partitions);
+    let wait = |topic: &'static str, records: &Vec<Outgoing>| {
+        let ends = ends_of(records.iter().map(|(k, _, _)| k.clone()), args.partitions);
         let (client, group, name) = (client.clone(), group.clone(), format!("{prefix}{topic}"));
         tokio::task::spawn_blocking(move || {
             let progress = bar(ends.values().sum::<i64>() as u64, &format!("timekeeper reads {topic}"));

@@ -1,5 +1,13 @@
-//! What the broker tests that generate load share: where the broker is, and a seeded generator so
-//! a failing schedule can be rerun.
+//! What the broker tests share: where the broker is, a seeded generator so a failing schedule can
+//! be rerun, and waiting for what the processors write. Each test crate uses a part of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use tessera_producers::client::read_partition_of;
+use tessera_schemas::Event;
+use tessera_schemas::topics::Topic;
 
 /// The broker's address: `TESSERA_BROKERS`, else the local one.
 pub fn brokers() -> String {
@@ -15,4 +23,30 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
+}
+
+/// The events keyed `key` on `topic` of the installation whose names start with `prefix`, once
+/// there are `n` (ticks skipped); fails after a minute.
+pub async fn wait_for(
+    config: &ClientConfig,
+    prefix: &str,
+    topic: Topic,
+    key: &str,
+    n: usize,
+) -> Vec<Event> {
+    let name = topic.full_name(prefix);
+    for _ in 0..120 {
+        let events: Vec<Event> = read_partition_of(config, &name, key)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .filter_map(|r| r.event.and_then(Result::ok))
+            .collect();
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("fewer than {n} events keyed {key} on {name}");
 }

@@ -7,25 +7,43 @@
 //! ([`index`]), so an offer costs a few lookups rather than a pass over all interests. Because
 //! inputs are applied in receipt order, an interest change applies to exactly the offers received
 //! after it.
+//!
+//! # Who a subscriber is
+//!
+//! No record is believed for the name it carries. A registration or removal changes the task's
+//! state only if [`identity::check`] accepts its signature: the first registration of an id pins
+//! its keys, and every later record of the id must be signed by the pinned key (or, with a trust
+//! anchor, endorsed by it). A refused record goes to the dead letters with the refusal's name
+//! (`Unauthenticated`, `NotOwner`, `Unendorsed`) and its reason. An invitation carries the
+//! *pinned* keys, so the timekeeper checks the response's signature with, and seals the
+//! credential to, keys the subscriber itself registered. An offer whose signature does not verify
+//! with the provider key it carries invites no one: the timekeeper rejects it, once, on the log.
 
 pub mod index;
 pub mod predicate;
 
+use tessera_schemas::identity::{self, Change, Pin};
 use tessera_schemas::rules::{check_offer, request_id};
-use tessera_schemas::topics::{OFFERS, REQUESTS, SUBSCRIBERS};
+use tessera_schemas::signing::{Signed, VerifyingKey};
+use tessera_schemas::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS};
 use tessera_schemas::{
     Event, InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
+    SubscriberRemoved,
 };
 use tessera_state_stores::{State, Table};
 
 use crate::core::{Core, Input, Output, Position, derived_id};
+use crate::outputs::Outputs;
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
 const SEEN: Table<()> = Table::new("seen/");
-/// Each registered subscriber's public key, by subscriber id: an invitation carries it, so the
-/// timekeeper verifies the response and seals the credential to the key the subscriber registered.
-const KEYS: Table<Vec<u8>> = Table::new("key/");
+/// Each subscriber's pinned keys, by subscriber id ([`identity`]): an invitation carries them, so
+/// the timekeeper verifies the response and seals the credential to keys the subscriber pinned.
+const PINS: Table<Pin> = Table::new("pin/");
+
+const REQUESTS_OUTPUT: usize = 0;
+const DEAD_LETTERS_OUTPUT: usize = 1;
 
 /// Input indices, in rank order: on equal stamps a subscriber change comes before an offer, so an
 /// offer sees every change received up to its own stamp.
@@ -37,11 +55,11 @@ const OFFERS_INPUT: usize = 1;
 pub enum MatcherRecord {
     /// A subscriber registers or replaces its interests.
     Registered(SubscriberRegistered),
-    /// A subscriber leaves: a SubscriberRemoved, or a tombstone on the compacted topic.
-    Removed {
-        /// The subscriber that leaves.
-        subscriber_id: String,
-    },
+    /// A subscriber leaves.
+    Removed(SubscriberRemoved),
+    /// A tombstone on the compacted topic: it lets compaction drop the id's records, and
+    /// changes nothing (it cannot carry a signed event).
+    Tombstone,
     /// An offer to match.
     Published(OfferPublished),
     /// An offer taken back: the timekeeper's business, nothing to invite.
@@ -50,16 +68,59 @@ pub enum MatcherRecord {
 
 /// The matcher core.
 #[derive(Debug, Clone, Default)]
-pub struct Matcher;
+pub struct Matcher {
+    /// The operator's trust anchor, in installations that vouch for parties.
+    anchor: Option<VerifyingKey>,
+}
 
 impl Matcher {
+    /// A matcher that requires every first registration to be endorsed by `anchor`, if given.
+    pub fn new(anchor: Option<VerifyingKey>) -> Self {
+        Matcher { anchor }
+    }
+
+    /// Folds a registration or removal into the subscriber's pin, or dead-letters it.
+    fn change(
+        &self,
+        state: &mut dyn State,
+        out: &mut Outputs,
+        subscriber_id: &str,
+        change: Change<'_>,
+        signed: &Signed,
+        event: impl FnOnce() -> Event,
+    ) {
+        let pinned = PINS.get(state, subscriber_id);
+        match identity::check(pinned.as_ref(), change, signed, self.anchor.as_ref()) {
+            Ok(pin) => {
+                match change {
+                    Change::Registered(registered) => {
+                        index::register(state, subscriber_id, &registered.interests);
+                    }
+                    Change::Removed(_) => index::remove(state, subscriber_id),
+                }
+                PINS.put(state, subscriber_id, &pin);
+            }
+            Err(refusal) => {
+                out.dead_letter(SUBSCRIBERS, subscriber_id, event(), refusal.to_string());
+            }
+        }
+    }
+
     /// Invites every subscriber of this task's partition that the offer meets, unless its id
     /// was published before or the offer breaks a rule. Either way the timekeeper judges against
     /// the first offer published under an id (a later one is a DuplicateOffer), so an id is
     /// marked seen even when its first offer is invalid: inviting to a valid republication
     /// would only collect InvalidOffer verdicts.
-    fn invite(&self, state: &mut dyn State, at: Position, offer: OfferPublished) -> Vec<Output> {
-        if SEEN.get(state, &offer.offer_id).is_some() {
+    fn invite(
+        &self,
+        state: &mut dyn State,
+        at: Position,
+        offer: OfferPublished,
+        signed: &Signed,
+    ) -> Vec<Output> {
+        // A forged offer marks nothing, so it cannot take an id before its provider publishes
+        // (the timekeeper keeps nothing of it either).
+        if !provider_signed(&offer, signed) || SEEN.get(state, &offer.offer_id).is_some() {
             return Vec::new();
         }
         SEEN.put(state, &offer.offer_id, &());
@@ -76,6 +137,7 @@ impl Matcher {
             offer_id: offer_id.clone(),
             subscriber_id: String::new(),
             subscriber_key: Vec::new(),
+            subscriber_signing_key: Vec::new(),
             recommendation: offer.recommendation,
             offer: OfferTerms {
                 position: LogPosition {
@@ -93,12 +155,14 @@ impl Matcher {
             if let Event::InteractionRequested(request) = &mut event {
                 request.request_id = request_id(&offer_id, &subscriber_id);
                 request.event_id = request_event_id(&at, &request.request_id);
-                // A subscriber the index returns is registered, so its key is there.
-                request.subscriber_key = KEYS.get(state, &subscriber_id).unwrap_or_default();
+                // A subscriber the index returns is registered, so its pin is there.
+                let pin = PINS.get(state, &subscriber_id);
+                request.subscriber_key = pin.as_ref().map(|p| p.sealing_key.clone()).unwrap_or_default();
+                request.subscriber_signing_key = pin.map(|p| p.signing_key).unwrap_or_default();
                 request.subscriber_id = subscriber_id;
             }
             outputs.push(Output {
-                topic: 0,
+                topic: REQUESTS_OUTPUT,
                 key: offer_id.clone(),
                 value: tessera_schemas::encode(&event)
                     .expect("an InteractionRequested built from decoded events encodes"),
@@ -106,6 +170,13 @@ impl Matcher {
         }
         outputs
     }
+}
+
+/// Whether the offer is signed with the provider key it carries.
+fn provider_signed(offer: &OfferPublished, signed: &Signed) -> bool {
+    VerifyingKey::from_bytes(&offer.signing_key)
+        .and_then(|key| key.verify_record(OFFERS.name, signed, &offer.provider_id))
+        .is_ok()
 }
 
 /// The event id of one invitation. Every task reads every offer, so an output's place among its
@@ -139,7 +210,7 @@ impl Core for Matcher {
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec![REQUESTS.name.to_string()]
+        vec![REQUESTS.name.to_string(), DEAD_LETTERS.name.to_string()]
     }
 
     fn broadcast_inputs(&self) -> Vec<usize> {
@@ -160,9 +231,7 @@ impl Core for Matcher {
         };
         let Some(value) = value else {
             return match topic {
-                SUBSCRIBERS_INPUT => Ok(MatcherRecord::Removed {
-                    subscriber_id: key.to_string(),
-                }),
+                SUBSCRIBERS_INPUT => Ok(MatcherRecord::Tombstone),
                 _ => Err("record has no value".into()),
             };
         };
@@ -174,9 +243,7 @@ impl Core for Matcher {
             }
             (SUBSCRIBERS_INPUT, Event::SubscriberRemoved(removed)) => {
                 keyed(key, &removed.subscriber_id, "subscriber_id")?;
-                Ok(MatcherRecord::Removed {
-                    subscriber_id: removed.subscriber_id,
-                })
+                Ok(MatcherRecord::Removed(removed))
             }
             (OFFERS_INPUT, Event::OfferPublished(offer)) => {
                 keyed(key, &offer.offer_id, "offer_id")?;
@@ -195,23 +262,30 @@ impl Core for Matcher {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<MatcherRecord>) -> Vec<Output> {
-        let Input::Record { at, value, .. } = input else {
+        let Input::Record {
+            at, value, signed, ..
+        } = input
+        else {
             return Vec::new();
         };
+        let mut out = Outputs::new("matcher", DEAD_LETTERS_OUTPUT, at);
         match value {
             MatcherRecord::Registered(registered) => {
-                index::register(state, &registered.subscriber_id, &registered.interests);
-                KEYS.put(state, &registered.subscriber_id, &registered.public_key);
-                Vec::new()
+                let id = registered.subscriber_id.clone();
+                let change = Change::Registered(&registered);
+                self.change(state, &mut out, &id, change, &signed, || {
+                    registered.clone().into()
+                });
             }
-            MatcherRecord::Removed { subscriber_id } => {
-                index::remove(state, &subscriber_id);
-                KEYS.delete(state, &subscriber_id);
-                Vec::new()
+            MatcherRecord::Removed(removed) => {
+                let id = removed.subscriber_id.clone();
+                let change = Change::Removed(&id);
+                self.change(state, &mut out, &id, change, &signed, || removed.into());
             }
-            MatcherRecord::Published(offer) => self.invite(state, at, offer),
-            MatcherRecord::Withdrawn => Vec::new(),
+            MatcherRecord::Tombstone | MatcherRecord::Withdrawn => {}
+            MatcherRecord::Published(offer) => return self.invite(state, at, offer, &signed),
         }
+        out.into_list()
     }
 }
 

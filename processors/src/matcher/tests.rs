@@ -10,6 +10,9 @@ use tessera_schemas::{
 };
 use tessera_state_stores::{Checkpoint, MemoryState, State, TaskStore};
 
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
+
 use super::*;
 use crate::merge::Entry;
 use crate::replay::{Produced, RawRecord, step};
@@ -32,7 +35,7 @@ impl Task<MemoryState> {
 impl<S: State> Task<S> {
     fn with(state: S) -> Self {
         Task {
-            core: Matcher,
+            core: Matcher::default(),
             state,
             offset: 0,
         }
@@ -60,14 +63,42 @@ impl<S: State> Task<S> {
         key: Option<&[u8]>,
         value: Option<Vec<u8>>,
     ) -> Vec<Produced> {
+        self.send_signed(topic, stamp, key, value, None)
+    }
+
+    fn send_signed(
+        &mut self,
+        topic: usize,
+        stamp: i64,
+        key: Option<&[u8]>,
+        value: Option<Vec<u8>>,
+        signer: Option<&SigningKey>,
+    ) -> Vec<Produced> {
         let at = self.position(topic, stamp);
+        let name = self.core.inputs()[topic].clone();
+        let signature = signer.map(|s| s.sign_record(&name, key, value.as_deref()).to_vec());
         let record = RawRecord {
             key: key.map(<[u8]>::to_vec),
             value,
+            signature,
         };
         step(&mut self.core, &mut self.state, Entry { at, item: record })
     }
 
+    /// Sends `event` signed by `signer`, and returns everything it produced.
+    fn signed_by(
+        &mut self,
+        signer: &SigningKey,
+        topic: usize,
+        stamp: i64,
+        key: &str,
+        event: Event,
+    ) -> Vec<Produced> {
+        let value = tessera_schemas::encode(&event).unwrap();
+        self.send_signed(topic, stamp, Some(key.as_bytes()), Some(value), Some(signer))
+    }
+
+    /// Sends `event` signed by its author, as the honest party writes it.
     fn event(
         &mut self,
         topic: usize,
@@ -75,8 +106,14 @@ impl<S: State> Task<S> {
         key: &str,
         event: Event,
     ) -> Vec<InteractionRequested> {
-        let value = tessera_schemas::encode(&event).unwrap();
-        requests(self.send(topic, stamp, Some(key.as_bytes()), Some(value)))
+        let author = match &event {
+            Event::SubscriberRegistered(e) => e.subscriber_id.clone(),
+            Event::SubscriberRemoved(e) => e.subscriber_id.clone(),
+            Event::OfferPublished(e) => e.provider_id.clone(),
+            Event::OfferWithdrawn(e) => e.provider_id.clone(),
+            _ => String::new(),
+        };
+        requests(self.signed_by(&signer_of(&author), topic, stamp, key, event))
     }
 
     fn register(
@@ -136,14 +173,43 @@ fn key_of(subscriber: &str) -> Vec<u8> {
     format!("{subscriber:<32}").into_bytes()
 }
 
+/// The signing key of party `id`, its own for each party.
+fn signer_of(id: &str) -> SigningKey {
+    let secret = format!("{id:>32}");
+    SigningKey::derive(&PrivateKey::from_bytes(secret.as_bytes()).unwrap())
+}
+
+fn verifying_key_of(id: &str) -> Vec<u8> {
+    signer_of(id).verifying_key().to_bytes()
+}
+
+/// The reasons of the dead letters among `produced`; any other output fails the test.
+fn dead_letters(produced: Vec<Produced>) -> Vec<String> {
+    produced
+        .into_iter()
+        .map(|p| match p {
+            Produced::Output(output) => {
+                assert_eq!(output.topic, DEAD_LETTERS_OUTPUT, "{output:?}");
+                match tessera_schemas::decode(&output.value).unwrap() {
+                    Event::DeadLetter(letter) => letter.reason,
+                    other => panic!("unexpected output {other:?}"),
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
 fn registered(subscriber: &str, interests: Vec<Interest>) -> SubscriberRegistered {
     SubscriberRegistered {
         event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, subscriber.as_bytes()).to_string(),
         subscriber_id: subscriber.into(),
         contact: format!("{subscriber}@example.org"),
         public_key: key_of(subscriber),
+        signing_key: verifying_key_of(subscriber),
         interests,
         webhook: None,
+        endorsement: None,
     }
 }
 
@@ -188,6 +254,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
         event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, offer_id.as_bytes()).to_string(),
         offer_id: offer_id.into(),
         provider_id: "A".into(),
+        signing_key: verifying_key_of("A"),
         provider_contact: "a@example.org".into(),
         recommendation: Recommendation {
             identifier: identifier.into(),
@@ -209,10 +276,10 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
 
 #[test]
 fn reads_one_subscribers_partition_and_every_offer_partition() {
-    let core = Matcher;
+    let core = Matcher::default();
     assert_eq!(core.name(), "matcher");
     assert_eq!(core.inputs(), ["tessera.subscribers", "tessera.offers"]);
-    assert_eq!(core.outputs(), ["tessera.requests"]);
+    assert_eq!(core.outputs(), ["tessera.requests", "tessera.dead-letters"]);
     assert_eq!(core.broadcast_inputs(), [OFFERS_INPUT]);
 }
 
@@ -242,6 +309,7 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
             offer_id: "offer-1".into(),
             subscriber_id: subscriber.to_string(),
             subscriber_key: key_of(subscriber),
+            subscriber_signing_key: verifying_key_of(subscriber),
             recommendation: offer.recommendation.clone(),
             offer: OfferTerms {
                 position: LogPosition {
@@ -309,7 +377,7 @@ fn re_registering_replaces_the_interests() {
 }
 
 #[test]
-fn removal_and_tombstones_end_invitations() {
+fn removal_ends_invitations_and_a_tombstone_changes_nothing() {
     let mut task = Task::new();
     task.register(1, "B1", vec![wanting("doc-X")]);
     task.register(2, "B2", vec![wanting("doc-X")]);
@@ -322,8 +390,9 @@ fn removal_and_tombstones_end_invitations() {
         task.event(SUBSCRIBERS_INPUT, 4, "B1", removed.into())
             .is_empty()
     );
+    // Anyone can write a tombstone (it carries no event to sign): it must not remove B2.
     assert!(requests(task.send(SUBSCRIBERS_INPUT, 5, Some(b"B2"), None)).is_empty());
-    assert_eq!(task.invited(6, offer("offer-1", "doc-X")), ["B3"]);
+    assert_eq!(task.invited(6, offer("offer-1", "doc-X")), ["B2", "B3"]);
 }
 
 #[test]
@@ -375,7 +444,7 @@ fn withdrawals_invite_no_one() {
 
 #[test]
 fn records_that_do_not_fit_are_dead_letters_with_a_reason() {
-    let core = Matcher;
+    let core = Matcher::default();
     let encode = |event: Event| tessera_schemas::encode(&event).unwrap();
     let subscriber = encode(registered("B1", vec![]).into());
     let published = encode(offer("offer-1", "doc-X").into());
@@ -411,9 +480,7 @@ fn records_that_do_not_fit_are_dead_letters_with_a_reason() {
 
     assert_eq!(
         core.decode(SUBSCRIBERS_INPUT, Some(b"B1"), None),
-        Ok(MatcherRecord::Removed {
-            subscriber_id: "B1".into()
-        })
+        Ok(MatcherRecord::Tombstone)
     );
 }
 
@@ -442,4 +509,92 @@ fn an_aborted_transaction_takes_its_interest_changes_back() {
     task.register(3, "B2", vec![wanting("doc-X")]);
     task.state.abort();
     assert_eq!(task.invited(4, offer("offer-1", "doc-X")), ["B1"]);
+}
+
+#[test]
+fn a_takeover_of_a_pinned_subscriber_is_refused_as_not_owner_and_changes_nothing() {
+    let mut task = Task::new();
+    task.register(1, "B1", vec![wanting("doc-X")]);
+    let before = task.state.clone();
+    // The impostor registers B1 with its own keys, signed with them: the id is pinned to B1's.
+    let mut takeover = registered("B1", vec![terms(&[])]);
+    takeover.signing_key = verifying_key_of("impostor");
+    takeover.public_key = key_of("impostor");
+    let refused = dead_letters(task.signed_by(
+        &signer_of("impostor"),
+        SUBSCRIBERS_INPUT,
+        2,
+        "B1",
+        takeover.into(),
+    ));
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].starts_with("NotOwner: registration of B1"), "{}", refused[0]);
+    assert_eq!(task.state, before, "a refused registration changes nothing");
+    // B1 is still invited with its own keys.
+    let invited = task.publish(3, offer("offer-1", "doc-X"));
+    assert_eq!(invited[0].subscriber_signing_key, verifying_key_of("B1"));
+    assert_eq!(invited[0].subscriber_key, key_of("B1"));
+}
+
+#[test]
+fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason() {
+    let mut task = Task::new();
+    let unsigned = tessera_schemas::encode(&registered("B1", vec![]).into()).unwrap();
+    let refused = dead_letters(task.send(SUBSCRIBERS_INPUT, 1, Some(b"B1"), Some(unsigned)));
+    assert!(refused[0].starts_with("Unauthenticated: "), "{}", refused[0]);
+    assert!(refused[0].contains("not signed"), "{}", refused[0]);
+    // A registration carrying B1's key, signed by someone else, proves nothing.
+    let forged = dead_letters(task.signed_by(
+        &signer_of("impostor"),
+        SUBSCRIBERS_INPUT,
+        2,
+        "B1",
+        registered("B1", vec![]).into(),
+    ));
+    assert!(forged[0].starts_with("Unauthenticated: "), "{}", forged[0]);
+    task.register(3, "B1", vec![wanting("doc-X")]);
+    let removal = SubscriberRemoved {
+        event_id: uuid::Uuid::nil().to_string(),
+        subscriber_id: "B1".into(),
+    };
+    let foreign = dead_letters(task.signed_by(
+        &signer_of("impostor"),
+        SUBSCRIBERS_INPUT,
+        4,
+        "B1",
+        removal.into(),
+    ));
+    assert!(foreign[0].starts_with("NotOwner: removal of B1"), "{}", foreign[0]);
+    assert_eq!(task.invited(5, offer("offer-1", "doc-X")), ["B1"]);
+}
+
+#[test]
+fn an_offer_not_signed_with_its_provider_key_invites_no_one() {
+    let mut task = Task::new();
+    task.register(1, "B1", vec![wanting("doc-X")]);
+    let forged = offer("offer-1", "doc-X");
+    let produced = task.signed_by(&signer_of("impostor"), OFFERS_INPUT, 2, "offer-1", forged.into());
+    assert!(produced.is_empty(), "{produced:?}");
+    // Its id is not taken: the provider's own offer under it still invites.
+    assert_eq!(task.invited(3, offer("offer-1", "doc-X")), ["B1"]);
+}
+
+#[test]
+fn with_a_trust_anchor_only_endorsed_subscribers_are_invited() {
+    let anchor = signer_of("anchor");
+    let mut task = Task::new();
+    task.core = Matcher::new(Some(anchor.verifying_key()));
+    let refused = dead_letters(task.signed_by(
+        &signer_of("B1"),
+        SUBSCRIBERS_INPUT,
+        1,
+        "B1",
+        registered("B1", vec![wanting("doc-X")]).into(),
+    ));
+    assert!(refused[0].starts_with("Unendorsed: "), "{}", refused[0]);
+    let mut endorsed = registered("B2", vec![wanting("doc-X")]);
+    let parts = identity::endorsement_parts("B2", &endorsed.public_key, &endorsed.signing_key);
+    endorsed.endorsement = Some(anchor.sign_statement(identity::ENDORSEMENT_TAG, &parts).to_vec());
+    task.event(SUBSCRIBERS_INPUT, 2, "B2", endorsed.into());
+    assert_eq!(task.invited(3, offer("offer-1", "doc-X")), ["B2"]);
 }

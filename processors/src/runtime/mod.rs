@@ -27,6 +27,9 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::message::{Header, Headers as _, OwnedHeaders};
+use tessera_schemas::signing::{self, SigningKey};
+use tessera_schemas::topics::DEAD_LETTERS;
 use tessera_schemas::{DeadLetter, Event, encode};
 use tracing::{info, warn};
 
@@ -66,6 +69,10 @@ pub struct Config {
     /// Replicas of each changelog partition when the runtime creates the changelog topic; `None`
     /// takes the broker's `default.replication.factor`. An existing changelog is left as it is.
     pub changelog_replication: Option<i32>,
+    /// The processor's signing key: every record it writes to an output or the dead letters
+    /// carries its signature ([`tessera_schemas::signing`]). `None` writes unsigned records,
+    /// for workloads no one verifies (the counter).
+    pub signer: Option<Arc<SigningKey>>,
 }
 
 impl Config {
@@ -81,8 +88,18 @@ impl Config {
             tick_period: Some(Duration::from_secs(1)),
             transaction_timeout: Duration::from_secs(10),
             changelog_replication: None,
+            signer: None,
         }
     }
+}
+
+/// The signature header of a consumed record, if it has one.
+fn signature_of(message: &rdkafka::message::OwnedMessage) -> Option<Vec<u8>> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == signing::HEADER)
+        .and_then(|header| header.value.map(<[u8]>::to_vec))
 }
 
 /// Runs `core` until `stop` is set (then commits, leaves the group and returns) or a fatal error.
@@ -506,6 +523,7 @@ impl<C: Core> Runtime<C> {
         let record = replay::RawRecord {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
+            signature: signature_of(message),
         };
         if let Err(e) = task
             .merge
@@ -556,11 +574,11 @@ impl<C: Core> Runtime<C> {
             Produced::Output(output) => {
                 let topic = &self.topics.outputs[output.topic];
                 metrics::counter!("tessera_records_out_total", "topic" => topic.clone()).increment(1);
-                self.produce(
-                    BaseRecord::to(topic)
-                        .key(output.key.as_str())
-                        .payload(output.value.as_slice()),
-                )
+                let record = BaseRecord::to(topic)
+                    .key(output.key.as_str())
+                    .payload(output.value.as_slice());
+                let name = &self.topics.output_names[output.topic];
+                self.produce(self.signed(record, name, output.key.as_bytes(), &output.value))
             }
             Produced::DeadLetter { at, record, reason } => {
                 metrics::counter!("tessera_dead_letters_total", "topic" => source.to_string())
@@ -578,12 +596,32 @@ impl<C: Core> Runtime<C> {
                     reason,
                 });
                 let bytes = encode(&letter)?;
-                self.produce(
-                    BaseRecord::to(&self.topics.dead_letters)
-                        .key(source)
-                        .payload(&bytes),
-                )
+                let record = BaseRecord::to(&self.topics.dead_letters)
+                    .key(source)
+                    .payload(bytes.as_slice());
+                self.produce(self.signed(record, DEAD_LETTERS.name, source.as_bytes(), &bytes))
             }
+        }
+    }
+
+    /// `record` with the processor's signature over its key and value on the topic `name`
+    /// (unprefixed), if the processor has a signing key.
+    fn signed<'a>(
+        &self,
+        record: BaseRecord<'a, str, [u8]>,
+        name: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> BaseRecord<'a, str, [u8]> {
+        match &self.config.signer {
+            Some(signer) => {
+                let signature = signer.sign_record(name, Some(key), Some(value));
+                record.headers(OwnedHeaders::new().insert(Header {
+                    key: signing::HEADER,
+                    value: Some(&signature[..]),
+                }))
+            }
+            None => record,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Topics {
     pub broadcast: Vec<bool>,
     /// Output topic names, prefixed, in [`Core::outputs`] order.
     pub outputs: Vec<String>,
+    /// The same without the prefix: what a record's signature names.
+    pub output_names: Vec<String>,
     /// The task states' compacted changelog.
     pub changelog: String,
     /// Where records that cannot be decoded go.
@@ -37,6 +39,7 @@ impl Topics {
             broadcast: (0..inputs.len()).map(|i| broadcast_inputs.contains(&i)).collect(),
             inputs,
             outputs: core.outputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            output_names: core.outputs(),
             changelog: format!("{prefix}tessera.{}.changelog", core.name()),
             dead_letters: DEAD_LETTERS.full_name(prefix),
         }

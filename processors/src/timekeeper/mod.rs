@@ -36,22 +36,28 @@
 //! The timekeeper holds its private key ([`Timekeeper::new`]); the key never enters the task's
 //! state, which is replicated to a changelog topic, and neither does anything it opens: the state
 //! keeps halves sealed as the provider sealed them. An offer whose halves do not open with the key
-//! is rejected (BadCredential). A response must carry a proof made with the private key of the
-//! subscriber it names, checked against the public key its invitation carries (the one the
-//! subscriber registered); one that does not verify is rejected as Forged, before any other rule
-//! that could release it. On release the timekeeper opens its halves and re-seals each to that
-//! registered key, bound to offer, responder and credential id ([`tessera_schemas::sealing`]).
-//! Re-sealing is deterministic, so a replay with the same key writes the same bytes. What it
-//! derives with its key (each subscriber's proof key, each open offer's halves) it keeps in memory
-//! ([`secrets`]), so a response costs a hash and a release one seal.
+//! is rejected (BadCredential). On release the timekeeper opens its halves and re-seals each to
+//! the responder's pinned key, bound to offer, responder and credential id
+//! ([`tessera_schemas::sealing`]). Re-sealing is deterministic, so a replay with the same key
+//! writes the same bytes. The halves of open offers it keeps opened in memory ([`secrets`]), so a
+//! release costs one seal.
+//!
+//! # Signatures
+//!
+//! Every input must prove who wrote it ([`tessera_schemas::signing`]); a field naming its author
+//! proves nothing. An offer must be signed with the provider key it carries (else OfferRejected
+//! Unauthenticated, and nothing is kept of it), and its withdrawal with that same key (else a dead
+//! letter, NotOwner). An invitation must be signed by the matcher whose key the timekeeper was
+//! given (else a dead letter, Unauthenticated): it carries the keys the subscriber pinned. A
+//! response must be signed with the subscriber's pinned signing key, which its invitation
+//! carries; one that is not is rejected as Forged, before any rule that could release it.
 
 mod secrets;
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::rules::{Timing, check_offer, format_stamp};
-use tessera_schemas::sealing::{
-    self, Half, PrivateKey, PublicKey, Release, ResponseIds, SealError,
-};
+use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
+use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
     CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed,
@@ -81,6 +87,8 @@ const DEAD_LETTERS_OUTPUT: usize = 1;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredOffer {
     provider_id: String,
+    /// The provider's verifying key, as the offer carried it: its withdrawal must be signed with it.
+    signing_key: Vec<u8>,
     /// Where the offer sat; its stamp (the effective one) starts a `Within` rule.
     position: LogPosition,
     time_rule: TimeRule,
@@ -117,8 +125,10 @@ struct Progress {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Invitation {
     request_id: String,
-    /// The subscriber's registered public key, as the invitation carried it.
+    /// The subscriber's pinned sealing key, as the invitation carried it.
     subscriber_key: Vec<u8>,
+    /// The subscriber's pinned verifying key: its response must be signed with it.
+    subscriber_signing_key: Vec<u8>,
     /// Whether the subscriber has been released: a subscriber gets an offer's credential once.
     released: bool,
 }
@@ -163,13 +173,17 @@ impl Received {
 #[derive(Debug)]
 pub struct Timekeeper {
     secrets: Secrets,
+    /// The matcher's verifying key: invitations must be signed with it.
+    matcher: VerifyingKey,
 }
 
 impl Timekeeper {
-    /// A timekeeper that opens halves sealed to, and verifies proofs made for, `key`'s public key.
-    pub fn new(key: PrivateKey) -> Self {
+    /// A timekeeper that opens halves sealed to `key`'s public key and believes invitations
+    /// signed with `matcher`.
+    pub fn new(key: PrivateKey, matcher: VerifyingKey) -> Self {
         Timekeeper {
             secrets: Secrets::new(key),
+            matcher,
         }
     }
 }
@@ -218,12 +232,25 @@ impl Core for Timekeeper {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
         let secrets = &mut self.secrets;
         close_ended(state, secrets, &mut out);
-        if let Input::Record { value, .. } = input {
+        if let Input::Record { value, signed, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, secrets, *offer, &mut out),
-                Received::Withdrawal(withdrawal) => withdraw(state, secrets, withdrawal, &mut out),
-                Received::Invitation(invitation) => invite(state, invitation, &mut out),
-                Received::Response(response) => respond(state, secrets, response, &mut out),
+                Received::Offer(offer) => publish(state, secrets, *offer, &signed, &mut out),
+                Received::Withdrawal(withdrawal) => {
+                    withdraw(state, secrets, withdrawal, &signed, &mut out)
+                }
+                Received::Invitation(invitation) => {
+                    match self.matcher.verify_record(topics::REQUESTS.name, &signed, "the matcher") {
+                        Ok(()) => invite(state, invitation, &mut out),
+                        Err(e) => {
+                            let offer_id = invitation.offer_id.clone();
+                            let reason = format!("Unauthenticated: {e}");
+                            out.dead_letter(topics::REQUESTS, &offer_id, invitation.into(), reason);
+                        }
+                    }
+                }
+                Received::Response(response) => {
+                    respond(state, secrets, response, &signed, &mut out)
+                }
             }
         }
         out.into_list()
@@ -269,8 +296,25 @@ fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Pro
     });
 }
 
-fn publish(state: &mut dyn State, secrets: &mut Secrets, offer: OfferPublished, out: &mut Outputs) {
+fn publish(
+    state: &mut dyn State,
+    secrets: &mut Secrets,
+    offer: OfferPublished,
+    signed: &Signed,
+    out: &mut Outputs,
+) {
     let position = out.position(topics::OFFERS);
+    // Checked first, and nothing kept of an offer that fails it, so that a forger cannot take an
+    // offer id before its provider publishes.
+    if let Err(e) = VerifyingKey::from_bytes(&offer.signing_key)
+        .and_then(|key| key.verify_record(topics::OFFERS.name, signed, &offer.provider_id))
+    {
+        let detail = format!(
+            "offer {} is not signed with the provider key it carries: {e}",
+            offer.offer_id
+        );
+        return reject_offer(out, &offer, position, OfferProblem::Unauthenticated, detail);
+    }
     if let Some(first) = OFFERS.get(state, &offer.offer_id) {
         let detail = format!(
             "offer {} was already published at {} partition {} offset {}",
@@ -287,6 +331,7 @@ fn publish(state: &mut dyn State, secrets: &mut Secrets, offer: OfferPublished, 
     let ends_at = offer.time_rule.ends_at(out.at().effective);
     let stored = StoredOffer {
         provider_id: offer.provider_id.clone(),
+        signing_key: offer.signing_key.clone(),
         position: position.clone(),
         time_rule: offer.time_rule,
         capacity: offer.capacity,
@@ -343,11 +388,12 @@ fn withdraw(
     state: &mut dyn State,
     secrets: &mut Secrets,
     withdrawal: OfferWithdrawn,
+    signed: &Signed,
     out: &mut Outputs,
 ) {
     let offer_id = withdrawal.offer_id.clone();
     let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
-    match withdrawable(OFFERS.get(state, &offer_id), &progress, &withdrawal) {
+    match withdrawable(OFFERS.get(state, &offer_id), &progress, &withdrawal, signed) {
         Ok(offer) => {
             progress.closed_at = Some(out.at().effective);
             progress.withdrawn = true;
@@ -364,6 +410,7 @@ fn withdrawable(
     offer: Option<StoredOffer>,
     progress: &Progress,
     withdrawal: &OfferWithdrawn,
+    signed: &Signed,
 ) -> Result<StoredOffer, String> {
     let offer_id = &withdrawal.offer_id;
     let Some(offer) = offer else {
@@ -376,10 +423,21 @@ fn withdrawable(
     }
     if offer.provider_id != withdrawal.provider_id {
         return Err(format!(
-            "provider {} cannot withdraw offer {offer_id} of provider {}",
+            "NotOwner: provider {} cannot withdraw offer {offer_id} of provider {}",
             withdrawal.provider_id, offer.provider_id
         ));
     }
+    let key = VerifyingKey::from_bytes(&offer.signing_key)
+        .map_err(|e| format!("NotOwner: offer {offer_id} has no usable provider key: {e}"))?;
+    key.verify_record(topics::OFFERS.name, signed, &offer.provider_id)
+        .map_err(|e| {
+            format!(
+                "NotOwner: the withdrawal of offer {offer_id} is not signed by its provider {} \
+                 (key fingerprint {}): {e}",
+                offer.provider_id,
+                key.fingerprint()
+            )
+        })?;
     if let Some(closed_at) = progress.closed_at {
         return Err(format!(
             "offer {offer_id} had already closed at {}",
@@ -399,6 +457,7 @@ fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Out
                 &Invitation {
                     request_id: invitation.request_id.clone(),
                     subscriber_key: invitation.subscriber_key.clone(),
+                    subscriber_signing_key: invitation.subscriber_signing_key.clone(),
                     released: false,
                 },
             );
@@ -425,6 +484,7 @@ fn respond(
     state: &mut dyn State,
     secrets: &mut Secrets,
     response: ResponseSubmitted,
+    signed: &Signed,
     out: &mut Outputs,
 ) {
     let offer_id = &response.offer_id;
@@ -440,7 +500,7 @@ fn respond(
         JUDGED.put(state, &judged, &());
         verdict(
             state,
-            secrets,
+            signed,
             &response,
             offer.as_ref(),
             &progress,
@@ -514,7 +574,7 @@ fn respond(
 /// responder's invitation.
 fn verdict<'a>(
     state: &dyn State,
-    secrets: &mut Secrets,
+    signed: &Signed,
     response: &ResponseSubmitted,
     offer: Option<&'a StoredOffer>,
     progress: &Progress,
@@ -558,7 +618,8 @@ fn verdict<'a>(
         }
         Some(invitation) => invitation,
     };
-    proven(secrets, response, &invitation).map_err(|detail| (RejectReason::Forged, detail))?;
+    signed_by_subscriber(signed, response, &invitation)
+        .map_err(|detail| (RejectReason::Forged, detail))?;
     if invitation.released {
         return Err((
             RejectReason::Duplicate,
@@ -594,28 +655,26 @@ fn verdict<'a>(
     Ok((offer, invitation))
 }
 
-/// Whether the response's proof was made with the private key of the subscriber it names, checked
-/// against the public key the subscriber's invitation carries.
-fn proven(
-    secrets: &mut Secrets,
+/// Whether the response is signed with the key the subscriber pinned, which its invitation
+/// carries.
+fn signed_by_subscriber(
+    signed: &Signed,
     response: &ResponseSubmitted,
     invitation: &Invitation,
 ) -> Result<(), String> {
     let subscriber_id = &response.subscriber_id;
-    let subscriber = PublicKey::from_bytes(&invitation.subscriber_key).map_err(|e| {
-        format!(
-            "subscriber {subscriber_id} has no usable registered key to check the proof with: {e}"
-        )
+    let key = VerifyingKey::from_bytes(&invitation.subscriber_signing_key).map_err(|e| {
+        format!("subscriber {subscriber_id} has no usable pinned key to check the response with: {e}")
     })?;
-    let key = secrets.proof_key(&subscriber).map_err(|e| {
-        format!("subscriber {subscriber_id}'s registered key cannot check a proof: {e}")
-    })?;
-    sealing::verify_proof(&response.proof, &ResponseIds::from(response), key).map_err(|_| {
-        format!(
-            "the proof of response {} does not verify with subscriber {subscriber_id}'s registered key",
-            response.event_id
-        )
-    })
+    key.verify_record(topics::RESPONSES.name, signed, subscriber_id)
+        .map_err(|e| {
+            format!(
+                "response {} is not signed by subscriber {subscriber_id}'s pinned key \
+                 (fingerprint {}): {e}",
+                response.event_id,
+                key.fingerprint()
+            )
+        })
 }
 
 /// The rule in words; a `Within` rule also says when it started and ends.

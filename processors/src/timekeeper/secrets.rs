@@ -1,31 +1,27 @@
-//! What the timekeeper derives with its private key, kept in memory so that checking a response
-//! costs a hash and a release costs one seal.
+//! What the timekeeper opens with its private key, kept in memory so that a release costs one
+//! seal.
 //!
-//! Without it every response cost five X25519 multiplications: two to verify its proof, one to
-//! open the offer's platform half, two to seal that half to the responder. Only the last two
-//! depend on the response. A subscriber's proof key is the same for all its responses and an
-//! offer's opened half the same for all its releases, so both are derived once and kept here.
+//! Without it every release cost three X25519 multiplications: one to open the offer's platform
+//! half, two to seal that half to the responder. Only the last two depend on the response; an
+//! offer's opened half is the same for all its releases, so it is opened once and kept here.
 //!
 //! This is a cache, not state: what it holds is a function of the key and of the task's state, so
 //! the timekeeper's outputs are the same with it, without it, after a restart or on an auditor's
 //! replay, which start empty. It never enters the task's state (that is written to a changelog
 //! topic), and everything in it is zeroed when dropped. An offer's halves leave it when the offer
-//! closes; both maps are bounded and start over when full, which costs only re-deriving.
+//! closes; the map is bounded and starts over when full, which costs only re-deriving.
 
 use std::collections::HashMap;
 
 use tessera_schemas::SealedBox;
-use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, ProofKey, PublicKey, SealError};
+use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, SealError};
 
-/// Subscribers whose proof keys are kept: 32 bytes each and its key, a few MiB in all.
-const MAX_PROOF_KEYS: usize = 1 << 16;
 /// Offers whose opened halves are kept: the open offers of a busy task.
 const MAX_OFFERS: usize = 1 << 14;
 
 /// The timekeeper's private key and what it has derived with it.
 pub(super) struct Secrets {
     key: PrivateKey,
-    proof_keys: HashMap<[u8; sealing::KEY_LEN], ProofKey>,
     halves: HashMap<String, Vec<Opened>>,
 }
 
@@ -40,25 +36,8 @@ impl Secrets {
     pub(super) fn new(key: PrivateKey) -> Self {
         Secrets {
             key,
-            proof_keys: HashMap::new(),
             halves: HashMap::new(),
         }
-    }
-
-    /// The key `subscriber`'s proofs are checked with.
-    pub(super) fn proof_key(&mut self, subscriber: &PublicKey) -> Result<&ProofKey, SealError> {
-        let id: [u8; sealing::KEY_LEN] = subscriber
-            .to_bytes()
-            .try_into()
-            .expect("a public key is KEY_LEN bytes");
-        if !self.proof_keys.contains_key(&id) {
-            let key = ProofKey::for_timekeeper(&self.key, subscriber)?;
-            if self.proof_keys.len() >= MAX_PROOF_KEYS {
-                self.proof_keys.clear();
-            }
-            self.proof_keys.insert(id, key);
-        }
-        Ok(&self.proof_keys[&id])
     }
 
     /// Half `which` of offer `offer_id`, opened from `sealed` as the provider sealed it.
@@ -100,7 +79,6 @@ impl Secrets {
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets")
-            .field("proof_keys", &self.proof_keys.len())
             .field("offers", &self.halves.len())
             .finish_non_exhaustive()
     }
@@ -111,32 +89,12 @@ mod tests {
     use chacha20::ChaCha20Rng;
     use chacha20::rand_core::SeedableRng;
     use tessera_schemas::Custody;
-    use tessera_schemas::sealing::{Release, ResponseIds, SealedOffer};
+    use tessera_schemas::sealing::{Release, SealedOffer};
 
     use super::*;
 
     fn key(byte: u8) -> PrivateKey {
         PrivateKey::from_bytes(&[byte; 32]).unwrap()
-    }
-
-    #[test]
-    fn a_kept_proof_key_checks_what_a_fresh_one_checks() {
-        let timekeeper = key(1);
-        let subscriber = key(2);
-        let ids = ResponseIds {
-            event_id: "e",
-            offer_id: "o",
-            request_id: "r",
-            subscriber_id: "s",
-        };
-        let proof = sealing::prove(&ids, &subscriber, &timekeeper.public_key()).unwrap();
-        let mut secrets = Secrets::new(timekeeper);
-        for _ in 0..2 {
-            let kept = secrets.proof_key(&subscriber.public_key()).unwrap();
-            assert_eq!(sealing::verify_proof(&proof, &ids, kept), Ok(()));
-        }
-        let other = secrets.proof_key(&key(3).public_key()).unwrap();
-        assert!(sealing::verify_proof(&proof, &ids, other).is_err());
     }
 
     #[test]

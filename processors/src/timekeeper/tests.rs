@@ -3,7 +3,8 @@ use std::collections::BTreeMap;
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{open_credential, prove, seal_offer};
+use tessera_schemas::sealing::{open_credential, seal_offer};
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::{
     CredentialDelivered, Custody, Deadline, Recommendation, Tick, Window, Within, decode, encode,
 };
@@ -38,12 +39,37 @@ fn subscriber_key(subscriber_id: &str) -> PrivateKey {
     PrivateKey::from_bytes(format!("{subscriber_id:<32}").as_bytes()).unwrap()
 }
 
+/// The signing key of party `id` ("A" the provider, "matcher", or a subscriber).
+fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&subscriber_key(id))
+}
+
+/// The honest author of an input: the provider of offers and withdrawals, the matcher of
+/// invitations, the subscriber of responses.
+fn author(value: &Received) -> SigningKey {
+    match value {
+        Received::Offer(_) | Received::Withdrawal(_) => signer_of("A"),
+        Received::Invitation(_) => signer_of("matcher"),
+        Received::Response(response) => signer_of(&response.subscriber_id),
+    }
+}
+
+fn event_of(value: &Received) -> Event {
+    match value.clone() {
+        Received::Offer(offer) => (*offer).into(),
+        Received::Withdrawal(withdrawal) => withdrawal.into(),
+        Received::Invitation(invitation) => invitation.into(),
+        Received::Response(response) => response.into(),
+    }
+}
+
 /// Offer `offer_id` with document X sealed in escrow custody to the timekeeper's key.
 fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
     OfferPublished {
         event_id: format!("offer-event-{offer_id}"),
         offer_id: offer_id.into(),
         provider_id: "A".into(),
+        signing_key: signer_of("A").verifying_key().to_bytes(),
         provider_contact: "a@example.org".into(),
         recommendation: Recommendation {
             identifier: "doc-X".into(),
@@ -85,6 +111,7 @@ fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
         offer_id: offer_id.into(),
         subscriber_id: subscriber_id.into(),
         subscriber_key: subscriber_key(subscriber_id).public_key().to_bytes(),
+        subscriber_signing_key: signer_of(subscriber_id).verifying_key().to_bytes(),
         recommendation: offer(offer_id, deadline(T)).recommendation,
         offer: OfferTerms {
             position: LogPosition {
@@ -99,28 +126,14 @@ fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
     }
 }
 
-/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation, with the
-/// proof made by `signer`'s key.
-fn response_by(signer: &str, offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
-    let mut response = ResponseSubmitted {
+/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation.
+fn response(offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
+    ResponseSubmitted {
         event_id: format!("response-{n}"),
         offer_id: offer_id.into(),
         request_id: request_id(offer_id, subscriber_id),
         subscriber_id: subscriber_id.into(),
-        proof: vec![],
-    };
-    response.proof = prove(
-        &ResponseIds::from(&response),
-        &subscriber_key(signer),
-        &timekeeper_key().public_key(),
-    )
-    .unwrap();
-    response
-}
-
-/// Response number `n` (its event id) of `subscriber_id`, naming the right invitation, proven.
-fn response(offer_id: &str, subscriber_id: &str, n: u32) -> ResponseSubmitted {
-    response_by(subscriber_id, offer_id, subscriber_id, n)
+    }
 }
 
 fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
@@ -143,7 +156,7 @@ struct Fixture {
 impl Default for Fixture {
     fn default() -> Self {
         Fixture {
-            core: Timekeeper::new(timekeeper_key()),
+            core: Timekeeper::new(timekeeper_key(), signer_of("matcher").verifying_key()),
             state: MemoryState::new(),
             offsets: [0; 3],
         }
@@ -163,20 +176,40 @@ impl Fixture {
         }
     }
 
+    /// Applies `value` at `at`, signed by its honest author.
     fn feed_at(&mut self, at: Position, value: Received) -> Vec<Output> {
-        let key = Some(value.offer_id().to_string());
-        self.core
-            .apply(&mut self.state, Input::Record { at, key, value })
+        let signer = author(&value);
+        self.feed_signed(at, value, &signer)
     }
 
-    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Output> {
+    /// Applies `value` at `at`, signed by `signer`.
+    fn feed_signed(&mut self, at: Position, value: Received, signer: &SigningKey) -> Vec<Output> {
+        let key = value.offer_id().to_string();
+        let bytes = encode(&event_of(&value)).unwrap();
+        let signed = signer.signed(&INPUTS[at.topic].name, key.as_bytes(), &bytes);
+        let input = Input::Record {
+            at,
+            key: Some(key),
+            value,
+            signed,
+        };
+        self.core.apply(&mut self.state, input)
+    }
+
+    /// Applies `value` as the next record of its input, stamped `stamp`, signed by `signer`.
+    fn feed_as(&mut self, stamp: i64, value: Received, signer: &SigningKey) -> Vec<Output> {
         let topic = match value {
             Received::Offer(_) | Received::Withdrawal(_) => OFFERS_INPUT,
             Received::Invitation(_) => REQUESTS_INPUT,
             Received::Response(_) => RESPONSES_INPUT,
         };
         let at = self.at(topic, stamp, stamp);
-        self.feed_at(at, value)
+        self.feed_signed(at, value, signer)
+    }
+
+    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Output> {
+        let signer = author(&value);
+        self.feed_as(stamp, value, &signer)
     }
 
     fn publish(&mut self, stamp: i64, offer: OfferPublished) -> Vec<Event> {
@@ -492,7 +525,7 @@ fn withdrawals_that_cannot_take_effect_are_dead_letters() {
     let cases = [
         (
             withdrawal("o", "B"),
-            "provider B cannot withdraw offer o of provider A",
+            "NotOwner: provider B cannot withdraw offer o of provider A",
         ),
         (
             withdrawal("nowhere", "A"),
@@ -653,10 +686,14 @@ fn a_conflicting_invitation_is_a_dead_letter_and_a_repeated_one_changes_nothing(
     assert_eq!(closed.requested, 1);
 }
 
-fn raw(event: impl Into<Event>, key: &str) -> RawRecord {
+/// `event` under `key` as read from `topic`, signed by `signer`.
+fn raw(event: impl Into<Event>, key: &str, topic: Topic, signer: &str) -> RawRecord {
+    let value = encode(&event.into()).unwrap();
+    let signature = signer_of(signer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
     RawRecord {
         key: Some(key.as_bytes().to_vec()),
-        value: Some(encode(&event.into()).unwrap()),
+        value: Some(value),
+        signature: Some(signature.to_vec()),
     }
 }
 
@@ -666,20 +703,20 @@ fn absence_is_decided_in_merge_order() {
     // stamped after it are not seen by it.
     let lanes: [Vec<(i64, RawRecord)>; 3] = [
         vec![
-            (T, raw(offer("o", deadline(T + 1_000)), "o")),
-            (T + 20, raw(offer("same", deadline(T + 1_000)), "same")),
-            (T + 21, raw(offer("later", deadline(T + 1_000)), "later")),
+            (T, raw(offer("o", deadline(T + 1_000)), "o", topics::OFFERS, "A")),
+            (T + 20, raw(offer("same", deadline(T + 1_000)), "same", topics::OFFERS, "A")),
+            (T + 21, raw(offer("later", deadline(T + 1_000)), "later", topics::OFFERS, "A")),
         ],
         vec![
-            (T + 10, raw(invitation("o", "s1"), "o")),
-            (T + 11, raw(invitation("o", "s2"), "o")),
-            (T + 20, raw(invitation("same", "s1"), "same")),
+            (T + 10, raw(invitation("o", "s1"), "o", topics::REQUESTS, "matcher")),
+            (T + 11, raw(invitation("o", "s2"), "o", topics::REQUESTS, "matcher")),
+            (T + 20, raw(invitation("same", "s1"), "same", topics::REQUESTS, "matcher")),
         ],
         vec![
-            (T + 10, raw(response("o", "s1", 1), "o")),
-            (T + 10, raw(response("o", "s2", 2), "o")),
-            (T + 20, raw(response("same", "s1", 3), "same")),
-            (T + 20, raw(response("later", "s1", 4), "later")),
+            (T + 10, raw(response("o", "s1", 1), "o", topics::RESPONSES, "s1")),
+            (T + 10, raw(response("o", "s2", 2), "o", topics::RESPONSES, "s2")),
+            (T + 20, raw(response("same", "s1", 3), "same", topics::RESPONSES, "s1")),
+            (T + 20, raw(response("later", "s1", 4), "later", topics::RESPONSES, "s1")),
         ],
     ];
     let mut merge = Merge::new(3);
@@ -691,7 +728,7 @@ fn absence_is_decided_in_merge_order() {
         }
         merge.finish(topic);
     }
-    let mut core = Timekeeper::new(timekeeper_key());
+    let mut core = Timekeeper::new(timekeeper_key(), signer_of("matcher").verifying_key());
     let mut state = MemoryState::new();
     let verdicts: Vec<String> = replay::drain(&mut core, &mut state, &mut merge)
         .into_iter()
@@ -713,7 +750,7 @@ fn absence_is_decided_in_merge_order() {
 
 #[test]
 fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
-    let tk = Timekeeper::new(timekeeper_key());
+    let tk = Timekeeper::new(timekeeper_key(), signer_of("matcher").verifying_key());
     let bytes = |event: Event| encode(&event).unwrap();
     let offer_bytes = bytes(offer("o", deadline(T)).into());
     let response_bytes = bytes(response("o", "s1", 1).into());
@@ -778,7 +815,7 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
 
 #[test]
 fn the_core_names_its_topics_from_the_catalogue() {
-    let tk = Timekeeper::new(timekeeper_key());
+    let tk = Timekeeper::new(timekeeper_key(), signer_of("matcher").verifying_key());
     assert_eq!(tk.name(), "timekeeper");
     assert_eq!(
         tk.inputs(),
@@ -825,51 +862,112 @@ fn released_halves_open_for_the_responder_only_and_a_replay_seals_the_same_bytes
 }
 
 #[test]
-fn a_response_whose_proof_fails_is_forged_and_never_released() {
+fn a_response_not_signed_by_the_pinned_key_is_forged_and_never_released() {
     let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
     // s2 answers for s1 with its own key.
-    let impostor = tk.respond(T - 50, response_by("s2", "o", "s1", 1));
-    assert_eq!(
-        why(&impostor),
-        (
-            RejectReason::Forged,
-            "the proof of response response-1 does not verify with subscriber s1's registered key"
-        )
+    let impostor = tk.feed_as(T - 50, Received::Response(response("o", "s1", 1)), &signer_of("s2"));
+    let impostor = events(&impostor);
+    let (reason, detail) = why(&impostor);
+    assert_eq!(reason, RejectReason::Forged);
+    assert!(
+        detail.starts_with("response response-1 is not signed by subscriber s1's pinned key"),
+        "{detail}"
     );
-    // A real proof of s1, lifted into another response.
-    let mut lifted = response("o", "s1", 2);
-    lifted.proof = response("o", "s1", 3).proof;
-    assert_eq!(why(&tk.respond(T - 40, lifted)).0, RejectReason::Forged);
-    let mut garbage = response("o", "s1", 4);
-    garbage.proof[0] ^= 1;
-    assert_eq!(why(&tk.respond(T - 30, garbage)).0, RejectReason::Forged);
+    // An unsigned response proves nothing either.
+    let key = "o".to_string();
+    let at = tk.at(RESPONSES_INPUT, T - 40, T - 40);
+    let unsigned = tk.core.apply(
+        &mut tk.state,
+        Input::Record {
+            at,
+            key: Some(key),
+            value: Received::Response(response("o", "s1", 2)),
+            signed: Signed::of(Some(b"o"), None, None),
+        },
+    );
+    assert_eq!(why(&events(&unsigned)).0, RejectReason::Forged);
     // Forged responses released nothing, so s1's own response is released.
     assert_eq!(tk.answer(T - 20, "s1", 5), ["released s1"]);
     // A forged response is Forged even when its subscriber has the credential already.
-    let late = tk.respond(T - 10, response_by("s2", "o", "s1", 6));
-    assert_eq!(why(&late).0, RejectReason::Forged);
+    let late = tk.feed_as(T - 10, Received::Response(response("o", "s1", 6)), &signer_of("s2"));
+    assert_eq!(why(&events(&late)).0, RejectReason::Forged);
     let closed = tk.tick(T + 1);
     let [Event::OfferClosed(closed)] = closed.as_slice() else {
         panic!("expected the offer to close");
     };
-    assert_eq!((closed.released, closed.rejected), (1, 4));
+    assert_eq!((closed.released, closed.rejected), (1, 3));
 }
 
 #[test]
 fn an_invitation_without_a_usable_key_cannot_be_answered() {
     let mut tk = with_offer(T - 1_000, deadline(T), &[]);
     let mut keyless = invitation("o", "s1");
-    keyless.subscriber_key = vec![1; 31];
+    keyless.subscriber_signing_key = vec![1; 31];
     tk.feed(T - 500, Received::Invitation(keyless));
     let refused = tk.respond(T - 10, response("o", "s1", 1));
     assert_eq!(
         why(&refused),
         (
             RejectReason::Forged,
-            "subscriber s1 has no usable registered key to check the proof with: \
-             an X25519 public key is 32 bytes, not 31"
+            "subscriber s1 has no usable pinned key to check the response with: \
+             an Ed25519 verifying key is 32 bytes, not 31"
         )
     );
+}
+
+#[test]
+fn a_forged_invitation_is_a_dead_letter_and_its_key_is_never_sealed_to() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &[]);
+    // Anyone can write tessera.requests: an invitation of s1 carrying the forger's keys.
+    let mut forged = invitation("o", "s1");
+    forged.subscriber_key = subscriber_key("forger").public_key().to_bytes();
+    forged.subscriber_signing_key = signer_of("forger").verifying_key().to_bytes();
+    let outputs = tk.feed_as(T - 500, Received::Invitation(forged), &signer_of("forger"));
+    let letters = summaries(&events(&outputs));
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].starts_with("dead letter: Unauthenticated: the signature does not verify"),
+        "{letters:?}"
+    );
+    // The forger's response, signed with its own key, finds no invitation.
+    let answered =
+        tk.feed_as(T - 10, Received::Response(response("o", "s1", 1)), &signer_of("forger"));
+    assert_eq!(why(&events(&answered)).0, RejectReason::NotInvited);
+}
+
+#[test]
+fn an_offer_not_signed_with_its_provider_key_is_rejected_and_keeps_no_id() {
+    let mut tk = Fixture::default();
+    let rejected = tk.feed_as(
+        T - 1_000,
+        Received::Offer(Box::new(offer("o", deadline(T)))),
+        &signer_of("forger"),
+    );
+    let rejected = events(&rejected);
+    let [Event::OfferRejected(rejected)] = rejected.as_slice() else {
+        panic!("expected a rejection");
+    };
+    assert_eq!(rejected.problem, OfferProblem::Unauthenticated);
+    // The provider's own offer under the same id is not a duplicate.
+    assert_eq!(tk.publish(T - 900, offer("o", deadline(T))), vec![]);
+}
+
+#[test]
+fn a_withdrawal_not_signed_by_the_offers_provider_is_refused_as_not_owner() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    // The forger names the right provider; only the key tells.
+    let outputs = tk.feed_as(
+        T - 500,
+        Received::Withdrawal(withdrawal("o", "A")),
+        &signer_of("forger"),
+    );
+    let letters = summaries(&events(&outputs));
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].starts_with("dead letter: NotOwner: the withdrawal of offer o is not signed by its provider A"),
+        "{letters:?}"
+    );
+    assert_eq!(tk.answer(T - 10, "s1", 1), ["released s1"]);
 }
 
 #[test]

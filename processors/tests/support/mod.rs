@@ -75,6 +75,7 @@ pub fn tick() -> RawRecord {
     RawRecord {
         key: Some(b"tick".to_vec()),
         value: Some(encode(&tick.into()).unwrap()),
+        signature: None,
     }
 }
 
@@ -84,6 +85,7 @@ pub fn garbage() -> RawRecord {
     RawRecord {
         key: None,
         value: Some(vec![0xde, 0xad]),
+        signature: None,
     }
 }
 

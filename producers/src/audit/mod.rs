@@ -42,6 +42,7 @@ use tessera_processors::runtime::{Lane, Topics};
 pub use self::report::{At, Finding, Report, describe};
 use self::compare::{Classifier, Comparison, Derived, Logged, Span, keep, slice};
 use self::replay::Replay;
+use crate::client::signature_of;
 
 /// Why an audit could not be carried out (as opposed to what it found).
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +265,8 @@ struct Input {
     stamp: i64,
     key: Span,
     value: Span,
+    /// Its signature header: cores check who wrote each input, so the replay must too.
+    signature: Span,
 }
 
 /// Input records read, packed in one buffer: the replay makes each record's own copies, which it
@@ -293,6 +296,7 @@ fn read_inputs(
         };
         let key = keep(&mut batch.bytes, message.key());
         let value = keep(&mut batch.bytes, message.payload());
+        let signature = keep(&mut batch.bytes, signature_of(message));
         batch.records.push(Input {
             topic,
             partition: message.partition(),
@@ -300,6 +304,7 @@ fn read_inputs(
             stamp,
             key,
             value,
+            signature,
         });
         if batch.records.len() >= BATCH {
             sender.send(std::mem::take(&mut batch)).map_err(|_| AuditError::Abandoned)?;
@@ -365,6 +370,7 @@ fn replay_inputs<C: Core>(
             let record = RawRecord {
                 key: slice(&batch.bytes, input.key).map(<[u8]>::to_vec),
                 value: slice(&batch.bytes, input.value).map(<[u8]>::to_vec),
+                signature: slice(&batch.bytes, input.signature).map(<[u8]>::to_vec),
             };
             replay
                 .push(

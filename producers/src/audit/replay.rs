@@ -156,6 +156,7 @@ mod tests {
         RawRecord {
             key: Some(key.as_bytes().to_vec()),
             value: Some(b"x".to_vec()),
+            signature: None,
         }
     }
 

@@ -126,6 +126,7 @@ fn replay(on_step: &mut dyn FnMut(Step<'_>)) -> Replay<Relay> {
         let record = RawRecord {
             key: key.map(|k| k.as_bytes().to_vec()),
             value: Some(value.as_bytes().to_vec()),
+            signature: None,
         };
         let input = topics.inputs.iter().position(|t| t == topic).unwrap();
         replay.push(input, partition, offset, stamp, record, on_step).unwrap();

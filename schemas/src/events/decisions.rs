@@ -44,7 +44,7 @@ pub struct CredentialReleased {
 /// - `Duplicate`: The responder already responded to this offer.
 /// - `Withdrawn`: The provider withdrew the offer before the response.
 /// - `InvalidOffer`: The offer itself was invalid and was rejected.
-/// - `Forged`: The response's proof of identity did not verify.
+/// - `Forged`: The response is not signed by the key pinned for the responder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
 pub enum RejectReason {
@@ -94,6 +94,7 @@ pub struct ResponseRejected {
 /// - `NonPositiveReward`: The reward amount is zero or negative.
 /// - `BadCredential`: The credential cannot be used (e.g. missing halves).
 /// - `DuplicateOffer`: An offer with this id was already published.
+/// - `Unauthenticated`: The offer is not signed with the provider key it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
 pub enum OfferProblem {
@@ -105,6 +106,7 @@ pub enum OfferProblem {
     NonPositiveReward,
     BadCredential,
     DuplicateOffer,
+    Unauthenticated,
 }
 
 /// An offer broke a rule; it takes no part in any interaction.

@@ -5,7 +5,7 @@ use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
 /// A party publishes the public key that others seal to (the timekeeper's: providers seal the
-/// platform half to it, subscribers prove their identity to it).
+/// platform half to it) and the key its records are signed with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
 pub struct KeyPublished {
@@ -20,6 +20,11 @@ pub struct KeyPublished {
     #[serde(with = "apache_avro::serde::bytes")]
     #[avro(with)]
     pub public_key: Vec<u8>,
+    /// The party's Ed25519 verifying key (32 bytes): its records are signed with it, this one
+    /// included. Clients pin it by its fingerprint.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub signing_key: Vec<u8>,
 }
 
 impl KeyPublished {

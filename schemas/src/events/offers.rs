@@ -17,6 +17,11 @@ pub struct OfferPublished {
     pub offer_id: String,
     /// The provider (the source document's first terminal); credited rewards go to it.
     pub provider_id: String,
+    /// The provider's Ed25519 verifying key (32 bytes). The offer is signed with it, and so must
+    /// be its withdrawal and every co-sign of its credential.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub signing_key: Vec<u8>,
     /// How responders can reach the provider; forwarded in each interaction request.
     pub provider_contact: String,
     /// What is offered, for matching and for the parties' decision.

@@ -20,12 +20,16 @@ pub struct InteractionRequested {
     pub offer_id: String,
     /// The invited subscriber.
     pub subscriber_id: String,
-    /// The invited subscriber's registered HPKE X25519 public key (32 bytes), as the matcher read
-    /// it from `tessera.subscribers`: the timekeeper verifies the response's proof with it and
-    /// seals released halves to it.
+    /// The invited subscriber's pinned HPKE X25519 public key (32 bytes), as the matcher folded
+    /// it from `tessera.subscribers`: the timekeeper seals released halves to it.
     #[serde(with = "apache_avro::serde::bytes")]
     #[avro(with)]
     pub subscriber_key: Vec<u8>,
+    /// The invited subscriber's pinned Ed25519 verifying key (32 bytes): the response must be
+    /// signed with it.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub subscriber_signing_key: Vec<u8>,
     /// The offer's recommendation information, for the subscriber's decision.
     pub recommendation: Recommendation,
     /// Where the offer sat in the log and its time rule, so the subscriber knows when to answer.

@@ -15,12 +15,7 @@ pub struct ResponseSubmitted {
     pub offer_id: String,
     /// The invitation being answered.
     pub request_id: String,
-    /// The responding subscriber.
+    /// The responding subscriber. The record is signed with the key pinned for it (the
+    /// `tessera.signature` header), which proves the sender holds the subscriber's key.
     pub subscriber_id: String,
-    /// Proof that the sender holds the subscriber's private key: an HMAC-SHA256 tag under the key
-    /// the subscriber's and the timekeeper's X25519 keys share, over offer, request, subscriber and
-    /// this event id (`tessera_schemas::sealing`).
-    #[serde(with = "apache_avro::serde::bytes")]
-    #[avro(with)]
-    pub proof: Vec<u8>,
 }

@@ -17,16 +17,26 @@ pub struct SubscriberRegistered {
     pub subscriber_id: String,
     /// How to reach the subscriber, shown to providers on release (e.g. an e-mail address).
     pub contact: String,
-    /// The subscriber's HPKE X25519 public key (32 bytes); credential halves are sealed to it and
-    /// its responses are authenticated with it.
+    /// The subscriber's HPKE X25519 public key (32 bytes); credential halves are sealed to it.
     #[serde(with = "apache_avro::serde::bytes")]
     #[avro(with)]
     pub public_key: Vec<u8>,
+    /// The subscriber's Ed25519 verifying key (32 bytes): its records (registrations, responses,
+    /// outcomes) are signed with it. The first registration of an id pins it; a later record of
+    /// the id must be signed by the pinned key (`tessera_schemas::identity`).
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub signing_key: Vec<u8>,
     /// What the subscriber needs: an offer matches if it satisfies any one interest.
     pub interests: Vec<Interest>,
     /// Optional endpoint that the delivery worker also posts released credentials to. This build
     /// posts to `http://` endpoints only; an `https://` one gets a DeliveryFailed saying so.
     pub webhook: Option<String>,
+    /// The operator's trust anchor's Ed25519 signature over the subscriber id and both keys
+    /// (`tessera_schemas::identity`), in installations that vouch for parties; absent elsewhere.
+    #[serde(with = "apache_avro::serde::bytes_opt", default)]
+    #[avro(with, default = "null")]
+    pub endorsement: Option<Vec<u8>>,
 }
 
 /// One stored need. Every condition present must hold for an offer to match it.

@@ -1,0 +1,424 @@
+//! The attacks of issue "Trust", replayed on the real broker with nothing but the write access
+//! every provider and subscriber has: each must fail with its named reason while the honest flow
+//! beside it goes on.
+//!
+//! The processors run on the runtime (as `tessera demo` runs them). Provider A publishes
+//! document X in co-sign custody; B1 and B2 are registered and invited. Then, in order:
+//!
+//! - **Subscriber takeover.** An impostor registers `B1` with its own key: refused on the log as
+//!   `NotOwner`, and B1 is still invited with its own keys.
+//! - **Impersonated response.** The impostor answers as B1 with its key: `Forged`, and the real B1
+//!   is released after it.
+//! - **Forged invitation.** The impostor writes an InteractionRequested to `tessera.requests`
+//!   inviting itself: dead-lettered by the timekeeper as `Unauthenticated`, and its response is
+//!   `NotInvited`.
+//! - **Foreign withdrawal.** Someone without A's key withdraws A's offer naming provider A:
+//!   dead-lettered as `NotOwner`, and B2, answering after it, is released, not `Withdrawn`.
+//! - **Forged release.** The impostor writes a CredentialReleased naming itself to
+//!   `tessera.decisions`: A's agent refuses it as `Unauthenticated` and co-signs only B1's real
+//!   release; B1 opens document X.
+//! - **Forged timekeeper key.** The impostor publishes its own key on `tessera.keys`: a client that
+//!   pinned the timekeeper refuses it (`NotPinned`), and one given the right fingerprint too.
+//!
+//! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use tessera::demo::Processors;
+use tessera::kafka::KafkaArgs;
+use tessera::topics;
+use tessera_producers::agent::{self, Acted, Agent};
+use tessera_producers::client::{Writer, read_to_end};
+use tessera_producers::keys::{self, Halves, Pinning, TimekeeperKeyError};
+use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
+use tessera_producers::subscriber::{self, Choice, Registration, Responder};
+use tessera_producers::when::Zone;
+use tessera_schemas::rules::request_id;
+use tessera_schemas::sealing::{PrivateKey, PublicKey};
+use tessera_schemas::signing::SigningKey;
+use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
+use tessera_schemas::{CredentialReleased, Custody, Event, InteractionRequested, SealedBox};
+
+mod support;
+
+const DOCUMENT_X: &[u8] = b"Quarterly report X\nonly for the timely and the genuine\n";
+const OFFER: &str = "offer-X";
+
+struct World {
+    kafka: KafkaArgs,
+    config: ClientConfig,
+    writer: Writer,
+    dir: tempfile::TempDir,
+    timekeeper: PublicKey,
+}
+
+impl World {
+    fn prefix(&self) -> &str {
+        &self.kafka.topic_prefix
+    }
+
+    fn key_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{name}.key"))
+    }
+
+    /// Registers `id` with the key in key file `holder` (created if missing).
+    async fn register(&self, id: &str, holder: &str) -> PrivateKey {
+        let key_file = self.key_file(holder);
+        subscriber::register(
+            &self.writer,
+            self.prefix(),
+            Registration {
+                subscriber_id: id.into(),
+                contact: format!("{holder}@example.org"),
+                interests: vec![tessera_producers::interest::parse("id=doc-X").unwrap()],
+                webhook: None,
+                key_file: key_file.clone(),
+                endorsement: None,
+            },
+        )
+        .await
+        .unwrap();
+        keys::load(&key_file).unwrap()
+    }
+
+    fn provider(&self) -> Halves {
+        Halves::new(self.dir.path().join("A"))
+    }
+
+    async fn publish(&self) {
+        let halves = self.provider();
+        let (signer, _) = halves.signer().unwrap();
+        let request = OfferRequest {
+            offer_id: OFFER.into(),
+            provider_id: "A".into(),
+            provider_contact: "a@example.org".into(),
+            identifier: "doc-X".into(),
+            name: "Quarterly report X".into(),
+            features: vec![],
+            parameters: vec![],
+            rule: RuleSpec::Within(600_000),
+            zone: Zone::Utc,
+            capacity: None,
+            reward: None,
+            signing_key: signer.verifying_key(),
+        };
+        let sealing = Sealing {
+            target_data: DOCUMENT_X,
+            custody: Custody::CoSign,
+            timekeeper: &self.timekeeper,
+        };
+        let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
+        provider::publish(&self.writer, self.prefix(), built, &halves, &signer)
+            .await
+            .unwrap();
+    }
+
+    async fn respond(&self, subscriber_id: &str, key: &PrivateKey) {
+        let key = PrivateKey::from_bytes(key.to_bytes().as_ref()).unwrap();
+        let responder = Responder::new(subscriber_id, key);
+        subscriber::respond(&self.writer, self.prefix(), OFFER, &responder)
+            .await
+            .unwrap();
+    }
+
+    /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).
+    async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
+        support::wait_for(&self.config, self.prefix(), topic, key, n).await
+    }
+
+    /// The reason of the dead letter from `processor` whose reason starts with `start`, once it
+    /// is on the log.
+    async fn dead_letter(&self, processor: &str, start: &str) -> String {
+        let name = DEAD_LETTERS.full_name(self.prefix());
+        for _ in 0..120 {
+            let found = read_to_end(&self.config, &name, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find_map(|r| match r.event {
+                    Some(Ok(Event::DeadLetter(letter)))
+                        if letter.processor == processor && letter.reason.starts_with(start) =>
+                    {
+                        Some(letter.reason)
+                    }
+                    _ => None,
+                });
+            if let Some(reason) = found {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("no dead letter of the {processor} starting {start:?} on {name}");
+    }
+
+    /// The verdict on `subscriber`'s response, once it is on the log.
+    async fn verdict(&self, subscriber: &str, count: usize) -> Vec<Event> {
+        let decisions = self.wait_for(DECISIONS, OFFER, count).await;
+        decisions
+            .into_iter()
+            .filter(|e| match e {
+                Event::CredentialReleased(r) => r.subscriber_id == subscriber,
+                Event::ResponseRejected(r) => r.subscriber_id == subscriber,
+                _ => false,
+            })
+            .collect()
+    }
+}
+
+fn reasons(verdicts: &[Event]) -> Vec<String> {
+    verdicts
+        .iter()
+        .map(|e| match e {
+            Event::CredentialReleased(_) => "Released".to_string(),
+            Event::ResponseRejected(r) => format!("{:?}", r.reason),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn released(decisions: &[Event], subscriber: &str) -> CredentialReleased {
+    decisions
+        .iter()
+        .find_map(|e| match e {
+            Event::CredentialReleased(r) if r.subscriber_id == subscriber => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no release to {subscriber}: {decisions:?}"))
+}
+
+/// Signs `event` with `signer` and writes it where the honest writer would.
+async fn forge(world: &World, signer: &SigningKey, topic: Topic, key: &str, event: Event) {
+    world
+        .writer
+        .write_as(signer, world.prefix(), topic, key, &event)
+        .await
+        .unwrap();
+}
+
+fn stranger(dir: &Path, name: &str) -> SigningKey {
+    let (key, _) = keys::load_or_create(&dir.join(format!("{name}.key"))).unwrap();
+    SigningKey::derive(&key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on() {
+    let kafka = KafkaArgs {
+        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
+        ..KafkaArgs::new(std::env::var("TESSERA_BROKERS").unwrap_or("127.0.0.1:9092".into()))
+    };
+    topics::create(&kafka, 3, 1).await.unwrap();
+    let config = kafka.client_config().unwrap();
+    let timekeeper_key = keys::new_private_key();
+    let world = World {
+        writer: Writer::new(&config).unwrap(),
+        config,
+        dir: tempfile::tempdir().unwrap(),
+        timekeeper: timekeeper_key.public_key(),
+        kafka,
+    };
+    keys::publish_timekeeper(&world.writer, world.prefix(), &timekeeper_key)
+        .await
+        .unwrap();
+    let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
+    let state = world.dir.path().join("state");
+    let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
+
+    let b1 = world.register("B1", "B1").await;
+    let b2 = world.register("B2", "B2").await;
+
+    // Subscriber takeover: the impostor, holding none of B1's files, registers B1.
+    let impostor = world.register("B1", "impostor").await;
+    let takeover = world
+        .dead_letter("matcher", "NotOwner: registration of B1")
+        .await;
+    assert!(
+        takeover.contains("not signed by the key pinned for B1"),
+        "{takeover}"
+    );
+
+    world.publish().await;
+    let invitations = world.wait_for(REQUESTS, OFFER, 2).await;
+    let b1_invitation = invitations
+        .iter()
+        .find_map(|e| match e {
+            Event::InteractionRequested(r) if r.subscriber_id == "B1" => Some(r.clone()),
+            _ => None,
+        })
+        .expect("B1 is invited");
+    assert_eq!(
+        b1_invitation.subscriber_key,
+        b1.public_key().to_bytes(),
+        "B1 is invited with its own key, not the impostor's"
+    );
+
+    // Impersonated response: the impostor answers as B1, first.
+    world.respond("B1", &impostor).await;
+    assert_eq!(reasons(&world.verdict("B1", 1).await), ["Forged"]);
+    world.respond("B1", &b1).await;
+    assert_eq!(
+        reasons(&world.verdict("B1", 2).await),
+        ["Forged", "Released"]
+    );
+
+    // Forged invitation: the impostor invites itself, as M, with its own keys.
+    let forger = SigningKey::derive(&impostor);
+    let invitation = InteractionRequested {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        request_id: request_id(OFFER, "M"),
+        offer_id: OFFER.into(),
+        subscriber_id: "M".into(),
+        subscriber_key: impostor.public_key().to_bytes(),
+        subscriber_signing_key: forger.verifying_key().to_bytes(),
+        ..b1_invitation.clone()
+    };
+    forge(&world, &forger, REQUESTS, OFFER, invitation.into()).await;
+    let forged = world.dead_letter("timekeeper", "Unauthenticated:").await;
+    assert!(forged.contains("the matcher"), "{forged}");
+    world.respond("M", &impostor).await;
+    assert_eq!(reasons(&world.verdict("M", 3).await), ["NotInvited"]);
+
+    // Foreign withdrawal: A's name, someone else's key.
+    provider::withdraw(
+        &world.writer,
+        world.prefix(),
+        OFFER,
+        "A",
+        Some("sold out".into()),
+        &stranger(world.dir.path(), "not-A"),
+    )
+    .await
+    .unwrap();
+    let withdrawal = world
+        .dead_letter("timekeeper", "NotOwner: the withdrawal of offer")
+        .await;
+    assert!(
+        withdrawal.contains("is not signed by its provider A"),
+        "{withdrawal}"
+    );
+    world.respond("B2", &b2).await;
+    assert_eq!(reasons(&world.verdict("B2", 4).await), ["Released"]);
+
+    // Forged release: the impostor releases the credential to itself.
+    let decisions = world.wait_for(DECISIONS, OFFER, 4).await;
+    let genuine = released(&decisions, "B1");
+    let counterfeit = CredentialReleased {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        credential_id: uuid::Uuid::new_v4().to_string(),
+        subscriber_id: "M".into(),
+        request_id: request_id(OFFER, "M"),
+        platform_half: SealedBox {
+            enc: vec![1; 32],
+            ciphertext: vec![2; 48],
+        },
+        ..genuine.clone()
+    };
+    forge(
+        &world,
+        &forger,
+        DECISIONS,
+        OFFER,
+        counterfeit.clone().into(),
+    )
+    .await;
+    world.wait_for(DECISIONS, OFFER, 5).await;
+    let halves = world.provider();
+    let agent = Agent {
+        provider_id: "A".into(),
+        signer: halves.signer().unwrap().0,
+        halves,
+        timekeeper: timekeeper_signing,
+        anchor: None,
+        until_idle: Some(Duration::from_secs(3)),
+    };
+    let mut acted = Vec::new();
+    agent::run(&world.config, world.prefix(), &agent, |a| acted.push(a))
+        .await
+        .unwrap();
+    let mut cosigned = Vec::new();
+    for act in &acted {
+        match act {
+            Acted::Cosigned(r, _) => cosigned.push(r.subscriber_id.clone()),
+            Acted::Refused(r, why) if r.credential_id == counterfeit.credential_id => {
+                assert!(
+                    why.starts_with("Unauthenticated: the release is not the pinned timekeeper's"),
+                    "{why}"
+                );
+            }
+            other => panic!("unexpected: {other}"),
+        }
+    }
+    cosigned.sort();
+    assert_eq!(cosigned, ["B1", "B2"], "{acted:?}");
+    assert!(
+        acted.iter().any(|a| matches!(a, Acted::Refused(..))),
+        "{acted:?}"
+    );
+
+    // B1 opens document X with both halves; nothing was ever sealed to the impostor.
+    world.wait_for(catalogue::DELIVERIES, "B1", 1).await;
+    let (_, delivered) = subscriber::delivered(
+        &world.config,
+        world.prefix(),
+        "B1",
+        &Choice::Offer(OFFER.into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        subscriber::open(&delivered, &b1).unwrap().as_slice(),
+        DOCUMENT_X
+    );
+    assert!(subscriber::open(&delivered, &impostor).is_err());
+
+    // Forged timekeeper key: a client that pinned the real one refuses the impostor's.
+    let pin_file = world.dir.path().join("timekeeper.pin");
+    let pinning = Pinning::FirstUse(pin_file.clone());
+    let first = keys::fetch_timekeeper(&world.config, world.prefix(), &pinning)
+        .await
+        .unwrap();
+    assert_eq!(first.keys.signing, timekeeper_signing);
+    assert!(first.first_use.is_some(), "the first use is said");
+    keys::publish_timekeeper(&world.writer, world.prefix(), &impostor)
+        .await
+        .unwrap();
+    for pinning in [
+        pinning,
+        Pinning::Fingerprint(timekeeper_signing.fingerprint()),
+    ] {
+        let refused = keys::fetch_timekeeper(&world.config, world.prefix(), &pinning).await;
+        assert!(
+            matches!(refused, Err(TimekeeperKeyError::NotPinned { .. })),
+            "{pinning:?}: {refused:?}"
+        );
+    }
+    // And an unsigned key record is refused whatever the pin.
+    let unsigned = tessera_schemas::KeyPublished {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        role: "timekeeper".into(),
+        suite: tessera_schemas::sealing::SUITE.into(),
+        public_key: impostor.public_key().to_bytes(),
+        signing_key: timekeeper_signing.to_bytes(),
+    };
+    world
+        .writer
+        .write(
+            &catalogue::KEYS.full_name(world.prefix()),
+            "timekeeper",
+            &unsigned.into(),
+        )
+        .await
+        .unwrap();
+    let refused = keys::fetch_timekeeper(
+        &world.config,
+        world.prefix(),
+        &Pinning::Fingerprint(timekeeper_signing.fingerprint()),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(TimekeeperKeyError::Unauthenticated { .. })),
+        "{refused:?}"
+    );
+    processors.stop().await.unwrap();
+}
