@@ -13,7 +13,7 @@ use tessera_processors::counter::Counter;
 use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
-use tessera_schemas::signing::VerifyingKey;
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_producers::audit::{Audit, Report};
 
@@ -66,6 +66,15 @@ pub struct AuditArgs {
     /// timekeeper believes only invitations signed with it, and so does its audit.
     #[arg(long, env = "TESSERA_MATCHER_KEY", value_name = "HEX")]
     pub matcher_key: Option<VerifyingKey>,
+    /// The timekeeper's verifying key (as given to `tessera run ledger --timekeeper-key`): the
+    /// ledger believes only releases signed with it. Derived from `--timekeeper-key FILE` when
+    /// that is given.
+    #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
+    pub timekeeper_verifying_key: Option<VerifyingKey>,
+    /// The ledger's verifying key (`tessera keys public --signing` on its key file): its
+    /// balances core believes only rewards signed with it.
+    #[arg(long, env = "TESSERA_LEDGER_KEY", value_name = "HEX")]
+    pub ledger_key: Option<VerifyingKey>,
     /// The trust anchor the matcher runs with (`tessera run matcher --trust-anchor`), if any.
     #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
     pub trust_anchor: Option<VerifyingKey>,
@@ -90,6 +99,8 @@ impl AuditArgs {
             output_topics: Vec::new(),
             timekeeper_key: None,
             matcher_key: None,
+            timekeeper_verifying_key: None,
+            ledger_key: None,
             trust_anchor: None,
             counter_inputs: Vec::new(),
             counter_output: None,
@@ -163,8 +174,24 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
             }
             Audited::Delivery => reports.push(auditor.audit(Delivery, &mut used)?),
             Audited::Ledger => {
-                reports.push(auditor.audit(Rewards, &mut used)?);
-                reports.push(auditor.audit(Ledger, &mut used)?);
+                let timekeeper = match (args.timekeeper_verifying_key, &args.timekeeper_key) {
+                    (Some(key), _) => key,
+                    (None, Some(path)) => {
+                        SigningKey::derive(&tessera_producers::keys::load(path)?).verifying_key()
+                    }
+                    (None, None) => bail!(
+                        "auditing the ledger needs the timekeeper's verifying key: give \
+                         --timekeeper-verifying-key HEX (or --timekeeper-key FILE)"
+                    ),
+                };
+                let Some(ledger) = args.ledger_key else {
+                    bail!(
+                        "auditing the ledger needs its verifying key: give --ledger-key HEX \
+                         (`tessera keys public --signing` on its key file)"
+                    );
+                };
+                reports.push(auditor.audit(Rewards::new(timekeeper), &mut used)?);
+                reports.push(auditor.audit(Ledger::new(ledger), &mut used)?);
             }
             Audited::Counter => {
                 let Some(output) = &args.counter_output else {

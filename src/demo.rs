@@ -63,6 +63,9 @@ pub struct Processors {
     /// The matcher's verifying key, which the timekeeper believes invitations signed with (an
     /// audit of the timekeeper needs it).
     pub matcher: VerifyingKey,
+    /// The ledger's verifying key, which its balances core believes rewards signed with (an
+    /// audit of the ledger needs it).
+    pub ledger: VerifyingKey,
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -109,11 +112,20 @@ impl Processors {
                 stop.clone(),
             )),
             tokio::spawn(runtime::run(Delivery, signed("delivery", &delivery_key)?, stop.clone())),
-            tokio::spawn(runtime::run(Rewards, signed("ledger-rewards", &ledger_key)?, stop.clone())),
-            tokio::spawn(runtime::run(Ledger, signed("ledger", &ledger_key)?, stop.clone())),
+            tokio::spawn(runtime::run(
+                Rewards::new(SigningKey::derive(&timekeeper_key).verifying_key()),
+                signed("ledger-rewards", &ledger_key)?,
+                stop.clone(),
+            )),
+            tokio::spawn(runtime::run(
+                Ledger::new(SigningKey::derive(&ledger_key).verifying_key()),
+                signed("ledger", &ledger_key)?,
+                stop.clone(),
+            )),
         ];
         Ok(Processors {
             matcher,
+            ledger: SigningKey::derive(&ledger_key).verifying_key(),
             stop,
             handles,
         })

@@ -79,6 +79,11 @@ pub enum Processor {
     Ledger {
         #[command(flatten)]
         key: KeyFile,
+        /// The timekeeper's verifying key (64 hex digits: `tessera keys public --signing` on the
+        /// timekeeper's key file): releases must be signed with it. Outcomes must be signed by
+        /// the recipient's pinned key, and rewards by this ledger's own key.
+        #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
+        timekeeper_key: VerifyingKey,
     },
     /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
     /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
@@ -247,13 +252,15 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             })?;
             Ok(())
         }
-        Processor::Ledger { key } => {
-            config.signer = Some(key.signer()?);
+        Processor::Ledger { key, timekeeper_key } => {
+            let signer = key.signer()?;
+            let (rewards, ledger) = (Rewards::new(timekeeper_key), Ledger::new(signer.verifying_key()));
+            config.signer = Some(signer);
             // Each core's name makes its own consumer group, transactional ids, changelog and
             // state directory, so the two share only the process and the stop signal.
             tokio::try_join!(
-                runtime::run(Rewards, config.clone(), stop.clone()),
-                runtime::run(Ledger, config, stop),
+                runtime::run(rewards, config.clone(), stop.clone()),
+                runtime::run(ledger, config, stop),
             )?;
             Ok(())
         }

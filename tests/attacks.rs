@@ -17,6 +17,9 @@
 //! - **Forged release.** The impostor writes a CredentialReleased naming itself to
 //!   `tessera.decisions`: A's agent refuses it as `Unauthenticated` and co-signs only B1's real
 //!   release; B1 opens document X.
+//! - **Forged outcome and minted reward.** The impostor accepts B1's credential in B1's name, and
+//!   writes a RewardDue for A straight onto `tessera.ledger-credits`: the ledger refuses them as
+//!   `NotOwner` and `Unauthenticated`, and only B1's own acceptance credits A.
 //! - **Forged timekeeper key.** The impostor publishes its own key on `tessera.keys`: a client that
 //!   pinned the timekeeper refuses it (`NotPinned`), and one given the right fingerprint too.
 //!
@@ -33,18 +36,23 @@ use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Pinning, TimekeeperKeyError};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
-use tessera_producers::subscriber::{self, Choice, Registration, Responder};
+use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
 use tessera_producers::when::Zone;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{PrivateKey, PublicKey};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
-use tessera_schemas::{CredentialReleased, Custody, Event, InteractionRequested, SealedBox};
+use tessera_schemas::{
+    CredentialAccepted, CredentialReleased, Custody, Event, InteractionRequested, Reward,
+    RewardDue, SealedBox,
+};
 
 mod support;
 
 const DOCUMENT_X: &[u8] = b"Quarterly report X\nonly for the timely and the genuine\n";
 const OFFER: &str = "offer-X";
+/// What A earns per accepted credential, in minor units.
+const REWARD: i64 = 250;
 
 struct World {
     kafka: KafkaArgs,
@@ -101,7 +109,10 @@ impl World {
             rule: RuleSpec::Within(600_000),
             zone: Zone::Utc,
             capacity: None,
-            reward: None,
+            reward: Some(Reward {
+                amount: REWARD,
+                currency: "EUR".into(),
+            }),
             signing_key: signer.verifying_key(),
         };
         let sealing = Sealing {
@@ -371,6 +382,62 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         DOCUMENT_X
     );
     assert!(subscriber::open(&delivered, &impostor).is_err());
+
+    // Forged outcome: the impostor accepts B1's credential in B1's name, so that A is paid.
+    let forged = CredentialAccepted {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        offer_id: OFFER.into(),
+        credential_id: delivered.credential_id.clone(),
+        subscriber_id: "B1".into(),
+    };
+    forge(&world, &forger, catalogue::OUTCOMES, OFFER, forged.into()).await;
+    let outcome = world
+        .dead_letter("ledger-rewards", "NotOwner: the outcome of credential")
+        .await;
+    assert!(
+        outcome.contains("not signed by its recipient B1's pinned key"),
+        "{outcome}"
+    );
+    // Minted reward: a RewardDue written straight to the ledger's internal topic.
+    let minted = RewardDue {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        provider_id: "A".into(),
+        offer_id: OFFER.into(),
+        credential_id: "minted".into(),
+        subscriber_id: "M".into(),
+        amount: 1_000_000,
+        currency: "EUR".into(),
+        accepted: genuine.response.clone(),
+    };
+    forge(
+        &world,
+        &forger,
+        catalogue::LEDGER_CREDITS,
+        "A",
+        minted.into(),
+    )
+    .await;
+    world.dead_letter("ledger", "Unauthenticated:").await;
+    // B1's own acceptance earns A the reward, once.
+    let b1_signer = SigningKey::derive(&b1);
+    subscriber::decide(
+        &world.writer,
+        world.prefix(),
+        &delivered,
+        Decision::Accept,
+        &b1_signer,
+    )
+    .await
+    .unwrap();
+    let credits = world.wait_for(catalogue::LEDGER, "A", 1).await;
+    let balances: Vec<i64> = credits
+        .iter()
+        .filter_map(|e| match e {
+            Event::RewardCredited(credit) => Some(credit.balance),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(balances, [REWARD], "only B1's own acceptance credits A");
 
     // Forged timekeeper key: a client that pinned the real one refuses the impostor's.
     let pin_file = world.dir.path().join("timekeeper.pin");

@@ -56,6 +56,8 @@ struct Installation {
 
 /// The matcher's verifying key of the running processors: the timekeeper's audit needs it.
 static MATCHER: OnceLock<VerifyingKey> = OnceLock::new();
+/// The ledger's verifying key of the running processors: the ledger's audit needs it.
+static LEDGER: OnceLock<VerifyingKey> = OnceLock::new();
 
 fn matcher_key() -> VerifyingKey {
     *MATCHER.get().expect("the processors started")
@@ -323,6 +325,7 @@ fn all_processors(key_file: &Path) -> AuditArgs {
     AuditArgs {
         timekeeper_key: Some(key_file.to_path_buf()),
         matcher_key: Some(matcher_key()),
+        ledger_key: LEDGER.get().copied(),
         ..AuditArgs::of(vec![
             Audited::Matcher,
             Audited::Timekeeper,
@@ -366,6 +369,7 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     let processors =
         Processors::start(&kafka, &dir.path().join("state"), keys::load(&key_file).unwrap()).unwrap();
     MATCHER.set(processors.matcher).unwrap();
+    LEDGER.set(processors.ledger).unwrap();
     let mut installation = Installation {
         writer: Writer::new(&kafka.client_config().unwrap()).unwrap(),
         kafka: kafka.clone(),
@@ -492,6 +496,7 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     let forged = CredentialReleased {
         event_id: uuid::Uuid::new_v4().to_string(),
         subscriber_id: "a stranger".into(),
+        subscriber_signing_key: Vec::new(),
         ..genuine
     };
     let decisions = catalogue::DECISIONS.full_name(&kafka.topic_prefix);

@@ -18,6 +18,8 @@ use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::{Writer, read_to_end};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, Topic};
 use tessera_schemas::*;
 
@@ -56,10 +58,16 @@ impl Stack {
         );
         config.topic_prefix = kafka.topic_prefix.clone();
         config.tick_period = Some(Duration::from_millis(200));
+        // The processors sign what they write; the ledger believes releases signed by the
+        // timekeeper and rewards signed by itself.
+        let ledger_key = signer_of("ledger");
+        let rewards = Rewards::new(signer_of("timekeeper").verifying_key());
+        let ledger = Ledger::new(ledger_key.verifying_key());
+        config.signer = Some(Arc::new(ledger_key));
         let processors = vec![
             tokio::spawn(runtime::run(Delivery, config.clone(), stop.clone())),
-            tokio::spawn(runtime::run(Rewards, config.clone(), stop.clone())),
-            tokio::spawn(runtime::run(Ledger, config, stop.clone())),
+            tokio::spawn(runtime::run(rewards, config.clone(), stop.clone())),
+            tokio::spawn(runtime::run(ledger, config, stop.clone())),
         ];
         Stack {
             writer: Writer::new(&kafka.client_config().unwrap()).unwrap(),
@@ -77,9 +85,18 @@ impl Stack {
         }
     }
 
+    /// Writes `event`, signed by its honest writer: an offer or co-sign by its provider, a
+    /// verdict by the timekeeper, an outcome by the subscriber it names.
     async fn write(&self, topic: Topic, key: &str, event: impl Into<Event>) {
-        let name = topic.full_name(&self.kafka.topic_prefix);
-        self.writer.write(&name, key, &event.into()).await.unwrap();
+        let event = event.into();
+        let writer = match &event {
+            Event::OfferPublished(e) => signer_of(&e.provider_id),
+            Event::CredentialAccepted(e) => signer_of(&e.subscriber_id),
+            Event::CredentialDeclined(e) => signer_of(&e.subscriber_id),
+            _ => signer_of("timekeeper"),
+        };
+        let prefix = &self.kafka.topic_prefix;
+        self.writer.write_as(&writer, prefix, topic, key, &event).await.unwrap();
     }
 
     /// Every event on `topic` keyed `key` (ticks skipped), committed ones only.
@@ -141,8 +158,18 @@ fn terms() -> OfferTerms {
     }
 }
 
+/// The signing key of party or role `id`, its own for each.
+fn signer_of(id: &str) -> SigningKey {
+    let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, id.as_bytes()).into_bytes();
+    let mut secret = [0u8; 32];
+    secret[..16].copy_from_slice(&digest);
+    secret[16..].copy_from_slice(&digest);
+    SigningKey::derive(&PrivateKey::from_bytes(&secret).unwrap())
+}
+
 fn offer(offer_id: &str, provider_id: &str, custody: Custody, reward: i64) -> OfferPublished {
     let mut offer = examples::offer(offer_id, provider_id, custody);
+    offer.signing_key = signer_of(provider_id).verifying_key().to_bytes();
     offer.reward = Some(Reward {
         amount: reward,
         currency: "EUR".into(),
@@ -156,6 +183,7 @@ fn release(offer_id: &str, subscriber_id: &str, escrow: bool) -> CredentialRelea
         offer_id: offer_id.into(),
         credential_id: format!("{offer_id}/{subscriber_id}"),
         subscriber_id: subscriber_id.into(),
+        subscriber_signing_key: signer_of(subscriber_id).verifying_key().to_bytes(),
         request_id: "q".into(),
         response: terms().position,
         offer: terms(),

@@ -151,8 +151,16 @@ mod tests {
     use tessera_schemas::{Event, RewardDue, decode, encode};
     use tessera_state_stores::MemoryState;
 
+    use tessera_schemas::sealing::PrivateKey;
+    use tessera_schemas::signing::SigningKey;
+
     use super::*;
     use crate::ledger::Ledger;
+
+    /// The rewards core's key, which the ledger believes RewardDue records signed with.
+    fn rewards_key() -> SigningKey {
+        SigningKey::derive(&PrivateKey::from_bytes(&[9; 32]).unwrap())
+    }
 
     fn due(credential: &str) -> RawRecord {
         let due = RewardDue {
@@ -165,10 +173,12 @@ mod tests {
             currency: "EUR".into(),
             accepted: LogPosition::default(),
         };
+        let value = encode(&due.into()).unwrap();
+        let signature = rewards_key().sign_record("tessera.ledger-credits", Some(b"A"), Some(&value));
         RawRecord {
             key: Some(b"A".to_vec()),
-            value: Some(encode(&due.into()).unwrap()),
-            signature: None,
+            value: Some(value),
+            signature: Some(signature.to_vec()),
         }
     }
 
@@ -184,7 +194,8 @@ mod tests {
 
     /// The credit produced by stepping `record` at `offset`, and its link.
     fn credit(state: &mut MemoryState, offset: i64, record: RawRecord) -> tessera_schemas::Link {
-        let produced = step(&mut Ledger, state, Entry { at: at(offset), item: record.clone() });
+        let mut ledger = Ledger::new(rewards_key().verifying_key());
+        let produced = step(&mut ledger, state, Entry { at: at(offset), item: record.clone() });
         let [Produced::Output(output)] = &produced[..] else {
             panic!("one credit expected: {produced:?}");
         };

@@ -55,8 +55,21 @@ impl<C: Core> Feeder<C> {
         }
     }
 
-    /// Applies `value` as the next record of input `topic`, under `key`.
+    /// Applies `value` as the next record of input `topic`, under `key`, unsigned.
     pub fn feed_on(&mut self, topic: usize, key: &str, value: C::Record) -> Vec<Output> {
+        let signed = Signed::of(Some(key.as_bytes()), None, None);
+        self.feed_signed(topic, key, value, signed)
+    }
+
+    /// Applies `value` as the next record of input `topic`, under `key`, with the signature
+    /// `signed` says it had.
+    pub fn feed_signed(
+        &mut self,
+        topic: usize,
+        key: &str,
+        value: C::Record,
+        signed: Signed,
+    ) -> Vec<Output> {
         let offset = self.offsets[topic];
         self.offsets[topic] += 1;
         self.stamp += 1;
@@ -67,8 +80,6 @@ impl<C: Core> Feeder<C> {
             stamp: self.stamp,
             effective: self.stamp,
         };
-        // Unsigned: the cores fed this way (delivery, ledger) do not check signatures yet.
-        let signed = Signed::of(Some(key.as_bytes()), None, None);
         let key = Some(key.to_string());
         let input = Input::Record {
             at,

@@ -125,6 +125,7 @@ fn record(item: &Item) -> RawRecord {
                 offer_id: offer_id(offer),
                 credential_id: credential_id(offer, subscriber),
                 subscriber_id: subscriber_id(subscriber),
+                subscriber_signing_key: Vec::new(),
                 request_id: "q".into(),
                 response: terms().position,
                 offer: terms(),

@@ -16,6 +16,9 @@ mod support;
 use proptest::prelude::*;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::replay::{Produced, RawRecord};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
+use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, Event,
     LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, encode, examples,
@@ -83,8 +86,13 @@ fn terms() -> OfferTerms {
     }
 }
 
+/// The signing key of a party or role: a provider, a subscriber, "timekeeper" or "rewards".
+fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+}
+
 fn record(item: &Item) -> RawRecord {
-    let (key, event): (String, Event) = match *item {
+    let (key, event, topic, writer): (String, Event, Topic, String) = match *item {
         Item::Publish {
             offer,
             provider,
@@ -96,7 +104,8 @@ fn record(item: &Item) -> RawRecord {
                 amount,
                 currency: "EUR".into(),
             });
-            (offer_id(offer), published.into())
+            published.signing_key = signer_of(&provider_id(provider)).verifying_key().to_bytes();
+            (offer_id(offer), published.into(), topics::OFFERS, provider_id(provider))
         }
         Item::Release { offer, subscriber } => (
             offer_id(offer),
@@ -105,6 +114,9 @@ fn record(item: &Item) -> RawRecord {
                 offer_id: offer_id(offer),
                 credential_id: credential_id(offer, subscriber),
                 subscriber_id: subscriber_id(subscriber),
+                subscriber_signing_key: signer_of(&subscriber_id(subscriber))
+                    .verifying_key()
+                    .to_bytes(),
                 request_id: "q".into(),
                 response: terms().position,
                 offer: terms(),
@@ -113,6 +125,8 @@ fn record(item: &Item) -> RawRecord {
                 link: Default::default(),
             }
             .into(),
+            topics::DECISIONS,
+            "timekeeper".into(),
         ),
         Item::Outcome {
             offer,
@@ -122,6 +136,7 @@ fn record(item: &Item) -> RawRecord {
             event,
         } => {
             let event_id = format!("outcome-{offer}-{event}");
+            let writer = subscriber_id(by);
             let (offer_id, credential_id, subscriber_id) = (
                 offer_id(offer),
                 credential_id(offer, credential_of),
@@ -145,15 +160,17 @@ fn record(item: &Item) -> RawRecord {
                 }
                 .into()
             };
-            (offer_id, event)
+            (offer_id, event, topics::OUTCOMES, writer)
         }
         Item::Tick => return support::tick(),
         Item::Garbage => return support::garbage(),
     };
+    let value = encode(&event).unwrap();
+    let signature = signer_of(&writer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
     RawRecord {
         key: Some(key.into_bytes()),
-        value: Some(encode(&event).unwrap()),
-        signature: None,
+        value: Some(value),
+        signature: Some(signature.to_vec()),
     }
 }
 
@@ -214,10 +231,16 @@ fn credits_lane(produced: &[Produced], repeats: &[usize]) -> Vec<(i64, RawRecord
         _ => None,
     });
     for (n, output) in dues.enumerate() {
+        // Signed as the runtime signs the rewards core's outputs.
+        let signature = signer_of("rewards").sign_record(
+            topics::LEDGER_CREDITS.name,
+            Some(output.key.as_bytes()),
+            Some(&output.value),
+        );
         let record = RawRecord {
             key: Some(output.key.clone().into_bytes()),
             value: Some(output.value.clone()),
-            signature: None,
+            signature: Some(signature.to_vec()),
         };
         for _ in 0..repeats.get(n).copied().unwrap_or(1) {
             lane.push((1, record.clone()));
@@ -247,9 +270,12 @@ fn run(
     schedule: Vec<usize>,
 ) -> (Vec<Produced>, Vec<Produced>, MemoryState, MemoryState) {
     let mut schedule = schedule.into_iter();
-    let (rewards, rewards_state) = support::deliver(Rewards, BASE, &lanes(items), &mut schedule);
+    let rewards_core = Rewards::new(signer_of("timekeeper").verifying_key());
+    let ledger_core = Ledger::new(signer_of("rewards").verifying_key());
+    let (rewards, rewards_state) =
+        support::deliver(rewards_core, BASE, &lanes(items), &mut schedule);
     let credits = credits_lane(&rewards, repeats);
-    let (ledger, ledger_state) = support::deliver(Ledger, BASE, &[credits], &mut schedule);
+    let (ledger, ledger_state) = support::deliver(ledger_core, BASE, &[credits], &mut schedule);
     (rewards, ledger, rewards_state, ledger_state)
 }
 

@@ -200,6 +200,7 @@ pub fn all() -> Vec<Event> {
             offer_id: "offer-1".into(),
             credential_id: "cred-1".into(),
             subscriber_id: "B1".into(),
+            subscriber_signing_key: Vec::new(),
             request_id: "offer-1/B1".into(),
             response: position("tessera.responses", 11),
             offer: terms(deadline),

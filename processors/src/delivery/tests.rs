@@ -24,6 +24,7 @@ fn release(subscriber_id: &str, escrow: bool) -> CredentialReleased {
         offer_id: "o".into(),
         credential_id: format!("c-{subscriber_id}"),
         subscriber_id: subscriber_id.into(),
+        subscriber_signing_key: Vec::new(),
         request_id: format!("request-{subscriber_id}"),
         response: LogPosition {
             topic: "tessera.responses".into(),

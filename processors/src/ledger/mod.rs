@@ -12,6 +12,7 @@
 
 pub mod rewards;
 
+use tessera_schemas::signing::VerifyingKey;
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{Event, Link, RewardCredited, RewardDue};
 use tessera_state_stores::{State, Table};
@@ -36,9 +37,20 @@ const BALANCES: Table<i64> = Table::new("balance/");
 /// reward that credited them.
 const CREDITED: Table<String> = Table::new("credited/");
 
-/// The balances core. It holds nothing: all it knows is in the task's state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Ledger;
+/// The balances core. All it knows is in the task's state, and the key rewards are signed with.
+#[derive(Debug, Clone, Copy)]
+pub struct Ledger {
+    /// The verifying key of [`Rewards`], which writes `tessera.ledger-credits`: a RewardDue
+    /// signed by anyone else mints nothing (a dead letter, Unauthenticated).
+    rewards: VerifyingKey,
+}
+
+impl Ledger {
+    /// A ledger that believes rewards signed with `rewards`.
+    pub fn new(rewards: VerifyingKey) -> Self {
+        Ledger { rewards }
+    }
+}
 
 impl Core for Ledger {
     type Record = RewardDue;
@@ -71,8 +83,15 @@ impl Core for Ledger {
 
     fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
-        if let Input::Record { value, .. } = input {
-            credit(state, value, &mut out);
+        if let Input::Record { value, signed, .. } = input {
+            match self.rewards.verify_record(topics::LEDGER_CREDITS.name, &signed, "ledger-rewards") {
+                Ok(()) => credit(state, value, &mut out),
+                Err(e) => {
+                    let key = value.provider_id.clone();
+                    let reason = format!("Unauthenticated: {e}");
+                    out.dead_letter(topics::LEDGER_CREDITS, &key, value.into(), reason);
+                }
+            }
         }
         out.into_list()
     }

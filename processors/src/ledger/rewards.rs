@@ -10,9 +10,16 @@
 //! the subscriber can only open what was released), by someone else than its recipient, or
 //! after the credential's first outcome. The same outcome read again (its event id) changes
 //! nothing.
+//!
+//! Nothing is believed for the name it carries: an offer counts only if signed with the provider
+//! key it carries (a forged one is ignored, as the timekeeper rejects it), a release only if
+//! signed by the timekeeper whose key this core is given (else a dead letter, Unauthenticated),
+//! and an outcome only if signed with the recipient's pinned key, which its release carries (else
+//! a dead letter, NotOwner): nobody accepts another's credential or mints a reward.
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::rules::format_stamp;
+use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Event, OfferPublished, Reward,
@@ -47,6 +54,8 @@ struct Terms {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Release {
     subscriber_id: String,
+    /// The recipient's pinned verifying key, as its release carried it.
+    subscriber_signing_key: Vec<u8>,
     release_event: String,
     outcome: Option<Settled>,
 }
@@ -98,14 +107,14 @@ impl Outcome {
         }
     }
 
-    fn subscriber_id(&self) -> &str {
+    pub(crate) fn subscriber_id(&self) -> &str {
         match self {
             Outcome::Accepted(e) => &e.subscriber_id,
             Outcome::Declined(e) => &e.subscriber_id,
         }
     }
 
-    fn into_event(self) -> Event {
+    pub(crate) fn into_event(self) -> Event {
         match self {
             Outcome::Accepted(e) => e.into(),
             Outcome::Declined(e) => e.into(),
@@ -127,9 +136,18 @@ pub enum Received {
     Passed,
 }
 
-/// The rewards core. It holds nothing: all it knows is in the task's state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rewards;
+/// The rewards core. All it knows is in the task's state, and the key releases are signed with.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewards {
+    timekeeper: VerifyingKey,
+}
+
+impl Rewards {
+    /// A rewards core that believes releases signed with `timekeeper`.
+    pub fn new(timekeeper: VerifyingKey) -> Self {
+        Rewards { timekeeper }
+    }
+}
 
 impl Core for Rewards {
     type Record = Received;
@@ -178,11 +196,20 @@ impl Core for Rewards {
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
-        if let Input::Record { value, .. } = input {
+        if let Input::Record { value, signed, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, *offer),
-                Received::Release(release) => release_credential(state, *release, &mut out),
-                Received::Outcome(outcome) => settle(state, outcome, &mut out),
+                Received::Offer(offer) => publish(state, *offer, &signed),
+                Received::Release(release) => {
+                    match self.timekeeper.verify_record(topics::DECISIONS.name, &signed, "the timekeeper") {
+                        Ok(()) => release_credential(state, *release, &mut out),
+                        Err(e) => {
+                            let offer_id = release.offer_id.clone();
+                            let reason = format!("Unauthenticated: {e}");
+                            out.dead_letter(topics::DECISIONS, &offer_id, (*release).into(), reason);
+                        }
+                    }
+                }
+                Received::Outcome(outcome) => settle(state, outcome, &signed, &mut out),
                 Received::Passed => {}
             }
         }
@@ -190,9 +217,12 @@ impl Core for Rewards {
     }
 }
 
-fn publish(state: &mut dyn State, offer: OfferPublished) {
+fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed) {
+    let genuine = VerifyingKey::from_bytes(&offer.signing_key)
+        .and_then(|key| key.verify_record(topics::OFFERS.name, signed, &offer.provider_id))
+        .is_ok();
     // A second offer under the id is the timekeeper's DuplicateOffer; the first one stands.
-    if OFFERS.get(state, &offer.offer_id).is_none() {
+    if genuine && OFFERS.get(state, &offer.offer_id).is_none() {
         let terms = Terms {
             provider_id: offer.provider_id,
             reward: offer.reward,
@@ -209,6 +239,7 @@ fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &
             &key,
             &Release {
                 subscriber_id: release.subscriber_id,
+                subscriber_signing_key: release.subscriber_signing_key,
                 release_event: release.event_id,
                 outcome: None,
             },
@@ -225,10 +256,10 @@ fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &
     }
 }
 
-fn settle(state: &mut dyn State, outcome: Outcome, out: &mut Outputs) {
+fn settle(state: &mut dyn State, outcome: Outcome, signed: &Signed, out: &mut Outputs) {
     let offer_id = outcome.offer_id().to_string();
     let key = pair(&offer_id, outcome.credential_id());
-    match earning(state, &key, &outcome, out.at().effective) {
+    match earning(state, &key, &outcome, signed, out.at().effective) {
         Ok(None) => {}
         Ok(Some((mut release, terms))) => {
             release.outcome = Some(Settled {
@@ -250,6 +281,7 @@ fn earning(
     state: &dyn State,
     key: &str,
     outcome: &Outcome,
+    signed: &Signed,
     stamp: i64,
 ) -> Result<Option<(Release, Terms)>, String> {
     let (offer_id, credential_id) = (outcome.offer_id(), outcome.credential_id());
@@ -266,6 +298,15 @@ fn earning(
             outcome.subscriber_id()
         ));
     }
+    let recipient = &release.subscriber_id;
+    VerifyingKey::from_bytes(&release.subscriber_signing_key)
+        .and_then(|key| key.verify_record(topics::OUTCOMES.name, signed, recipient))
+        .map_err(|e| {
+            format!(
+                "NotOwner: the outcome of credential {credential_id} is not signed by its \
+                 recipient {recipient}'s pinned key: {e}"
+            )
+        })?;
     if let Some(settled) = &release.outcome {
         if settled.event_id == outcome.event_id() {
             return Ok(None);

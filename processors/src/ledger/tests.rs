@@ -1,3 +1,5 @@
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::{Signed, SigningKey};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
     OfferTerms, Reward, decode, encode, examples,
@@ -13,8 +15,22 @@ fn terms() -> OfferTerms {
     testing::terms(PARTITION)
 }
 
+/// The signing key of `id`: a provider, a subscriber, "timekeeper" or "rewards".
+fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+}
+
+fn rewards() -> Rewards {
+    Rewards::new(signer_of("timekeeper").verifying_key())
+}
+
+fn ledger() -> Ledger {
+    Ledger::new(signer_of("rewards").verifying_key())
+}
+
 fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
     let mut offer = examples::offer("o", provider_id, Custody::CoSign);
+    offer.signing_key = signer_of(provider_id).verifying_key().to_bytes();
     offer.reward = reward.map(|amount| Reward {
         amount,
         currency: "EUR".into(),
@@ -29,6 +45,7 @@ fn release(subscriber_id: &str) -> rewards::Received {
         offer_id: "o".into(),
         credential_id: format!("c-{subscriber_id}"),
         subscriber_id: subscriber_id.into(),
+        subscriber_signing_key: signer_of(subscriber_id).verifying_key().to_bytes(),
         request_id: "q".into(),
         response: terms().position,
         offer: terms(),
@@ -58,24 +75,46 @@ fn declined(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Receive
     }))
 }
 
-/// Rewards fed by hand, everything keyed by offer `o`.
+/// Rewards fed by hand, everything keyed by offer `o` and signed by its honest writer.
 fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
-    let topic = match value {
-        rewards::Received::Offer(_) => OFFERS_INPUT,
-        rewards::Received::Outcome(_) => OUTCOMES_INPUT,
-        _ => DECISIONS_INPUT,
+    let writer = match &value {
+        rewards::Received::Offer(offer) => signer_of(&offer.provider_id),
+        rewards::Received::Outcome(outcome) => signer_of(outcome.subscriber_id()),
+        _ => signer_of("timekeeper"),
     };
-    f.feed_on(topic, "o", value)
+    feed_as(f, value, &writer)
+}
+
+/// Rewards fed `value` under offer `o`, signed by `signer`.
+fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Output> {
+    let (topic, event): (usize, Option<Event>) = match &value {
+        rewards::Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
+        rewards::Received::Release(release) => (DECISIONS_INPUT, Some((**release).clone().into())),
+        rewards::Received::Outcome(outcome) => (OUTCOMES_INPUT, Some(outcome.clone().into_event())),
+        rewards::Received::Passed => (DECISIONS_INPUT, None),
+    };
+    let signed = match event {
+        Some(event) => signer.signed(&rewards().inputs()[topic], b"o", &encode(&event).unwrap()),
+        None => Signed::of(Some(b"o"), None, None),
+    };
+    f.feed_signed(topic, "o", value, signed)
 }
 
 fn says(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<String> {
     feed(f, value).iter().map(summary).collect()
 }
 
-/// The ledger credits `due`, fed by hand under its provider id; what it said, in words.
+/// The ledger credits `due`, fed by hand under its provider id and signed by the rewards core;
+/// what it said, in words.
 fn credit(f: &mut Feeder<Ledger>, due: RewardDue) -> Vec<String> {
+    credit_as(f, due, &signer_of("rewards"))
+}
+
+fn credit_as(f: &mut Feeder<Ledger>, due: RewardDue, signer: &SigningKey) -> Vec<String> {
     let key = due.provider_id.clone();
-    f.feed_on(0, &key, due).iter().map(summary).collect()
+    let value = encode(&due.clone().into()).unwrap();
+    let signed = signer.signed(topics::LEDGER_CREDITS.name, key.as_bytes(), &value);
+    f.feed_signed(0, &key, due, signed).iter().map(summary).collect()
 }
 
 /// An output in a few words.
@@ -109,7 +148,7 @@ fn due(provider_id: &str, credential_id: &str, amount: i64, currency: &str) -> R
 
 /// Rewards with offer `o` of provider A, reward 250 EUR, released to B1 and B2.
 fn released_to_b1_and_b2() -> Feeder<Rewards> {
-    let mut f = Feeder::new(Rewards, PARTITION);
+    let mut f = Feeder::new(rewards(), PARTITION);
     feed(&mut f, offer("A", Some(250)));
     feed(&mut f, release("B1"));
     feed(&mut f, release("B2"));
@@ -209,7 +248,7 @@ fn only_the_recipient_settles_a_credential() {
 
 #[test]
 fn an_offer_without_a_reward_earns_nothing_but_settles() {
-    let mut f = Feeder::new(Rewards, PARTITION);
+    let mut f = Feeder::new(rewards(), PARTITION);
     feed(&mut f, offer("A", None));
     feed(&mut f, release("B1"));
     assert_eq!(
@@ -224,7 +263,7 @@ fn an_offer_without_a_reward_earns_nothing_but_settles() {
 
 #[test]
 fn the_first_offer_under_an_id_names_provider_and_reward() {
-    let mut f = Feeder::new(Rewards, PARTITION);
+    let mut f = Feeder::new(rewards(), PARTITION);
     feed(&mut f, offer("A", Some(250)));
     feed(&mut f, offer("Z", Some(1_000_000)));
     feed(&mut f, release("B1"));
@@ -256,7 +295,7 @@ fn a_second_release_of_a_credential_is_dead_lettered() {
 
 #[test]
 fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
-    let core = Rewards;
+    let core = rewards();
     let closed = encode(
         &OfferClosed {
             event_id: "c".into(),
@@ -299,7 +338,7 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
 
 #[test]
 fn balances_add_up_per_provider_and_currency() {
-    let mut f = Feeder::new(Ledger, PARTITION);
+    let mut f = Feeder::new(ledger(), PARTITION);
     assert_eq!(
         credit(&mut f, due("A", "c1", 250, "EUR")),
         ["credited 250 EUR to A for c1, balance 250"]
@@ -320,7 +359,7 @@ fn balances_add_up_per_provider_and_currency() {
 
 #[test]
 fn the_ledger_credits_a_credential_at_most_once() {
-    let mut f = Feeder::new(Ledger, PARTITION);
+    let mut f = Feeder::new(ledger(), PARTITION);
     credit(&mut f, due("A", "c1", 250, "EUR"));
     assert_eq!(
         credit(&mut f, due("A", "c1", 250, "EUR")),
@@ -341,7 +380,7 @@ fn the_ledger_credits_a_credential_at_most_once() {
 
 #[test]
 fn rewards_that_cannot_be_credited_leave_the_balance_alone() {
-    let mut f = Feeder::new(Ledger, PARTITION);
+    let mut f = Feeder::new(ledger(), PARTITION);
     assert_eq!(
         credit(&mut f, due("A", "c1", 0, "EUR")),
         ["dead letter: the reward 0 EUR is not positive"]
@@ -363,7 +402,7 @@ fn rewards_that_cannot_be_credited_leave_the_balance_alone() {
 
 #[test]
 fn the_ledger_decoder_wants_rewards_under_their_provider_id() {
-    let core = Ledger;
+    let core = ledger();
     let bytes = encode(&due("A", "c1", 1, "EUR").into()).unwrap();
     assert_eq!(
         core.decode(0, Some(b"A"), Some(&bytes)),
@@ -374,4 +413,45 @@ fn the_ledger_decoder_wants_rewards_under_their_provider_id() {
         Err("the record key \"o\" is not the event's provider id \"A\"".into())
     );
     assert!(core.decode(0, Some(b"A"), None).is_err());
+}
+
+#[test]
+fn an_outcome_not_signed_by_the_recipient_earns_nothing_and_is_refused_as_not_owner() {
+    let mut f = released_to_b1_and_b2();
+    // B2 accepts B1's credential in B1's name, signed with its own key.
+    let forged = feed_as(&mut f, accepted("c-B1", "B1", 1), &signer_of("B2"));
+    let said: Vec<String> = forged.iter().map(summary).collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with(
+            "dead letter: NotOwner: the outcome of credential c-B1 is not signed by its recipient \
+             B1's pinned key"
+        ),
+        "{said:?}"
+    );
+    // B1's own acceptance still earns, once.
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 2)),
+        ["due 250 EUR to A for c-B1"]
+    );
+}
+
+#[test]
+fn a_release_not_signed_by_the_timekeeper_releases_nothing() {
+    let mut f = Feeder::new(rewards(), PARTITION);
+    feed(&mut f, offer("A", Some(250)));
+    let forged = feed_as(&mut f, release("B9"), &signer_of("B9"));
+    let said: Vec<String> = forged.iter().map(summary).collect();
+    assert!(said[0].starts_with("dead letter: Unauthenticated: "), "{said:?}");
+    let outcome = says(&mut f, accepted("c-B9", "B9", 1));
+    assert!(outcome[0].contains("was not released"), "{outcome:?}");
+}
+
+#[test]
+fn a_reward_not_signed_by_the_rewards_core_mints_nothing() {
+    let mut f = Feeder::new(ledger(), PARTITION);
+    let minted = credit_as(&mut f, due("A", "c1", 1_000_000, "EUR"), &signer_of("A"));
+    assert_eq!(minted.len(), 1);
+    assert!(minted[0].starts_with("dead letter: Unauthenticated: "), "{minted:?}");
+    assert_eq!(credit(&mut f, due("A", "c2", 5, "EUR")), ["credited 5 EUR to A for c2, balance 5"]);
 }

@@ -522,6 +522,7 @@ fn respond(
     match verdict {
         Ok((offer, invitation, (platform_half, provider_half))) => {
             progress.released = progress.released.saturating_add(1);
+            let subscriber_signing_key = invitation.subscriber_signing_key.clone();
             INVITATIONS.put(
                 state,
                 &pair(offer_id, &response.subscriber_id),
@@ -536,6 +537,7 @@ fn respond(
                     offer_id: offer_id.clone(),
                     credential_id: credential_id.clone(),
                     subscriber_id: response.subscriber_id.clone(),
+                    subscriber_signing_key,
                     request_id: response.request_id.clone(),
                     response: position,
                     offer: offer.terms(),

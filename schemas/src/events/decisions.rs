@@ -19,6 +19,11 @@ pub struct CredentialReleased {
     pub credential_id: String,
     /// The released responder.
     pub subscriber_id: String,
+    /// The responder's pinned Ed25519 verifying key (32 bytes), which signed the response: its
+    /// outcome must be signed with it too.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub subscriber_signing_key: Vec<u8>,
     /// The invitation that was answered.
     pub request_id: String,
     /// The response: where it sat in the log and its receipt stamp.
