@@ -408,13 +408,15 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
             (OUTCOMES, "what it accepted already"),
         ],
     );
+    // The readers only assign partitions and never commit, so DESCRIBE (which finding the
+    // group's coordinator needs) is enough; READ would also let them commit offsets.
     for role in [p, s] {
         table.add(
             role,
             Resource::Group,
             Pattern::Prefixed,
             CLIENT_GROUPS,
-            Operation::Read,
+            Operation::Describe,
             "client readers' throwaway groups",
         );
     }
@@ -466,7 +468,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         Resource::Group,
         Pattern::Prefixed,
         CLIENT_GROUPS,
-        Operation::Read,
+        Operation::Describe,
         "webhook worker's registration reader",
     );
     table.processor(Role::Ledger, &Rewards, prefix);
@@ -512,7 +514,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
             Resource::Group,
             Pattern::Prefixed,
             groups,
-            Operation::Read,
+            Operation::Describe,
             reason,
         );
     }
