@@ -395,6 +395,19 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     processors.check();
     processors.stop();
 
+    // The auditor, which writes nothing, reads enough to audit every processor, show the
+    // offer's history and check the subscriber's receipt.
+    let audit = ok(
+        &broker,
+        dir,
+        "auditor",
+        &["audit", "--timekeeper-key", "timekeeper.key"],
+    );
+    assert!(!audit.is_empty(), "{audit}");
+    let status = ok(&broker, dir, "auditor", &["offer", "status", "offer-1"]);
+    assert!(status.contains("B1"), "{status}");
+    ok(&broker, dir, "auditor", &["receipt", "offer-1", "B1"]);
+
     // The subscriber principal may not write what the platform writes.
     let subscriber = broker.client("subscriber");
     for topic in [
