@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const PORT: u16 = 19192;
 const CONTROLLER_PORT: u16 = 19193;
@@ -232,6 +233,48 @@ async fn write(config: &ClientConfig, topic: &str) -> Result<(), KafkaError> {
         .map_err(|(error, _)| error)
 }
 
+/// Whether `config`'s principal may see `topic` (DESCRIBE, which any ACL on it implies).
+fn visible(config: &ClientConfig, topic: &str) -> Result<(), RDKafkaErrorCode> {
+    let consumer: BaseConsumer = config.create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail))?;
+    match metadata.topics().first().and_then(|t| t.error()) {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}
+
+/// Reads `topic`'s first partition from the beginning as `config` logs in, in a throwaway
+/// client group as tessera's readers do; the broker's first error, or `Ok` once a record
+/// arrives or nothing did in 10 s. A principal without even DESCRIBE on the topic is refused
+/// its metadata; one that may write but not read it is refused the fetch.
+async fn read(config: &ClientConfig, topic: &str) -> Result<(), RDKafkaErrorCode> {
+    let consumer: StreamConsumer = config
+        .clone()
+        .set(
+            "group.id",
+            format!("tessera-client-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    visible(config, topic)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await {
+        Ok(Err(error)) => Err(error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail)),
+        Ok(Ok(_)) | Err(_) => Ok(()),
+    }
+}
+
+fn authorization_failed(result: &Result<(), RDKafkaErrorCode>) -> bool {
+    *result == Err(RDKafkaErrorCode::TopicAuthorizationFailed)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not_own() {
     let started = Instant::now();
@@ -249,6 +292,27 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     );
     let applied = ok(&broker, dir, "admin", &["acl", "apply"]);
     assert!(applied.starts_with("applied "), "{applied}");
+    // `apply` returns once the controller committed the ACLs; the broker's authorizer applies
+    // them from the metadata log a moment later (seconds on a loaded machine).
+    let applied_at = Instant::now();
+    for (user, topic) in [
+        ("subscriber", "tessera.subscribers"),
+        ("auditor", "tessera.keys"),
+    ] {
+        let config = broker.client(user);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while visible(&config, topic).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{user}'s ACLs not in effect after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!(
+        "ACLs in effect {:?} after apply returned",
+        applied_at.elapsed()
+    );
     // A role cannot grant itself more.
     let grab = run(&broker, dir, "subscriber", &["acl", "apply"]);
     assert!(!grab.status.success(), "{grab:?}");
@@ -470,6 +534,40 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         String::from_utf8_lossy(&impostor.stderr).contains("authorization failed"),
         "{impostor:?}"
     );
+    // Reading is restricted too: a subscriber may not read the other subscribers'
+    // registrations (contacts, webhooks) or the offers, the ledger or the changelogs; a
+    // provider may not read who was invited or who answered, nor the inboxes.
+    for topic in [
+        "tessera.subscribers",
+        "tessera.offers",
+        "tessera.ledger",
+        "tessera.timekeeper.changelog",
+    ] {
+        let refused = read(&subscriber, topic).await;
+        assert!(
+            authorization_failed(&refused),
+            "subscriber reading {topic}: {refused:?}"
+        );
+    }
+    for topic in [
+        "tessera.requests",
+        "tessera.responses",
+        "tessera.deliveries",
+    ] {
+        let refused = read(&provider, topic).await;
+        assert!(
+            authorization_failed(&refused),
+            "provider reading {topic}: {refused:?}"
+        );
+    }
+    // Controls: each still reads what it needs, so the refusals above are the ACLs' doing.
+    for (config, topic) in [
+        (&subscriber, "tessera.deliveries"),
+        (&provider, "tessera.decisions"),
+    ] {
+        let read = read(config, topic).await;
+        assert!(read.is_ok(), "{topic}: {read:?}");
+    }
     // A control: the same client still writes a topic the subscriber owns.
     let written = write(&subscriber, "tessera.outcomes").await;
     assert!(
