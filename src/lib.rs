@@ -2,6 +2,7 @@
 //! over the workspace crates (`tessera-schemas`, `tessera-state-stores`, `tessera-processors`,
 //! `tessera-producers`); this crate only parses arguments, connects, and reports.
 
+pub mod acl;
 pub mod audit;
 pub mod bench;
 pub mod demo;

@@ -64,6 +64,10 @@ enum Command {
     /// offer's place, the rule applied, and the verdict's link (previous and own digest), checked
     /// against the log. Exits non-zero when there is no verdict or a check fails.
     Receipt(tessera::receipt::ReceiptArgs),
+    /// The broker's ACLs: one principal per role, each allowed only what it owns. `plan` prints
+    /// the table, `apply` creates it on the cluster (as an admin principal).
+    #[command(subcommand)]
+    Acl(tessera::acl::Acl),
     /// Run a processor instance on the exactly-once runtime; start several with distinct
     /// `--instance` ids to share its partitions.
     Run {
@@ -111,6 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench(bench) => {
             tessera::bench::run(&cli.kafka, bench).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Acl(command) => {
+            tessera::acl::run(&cli.kafka, command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(command) => {
