@@ -9,11 +9,7 @@ use rdkafka::ClientConfig;
 use tessera_producers::keys::{self, Pinning, TimekeeperKeys};
 use tessera_schemas::identity;
 use tessera_schemas::sealing::PublicKey;
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use tessera_schemas::signing::{SigningKey, VerifyingKey, hex};
 
 /// What to do with keys.
 #[derive(Debug, Clone, clap::Subcommand)]

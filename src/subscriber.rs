@@ -16,7 +16,7 @@ use tessera_producers::keys;
 use tessera_producers::subscriber::{
     self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
 };
-use tessera_schemas::signing::SigningKey;
+use tessera_schemas::signing::{SigningKey, unhex};
 use tessera_schemas::{Event, Interest};
 
 use crate::kafka::KafkaArgs;
@@ -145,14 +145,7 @@ pub struct ProofArgs {
 
 /// Reads bytes written as hexadecimal digits.
 fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
-    let text = text.trim();
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        return Err("expected an even number of hexadecimal digits".into());
-    }
-    (0..text.len() / 2)
-        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| "expected hexadecimal digits".into())
+    unhex(text.trim()).ok_or_else(|| "expected pairs of hexadecimal digits".into())
 }
 
 fn key_path(id: &str, key_file: Option<PathBuf>) -> anyhow::Result<PathBuf> {

@@ -152,10 +152,7 @@ impl PublicKey {
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0
-            .to_bytes()
-            .iter()
-            .try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&crate::signing::hex(&self.0.to_bytes()))
     }
 }
 
@@ -169,14 +166,9 @@ impl FromStr for PublicKey {
     type Err = KeyError;
 
     fn from_str(text: &str) -> Result<Self, KeyError> {
-        let text = text.trim();
-        if text.len() != 2 * KEY_LEN || !text.is_ascii() {
-            return Err(KeyError::PublicText);
-        }
-        let bytes = (0..KEY_LEN)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| KeyError::PublicText)?;
+        let bytes = crate::signing::unhex(text.trim())
+            .filter(|b| b.len() == KEY_LEN)
+            .ok_or(KeyError::PublicText)?;
         PublicKey::from_bytes(&bytes)
     }
 }

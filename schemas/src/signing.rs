@@ -253,11 +253,14 @@ fn record_message(topic: &str, digest: &[u8; DIGEST_LEN]) -> Vec<u8> {
     bound(RECORD_TAG, &[topic.as_bytes(), digest])
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lowercase hexadecimal digits: the text form of every key, fingerprint, signature
+/// and endorsement the command line prints.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+/// The bytes hexadecimal digits stand for (either case); `None` unless every pair is one.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 || !text.is_ascii() {
         return None;
     }
