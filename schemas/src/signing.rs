@@ -170,6 +170,36 @@ impl FromStr for VerifyingKey {
     }
 }
 
+/// Verifying keys parsed once. Parsing decompresses a curve point, about a quarter of what a
+/// verification costs, and one subscriber's key checks all its responses. A cache, not state:
+/// what it returns is what [`VerifyingKey::from_bytes`] returns, so a reader's decisions are the
+/// same with it, without it, or after a restart. Bounded; it starts over when full.
+#[derive(Debug, Default)]
+pub struct ParsedKeys {
+    keys: std::collections::HashMap<[u8; VERIFYING_KEY_LEN], VerifyingKey>,
+}
+
+impl ParsedKeys {
+    /// Keys kept at most: 32 bytes and a parsed point each, a few MiB in all.
+    const MAX: usize = 1 << 16;
+
+    /// The key in `bytes`, parsed once.
+    pub fn get(&mut self, bytes: &[u8]) -> Result<VerifyingKey, SignatureError> {
+        let Ok(id) = <[u8; VERIFYING_KEY_LEN]>::try_from(bytes) else {
+            return VerifyingKey::from_bytes(bytes);
+        };
+        if let Some(key) = self.keys.get(&id) {
+            return Ok(*key);
+        }
+        let key = VerifyingKey::from_bytes(bytes)?;
+        if self.keys.len() >= Self::MAX {
+            self.keys.clear();
+        }
+        self.keys.insert(id, key);
+        Ok(key)
+    }
+}
+
 /// An Ed25519 signing key. Zeroed when dropped; its `Debug` shows only the verifying key.
 pub struct SigningKey(ed25519_dalek::SigningKey);
 

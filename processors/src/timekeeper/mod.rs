@@ -57,7 +57,7 @@ mod secrets;
 use serde::{Deserialize, Serialize};
 use tessera_schemas::rules::{Timing, check_offer, format_stamp};
 use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
-use tessera_schemas::signing::{Signed, VerifyingKey};
+use tessera_schemas::signing::{ParsedKeys, Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
     CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed,
@@ -175,6 +175,8 @@ pub struct Timekeeper {
     secrets: Secrets,
     /// The matcher's verifying key: invitations must be signed with it.
     matcher: VerifyingKey,
+    /// Subscribers' verifying keys, parsed once for all their responses.
+    subscribers: ParsedKeys,
 }
 
 impl Timekeeper {
@@ -184,6 +186,7 @@ impl Timekeeper {
         Timekeeper {
             secrets: Secrets::new(key),
             matcher,
+            subscribers: ParsedKeys::default(),
         }
     }
 }
@@ -249,7 +252,8 @@ impl Core for Timekeeper {
                     }
                 }
                 Received::Response(response) => {
-                    respond(state, secrets, response, &signed, &mut out)
+                    let signed = (&signed, &mut self.subscribers);
+                    respond(state, secrets, response, signed, &mut out)
                 }
             }
         }
@@ -484,7 +488,7 @@ fn respond(
     state: &mut dyn State,
     secrets: &mut Secrets,
     response: ResponseSubmitted,
-    signed: &Signed,
+    signed: (&Signed, &mut ParsedKeys),
     out: &mut Outputs,
 ) {
     let offer_id = &response.offer_id;
@@ -576,7 +580,7 @@ fn respond(
 /// responder's invitation.
 fn verdict<'a>(
     state: &dyn State,
-    signed: &Signed,
+    signed: (&Signed, &mut ParsedKeys),
     response: &ResponseSubmitted,
     offer: Option<&'a StoredOffer>,
     progress: &Progress,
@@ -660,12 +664,12 @@ fn verdict<'a>(
 /// Whether the response is signed with the key the subscriber pinned, which its invitation
 /// carries.
 fn signed_by_subscriber(
-    signed: &Signed,
+    (signed, keys): (&Signed, &mut ParsedKeys),
     response: &ResponseSubmitted,
     invitation: &Invitation,
 ) -> Result<(), String> {
     let subscriber_id = &response.subscriber_id;
-    let key = VerifyingKey::from_bytes(&invitation.subscriber_signing_key).map_err(|e| {
+    let key = keys.get(&invitation.subscriber_signing_key).map_err(|e| {
         format!("subscriber {subscriber_id} has no usable pinned key to check the response with: {e}")
     })?;
     key.verify_record(topics::RESPONSES.name, signed, subscriber_id)
