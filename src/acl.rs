@@ -444,7 +444,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         Operation::Write,
         "publishes its public key at start",
     );
-    table.processor(Role::Delivery, &Delivery, prefix);
+    table.processor(Role::Delivery, &Delivery::new(any_key()), prefix);
     // The webhook worker inside `tessera run delivery` (producers/src/webhooks.rs).
     let d = Role::Delivery;
     table.topic(
@@ -501,7 +501,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
             &Timekeeper::new(tessera_producers::keys::new_private_key(), any_key()),
             prefix,
         ),
-        Topics::group(&Delivery, prefix),
+        Topics::group(&Delivery::new(any_key()), prefix),
         Topics::group(&Rewards::new(any_key()), prefix),
         Topics::group(&Ledger::new(any_key()), prefix),
     ] {

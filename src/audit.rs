@@ -66,8 +66,8 @@ pub struct AuditArgs {
     /// timekeeper believes only invitations signed with it, and so does its audit.
     #[arg(long, env = "TESSERA_MATCHER_KEY", value_name = "HEX")]
     pub matcher_key: Option<VerifyingKey>,
-    /// The timekeeper's verifying key (as given to `tessera run ledger --timekeeper-key`): the
-    /// ledger believes only releases signed with it. Derived from `--timekeeper-key FILE` when
+    /// The timekeeper's verifying key (as given to `tessera run delivery|ledger --timekeeper-key`):
+    /// the delivery and the ledger believe only verdicts signed with it. Derived from `--timekeeper-key FILE` when
     /// that is given.
     #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
     pub timekeeper_verifying_key: Option<VerifyingKey>,
@@ -125,6 +125,21 @@ struct JsonReport<'a> {
     processors: &'a [Report],
 }
 
+/// The key the timekeeper's verdicts are signed with, which the delivery and the ledger believe:
+/// given, or derived from the timekeeper's key file.
+fn timekeeper_verifying_key(args: &AuditArgs, auditing: &str) -> anyhow::Result<VerifyingKey> {
+    match (args.timekeeper_verifying_key, &args.timekeeper_key) {
+        (Some(key), _) => Ok(key),
+        (None, Some(path)) => {
+            Ok(SigningKey::derive(&tessera_producers::keys::load(path)?).verifying_key())
+        }
+        (None, None) => bail!(
+            "auditing the {auditing} needs the timekeeper's verifying key: give \
+             --timekeeper-verifying-key HEX (or --timekeeper-key FILE)"
+        ),
+    }
+}
+
 /// Audits the processors `args` names, one after the other (blocking: call it off the async
 /// executor). Each report lists its findings; an error means an audit could not run.
 pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>> {
@@ -172,18 +187,12 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                 let key = tessera_producers::keys::load(path)?;
                 reports.push(auditor.audit(Timekeeper::new(key, matcher), &mut used)?);
             }
-            Audited::Delivery => reports.push(auditor.audit(Delivery, &mut used)?),
+            Audited::Delivery => {
+                let timekeeper = timekeeper_verifying_key(args, "delivery")?;
+                reports.push(auditor.audit(Delivery::new(timekeeper), &mut used)?);
+            }
             Audited::Ledger => {
-                let timekeeper = match (args.timekeeper_verifying_key, &args.timekeeper_key) {
-                    (Some(key), _) => key,
-                    (None, Some(path)) => {
-                        SigningKey::derive(&tessera_producers::keys::load(path)?).verifying_key()
-                    }
-                    (None, None) => bail!(
-                        "auditing the ledger needs the timekeeper's verifying key: give \
-                         --timekeeper-verifying-key HEX (or --timekeeper-key FILE)"
-                    ),
-                };
+                let timekeeper = timekeeper_verifying_key(args, "ledger")?;
                 let Some(ledger) = args.ledger_key else {
                     bail!(
                         "auditing the ledger needs its verifying key: give --ledger-key HEX \

@@ -111,7 +111,11 @@ impl Processors {
                 signed("timekeeper", &timekeeper_key)?,
                 stop.clone(),
             )),
-            tokio::spawn(runtime::run(Delivery, signed("delivery", &delivery_key)?, stop.clone())),
+            tokio::spawn(runtime::run(
+                Delivery::new(SigningKey::derive(&timekeeper_key).verifying_key()),
+                signed("delivery", &delivery_key)?,
+                stop.clone(),
+            )),
             tokio::spawn(runtime::run(
                 Rewards::new(SigningKey::derive(&timekeeper_key).verifying_key()),
                 signed("ledger-rewards", &ledger_key)?,

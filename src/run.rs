@@ -69,6 +69,11 @@ pub enum Processor {
     Delivery {
         #[command(flatten)]
         key: KeyFile,
+        /// The timekeeper's verifying key (64 hex digits: `tessera keys public --signing` on the
+        /// timekeeper's key file): releases and offers' ends must be signed with it; provider
+        /// halves must be signed with the key of the offer they name.
+        #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
+        timekeeper_key: VerifyingKey,
         #[command(flatten)]
         webhooks: WebhookArgs,
     },
@@ -237,17 +242,26 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             let timekeeper = timekeeper(kafka, key, matcher_key).await?;
             runtime::run(timekeeper, config, stop).await
         }
-        Processor::Delivery { key, webhooks } if webhooks.no_webhooks => {
+        Processor::Delivery {
+            key,
+            timekeeper_key,
+            webhooks,
+        } if webhooks.no_webhooks => {
             config.signer = Some(key.signer()?);
-            runtime::run(Delivery, config, stop).await
+            runtime::run(Delivery::new(timekeeper_key), config, stop).await
         }
-        Processor::Delivery { key, webhooks } => {
+        Processor::Delivery {
+            key,
+            timekeeper_key,
+            webhooks,
+        } => {
             config.signer = Some(key.signer()?);
             let client = kafka.client_config()?;
             // The webhook worker has its own consumer group and shares only the process and
             // the stop signal with the core.
             let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.retries(), &stop);
-            tokio::try_join!(runtime::run(Delivery, config, stop.clone()), async {
+            let delivery = Delivery::new(timekeeper_key);
+            tokio::try_join!(runtime::run(delivery, config, stop.clone()), async {
                 posting.await.context("the webhook worker failed")
             })?;
             Ok(())

@@ -17,6 +17,9 @@
 //! - **Forged release.** The impostor writes a CredentialReleased naming itself to
 //!   `tessera.decisions`: A's agent refuses it as `Unauthenticated` and co-signs only B1's real
 //!   release; B1 opens document X.
+//! - **Forged release and provider half to the delivery worker.** The forged release, and junk
+//!   offered as the provider half of B1's credential, are dead-lettered by the delivery worker
+//!   (`Unauthenticated`, `NotOwner`); B1's inbox gets only the genuine credential.
 //! - **Forged outcome and minted reward.** The impostor accepts B1's credential in B1's name, and
 //!   writes a RewardDue for A straight onto `tessera.ledger-credits`: the ledger refuses them as
 //!   `NotOwner` and `Unauthenticated`, and only B1's own acceptance credits A.
@@ -43,8 +46,8 @@ use tessera_schemas::sealing::{PrivateKey, PublicKey};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
 use tessera_schemas::{
-    CredentialAccepted, CredentialReleased, Custody, Event, InteractionRequested, Reward,
-    RewardDue, SealedBox,
+    CredentialAccepted, CredentialReleased, Custody, Event, InteractionRequested,
+    ProviderShareReleased, Reward, RewardDue, SealedBox,
 };
 
 mod support;
@@ -334,6 +337,25 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     )
     .await;
     world.wait_for(DECISIONS, OFFER, 5).await;
+    // The delivery worker believes the timekeeper's signature, not the record's place.
+    let release = world.dead_letter("delivery", "Unauthenticated:").await;
+    assert!(release.contains("the timekeeper"), "{release}");
+    // Forged provider half: junk for B1's genuine credential, before A's agent sends the real one.
+    let junk = ProviderShareReleased {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        offer_id: OFFER.into(),
+        credential_id: genuine.credential_id.clone(),
+        subscriber_id: "B1".into(),
+        provider_half: SealedBox {
+            enc: vec![3; 32],
+            ciphertext: vec![4; 48],
+        },
+    };
+    forge(&world, &forger, catalogue::COSIGNS, OFFER, junk.into()).await;
+    let half = world
+        .dead_letter("delivery", "NotOwner: the provider half for credential")
+        .await;
+    assert!(half.contains("is not signed by offer"), "{half}");
     let halves = world.provider();
     let agent = Agent {
         provider_id: "A".into(),

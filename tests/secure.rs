@@ -351,7 +351,16 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
                 &matcher_key,
             ],
         ),
-        ("delivery", vec!["delivery", "--key-file", "delivery.key"]),
+        (
+            "delivery",
+            vec![
+                "delivery",
+                "--key-file",
+                "delivery.key",
+                "--timekeeper-key",
+                &timekeeper_key,
+            ],
+        ),
         (
             "ledger",
             vec![

@@ -38,6 +38,8 @@ struct Stack {
     stop: Arc<AtomicBool>,
     processors: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _state: tempfile::TempDir,
+    /// Each offer's provider, as written: its co-signs are signed with the provider's key.
+    providers: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Stack {
@@ -65,7 +67,11 @@ impl Stack {
         let ledger = Ledger::new(ledger_key.verifying_key());
         config.signer = Some(Arc::new(ledger_key));
         let processors = vec![
-            tokio::spawn(runtime::run(Delivery, config.clone(), stop.clone())),
+            tokio::spawn(runtime::run(
+                Delivery::new(signer_of("timekeeper").verifying_key()),
+                config.clone(),
+                stop.clone(),
+            )),
             tokio::spawn(runtime::run(rewards, config.clone(), stop.clone())),
             tokio::spawn(runtime::run(ledger, config, stop.clone())),
         ];
@@ -75,6 +81,7 @@ impl Stack {
             stop,
             processors,
             _state: state,
+            providers: Default::default(),
         }
     }
 
@@ -90,7 +97,12 @@ impl Stack {
     async fn write(&self, topic: Topic, key: &str, event: impl Into<Event>) {
         let event = event.into();
         let writer = match &event {
-            Event::OfferPublished(e) => signer_of(&e.provider_id),
+            Event::OfferPublished(e) => {
+                let mut providers = self.providers.lock().unwrap();
+                providers.insert(e.offer_id.clone(), e.provider_id.clone());
+                signer_of(&e.provider_id)
+            }
+            Event::ProviderShareReleased(e) => signer_of(&self.providers.lock().unwrap()[&e.offer_id]),
             Event::CredentialAccepted(e) => signer_of(&e.subscriber_id),
             Event::CredentialDeclined(e) => signer_of(&e.subscriber_id),
             _ => signer_of("timekeeper"),

@@ -55,12 +55,6 @@ impl<C: Core> Feeder<C> {
         }
     }
 
-    /// Applies `value` as the next record of input `topic`, under `key`, unsigned.
-    pub fn feed_on(&mut self, topic: usize, key: &str, value: C::Record) -> Vec<Output> {
-        let signed = Signed::of(Some(key.as_bytes()), None, None);
-        self.feed_signed(topic, key, value, signed)
-    }
-
     /// Applies `value` as the next record of input `topic`, under `key`, with the signature
     /// `signed` says it had.
     pub fn feed_signed(

@@ -16,6 +16,9 @@ mod support;
 use proptest::prelude::*;
 use tessera_processors::delivery::Delivery;
 use tessera_processors::replay::{Produced, RawRecord};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
+use tessera_schemas::topics;
 use tessera_schemas::{
     CredentialDelivered, CredentialReleased, Custody, Deadline, Event, LogPosition, OfferClosed,
     OfferTerms, ProviderShareReleased, SealedBox, TimeRule, encode, examples,
@@ -97,6 +100,17 @@ fn terms() -> OfferTerms {
     }
 }
 
+/// The signing key of provider "P" or of the "timekeeper".
+fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+}
+
+fn delivery() -> Delivery {
+    Delivery::new(signer_of("timekeeper").verifying_key())
+}
+
+/// A generated item as the record its honest writer signs: offers and provider halves by P,
+/// verdicts by the timekeeper.
 fn record(item: &Item) -> RawRecord {
     let (key, event): (String, Event) = match *item {
         Item::Publish {
@@ -110,6 +124,7 @@ fn record(item: &Item) -> RawRecord {
                 Custody::CoSign
             };
             let mut published = examples::offer(&offer_id(offer), "P", custody);
+            published.signing_key = signer_of("P").verifying_key().to_bytes();
             published.credential.package = package(offer, version);
             (offer_id(offer), published.into())
         }
@@ -170,10 +185,17 @@ fn record(item: &Item) -> RawRecord {
         Item::Tick => return support::tick(),
         Item::Garbage => return support::garbage(),
     };
+    let (topic, writer) = match &event {
+        Event::OfferPublished(_) => (topics::OFFERS, "P"),
+        Event::ProviderShareReleased(_) => (topics::COSIGNS, "P"),
+        _ => (topics::DECISIONS, "timekeeper"),
+    };
+    let value = encode(&event).unwrap();
+    let signature = signer_of(writer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
     RawRecord {
         key: Some(key.into_bytes()),
-        value: Some(encode(&event).unwrap()),
-        signature: None,
+        value: Some(value),
+        signature: Some(signature.to_vec()),
     }
 }
 
@@ -343,10 +365,10 @@ proptest! {
         schedules in proptest::collection::vec(proptest::collection::vec(0usize..64, 0..200), 4),
     ) {
         let lanes = lanes(&items);
-        let (expected, expected_state) = support::deliver(Delivery, BASE, &lanes, &mut std::iter::empty());
+        let (expected, expected_state) = support::deliver(delivery(), BASE, &lanes, &mut std::iter::empty());
         check_promises(&items, &expected)?;
         for schedule in schedules {
-            let (produced, state) = support::deliver(Delivery, BASE, &lanes, &mut schedule.into_iter());
+            let (produced, state) = support::deliver(delivery(), BASE, &lanes, &mut schedule.into_iter());
             prop_assert_eq!(&produced, &expected);
             prop_assert_eq!(&state, &expected_state);
         }
@@ -357,7 +379,7 @@ proptest! {
         items in task(true),
         schedule in proptest::collection::vec(0usize..64, 0..200),
     ) {
-        let (produced, _) = support::deliver(Delivery, BASE, &lanes(&items), &mut schedule.into_iter());
+        let (produced, _) = support::deliver(delivery(), BASE, &lanes(&items), &mut schedule.into_iter());
         check_promises(&items, &produced)?;
         let delivered: BTreeSet<String> =
             deliveries(&produced).into_iter().map(|d| d.credential_id).collect();

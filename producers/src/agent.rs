@@ -19,7 +19,8 @@
 //! The verdict stays the timekeeper's: the agent acts only on releases the timekeeper signed and
 //! committed, and refuses one whose evidence does not hold.
 //!
-//! It co-signs each credential once: on start it reads what `tessera.cosigns` holds already. A
+//! It co-signs each credential once: on start it reads what `tessera.cosigns` holds already,
+//! counting only co-signs signed with its own key. A
 //! crash between writing and remembering can repeat a co-signature; the repeat has the same event
 //! id and, sealing being deterministic, the same bytes, so consumers deduplicate it.
 
@@ -300,11 +301,20 @@ pub async fn run(
     mut acted: impl FnMut(Acted),
 ) -> Result<(), AgentError> {
     let writer = Writer::new(config)?;
+    // Only its own co-signs count: anyone may write a ProviderShareReleased, and one that is
+    // not signed with the provider's key must not stop the real half from being sent.
+    let own = agent.signer.verifying_key();
     let mut cosigned: HashSet<String> = read_to_end(config, &COSIGNS.full_name(prefix), None)
         .await?
         .into_iter()
         .filter_map(|record| match record.event {
-            Some(Ok(Event::ProviderShareReleased(share))) => Some(share.credential_id),
+            Some(Ok(Event::ProviderShareReleased(share)))
+                if own
+                    .verify_record(COSIGNS.name, &record.signed, &agent.provider_id)
+                    .is_ok() =>
+            {
+                Some(share.credential_id)
+            }
             _ => None,
         })
         .collect();

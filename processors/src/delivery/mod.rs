@@ -31,6 +31,14 @@
 //! provider half for a credential that has one, a half for another recipient than the released
 //! one, and a cosign for an escrow release go to `tessera.dead-letters` with the reason.
 //!
+//! # Who wrote it
+//!
+//! Nothing is believed for the name it carries. An offer counts only if signed with the provider
+//! key it carries (a forged one is ignored: the timekeeper rejects it); a verdict only if signed
+//! by the timekeeper whose key the delivery is given (else a dead letter, Unauthenticated, so no
+//! one releases a credential or ends an offer in the timekeeper's name); a provider half only if
+//! signed with the key of the offer it names (else a dead letter, NotOwner).
+//!
 //! # What is kept
 //!
 //! An offer's package is kept until the offer ended and every release of it was delivered, then
@@ -40,6 +48,7 @@
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::rules::format_stamp;
+use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
     CredentialDelivered, CredentialReleased, Event, LogPosition, OfferClosed, OfferProblem,
@@ -80,6 +89,10 @@ struct OfferStatus {
     /// Its first OfferPublished was read (a later one under the same id is the timekeeper's
     /// DuplicateOffer and changes nothing).
     published: bool,
+    /// The provider's verifying key, as its offer carried it: provider halves must be signed
+    /// with it.
+    #[serde(default)]
+    provider_key: Vec<u8>,
     ended: Option<Ending>,
     /// Releases not delivered yet: the package is kept while there are any.
     undelivered: u32,
@@ -148,9 +161,29 @@ pub enum Received {
     Passed,
 }
 
-/// The delivery core. It holds nothing: all it knows is in the task's state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Delivery;
+/// The delivery core. All it knows is in the task's state, and the key verdicts are signed with.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    timekeeper: VerifyingKey,
+}
+
+impl Delivery {
+    /// A delivery worker that believes verdicts signed with `timekeeper`.
+    pub fn new(timekeeper: VerifyingKey) -> Self {
+        Delivery { timekeeper }
+    }
+
+    /// Whether a verdict is the timekeeper's; dead-letters it if not.
+    fn by_timekeeper(&self, signed: &Signed, offer_id: &str, event: Event, out: &mut Outputs) -> bool {
+        match self.timekeeper.verify_record(topics::DECISIONS.name, signed, "the timekeeper") {
+            Ok(()) => true,
+            Err(e) => {
+                out.dead_letter(topics::DECISIONS, offer_id, event, format!("Unauthenticated: {e}"));
+                false
+            }
+        }
+    }
+}
 
 impl Core for Delivery {
     type Record = Received;
@@ -198,20 +231,29 @@ impl Core for Delivery {
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
-        if let Input::Record { value, .. } = input {
+        if let Input::Record { value, signed, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, *offer, &mut out),
-                Received::Release(release) => release_credential(state, *release, &mut out),
-                Received::Rejected(rejected) => reject(state, rejected, &mut out),
-                Received::Closed(closed) => {
-                    end(
-                        state,
-                        &closed.offer_id,
-                        Ending::Closed(closed.closed_at),
-                        &mut out,
-                    );
+                Received::Offer(offer) => publish(state, *offer, &signed, &mut out),
+                Received::Release(release) => {
+                    let event = Event::CredentialReleased((*release).clone());
+                    if self.by_timekeeper(&signed, &release.offer_id, event, &mut out) {
+                        release_credential(state, *release, &mut out);
+                    }
                 }
-                Received::Share(share) => cosign(state, share, &mut out),
+                Received::Rejected(rejected) => {
+                    let event = Event::OfferRejected(rejected.clone());
+                    if self.by_timekeeper(&signed, &rejected.offer_id, event, &mut out) {
+                        reject(state, rejected, &mut out);
+                    }
+                }
+                Received::Closed(closed) => {
+                    let event = Event::OfferClosed(closed.clone());
+                    if self.by_timekeeper(&signed, &closed.offer_id, event, &mut out) {
+                        let ending = Ending::Closed(closed.closed_at);
+                        end(state, &closed.offer_id, ending, &mut out);
+                    }
+                }
+                Received::Share(share) => cosign(state, share, &signed, &mut out),
                 Received::Passed => {}
             }
         }
@@ -219,13 +261,17 @@ impl Core for Delivery {
     }
 }
 
-fn publish(state: &mut dyn State, offer: OfferPublished, out: &mut Outputs) {
+fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed, out: &mut Outputs) {
+    let genuine = VerifyingKey::from_bytes(&offer.signing_key)
+        .and_then(|key| key.verify_record(topics::OFFERS.name, signed, &offer.provider_id))
+        .is_ok();
     let offer_id = &offer.offer_id;
     let mut status = STATUS.get(state, offer_id).unwrap_or_default();
-    if status.published {
+    if status.published || !genuine {
         return;
     }
     status.published = true;
+    status.provider_key = offer.signing_key.clone();
     // An offer read after its end (the partitions' clocks apart) needs its package only for the
     // releases that wait for it.
     if status.ended.is_none() || status.undelivered > 0 {
@@ -359,13 +405,23 @@ fn take_share(credential: &mut Credential, share: ProviderShareReleased) {
     credential.provider_half = Some(share.provider_half);
 }
 
-fn cosign(state: &mut dyn State, share: ProviderShareReleased, out: &mut Outputs) {
+fn cosign(state: &mut dyn State, share: ProviderShareReleased, signed: &Signed, out: &mut Outputs) {
     let offer_id = share.offer_id.clone();
     let mut status = STATUS.get(state, &offer_id).unwrap_or_default();
     if !status.published {
         let reason = format!(
             "no offer {offer_id} was on the log by {}",
             format_stamp(out.at().effective)
+        );
+        return out.dead_letter(topics::COSIGNS, &offer_id, share.into(), reason);
+    }
+    if let Err(e) = VerifyingKey::from_bytes(&status.provider_key)
+        .and_then(|key| key.verify_record(topics::COSIGNS.name, signed, "the offer's provider"))
+    {
+        let reason = format!(
+            "NotOwner: the provider half for credential {} is not signed by offer {offer_id}'s \
+             provider: {e}",
+            share.credential_id
         );
         return out.dead_letter(topics::COSIGNS, &offer_id, share.into(), reason);
     }

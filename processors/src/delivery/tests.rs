@@ -3,6 +3,9 @@ use tessera_schemas::{
     decode, encode, examples,
 };
 
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
+
 use super::*;
 use crate::testing::{self, Feeder, T, sealed};
 
@@ -12,8 +15,19 @@ fn terms() -> OfferTerms {
     testing::terms(PARTITION)
 }
 
+/// The signing key of `id`: provider "A", "timekeeper", or anyone else.
+fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+}
+
+fn delivery() -> Delivery {
+    Delivery::new(signer_of("timekeeper").verifying_key())
+}
+
 fn offer(offer_id: &str, custody: Custody) -> Received {
-    Received::Offer(Box::new(examples::offer(offer_id, "A", custody)))
+    let mut offer = examples::offer(offer_id, "A", custody);
+    offer.signing_key = signer_of("A").verifying_key().to_bytes();
+    Received::Offer(Box::new(offer))
 }
 
 /// The release of credential `c-<subscriber>` of offer `o`; `escrow` says whether it carries the
@@ -82,18 +96,35 @@ struct Fixture(Feeder<Delivery>);
 
 impl Default for Fixture {
     fn default() -> Self {
-        Fixture(Feeder::new(Delivery, PARTITION))
+        Fixture(Feeder::new(delivery(), PARTITION))
     }
 }
 
 impl Fixture {
+    /// Feeds `value` under offer `o`, signed by its honest writer: offers and provider halves by
+    /// provider A, verdicts by the timekeeper.
     fn feed(&mut self, value: Received) -> Vec<Output> {
-        let topic = match value {
-            Received::Offer(_) => OFFERS_INPUT,
-            Received::Share(_) => COSIGNS_INPUT,
-            _ => DECISIONS_INPUT,
+        let writer = match value {
+            Received::Offer(_) | Received::Share(_) => signer_of("A"),
+            _ => signer_of("timekeeper"),
         };
-        self.0.feed_on(topic, "o", value)
+        self.feed_as(value, &writer)
+    }
+
+    fn feed_as(&mut self, value: Received, signer: &SigningKey) -> Vec<Output> {
+        let (topic, event): (usize, Option<Event>) = match &value {
+            Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
+            Received::Share(share) => (COSIGNS_INPUT, Some(share.clone().into())),
+            Received::Release(release) => (DECISIONS_INPUT, Some((**release).clone().into())),
+            Received::Rejected(rejected) => (DECISIONS_INPUT, Some(rejected.clone().into())),
+            Received::Closed(closed) => (DECISIONS_INPUT, Some(closed.clone().into())),
+            Received::Passed => (DECISIONS_INPUT, None),
+        };
+        let signed = match event {
+            Some(event) => signer.signed(INPUTS[topic].name, b"o", &encode(&event).unwrap()),
+            None => Signed::of(Some(b"o"), None, None),
+        };
+        self.0.feed_signed(topic, "o", value, signed)
     }
 
     /// What feeding `value` produced, in words.
@@ -437,7 +468,7 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
         detail: "late".into(),
         link: Default::default(),
     };
-    let core = Delivery;
+    let core = delivery();
     let decoded = core
         .decode(
             OFFERS_INPUT,
@@ -459,7 +490,7 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
 
 #[test]
 fn records_off_their_topic_or_key_are_refused_by_the_decoder() {
-    let core = Delivery;
+    let core = delivery();
     let cosign = encode(&share("c-B1", "B1", 1).into()).unwrap();
     assert_eq!(
         core.decode(DECISIONS_INPUT, Some(b"o"), Some(&cosign)),
@@ -481,4 +512,26 @@ fn records_off_their_topic_or_key_are_refused_by_the_decoder() {
         core.decode(COSIGNS_INPUT, Some(b"o"), Some(&cosign)),
         Ok(Received::Share(_))
     ));
+}
+
+#[test]
+fn verdicts_not_signed_by_the_timekeeper_and_halves_not_signed_by_the_provider_deliver_nothing() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::CoSign));
+    // A forged release to M, and a forged close that would end the offer early.
+    let forged = f.feed_as(Received::Release(Box::new(release("M", true))), &signer_of("M"));
+    let said: Vec<String> = forged.iter().map(summary).collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("Unauthenticated: "), "{said:?}");
+    let early = f.feed_as(closed(), &signer_of("M"));
+    assert!(early.iter().map(summary).all(|s| s.contains("Unauthenticated: ")), "{early:?}");
+    // B1's genuine release, and a provider half for it signed by someone else than A.
+    assert!(f.released(release("B1", false)).is_empty());
+    let stranger = f.feed_as(Received::Share(share("c-B1", "B1", 1)), &signer_of("M"));
+    let said: Vec<String> = stranger.iter().map(summary).collect();
+    assert!(said[0].contains("NotOwner: the provider half for credential c-B1"), "{said:?}");
+    // A's own half completes the credential, once.
+    let delivered = f.cosigned(share("c-B1", "B1", 2));
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(!delivered[0].contains("dead letter"), "{delivered:?}");
 }
