@@ -68,8 +68,8 @@ pub enum Subscriber {
     },
     /// Answer the invitation to an offer: writes a ResponseSubmitted to `tessera.responses`.
     /// Its broker receipt stamp is what the offer's time rule judges.
-    /// The response carries a proof, made with the subscriber's private key, that it comes
-    /// from the subscriber; without it the timekeeper rejects the response as Forged.
+    /// The response is signed with the subscriber's key; one not signed with the key pinned for
+    /// the subscriber is rejected as Forged.
     Respond {
         /// The offer's id.
         offer: String,

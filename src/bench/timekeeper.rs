@@ -55,7 +55,7 @@ pub struct LatencyArgs {
     /// others is refused as TooEarly (their window opens tomorrow). Offers of both kinds
     /// alternate, so the mix is the same on every partition all run long. 100, the default, is
     /// the costliest case: a release seals a half to its responder, a refusal only checks the
-    /// proof.
+    /// response's signature.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub released_percent: u8,
     /// Timekeeper instances sharing the partitions in one consumer group, each on a thread of
