@@ -3,6 +3,7 @@
 //! so that every processor numbers its events and writes its dead letters the same way, and a
 //! dead letter always carries where the record sat and the record itself.
 
+use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::Topic;
 use tessera_schemas::{DeadLetter, Event, LogPosition, encode};
 
@@ -63,6 +64,25 @@ impl Outputs {
             partition: self.at.partition,
             offset: self.at.offset,
             stamp: self.at.stamp,
+        }
+    }
+
+    /// Whether the input, from `topic` under record key `key`, is signed with `signer`'s key
+    /// (`who` names it in the reason). If not, `event` goes to the dead letters as
+    /// `Unauthenticated`, and nothing else may come of the input.
+    pub fn signed_by(
+        &mut self,
+        signer: &VerifyingKey,
+        who: &str,
+        (topic, key, signed): (Topic, &str, &Signed),
+        event: impl FnOnce() -> Event,
+    ) -> bool {
+        match signer.verify_record(topic.name, signed, who) {
+            Ok(()) => true,
+            Err(e) => {
+                self.dead_letter(topic, key, event(), format!("Unauthenticated: {e}"));
+                false
+            }
         }
     }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use tessera_schemas::rules::{Timing, format_stamp};
 use tessera_schemas::sealing::{self, Half, KeyHalf, PublicKey, Release};
-use tessera_schemas::identity::{Change, Pin, Pins};
+use tessera_schemas::identity::{self, Change, Pin, Pins};
 use tessera_schemas::signing::{Signed, SigningKey, VerifyingKey};
 use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{CredentialReleased, Event, ProviderShareReleased};
@@ -160,7 +160,8 @@ async fn own_offer(
         .into_iter()
         .find_map(|record| match &record.event {
             Some(Ok(Event::OfferPublished(offer))) if offer.offer_id == offer_id => {
-                Some(offer.signing_key == own.to_bytes() && own.verify_record(OFFERS.name, &record.signed, &agent.provider_id).is_ok())
+                let genuine = identity::offer_signed(offer, &record.signed).is_ok();
+                Some(genuine && offer.signing_key == own.to_bytes())
             }
             _ => None,
         })

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::SubscriberRegistered;
+use crate::events::{OfferPublished, SubscriberRegistered};
 use crate::signing::{SignatureError, Signed, VerifyingKey};
 use crate::topics;
 
@@ -139,6 +139,17 @@ fn owner_signed(pin: &Pin, signed: &Signed, id: &str, what: &str) -> Result<(), 
                 key.fingerprint()
             ))
         })
+}
+
+/// Checks that an offer is signed with the provider key it carries: what every reader of
+/// `tessera.offers` requires before the offer counts. (Nothing yet pins a provider id to one key
+/// across offers; the offer's key binds its withdrawal and co-signs.)
+pub fn offer_signed(offer: &OfferPublished, signed: &Signed) -> Result<(), SignatureError> {
+    VerifyingKey::from_bytes(&offer.signing_key)?.verify_record(
+        topics::OFFERS.name,
+        signed,
+        &offer.provider_id,
+    )
 }
 
 /// The statement a trust anchor signs to vouch that `subscriber_id` owns both keys.

@@ -47,6 +47,7 @@
 //! still told apart from strangers.
 
 use serde::{Deserialize, Serialize};
+use tessera_schemas::identity;
 use tessera_schemas::rules::format_stamp;
 use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
@@ -174,14 +175,15 @@ impl Delivery {
     }
 
     /// Whether a verdict is the timekeeper's; dead-letters it if not.
-    fn by_timekeeper(&self, signed: &Signed, offer_id: &str, event: Event, out: &mut Outputs) -> bool {
-        match self.timekeeper.verify_record(topics::DECISIONS.name, signed, "the timekeeper") {
-            Ok(()) => true,
-            Err(e) => {
-                out.dead_letter(topics::DECISIONS, offer_id, event, format!("Unauthenticated: {e}"));
-                false
-            }
-        }
+    fn by_timekeeper(
+        &self,
+        signed: &Signed,
+        offer_id: &str,
+        event: impl FnOnce() -> Event,
+        out: &mut Outputs,
+    ) -> bool {
+        let input = (topics::DECISIONS, offer_id, signed);
+        out.signed_by(&self.timekeeper, "the timekeeper", input, event)
     }
 }
 
@@ -235,19 +237,19 @@ impl Core for Delivery {
             match value {
                 Received::Offer(offer) => publish(state, *offer, &signed, &mut out),
                 Received::Release(release) => {
-                    let event = Event::CredentialReleased((*release).clone());
+                    let event = || Event::CredentialReleased((*release).clone());
                     if self.by_timekeeper(&signed, &release.offer_id, event, &mut out) {
                         release_credential(state, *release, &mut out);
                     }
                 }
                 Received::Rejected(rejected) => {
-                    let event = Event::OfferRejected(rejected.clone());
+                    let event = || Event::OfferRejected(rejected.clone());
                     if self.by_timekeeper(&signed, &rejected.offer_id, event, &mut out) {
                         reject(state, rejected, &mut out);
                     }
                 }
                 Received::Closed(closed) => {
-                    let event = Event::OfferClosed(closed.clone());
+                    let event = || Event::OfferClosed(closed.clone());
                     if self.by_timekeeper(&signed, &closed.offer_id, event, &mut out) {
                         let ending = Ending::Closed(closed.closed_at);
                         end(state, &closed.offer_id, ending, &mut out);
@@ -262,9 +264,7 @@ impl Core for Delivery {
 }
 
 fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed, out: &mut Outputs) {
-    let genuine = VerifyingKey::from_bytes(&offer.signing_key)
-        .and_then(|key| key.verify_record(topics::OFFERS.name, signed, &offer.provider_id))
-        .is_ok();
+    let genuine = identity::offer_signed(&offer, signed).is_ok();
     let offer_id = &offer.offer_id;
     let mut status = STATUS.get(state, offer_id).unwrap_or_default();
     if status.published || !genuine {

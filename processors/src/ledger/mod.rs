@@ -84,13 +84,9 @@ impl Core for Ledger {
     fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
-            match self.rewards.verify_record(topics::LEDGER_CREDITS.name, &signed, "ledger-rewards") {
-                Ok(()) => credit(state, value, &mut out),
-                Err(e) => {
-                    let key = value.provider_id.clone();
-                    let reason = format!("Unauthenticated: {e}");
-                    out.dead_letter(topics::LEDGER_CREDITS, &key, value.into(), reason);
-                }
+            let input = (topics::LEDGER_CREDITS, value.provider_id.as_str(), &signed);
+            if out.signed_by(&self.rewards, "ledger-rewards", input, || value.clone().into()) {
+                credit(state, value, &mut out);
             }
         }
         out.into_list()

@@ -18,6 +18,7 @@
 //! a dead letter, NotOwner): nobody accepts another's credential or mints a reward.
 
 use serde::{Deserialize, Serialize};
+use tessera_schemas::identity;
 use tessera_schemas::rules::format_stamp;
 use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
@@ -200,13 +201,10 @@ impl Core for Rewards {
             match value {
                 Received::Offer(offer) => publish(state, *offer, &signed),
                 Received::Release(release) => {
-                    match self.timekeeper.verify_record(topics::DECISIONS.name, &signed, "the timekeeper") {
-                        Ok(()) => release_credential(state, *release, &mut out),
-                        Err(e) => {
-                            let offer_id = release.offer_id.clone();
-                            let reason = format!("Unauthenticated: {e}");
-                            out.dead_letter(topics::DECISIONS, &offer_id, (*release).into(), reason);
-                        }
+                    let input = (topics::DECISIONS, release.offer_id.as_str(), &signed);
+                    let event = || (*release).clone().into();
+                    if out.signed_by(&self.timekeeper, "the timekeeper", input, event) {
+                        release_credential(state, *release, &mut out);
                     }
                 }
                 Received::Outcome(outcome) => settle(state, outcome, &signed, &mut out),
@@ -218,9 +216,7 @@ impl Core for Rewards {
 }
 
 fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed) {
-    let genuine = VerifyingKey::from_bytes(&offer.signing_key)
-        .and_then(|key| key.verify_record(topics::OFFERS.name, signed, &offer.provider_id))
-        .is_ok();
+    let genuine = identity::offer_signed(&offer, signed).is_ok();
     // A second offer under the id is the timekeeper's DuplicateOffer; the first one stands.
     if genuine && OFFERS.get(state, &offer.offer_id).is_none() {
         let terms = Terms {

@@ -120,7 +120,7 @@ impl Matcher {
     ) -> Vec<Output> {
         // A forged offer marks nothing, so it cannot take an id before its provider publishes
         // (the timekeeper keeps nothing of it either).
-        if !provider_signed(&offer, signed) || SEEN.get(state, &offer.offer_id).is_some() {
+        if identity::offer_signed(&offer, signed).is_err() || SEEN.get(state, &offer.offer_id).is_some() {
             return Vec::new();
         }
         SEEN.put(state, &offer.offer_id, &());
@@ -170,13 +170,6 @@ impl Matcher {
         }
         outputs
     }
-}
-
-/// Whether the offer is signed with the provider key it carries.
-fn provider_signed(offer: &OfferPublished, signed: &Signed) -> bool {
-    VerifyingKey::from_bytes(&offer.signing_key)
-        .and_then(|key| key.verify_record(OFFERS.name, signed, &offer.provider_id))
-        .is_ok()
 }
 
 /// The event id of one invitation. Every task reads every offer, so an output's place among its

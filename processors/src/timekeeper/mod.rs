@@ -55,6 +55,7 @@
 mod secrets;
 
 use serde::{Deserialize, Serialize};
+use tessera_schemas::identity;
 use tessera_schemas::rules::{Timing, check_offer, format_stamp};
 use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
 use tessera_schemas::signing::{ParsedKeys, Signed, VerifyingKey};
@@ -242,13 +243,10 @@ impl Core for Timekeeper {
                     withdraw(state, secrets, withdrawal, &signed, &mut out)
                 }
                 Received::Invitation(invitation) => {
-                    match self.matcher.verify_record(topics::REQUESTS.name, &signed, "the matcher") {
-                        Ok(()) => invite(state, invitation, &mut out),
-                        Err(e) => {
-                            let offer_id = invitation.offer_id.clone();
-                            let reason = format!("Unauthenticated: {e}");
-                            out.dead_letter(topics::REQUESTS, &offer_id, invitation.into(), reason);
-                        }
+                    let input = (topics::REQUESTS, invitation.offer_id.as_str(), &signed);
+                    let event = || invitation.clone().into();
+                    if out.signed_by(&self.matcher, "the matcher", input, event) {
+                        invite(state, invitation, &mut out);
                     }
                 }
                 Received::Response(response) => {
@@ -310,9 +308,7 @@ fn publish(
     let position = out.position(topics::OFFERS);
     // Checked first, and nothing kept of an offer that fails it, so that a forger cannot take an
     // offer id before its provider publishes.
-    if let Err(e) = VerifyingKey::from_bytes(&offer.signing_key)
-        .and_then(|key| key.verify_record(topics::OFFERS.name, signed, &offer.provider_id))
-    {
+    if let Err(e) = identity::offer_signed(&offer, signed) {
         let detail = format!(
             "offer {} is not signed with the provider key it carries: {e}",
             offer.offer_id
