@@ -39,7 +39,7 @@ use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Pinning, TimekeeperKeyError};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
-use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
+use tessera_producers::subscriber::{self, Choice, Decision, Responder};
 use tessera_producers::when::Zone;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{PrivateKey, PublicKey};
@@ -76,22 +76,7 @@ impl World {
 
     /// Registers `id` with the key in key file `holder` (created if missing).
     async fn register(&self, id: &str, holder: &str) -> PrivateKey {
-        let key_file = self.key_file(holder);
-        subscriber::register(
-            &self.writer,
-            self.prefix(),
-            Registration {
-                subscriber_id: id.into(),
-                contact: format!("{holder}@example.org"),
-                interests: vec![tessera_producers::interest::parse("id=doc-X").unwrap()],
-                webhook: None,
-                key_file: key_file.clone(),
-                endorsement: None,
-            },
-        )
-        .await
-        .unwrap();
-        keys::load(&key_file).unwrap()
+        support::register(&self.writer, self.prefix(), id, &self.key_file(holder)).await
     }
 
     fn provider(&self) -> Halves {

@@ -19,7 +19,7 @@ use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
-use tessera_producers::subscriber::{self, Choice, Registration, Responder};
+use tessera_producers::subscriber::{self, Choice, Responder};
 use tessera_producers::when::Zone;
 use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
 use tessera_schemas::signing::SigningKey;
@@ -46,21 +46,7 @@ impl World {
 
     async fn register(&self, id: &str) -> PrivateKey {
         let key_file = self.dir.path().join(format!("{id}.key"));
-        subscriber::register(
-            &self.writer,
-            self.prefix(),
-            Registration {
-                subscriber_id: id.into(),
-                contact: format!("{id}@example.org"),
-                interests: vec![tessera_producers::interest::parse("id=doc-X").unwrap()],
-                webhook: None,
-                key_file: key_file.clone(),
-                endorsement: None,
-            },
-        )
-        .await
-        .unwrap();
-        keys::load(&key_file).unwrap()
+        support::register(&self.writer, self.prefix(), id, &key_file).await
     }
 
     async fn publish(&self, offer_id: &str, custody: Custody) {

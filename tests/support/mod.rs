@@ -5,8 +5,11 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use tessera_producers::client::read_partition_of;
+use tessera_producers::client::{Writer, read_partition_of};
+use tessera_producers::keys;
+use tessera_producers::subscriber::{self, Registration};
 use tessera_schemas::Event;
+use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::topics::Topic;
 
 /// The broker's address: `TESSERA_BROKERS`, else the local one.
@@ -52,4 +55,30 @@ pub async fn wait_for(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("fewer than {n} events keyed {key} on {name}");
+}
+
+/// Registers subscriber `id` with a need for document `doc-X`, signed with the key in `key_file`
+/// (created if missing, so a second id may name the same holder's file); returns that key.
+pub async fn register(
+    writer: &Writer,
+    prefix: &str,
+    id: &str,
+    key_file: &std::path::Path,
+) -> PrivateKey {
+    let holder = key_file.file_stem().unwrap_or_default().to_string_lossy();
+    subscriber::register(
+        writer,
+        prefix,
+        Registration {
+            subscriber_id: id.into(),
+            contact: format!("{holder}@example.org"),
+            interests: vec![tessera_producers::interest::parse("id=doc-X").unwrap()],
+            webhook: None,
+            key_file: key_file.to_path_buf(),
+            endorsement: None,
+        },
+    )
+    .await
+    .unwrap();
+    keys::load(key_file).unwrap()
 }
