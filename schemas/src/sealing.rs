@@ -129,6 +129,12 @@ pub enum SealError {
     /// The decrypted package inflates past the limit.
     #[error("the target data is larger than {max} bytes once decompressed")]
     Inflated { max: usize },
+    /// A box whose parts have the wrong lengths: no key opens it.
+    #[error(
+        "the {0} is not a sealed half: a {KEY_LEN}-byte encapsulated key and a \
+         {SEALED_HALF_LEN}-byte ciphertext are expected"
+    )]
+    Malformed(&'static str),
 }
 
 /// An X25519 public key: what boxes are sealed to. Its text form
@@ -492,6 +498,16 @@ pub fn seal_to_responder(
         &mut rng,
         which.name(),
     )
+}
+
+/// Whether `sealed` has the shape of a sealed half: what anyone can check of it without the
+/// recipient's key (an auditor without the timekeeper's, for one).
+pub fn check_sealed_half(sealed: &SealedBox, which: Half) -> Result<(), SealError> {
+    if sealed.enc.len() == KEY_LEN && sealed.ciphertext.len() == SEALED_HALF_LEN {
+        Ok(())
+    } else {
+        Err(SealError::Malformed(which.name()))
+    }
 }
 
 /// Opens a half sealed to the subscriber for `release`.

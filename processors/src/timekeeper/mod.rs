@@ -42,6 +42,10 @@
 //! writes the same bytes. The halves of open offers it keeps opened in memory ([`secrets`]), so a
 //! release costs one seal.
 //!
+//! An auditor replays the timekeeper without its key ([`Timekeeper::without_key`]): every verdict
+//! follows from signed public data, and only the sealed bytes of releases and BadCredential
+//! rejections are taken from the log, on the timekeeper's signature ([`logged`]).
+//!
 //! # Signatures
 //!
 //! Every input must prove who wrote it ([`tessera_schemas::signing`]); a field naming its author
@@ -52,7 +56,10 @@
 //! response must be signed with the subscriber's pinned signing key, which its invitation
 //! carries; one that is not is rejected as Forged, before any rule that could release it.
 
+mod logged;
 mod secrets;
+
+pub use self::logged::LoggedHalves;
 
 use serde::{Deserialize, Serialize};
 use tessera_schemas::identity;
@@ -169,11 +176,12 @@ impl Received {
     }
 }
 
-/// The timekeeper core. It holds its private key and what it derived with it ([`secrets`]);
-/// all it knows is in the task's state.
+/// The timekeeper core. It holds its private key and what it derived with it ([`secrets`]), or,
+/// replayed by an auditor without the key, what the log says the key did ([`logged`]); all it
+/// knows is in the task's state.
 #[derive(Debug)]
 pub struct Timekeeper {
-    secrets: Secrets,
+    sealer: Sealer,
     /// The matcher's verifying key: invitations must be signed with it.
     matcher: VerifyingKey,
     /// Subscribers' verifying keys, parsed once for all their responses.
@@ -185,9 +193,88 @@ impl Timekeeper {
     /// signed with `matcher`.
     pub fn new(key: PrivateKey, matcher: VerifyingKey) -> Self {
         Timekeeper {
-            secrets: Secrets::new(key),
+            sealer: Sealer::Key(Secrets::new(key)),
             matcher,
             subscribers: ParsedKeys::default(),
+        }
+    }
+
+    /// A timekeeper for an auditor without the key: it judges as the timekeeper does, and takes
+    /// what only the key decides from `logged` (see [`logged`]).
+    pub fn without_key(logged: LoggedHalves, matcher: VerifyingKey) -> Self {
+        Timekeeper {
+            sealer: Sealer::Logged(logged),
+            matcher,
+            subscribers: ParsedKeys::default(),
+        }
+    }
+}
+
+/// Where the halves a release carries come from.
+#[derive(Debug)]
+enum Sealer {
+    /// The timekeeper's key: it opens the provider's halves and seals them to the responder.
+    Key(Secrets),
+    /// The log, for an auditor without the key.
+    Logged(LoggedHalves),
+}
+
+impl Sealer {
+    /// Whether the halves offer sealed to the timekeeper open; the detail if not.
+    fn check(&mut self, offer: &OfferPublished) -> Result<(), String> {
+        let secrets = match self {
+            Sealer::Key(secrets) => secrets,
+            Sealer::Logged(logged) => {
+                return match logged.bad_credential(&offer.offer_id) {
+                    Some(detail) => Err(detail.to_string()),
+                    None => Ok(()),
+                };
+            }
+        };
+        let credential = &offer.credential;
+        secrets
+            .half(&offer.offer_id, Half::Platform, &credential.platform_half)
+            .map_err(|e| e.to_string())?;
+        if let Some(escrow) = &credential.escrow_half {
+            secrets
+                .half(&offer.offer_id, Half::Provider, escrow)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The halves `release` gives its responder: each half the timekeeper holds, opened and
+    /// re-sealed to the responder's pinned key.
+    fn halves(
+        &mut self,
+        offer: &StoredOffer,
+        release: &Release<'_>,
+        responder: &PublicKey,
+    ) -> Result<(SealedBox, Option<SealedBox>), String> {
+        let secrets = match self {
+            Sealer::Key(secrets) => secrets,
+            Sealer::Logged(logged) => {
+                return logged.released(release.credential_id, offer.escrow_half.is_some());
+            }
+        };
+        let mut reseal = |sealed: &SealedBox, half: Half| -> Result<SealedBox, SealError> {
+            let opened = secrets.half(release.offer_id, half, sealed)?;
+            sealing::seal_to_responder(opened, half, release, responder)
+        };
+        let platform = reseal(&offer.platform_half, Half::Platform).map_err(|e| e.to_string())?;
+        let provider = offer
+            .escrow_half
+            .as_ref()
+            .map(|sealed| reseal(sealed, Half::Provider))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok((platform, provider))
+    }
+
+    /// Drops what was kept for an offer that can release no more.
+    fn forget(&mut self, offer_id: &str) {
+        if let Sealer::Key(secrets) = self {
+            secrets.forget(offer_id);
         }
     }
 }
@@ -234,13 +321,13 @@ impl Core for Timekeeper {
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
-        let secrets = &mut self.secrets;
-        close_ended(state, secrets, &mut out);
+        let sealer = &mut self.sealer;
+        close_ended(state, sealer, &mut out);
         if let Input::Record { value, signed, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, secrets, *offer, &signed, &mut out),
+                Received::Offer(offer) => publish(state, sealer, *offer, &signed, &mut out),
                 Received::Withdrawal(withdrawal) => {
-                    withdraw(state, secrets, withdrawal, &signed, &mut out)
+                    withdraw(state, sealer, withdrawal, &signed, &mut out)
                 }
                 Received::Invitation(invitation) => {
                     let input = (topics::REQUESTS, invitation.offer_id.as_str(), &signed);
@@ -251,7 +338,7 @@ impl Core for Timekeeper {
                 }
                 Received::Response(response) => {
                     let signed = (&signed, &mut self.subscribers);
-                    respond(state, secrets, response, signed, &mut out)
+                    respond(state, sealer, response, signed, &mut out)
                 }
             }
         }
@@ -260,7 +347,7 @@ impl Core for Timekeeper {
 }
 
 /// Closes every valid offer whose rule ended before the input's stamp.
-fn close_ended(state: &mut dyn State, secrets: &mut Secrets, out: &mut Outputs) {
+fn close_ended(state: &mut dyn State, sealer: &mut Sealer, out: &mut Outputs) {
     let now = out.at().effective;
     while let Some((_, offer_id)) = CLOSES.pop_due(state, now) {
         let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
@@ -274,7 +361,7 @@ fn close_ended(state: &mut dyn State, secrets: &mut Secrets, out: &mut Outputs) 
         progress.closed_at = Some(now);
         PROGRESS.put(state, &offer_id, &progress);
         closed(out, &offer_id, &offer, &progress);
-        secrets.forget(&offer_id);
+        sealer.forget(&offer_id);
     }
 }
 
@@ -300,7 +387,7 @@ fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Pro
 
 fn publish(
     state: &mut dyn State,
-    secrets: &mut Secrets,
+    sealer: &mut Sealer,
     offer: OfferPublished,
     signed: &Signed,
     out: &mut Outputs,
@@ -325,8 +412,13 @@ fn publish(
         );
         return reject_offer(out, &offer, position, OfferProblem::DuplicateOffer, detail);
     }
+    // Checked last: only the timekeeper's key decides it.
     let problem = check_offer(&offer, out.at().effective)
-        .and_then(|()| halves_open(secrets, &offer))
+        .and_then(|()| {
+            sealer
+                .check(&offer)
+                .map_err(|detail| (OfferProblem::BadCredential, detail))
+        })
         .err();
     let ends_at = offer.time_rule.ends_at(out.at().effective);
     let stored = StoredOffer {
@@ -344,22 +436,6 @@ fn publish(
         Some((problem, detail)) => reject_offer(out, &offer, position, problem, detail),
         None => CLOSES.schedule(state, ends_at, &offer.offer_id),
     }
-}
-
-/// Whether the halves the offer seals to the timekeeper open with its key. The opened halves stay
-/// in memory only ([`secrets`]), for the releases to come.
-fn halves_open(secrets: &mut Secrets, offer: &OfferPublished) -> Result<(), (OfferProblem, String)> {
-    let credential = &offer.credential;
-    let bad = |e: SealError| (OfferProblem::BadCredential, e.to_string());
-    secrets
-        .half(&offer.offer_id, Half::Platform, &credential.platform_half)
-        .map_err(bad)?;
-    if let Some(escrow) = &credential.escrow_half {
-        secrets
-            .half(&offer.offer_id, Half::Provider, escrow)
-            .map_err(bad)?;
-    }
-    Ok(())
 }
 
 fn reject_offer(
@@ -386,7 +462,7 @@ fn reject_offer(
 
 fn withdraw(
     state: &mut dyn State,
-    secrets: &mut Secrets,
+    sealer: &mut Sealer,
     withdrawal: OfferWithdrawn,
     signed: &Signed,
     out: &mut Outputs,
@@ -399,7 +475,7 @@ fn withdraw(
             progress.withdrawn = true;
             PROGRESS.put(state, &offer_id, &progress);
             closed(out, &offer_id, &offer, &progress);
-            secrets.forget(&offer_id);
+            sealer.forget(&offer_id);
         }
         Err(reason) => out.dead_letter(topics::OFFERS, &offer_id, withdrawal.into(), reason),
     }
@@ -482,7 +558,7 @@ fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Out
 
 fn respond(
     state: &mut dyn State,
-    secrets: &mut Secrets,
+    sealer: &mut Sealer,
     response: ResponseSubmitted,
     signed: (&Signed, &mut ParsedKeys),
     out: &mut Outputs,
@@ -514,7 +590,7 @@ fn respond(
         credential_id: &credential_id,
     };
     let verdict = verdict.and_then(|(offer, invitation)| {
-        let halves = halves_for_responder(secrets, offer, &release, &invitation)?;
+        let halves = halves_for_responder(sealer, offer, &release, &invitation)?;
         Ok((offer, invitation, halves))
     });
     progress.responded = progress.responded.saturating_add(1);
@@ -693,34 +769,24 @@ fn rule_in_words(offer: &StoredOffer) -> String {
     }
 }
 
-/// The halves a released responder gets: each half the timekeeper holds, opened and re-sealed to
-/// the responder's registered key for this release. Only a timekeeper whose key changed since the
-/// offer was checked fails here; the offer is then unusable, and the response is refused as such.
+/// The halves a released responder gets, sealed to the responder's pinned key for this release.
+/// Only a timekeeper whose key changed since the offer was checked fails here; the offer is then
+/// unusable, and the response is refused as such.
 fn halves_for_responder(
-    secrets: &mut Secrets,
+    sealer: &mut Sealer,
     offer: &StoredOffer,
     release: &Release<'_>,
     invitation: &Invitation,
 ) -> Result<(SealedBox, Option<SealedBox>), (RejectReason, String)> {
-    let mut reseal = |sealed: &SealedBox, half: Half| -> Result<SealedBox, SealError> {
-        let responder = PublicKey::from_bytes(&invitation.subscriber_key)?;
-        let opened = secrets.half(release.offer_id, half, sealed)?;
-        sealing::seal_to_responder(opened, half, release, &responder)
-    };
-    let unusable = |e: SealError| {
+    let unusable = |e: String| {
         (
             RejectReason::InvalidOffer,
             format!("the credential cannot be released: {e}"),
         )
     };
-    let platform = reseal(&offer.platform_half, Half::Platform).map_err(unusable)?;
-    let provider = offer
-        .escrow_half
-        .as_ref()
-        .map(|sealed| reseal(sealed, Half::Provider))
-        .transpose()
-        .map_err(unusable)?;
-    Ok((platform, provider))
+    let responder =
+        PublicKey::from_bytes(&invitation.subscriber_key).map_err(|e| unusable(e.to_string()))?;
+    sealer.halves(offer, release, &responder).map_err(unusable)
 }
 
 /// The id of the credential released to `subscriber_id` for `offer_id`: derived, so a replay

@@ -1033,3 +1033,103 @@ fn a_cosigned_release_carries_the_platform_half_only() {
     assert_eq!(released.provider_half, None);
     assert_eq!(released.platform_half.ciphertext.len(), 48);
 }
+
+/// The inputs of a small day: an offer whose halves do not open, and a deadline offer with two
+/// responders in time, one late and one stranger.
+fn a_day(tk: &mut Fixture) -> Vec<Output> {
+    let mut sealed_elsewhere = offer("bad", deadline(T));
+    sealed_elsewhere.credential = offer("elsewhere", deadline(T)).credential;
+    let mut outputs = tk.feed(T - 2_000, Received::Offer(Box::new(sealed_elsewhere)));
+    outputs.extend(tk.feed(T - 1_000, Received::Offer(Box::new(offer("o", deadline(T))))));
+    for subscriber in ["s1", "s2", "s3"] {
+        outputs.extend(tk.feed(T - 1_000, Received::Invitation(invitation("o", subscriber))));
+    }
+    outputs.extend(tk.feed(T - 500, Received::Response(response("o", "s1", 1))));
+    outputs.extend(tk.feed(T - 400, Received::Response(response("o", "s2", 2))));
+    outputs.extend(tk.feed(T - 300, Received::Response(response("o", "stranger", 3))));
+    outputs.extend(tk.feed(T + 1, Received::Response(response("o", "s3", 4))));
+    outputs
+}
+
+/// What an auditor without the key learns from `outputs`, each signed by `signer`.
+fn logged(outputs: &[Output], signer: &SigningKey) -> LoggedHalves {
+    let mut logged = LoggedHalves::new(SigningKey::derive(&timekeeper_key()).verifying_key());
+    for output in outputs {
+        let signature = signer.sign_record(
+            topics::DECISIONS.name,
+            Some(output.key.as_bytes()),
+            Some(&output.value),
+        );
+        logged.learn(Some(output.key.as_bytes()), Some(&output.value), Some(&signature));
+    }
+    logged
+}
+
+fn without_key(logged: LoggedHalves) -> Fixture {
+    Fixture {
+        core: Timekeeper::without_key(logged, signer_of("matcher").verifying_key()),
+        ..Fixture::default()
+    }
+}
+
+#[test]
+fn without_the_key_a_replay_derives_every_verdict_byte_for_byte() {
+    let written = a_day(&mut Fixture::default());
+    assert_eq!(
+        summaries(&events(&written)),
+        [
+            "offer rejected BadCredential",
+            "released s1",
+            "released s2",
+            "rejected stranger NotInvited",
+            "closed o",
+            "rejected s3 TooLate"
+        ]
+    );
+    let timekeeper = SigningKey::derive(&timekeeper_key());
+    let logged = logged(&written, &timekeeper);
+    assert_eq!(logged.bad_credentials(), 1);
+    assert_eq!(a_day(&mut without_key(logged)), written);
+}
+
+#[test]
+fn without_the_key_only_what_the_timekeeper_signed_is_taken() {
+    let written = a_day(&mut Fixture::default());
+    let logged = logged(&written, &signer_of("forger"));
+    assert_eq!(logged.unsigned(), 3, "two releases and the BadCredential rejection");
+    let replayed = events(&a_day(&mut without_key(logged)));
+    assert_eq!(
+        summaries(&replayed),
+        [
+            "rejected s1 InvalidOffer",
+            "rejected s2 InvalidOffer",
+            "rejected stranger NotInvited",
+            "closed bad",
+            "closed o",
+            "rejected s3 TooLate"
+        ],
+        "the offer the forger called bad is judged on its own, and no release can be derived \
+         from unsigned halves"
+    );
+    let (_, detail) = why(&replayed[..1]);
+    assert!(
+        detail.ends_with("signed by the timekeeper is on the log"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn without_the_key_a_release_of_the_wrong_shape_is_not_taken() {
+    let mut written = a_day(&mut Fixture::default());
+    for output in &mut written {
+        if let Ok(Event::CredentialReleased(mut release)) = decode(&output.value) {
+            release.platform_half.ciphertext.pop();
+            output.value = encode(&release.into()).unwrap();
+        }
+    }
+    let timekeeper = SigningKey::derive(&timekeeper_key());
+    let replayed = events(&a_day(&mut without_key(logged(&written, &timekeeper))));
+    let (reason, detail) = why(&replayed[1..2]);
+    assert_eq!(reason, RejectReason::InvalidOffer);
+    assert!(detail.contains("the platform half is not a sealed half"), "{detail}");
+}
