@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::Message;
 use serde::Serialize;
 use tessera_processors::Core;
 use tessera_processors::counter::Counter;
@@ -14,8 +15,10 @@ use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_processors::timekeeper::Timekeeper;
-use tessera_producers::audit::{Audit, Report};
+use tessera_processors::timekeeper::{LoggedHalves, Timekeeper};
+use tessera_producers::audit::{Audit, AuditError, Outputs, Report};
+use tessera_producers::client::signature_of;
+use tessera_schemas::topics;
 
 use crate::kafka::KafkaArgs;
 
@@ -57,9 +60,11 @@ pub struct AuditArgs {
     /// `tessera.decisions`), TOPIC in full: to audit a copy of a topic. Repeatable.
     #[arg(long = "output-topic", value_name = "NAME=TOPIC", value_parser = parse_override)]
     pub output_topics: Vec<(String, String)>,
-    /// The timekeeper's private key file (as given to `tessera run timekeeper --key-file`). The
-    /// timekeeper's verdicts depend on opening the halves offers seal to it, so only a holder of
-    /// the key can replay them; the other processors need no secret.
+    /// The timekeeper's private key file (as given to `tessera run timekeeper --key-file`), for
+    /// the full check of its releases. Without it the timekeeper is audited from public data:
+    /// every verdict is re-derived, and the sealed halves of releases and BadCredential
+    /// rejections, which only the key decides, are taken from the log if the timekeeper signed
+    /// them and checked for shape (give --timekeeper-verifying-key).
     #[arg(long, value_name = "FILE")]
     pub timekeeper_key: Option<PathBuf>,
     /// The matcher's verifying key (as given to `tessera run timekeeper --matcher-key`): the
@@ -172,20 +177,24 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                 reports.push(auditor.audit(Matcher::new(args.trust_anchor), &mut used)?)
             }
             Audited::Timekeeper => {
-                let Some(path) = &args.timekeeper_key else {
-                    bail!(
-                        "auditing the timekeeper needs its private key: give --timekeeper-key \
-                         FILE, or name the processors to audit without it"
-                    );
-                };
                 let Some(matcher) = args.matcher_key else {
                     bail!(
                         "auditing the timekeeper needs the matcher's verifying key: give \
                          --matcher-key HEX, as the timekeeper was given it"
                     );
                 };
-                let key = tessera_producers::keys::load(path)?;
-                reports.push(auditor.audit(Timekeeper::new(key, matcher), &mut used)?);
+                let report = match &args.timekeeper_key {
+                    Some(path) => {
+                        let key = tessera_producers::keys::load(path)?;
+                        auditor.audit(Timekeeper::new(key, matcher), &mut used)?
+                    }
+                    None => {
+                        let timekeeper = timekeeper_verifying_key(args, "timekeeper")?;
+                        let core = Timekeeper::without_key(LoggedHalves::new(timekeeper), matcher);
+                        auditor.audit_prepared(core, &mut used, without_key)?
+                    }
+                };
+                reports.push(report);
             }
             Audited::Delivery => {
                 let timekeeper = timekeeper_verifying_key(args, "delivery")?;
@@ -227,6 +236,38 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
     Ok(reports)
 }
 
+/// Gathers what the timekeeper's audit without its key takes from the decisions; notes for the
+/// report say what was taken.
+fn without_key(core: &mut Timekeeper, outputs: &Outputs<'_>) -> Result<Vec<String>, AuditError> {
+    let Some(logged) = core.logged_mut() else {
+        return Ok(Vec::new());
+    };
+    outputs.read(topics::DECISIONS.name, &mut |message| {
+        logged.learn(message.key(), message.payload(), signature_of(message));
+    })?;
+    let mut notes = vec![
+        "audited without the timekeeper's key: every verdict re-derived; the sealed halves of \
+         releases taken from the log where the timekeeper signed them, checked for shape, not \
+         opened (--timekeeper-key adds that check)"
+            .to_string(),
+    ];
+    if logged.bad_credentials() > 0 {
+        notes.push(format!(
+            "{} BadCredential rejection(s) taken on the timekeeper's signature: only its key \
+             shows the halves did not open (--timekeeper-key)",
+            logged.bad_credentials()
+        ));
+    }
+    if logged.unsigned() > 0 {
+        notes.push(format!(
+            "{} release(s) or offer rejection(s) on the decisions not signed by the timekeeper's \
+             key: not taken",
+            logged.unsigned()
+        ));
+    }
+    Ok(notes)
+}
+
 /// What every core's audit shares.
 struct Auditor<'a> {
     kafka: &'a KafkaArgs,
@@ -238,13 +279,24 @@ struct Auditor<'a> {
 impl Auditor<'_> {
     /// Audits `core`, marking in `used` the output overrides it took.
     fn audit<C: Core + Send>(&self, core: C, used: &mut [bool]) -> anyhow::Result<Report> {
+        self.audit_prepared(core, used, |_, _| Ok(Vec::new()))
+    }
+
+    /// Audits `core` as [`Auditor::audit`] does, after `prepare` read what it needs from the
+    /// outputs ([`Audit::run_prepared`]).
+    fn audit_prepared<C: Core + Send>(
+        &self,
+        core: C,
+        used: &mut [bool],
+        prepare: impl FnOnce(&mut C, &Outputs<'_>) -> Result<Vec<String>, AuditError>,
+    ) -> anyhow::Result<Report> {
         let mut audit = Audit::new(core, &self.kafka.topic_prefix);
         for ((name, topic), used) in self.overrides.iter().zip(used.iter_mut()) {
             *used |= audit.read_output_from(name, topic);
         }
         let processor = audit.processor().to_string();
         audit
-            .run(self.client, self.progress)
+            .run_prepared(self.client, self.progress, prepare)
             .with_context(|| format!("cannot audit the {processor}"))
     }
 }

@@ -8,6 +8,7 @@ use tessera_schemas::rules::format_stamp;
 use tessera_schemas::{Event, LogPosition, OfferTerms, links};
 
 use crate::kafka::KafkaArgs;
+use crate::keys::{TimekeeperPin, timekeeper};
 
 /// Options of `tessera receipt`.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,12 +20,23 @@ pub struct ReceiptArgs {
     /// Print JSON (`{"offer_id", "subscriber_id", "receipts": [...]}`) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Whose signature a verdict must carry.
+    #[command(flatten)]
+    pub pin: TimekeeperPin,
 }
 
 /// Prints the receipts; returns whether there is a verdict and every check of it holds.
 pub async fn run(kafka: &KafkaArgs, args: ReceiptArgs) -> anyhow::Result<bool> {
     let config = kafka.client_config()?;
-    let found = receipts(&config, &kafka.topic_prefix, &args.offer, &args.subscriber).await?;
+    let timekeeper = timekeeper(&config, &kafka.topic_prefix, &args.pin).await?.signing;
+    let found = receipts(
+        &config,
+        &kafka.topic_prefix,
+        &timekeeper,
+        &args.offer,
+        &args.subscriber,
+    )
+    .await?;
     if args.json {
         let receipts: Vec<Value> = found.iter().map(to_json).collect();
         let report = json!({

@@ -3,7 +3,8 @@
 //! Then the log is tampered with, each time on a copy of the decisions or on the decisions
 //! themselves, and `tessera audit` must exit non-zero and name the record: a verdict left out, a
 //! verdict altered, and a CredentialReleased forged by another producer. `tessera receipt` must
-//! show a verdict with its checks holding.
+//! show a verdict with its checks holding, and fail a forged one on the timekeeper's signature.
+//! Each audit of the timekeeper runs with its key and, as any party can, without it.
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
@@ -321,6 +322,43 @@ fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool
     )
 }
 
+/// Runs `tessera audit timekeeper` without the timekeeper's private key, given only its
+/// verifying key; its exit success and stdout.
+fn audit_timekeeper_without_key(kafka: &KafkaArgs, key_file: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args(["audit", "timekeeper"])
+        .env("TESSERA_MATCHER_KEY", matcher_key().to_string())
+        .env("TESSERA_TIMEKEEPER_VERIFYING_KEY", timekeeper_signer(key_file).verifying_key().to_string())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn timekeeper_signer(key_file: &Path) -> SigningKey {
+    SigningKey::derive(&keys::load(key_file).unwrap())
+}
+
+/// Runs `tessera receipt OFFER SUBSCRIBER` with the timekeeper pinned; its exit success and
+/// stdout.
+fn receipt(kafka: &KafkaArgs, key_file: &Path, offer_id: &str, subscriber_id: &str) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args(["receipt", offer_id, subscriber_id])
+        .env("TESSERA_TIMEKEEPER_FINGERPRINT", timekeeper_signer(key_file).verifying_key().fingerprint())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
 fn all_processors(key_file: &Path) -> AuditArgs {
     AuditArgs {
         timekeeper_key: Some(key_file.to_path_buf()),
@@ -377,6 +415,10 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
         timekeeper,
         responders: HashMap::new(),
     };
+    // As `tessera run timekeeper` does: receipts check verdicts against it.
+    keys::publish_timekeeper(&installation.writer, &kafka.topic_prefix, &keys::load(&key_file).unwrap())
+        .await
+        .unwrap();
     let mut rng = Lcg(0xa0d17);
     installation.register(&mut rng).await;
     // Let the matcher take the registrations in before the offers come.
@@ -411,6 +453,14 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     assert!(ledger.matched > 0, "some reward was credited: {ledger:#?}");
     let (clean, stdout) = audit_timekeeper(&kafka, &key_file, &[]);
     assert!(clean, "tessera audit on the untouched log: {stdout}");
+    // Anyone re-derives every verdict without the timekeeper's key.
+    let (clean, stdout) = audit_timekeeper_without_key(&kafka, &key_file);
+    assert!(clean, "tessera audit without the key on the untouched log: {stdout}");
+    assert!(stdout.contains("audited without the timekeeper's key"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("timekeeper:") && !l.contains(" 0 matched")),
+        "{stdout}"
+    );
 
     // A receipt for a refused responder holds up.
     let rejection = read_all(&kafka, "tessera.decisions")
@@ -420,14 +470,10 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
             _ => None,
         })
         .unwrap();
-    let receipt = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
-        .args(["receipt", &rejection.offer_id, &rejection.subscriber_id])
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&receipt.stdout);
-    assert!(receipt.status.success(), "{shown}");
+    let (held, shown) = receipt(&kafka, &key_file, &rejection.offer_id, &rejection.subscriber_id);
+    assert!(held, "{shown}");
     assert!(shown.contains(&format!("{:?}", rejection.reason)), "{shown}");
+    assert!(shown.contains("holds: it is signed by the timekeeper"), "{shown}");
     assert!(!shown.contains("FAILS"), "{shown}");
 
     // A copy of the decisions with one verdict left out: missing, and the chain breaks after it.
@@ -493,16 +539,20 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
             _ => None,
         })
         .unwrap();
+    // Self-consistent: its link's digest is recomputed over its content, as anyone can.
+    let link = genuine.link.clone();
     let forged = CredentialReleased {
         event_id: uuid::Uuid::new_v4().to_string(),
         subscriber_id: "a stranger".into(),
         subscriber_signing_key: Vec::new(),
         ..genuine
     };
+    let mut event: Event = forged.clone().into();
+    links::chain(&mut event, &link.previous, link.source, link.input.try_into().unwrap()).unwrap();
     let decisions = catalogue::DECISIONS.full_name(&kafka.topic_prefix);
     let written = installation
         .writer
-        .write(&decisions, &forged.offer_id, &forged.clone().into())
+        .write(&decisions, &forged.offer_id, &event)
         .await
         .unwrap();
     assert_eq!(written.partition, partition_for(&forged.offer_id, PARTITIONS));
@@ -512,5 +562,19 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     assert!(
         stdout.lines().any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
         "the forged release at {place} is named: {stdout}"
+    );
+    let (clean, stdout) = audit_timekeeper_without_key(&kafka, &key_file);
+    assert!(!clean, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
+        "without the key too, the forged release at {place} is named: {stdout}"
+    );
+    // Its receipt: the link is consistent, the signature is what gives it away.
+    let (held, shown) = receipt(&kafka, &key_file, &forged.offer_id, "a stranger");
+    assert!(!held, "{shown}");
+    assert!(shown.contains("holds: its digest matches its content"), "{shown}");
+    assert!(
+        shown.contains("FAILS: it is signed by the timekeeper: the record is not signed"),
+        "{shown}"
     );
 }

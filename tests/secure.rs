@@ -488,16 +488,16 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     processors.check();
     processors.stop();
 
-    // The auditor, which writes nothing, reads enough to audit every processor, show the
-    // offer's history and check the subscriber's receipt.
+    // The auditor, which writes nothing and holds no platform key, reads enough to audit every
+    // processor, show the offer's history and check the subscriber's receipt.
     let audit = ok(
         &broker,
         dir,
         "auditor",
         &[
             "audit",
-            "--timekeeper-key",
-            "timekeeper.key",
+            "--timekeeper-verifying-key",
+            &timekeeper_key,
             "--matcher-key",
             &matcher_key,
             "--ledger-key",

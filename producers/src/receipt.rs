@@ -2,10 +2,13 @@
 //! without trusting the platform's word. A refused responder can show when it was refused and why.
 //!
 //! The verdict itself cites the response (partition, offset, receipt stamp), the offer (its place
-//! and stamp) and the rule applied. Its link ([`tessera_schemas::links`]) ties it to the record
-//! it judged and to the verdict before it, and the receipt checks both from the log: that the
-//! verdict's digest matches its content, that the record at its source is the one whose digest the
-//! link carries, and that it follows the verdict written before it on the same partition.
+//! and stamp) and the rule applied. The receipt first checks that the timekeeper signed it: a link
+//! is an unkeyed digest, so anyone can write a verdict whose link is consistent, and only the
+//! signature tells the timekeeper's verdict from such a forgery. Its link
+//! ([`tessera_schemas::links`]) then ties it to the record it judged and to the verdict before it,
+//! and the receipt checks both from the log: that the verdict's digest matches its content, that
+//! the record at its source is the one whose digest the link carries, and that it follows the
+//! timekeeper's verdict written before it on the same partition.
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_schemas::topics::DECISIONS;
+use tessera_schemas::signing::VerifyingKey;
 use tessera_schemas::{Event, links};
 
 use crate::client::{ClientError, Record, kafka, partition_count, partition_for, read_to_end, reader};
@@ -44,10 +48,12 @@ pub struct Receipt {
     pub checks: Vec<Check>,
 }
 
-/// The verdicts on `subscriber_id`'s responses to `offer_id`, in log order, each checked.
+/// The verdicts on `subscriber_id`'s responses to `offer_id`, in log order, each checked against
+/// `timekeeper`, the timekeeper's verifying key as the party pinned it.
 pub async fn receipts(
     config: &ClientConfig,
     prefix: &str,
+    timekeeper: &VerifyingKey,
     offer_id: &str,
     subscriber_id: &str,
 ) -> Result<Vec<Receipt>, ClientError> {
@@ -67,7 +73,8 @@ pub async fn receipts(
         if offer != offer_id || subscriber != subscriber_id {
             continue;
         }
-        let checks = check(config, prefix, event, &records[..i]).await;
+        let mut checks = vec![signed_by(timekeeper, record)];
+        checks.extend(check(config, prefix, timekeeper, event, &records[..i]).await);
         receipts.push(Receipt {
             topic: record.topic.clone(),
             partition: record.partition,
@@ -79,8 +86,29 @@ pub async fn receipts(
     Ok(receipts)
 }
 
+/// Whether the timekeeper signed `record`.
+fn signed_by(timekeeper: &VerifyingKey, record: &Record) -> Check {
+    let verified = timekeeper.verify_record(DECISIONS.name, &record.signed, "the timekeeper");
+    Check {
+        what: match &verified {
+            Ok(()) => format!(
+                "it is signed by the timekeeper (key fingerprint {})",
+                timekeeper.fingerprint()
+            ),
+            Err(e) => format!("it is signed by the timekeeper: {e}"),
+        },
+        holds: verified.is_ok(),
+    }
+}
+
 /// The checks of `verdict`'s link, given the records before it on its partition.
-async fn check(config: &ClientConfig, prefix: &str, verdict: &Event, before: &[Record]) -> Vec<Check> {
+async fn check(
+    config: &ClientConfig,
+    prefix: &str,
+    timekeeper: &VerifyingKey,
+    verdict: &Event,
+    before: &[Record],
+) -> Vec<Check> {
     let Some(link) = links::link_of(verdict) else {
         return Vec::new();
     };
@@ -105,8 +133,12 @@ async fn check(config: &ClientConfig, prefix: &str, verdict: &Event, before: &[R
         },
     };
     checks.push(input);
+    // Only the timekeeper's own verdicts make its chain; a record someone else wrote in
+    // between is no link of it.
     let previous = before.iter().rev().find_map(|record| match &record.event {
-        Some(Ok(event)) => links::link_of(event).map(|l| (record, l.digest.clone())),
+        Some(Ok(event)) if signed_by(timekeeper, record).holds => {
+            links::link_of(event).map(|l| (record, l.digest.clone()))
+        }
         _ => None,
     });
     checks.push(match previous {

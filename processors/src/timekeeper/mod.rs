@@ -208,6 +208,15 @@ impl Timekeeper {
             subscribers: ParsedKeys::default(),
         }
     }
+
+    /// What a timekeeper without its key takes from the log, to add to before its replay starts;
+    /// `None` for one with its key.
+    pub fn logged_mut(&mut self) -> Option<&mut LoggedHalves> {
+        match &mut self.sealer {
+            Sealer::Key(_) => None,
+            Sealer::Logged(logged) => Some(logged),
+        }
+    }
 }
 
 /// Where the halves a release carries come from.

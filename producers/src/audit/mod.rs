@@ -33,7 +33,7 @@ use std::sync::mpsc;
 
 use indicatif::ProgressBar;
 use rdkafka::ClientConfig;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use tessera_processors::merge::MergeError;
 use tessera_processors::Core;
 use tessera_processors::replay::RawRecord;
@@ -131,8 +131,25 @@ impl<C: Core> Audit<C> {
     where
         C: Send,
     {
+        self.run_prepared(client, progress, |_, _| Ok(Vec::new()))
+    }
+
+    /// Reads the log and compares, as [`Audit::run`] does, after `prepare` has read what the core
+    /// needs from the outputs: for a core that takes from the log what it cannot derive (the
+    /// timekeeper replayed without its key). `prepare` runs once the ends of the outputs the
+    /// comparison reads are fixed, so it sees every output record the comparison will; what it
+    /// returns are notes for the report.
+    pub fn run_prepared(
+        self,
+        client: &ClientConfig,
+        progress: &ProgressBar,
+        prepare: impl FnOnce(&mut C, &Outputs<'_>) -> Result<Vec<String>, AuditError>,
+    ) -> Result<Report, AuditError>
+    where
+        C: Send,
+    {
         let Audit {
-            core,
+            mut core,
             topics,
             group,
         } = self;
@@ -182,6 +199,15 @@ impl<C: Core> Audit<C> {
         // read came from inputs the reading of the inputs sees.
         let outputs_reading = log::Reading::start(client, &output_partitions, log::Until::Start)?;
         let inputs_reading = log::Reading::start(client, &input_partitions, log::Until::End)?;
+        let names = core.outputs();
+        let prepared = Outputs {
+            client,
+            progress,
+            names: &names,
+            topics: &outputs,
+            partitions: &output_partitions,
+        };
+        notes.extend(prepare(&mut core, &prepared)?);
         progress.set_length(outputs_reading.total() + inputs_reading.total());
         progress.set_position(0);
         progress.set_message(format!("auditing the {name}"));
@@ -248,6 +274,43 @@ impl<C: Core> Audit<C> {
         report.undecided = replayed.undecided;
         report.notes = notes;
         Ok(report)
+    }
+}
+
+/// A core's output topics, for [`Audit::run_prepared`] to read.
+pub struct Outputs<'a> {
+    client: &'a ClientConfig,
+    progress: &'a ProgressBar,
+    /// The outputs as the core calls them.
+    names: &'a [String],
+    /// Their topics on the installation, in the same order.
+    topics: &'a [String],
+    partitions: &'a [(String, i32)],
+}
+
+impl Outputs<'_> {
+    /// Hands every record of the output the core calls `name` to `take`, in offset order per
+    /// partition, up to each partition's end as it is when reached; returns how many were read.
+    pub fn read(
+        &self,
+        name: &str,
+        take: &mut dyn FnMut(&BorrowedMessage<'_>),
+    ) -> Result<u64, AuditError> {
+        let Some(topic) = self.names.iter().position(|n| n == name).map(|i| &self.topics[i]) else {
+            return Ok(0);
+        };
+        let partitions: Vec<(String, i32)> = self
+            .partitions
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .cloned()
+            .collect();
+        self.progress.set_message(format!("reading {topic}"));
+        let read = log::read(self.client, &partitions, self.progress, &mut |_, message| {
+            take(message);
+            Ok(())
+        })?;
+        Ok(read.records)
     }
 }
 
