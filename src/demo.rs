@@ -31,7 +31,7 @@ use tessera_producers::agent::{Acted, Agent};
 use tessera_producers::client::{
     Record, Writer, partition_count, partition_for, read_partition_of, reader,
 };
-use tessera_producers::keys::{Halves, TimekeeperKeys, new_private_key};
+use tessera_producers::keys::{Halves, PlatformKeys, Role, new_private_key};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::status;
 use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
@@ -66,6 +66,9 @@ pub struct Processors {
     /// The ledger's verifying key, which its balances core believes rewards signed with (an
     /// audit of the ledger needs it).
     pub ledger: VerifyingKey,
+    /// The delivery worker's verifying key, which subscribers open deliveries signed with; it is
+    /// published on `tessera.keys` as `tessera run delivery` publishes it.
+    pub delivery: VerifyingKey,
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -91,6 +94,7 @@ impl Processors {
         let matcher_key = new_private_key();
         let matcher = SigningKey::derive(&matcher_key).verifying_key();
         let (delivery_key, ledger_key) = (new_private_key(), new_private_key());
+        let delivery = SigningKey::derive(&delivery_key).verifying_key();
         let signed = |name: &str, key: &PrivateKey| -> anyhow::Result<Config> {
             Ok(Config {
                 signer: signer(key),
@@ -111,11 +115,19 @@ impl Processors {
                 signed("timekeeper", &timekeeper_key)?,
                 stop.clone(),
             )),
-            tokio::spawn(runtime::run(
-                Delivery::new(SigningKey::derive(&timekeeper_key).verifying_key()),
-                signed("delivery", &delivery_key)?,
-                stop.clone(),
-            )),
+            tokio::spawn({
+                let delivery = runtime::run(
+                    Delivery::new(SigningKey::derive(&timekeeper_key).verifying_key()),
+                    signed("delivery", &delivery_key)?,
+                    stop.clone(),
+                );
+                let (writer, prefix) = (Writer::new(&kafka.client_config()?)?, kafka.topic_prefix.clone());
+                async move {
+                    tessera_producers::keys::publish(&writer, &prefix, Role::Delivery, &delivery_key)
+                        .await?;
+                    delivery.await
+                }
+            }),
             tokio::spawn(runtime::run(
                 Rewards::new(SigningKey::derive(&timekeeper_key).verifying_key()),
                 signed("ledger-rewards", &ledger_key)?,
@@ -130,6 +142,7 @@ impl Processors {
         Ok(Processors {
             matcher,
             ledger: SigningKey::derive(&ledger_key).verifying_key(),
+            delivery,
             stop,
             handles,
         })
@@ -215,14 +228,14 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     let timekeeper_key = tessera_producers::keys::new_private_key();
     let timekeeper = timekeeper_key.public_key();
     let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
-    tessera_producers::keys::publish_timekeeper(&Writer::new(&config)?, &prefix, &timekeeper_key)
+    tessera_producers::keys::publish(&Writer::new(&config)?, &prefix, Role::Timekeeper, &timekeeper_key)
         .await?;
     let processors = Processors::start(&kafka, state.path(), timekeeper_key)?;
-    let timekeeper = TimekeeperKeys {
+    let timekeeper = PlatformKeys {
         sealing: timekeeper,
         signing: timekeeper_signing,
     };
-    let outcome = scenario(&kafka, &config, &args, state.path(), &timekeeper).await;
+    let outcome = scenario(&kafka, &config, &args, state.path(), &timekeeper, &processors.delivery).await;
     let stopped = processors.stop().await;
     let offer_id = outcome?;
     stopped?;
@@ -240,7 +253,8 @@ async fn scenario(
     config: &ClientConfig,
     args: &DemoArgs,
     keys: &Path,
-    timekeeper: &TimekeeperKeys,
+    timekeeper: &PlatformKeys,
+    delivery: &VerifyingKey,
 ) -> anyhow::Result<String> {
     let prefix = &kafka.topic_prefix;
     let writer = Writer::new(config)?;
@@ -384,7 +398,7 @@ async fn scenario(
     if !wrong.is_empty() {
         bail!("verdicts differ from the worked example: {}", wrong.join("; "));
     }
-    settle(config, prefix, keys, &offer_id, timekeeper).await?;
+    settle(config, prefix, keys, &offer_id, timekeeper, delivery).await?;
     Ok(offer_id)
 }
 
@@ -395,7 +409,8 @@ async fn settle(
     prefix: &str,
     keys: &Path,
     offer_id: &str,
-    timekeeper: &TimekeeperKeys,
+    timekeeper: &PlatformKeys,
+    delivery: &VerifyingKey,
 ) -> anyhow::Result<()> {
     let halves = Halves::new(keys.join("A"));
     let agent = Agent {
@@ -418,7 +433,7 @@ async fn settle(
     let choice = Choice::Offer(offer_id.to_string());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (record, delivered) = loop {
-        match subscriber::delivered(config, prefix, "B1", &choice).await {
+        match subscriber::delivered(config, prefix, delivery, "B1", &choice).await {
             Ok(found) => break found,
             Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -442,7 +457,7 @@ async fn settle(
         subscriber::decide(&Writer::new(config)?, prefix, &delivered, Decision::Accept, &b1_signer)
             .await?;
     println!("B1 accepts document X at {accepted}");
-    match subscriber::delivered(config, prefix, "B2", &choice).await {
+    match subscriber::delivered(config, prefix, delivery, "B2", &choice).await {
         Err(_) => println!("B2 has nothing to open"),
         Ok(_) => bail!("B2 was delivered a credential, though it answered late"),
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
-use tessera_producers::keys::{self, Pinning, TimekeeperKeys};
+use tessera_producers::keys::{self, Pinning, PlatformKeys, Role};
 use tessera_schemas::identity;
 use tessera_schemas::sealing::PublicKey;
 use tessera_schemas::signing::{SigningKey, VerifyingKey, hex};
@@ -101,14 +101,43 @@ pub struct TimekeeperPin {
     pub timekeeper_fingerprint: Option<String>,
 }
 
+/// How a subscriber pins the delivery worker's signing key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeliveryPin {
+    /// The fingerprint of the delivery worker's signing key, as the operator gives it (`tessera
+    /// keys public --fingerprint FILE` on its key file). Only deliveries signed with it are
+    /// opened. Without it the key first seen on `tessera.keys` is trusted and pinned in
+    /// `.tessera/keys/delivery.pin`, with a warning.
+    #[arg(long, env = "TESSERA_DELIVERY_FINGERPRINT", value_name = "HEX")]
+    pub delivery_fingerprint: Option<String>,
+}
+
 /// The timekeeper's keys as published on `tessera.keys`, checked against the pin.
 pub async fn timekeeper(
     config: &ClientConfig,
     prefix: &str,
     pin: &TimekeeperPin,
-) -> anyhow::Result<TimekeeperKeys> {
-    let pinning = Pinning::new(pin.timekeeper_fingerprint.clone());
-    let fetched = keys::fetch_timekeeper(config, prefix, &pinning).await?;
+) -> anyhow::Result<PlatformKeys> {
+    platform(config, prefix, Role::Timekeeper, pin.timekeeper_fingerprint.clone()).await
+}
+
+/// The delivery worker's keys as published on `tessera.keys`, checked against the pin.
+pub async fn delivery(
+    config: &ClientConfig,
+    prefix: &str,
+    pin: &DeliveryPin,
+) -> anyhow::Result<PlatformKeys> {
+    platform(config, prefix, Role::Delivery, pin.delivery_fingerprint.clone()).await
+}
+
+async fn platform(
+    config: &ClientConfig,
+    prefix: &str,
+    role: Role,
+    fingerprint: Option<String>,
+) -> anyhow::Result<PlatformKeys> {
+    let pinning = Pinning::new(role, fingerprint);
+    let fetched = keys::fetch(config, prefix, role, &pinning).await?;
     if let Some(warning) = fetched.first_use {
         eprintln!("warning: {warning}");
     }

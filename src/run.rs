@@ -15,7 +15,7 @@ use tessera_processors::matcher::Matcher;
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::Writer;
-use tessera_producers::keys;
+use tessera_producers::keys::{self, Role};
 use tessera_producers::webhooks::{self, Retries};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
@@ -117,6 +117,22 @@ pub struct KeyFile {
 impl KeyFile {
     fn signer(&self) -> anyhow::Result<Arc<SigningKey>> {
         Ok(Arc::new(SigningKey::derive(&keys::load(&self.key_file)?)))
+    }
+
+    /// The delivery worker's signer, its public keys published on `tessera.keys` first:
+    /// subscribers open only deliveries signed with the key they find there and pin.
+    async fn publish_delivery(&self, kafka: &KafkaArgs) -> anyhow::Result<Arc<SigningKey>> {
+        let key = keys::load(&self.key_file)?;
+        let writer = Writer::new(&kafka.client_config()?)?;
+        let written = keys::publish(&writer, &kafka.topic_prefix, Role::Delivery, &key)
+            .await
+            .context("cannot publish the delivery worker's public key")?;
+        let signer = SigningKey::derive(&key);
+        info!(
+            "delivery signing key fingerprint {}, published [{written}]",
+            signer.verifying_key().fingerprint()
+        );
+        Ok(Arc::new(signer))
     }
 }
 
@@ -247,7 +263,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             timekeeper_key,
             webhooks,
         } if webhooks.no_webhooks => {
-            config.signer = Some(key.signer()?);
+            config.signer = Some(key.publish_delivery(kafka).await?);
             runtime::run(Delivery::new(timekeeper_key), config, stop).await
         }
         Processor::Delivery {
@@ -255,7 +271,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             timekeeper_key,
             webhooks,
         } => {
-            config.signer = Some(key.signer()?);
+            config.signer = Some(key.publish_delivery(kafka).await?);
             let client = kafka.client_config()?;
             // The webhook worker has its own consumer group and shares only the process and
             // the stop signal with the core.
@@ -295,7 +311,7 @@ async fn timekeeper(
     let public = key.public_key();
     let fingerprint = SigningKey::derive(&key).verifying_key().fingerprint();
     let writer = Writer::new(&kafka.client_config()?)?;
-    let written = keys::publish_timekeeper(&writer, &kafka.topic_prefix, &key)
+    let written = keys::publish(&writer, &kafka.topic_prefix, Role::Timekeeper, &key)
         .await
         .context("cannot publish the timekeeper's public key")?;
     info!("timekeeper public key {public}, signing key fingerprint {fingerprint}, published [{written}]");

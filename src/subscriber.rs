@@ -16,10 +16,11 @@ use tessera_producers::keys;
 use tessera_producers::subscriber::{
     self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
 };
-use tessera_schemas::signing::{SigningKey, unhex};
+use tessera_schemas::signing::{SigningKey, VerifyingKey, unhex};
 use tessera_schemas::{Event, Interest};
 
 use crate::kafka::KafkaArgs;
+use crate::keys::{DeliveryPin, delivery};
 
 /// What a subscriber does.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -101,9 +102,11 @@ pub enum Subscriber {
         #[command(flatten)]
         proof: ProofArgs,
     },
-    /// Open a credential delivered to the subscriber's inbox (`tessera.deliveries`): open both
-    /// halves with the private key, decrypt and check the package, decompress it, write the
-    /// target data to a file and print its first line; then accept it (CredentialAccepted on
+    /// Open a credential delivered to the subscriber's inbox (`tessera.deliveries`): check that
+    /// the pinned delivery worker signed the delivery and the offer's provider the package (a
+    /// copy that fails either is skipped, with the reason), open both halves with the private
+    /// key, decrypt and check the package, decompress it, write the target data to a file and
+    /// print its first line; then accept it (CredentialAccepted on
     /// `tessera.outcomes`, which earns the provider its reward). With --decline, nothing is
     /// opened and CredentialDeclined is written instead. A credential already accepted or
     /// declined gets no second outcome.
@@ -131,6 +134,9 @@ pub enum Subscriber {
         /// The subscriber's private key file (default `.tessera/keys/<id>.key`).
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
+        /// Whose deliveries to believe.
+        #[command(flatten)]
+        pin: DeliveryPin,
     },
 }
 
@@ -285,13 +291,16 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             out,
             decline,
             key_file,
+            pin,
         } => {
             let choice = match (credential, offer) {
                 (Some(credential), _) => Choice::Credential(credential),
                 (None, Some(offer)) => Choice::Offer(offer),
                 (None, None) => Choice::Only,
             };
-            let (record, delivered) = subscriber::delivered(&config, prefix, &id, &choice).await?;
+            let delivery = delivery(&config, prefix, &pin).await?.signing;
+            let (record, delivered) =
+                subscriber::delivered(&config, prefix, &delivery, &id, &choice).await?;
             let what = format!(
                 "credential {} of offer {}",
                 delivered.credential_id, delivered.offer_id
@@ -299,6 +308,12 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             let at =
                 describe::position(&record.topic, record.partition, record.offset, record.stamp);
             println!("{what} delivered [{at}]");
+            let provider = VerifyingKey::from_bytes(&delivered.provider_signing_key)?;
+            println!(
+                "package signed by provider {} (key fingerprint {})",
+                delivered.provider_id,
+                provider.fingerprint()
+            );
             let decided = subscriber::outcome(&config, prefix, &delivered).await?;
             let key = keys::load(&key_path(&id, key_file)?)?;
             if let Some(out) = out {

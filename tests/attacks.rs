@@ -19,7 +19,11 @@
 //!   release; B1 opens document X.
 //! - **Forged release and provider half to the delivery worker.** The forged release, and junk
 //!   offered as the provider half of B1's credential, are dead-lettered by the delivery worker
-//!   (`Unauthenticated`, `NotOwner`); B1's inbox gets only the genuine credential.
+//!   (`Unauthenticated`, `NotOwner`); the delivery worker puts only the genuine credential in B1's
+//!   inbox.
+//! - **Forged delivery.** The impostor seals a document of its own to B1 under B1's credential
+//!   id and puts it in B1's inbox first, its package signed with its own key and naming A: B1
+//!   refuses it (`Unauthenticated`: not the pinned delivery worker's) and opens A's document X.
 //! - **Forged outcome and minted reward.** The impostor accepts B1's credential in B1's name, and
 //!   writes a RewardDue for A straight onto `tessera.ledger-credits`: the ledger refuses them as
 //!   `NotOwner` and `Unauthenticated`, and only B1's own acceptance credits A.
@@ -37,16 +41,18 @@ use tessera::kafka::KafkaArgs;
 use tessera::topics;
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_to_end};
-use tessera_producers::keys::{self, Halves, Pinning, TimekeeperKeyError};
+use tessera_producers::keys::{self, Halves, Pinning, PlatformKeyError};
 use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::subscriber::{self, Choice, Decision, Responder};
 use tessera_producers::when::Zone;
 use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{PrivateKey, PublicKey};
+use tessera_schemas::identity;
+use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
 use tessera_schemas::{
-    CredentialAccepted, CredentialReleased, Custody, Event, InteractionRequested,
+    CredentialAccepted, CredentialDelivered, CredentialReleased, Custody, Event,
+    InteractionRequested,
     ProviderShareReleased, Reward, RewardDue, SealedBox,
 };
 
@@ -188,6 +194,47 @@ fn released(decisions: &[Event], subscriber: &str) -> CredentialReleased {
 }
 
 /// Signs `event` with `signer` and writes it where the honest writer would.
+/// A delivery of `document`, sealed to `recipient` by `forger` under `release`'s credential id,
+/// naming `release`'s provider; its package signed by the forger, as is all it can sign.
+fn inbox_forgery(
+    forger: &PrivateKey,
+    recipient: &PublicKey,
+    release: &CredentialReleased,
+    document: &[u8],
+) -> CredentialDelivered {
+    let sealing = Sealing {
+        target_data: document,
+        custody: Custody::Escrow,
+        timekeeper: &forger.public_key(),
+    };
+    let sealed = provider::seal(&release.offer_id, sealing).unwrap();
+    let to_recipient = Release {
+        offer_id: &release.offer_id,
+        subscriber_id: &release.subscriber_id,
+        credential_id: &release.credential_id,
+    };
+    let credential = sealed.credential;
+    let reseal = |sealed: &SealedBox, which: Half| {
+        let half = sealing::open_from_provider(sealed, which, &release.offer_id, forger).unwrap();
+        sealing::seal_to_responder(&half, which, &to_recipient, recipient).unwrap()
+    };
+    let signer = SigningKey::derive(forger);
+    CredentialDelivered {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        credential_id: release.credential_id.clone(),
+        offer_id: release.offer_id.clone(),
+        subscriber_id: release.subscriber_id.clone(),
+        platform_half: reseal(&credential.platform_half, Half::Platform),
+        provider_half: reseal(credential.escrow_half.as_ref().unwrap(), Half::Provider),
+        package_signature: identity::sign_package(&signer, &release.offer_id, &credential.package)
+            .to_vec(),
+        package: credential.package,
+        attempts: 1,
+        provider_id: "A".into(),
+        provider_signing_key: signer.verifying_key().to_bytes(),
+    }
+}
+
 async fn forge(world: &World, signer: &SigningKey, topic: Topic, key: &str, event: Event) {
     world
         .writer
@@ -217,7 +264,7 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         timekeeper: timekeeper_key.public_key(),
         kafka,
     };
-    keys::publish_timekeeper(&world.writer, world.prefix(), &timekeeper_key)
+    keys::publish(&world.writer, world.prefix(), keys::Role::Timekeeper, &timekeeper_key)
         .await
         .unwrap();
     let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
@@ -341,6 +388,30 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         .dead_letter("delivery", "NotOwner: the provider half for credential")
         .await;
     assert!(half.contains("is not signed by offer"), "{half}");
+    // Forged delivery: a document of the impostor's own, sealed to B1 (HPKE base mode does not
+    // say who sealed), under B1's genuine credential id, in B1's inbox before the real one.
+    let counterfeit_document = b"Pay the invoice to account 666\n";
+    let forged_delivery = inbox_forgery(&impostor, &b1.public_key(), &genuine, counterfeit_document);
+    assert_eq!(
+        subscriber::open(&forged_delivery, &b1).unwrap().as_slice(),
+        counterfeit_document,
+        "without the checks, B1 would open the forgery as A's"
+    );
+    forge(&world, &forger, catalogue::DELIVERIES, "B1", forged_delivery.clone().into()).await;
+    let inbox = read_to_end(&world.config, &catalogue::DELIVERIES.full_name(world.prefix()), None)
+        .await
+        .unwrap();
+    let written = inbox
+        .iter()
+        .find(|r| matches!(&r.event, Some(Ok(Event::CredentialDelivered(d))) if d.event_id == forged_delivery.event_id))
+        .expect("the forgery is in B1's inbox");
+    let refused = subscriber::check_delivered(&processors.delivery, written, &forged_delivery);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|why| why.starts_with("Unauthenticated: the delivery of credential")),
+        "{refused:?}"
+    );
     let halves = world.provider();
     let agent = Agent {
         provider_id: "A".into(),
@@ -374,11 +445,13 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         "{acted:?}"
     );
 
-    // B1 opens document X with both halves; nothing was ever sealed to the impostor.
-    world.wait_for(catalogue::DELIVERIES, "B1", 1).await;
+    // B1 opens document X with both halves, skipping the forgery first in its inbox; nothing was
+    // ever sealed to the impostor.
+    world.wait_for(catalogue::DELIVERIES, "B1", 2).await;
     let (_, delivered) = subscriber::delivered(
         &world.config,
         world.prefix(),
+        &processors.delivery,
         "B1",
         &Choice::Offer(OFFER.into()),
     )
@@ -449,21 +522,21 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     // Forged timekeeper key: a client that pinned the real one refuses the impostor's.
     let pin_file = world.dir.path().join("timekeeper.pin");
     let pinning = Pinning::FirstUse(pin_file.clone());
-    let first = keys::fetch_timekeeper(&world.config, world.prefix(), &pinning)
+    let first = keys::fetch(&world.config, world.prefix(), keys::Role::Timekeeper, &pinning)
         .await
         .unwrap();
     assert_eq!(first.keys.signing, timekeeper_signing);
     assert!(first.first_use.is_some(), "the first use is said");
-    keys::publish_timekeeper(&world.writer, world.prefix(), &impostor)
+    keys::publish(&world.writer, world.prefix(), keys::Role::Timekeeper, &impostor)
         .await
         .unwrap();
     for pinning in [
         pinning,
         Pinning::Fingerprint(timekeeper_signing.fingerprint()),
     ] {
-        let refused = keys::fetch_timekeeper(&world.config, world.prefix(), &pinning).await;
+        let refused = keys::fetch(&world.config, world.prefix(), keys::Role::Timekeeper, &pinning).await;
         assert!(
-            matches!(refused, Err(TimekeeperKeyError::NotPinned { .. })),
+            matches!(refused, Err(PlatformKeyError::NotPinned { .. })),
             "{pinning:?}: {refused:?}"
         );
     }
@@ -484,14 +557,11 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         )
         .await
         .unwrap();
-    let refused = keys::fetch_timekeeper(
-        &world.config,
-        world.prefix(),
-        &Pinning::Fingerprint(timekeeper_signing.fingerprint()),
+    let refused = keys::fetch(&world.config, world.prefix(), keys::Role::Timekeeper, &Pinning::Fingerprint(timekeeper_signing.fingerprint()),
     )
     .await;
     assert!(
-        matches!(refused, Err(TimekeeperKeyError::Unauthenticated { .. })),
+        matches!(refused, Err(PlatformKeyError::Unauthenticated { .. })),
         "{refused:?}"
     );
     processors.stop().await.unwrap();

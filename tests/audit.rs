@@ -124,11 +124,12 @@ impl Installation {
             last_end = last_end.max(time_rule.ends_at(now + 1_000));
             let provider_id = format!("P{}", rng.next(5));
             let provider = provider_key(&provider_id);
-            let event = OfferPublished {
+            let event = tessera_schemas::identity::with_package_signed(OfferPublished {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 offer_id: offer_id.clone(),
                 provider_id,
                 signing_key: provider.verifying_key().to_bytes(),
+                package_signature: Vec::new(),
                 provider_contact: "p@example.org".into(),
                 recommendation: Recommendation {
                     identifier: format!("doc-{}", rng.next(IDENTIFIERS)),
@@ -152,7 +153,7 @@ impl Installation {
                 )
                 .unwrap()
                 .credential,
-            };
+            }, &provider);
             self.send(&provider, catalogue::OFFERS, &offer_id, event.into()).await;
             offers.push(offer_id);
         }
@@ -416,7 +417,7 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
         responders: HashMap::new(),
     };
     // As `tessera run timekeeper` does: receipts check verdicts against it.
-    keys::publish_timekeeper(&installation.writer, &kafka.topic_prefix, &keys::load(&key_file).unwrap())
+    keys::publish(&installation.writer, &kafka.topic_prefix, keys::Role::Timekeeper, &keys::load(&key_file).unwrap())
         .await
         .unwrap();
     let mut rng = Lcg(0xa0d17);

@@ -17,6 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera::kafka::KafkaArgs;
 use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
 use tessera_producers::{interest, keys, provider};
+use tessera_schemas::identity;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{self, Half, PrivateKey, Release};
 use tessera_schemas::signing::SigningKey;
@@ -35,13 +36,14 @@ fn brokers() -> String {
 const PAYLOAD: &[u8] = b"Quarterly report X\nRevenue rose in every region.\n";
 
 /// One test's own topics, a directory to run the command in (key files land there), and the
-/// timekeeper's key, published on the installation's `tessera.keys` as `tessera run timekeeper`
-/// publishes it.
+/// timekeeper's and delivery worker's keys, published on the installation's `tessera.keys` as
+/// `tessera run timekeeper|delivery` publish them.
 struct Installation {
     prefix: String,
     config: ClientConfig,
     dir: tempfile::TempDir,
     timekeeper: PrivateKey,
+    delivery: PrivateKey,
 }
 
 impl Installation {
@@ -56,18 +58,18 @@ impl Installation {
             prefix,
             dir: tempfile::tempdir().unwrap(),
             timekeeper: keys::new_private_key(),
+            delivery: keys::new_private_key(),
         };
         let created = installation.tessera(&["topics", "create"]);
         assert!(created.status.success(), "{created:?}");
         std::fs::write(installation.dir.path().join("payload.txt"), PAYLOAD).unwrap();
         let writer = Writer::new(&installation.config).unwrap();
-        keys::publish_timekeeper(
-            &writer,
-            &installation.prefix,
-            &installation.timekeeper,
-        )
-        .await
-        .unwrap();
+        keys::publish(&writer, &installation.prefix, keys::Role::Timekeeper, &installation.timekeeper)
+            .await
+            .unwrap();
+        keys::publish(&writer, &installation.prefix, keys::Role::Delivery, &installation.delivery)
+            .await
+            .unwrap();
         installation
     }
 
@@ -88,6 +90,10 @@ impl Installation {
             .env(
                 "TESSERA_TIMEKEEPER_FINGERPRINT",
                 SigningKey::derive(&self.timekeeper).verifying_key().fingerprint(),
+            )
+            .env(
+                "TESSERA_DELIVERY_FINGERPRINT",
+                SigningKey::derive(&self.delivery).verifying_key().fingerprint(),
             )
             .output()
             .unwrap()
@@ -143,10 +149,19 @@ impl Installation {
 
     /// Writes `event` signed by the installation's timekeeper, as it writes its verdicts.
     async fn write_as_timekeeper(&self, topic: Topic, key: &str, event: impl Into<Event>) {
+        self.write_signed(&SigningKey::derive(&self.timekeeper), topic, key, event).await;
+    }
+
+    /// Writes a delivery to `subscriber`'s inbox, signed by the installation's delivery worker.
+    async fn deliver(&self, subscriber: &str, delivered: CredentialDelivered) {
+        let signer = SigningKey::derive(&self.delivery);
+        self.write_signed(&signer, topics::DELIVERIES, subscriber, delivered).await;
+    }
+
+    async fn write_signed(&self, signer: &SigningKey, topic: Topic, key: &str, event: impl Into<Event>) {
         let writer = Writer::new(&self.config).unwrap();
-        let signer = SigningKey::derive(&self.timekeeper);
         writer
-            .write_as(&signer, &self.prefix, topic, key, &event.into())
+            .write_as(signer, &self.prefix, topic, key, &event.into())
             .await
             .unwrap();
     }
@@ -183,6 +198,16 @@ fn example<T>(pick: impl Fn(Event) -> Option<T>) -> T {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The error a command exited with, after any warnings it logged.
+fn error_line(output: &Output) -> String {
+    stderr(output)
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
@@ -1304,6 +1329,7 @@ fn delivery(
         let opened = sealing::open_from_provider(sealed, half, offer, &it.timekeeper).unwrap();
         sealing::seal_to_responder(&opened, half, &release, &key.public_key()).unwrap()
     };
+    let provider = provider_a();
     CredentialDelivered {
         event_id: uuid::Uuid::new_v4().to_string(),
         credential_id: credential.into(),
@@ -1313,7 +1339,15 @@ fn delivery(
         platform_half: reseal(&sealed.platform_half, Half::Platform),
         provider_half: reseal(sealed.escrow_half.as_ref().unwrap(), Half::Provider),
         attempts: 1,
+        provider_id: "A".into(),
+        provider_signing_key: provider.verifying_key().to_bytes(),
+        package_signature: identity::sign_package(&provider, offer, &sealed.package).to_vec(),
     }
+}
+
+/// Provider A's signing key in the deliveries these tests write.
+fn provider_a() -> SigningKey {
+    SigningKey::derive(&PrivateKey::from_bytes(&[0xa; 32]).unwrap())
 }
 
 #[tokio::test]
@@ -1321,23 +1355,43 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
     let it = Installation::new().await;
     let b1 = it.subscriber_key("B1");
     let first = delivery(&it, "offer-1", "cred-1", "B1", &b1);
-    // Delivery is at least once: the same credential twice.
+    // A copy of cred-1 that is not the delivery worker's, first: skipped.
     it.write(topics::DELIVERIES, "B1", first.clone()).await;
-    it.write(topics::DELIVERIES, "B1", first).await;
-    it.write(
-        topics::DELIVERIES,
-        "B1",
-        delivery(&it, "offer-2", "cred-2", "B1", &b1),
-    )
-    .await;
+    // Delivery is at least once: the same credential twice.
+    it.deliver("B1", first.clone()).await;
+    it.deliver("B1", first).await;
+    it.deliver("B1", delivery(&it, "offer-2", "cred-2", "B1", &b1)).await;
+    // A package A signed, altered afterwards by its own provider: the checks pass, opening fails.
     let mut tampered = delivery(&it, "offer-3", "cred-3", "B1", &b1);
     tampered.package[20] ^= 0x04;
-    it.write(topics::DELIVERIES, "B1", tampered).await;
+    tampered.package_signature =
+        identity::sign_package(&provider_a(), "offer-3", &tampered.package).to_vec();
+    it.deliver("B1", tampered).await;
+    // A package someone other than A signed, under A's name: skipped.
+    let mut repackaged = delivery(&it, "offer-4", "cred-4", "B1", &b1);
+    let stranger = SigningKey::derive(&PrivateKey::from_bytes(&[0x5; 32]).unwrap());
+    repackaged.package_signature =
+        identity::sign_package(&stranger, "offer-4", &repackaged.package).to_vec();
+    it.deliver("B1", repackaged).await;
 
     let which = it.tessera(&["subscriber", "open", "--id", "B1", "--out", "x.txt"]);
     assert_eq!(which.status.code(), Some(1));
+    let refusals: Vec<String> = stderr(&which)
+        .lines()
+        .filter(|l| l.contains("refusing the delivery"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(refusals.len(), 2, "{which:?}");
     assert!(
-        stderr(&which).starts_with(
+        refusals[0].contains("Unauthenticated: the delivery of credential cred-1 is not the pinned delivery worker's"),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals[1].contains("Unauthenticated: the package of credential cred-4 is not signed by provider A's key"),
+        "{refusals:?}"
+    );
+    assert!(
+        error_line(&which).starts_with(
             "error: 3 credentials were delivered to B1: cred-1 (offer offer-1), cred-2 (offer \
              offer-2), cred-3 (offer offer-3); choose one with --credential or --offer"
         ),
@@ -1392,7 +1446,7 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
     ]);
     assert_eq!(broken.status.code(), Some(1));
     assert_eq!(
-        stderr(&broken).trim(),
+        error_line(&broken),
         "error: cannot open credential cred-3 of offer offer-3: the package does not decrypt \
          with the two halves: the package or a half was altered, or they belong to different \
          offers"
@@ -1421,9 +1475,25 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
         "--decline",
     ]);
     assert_eq!(
-        stderr(&missing).trim(),
+        error_line(&missing),
         "error: no credential nope was delivered to B1"
     );
+    let refused = it.tessera(&[
+        "subscriber",
+        "open",
+        "--id",
+        "B1",
+        "--credential",
+        "cred-4",
+        "--out",
+        "z.txt",
+    ]);
+    assert_eq!(
+        error_line(&refused),
+        "error: no credential cred-4 was delivered to B1",
+        "a package A did not sign is not A's credential"
+    );
+    assert!(!it.dir.path().join("z.txt").exists());
 
     let outcomes: Vec<Event> = it
         .read(topics::OUTCOMES)

@@ -212,7 +212,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         timekeeper_key: PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref()).unwrap(),
         kafka,
     };
-    keys::publish_timekeeper(&world.writer, world.prefix(), &world.timekeeper_key)
+    keys::publish(&world.writer, world.prefix(), keys::Role::Timekeeper, &world.timekeeper_key)
         .await
         .unwrap();
     let state = world.dir.path().join("state");
@@ -262,7 +262,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
     world.wait_for(DELIVERIES, "B1", 2).await;
     for offer in ["cosigned", "escrowed"] {
         let choice = Choice::Offer(offer.into());
-        let (_, delivered) = subscriber::delivered(&world.config, world.prefix(), "B1", &choice)
+        let (_, delivered) = subscriber::delivered(&world.config, world.prefix(), &processors.delivery, "B1", &choice)
             .await
             .unwrap();
         let opened = subscriber::open(&delivered, &b1).unwrap();

@@ -161,11 +161,12 @@ impl Stack {
     }
 
     async fn publish(&self, offer_id: &str, identifier: &str, rule: TimeRule, capacity: Option<i32>) -> i64 {
-        let event = OfferPublished {
+        let event = tessera_schemas::identity::with_package_signed(OfferPublished {
             event_id: uuid::Uuid::new_v4().to_string(),
             offer_id: offer_id.into(),
             provider_id: "A".into(),
             signing_key: self.provider.verifying_key().to_bytes(),
+            package_signature: Vec::new(),
             provider_contact: "a@example.org".into(),
             recommendation: Recommendation {
                 identifier: identifier.into(),
@@ -186,7 +187,7 @@ impl Stack {
             )
             .unwrap()
             .credential,
-        };
+        }, &self.provider);
         self.send(&self.provider, catalogue::OFFERS, offer_id, event.into()).await
     }
 

@@ -186,7 +186,7 @@ fn offer(offer_id: &str, provider_id: &str, custody: Custody, reward: i64) -> Of
         amount: reward,
         currency: "EUR".into(),
     });
-    offer
+    tessera_schemas::identity::with_package_signed(offer, &signer_of(provider_id))
 }
 
 fn release(offer_id: &str, subscriber_id: &str, escrow: bool) -> CredentialReleased {

@@ -109,6 +109,9 @@ fn delivered(subscriber_id: &str) -> CredentialDelivered {
         platform_half: sealed(1),
         provider_half: sealed(2),
         attempts: 1,
+        provider_id: String::new(),
+        provider_signing_key: Vec::new(),
+        package_signature: Vec::new(),
     }
 }
 

@@ -126,6 +126,8 @@ fn record(item: &Item) -> RawRecord {
             let mut published = examples::offer(&offer_id(offer), "P", custody);
             published.signing_key = signer_of("P").verifying_key().to_bytes();
             published.credential.package = package(offer, version);
+            let published =
+                tessera_schemas::identity::with_package_signed(published, &signer_of("P"));
             (offer_id(offer), published.into())
         }
         Item::Release {

@@ -105,6 +105,10 @@ fn record(item: &Item) -> RawRecord {
                 currency: "EUR".into(),
             });
             published.signing_key = signer_of(&provider_id(provider)).verifying_key().to_bytes();
+            let published = tessera_schemas::identity::with_package_signed(
+                published,
+                &signer_of(&provider_id(provider)),
+            );
             (offer_id(offer), published.into(), topics::OFFERS, provider_id(provider))
         }
         Item::Release { offer, subscriber } => (

@@ -113,11 +113,12 @@ fn record(item: &Item) -> RawRecord {
             capacity,
         } => (
             offer_id(*offer),
-            OfferPublished {
+            tessera_schemas::identity::with_package_signed(OfferPublished {
                 event_id: uuid(1),
                 offer_id: offer_id(*offer),
                 provider_id: "P".into(),
                 signing_key: signer(P).verifying_key().to_bytes(),
+                package_signature: Vec::new(),
                 provider_contact: "p@example.org".into(),
                 recommendation: Recommendation {
                     identifier: "doc".into(),
@@ -129,7 +130,7 @@ fn record(item: &Item) -> RawRecord {
                 capacity: *capacity,
                 reward: None,
                 credential: credential(*offer),
-            }
+            }, &signer(P))
             .into(),
             OFFERS,
             P,

@@ -1,4 +1,4 @@
-//! Key material on a party's disk, and the timekeeper's public key on the log.
+//! Key material on a party's disk, and the platform roles' public keys on the log.
 //!
 //! A private key file holds the raw 32-byte X25519 private key, readable by its owner only (mode
 //! 0600): losing it loses every credential sealed to its public key, and leaking it lets anyone
@@ -7,8 +7,10 @@
 //! in the provider's key directory. Nothing here prints, logs or formats a secret byte; errors
 //! name the file, never its content.
 //!
-//! The timekeeper's public key is published on the compacted `tessera.keys` topic under the role
-//! `timekeeper`, so providers and subscribers fetch it from the log like every other fact.
+//! The public keys of the platform roles clients check (the timekeeper, which providers seal to and
+//! whose verdicts they believe; the delivery worker, whose deliveries subscribers open) are
+//! published on the compacted `tessera.keys` topic under the role's name, signed, so clients fetch
+//! them from the log like every other fact and pin them ([`Pinning`]).
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
@@ -247,46 +249,71 @@ impl Halves {
     }
 }
 
-/// Why the timekeeper's public key could not be fetched.
+/// A platform role whose keys clients fetch from `tessera.keys` and pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The timekeeper: providers seal the platform half to it and believe its verdicts.
+    Timekeeper,
+    /// The delivery worker: subscribers open only the deliveries it signed.
+    Delivery,
+}
+
+impl Role {
+    /// Its name, which is also its record key on `tessera.keys`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Timekeeper => KeyPublished::TIMEKEEPER,
+            Role::Delivery => KeyPublished::DELIVERY,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a platform role's public keys could not be fetched.
 #[derive(Debug, thiserror::Error)]
-pub enum TimekeeperKeyError {
+pub enum PlatformKeyError {
     /// Kafka could not be read.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// No timekeeper has published its key.
-    #[error(
-        "no timekeeper key on {0}: start `tessera run timekeeper --key-file PATH` once, or pass \
-         --timekeeper-key"
-    )]
-    Missing(String),
+    /// The role has not published its key.
+    #[error("no {role} key on {topic}: start `tessera run {role} --key-file PATH` once")]
+    Missing { role: Role, topic: String },
     /// The published key is not an X25519 public key.
-    #[error("the timekeeper key on {topic} is unusable: {source}")]
+    #[error("the {role} key on {topic} is unusable: {source}")]
     Unusable {
+        role: Role,
         topic: String,
         #[source]
         source: sealing::KeyError,
     },
     /// The published record is not signed with the signing key it carries.
-    #[error("the timekeeper key record on {topic} is not signed by the key it names: {source}")]
+    #[error("the {role} key record on {topic} is not signed by the key it names: {source}")]
     Unauthenticated {
+        role: Role,
         topic: String,
         #[source]
         source: SignatureError,
     },
     /// The published signing key is not the pinned one.
     #[error(
-        "the timekeeper key on {topic} has fingerprint {found}, not the pinned {pinned} ({how}); \
-         if the operator rotated the timekeeper's key, pin the new fingerprint with \
-         --timekeeper-fingerprint"
+        "the {role} key on {topic} has fingerprint {found}, not the pinned {pinned} ({how}); if \
+         the operator rotated the {role}'s key, pin the new fingerprint with \
+         --{role}-fingerprint"
     )]
     NotPinned {
+        role: Role,
         topic: String,
         found: String,
         pinned: String,
         how: String,
     },
     /// The pin file could not be read or written.
-    #[error("cannot {action} the timekeeper pin file {path}")]
+    #[error("cannot {action} the pin file {path}")]
     PinFile {
         action: &'static str,
         path: PathBuf,
@@ -295,20 +322,20 @@ pub enum TimekeeperKeyError {
     },
 }
 
-/// The timekeeper as a client knows it: the key it seals to, and the key its records (verdicts,
-/// key records) are signed with.
+/// A platform role as a client knows it: the key boxes are sealed to, and the key its records
+/// are signed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimekeeperKeys {
-    /// Its X25519 public key: the platform half is sealed to it.
+pub struct PlatformKeys {
+    /// Its X25519 public key: the platform half is sealed to the timekeeper's.
     pub sealing: PublicKey,
     /// Its Ed25519 verifying key.
     pub signing: VerifyingKey,
 }
 
-/// How a client pins the timekeeper's signing key.
+/// How a client pins a platform role's signing key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pinning {
-    /// The operator gave its fingerprint (`--timekeeper-fingerprint`).
+    /// The operator gave its fingerprint (`--timekeeper-fingerprint`, `--delivery-fingerprint`).
     Fingerprint(String),
     /// Trust on first use: the fingerprint first seen is written to this file and required ever
     /// after.
@@ -316,56 +343,58 @@ pub enum Pinning {
 }
 
 impl Pinning {
-    /// The fingerprint given, else first use with the pin file `.tessera/keys/timekeeper.pin`.
-    pub fn new(fingerprint: Option<String>) -> Self {
+    /// The fingerprint given, else first use with the pin file `.tessera/keys/<role>.pin`.
+    pub fn new(role: Role, fingerprint: Option<String>) -> Self {
         match fingerprint {
             Some(fingerprint) => Pinning::Fingerprint(fingerprint.trim().to_lowercase()),
-            None => Pinning::FirstUse(keys_dir().join("timekeeper.pin")),
+            None => Pinning::FirstUse(keys_dir().join(format!("{role}.pin"))),
         }
     }
 }
 
-/// What fetching the timekeeper's keys found.
+/// What fetching a platform role's keys found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
     /// The keys, checked against the pin.
-    pub keys: TimekeeperKeys,
+    pub keys: PlatformKeys,
     /// Set when this fetch pinned the key for the first time: a warning to show, naming the
     /// fingerprint to compare with the operator's.
     pub first_use: Option<String>,
 }
 
-/// Publishes the timekeeper's public keys on `tessera.keys`, replacing any earlier one, signed
-/// with its signing key.
-pub async fn publish_timekeeper(
+/// Publishes `role`'s public keys on `tessera.keys`, replacing any earlier one, signed with its
+/// signing key.
+pub async fn publish(
     writer: &Writer,
     prefix: &str,
+    role: Role,
     key: &PrivateKey,
 ) -> Result<Written, ClientError> {
     let signer = SigningKey::derive(key);
     let event = KeyPublished {
         event_id: event_id(),
-        role: KeyPublished::TIMEKEEPER.into(),
+        role: role.name().into(),
         suite: sealing::SUITE.into(),
         public_key: key.public_key().to_bytes(),
         signing_key: signer.verifying_key().to_bytes(),
     };
     writer
-        .write_as(&signer, prefix, KEYS, KeyPublished::TIMEKEEPER, &event.into())
+        .write_as(&signer, prefix, KEYS, role.name(), &event.into())
         .await
 }
 
-/// The timekeeper's keys as last published on `tessera.keys`, checked: the record must be
-/// signed by the signing key it carries, and that key must be the pinned one.
-pub async fn fetch_timekeeper(
+/// `role`'s keys as last published on `tessera.keys`, checked: the record must be signed by the
+/// signing key it carries, and that key must be the pinned one.
+pub async fn fetch(
     config: &ClientConfig,
     prefix: &str,
+    role: Role,
     pinning: &Pinning,
-) -> Result<Fetched, TimekeeperKeyError> {
+) -> Result<Fetched, PlatformKeyError> {
     let topic = KEYS.full_name(prefix);
     let mut latest = None;
     for record in read_to_end(config, &topic, None).await? {
-        if record.key.as_deref() != Some(KeyPublished::TIMEKEEPER) {
+        if record.key.as_deref() != Some(role.name()) {
             continue;
         }
         latest = match record.event {
@@ -374,32 +403,43 @@ pub async fn fetch_timekeeper(
             _ => None,
         };
     }
-    let (published, signed) = latest.ok_or_else(|| TimekeeperKeyError::Missing(topic.clone()))?;
-    let unauthenticated = |source| TimekeeperKeyError::Unauthenticated {
+    let (published, signed) = latest.ok_or_else(|| PlatformKeyError::Missing {
+        role,
+        topic: topic.clone(),
+    })?;
+    let unauthenticated = |source| PlatformKeyError::Unauthenticated {
+        role,
         topic: topic.clone(),
         source,
     };
     let signing = VerifyingKey::from_bytes(&published.signing_key).map_err(unauthenticated)?;
     signing
-        .verify_record(KEYS.name, &signed, "the timekeeper")
+        .verify_record(KEYS.name, &signed, role.name())
         .map_err(unauthenticated)?;
     let sealing = PublicKey::from_bytes(&published.public_key).map_err(|source| {
-        TimekeeperKeyError::Unusable {
+        PlatformKeyError::Unusable {
+            role,
             topic: topic.clone(),
             source,
         }
     })?;
     let found = signing.fingerprint();
-    let first_use = pinned(pinning, &topic, &found)?;
+    let first_use = pinned(role, pinning, &topic, &found)?;
     Ok(Fetched {
-        keys: TimekeeperKeys { sealing, signing },
+        keys: PlatformKeys { sealing, signing },
         first_use,
     })
 }
 
 /// Checks `found` against the pin; on first use, pins it and says so.
-fn pinned(pinning: &Pinning, topic: &str, found: &str) -> Result<Option<String>, TimekeeperKeyError> {
-    let mismatch = |pinned: &str, how: String| TimekeeperKeyError::NotPinned {
+fn pinned(
+    role: Role,
+    pinning: &Pinning,
+    topic: &str,
+    found: &str,
+) -> Result<Option<String>, PlatformKeyError> {
+    let mismatch = |pinned: &str, how: String| PlatformKeyError::NotPinned {
+        role,
         topic: topic.to_string(),
         found: found.to_string(),
         pinned: pinned.to_string(),
@@ -407,11 +447,11 @@ fn pinned(pinning: &Pinning, topic: &str, found: &str) -> Result<Option<String>,
     };
     match pinning {
         Pinning::Fingerprint(pinned) if pinned == found => Ok(None),
-        Pinning::Fingerprint(pinned) => Err(mismatch(pinned, "--timekeeper-fingerprint".into())),
+        Pinning::Fingerprint(pinned) => Err(mismatch(pinned, format!("--{role}-fingerprint"))),
         Pinning::FirstUse(path) => {
             let pin_error = |action| {
                 let path = path.clone();
-                move |source| TimekeeperKeyError::PinFile {
+                move |source| PlatformKeyError::PinFile {
                     action,
                     path,
                     source,
@@ -429,8 +469,8 @@ fn pinned(pinning: &Pinning, topic: &str, found: &str) -> Result<Option<String>,
                     }
                     std::fs::write(path, format!("{found}\n")).map_err(pin_error("write"))?;
                     Ok(Some(format!(
-                        "trusting the timekeeper key with fingerprint {found} on first use (pinned \
-                         in {}); compare it with the one your operator gives",
+                        "trusting the {role} key with fingerprint {found} on first use (pinned in \
+                         {}); compare it with the one your operator gives",
                         path.display()
                     )))
                 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hpke::rand_core::UnwrapErr;
+use tessera_schemas::identity;
 use tessera_schemas::rules::check_offer;
 use tessera_schemas::sealing::{self, KeyHalf, PublicKey, SealError, SealedOffer};
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
@@ -176,6 +177,7 @@ pub fn build(
         offer_id: request.offer_id,
         provider_id: request.provider_id,
         signing_key: request.signing_key.to_bytes(),
+        package_signature: Vec::new(),
         provider_contact: request.provider_contact,
         recommendation: Recommendation {
             identifier: request.identifier,
@@ -197,7 +199,7 @@ pub fn build(
 }
 
 /// Keeps the provider half in `halves` (co-sign custody), then writes the offer to
-/// `tessera.offers`, keyed by its id and signed by `signer`. If the write fails, the half of the
+/// `tessera.offers`, keyed by its id, its package and the record signed by `signer`. If the write fails, the half of the
 /// unpublished offer is forgotten again.
 pub async fn publish(
     writer: &Writer,
@@ -207,11 +209,13 @@ pub async fn publish(
     signer: &SigningKey,
 ) -> Result<Written, PublishError> {
     let key = built.offer.offer_id.clone();
+    // The package carries the provider's own signature to every recipient.
+    let offer = identity::with_package_signed(built.offer, signer);
     if let Some(half) = &built.kept_half {
         halves.keep(&key, half)?;
     }
     let written = writer
-        .write_as(signer, prefix, OFFERS, &key, &built.offer.into())
+        .write_as(signer, prefix, OFFERS, &key, &offer.into())
         .await;
     if written.is_err() && built.kept_half.is_some() {
         halves.forget(&key)?;

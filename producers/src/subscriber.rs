@@ -18,7 +18,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{self, PrivateKey, PublicKey, SealError};
-use tessera_schemas::signing::SigningKey;
+use tessera_schemas::identity;
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
@@ -26,6 +27,7 @@ use tessera_schemas::{
     SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
+use tracing::warn;
 use zeroize::Zeroizing;
 
 use crate::client::{
@@ -378,11 +380,54 @@ pub enum Choice {
     Only,
 }
 
+/// Whether a delivery may be opened: the record must be signed by the delivery worker
+/// (`delivery`, its key as the subscriber pinned it), and its package by the provider key the
+/// offer carried. The package is AEAD-sealed under the key the two halves make, so what opens
+/// from a package the provider signed is what the provider sealed: no one else's document passes
+/// as the provider's. Err says which check failed.
+pub fn check_delivered(
+    delivery: &VerifyingKey,
+    record: &Record,
+    delivered: &CredentialDelivered,
+) -> Result<(), String> {
+    let credential = &delivered.credential_id;
+    delivery
+        .verify_record(DELIVERIES.name, &record.signed, "the delivery worker")
+        .map_err(|e| {
+            format!(
+                "Unauthenticated: the delivery of credential {credential} is not the pinned \
+                 delivery worker's (key fingerprint {}): {e}",
+                delivery.fingerprint()
+            )
+        })?;
+    let provider = &delivered.provider_id;
+    let key = VerifyingKey::from_bytes(&delivered.provider_signing_key).map_err(|e| {
+        format!("Unauthenticated: credential {credential} names no usable key of provider {provider}: {e}")
+    })?;
+    identity::package_signed(
+        &key,
+        &delivered.offer_id,
+        &delivered.package,
+        &delivered.package_signature,
+        provider,
+    )
+    .map_err(|e| {
+        format!(
+            "Unauthenticated: the package of credential {credential} is not signed by provider \
+             {provider}'s key (fingerprint {}): {e}",
+            key.fingerprint()
+        )
+    })
+}
+
 /// The credential `choice` picks from the subscriber's inbox (`tessera.deliveries`), with where
-/// it was read. Of several copies of one credential, the first counts.
+/// it was read. Only deliveries that pass [`check_delivered`] with the pinned `delivery` key
+/// count (each one that does not is logged with its reason); of several copies of one credential,
+/// the first that passes counts.
 pub async fn delivered(
     config: &ClientConfig,
     prefix: &str,
+    delivery: &VerifyingKey,
     subscriber_id: &str,
     choice: &Choice,
 ) -> Result<(Record, CredentialDelivered), SubscriberError> {
@@ -391,11 +436,21 @@ pub async fn delivered(
     for mut record in
         read_partition_of(config, &DELIVERIES.full_name(prefix), subscriber_id).await?
     {
-        if let Some(Ok(Event::CredentialDelivered(delivered))) = record.event.take()
-            && delivered.subscriber_id == subscriber_id
-            && seen.insert(delivered.credential_id.clone())
-        {
-            inbox.push((record, delivered));
+        let Some(Ok(Event::CredentialDelivered(delivered))) = record.event.take() else {
+            continue;
+        };
+        if delivered.subscriber_id != subscriber_id || seen.contains(&delivered.credential_id) {
+            continue;
+        }
+        match check_delivered(delivery, &record, &delivered) {
+            Ok(()) => {
+                seen.insert(delivered.credential_id.clone());
+                inbox.push((record, delivered));
+            }
+            Err(reason) => warn!(
+                "refusing the delivery at {}/{}@{}: {reason}",
+                record.topic, record.partition, record.offset
+            ),
         }
     }
     let fits = |delivered: &CredentialDelivered| match choice {
@@ -549,5 +604,59 @@ mod tests {
         );
         assert_eq!(answer.offer_id, request.offer_id);
         assert_ne!(another.event_id, answer.event_id);
+    }
+
+    fn signer(seed: u8) -> SigningKey {
+        SigningKey::derive(&PrivateKey::from_bytes(&[seed; 32]).unwrap())
+    }
+
+    /// A delivery of A's package, its package signed by `provider`, as read with `delivery`'s
+    /// signature on the record.
+    fn delivery(provider: &SigningKey, delivery: &SigningKey) -> (Record, CredentialDelivered) {
+        let mut delivered = examples::all()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::CredentialDelivered(d) => Some(d),
+                _ => None,
+            })
+            .unwrap();
+        delivered.provider_id = "A".into();
+        delivered.provider_signing_key = signer(1).verifying_key().to_bytes();
+        delivered.package_signature =
+            identity::sign_package(provider, &delivered.offer_id, &delivered.package).to_vec();
+        let key = delivered.subscriber_id.clone();
+        let value = tessera_schemas::encode(&delivered.clone().into()).unwrap();
+        let record = Record {
+            topic: DELIVERIES.name.into(),
+            partition: 0,
+            offset: 0,
+            stamp: None,
+            key: Some(key.clone()),
+            event: Some(Ok(delivered.clone().into())),
+            signed: delivery.signed(DELIVERIES.name, key.as_bytes(), &value),
+        };
+        (record, delivered)
+    }
+
+    #[test]
+    fn a_delivery_counts_only_signed_by_the_delivery_worker_with_the_providers_package() {
+        let worker = signer(7).verifying_key();
+        let (record, genuine) = delivery(&signer(1), &signer(7));
+        assert_eq!(check_delivered(&worker, &record, &genuine), Ok(()));
+
+        let (record, forged) = delivery(&signer(1), &signer(66));
+        let why = check_delivered(&worker, &record, &forged).unwrap_err();
+        assert!(
+            why.starts_with("Unauthenticated: the delivery of credential"),
+            "{why}"
+        );
+
+        let (record, repackaged) = delivery(&signer(66), &signer(7));
+        let why = check_delivered(&worker, &record, &repackaged).unwrap_err();
+        assert!(
+            why.starts_with("Unauthenticated: the package of credential")
+                && why.contains("is not signed by provider A's key"),
+            "{why}"
+        );
     }
 }

@@ -64,6 +64,7 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
         offer_id: offer_id.into(),
         provider_id: provider_id.into(),
         signing_key: Vec::new(),
+        package_signature: Vec::new(),
         provider_contact: format!("{provider_id}@example.org"),
         recommendation: recommendation(),
         time_rule: TimeRule::Deadline(Deadline { at: 1_764_064_800_000 }),
@@ -128,6 +129,7 @@ pub fn all() -> Vec<Event> {
             offer_id: "offer-1".into(),
             provider_id: "A".into(),
             signing_key: Vec::new(),
+            package_signature: Vec::new(),
             provider_contact: "a@example.org".into(),
             recommendation: recommendation(),
             time_rule: deadline,
@@ -149,6 +151,7 @@ pub fn all() -> Vec<Event> {
             offer_id: "offer-2".into(),
             provider_id: "A".into(),
             signing_key: Vec::new(),
+            package_signature: Vec::new(),
             provider_contact: "a@example.org".into(),
             recommendation: recommendation(),
             time_rule: window,
@@ -273,6 +276,9 @@ pub fn all() -> Vec<Event> {
             platform_half: sealed(5),
             provider_half: sealed(7),
             attempts: 1,
+            provider_id: String::new(),
+            provider_signing_key: Vec::new(),
+            package_signature: Vec::new(),
         }
         .into(),
         DeliveryFailed {

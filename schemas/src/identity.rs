@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::events::{OfferPublished, SubscriberRegistered};
 use crate::signing::{SignatureError, Signed, VerifyingKey};
@@ -141,14 +142,60 @@ fn owner_signed(pin: &Pin, signed: &Signed, id: &str, what: &str) -> Result<(), 
         })
 }
 
-/// Checks that an offer is signed with the provider key it carries: what every reader of
-/// `tessera.offers` requires before the offer counts. (Nothing yet pins a provider id to one key
-/// across offers; the offer's key binds its withdrawal and co-signs.)
+/// Checks that an offer is signed with the provider key it carries, and so is its package: what
+/// every reader of `tessera.offers` requires before the offer counts. (Nothing yet pins a provider
+/// id to one key across offers; the offer's key binds its withdrawal, co-signs and package.)
 pub fn offer_signed(offer: &OfferPublished, signed: &Signed) -> Result<(), SignatureError> {
-    VerifyingKey::from_bytes(&offer.signing_key)?.verify_record(
-        topics::OFFERS.name,
-        signed,
+    let key = VerifyingKey::from_bytes(&offer.signing_key)?;
+    key.verify_record(topics::OFFERS.name, signed, &offer.provider_id)?;
+    package_signed(
+        &key,
+        &offer.offer_id,
+        &offer.credential.package,
+        &offer.package_signature,
         &offer.provider_id,
+    )
+}
+
+/// The tag of a package signature: the provider's statement that a package is its offer's.
+pub const PACKAGE_TAG: &str = "tessera/v1 package";
+
+/// The provider's signature over offer `offer_id`'s `package`. It travels with the package from
+/// the offer to every delivery, so the recipient checks the document it opens is the provider's
+/// without the offer record: the package is AEAD-sealed under the key the halves make, so what
+/// opens from a signed package is what the provider sealed.
+pub fn sign_package(
+    signer: &crate::signing::SigningKey,
+    offer_id: &str,
+    package: &[u8],
+) -> [u8; crate::signing::SIGNATURE_LEN] {
+    let digest = Sha256::digest(package);
+    signer.sign_statement(PACKAGE_TAG, &[offer_id.as_bytes(), &digest])
+}
+
+/// `offer` with its package signed by `signer`, which must be the key the offer carries.
+pub fn with_package_signed(
+    mut offer: OfferPublished,
+    signer: &crate::signing::SigningKey,
+) -> OfferPublished {
+    offer.package_signature = sign_package(signer, &offer.offer_id, &offer.credential.package).to_vec();
+    offer
+}
+
+/// Checks [`sign_package`]'s signature with the provider's `key`.
+pub fn package_signed(
+    key: &VerifyingKey,
+    offer_id: &str,
+    package: &[u8],
+    signature: &[u8],
+    provider_id: &str,
+) -> Result<(), SignatureError> {
+    let digest = Sha256::digest(package);
+    key.verify_statement(
+        PACKAGE_TAG,
+        &[offer_id.as_bytes(), &digest],
+        signature,
+        &format!("provider {provider_id}"),
     )
 }
 

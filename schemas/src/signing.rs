@@ -54,8 +54,8 @@ pub enum SignatureError {
     /// The record carries no signature header.
     #[error("the record is not signed (no {HEADER} header)")]
     Unsigned,
-    /// The header is not a signature.
-    #[error("the {HEADER} header is {0} bytes, not a {SIGNATURE_LEN}-byte Ed25519 signature")]
+    /// The header or statement signature is not a signature.
+    #[error("the signature is {0} bytes, not a {SIGNATURE_LEN}-byte Ed25519 signature")]
     Malformed(usize),
     /// The signature was not made by the key's holder over this record.
     #[error("the signature does not verify with {0}'s key")]

@@ -170,11 +170,12 @@ impl Synthetic {
             enc: vec![1; tessera_schemas::sealing::KEY_LEN],
             ciphertext: vec![2; tessera_schemas::sealing::SEALED_HALF_LEN],
         };
-        OfferPublished {
+        tessera_schemas::identity::with_package_signed(OfferPublished {
             event_id: uuid::Uuid::new_v4().to_string(),
             offer_id: format!("offer-{n}"),
             provider_id: "provider".into(),
             signing_key: self.signer.verifying_key().to_bytes(),
+            package_signature: Vec::new(),
             provider_contact: "provider@example.org".into(),
             recommendation: Recommendation {
                 identifier: self.identifier(),
@@ -202,7 +203,7 @@ impl Synthetic {
                 platform_half: sealed,
                 escrow_half: None,
             },
-        }
+        }, &self.signer)
     }
 }
 

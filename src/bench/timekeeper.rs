@@ -249,11 +249,12 @@ async fn timekeeper(
         }
     };
     for o in 0..args.offers {
-        let offer = OfferPublished {
+        let offer = tessera_schemas::identity::with_package_signed(OfferPublished {
             event_id: uuid::Uuid::new_v4().to_string(),
             offer_id: offer_id(o),
             provider_id: "bench".into(),
             signing_key: provider.verifying_key().to_bytes(),
+            package_signature: Vec::new(),
             provider_contact: "bench@localhost".into(),
             recommendation: Recommendation {
                 identifier: format!("doc-{o}"),
@@ -273,7 +274,7 @@ async fn timekeeper(
                 },
             )?
             .credential,
-        };
+        }, &provider);
         offers.push(signed(&provider, OFFERS, offer_id(o), offer.into())?);
         for s in 0..per_offer {
             let request = InteractionRequested {

@@ -34,7 +34,8 @@
 //! # Who wrote it
 //!
 //! Nothing is believed for the name it carries. An offer counts only if signed with the provider
-//! key it carries (a forged one is ignored: the timekeeper rejects it); a verdict only if signed
+//! key it carries, its package too (a forged one is ignored: the timekeeper rejects it); each
+//! delivery carries that key and the package's signature, so its recipient checks them as well; a verdict only if signed
 //! by the timekeeper whose key the delivery is given (else a dead letter, Unauthenticated, so no
 //! one releases a credential or ends an offer in the timekeeper's name); a provider half only if
 //! signed with the key of the offer it names (else a dead letter, NotOwner).
@@ -94,6 +95,12 @@ struct OfferStatus {
     /// with it.
     #[serde(default)]
     provider_key: Vec<u8>,
+    /// The provider its offer named, and the signature over the package: each delivery carries
+    /// them, so the recipient checks the package is the provider's.
+    #[serde(default)]
+    provider_id: String,
+    #[serde(default)]
+    package_signature: Vec<u8>,
     ended: Option<Ending>,
     /// Releases not delivered yet: the package is kept while there are any.
     undelivered: u32,
@@ -272,6 +279,8 @@ fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed, out: &
     }
     status.published = true;
     status.provider_key = offer.signing_key.clone();
+    status.provider_id = offer.provider_id.clone();
+    status.package_signature = offer.package_signature.clone();
     // An offer read after its end (the partitions' clocks apart) needs its package only for the
     // releases that wait for it.
     if status.ended.is_none() || status.undelivered > 0 {
@@ -505,6 +514,9 @@ fn deliver_if_complete(
                 platform_half,
                 provider_half,
                 attempts: 1,
+                provider_id: status.provider_id.clone(),
+                provider_signing_key: status.provider_key.clone(),
+                package_signature: status.package_signature.clone(),
             }
             .into()
         });

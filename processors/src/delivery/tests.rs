@@ -27,6 +27,7 @@ fn delivery() -> Delivery {
 fn offer(offer_id: &str, custody: Custody) -> Received {
     let mut offer = examples::offer(offer_id, "A", custody);
     offer.signing_key = signer_of("A").verifying_key().to_bytes();
+    let offer = identity::with_package_signed(offer, &signer_of("A"));
     Received::Offer(Box::new(offer))
 }
 
@@ -414,6 +415,7 @@ fn only_an_offers_first_package_counts() {
         unreachable!()
     };
     second.credential.package = b"another package".to_vec();
+    let second = Box::new(identity::with_package_signed(*second, &signer_of("A")));
     f.feed(Received::Offer(second));
     assert_eq!(f.feed(rejected(OfferProblem::DuplicateOffer)), vec![]);
     let outputs = f.feed(Received::Release(Box::new(release("B1", true))));

@@ -31,6 +31,7 @@ fn ledger() -> Ledger {
 fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
     let mut offer = examples::offer("o", provider_id, Custody::CoSign);
     offer.signing_key = signer_of(provider_id).verifying_key().to_bytes();
+    let mut offer = tessera_schemas::identity::with_package_signed(offer, &signer_of(provider_id));
     offer.reward = reward.map(|amount| Reward {
         amount,
         currency: "EUR".into(),

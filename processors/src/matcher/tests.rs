@@ -250,11 +250,12 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
         enc: vec![1; 32],
         ciphertext: vec![2; 48],
     };
-    OfferPublished {
+    tessera_schemas::identity::with_package_signed(OfferPublished {
         event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, offer_id.as_bytes()).to_string(),
         offer_id: offer_id.into(),
         provider_id: "A".into(),
         signing_key: verifying_key_of("A"),
+        package_signature: Vec::new(),
         provider_contact: "a@example.org".into(),
         recommendation: Recommendation {
             identifier: identifier.into(),
@@ -271,7 +272,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
             platform_half: sealed,
             escrow_half: None,
         },
-    }
+    }, &signer_of("A"))
 }
 
 #[test]

@@ -65,11 +65,12 @@ fn event_of(value: &Received) -> Event {
 
 /// Offer `offer_id` with document X sealed in escrow custody to the timekeeper's key.
 fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
-    OfferPublished {
+    tessera_schemas::identity::with_package_signed(OfferPublished {
         event_id: format!("offer-event-{offer_id}"),
         offer_id: offer_id.into(),
         provider_id: "A".into(),
         signing_key: signer_of("A").verifying_key().to_bytes(),
+        package_signature: Vec::new(),
         provider_contact: "a@example.org".into(),
         recommendation: Recommendation {
             identifier: "doc-X".into(),
@@ -89,7 +90,7 @@ fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
         )
         .unwrap()
         .credential,
-    }
+    }, &signer_of("A"))
 }
 
 fn deadline(at: i64) -> TimeRule {
@@ -835,6 +836,9 @@ fn delivered(offer: &OfferPublished, released: &CredentialReleased) -> Credentia
         platform_half: released.platform_half.clone(),
         provider_half: released.provider_half.clone().expect("escrow custody"),
         attempts: 1,
+        provider_id: String::new(),
+        provider_signing_key: Vec::new(),
+        package_signature: Vec::new(),
     }
 }
 
@@ -986,6 +990,8 @@ fn an_offer_whose_halves_do_not_open_with_the_timekeepers_key_is_a_bad_credentia
     other_offer.credential = offer("elsewhere", deadline(T)).credential;
     let mut no_escrow = offer("no-escrow", deadline(T));
     no_escrow.credential.escrow_half = None;
+    let signed = |offer| identity::with_package_signed(offer, &signer_of("A"));
+    let (to_another, other_offer) = (signed(to_another), signed(other_offer));
     let cases = [
         (to_another, "the platform half does not open"),
         (other_offer, "the platform half does not open"),
@@ -1025,6 +1031,7 @@ fn a_cosigned_release_carries_the_platform_half_only() {
     )
     .unwrap()
     .credential;
+    let cosigned = identity::with_package_signed(cosigned, &signer_of("A"));
     let mut tk = Fixture::default();
     assert_eq!(tk.publish(T - 1_000, cosigned), vec![]);
     tk.invite(T - 1_000, "o", &["s1"]);
@@ -1039,6 +1046,7 @@ fn a_cosigned_release_carries_the_platform_half_only() {
 fn a_day(tk: &mut Fixture) -> Vec<Output> {
     let mut sealed_elsewhere = offer("bad", deadline(T));
     sealed_elsewhere.credential = offer("elsewhere", deadline(T)).credential;
+    let sealed_elsewhere = identity::with_package_signed(sealed_elsewhere, &signer_of("A"));
     let mut outputs = tk.feed(T - 2_000, Received::Offer(Box::new(sealed_elsewhere)));
     outputs.extend(tk.feed(T - 1_000, Received::Offer(Box::new(offer("o", deadline(T))))));
     for subscriber in ["s1", "s2", "s3"] {
@@ -1132,4 +1140,26 @@ fn without_the_key_a_release_of_the_wrong_shape_is_not_taken() {
     let (reason, detail) = why(&replayed[1..2]);
     assert_eq!(reason, RejectReason::InvalidOffer);
     assert!(detail.contains("the platform half is not a sealed half"), "{detail}");
+}
+
+#[test]
+fn an_offer_whose_package_its_provider_did_not_sign_is_rejected_and_not_kept() {
+    let mut repackaged = offer("o", deadline(T));
+    repackaged.credential.package = offer("other", deadline(T)).credential.package;
+    let mut tk = Fixture::default();
+    let rejected = tk.publish(T - 1_000, repackaged);
+    let [Event::OfferRejected(rejected)] = rejected.as_slice() else {
+        panic!("{:?}", summaries(&rejected));
+    };
+    assert_eq!(rejected.problem, OfferProblem::Unauthenticated);
+    assert!(
+        rejected.detail.contains("does not verify with provider A's key"),
+        "{}",
+        rejected.detail
+    );
+    assert_eq!(
+        tk.publish(T - 900, offer("o", deadline(T))),
+        vec![],
+        "the genuine offer under the id is still taken"
+    );
 }

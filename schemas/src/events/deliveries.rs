@@ -29,6 +29,20 @@ pub struct CredentialDelivered {
     pub provider_half: SealedBox,
     /// How many delivery attempts it took (1 for the first).
     pub attempts: i32,
+    /// The offer's provider, as its offer named it.
+    #[serde(default)]
+    #[avro(default = "\"\"")]
+    pub provider_id: String,
+    /// The verifying key the offer carried (32 bytes), which signed the offer and its package.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub provider_signing_key: Vec<u8>,
+    /// The provider's signature over the offer id and the package, as the offer carried it: the
+    /// recipient checks it before opening, so a package sealed by anyone else does not pass as
+    /// the provider's.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub package_signature: Vec<u8>,
 }
 
 /// A credential could not be delivered within the retry budget.

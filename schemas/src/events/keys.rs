@@ -1,5 +1,6 @@
 //! `tessera.keys`, keyed by role: the public keys parties seal to, as a compacted table, so a
-//! provider or subscriber fetches the timekeeper's current key from the log like everything else.
+//! provider or subscriber fetches the timekeeper's (and a subscriber the delivery worker's) current
+//! key from the log like everything else.
 
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
@@ -30,4 +31,6 @@ pub struct KeyPublished {
 impl KeyPublished {
     /// The timekeeper's role, and its record key.
     pub const TIMEKEEPER: &'static str = "timekeeper";
+    /// The delivery worker's role, and its record key.
+    pub const DELIVERY: &'static str = "delivery";
 }

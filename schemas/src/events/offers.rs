@@ -22,6 +22,12 @@ pub struct OfferPublished {
     #[serde(with = "apache_avro::serde::bytes", default)]
     #[avro(with, default = "\"\"")]
     pub signing_key: Vec<u8>,
+    /// The provider's signature over the offer id and the package's SHA-256
+    /// (`tessera_schemas::identity::package_signed`): it travels with the package to each
+    /// recipient, who checks that the document it opens is the provider's.
+    #[serde(with = "apache_avro::serde::bytes", default)]
+    #[avro(with, default = "\"\"")]
+    pub package_signature: Vec<u8>,
     /// How responders can reach the provider; forwarded in each interaction request.
     pub provider_contact: String,
     /// What is offered, for matching and for the parties' decision.

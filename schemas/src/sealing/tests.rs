@@ -69,6 +69,9 @@ fn delivered(parties: &Parties, custody: Custody) -> CredentialDelivered {
         platform_half: seal_to_responder(&platform, Half::Platform, &RELEASE, &responder).unwrap(),
         provider_half: seal_to_responder(&provider, Half::Provider, &RELEASE, &responder).unwrap(),
         attempts: 1,
+        provider_id: String::new(),
+        provider_signing_key: Vec::new(),
+        package_signature: Vec::new(),
     }
 }
 
