@@ -409,7 +409,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         &[
             (
                 KEYS,
-                "the timekeeper's published keys",
+                "the timekeeper's and delivery worker's published keys",
             ),
             (REQUESTS, "listen: invitations"),
             (DECISIONS, "listen: verdicts"),
@@ -445,6 +445,12 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         "publishes its public key at start",
     );
     table.processor(Role::Delivery, &Delivery::new(any_key()), prefix);
+    table.topic(
+        Role::Delivery,
+        &KEYS.full_name(prefix),
+        Operation::Write,
+        "publishes its public key at start",
+    );
     // The webhook worker inside `tessera run delivery` (producers/src/webhooks.rs).
     let d = Role::Delivery;
     table.topic(
@@ -948,14 +954,14 @@ mod tests {
     }
 
     #[test]
-    fn only_the_timekeeper_writes_keys_and_its_changelog() {
+    fn only_the_roles_clients_pin_write_keys_and_the_timekeeper_its_changelog() {
         let grants = plan("");
         for role in Role::ALL {
             let w = writes(&grants, role);
             let is_timekeeper = role == Role::Timekeeper;
             assert_eq!(
                 w.contains(&"tessera.keys".to_string()),
-                is_timekeeper,
+                is_timekeeper || role == Role::Delivery,
                 "{role:?}"
             );
             assert_eq!(
