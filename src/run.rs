@@ -16,7 +16,7 @@ use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::Writer;
 use tessera_producers::keys;
-use tessera_producers::webhooks::{self, Retries};
+use tessera_producers::webhooks::{self, Retries, Settings};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tokio::signal::unix::{SignalKind, signal};
@@ -62,10 +62,9 @@ pub enum Processor {
     /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
     /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
     /// and `tessera.cosigns`. Alongside, unless `--no-webhooks`, it posts each delivered
-    /// credential to the subscriber's registered `http://` webhook (group `tessera.webhooks`),
-    /// with `Idempotency-Key: <credential id>`, retrying with doubling pauses; after the last
-    /// attempt it writes DeliveryFailed to `tessera.deliveries`. `https://` webhooks are not
-    /// supported by this build: they get DeliveryFailed at once.
+    /// credential to the subscriber's registered `https://` or `http://` webhook (group
+    /// `tessera.webhooks`), with `Idempotency-Key: <credential id>`, retrying with doubling
+    /// pauses; after the last attempt it writes DeliveryFailed to `tessera.deliveries`.
     Delivery {
         #[command(flatten)]
         key: KeyFile,
@@ -169,15 +168,23 @@ pub struct WebhookArgs {
     /// How long one post may take, connecting included.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Duration,
+    /// A PEM file of CA certificates to trust for `https://` webhooks, added to the built-in
+    /// Mozilla roots (webpki-roots), not replacing them: for receivers whose certificates come
+    /// from a private CA.
+    #[arg(long, env = "TESSERA_WEBHOOK_CA", value_name = "FILE")]
+    pub webhook_ca: Option<PathBuf>,
 }
 
 impl WebhookArgs {
-    fn retries(&self) -> Retries {
-        Retries {
-            attempts: self.webhook_attempts,
-            first_backoff: self.webhook_backoff,
-            max_backoff: self.webhook_max_backoff,
-            timeout: self.webhook_timeout,
+    fn settings(&self) -> Settings {
+        Settings {
+            retries: Retries {
+                attempts: self.webhook_attempts,
+                first_backoff: self.webhook_backoff,
+                max_backoff: self.webhook_max_backoff,
+                timeout: self.webhook_timeout,
+            },
+            ca_file: self.webhook_ca.clone(),
         }
     }
 }
@@ -259,7 +266,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             let client = kafka.client_config()?;
             // The webhook worker has its own consumer group and shares only the process and
             // the stop signal with the core.
-            let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.retries(), &stop);
+            let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.settings(), &stop);
             let delivery = Delivery::new(timekeeper_key);
             tokio::try_join!(runtime::run(delivery, config, stop.clone()), async {
                 posting.await.context("the webhook worker failed")

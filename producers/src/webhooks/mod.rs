@@ -16,21 +16,22 @@
 //! so a rerun writes the same event. The body holds only what is sealed to the subscriber (the
 //! package and both sealed halves, base64); it is never logged.
 //!
-//! Only `http://` webhooks are posted: no TLS stack is built in, so an `https://` webhook gets a
-//! DeliveryFailed saying so instead of a post in the clear.
+//! `https://` webhooks are posted over rustls ([`post`]): the receiver's certificate must chain to
+//! Mozilla's roots or to the operator's CA file (`--webhook-ca`). `http://` stays for receivers
+//! on a network the operator trusts; the body is sealed to the subscriber either way.
+
+mod post;
 
 use std::collections::HashMap;
-use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Uri, header};
-use http_body_util::Full;
+use http::HeaderMap;
+use http::header::HeaderValue;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -44,6 +45,9 @@ use crate::client::{
     ClientError, Reader, Record, TIMEOUT, Writer, assign_all, kafka, next_record, partition_count,
     partition_for, reader,
 };
+use post::{Client, Endpoint, Failure};
+
+pub use post::TlsError;
 
 /// How often the worker looks at its stop flag while nothing arrives.
 const STOP_CHECK: Duration = Duration::from_millis(200);
@@ -87,57 +91,25 @@ impl Retries {
     }
 }
 
-/// Why the worker stopped.
+/// How the worker posts.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How hard it tries each credential.
+    pub retries: Retries,
+    /// A PEM file of CA certificates that https receivers' chains may also end in, besides
+    /// Mozilla's roots: for receivers with certificates from a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why the worker stopped, or did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     /// Kafka could not be reached or used.
     #[error(transparent)]
     Client(#[from] ClientError),
-}
-
-/// A webhook that can be posted to.
-#[derive(Debug, Clone)]
-struct Endpoint {
-    /// `host:port` to connect to.
-    address: String,
-    authority: Authority,
-    path: PathAndQuery,
-}
-
-impl Endpoint {
-    /// The endpoint of `url`, or why it cannot be posted to, as a sentence.
-    fn parse(url: &str) -> Result<Endpoint, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("webhook URL is not a URL: {e}"))?;
-        let scheme = uri.scheme();
-        if scheme == Some(&Scheme::HTTPS) {
-            return Err("https webhooks are not supported by this build".to_string());
-        }
-        if scheme != Some(&Scheme::HTTP) {
-            return Err("webhook URL is not an http:// URL".to_string());
-        }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| "webhook URL names no host".to_string())?;
-        let port = authority.port_u16().unwrap_or(80);
-        Ok(Endpoint {
-            address: format!("{}:{port}", authority.host()),
-            authority,
-            path: uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        })
-    }
-}
-
-/// The endpoint without its query, which may hold a receiver's token.
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.path.path())
-    }
+    /// The TLS client could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The JSON a webhook receives: what the subscriber needs to open the credential, all of it
@@ -153,33 +125,6 @@ fn body(delivered: &CredentialDelivered) -> Bytes {
         "provider_half": sealed(&delivered.provider_half),
     });
     Bytes::from(body.to_string())
-}
-
-/// One post; `Err` says why it did not get a 2xx answer.
-async fn post(endpoint: &Endpoint, body: Bytes, idempotency_key: &str) -> Result<(), String> {
-    let stream = tokio::net::TcpStream::connect(&endpoint.address)
-        .await
-        .map_err(|e| format!("cannot connect to {endpoint}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("cannot talk HTTP to {endpoint}: {e}"))?;
-    let connection = tokio::spawn(connection);
-    let request = Request::post(Uri::from(endpoint.path.clone()))
-        .header(header::HOST, endpoint.authority.as_str())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", idempotency_key)
-        .body(Full::new(body))
-        .map_err(|e| format!("cannot build a request to {endpoint}: {e}"))?;
-    let answer = sender.send_request(request).await;
-    connection.abort();
-    let status = answer
-        .map_err(|e| format!("{endpoint} did not answer: {e}"))?
-        .status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("{endpoint} answered {status}"))
-    }
 }
 
 /// What became of one credential's webhook.
@@ -206,6 +151,7 @@ async fn pause_unless_stopped(pause: Duration, stop: &AtomicBool) -> bool {
 }
 
 async fn post_with_retries(
+    client: &Client,
     retries: &Retries,
     url: &str,
     delivered: &CredentialDelivered,
@@ -225,14 +171,24 @@ async fn post_with_retries(
     loop {
         attempts += 1;
         metrics::counter!("tessera_webhook_attempts_total").increment(1);
+        let mut headers = HeaderMap::new();
+        match HeaderValue::from_str(&delivered.credential_id) {
+            Ok(key) => headers.insert("idempotency-key", key),
+            Err(_) => {
+                return Outcome::Failed {
+                    attempts: attempts - 1,
+                    reason: "the credential id cannot be an Idempotency-Key header".into(),
+                };
+            }
+        };
         let posted = tokio::time::timeout(
             retries.timeout,
-            post(&endpoint, body.clone(), &delivered.credential_id),
+            client.post(&endpoint, headers, body.clone()),
         )
         .await;
         let reason = match posted {
             Ok(Ok(())) => return Outcome::Posted { attempts },
-            Ok(Err(reason)) => reason,
+            Ok(Err(Failure::Failed(reason))) => reason,
             Err(_) => format!(
                 "{endpoint} did not answer within {}",
                 humantime::format_duration(retries.timeout)
@@ -336,9 +292,13 @@ impl Webhooks {
 pub async fn run(
     config: &ClientConfig,
     prefix: &str,
-    retries: Retries,
+    settings: Settings,
     stop: &AtomicBool,
 ) -> Result<(), WebhookError> {
+    let client = Client {
+        tls: post::tls_config(settings.ca_file.as_deref())?,
+    };
+    let retries = settings.retries;
     let deliveries = DELIVERIES.full_name(prefix);
     let mut group = config.clone();
     group
@@ -361,7 +321,7 @@ pub async fn run(
         if let Some(Ok(Event::CredentialDelivered(delivered))) = &record.event
             && let Some(url) = webhooks.of(&delivered.subscriber_id).await?
         {
-            let outcome = post_with_retries(&retries, &url, delivered, stop).await;
+            let outcome = post_with_retries(&client, &retries, &url, delivered, stop).await;
             if !settle(&writer, &deliveries, delivered, outcome).await? {
                 break;
             }
@@ -452,26 +412,6 @@ mod tests {
             [200, 400, 500, 500, 500]
         );
         assert_eq!(capped.backoff(u32::MAX), Duration::from_millis(500));
-    }
-
-    #[test]
-    fn only_plain_http_webhooks_are_posted() {
-        let endpoint = Endpoint::parse("http://127.0.0.1:8080/inbox?token=secret").unwrap();
-        assert_eq!(endpoint.address, "127.0.0.1:8080");
-        assert_eq!(endpoint.path.as_str(), "/inbox?token=secret");
-        assert_eq!(endpoint.to_string(), "http://127.0.0.1:8080/inbox");
-        assert_eq!(
-            Endpoint::parse("http://b1.example.org").unwrap().address,
-            "b1.example.org:80"
-        );
-        assert_eq!(
-            Endpoint::parse("https://b1.example.org/inbox").unwrap_err(),
-            "https webhooks are not supported by this build"
-        );
-        assert_eq!(
-            Endpoint::parse("ftp://b1.example.org/").unwrap_err(),
-            "webhook URL is not an http:// URL"
-        );
     }
 
     #[test]
