@@ -173,6 +173,12 @@ pub struct WebhookArgs {
     /// from a private CA.
     #[arg(long, env = "TESSERA_WEBHOOK_CA", value_name = "FILE")]
     pub webhook_ca: Option<PathBuf>,
+    /// Also post to webhooks whose host is, or resolves to, a loopback, private (RFC 1918,
+    /// fc00::/7), link-local, carrier-grade NAT or other non-public address. Without it such a
+    /// webhook gets DeliveryFailed "Refused: ..." and no post, so a registration cannot aim the
+    /// worker at services only the platform reaches. For receivers on the same host or network.
+    #[arg(long)]
+    pub webhook_allow_private: bool,
 }
 
 impl WebhookArgs {
@@ -185,6 +191,7 @@ impl WebhookArgs {
                 timeout: self.webhook_timeout,
             },
             ca_file: self.webhook_ca.clone(),
+            allow_private: self.webhook_allow_private,
         }
     }
 }

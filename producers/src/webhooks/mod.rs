@@ -21,6 +21,7 @@
 //! on a network the operator trusts; the body is sealed to the subscriber either way.
 
 mod post;
+pub mod target;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -99,6 +100,9 @@ pub struct Settings {
     /// A PEM file of CA certificates that https receivers' chains may also end in, besides
     /// Mozilla's roots: for receivers with certificates from a private CA.
     pub ca_file: Option<PathBuf>,
+    /// Whether webhooks may point at loopback, private, link-local and other non-public
+    /// addresses ([`target`]); by default they are refused.
+    pub allow_private: bool,
 }
 
 /// Why the worker stopped, or did not start.
@@ -132,7 +136,8 @@ fn body(delivered: &CredentialDelivered) -> Bytes {
 enum Outcome {
     /// A post got a 2xx answer, at this attempt.
     Posted { attempts: u32 },
-    /// The budget ran out, or the webhook cannot be posted to (no attempt made).
+    /// The budget ran out, or the webhook cannot be posted to (its URL, or a host it may not
+    /// reach: no post made, no retry).
     Failed { attempts: u32, reason: String },
     /// The worker was told to stop between attempts.
     Stopped,
@@ -189,6 +194,12 @@ async fn post_with_retries(
         let reason = match posted {
             Ok(Ok(())) => return Outcome::Posted { attempts },
             Ok(Err(Failure::Failed(reason))) => reason,
+            Ok(Err(Failure::Refused(reason))) => {
+                return Outcome::Failed {
+                    attempts: attempts - 1,
+                    reason,
+                };
+            }
             Err(_) => format!(
                 "{endpoint} did not answer within {}",
                 humantime::format_duration(retries.timeout)
@@ -297,6 +308,7 @@ pub async fn run(
 ) -> Result<(), WebhookError> {
     let client = Client {
         tls: post::tls_config(settings.ca_file.as_deref())?,
+        allow_private: settings.allow_private,
     };
     let retries = settings.retries;
     let deliveries = DELIVERIES.full_name(prefix);

@@ -22,6 +22,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
+use super::target::{self, Unreachable};
+
 /// Why the TLS client could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -125,6 +127,8 @@ impl fmt::Display for Endpoint {
 /// Why one attempt got no 2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
+    /// The target may not be posted to; retrying cannot change that.
+    Refused(String),
     /// Anything that may go better next time.
     Failed(String),
 }
@@ -132,6 +136,7 @@ pub(crate) enum Failure {
 /// How posts are made: the same for every webhook.
 pub(crate) struct Client {
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) allow_private: bool,
 }
 
 impl Client {
@@ -142,11 +147,12 @@ impl Client {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<(), Failure> {
-        let addresses: Vec<SocketAddr> =
-            tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
-                .await
-                .map_err(|e| Failure::Failed(format!("cannot resolve {}: {e}", endpoint.host)))?
-                .collect();
+        let addresses = target::resolve(&endpoint.host, endpoint.port, self.allow_private)
+            .await
+            .map_err(|unreachable| match unreachable {
+                Unreachable::Refused(reason) => Failure::Refused(reason),
+                Unreachable::Unresolved(reason) => Failure::Failed(reason),
+            })?;
         let stream = connect(endpoint, &addresses).await?;
         let mut request = Request::post(Uri::from(endpoint.path.clone()))
             .header(header::HOST, &endpoint.host_header)
