@@ -269,11 +269,19 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             timekeeper_key,
             webhooks,
         } => {
-            config.signer = Some(key.signer()?);
+            let signer = key.signer()?;
+            config.signer = Some(signer.clone());
             let client = kafka.client_config()?;
-            // The webhook worker has its own consumer group and shares only the process and
-            // the stop signal with the core.
-            let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.settings(), &stop);
+            // The webhook worker has its own consumer group and shares only the process, the
+            // stop signal and the key with the core: the key it checks the core's records with
+            // is the one it signs its posts with.
+            let posting = webhooks::run(
+                &client,
+                &kafka.topic_prefix,
+                webhooks.settings(),
+                signer,
+                &stop,
+            );
             let delivery = Delivery::new(timekeeper_key);
             tokio::try_join!(runtime::run(delivery, config, stop.clone()), async {
                 posting.await.context("the webhook worker failed")

@@ -24,6 +24,8 @@ use tessera::kafka::KafkaArgs;
 use tessera::topics;
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::webhooks::{self, Retries, Settings};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
 use tessera_schemas::{
     CredentialDelivered, DeliveryFailed, Event, SealedBox, SubscriberRegistered, SubscriberRemoved,
@@ -205,9 +207,14 @@ async fn credentials_are_posted_to_webhooks_with_retries_and_fail_after_the_budg
     // Registered without a webhook, then re-registered with one: the latest wins.
     register(&writer, &subscribers, "moved", None).await;
     register(&writer, &subscribers, "moved", url("/moved")).await;
+    // The delivery core signs what it writes to the inbox with the key the worker is given.
+    let delivery = Arc::new(SigningKey::derive(&PrivateKey::from_bytes(&[9; 32]).unwrap()));
     for subscriber in ["flaky", "down", "quiet", "gone", "moved"] {
         let event = delivered(subscriber).into();
-        writer.write(&deliveries, subscriber, &event).await.unwrap();
+        writer
+            .write_as(&delivery, &prefix, DELIVERIES, subscriber, &event)
+            .await
+            .unwrap();
     }
 
     let retries = Retries {
@@ -219,13 +226,14 @@ async fn credentials_are_posted_to_webhooks_with_retries_and_fail_after_the_budg
     let stop = Arc::new(AtomicBool::new(false));
     let worker = tokio::spawn({
         let (config, prefix, stop) = (config.clone(), prefix.clone(), stop.clone());
+        let delivery = delivery.clone();
         // The receiver is on loopback, which only an operator's allowance opens.
         let settings = Settings {
             retries,
             allow_private: true,
             ..Settings::default()
         };
-        async move { webhooks::run(&config, &prefix, settings, &stop).await }
+        async move { webhooks::run(&config, &prefix, settings, delivery, &stop).await }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let failed = loop {

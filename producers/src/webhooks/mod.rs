@@ -21,22 +21,23 @@
 //! on a network the operator trusts; the body is sealed to the subscriber either way.
 
 mod post;
+pub mod signature;
 pub mod target;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use http::HeaderMap;
-use http::header::HeaderValue;
 use hyper::body::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
+use tessera_schemas::signing::{SignatureError, SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
 use tessera_schemas::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
 use tokio::time::Instant;
@@ -157,6 +158,7 @@ async fn pause_unless_stopped(pause: Duration, stop: &AtomicBool) -> bool {
 
 async fn post_with_retries(
     client: &Client,
+    signer: &SigningKey,
     retries: &Retries,
     url: &str,
     delivered: &CredentialDelivered,
@@ -176,15 +178,14 @@ async fn post_with_retries(
     loop {
         attempts += 1;
         metrics::counter!("tessera_webhook_attempts_total").increment(1);
-        let mut headers = HeaderMap::new();
-        match HeaderValue::from_str(&delivered.credential_id) {
-            Ok(key) => headers.insert("idempotency-key", key),
-            Err(_) => {
-                return Outcome::Failed {
-                    attempts: attempts - 1,
-                    reason: "the credential id cannot be an Idempotency-Key header".into(),
-                };
-            }
+        // Each attempt is signed afresh, so its timestamp says when it was sent and a receiver
+        // can hold every post to a short window.
+        let now = chrono::Utc::now().timestamp_millis();
+        let Ok(headers) = signature::sign_post(signer, &delivered.credential_id, now, &body) else {
+            return Outcome::Failed {
+                attempts: attempts - 1,
+                reason: "the credential id cannot be an Idempotency-Key header".into(),
+            };
         };
         let posted = tokio::time::timeout(
             retries.timeout,
@@ -298,14 +299,24 @@ impl Webhooks {
     }
 }
 
+/// Checks that a CredentialDelivered on the inbox was written by this delivery worker's core,
+/// whose key `own` is: anyone who may write the inbox could otherwise have a package of their
+/// own posted, signed by the worker, to any subscriber's webhook.
+fn own_delivery(own: &VerifyingKey, record: &Record) -> Result<(), SignatureError> {
+    own.verify_record(DELIVERIES.name, &record.signed, "the delivery worker")
+}
+
 /// Follows `tessera.deliveries` and posts each delivered credential to its subscriber's webhook,
-/// until `stop` is raised.
+/// until `stop` is raised. `signer` is the delivery's own key: it signs the posts and the
+/// DeliveryFailed records, and only CredentialDelivered records it signed are posted.
 pub async fn run(
     config: &ClientConfig,
     prefix: &str,
     settings: Settings,
+    signer: Arc<SigningKey>,
     stop: &AtomicBool,
 ) -> Result<(), WebhookError> {
+    let own = signer.verifying_key();
     let client = Client {
         tls: post::tls_config(settings.ca_file.as_deref())?,
         allow_private: settings.allow_private,
@@ -330,12 +341,25 @@ pub async fn run(
         let Some(record) = next_record(&consumer, Some(deadline), &deliveries).await? else {
             continue;
         };
-        if let Some(Ok(Event::CredentialDelivered(delivered))) = &record.event
-            && let Some(url) = webhooks.of(&delivered.subscriber_id).await?
-        {
-            let outcome = post_with_retries(&client, &retries, &url, delivered, stop).await;
-            if !settle(&writer, &deliveries, delivered, outcome).await? {
-                break;
+        if let Some(Ok(Event::CredentialDelivered(delivered))) = &record.event {
+            if let Err(why) = own_delivery(&own, &record) {
+                metrics::counter!("tessera_webhook_skipped_total", "reason" => "unauthenticated")
+                    .increment(1);
+                warn!(
+                    "not posting credential {} for subscriber {} ({}/{}@{}): \
+                     Unauthenticated: {why}",
+                    delivered.credential_id,
+                    delivered.subscriber_id,
+                    record.topic,
+                    record.partition,
+                    record.offset
+                );
+            } else if let Some(url) = webhooks.of(&delivered.subscriber_id).await? {
+                let outcome =
+                    post_with_retries(&client, &signer, &retries, &url, delivered, stop).await;
+                if !settle(&writer, &signer, prefix, delivered, outcome).await? {
+                    break;
+                }
             }
         }
         commit(&consumer, &record);
@@ -348,7 +372,8 @@ pub async fn run(
 /// before the credential was settled, so its offset must not be committed.
 async fn settle(
     writer: &Writer,
-    deliveries: &str,
+    signer: &SigningKey,
+    prefix: &str,
     delivered: &CredentialDelivered,
     outcome: Outcome,
 ) -> Result<bool, ClientError> {
@@ -372,7 +397,11 @@ async fn settle(
                 attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
                 reason: reason.clone(),
             };
-            let written = writer.write(deliveries, subscriber, &failed.into()).await?;
+            // Signed like the core's records on the inbox, so a subscriber can tell the worker's
+            // report from one anyone else wrote there.
+            let written = writer
+                .write_as(signer, prefix, DELIVERIES, subscriber, &failed.into())
+                .await?;
             warn!(
                 "credential {credential} not posted to subscriber {subscriber}'s webhook after \
                  {attempts} attempts: {reason} (DeliveryFailed [{written}])"
