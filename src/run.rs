@@ -73,6 +73,10 @@ pub enum Processor {
         /// halves must be signed with the key of the offer they name.
         #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
         timekeeper_key: VerifyingKey,
+        /// The operator's trust anchor, as given to the matcher: the webhook worker then follows
+        /// a subscriber's first registration only if the anchor endorsed it, as the matcher does.
+        #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
+        trust_anchor: Option<VerifyingKey>,
         #[command(flatten)]
         webhooks: WebhookArgs,
     },
@@ -182,7 +186,7 @@ pub struct WebhookArgs {
 }
 
 impl WebhookArgs {
-    fn settings(&self) -> Settings {
+    fn settings(&self, trust_anchor: Option<VerifyingKey>) -> Settings {
         Settings {
             retries: Retries {
                 attempts: self.webhook_attempts,
@@ -192,6 +196,7 @@ impl WebhookArgs {
             },
             ca_file: self.webhook_ca.clone(),
             allow_private: self.webhook_allow_private,
+            trust_anchor,
         }
     }
 }
@@ -260,6 +265,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             key,
             timekeeper_key,
             webhooks,
+            ..
         } if webhooks.no_webhooks => {
             config.signer = Some(key.signer()?);
             runtime::run(Delivery::new(timekeeper_key), config, stop).await
@@ -267,6 +273,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         Processor::Delivery {
             key,
             timekeeper_key,
+            trust_anchor,
             webhooks,
         } => {
             let signer = key.signer()?;
@@ -278,7 +285,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             let posting = webhooks::run(
                 &client,
                 &kafka.topic_prefix,
-                webhooks.settings(),
+                webhooks.settings(trust_anchor),
                 signer,
                 &stop,
             );

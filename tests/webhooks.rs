@@ -114,19 +114,36 @@ fn delivered(subscriber_id: &str) -> CredentialDelivered {
     }
 }
 
-async fn register(writer: &Writer, topic: &str, subscriber_id: &str, webhook: Option<String>) {
+/// The keys of subscriber `id`: derived from its name, so a re-registration signs with the key
+/// its first one pinned.
+fn keys_of(id: &str) -> (PrivateKey, SigningKey) {
+    let seed = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, id.as_bytes());
+    let sealing = PrivateKey::from_bytes(&[seed.as_bytes().as_slice(); 2].concat()).unwrap();
+    let signing = SigningKey::derive(&sealing);
+    (sealing, signing)
+}
+
+/// Registers `subscriber_id` with its own keys and `webhook`, signed by its own key.
+async fn register(writer: &Writer, prefix: &str, subscriber_id: &str, webhook: Option<String>) {
+    let (sealing, signing) = keys_of(subscriber_id);
     let registered = SubscriberRegistered {
         event_id: uuid::Uuid::new_v4().to_string(),
         subscriber_id: subscriber_id.into(),
         contact: format!("{subscriber_id}@example.org"),
-        public_key: vec![7; 32],
-        signing_key: Vec::new(),
+        public_key: sealing.public_key().to_bytes(),
+        signing_key: signing.verifying_key().to_bytes(),
         interests: vec![],
         webhook,
         endorsement: None,
     };
     writer
-        .write(topic, subscriber_id, &registered.into())
+        .write_as(
+            &signing,
+            prefix,
+            SUBSCRIBERS,
+            subscriber_id,
+            &registered.into(),
+        )
         .await
         .unwrap();
 }
@@ -189,26 +206,34 @@ async fn credentials_are_posted_to_webhooks_with_retries_and_fail_after_the_budg
     let port = serve(posts.clone()).await;
     let url = |path: &str| Some(format!("http://127.0.0.1:{port}{path}"));
     let writer = Writer::new(&config).unwrap();
-    register(&writer, &subscribers, "flaky", url("/flaky")).await;
+    register(&writer, &prefix, "flaky", url("/flaky")).await;
     // The query may hold the receiver's token: it must not reach a reason or a log line.
-    register(&writer, &subscribers, "down", url("/down?token=s3cret")).await;
-    register(&writer, &subscribers, "quiet", None).await;
+    register(&writer, &prefix, "down", url("/down?token=s3cret")).await;
+    register(&writer, &prefix, "quiet", None).await;
     // Registered with a webhook, then gone: the latest state of the table counts.
-    register(&writer, &subscribers, "gone", url("/gone")).await;
+    register(&writer, &prefix, "gone", url("/gone")).await;
     let removed = SubscriberRemoved {
         event_id: uuid::Uuid::new_v4().to_string(),
         subscriber_id: "gone".into(),
     };
     writer
-        .write(&subscribers, "gone", &removed.into())
+        .write_as(
+            &keys_of("gone").1,
+            &prefix,
+            SUBSCRIBERS,
+            "gone",
+            &removed.into(),
+        )
         .await
         .unwrap();
     writer.tombstone(&subscribers, "gone").await.unwrap();
     // Registered without a webhook, then re-registered with one: the latest wins.
-    register(&writer, &subscribers, "moved", None).await;
-    register(&writer, &subscribers, "moved", url("/moved")).await;
+    register(&writer, &prefix, "moved", None).await;
+    register(&writer, &prefix, "moved", url("/moved")).await;
     // The delivery core signs what it writes to the inbox with the key the worker is given.
-    let delivery = Arc::new(SigningKey::derive(&PrivateKey::from_bytes(&[9; 32]).unwrap()));
+    let delivery = Arc::new(SigningKey::derive(
+        &PrivateKey::from_bytes(&[9; 32]).unwrap(),
+    ));
     for subscriber in ["flaky", "down", "quiet", "gone", "moved"] {
         let event = delivered(subscriber).into();
         writer

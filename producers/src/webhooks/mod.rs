@@ -37,6 +37,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
+use tessera_schemas::identity::{Change, Pins};
 use tessera_schemas::signing::{SignatureError, SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
 use tessera_schemas::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
@@ -104,6 +105,9 @@ pub struct Settings {
     /// Whether webhooks may point at loopback, private, link-local and other non-public
     /// addresses ([`target`]); by default they are refused.
     pub allow_private: bool,
+    /// The operator's trust anchor, as the matcher is given it: first registrations must then
+    /// be endorsed by it ([`tessera_schemas::identity`]).
+    pub trust_anchor: Option<VerifyingKey>,
 }
 
 /// Why the worker stopped, or did not start.
@@ -227,18 +231,32 @@ fn failure_id(credential_id: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }
 
-/// The subscribers' webhooks, as `tessera.subscribers` holds them.
+/// The subscribers' webhooks, as `tessera.subscribers` holds them once folded through the pins
+/// ([`tessera_schemas::identity`]), as the matcher folds it: a registration or removal counts only
+/// if the key the id pinned signed it, so nobody moves another subscriber's credentials to a
+/// webhook of their own.
+#[derive(Debug, Default)]
+struct Registry {
+    pins: Pins,
+    by_subscriber: HashMap<String, String>,
+}
+
+/// [`Registry`], kept up to date from `tessera.subscribers`.
 struct Webhooks {
     consumer: Reader,
     topic: String,
     partitions: i32,
-    by_subscriber: HashMap<String, String>,
+    registry: Registry,
     /// Per partition, the offset after the last record read.
     next: Vec<i64>,
 }
 
 impl Webhooks {
-    fn open(config: &ClientConfig, prefix: &str) -> Result<Webhooks, ClientError> {
+    fn open(
+        config: &ClientConfig,
+        prefix: &str,
+        anchor: Option<VerifyingKey>,
+    ) -> Result<Webhooks, ClientError> {
         let topic = SUBSCRIBERS.full_name(prefix);
         let consumer = reader(config, false)?;
         let partitions = partition_count(&consumer, &topic)?;
@@ -247,13 +265,16 @@ impl Webhooks {
             consumer,
             topic,
             partitions,
-            by_subscriber: HashMap::new(),
+            registry: Registry {
+                pins: Pins::new(anchor),
+                by_subscriber: HashMap::new(),
+            },
             next: vec![0; partitions as usize],
         })
     }
 
-    /// The webhook `subscriber_id` registered last, once its partition is read up to its end
-    /// as it is now.
+    /// The webhook of `subscriber_id`'s last accepted registration, once its partition is read
+    /// up to its end as it is now.
     async fn of(&mut self, subscriber_id: &str) -> Result<Option<String>, ClientError> {
         let partition = partition_for(subscriber_id, self.partitions);
         let (_, end) = self
@@ -266,7 +287,7 @@ impl Webhooks {
                 Ok(Ok(message)) => {
                     self.next[message.partition() as usize] = message.offset() + 1;
                     if let Some(record) = Record::from_message(&message) {
-                        self.learn(record);
+                        self.registry.learn(&record);
                     }
                 }
                 Ok(Err(e)) => return Err(kafka(format!("cannot read {}", self.topic))(e)),
@@ -279,22 +300,45 @@ impl Webhooks {
                 }
             }
         }
-        Ok(self.by_subscriber.get(subscriber_id).cloned())
+        Ok(self.registry.by_subscriber.get(subscriber_id).cloned())
     }
+}
 
-    fn learn(&mut self, record: Record) {
-        let Some(subscriber_id) = record.key else {
-            return;
+impl Registry {
+    /// Folds one record of `tessera.subscribers` in; one refused changes nothing and is logged.
+    fn learn(&mut self, record: &Record) {
+        let (id, change, webhook) = match &record.event {
+            Some(Ok(Event::SubscriberRegistered(registered))) => (
+                &registered.subscriber_id,
+                Change::Registered(registered),
+                registered.webhook.clone(),
+            ),
+            Some(Ok(Event::SubscriberRemoved(removed))) => (
+                &removed.subscriber_id,
+                Change::Removed(&removed.subscriber_id),
+                None,
+            ),
+            // A tombstone cannot be signed, so it changes nothing: the signed removal before it
+            // already took the webhook away.
+            _ => return,
         };
-        match record.event {
-            Some(Ok(Event::SubscriberRegistered(registered))) => match registered.webhook {
-                Some(url) => self.by_subscriber.insert(subscriber_id, url),
-                None => self.by_subscriber.remove(&subscriber_id),
+        let at = format!("{}/{}@{}", record.topic, record.partition, record.offset);
+        // The key decides the partition the matcher reads a record on; a record filed under
+        // another key is one the matcher refuses, so the webhooks must not follow it either.
+        if record.key.as_deref() != Some(id.as_str()) {
+            warn!("ignoring {at}: its key is not its subscriber id {id}");
+            return;
+        }
+        match self.pins.apply(change, &record.signed) {
+            Ok(()) => match webhook {
+                Some(url) => self.by_subscriber.insert(id.clone(), url),
+                None => self.by_subscriber.remove(id),
             },
-            Some(Ok(Event::SubscriberRemoved(_))) | None => {
-                self.by_subscriber.remove(&subscriber_id)
+            Err(refusal) => {
+                metrics::counter!("tessera_webhook_refused_registrations_total").increment(1);
+                warn!("ignoring {at} for subscriber {id}'s webhook: {refusal}");
+                None
             }
-            Some(_) => None,
         };
     }
 }
@@ -333,7 +377,7 @@ pub async fn run(
     consumer
         .subscribe(&[&deliveries])
         .map_err(kafka(format!("cannot subscribe to {deliveries}")))?;
-    let mut webhooks = Webhooks::open(config, prefix)?;
+    let mut webhooks = Webhooks::open(config, prefix, settings.trust_anchor)?;
     let writer = Writer::new(config)?;
     info!("posting credentials from {deliveries} to subscribers' webhooks");
     while !stop.load(Ordering::Relaxed) {
@@ -433,7 +477,135 @@ fn commit(consumer: &Reader, record: &Record) {
 
 #[cfg(test)]
 mod tests {
+    use tessera_schemas::identity::{ENDORSEMENT_TAG, endorsement_parts};
+    use tessera_schemas::sealing::PrivateKey;
+    use tessera_schemas::signing::Signed;
+    use tessera_schemas::{SubscriberRegistered, SubscriberRemoved};
+
     use super::*;
+
+    fn party(seed: u8) -> (PrivateKey, SigningKey) {
+        let sealing = PrivateKey::from_bytes(&[seed; 32]).unwrap();
+        let signing = SigningKey::derive(&sealing);
+        (sealing, signing)
+    }
+
+    fn registration(id: &str, keys: &(PrivateKey, SigningKey), webhook: &str) -> Event {
+        Event::SubscriberRegistered(SubscriberRegistered {
+            event_id: "00000000-0000-4000-8000-000000000000".into(),
+            subscriber_id: id.into(),
+            contact: "c".into(),
+            public_key: keys.0.public_key().to_bytes(),
+            signing_key: keys.1.verifying_key().to_bytes(),
+            interests: Vec::new(),
+            webhook: Some(webhook.into()),
+            endorsement: None,
+        })
+    }
+
+    fn removal(id: &str) -> Event {
+        Event::SubscriberRemoved(SubscriberRemoved {
+            event_id: "00000000-0000-4000-8000-000000000001".into(),
+            subscriber_id: id.into(),
+        })
+    }
+
+    /// A record of `tessera.subscribers` keyed `key` and signed by `signer`.
+    fn record(signer: &SigningKey, key: &str, event: Event) -> Record {
+        let value = tessera_schemas::encode(&event).unwrap();
+        let signature = signer.sign_record(SUBSCRIBERS.name, Some(key.as_bytes()), Some(&value));
+        Record {
+            topic: "tessera.subscribers".into(),
+            partition: 0,
+            offset: 0,
+            stamp: None,
+            key: Some(key.into()),
+            event: Some(Ok(event)),
+            signed: Signed::of(Some(key.as_bytes()), Some(&value), Some(&signature)),
+        }
+    }
+
+    fn webhook(registry: &Registry, id: &str) -> Option<String> {
+        registry.by_subscriber.get(id).cloned()
+    }
+
+    #[test]
+    fn a_forged_registration_or_removal_does_not_move_a_webhook() {
+        let (owner, impostor) = (party(1), party(2));
+        let mut registry = Registry::default();
+        registry.learn(&record(
+            &owner.1,
+            "B1",
+            registration("B1", &owner, "https://b1/in"),
+        ));
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/in"));
+        // The impostor's own keys, signed with its own key: B1 is pinned to the owner's.
+        let forged = registration("B1", &impostor, "https://evil/in");
+        registry.learn(&record(&impostor.1, "B1", forged));
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/in"));
+        // The owner's keys with another webhook, signed by the impostor.
+        let forged = registration("B1", &owner, "https://evil/in");
+        registry.learn(&record(&impostor.1, "B1", forged));
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/in"));
+        registry.learn(&record(&impostor.1, "B1", removal("B1")));
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/in"));
+        // A tombstone carries no signature and changes nothing.
+        let mut tombstone = record(&impostor.1, "B1", removal("B1"));
+        tombstone.event = None;
+        registry.learn(&tombstone);
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/in"));
+        // The owner moves and removes its webhook.
+        registry.learn(&record(
+            &owner.1,
+            "B1",
+            registration("B1", &owner, "https://b1/v2"),
+        ));
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/v2"));
+        registry.learn(&record(&owner.1, "B1", removal("B1")));
+        assert_eq!(webhook(&registry, "B1"), None);
+    }
+
+    #[test]
+    fn a_first_registration_must_be_signed_with_its_own_key_and_filed_under_its_id() {
+        let (owner, other) = (party(1), party(2));
+        let mut registry = Registry::default();
+        registry.learn(&record(
+            &other.1,
+            "B1",
+            registration("B1", &owner, "https://b1/in"),
+        ));
+        assert_eq!(webhook(&registry, "B1"), None);
+        registry.learn(&record(
+            &owner.1,
+            "B2",
+            registration("B1", &owner, "https://b1/in"),
+        ));
+        assert_eq!(webhook(&registry, "B1"), None);
+        assert_eq!(webhook(&registry, "B2"), None);
+    }
+
+    #[test]
+    fn with_a_trust_anchor_only_endorsed_registrations_count() {
+        let (anchor, owner) = (party(9), party(1));
+        let mut registry = Registry {
+            pins: Pins::new(Some(anchor.1.verifying_key())),
+            ..Registry::default()
+        };
+        registry.learn(&record(
+            &owner.1,
+            "B1",
+            registration("B1", &owner, "https://b1/in"),
+        ));
+        assert_eq!(webhook(&registry, "B1"), None);
+        let Event::SubscriberRegistered(mut endorsed) = registration("B1", &owner, "https://b1/in")
+        else {
+            unreachable!()
+        };
+        let parts = endorsement_parts("B1", &endorsed.public_key, &endorsed.signing_key);
+        endorsed.endorsement = Some(anchor.1.sign_statement(ENDORSEMENT_TAG, &parts).to_vec());
+        registry.learn(&record(&owner.1, "B1", endorsed.into()));
+        assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/in"));
+    }
 
     fn millis(pauses: impl IntoIterator<Item = Duration>) -> Vec<u128> {
         pauses.into_iter().map(|p| p.as_millis()).collect()
