@@ -445,7 +445,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         "publishes its public key at start",
     );
     table.processor(Role::Delivery, &Delivery::new(any_key()), prefix);
-    // The webhook worker inside `tessera run delivery` (producers/src/webhooks.rs).
+    // The webhook worker inside `tessera run delivery` (producers/src/webhooks/).
     let d = Role::Delivery;
     table.topic(
         d,

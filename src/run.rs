@@ -64,7 +64,11 @@ pub enum Processor {
     /// and `tessera.cosigns`. Alongside, unless `--no-webhooks`, it posts each delivered
     /// credential to the subscriber's registered `https://` or `http://` webhook (group
     /// `tessera.webhooks`), with `Idempotency-Key: <credential id>`, retrying with doubling
-    /// pauses; after the last attempt it writes DeliveryFailed to `tessera.deliveries`.
+    /// pauses; after the last attempt it writes DeliveryFailed to `tessera.deliveries`. Each post
+    /// is signed with the delivery's key (`Tessera-Signature`, `Tessera-Timestamp`,
+    /// `Tessera-Key-Fingerprint`), and goes only to hosts with public addresses unless
+    /// `--webhook-allow-private`. The worker posts only credentials signed with the delivery's
+    /// key, and follows only registrations signed by the subscriber's pinned key.
     Delivery {
         #[command(flatten)]
         key: KeyFile,

@@ -3,22 +3,46 @@
 //!
 //! The delivery core is pure and writes CredentialDelivered once; talking HTTP to a subscriber's
 //! server is I/O with its own failures and timing, so it lives here, in a worker that follows the
-//! inbox with its own consumer group (`tessera.webhooks`, read_committed). It keeps the
-//! subscribers' webhook URLs from the compacted `tessera.subscribers` (the latest registration
-//! wins; SubscriberRemoved or a tombstone removes), catching up on the subscriber's partition
-//! before each post so a registration already on the log is never missed.
+//! inbox with its own consumer group (`tessera.webhooks`, read_committed), in the delivery's
+//! process and with the delivery's key.
 //!
-//! Each post carries `Idempotency-Key: <credential id>`: delivery is at least once (the offset is
-//! committed only after the post succeeded or DeliveryFailed is written), so a receiver may see a
-//! credential twice and deduplicates by that key. A non-2xx answer, a connection error or a
-//! timeout is retried with exponential backoff; after the budget the worker writes DeliveryFailed
-//! to `tessera.deliveries`, keyed by subscriber id, under an event id derived from the credential
-//! so a rerun writes the same event. The body holds only what is sealed to the subscriber (the
-//! package and both sealed halves, base64); it is never logged.
+//! # Whom it believes
 //!
-//! `https://` webhooks are posted over rustls ([`post`]): the receiver's certificate must chain to
+//! A webhook post sends a credential out of Kafka, where its ACLs and signatures no longer guard
+//! it, so the worker believes nothing for the name it carries:
+//!
+//! - It posts only a CredentialDelivered whose record signature verifies with the delivery's own
+//!   key: anyone else who can write the inbox gets a warning on the log, not a post.
+//! - It keeps the subscribers' webhook URLs from `tessera.subscribers` folded through the pins
+//!   ([`tessera_schemas::identity`], the matcher's rules, with the same optional trust anchor): a
+//!   registration or removal counts only if signed by the key the subscriber id pinned, so nobody
+//!   points another subscriber's credentials at a webhook of their own. It catches up on the
+//!   subscriber's partition before each post, so a registration already on the log is never
+//!   missed.
+//! - It posts only to hosts that resolve to public addresses, unless the operator allows others
+//!   ([`target`]), and connects to the addresses it checked.
+//!
+//! # What a post carries
+//!
+//! `https://` webhooks are posted over rustls (`post.rs`): the receiver's certificate must chain to
 //! Mozilla's roots or to the operator's CA file (`--webhook-ca`). `http://` stays for receivers
-//! on a network the operator trusts; the body is sealed to the subscriber either way.
+//! on a network the operator trusts: the body is sealed to the subscriber either way, and the
+//! signature below holds either way, but over http the ids in it and the headers are readable on
+//! the way. The body holds only what is sealed to the subscriber (the package and both sealed
+//! halves, base64, with the credential, offer and subscriber ids); it is never logged.
+//!
+//! Each post is signed with the delivery's key ([`signature`]): `Tessera-Signature` over the
+//! credential id, `Tessera-Timestamp` and the exact body, with `Tessera-Key-Fingerprint`, so a
+//! receiver checks it with [`signature::verify_post`] and the delivery's verifying key, whoever
+//! else knows its URL. `Idempotency-Key: <credential id>`: delivery is at least once (the offset
+//! is committed only after the post succeeded or DeliveryFailed is written), so a receiver may
+//! see a credential twice and deduplicates by that key.
+//!
+//! A non-2xx answer (redirects included: they are not followed), a connection error or a timeout
+//! is retried with exponential backoff; after the budget the worker writes DeliveryFailed to
+//! `tessera.deliveries`, signed, keyed by subscriber id, under an event id derived from the
+//! credential so a rerun writes the same event. A webhook that cannot be posted to (not an http or
+//! https URL, or a refused host) gets DeliveryFailed at once, without retries.
 
 mod post;
 pub mod signature;
