@@ -451,7 +451,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         Operation::Write,
         "publishes its public key at start",
     );
-    // The webhook worker inside `tessera run delivery` (producers/src/webhooks.rs).
+    // The webhook worker inside `tessera run delivery` (producers/src/webhooks/).
     let d = Role::Delivery;
     table.topic(
         d,

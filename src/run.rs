@@ -16,7 +16,7 @@ use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Role};
-use tessera_producers::webhooks::{self, Retries};
+use tessera_producers::webhooks::{self, Retries, Settings};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tokio::signal::unix::{SignalKind, signal};
@@ -62,10 +62,13 @@ pub enum Processor {
     /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
     /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
     /// and `tessera.cosigns`. Alongside, unless `--no-webhooks`, it posts each delivered
-    /// credential to the subscriber's registered `http://` webhook (group `tessera.webhooks`),
-    /// with `Idempotency-Key: <credential id>`, retrying with doubling pauses; after the last
-    /// attempt it writes DeliveryFailed to `tessera.deliveries`. `https://` webhooks are not
-    /// supported by this build: they get DeliveryFailed at once.
+    /// credential to the subscriber's registered `https://` or `http://` webhook (group
+    /// `tessera.webhooks`), with `Idempotency-Key: <credential id>`, retrying with doubling
+    /// pauses; after the last attempt it writes DeliveryFailed to `tessera.deliveries`. Each post
+    /// is signed with the delivery's key (`Tessera-Signature`, `Tessera-Timestamp`,
+    /// `Tessera-Key-Fingerprint`), and goes only to hosts with public addresses unless
+    /// `--webhook-allow-private`. The worker posts only credentials signed with the delivery's
+    /// key, and follows only registrations signed by the subscriber's pinned key.
     Delivery {
         #[command(flatten)]
         key: KeyFile,
@@ -74,6 +77,10 @@ pub enum Processor {
         /// halves must be signed with the key of the offer they name.
         #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
         timekeeper_key: VerifyingKey,
+        /// The operator's trust anchor, as given to the matcher: the webhook worker then follows
+        /// a subscriber's first registration only if the anchor endorsed it, as the matcher does.
+        #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
+        trust_anchor: Option<VerifyingKey>,
         #[command(flatten)]
         webhooks: WebhookArgs,
     },
@@ -185,15 +192,31 @@ pub struct WebhookArgs {
     /// How long one post may take, connecting included.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Duration,
+    /// A PEM file of CA certificates to trust for `https://` webhooks, added to the built-in
+    /// Mozilla roots (webpki-roots), not replacing them: for receivers whose certificates come
+    /// from a private CA.
+    #[arg(long, env = "TESSERA_WEBHOOK_CA", value_name = "FILE")]
+    pub webhook_ca: Option<PathBuf>,
+    /// Also post to webhooks whose host is, or resolves to, a loopback, private (RFC 1918,
+    /// fc00::/7), link-local, carrier-grade NAT or other non-public address. Without it such a
+    /// webhook gets DeliveryFailed "Refused: ..." and no post, so a registration cannot aim the
+    /// worker at services only the platform reaches. For receivers on the same host or network.
+    #[arg(long)]
+    pub webhook_allow_private: bool,
 }
 
 impl WebhookArgs {
-    fn retries(&self) -> Retries {
-        Retries {
-            attempts: self.webhook_attempts,
-            first_backoff: self.webhook_backoff,
-            max_backoff: self.webhook_max_backoff,
-            timeout: self.webhook_timeout,
+    fn settings(&self, trust_anchor: Option<VerifyingKey>) -> Settings {
+        Settings {
+            retries: Retries {
+                attempts: self.webhook_attempts,
+                first_backoff: self.webhook_backoff,
+                max_backoff: self.webhook_max_backoff,
+                timeout: self.webhook_timeout,
+            },
+            ca_file: self.webhook_ca.clone(),
+            allow_private: self.webhook_allow_private,
+            trust_anchor,
         }
     }
 }
@@ -262,6 +285,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             key,
             timekeeper_key,
             webhooks,
+            ..
         } if webhooks.no_webhooks => {
             config.signer = Some(key.publish_delivery(kafka).await?);
             runtime::run(Delivery::new(timekeeper_key), config, stop).await
@@ -269,13 +293,22 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         Processor::Delivery {
             key,
             timekeeper_key,
+            trust_anchor,
             webhooks,
         } => {
-            config.signer = Some(key.publish_delivery(kafka).await?);
+            let signer = key.publish_delivery(kafka).await?;
+            config.signer = Some(signer.clone());
             let client = kafka.client_config()?;
-            // The webhook worker has its own consumer group and shares only the process and
-            // the stop signal with the core.
-            let posting = webhooks::run(&client, &kafka.topic_prefix, webhooks.retries(), &stop);
+            // The webhook worker has its own consumer group and shares only the process, the
+            // stop signal and the key with the core: the key it checks the core's records with
+            // is the one it signs its posts with.
+            let posting = webhooks::run(
+                &client,
+                &kafka.topic_prefix,
+                webhooks.settings(trust_anchor),
+                signer,
+                &stop,
+            );
             let delivery = Delivery::new(timekeeper_key);
             tokio::try_join!(runtime::run(delivery, config, stop.clone()), async {
                 posting.await.context("the webhook worker failed")

@@ -47,8 +47,11 @@ pub enum Subscriber {
         /// key pair is created there if it does not exist.
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
-        /// An `http://` endpoint the delivery worker also posts delivered credentials to, with
-        /// `Idempotency-Key: <credential id>` (`https://` is not supported by this build).
+        /// An `https://` (or `http://`) endpoint the delivery worker also posts delivered
+        /// credentials to, with `Idempotency-Key: <credential id>` and the delivery's signature
+        /// (`Tessera-Signature`, `Tessera-Timestamp`, `Tessera-Key-Fingerprint`). Hosts on
+        /// loopback, private or link-local addresses are refused unless the delivery runs with
+        /// `--webhook-allow-private`.
         #[arg(long, value_name = "URL")]
         webhook: Option<String>,
         /// The trust anchor's endorsement of this id and its keys (hex, from `tessera keys
