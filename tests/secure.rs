@@ -442,15 +442,25 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     processors.spawn("provider agent", agent);
     processors.check();
 
-    // The subscriber answers once the matcher has invited it, and opens the credential once
-    // the timekeeper has released it, the agent co-signed and the delivery worker delivered it.
-    eventually(
-        &broker,
-        dir,
-        "subscriber",
-        &["subscriber", "respond", "offer-1", "--id", "B1"],
-        Duration::from_secs(30),
-    );
+    // The subscriber answers its invitation as the matcher sends it (a response written before
+    // the invitation is NotInvited), and opens the credential once the timekeeper has released
+    // it, the agent co-signed and the delivery worker delivered it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let heard = ok(
+            &broker,
+            dir,
+            "subscriber",
+            &[
+                "subscriber", "listen", "--id", "B1", "--respond", "always", "--from-beginning",
+                "--until-idle", "3",
+            ],
+        );
+        if heard.contains("responded to offer offer-1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B1 was not invited: {heard}");
+    }
     processors.check();
     let opened = eventually(
         &broker,
