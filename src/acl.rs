@@ -382,7 +382,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         &[
             (
                 KEYS,
-                "seals the offer's half to the timekeeper's published key",
+                "seals the offer's half to the timekeeper's published key; ledger balance pins the ledger's",
             ),
             (OFFERS, "agent reads its own offers"),
             (DECISIONS, "agent follows releases"),
@@ -489,6 +489,12 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
     );
     table.processor(Role::Ledger, &Rewards::new(any_key()), prefix);
     table.processor(Role::Ledger, &Ledger::new(any_key()), prefix);
+    table.topic(
+        Role::Ledger,
+        &KEYS.full_name(prefix),
+        Operation::Write,
+        "publishes its public key at start",
+    );
 
     // The auditor reads every catalogue topic and the processors' committed offsets, and
     // writes nothing.
@@ -961,7 +967,7 @@ mod tests {
             let is_timekeeper = role == Role::Timekeeper;
             assert_eq!(
                 w.contains(&"tessera.keys".to_string()),
-                is_timekeeper || role == Role::Delivery,
+                matches!(role, Role::Timekeeper | Role::Delivery | Role::Ledger),
                 "{role:?}"
             );
             assert_eq!(

@@ -42,6 +42,7 @@ use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DECISIONS, LEDGER, REQUESTS};
 use tessera_schemas::{Custody, Event, Interest, RejectReason, Reward};
 
+use crate::audit::AuditArgs;
 use crate::kafka::KafkaArgs;
 use crate::ledger::Balances;
 
@@ -122,8 +123,12 @@ impl Processors {
                     stop.clone(),
                 );
                 let (writer, prefix) = (Writer::new(&kafka.client_config()?)?, kafka.topic_prefix.clone());
+                // As `tessera run delivery|ledger` do: clients pin the keys they find there.
+                let ledger_key = PrivateKey::from_bytes(ledger_key.to_bytes().as_ref())?;
                 async move {
                     tessera_producers::keys::publish(&writer, &prefix, Role::Delivery, &delivery_key)
+                        .await?;
+                    tessera_producers::keys::publish(&writer, &prefix, Role::Ledger, &ledger_key)
                         .await?;
                     delivery.await
                 }
@@ -200,6 +205,13 @@ impl Follower {
     }
 }
 
+/// The platform roles' keys as the demo's parties pin them.
+struct Platform {
+    timekeeper: PlatformKeys,
+    delivery: VerifyingKey,
+    ledger: VerifyingKey,
+}
+
 /// What the demo expects of each party.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expected {
@@ -231,11 +243,16 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     tessera_producers::keys::publish(&Writer::new(&config)?, &prefix, Role::Timekeeper, &timekeeper_key)
         .await?;
     let processors = Processors::start(&kafka, state.path(), timekeeper_key)?;
-    let timekeeper = PlatformKeys {
-        sealing: timekeeper,
-        signing: timekeeper_signing,
+    let platform = Platform {
+        timekeeper: PlatformKeys {
+            sealing: timekeeper,
+            signing: timekeeper_signing,
+        },
+        delivery: processors.delivery,
+        ledger: processors.ledger,
     };
-    let outcome = scenario(&kafka, &config, &args, state.path(), &timekeeper, &processors.delivery).await;
+    let matcher = processors.matcher;
+    let outcome = scenario(&kafka, &config, &args, state.path(), &platform).await;
     let stopped = processors.stop().await;
     let offer_id = outcome?;
     stopped?;
@@ -243,7 +260,44 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     println!("the offer's timeline, as the log holds it (`tessera offer status {offer_id} --topic-prefix {prefix}`):");
     print!("{}", status::read(&config, &prefix, &offer_id).await?);
     println!();
+    audit_without_keys(&kafka, matcher, &platform).await?;
     println!("every verdict, the opened document and the reward as expected");
+    Ok(())
+}
+
+/// Audits every processor from the demo's log as any party can, with the platform's public keys
+/// only; a mismatch fails the demo.
+async fn audit_without_keys(
+    kafka: &KafkaArgs,
+    matcher: VerifyingKey,
+    platform: &Platform,
+) -> anyhow::Result<()> {
+    let args = AuditArgs {
+        matcher_key: Some(matcher),
+        timekeeper_verifying_key: Some(platform.timekeeper.signing),
+        ledger_key: Some(platform.ledger),
+        ..AuditArgs::of(Vec::new())
+    };
+    let reports = {
+        let kafka = kafka.clone();
+        tokio::task::spawn_blocking(move || crate::audit::audit(&kafka, &args))
+            .await
+            .context("the audit panicked")??
+    };
+    let findings: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.findings.iter().map(move |f| format!("{}: {f}", r.processor)))
+        .collect();
+    if !findings.is_empty() {
+        bail!("the audit of the demo's log found {} mismatch(es): {}", findings.len(), findings.join("; "));
+    }
+    let derived: u64 = reports.iter().map(|r| r.derived).sum();
+    println!(
+        "an audit with the platform's public keys only re-derives all {derived} records the \
+         processors wrote, from the log, and finds each on it as derived (`tessera audit \
+         --matcher-key {matcher} --timekeeper-verifying-key {} --ledger-key {} --topic-prefix {}`)",
+        platform.timekeeper.signing, platform.ledger, kafka.topic_prefix
+    );
     Ok(())
 }
 
@@ -253,9 +307,9 @@ async fn scenario(
     config: &ClientConfig,
     args: &DemoArgs,
     keys: &Path,
-    timekeeper: &PlatformKeys,
-    delivery: &VerifyingKey,
+    platform: &Platform,
 ) -> anyhow::Result<String> {
+    let timekeeper = &platform.timekeeper;
     let prefix = &kafka.topic_prefix;
     let writer = Writer::new(config)?;
     let parties = [
@@ -306,6 +360,7 @@ async fn scenario(
                 currency: "EUR".into(),
             }),
             signing_key: a.signer()?.0.verifying_key(),
+            endorsement: None,
         },
         document_x(&timekeeper.sealing),
         now,
@@ -398,7 +453,7 @@ async fn scenario(
     if !wrong.is_empty() {
         bail!("verdicts differ from the worked example: {}", wrong.join("; "));
     }
-    settle(config, prefix, keys, &offer_id, timekeeper, delivery).await?;
+    settle(config, prefix, keys, &offer_id, platform).await?;
     Ok(offer_id)
 }
 
@@ -409,9 +464,13 @@ async fn settle(
     prefix: &str,
     keys: &Path,
     offer_id: &str,
-    timekeeper: &PlatformKeys,
-    delivery: &VerifyingKey,
+    platform: &Platform,
 ) -> anyhow::Result<()> {
+    let Platform {
+        timekeeper,
+        delivery,
+        ledger: ledger_key,
+    } = platform;
     let halves = Halves::new(keys.join("A"));
     let agent = Agent {
         provider_id: "A".into(),
@@ -466,7 +525,7 @@ async fn settle(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let records = read_partition_of(config, &ledger, "A").await?;
-        let balances = Balances::of("A", &records);
+        let balances = Balances::of("A", ledger_key, &records);
         if let Some(balance) = balances.by_currency.get("EUR") {
             println!("A is credited the reward: balance {balance} (EUR minor units)");
             if *balance != REWARD {
@@ -546,6 +605,7 @@ async fn wait_until_ready(
             capacity: None,
             reward: None,
             signing_key: prober.signer()?.0.verifying_key(),
+            endorsement: None,
         },
         document_x(timekeeper),
         now,

@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use tessera_producers::keys::{self, Pinning, PlatformKeys, Role};
 use tessera_schemas::identity;
 use tessera_schemas::sealing::PublicKey;
-use tessera_schemas::signing::{SigningKey, VerifyingKey, hex};
+use tessera_schemas::signing::{SigningKey, VerifyingKey, hex, unhex};
 
 /// What to do with keys.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -35,18 +35,24 @@ pub enum Keys {
     },
     /// Endorse a party's keys with the trust anchor's key file, for installations whose matcher
     /// runs with `--trust-anchor`: prints the endorsement (hex) for `subscriber register
-    /// --endorsement`. Also how a party that lost its key is given a new one.
+    /// --endorsement` or, with --provider, `provider publish --endorsement`. Also how a party
+    /// that lost its key is given a new one, and, signed with a provider's current key file, how
+    /// a provider rotates its key.
     Endorse {
-        /// The trust anchor's private key file.
+        /// The endorsing key file: the trust anchor's, or to rotate a provider's key, the
+        /// provider's current `provider.key`.
         #[arg(long, value_name = "FILE")]
         anchor: PathBuf,
-        /// The subscriber id.
+        /// The subscriber's (or with --provider, the provider's) id.
         #[arg(long)]
         id: String,
+        /// Endorse a provider's signing key (no sealing key) rather than a subscriber's keys.
+        #[arg(long, conflicts_with = "sealing_key")]
+        provider: bool,
         /// The subscriber's X25519 public key (64 hex digits: `tessera keys public FILE`).
-        #[arg(long, value_name = "HEX")]
-        sealing_key: PublicKey,
-        /// The subscriber's verifying key (64 hex digits: `tessera keys public --signing FILE`).
+        #[arg(long, value_name = "HEX", required_unless_present = "provider")]
+        sealing_key: Option<PublicKey>,
+        /// The party's verifying key (64 hex digits: `tessera keys public --signing FILE`).
         #[arg(long, value_name = "HEX")]
         signing_key: VerifyingKey,
     },
@@ -78,17 +84,32 @@ pub fn run(command: Keys) -> anyhow::Result<()> {
         Keys::Endorse {
             anchor,
             id,
+            provider,
             sealing_key,
             signing_key,
         } => {
             let anchor = SigningKey::derive(&keys::load(&anchor)?);
-            let (sealing, signing) = (sealing_key.to_bytes(), signing_key.to_bytes());
-            let parts = identity::endorsement_parts(&id, &sealing, &signing);
-            let endorsement = anchor.sign_statement(identity::ENDORSEMENT_TAG, &parts);
+            let signing = signing_key.to_bytes();
+            let endorsement = match sealing_key {
+                Some(sealing_key) if !provider => {
+                    let sealing = sealing_key.to_bytes();
+                    let parts = identity::endorsement_parts(&id, &sealing, &signing);
+                    anchor.sign_statement(identity::ENDORSEMENT_TAG, &parts)
+                }
+                _ => {
+                    let parts = identity::provider::endorsement_parts(&id, &signing);
+                    anchor.sign_statement(identity::provider::ENDORSEMENT_TAG, &parts)
+                }
+            };
             println!("{}", hex(&endorsement));
         }
     }
     Ok(())
+}
+
+/// Reads bytes written as hexadecimal digits (an endorsement on the command line).
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    unhex(text.trim()).ok_or_else(|| "expected pairs of hexadecimal digits".into())
 }
 
 /// How a client pins the timekeeper's signing key.
@@ -130,7 +151,20 @@ pub async fn delivery(
     platform(config, prefix, Role::Delivery, pin.delivery_fingerprint.clone()).await
 }
 
-async fn platform(
+/// How a client pins the ledger's signing key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LedgerPin {
+    /// The fingerprint of the ledger's signing key, as the operator gives it (`tessera keys
+    /// public --fingerprint FILE` on its key file). Only credits signed with it count. Without it
+    /// the key first seen on `tessera.keys` is trusted and pinned in `.tessera/keys/ledger.pin`,
+    /// with a warning.
+    #[arg(long, env = "TESSERA_LEDGER_FINGERPRINT", value_name = "HEX")]
+    pub ledger_fingerprint: Option<String>,
+}
+
+/// `role`'s keys as published on `tessera.keys`, checked against the pin (the fingerprint
+/// given, else first use).
+pub async fn platform(
     config: &ClientConfig,
     prefix: &str,
     role: Role,

@@ -166,6 +166,12 @@ pub struct PublishArgs {
     /// custody, where `tessera provider agent` reads it.
     #[arg(long, value_name = "DIR")]
     pub key_dir: Option<PathBuf>,
+    /// An endorsement of the provider id and its signing key (hex, from `tessera keys endorse
+    /// --provider`). The provider's first offer pins its id to its key; an offer with another key
+    /// invites no one unless the key pinned so far (a rotation) or the operator's trust anchor (a
+    /// lost key, or any first offer where the matcher runs with `--trust-anchor`) endorsed it.
+    #[arg(long, value_name = "HEX", value_parser = crate::keys::parse_hex)]
+    pub endorsement: Option<Vec<u8>>,
     #[command(flatten)]
     pub pin: TimekeeperPin,
 }
@@ -258,6 +264,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 capacity: args.capacity,
                 reward: args.reward,
                 signing_key: signer.verifying_key(),
+                endorsement: args.endorsement.clone(),
             };
             let built = provider::build(request, sealing, chrono::Utc::now()).map_err(|e| {
                 let sealing = matches!(e, ProviderError::Seal(_));

@@ -31,13 +31,15 @@ pub enum Processor {
     /// interests, indexed, in state and writes one InteractionRequested per match to
     /// `tessera.requests`. Reads `tessera.subscribers` (one partition per task) and every
     /// partition of `tessera.offers`. A registration or removal counts only if signed by the
-    /// key its id pinned; a refused one goes to `tessera.dead-letters` with its reason.
+    /// key its id pinned, and an offer invites only if it carries the key its provider id
+    /// pinned with its first offer; a refused one goes to `tessera.dead-letters` with its reason.
     Matcher {
         #[command(flatten)]
         key: KeyFile,
         /// The operator's trust anchor (an Ed25519 verifying key, 64 hex digits: `tessera keys
-        /// public --signing FILE`): every first registration must then carry its endorsement
-        /// (`tessera keys endorse`), and an endorsed registration recovers a lost key.
+        /// public --signing FILE`): every subscriber's first registration and every provider's
+        /// first offer must then carry its endorsement (`tessera keys endorse [--provider]`), and
+        /// an endorsed registration or offer recovers a lost key.
         #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
         trust_anchor: Option<VerifyingKey>,
     },
@@ -126,17 +128,18 @@ impl KeyFile {
         Ok(Arc::new(SigningKey::derive(&keys::load(&self.key_file)?)))
     }
 
-    /// The delivery worker's signer, its public keys published on `tessera.keys` first:
-    /// subscribers open only deliveries signed with the key they find there and pin.
-    async fn publish_delivery(&self, kafka: &KafkaArgs) -> anyhow::Result<Arc<SigningKey>> {
+    /// The signer of `role`, its public keys published on `tessera.keys` first: clients believe
+    /// only records signed with the key they find there and pin (subscribers the delivery
+    /// worker's deliveries, `ledger balance` the ledger's credits).
+    async fn publish(&self, kafka: &KafkaArgs, role: Role) -> anyhow::Result<Arc<SigningKey>> {
         let key = keys::load(&self.key_file)?;
         let writer = Writer::new(&kafka.client_config()?)?;
-        let written = keys::publish(&writer, &kafka.topic_prefix, Role::Delivery, &key)
+        let written = keys::publish(&writer, &kafka.topic_prefix, role, &key)
             .await
-            .context("cannot publish the delivery worker's public key")?;
+            .with_context(|| format!("cannot publish the {role}'s public key"))?;
         let signer = SigningKey::derive(&key);
         info!(
-            "delivery signing key fingerprint {}, published [{written}]",
+            "{role} signing key fingerprint {}, published [{written}]",
             signer.verifying_key().fingerprint()
         );
         Ok(Arc::new(signer))
@@ -287,7 +290,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             webhooks,
             ..
         } if webhooks.no_webhooks => {
-            config.signer = Some(key.publish_delivery(kafka).await?);
+            config.signer = Some(key.publish(kafka, Role::Delivery).await?);
             runtime::run(Delivery::new(timekeeper_key), config, stop).await
         }
         Processor::Delivery {
@@ -296,7 +299,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             trust_anchor,
             webhooks,
         } => {
-            let signer = key.publish_delivery(kafka).await?;
+            let signer = key.publish(kafka, Role::Delivery).await?;
             config.signer = Some(signer.clone());
             let client = kafka.client_config()?;
             // The webhook worker has its own consumer group and shares only the process, the
@@ -316,7 +319,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             Ok(())
         }
         Processor::Ledger { key, timekeeper_key } => {
-            let signer = key.signer()?;
+            let signer = key.publish(kafka, Role::Ledger).await?;
             let (rewards, ledger) = (Rewards::new(timekeeper_key), Ledger::new(signer.verifying_key()));
             config.signer = Some(signer);
             // Each core's name makes its own consumer group, transactional ids, changelog and

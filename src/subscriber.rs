@@ -16,7 +16,7 @@ use tessera_producers::keys;
 use tessera_producers::subscriber::{
     self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
 };
-use tessera_schemas::signing::{SigningKey, VerifyingKey, unhex};
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::{Event, Interest};
 
 use crate::kafka::KafkaArgs;
@@ -56,7 +56,7 @@ pub enum Subscriber {
         webhook: Option<String>,
         /// The trust anchor's endorsement of this id and its keys (hex, from `tessera keys
         /// endorse`), for installations whose matcher runs with `--trust-anchor`.
-        #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+        #[arg(long, value_name = "HEX", value_parser = crate::keys::parse_hex)]
         endorsement: Option<Vec<u8>>,
     },
     /// Leave: writes a SubscriberRemoved signed with the subscriber's key (no further
@@ -152,10 +152,6 @@ pub struct ProofArgs {
     pub key_file: Option<PathBuf>,
 }
 
-/// Reads bytes written as hexadecimal digits.
-fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
-    unhex(text.trim()).ok_or_else(|| "expected pairs of hexadecimal digits".into())
-}
 
 fn key_path(id: &str, key_file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(match key_file {

@@ -12,6 +12,9 @@
 //! - **Forged invitation.** The impostor writes an InteractionRequested to `tessera.requests`
 //!   inviting itself: dead-lettered by the timekeeper as `Unauthenticated`, and its response is
 //!   `NotInvited`.
+//! - **Provider impersonation.** The impostor publishes an offer naming provider A with its own
+//!   key: A's first offer pinned A's key, so the matcher invites no one to it and dead-letters it
+//!   as `NotOwner`.
 //! - **Foreign withdrawal.** Someone without A's key withdraws A's offer naming provider A:
 //!   dead-lettered as `NotOwner`, and B2, answering after it, is released, not `Withdrawn`.
 //! - **Forged release.** The impostor writes a CredentialReleased naming itself to
@@ -90,10 +93,15 @@ impl World {
     }
 
     async fn publish(&self) {
-        let halves = self.provider();
+        self.publish_as(OFFER, &self.provider()).await;
+    }
+
+    /// Publishes offer `offer_id` of document X naming provider A, signed with the key in
+    /// `halves`.
+    async fn publish_as(&self, offer_id: &str, halves: &Halves) {
         let (signer, _) = halves.signer().unwrap();
         let request = OfferRequest {
-            offer_id: OFFER.into(),
+            offer_id: offer_id.into(),
             provider_id: "A".into(),
             provider_contact: "a@example.org".into(),
             identifier: "doc-X".into(),
@@ -108,6 +116,7 @@ impl World {
                 currency: "EUR".into(),
             }),
             signing_key: signer.verifying_key(),
+            endorsement: None,
         };
         let sealing = Sealing {
             target_data: DOCUMENT_X,
@@ -115,7 +124,7 @@ impl World {
             timekeeper: &self.timekeeper,
         };
         let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
-        provider::publish(&self.writer, self.prefix(), built, &halves, &signer)
+        provider::publish(&self.writer, self.prefix(), built, halves, &signer)
             .await
             .unwrap();
     }
@@ -286,6 +295,24 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
 
     world.publish().await;
     let invitations = world.wait_for(REQUESTS, OFFER, 2).await;
+    // Provider impersonation: an offer in A's name, signed with the impostor's own key.
+    world
+        .publish_as("offer-Y", &Halves::new(world.dir.path().join("not-A")))
+        .await;
+    let impersonation = world
+        .dead_letter("matcher", "NotOwner: offer offer-Y names provider A")
+        .await;
+    assert!(
+        impersonation.contains("carries another key than the one pinned for A"),
+        "{impersonation}"
+    );
+    let requests = read_to_end(&world.config, &REQUESTS.full_name(world.prefix()), None)
+        .await
+        .unwrap();
+    assert!(
+        !requests.iter().any(|r| r.key.as_deref() == Some("offer-Y")),
+        "no one is invited to the impostor's offer"
+    );
     let b1_invitation = invitations
         .iter()
         .find_map(|e| match e {

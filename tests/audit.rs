@@ -130,6 +130,7 @@ impl Installation {
                 provider_id,
                 signing_key: provider.verifying_key().to_bytes(),
                 package_signature: Vec::new(),
+                provider_endorsement: None,
                 provider_contact: "p@example.org".into(),
                 recommendation: Recommendation {
                     identifier: format!("doc-{}", rng.next(IDENTIFIERS)),

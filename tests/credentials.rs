@@ -64,6 +64,7 @@ impl World {
             capacity: None,
             reward: None,
             signing_key: signer.verifying_key(),
+            endorsement: None,
         };
         let sealing = Sealing {
             target_data: DOCUMENT_X,

@@ -167,6 +167,7 @@ impl Stack {
             provider_id: "A".into(),
             signing_key: self.provider.verifying_key().to_bytes(),
             package_signature: Vec::new(),
+            provider_endorsement: None,
             provider_contact: "a@example.org".into(),
             recommendation: Recommendation {
                 identifier: identifier.into(),

@@ -18,6 +18,7 @@ use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::runtime::{self, Config};
 use tessera_producers::client::{Writer, read_to_end};
+use tessera_producers::keys;
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, Topic};
@@ -172,11 +173,16 @@ fn terms() -> OfferTerms {
 
 /// The signing key of party or role `id`, its own for each.
 fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&private_of(id))
+}
+
+/// Party `id`'s key file, derived from its id.
+fn private_of(id: &str) -> PrivateKey {
     let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, id.as_bytes()).into_bytes();
     let mut secret = [0u8; 32];
     secret[..16].copy_from_slice(&digest);
     secret[16..].copy_from_slice(&digest);
-    SigningKey::derive(&PrivateKey::from_bytes(&secret).unwrap())
+    PrivateKey::from_bytes(&secret).unwrap()
 }
 
 fn offer(offer_id: &str, provider_id: &str, custody: Custody, reward: i64) -> OfferPublished {
@@ -445,10 +451,16 @@ async fn credentials_are_delivered_and_credited_once() {
         ]
     );
 
+    // As `tessera run ledger` does: `ledger balance` counts the credits signed by the key it
+    // finds there, which the operator's fingerprint pins.
+    keys::publish(&stack.writer, &stack.kafka.topic_prefix, keys::Role::Ledger, &private_of("ledger"))
+        .await
+        .unwrap();
     let balance = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["ledger", "balance", &provider])
         .env("TESSERA_BROKERS", brokers())
         .env("TESSERA_TOPIC_PREFIX", &stack.kafka.topic_prefix)
+        .env("TESSERA_LEDGER_FINGERPRINT", signer_of("ledger").verifying_key().fingerprint())
         .output()
         .unwrap();
     assert!(balance.status.success(), "{balance:?}");

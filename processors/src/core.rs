@@ -13,8 +13,13 @@ use tessera_state_stores::State;
 pub struct Position {
     /// Index of the record's topic in [`Core::inputs`]: its rank in the merge order.
     pub topic: usize,
-    /// Partition of the record (a task reads one partition number of every input topic).
+    /// Partition of the record (a task reads one partition number of every input topic, and
+    /// every partition of a broadcast one).
     pub partition: i32,
+    /// The partition number of the task applying it: the one partition it reads of each input
+    /// that is not broadcast. A core whose broadcast input could make every task write the same
+    /// record writes it only from the task of the record's own partition number.
+    pub task: i32,
     /// Offset of the record.
     pub offset: i64,
     /// The broker's receipt stamp (LogAppendTime) as read.

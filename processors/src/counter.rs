@@ -130,6 +130,7 @@ mod tests {
         Position {
             topic: 0,
             partition: 0,
+            task: 0,
             offset,
             stamp,
             effective: stamp,

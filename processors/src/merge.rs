@@ -98,6 +98,9 @@ impl<T> Merge<T> {
         let at = Position {
             topic,
             partition,
+            // A task reads its own partition number of every input that is not broadcast; the
+            // runtime, which knows the task, sets it for broadcast lanes.
+            task: partition,
             offset,
             stamp,
             effective: lane.pushed_effective,

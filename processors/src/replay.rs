@@ -186,6 +186,7 @@ mod tests {
         Position {
             topic: 0,
             partition: 2,
+            task: 2,
             offset,
             stamp: 1_000 + offset,
             effective: 1_000 + offset,

@@ -70,6 +70,7 @@ impl<C: Core> Feeder<C> {
         let at = Position {
             topic,
             partition: self.partition,
+            task: self.partition,
             offset,
             stamp: self.stamp,
             effective: self.stamp,

@@ -119,6 +119,7 @@ fn record(item: &Item) -> RawRecord {
                 provider_id: "P".into(),
                 signing_key: signer(P).verifying_key().to_bytes(),
                 package_signature: Vec::new(),
+                provider_endorsement: None,
                 provider_contact: "p@example.org".into(),
                 recommendation: Recommendation {
                     identifier: "doc".into(),

@@ -256,6 +256,8 @@ pub enum Role {
     Timekeeper,
     /// The delivery worker: subscribers open only the deliveries it signed.
     Delivery,
+    /// The ledger: balances count only the credits it signed.
+    Ledger,
 }
 
 impl Role {
@@ -264,6 +266,7 @@ impl Role {
         match self {
             Role::Timekeeper => KeyPublished::TIMEKEEPER,
             Role::Delivery => KeyPublished::DELIVERY,
+            Role::Ledger => KeyPublished::LEDGER,
         }
     }
 }

@@ -117,6 +117,10 @@ pub struct OfferRequest {
     /// The provider's verifying key: the offer carries it, and it, its withdrawal and its
     /// co-signs must be signed with the matching signing key.
     pub signing_key: VerifyingKey,
+    /// An endorsement of the provider id and `signing_key` (`tessera keys endorse --provider`),
+    /// by the key pinned for the provider or by the trust anchor: to rotate the provider's key,
+    /// replace a lost one, or vouch for a first offer where the installation requires it.
+    pub endorsement: Option<Vec<u8>>,
 }
 
 /// What an offer's credential is made of.
@@ -178,6 +182,7 @@ pub fn build(
         provider_id: request.provider_id,
         signing_key: request.signing_key.to_bytes(),
         package_signature: Vec::new(),
+        provider_endorsement: request.endorsement,
         provider_contact: request.provider_contact,
         recommendation: Recommendation {
             identifier: request.identifier,
@@ -315,6 +320,7 @@ mod tests {
                 currency: "EUR".into(),
             }),
             signing_key: signer().verifying_key(),
+            endorsement: None,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Identity that can't be taken: how a subscriber's keys are pinned, and which later record may
-//! change them.
+//! change them; a provider's are pinned the same way by its offers ([`provider`]).
 //!
 //! Every reader of `tessera.subscribers` (the matcher, the provider's agent, the delivery
 //! worker's webhooks, a subscriber's own client) folds the topic through [`Pins::apply`], so they
@@ -17,6 +17,8 @@
 //! - A removal keeps the pin: the id stays its owner's, so no one can register under it after the
 //!   owner left. A tombstone (a record without a value, which compaction needs) cannot carry an
 //!   event and changes nothing.
+
+pub mod provider;
 
 use std::collections::BTreeMap;
 

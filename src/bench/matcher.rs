@@ -176,6 +176,7 @@ impl Synthetic {
             provider_id: "provider".into(),
             signing_key: self.signer.verifying_key().to_bytes(),
             package_signature: Vec::new(),
+            provider_endorsement: None,
             provider_contact: "provider@example.org".into(),
             recommendation: Recommendation {
                 identifier: self.identifier(),
@@ -211,6 +212,7 @@ fn at(topic: usize, offset: usize) -> Position {
     Position {
         topic,
         partition: 0,
+        task: 0,
         offset: offset as i64,
         stamp: START,
         effective: START,

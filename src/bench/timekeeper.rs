@@ -255,6 +255,7 @@ async fn timekeeper(
             provider_id: "bench".into(),
             signing_key: provider.verifying_key().to_bytes(),
             package_signature: Vec::new(),
+            provider_endorsement: None,
             provider_contact: "bench@localhost".into(),
             recommendation: Recommendation {
                 identifier: format!("doc-{o}"),

@@ -18,10 +18,20 @@
 //! *pinned* keys, so the timekeeper checks the response's signature with, and seals the
 //! credential to, keys the subscriber itself registered. An offer whose signature does not verify
 //! with the provider key it carries invites no one: the timekeeper rejects it, once, on the log.
+//!
+//! # Who a provider is
+//!
+//! The first signed offer naming a provider id pins the id to the key it carries, and a later
+//! offer naming it invites only if it carries the pinned key, or a new key endorsed by the pinned
+//! one or by the trust anchor ([`provider`]). Every task reads every offer in the same order, so
+//! all agree; a refused offer invites no one, and the task of the offer's own partition writes it
+//! to the dead letters with the refusal (`NotOwner`, `Unendorsed`). Its responders are then
+//! NotInvited.
 
 pub mod index;
 pub mod predicate;
 
+use tessera_schemas::identity::provider::{self, ProviderPin};
 use tessera_schemas::identity::{self, Change, Pin};
 use tessera_schemas::rules::{check_offer, request_id};
 use tessera_schemas::signing::{Signed, VerifyingKey};
@@ -41,6 +51,8 @@ const SEEN: Table<()> = Table::new("seen/");
 /// Each subscriber's pinned keys, by subscriber id ([`identity`]): an invitation carries them, so
 /// the timekeeper verifies the response and seals the credential to keys the subscriber pinned.
 const PINS: Table<Pin> = Table::new("pin/");
+/// Each provider's pinned key, by provider id ([`provider`]): only offers carrying it invite.
+const PROVIDERS: Table<ProviderPin> = Table::new("provider/");
 
 const REQUESTS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
@@ -114,16 +126,30 @@ impl Matcher {
     fn invite(
         &self,
         state: &mut dyn State,
-        at: Position,
+        mut out: Outputs,
         offer: OfferPublished,
         signed: &Signed,
     ) -> Vec<Output> {
+        let at = out.at();
         // A forged offer marks nothing, so it cannot take an id before its provider publishes
         // (the timekeeper keeps nothing of it either).
         if identity::offer_signed(&offer, signed).is_err() || SEEN.get(state, &offer.offer_id).is_some() {
             return Vec::new();
         }
         SEEN.put(state, &offer.offer_id, &());
+        let pinned = PROVIDERS.get(state, &offer.provider_id);
+        match provider::check(pinned.as_ref(), &offer, self.anchor.as_ref()) {
+            Ok(pin) => PROVIDERS.put(state, &offer.provider_id, &pin),
+            Err(refusal) => {
+                // Every task reads every offer and refuses it alike; the task of the offer's own
+                // partition number says so, once.
+                if at.task == at.partition {
+                    let offer_id = offer.offer_id.clone();
+                    out.dead_letter(OFFERS, &offer_id, offer.into(), refusal.to_string());
+                }
+                return out.into_list();
+            }
+        }
         if check_offer(&offer, at.effective).is_err() {
             return Vec::new();
         }
@@ -276,7 +302,7 @@ impl Core for Matcher {
                 self.change(state, &mut out, &id, change, &signed, || removed.into());
             }
             MatcherRecord::Tombstone | MatcherRecord::Withdrawn => {}
-            MatcherRecord::Published(offer) => return self.invite(state, at, offer, &signed),
+            MatcherRecord::Published(offer) => return self.invite(state, out, offer, &signed),
         }
         out.into_list()
     }

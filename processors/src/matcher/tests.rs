@@ -24,6 +24,8 @@ struct Task<S> {
     core: Matcher,
     state: S,
     offset: i64,
+    /// The task's partition number: offers come from [`OFFER_PARTITION`] whatever it is.
+    task: i32,
 }
 
 impl Task<MemoryState> {
@@ -38,6 +40,7 @@ impl<S: State> Task<S> {
             core: Matcher::default(),
             state,
             offset: 0,
+            task: 0,
         }
     }
 
@@ -50,6 +53,7 @@ impl<S: State> Task<S> {
             } else {
                 0
             },
+            task: self.task,
             offset: self.offset,
             stamp,
             effective: stamp,
@@ -256,6 +260,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
         provider_id: "A".into(),
         signing_key: verifying_key_of("A"),
         package_signature: Vec::new(),
+        provider_endorsement: None,
         provider_contact: "a@example.org".into(),
         recommendation: Recommendation {
             identifier: identifier.into(),
@@ -298,6 +303,7 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
     let at = Position {
         topic: OFFERS_INPUT,
         partition: OFFER_PARTITION,
+        task: 0,
         offset: 4,
         stamp: 100,
         effective: 100,
@@ -597,5 +603,73 @@ fn with_a_trust_anchor_only_endorsed_subscribers_are_invited() {
     let parts = identity::endorsement_parts("B2", &endorsed.public_key, &endorsed.signing_key);
     endorsed.endorsement = Some(anchor.sign_statement(identity::ENDORSEMENT_TAG, &parts).to_vec());
     task.event(SUBSCRIBERS_INPUT, 2, "B2", endorsed.into());
-    assert_eq!(task.invited(3, offer("offer-1", "doc-X")), ["B2"]);
+    // A provider's first offer must be endorsed too.
+    let unendorsed = offer("offer-1", "doc-X");
+    let refused = dead_letters(task.signed_by(
+        &signer_of("A"),
+        OFFERS_INPUT,
+        3,
+        "offer-1",
+        unendorsed.into(),
+    ));
+    assert!(refused.is_empty(), "only the offer's own task reports it");
+    let a_key = verifying_key_of("A");
+    let parts = provider::endorsement_parts("A", &a_key);
+    let endorsement = anchor.sign_statement(provider::ENDORSEMENT_TAG, &parts).to_vec();
+    let endorsed_offer = offer_as("offer-2", &signer_of("A"), Some(endorsement));
+    assert_eq!(task.invited(4, endorsed_offer), ["B2"]);
+}
+
+/// Offer `offer_id` of document X naming provider A, but carrying and signed with `signer`'s key.
+fn offer_as(offer_id: &str, signer: &SigningKey, endorsement: Option<Vec<u8>>) -> OfferPublished {
+    let mut offer = offer(offer_id, "doc-X");
+    offer.signing_key = signer.verifying_key().to_bytes();
+    offer.provider_endorsement = endorsement;
+    tessera_schemas::identity::with_package_signed(offer, signer)
+}
+
+#[test]
+fn an_offer_in_another_providers_name_invites_no_one_and_its_own_task_says_why() {
+    let impostor = signer_of("impostor");
+    for task_partition in [0, OFFER_PARTITION] {
+        let mut task = Task::new();
+        task.task = task_partition;
+        task.register(10, "B1", vec![wanting("doc-X")]);
+        assert_eq!(task.publish(100, offer("offer-1", "doc-X")).len(), 1, "A's first offer pins A");
+        let forged = offer_as("offer-2", &impostor, None);
+        let produced = task.signed_by(&impostor, OFFERS_INPUT, 101, "offer-2", forged.into());
+        let invited = produced
+            .iter()
+            .filter(|p| matches!(p, Produced::Output(o) if o.topic == REQUESTS_OUTPUT))
+            .count();
+        assert_eq!(invited, 0, "the impostor's offer invites no one");
+        let letters = dead_letters(produced.clone());
+        if task_partition == OFFER_PARTITION {
+            assert_eq!(letters.len(), 1, "{letters:?}");
+            assert!(
+                letters[0].starts_with("NotOwner: offer offer-2 names provider A but carries another key"),
+                "{letters:?}"
+            );
+        } else {
+            assert!(letters.is_empty(), "only the offer's own task reports it: {letters:?}");
+        }
+        assert_eq!(task.publish(102, offer("offer-3", "doc-X")).len(), 1, "A still publishes");
+    }
+}
+
+#[test]
+fn a_provider_rotates_its_key_with_an_endorsement_by_the_pinned_one() {
+    use provider::{ENDORSEMENT_TAG, endorsement_parts};
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    assert_eq!(task.publish(100, offer("offer-1", "doc-X")).len(), 1);
+    let rotated = signer_of("A, rotated");
+    let new_key = rotated.verifying_key().to_bytes();
+    let endorsement = signer_of("A").sign_statement(ENDORSEMENT_TAG, &endorsement_parts("A", &new_key));
+    let rotation = offer_as("offer-2", &rotated, Some(endorsement.to_vec()));
+    let produced = task.signed_by(&rotated, OFFERS_INPUT, 101, "offer-2", rotation.into());
+    assert_eq!(requests(produced).len(), 1, "the rotation invites");
+    let old = offer("offer-3", "doc-X");
+    let produced = task.signed_by(&signer_of("A"), OFFERS_INPUT, 102, "offer-3", old.into());
+    assert!(requests(produced).is_empty(), "the old key no longer speaks for A");
 }

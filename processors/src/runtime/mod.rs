@@ -553,6 +553,7 @@ impl<C: Core> Runtime<C> {
                 let lane = &task.lanes[entry.at.topic];
                 let topic = lane.topic.clone();
                 entry.at.topic = lane.input;
+                entry.at.task = partition;
                 let at = entry.at;
                 let produced = replay::step(&mut self.core, &mut task.store, entry);
                 if let Some(error) = task.store.take_failure() {

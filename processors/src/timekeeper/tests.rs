@@ -71,6 +71,7 @@ fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
         provider_id: "A".into(),
         signing_key: signer_of("A").verifying_key().to_bytes(),
         package_signature: Vec::new(),
+        provider_endorsement: None,
         provider_contact: "a@example.org".into(),
         recommendation: Recommendation {
             identifier: "doc-X".into(),
@@ -171,6 +172,7 @@ impl Fixture {
         Position {
             topic,
             partition: PARTITION,
+            task: PARTITION,
             offset,
             stamp,
             effective,
@@ -658,6 +660,7 @@ fn a_release_carries_the_evidence_and_the_key_halves() {
     let at = Position {
         topic: RESPONSES_INPUT,
         partition: PARTITION,
+        task: PARTITION,
         offset: 0,
         stamp: T - 10,
         effective: T - 10,

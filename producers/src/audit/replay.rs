@@ -132,6 +132,7 @@ fn feed<C: Core>(
         let lane_index = entry.at.topic;
         let lane = &task.lanes[lane_index];
         entry.at.topic = lane.input;
+        entry.at.task = task.partition;
         let at = entry.at;
         let produced = step(core, &mut task.state, entry);
         on_step(Step {

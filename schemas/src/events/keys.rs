@@ -33,4 +33,6 @@ impl KeyPublished {
     pub const TIMEKEEPER: &'static str = "timekeeper";
     /// The delivery worker's role, and its record key.
     pub const DELIVERY: &'static str = "delivery";
+    /// The ledger's role, and its record key.
+    pub const LEDGER: &'static str = "ledger";
 }

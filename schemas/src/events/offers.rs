@@ -28,6 +28,13 @@ pub struct OfferPublished {
     #[serde(with = "apache_avro::serde::bytes", default)]
     #[avro(with, default = "\"\"")]
     pub package_signature: Vec<u8>,
+    /// An endorsement of the provider id and `signing_key`
+    /// (`tessera_schemas::identity::provider`), by the key pinned for the provider (a key
+    /// rotation) or by the operator's trust anchor (a first offer where the installation vouches
+    /// for parties, or a lost key replaced); absent otherwise.
+    #[serde(with = "apache_avro::serde::bytes_opt", default)]
+    #[avro(with, default = "null")]
+    pub provider_endorsement: Option<Vec<u8>>,
     /// How responders can reach the provider; forwarded in each interaction request.
     pub provider_contact: String,
     /// What is offered, for matching and for the parties' decision.

@@ -29,8 +29,9 @@ pub struct SubscriberRegistered {
     pub signing_key: Vec<u8>,
     /// What the subscriber needs: an offer matches if it satisfies any one interest.
     pub interests: Vec<Interest>,
-    /// Optional endpoint that the delivery worker also posts released credentials to. This build
-    /// posts to `http://` endpoints only; an `https://` one gets a DeliveryFailed saying so.
+    /// Optional endpoint that the delivery worker also posts released credentials to, signed
+    /// (`https://` through rustls, or `http://`); private, loopback and link-local targets are
+    /// refused unless the operator allows them.
     pub webhook: Option<String>,
     /// The operator's trust anchor's Ed25519 signature over the subscriber id and both keys
     /// (`tessera_schemas::identity`), in installations that vouch for parties; absent elsewhere.
