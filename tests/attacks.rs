@@ -202,7 +202,6 @@ fn released(decisions: &[Event], subscriber: &str) -> CredentialReleased {
         .unwrap_or_else(|| panic!("no release to {subscriber}: {decisions:?}"))
 }
 
-/// Signs `event` with `signer` and writes it where the honest writer would.
 /// A delivery of `document`, sealed to `recipient` by `forger` under `release`'s credential id,
 /// naming `release`'s provider; its package signed by the forger, as is all it can sign.
 fn inbox_forgery(
@@ -244,6 +243,7 @@ fn inbox_forgery(
     }
 }
 
+/// Signs `event` with `signer` and writes it where the honest writer would.
 async fn forge(world: &World, signer: &SigningKey, topic: Topic, key: &str, event: Event) {
     world
         .writer

@@ -18,9 +18,7 @@ use tessera::topics;
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
-use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::subscriber::{self, Choice, Responder};
-use tessera_producers::when::Zone;
 use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
@@ -50,31 +48,9 @@ impl World {
     }
 
     async fn publish(&self, offer_id: &str, custody: Custody) {
-        let (signer, _) = self.halves().signer().unwrap();
-        let request = OfferRequest {
-            offer_id: offer_id.into(),
-            provider_id: "A".into(),
-            provider_contact: "a@example.org".into(),
-            identifier: "doc-X".into(),
-            name: "Quarterly report X".into(),
-            features: vec![],
-            parameters: vec![],
-            rule: RuleSpec::Within(600_000),
-            zone: Zone::Utc,
-            capacity: None,
-            reward: None,
-            signing_key: signer.verifying_key(),
-            endorsement: None,
-        };
-        let sealing = Sealing {
-            target_data: DOCUMENT_X,
-            custody,
-            timekeeper: &self.timekeeper,
-        };
-        let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
-        provider::publish(&self.writer, self.prefix(), built, &self.halves(), &signer)
-            .await
-            .unwrap();
+        let (halves, timekeeper) = (self.halves(), &self.timekeeper);
+        support::publish_doc_x(&self.writer, self.prefix(), offer_id, &halves, timekeeper, custody, DOCUMENT_X)
+            .await;
     }
 
     async fn offer(&self, offer_id: &str) -> tessera_schemas::OfferPublished {

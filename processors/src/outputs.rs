@@ -5,7 +5,7 @@
 
 use tessera_schemas::signing::{Signed, VerifyingKey};
 use tessera_schemas::topics::Topic;
-use tessera_schemas::{DeadLetter, Event, LogPosition, encode};
+use tessera_schemas::{DeadLetter, Event, LogPosition, Quote, encode};
 
 use crate::core::{Output, Position, derived_id};
 
@@ -102,6 +102,7 @@ impl Outputs {
         reason: String,
     ) {
         let value = encoded(&event);
+        let quote = Quote::of(Some(key.as_bytes()), Some(&value));
         let processor = self.processor;
         self.emit(self.dead_letters, &source.topic, |event_id| {
             DeadLetter {
@@ -111,9 +112,11 @@ impl Outputs {
                 source_partition: source.partition,
                 source_offset: source.offset,
                 source_timestamp: Some(source.stamp),
-                key: Some(key.as_bytes().to_vec()),
-                value: Some(value),
+                key: quote.key,
+                value: quote.value,
                 reason,
+                record_digest: quote.record_digest,
+                truncated: quote.truncated,
             }
             .into()
         });

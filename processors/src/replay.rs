@@ -83,7 +83,11 @@ pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord
         Err(reason) => {
             let outputs = core.apply(state, Input::Tick { at });
             let mut produced = chained(core, state, at, &record, outputs);
-            produced.insert(0, Produced::DeadLetter { at, record, reason });
+            // Every task reads every partition of a broadcast input: only the task of the
+            // record's own partition number writes its letter, so a bad record gets one.
+            if at.task == at.partition {
+                produced.insert(0, Produced::DeadLetter { at, record, reason });
+            }
             produced
         }
     }

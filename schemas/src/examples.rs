@@ -340,6 +340,8 @@ pub fn all() -> Vec<Event> {
             key: Some(b"offer-1".to_vec()),
             value: Some(vec![0xde, 0xad]),
             reason: "not Avro single-object encoded".into(),
+            record_digest: Vec::new(),
+            truncated: false,
         }
         .into(),
         DeadLetter {
@@ -352,6 +354,8 @@ pub fn all() -> Vec<Event> {
             key: None,
             value: None,
             reason: "empty record".into(),
+            record_digest: Vec::new(),
+            truncated: false,
         }
         .into(),
         KeyPublished {

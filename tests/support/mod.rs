@@ -82,3 +82,43 @@ pub async fn register(
     .unwrap();
     keys::load(key_file).unwrap()
 }
+
+/// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, its
+/// `document` sealed in `custody` to `timekeeper`, signed with the key in `halves` (where a
+/// co-signed offer's half is kept).
+pub async fn publish_doc_x(
+    writer: &Writer,
+    prefix: &str,
+    offer_id: &str,
+    halves: &keys::Halves,
+    timekeeper: &tessera_schemas::sealing::PublicKey,
+    custody: tessera_schemas::Custody,
+    document: &[u8],
+) {
+    use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
+    let (signer, _) = halves.signer().unwrap();
+    let request = OfferRequest {
+        offer_id: offer_id.into(),
+        provider_id: "A".into(),
+        provider_contact: "a@example.org".into(),
+        identifier: "doc-X".into(),
+        name: "Quarterly report X".into(),
+        features: vec![],
+        parameters: vec![],
+        rule: RuleSpec::Within(600_000),
+        zone: tessera_producers::when::Zone::Utc,
+        capacity: None,
+        reward: None,
+        signing_key: signer.verifying_key(),
+        endorsement: None,
+    };
+    let sealing = Sealing {
+        target_data: document,
+        custody,
+        timekeeper,
+    };
+    let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
+    provider::publish(writer, prefix, built, halves, &signer)
+        .await
+        .unwrap();
+}

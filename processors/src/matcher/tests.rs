@@ -673,3 +673,18 @@ fn a_provider_rotates_its_key_with_an_endorsement_by_the_pinned_one() {
     let produced = task.signed_by(&signer_of("A"), OFFERS_INPUT, 102, "offer-3", old.into());
     assert!(requests(produced).is_empty(), "the old key no longer speaks for A");
 }
+
+#[test]
+fn an_undecodable_offer_gets_one_letter_from_the_task_of_its_partition() {
+    for task_partition in [0, OFFER_PARTITION] {
+        let mut task = Task::new();
+        task.task = task_partition;
+        let produced = task.send(OFFERS_INPUT, 10, Some(b"junk"), Some(vec![0xff; 64]));
+        let letters: Vec<_> = produced
+            .iter()
+            .filter(|p| matches!(p, Produced::DeadLetter { .. }))
+            .collect();
+        let expected = usize::from(task_partition == OFFER_PARTITION);
+        assert_eq!(letters.len(), expected, "task {task_partition}: {produced:?}");
+    }
+}

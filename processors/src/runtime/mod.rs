@@ -30,7 +30,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use tessera_schemas::signing::{self, SigningKey};
 use tessera_schemas::topics::DEAD_LETTERS;
-use tessera_schemas::{DeadLetter, Event, encode};
+use tessera_schemas::{DeadLetter, Event, Quote, encode};
 use tracing::{info, warn};
 
 use self::rebalance::{Change, Context};
@@ -585,6 +585,7 @@ impl<C: Core> Runtime<C> {
                 metrics::counter!("tessera_dead_letters_total", "topic" => source.to_string())
                     .increment(1);
                 warn!(topic = source, partition = at.partition, offset = at.offset, %reason, "dead letter");
+                let quote = Quote::of(record.key.as_deref(), record.value.as_deref());
                 let letter = Event::DeadLetter(DeadLetter {
                     event_id: uuid::Uuid::new_v4().to_string(),
                     processor: self.core.name().to_string(),
@@ -592,9 +593,11 @@ impl<C: Core> Runtime<C> {
                     source_partition: at.partition,
                     source_offset: at.offset,
                     source_timestamp: Some(at.stamp),
-                    key: record.key,
-                    value: record.value,
+                    key: quote.key,
+                    value: quote.value,
                     reason,
+                    record_digest: quote.record_digest,
+                    truncated: quote.truncated,
                 });
                 let bytes = encode(&letter)?;
                 let record = BaseRecord::to(&self.topics.dead_letters)

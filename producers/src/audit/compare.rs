@@ -26,7 +26,7 @@ use tessera_processors::core::Output;
 use tessera_processors::replay::{Produced, RawRecord, is_tick};
 use tessera_processors::runtime::Lane;
 use tessera_schemas::codec::{self, fields, peek_event_id};
-use tessera_schemas::{Event, decode, links};
+use tessera_schemas::{Event, Quote, decode, links};
 
 use super::chain::{self, Linked};
 use super::replay::Step;
@@ -932,11 +932,15 @@ fn letter_differences(
             logged.source_timestamp
         ));
     }
-    if logged.key != letter.key {
+    let quote = Quote::of(letter.key.as_deref(), letter.value.as_deref());
+    if logged.key != quote.key {
         differences.push("key: the quoted key differs from the input's".to_string());
     }
-    if logged.value != letter.value {
+    if logged.value != quote.value {
         differences.push("value: the quoted value differs from the input's".to_string());
+    }
+    if logged.record_digest != quote.record_digest || logged.truncated != quote.truncated {
+        differences.push("record_digest: the letter names another record than the input".to_string());
     }
     differences
 }

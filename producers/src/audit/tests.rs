@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tessera_processors::core::{Core, Input, Output, derived_id};
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_processors::runtime::Topics;
-use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, decode, encode};
+use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, Quote, decode, encode};
 use tessera_state_stores::State;
 
 use super::compare::{Classifier, Comparison};
@@ -166,6 +166,7 @@ fn written(place: impl Fn(&str, i32) -> i32) -> Vec<Logged> {
 }
 
 fn letter(topic: &str, partition: i32, offset: i64, stamp: i64, record: RawRecord, reason: String) -> Vec<u8> {
+    let quote = Quote::of(record.key.as_deref(), record.value.as_deref());
     encode(
         &DeadLetter {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -174,9 +175,11 @@ fn letter(topic: &str, partition: i32, offset: i64, stamp: i64, record: RawRecor
             source_partition: partition,
             source_offset: offset,
             source_timestamp: Some(stamp),
-            key: record.key,
-            value: record.value,
+            key: quote.key,
+            value: quote.value,
             reason,
+            record_digest: quote.record_digest,
+            truncated: quote.truncated,
         }
         .into(),
     )
