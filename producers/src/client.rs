@@ -353,11 +353,25 @@ pub async fn next_record(
             },
             None => consumer.recv().await,
         };
-        let message = message.map_err(kafka(format!("cannot read {topics}")))?;
+        let message = match message {
+            Ok(message) => message,
+            // librdkafka re-establishes a lost connection by itself: a follower waits for it.
+            Err(e) if reconnects(&e) => continue,
+            Err(e) => return Err(kafka(format!("cannot read {topics}"))(e)),
+        };
         if let Some(record) = Record::from_message(&message) {
             return Ok(Some(record));
         }
     }
+}
+
+/// Whether `error` is a lost connection to the brokers, which librdkafka re-establishes by
+/// itself: a pause for a reader, not the end of its reading.
+pub fn reconnects(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+    )
 }
 
 /// The partition's low and high watermarks. Retried for a few seconds while the broker says its
@@ -432,6 +446,8 @@ pub async fn read_to_end(
             Err(KafkaError::PartitionEOF(partition)) => {
                 open.remove(&partition);
             }
+            // The deadline bounds how long a lost connection may last.
+            Err(e) if reconnects(&e) => {}
             Err(e) => return Err(kafka(format!("cannot read {topic}"))(e)),
         }
     }
@@ -458,6 +474,18 @@ pub fn event_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_connection_is_a_pause_and_other_errors_end_the_reading() {
+        let lost = [RDKafkaErrorCode::AllBrokersDown, RDKafkaErrorCode::BrokerTransportFailure];
+        for code in lost {
+            assert!(reconnects(&KafkaError::MessageConsumption(code)), "{code:?}");
+        }
+        assert!(!reconnects(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!reconnects(&KafkaError::PartitionEOF(0)));
+    }
 
     #[test]
     fn murmur2_matches_kafkas_own_test_vectors() {

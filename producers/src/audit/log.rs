@@ -12,7 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::AuditError;
-use crate::client::Quiet;
+use crate::client::{Quiet, reconnects};
 use super::report::At;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -234,6 +234,8 @@ impl Reading {
         take: &mut dyn FnMut(&str, &BorrowedMessage<'_>) -> Result<(), AuditError>,
     ) -> Result<Read, AuditError> {
         let mut records = 0;
+        // Since when the broker has been unreachable with nothing read.
+        let mut down_since: Option<Instant> = None;
         while self.topics.iter().any(|t| !t.open.is_empty()) {
             let mut taken = 0;
             for topic in self.topics.iter_mut().filter(|t| !t.open.is_empty()) {
@@ -254,6 +256,15 @@ impl Reading {
                             }
                         }
                         Some(Err(KafkaError::PartitionEOF(partition))) => (partition, true),
+                        // librdkafka reconnects by itself: a dropped connection is a pause,
+                        // unless it lasts.
+                        Some(Err(e)) if reconnects(&e) => {
+                            let since = *down_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() > TIMEOUT {
+                                return Err(kafka(format!("cannot read {}", topic.name))(e));
+                            }
+                            break;
+                        }
                         Some(Err(e)) => {
                             return Err(kafka(format!("cannot read {}", topic.name))(e));
                         }
@@ -269,6 +280,9 @@ impl Reading {
             }
             records += taken;
             progress.inc(taken);
+            if taken > 0 {
+                down_since = None;
+            }
             if taken == 0 {
                 std::thread::sleep(Duration::from_millis(2));
             }
