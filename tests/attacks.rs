@@ -45,9 +45,8 @@ use tessera::topics;
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Pinning, PlatformKeyError};
-use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
+use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Choice, Decision, Responder};
-use tessera_producers::when::Zone;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::identity;
 use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release};
@@ -99,34 +98,16 @@ impl World {
     /// Publishes offer `offer_id` of document X naming provider A, signed with the key in
     /// `halves`.
     async fn publish_as(&self, offer_id: &str, halves: &Halves) {
-        let (signer, _) = halves.signer().unwrap();
-        let request = OfferRequest {
-            offer_id: offer_id.into(),
-            provider_id: "A".into(),
-            provider_contact: "a@example.org".into(),
-            identifier: "doc-X".into(),
-            name: "Quarterly report X".into(),
-            features: vec![],
-            parameters: vec![],
-            rule: RuleSpec::Within(600_000),
-            zone: Zone::Utc,
-            capacity: None,
+        let doc = support::DocX {
+            document: DOCUMENT_X,
+            custody: Custody::CoSign,
+            timekeeper: &self.timekeeper,
             reward: Some(Reward {
                 amount: REWARD,
                 currency: "EUR".into(),
             }),
-            signing_key: signer.verifying_key(),
-            endorsement: None,
         };
-        let sealing = Sealing {
-            target_data: DOCUMENT_X,
-            custody: Custody::CoSign,
-            timekeeper: &self.timekeeper,
-        };
-        let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
-        provider::publish(&self.writer, self.prefix(), built, halves, &signer)
-            .await
-            .unwrap();
+        support::publish_doc_x(&self.writer, self.prefix(), offer_id, halves, doc).await;
     }
 
     async fn respond(&self, subscriber_id: &str, key: &PrivateKey) {

@@ -48,9 +48,13 @@ impl World {
     }
 
     async fn publish(&self, offer_id: &str, custody: Custody) {
-        let (halves, timekeeper) = (self.halves(), &self.timekeeper);
-        support::publish_doc_x(&self.writer, self.prefix(), offer_id, &halves, timekeeper, custody, DOCUMENT_X)
-            .await;
+        let doc = support::DocX {
+            document: DOCUMENT_X,
+            custody,
+            timekeeper: &self.timekeeper,
+            reward: None,
+        };
+        support::publish_doc_x(&self.writer, self.prefix(), offer_id, &self.halves(), doc).await;
     }
 
     async fn offer(&self, offer_id: &str) -> tessera_schemas::OfferPublished {

@@ -89,8 +89,13 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
 
     // An offer published after the garbage is still judged.
     let halves = Halves::new(dir.path().join("A"));
-    support::publish_doc_x(&writer, &prefix, "offer-1", &halves, &timekeeper, Custody::Escrow, b"X")
-        .await;
+    let doc = support::DocX {
+        document: b"X",
+        custody: Custody::Escrow,
+        timekeeper: &timekeeper,
+        reward: None,
+    };
+    support::publish_doc_x(&writer, &prefix, "offer-1", &halves, doc).await;
     support::wait_for(&config, &prefix, REQUESTS, "offer-1", 1).await;
     subscriber::respond(&writer, &prefix, "offer-1", &Responder::new("B1", b1))
         .await

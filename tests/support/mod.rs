@@ -83,17 +83,22 @@ pub async fn register(
     keys::load(key_file).unwrap()
 }
 
-/// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, its
-/// `document` sealed in `custody` to `timekeeper`, signed with the key in `halves` (where a
-/// co-signed offer's half is kept).
+/// How an offer of document `doc-X` is sealed: its content, its custody, the timekeeper's key.
+pub struct DocX<'a> {
+    pub document: &'a [u8],
+    pub custody: tessera_schemas::Custody,
+    pub timekeeper: &'a tessera_schemas::sealing::PublicKey,
+    pub reward: Option<tessera_schemas::Reward>,
+}
+
+/// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as
+/// `doc` says and signed with the key in `halves` (where a co-signed offer's half is kept).
 pub async fn publish_doc_x(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,
     halves: &keys::Halves,
-    timekeeper: &tessera_schemas::sealing::PublicKey,
-    custody: tessera_schemas::Custody,
-    document: &[u8],
+    doc: DocX<'_>,
 ) {
     use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
     let (signer, _) = halves.signer().unwrap();
@@ -108,14 +113,14 @@ pub async fn publish_doc_x(
         rule: RuleSpec::Within(600_000),
         zone: tessera_producers::when::Zone::Utc,
         capacity: None,
-        reward: None,
+        reward: doc.reward,
         signing_key: signer.verifying_key(),
         endorsement: None,
     };
     let sealing = Sealing {
-        target_data: document,
-        custody,
-        timekeeper,
+        target_data: doc.document,
+        custody: doc.custody,
+        timekeeper: doc.timekeeper,
     };
     let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
     provider::publish(writer, prefix, built, halves, &signer)
