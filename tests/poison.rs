@@ -20,8 +20,8 @@ use tessera_producers::audit::Finding;
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Role};
 use tessera_producers::subscriber::{self, Responder};
-use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS};
 use tessera_schemas::signing::SigningKey;
+use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS};
 use tessera_schemas::{Custody, Event, QUOTED_KEY, QUOTED_VALUE, links};
 
 mod support;
@@ -69,7 +69,10 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         .unwrap();
     let mut garbage = BTreeMap::new();
     for topic in INPUTS {
-        for (n, size) in [1, 900 * 1024, JUST_UNDER_THE_LIMIT].into_iter().enumerate() {
+        for (n, size) in [1, 900 * 1024, JUST_UNDER_THE_LIMIT]
+            .into_iter()
+            .enumerate()
+        {
             let value: Vec<u8> = (0..size).map(|i| (i * 7 + n) as u8 | 0x80).collect();
             let key = format!("garbage-{n}");
             let delivered = producer
@@ -83,7 +86,10 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
                 .unwrap_or_else(|(e, _)| panic!("{size} bytes on {}: {e}", topic.name));
             let (partition, offset) = (delivered.partition, delivered.offset);
             let digest = links::record_digest(Some(key.as_bytes()), Some(&value));
-            garbage.insert((topic.full_name(&prefix), partition, offset), (size, digest));
+            garbage.insert(
+                (topic.full_name(&prefix), partition, offset),
+                (size, digest),
+            );
         }
     }
 
@@ -109,13 +115,17 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
     // One letter per bad record per processor that reads it, bounded, naming the record.
     let readers: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
         ("tessera.subscribers", vec!["matcher"]),
-        ("tessera.offers", vec!["delivery", "ledger-rewards", "matcher", "timekeeper"]),
+        (
+            "tessera.offers",
+            vec!["delivery", "ledger-rewards", "matcher", "timekeeper"],
+        ),
         ("tessera.requests", vec!["timekeeper"]),
         ("tessera.responses", vec!["timekeeper"]),
         ("tessera.decisions", vec!["delivery", "ledger-rewards"]),
         ("tessera.cosigns", vec!["delivery"]),
     ]);
-    let readers_of = |topic: &str| readers[topic.strip_prefix(prefix.as_str()).unwrap_or(topic)].len();
+    let readers_of =
+        |topic: &str| readers[topic.strip_prefix(prefix.as_str()).unwrap_or(topic)].len();
     let expected: usize = garbage.keys().map(|(topic, _, _)| readers_of(topic)).sum();
     let mut letters = BTreeMap::<(String, String, i32, i64), usize>::new();
     for _ in 0..120 {
@@ -127,13 +137,22 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
             let Some(Ok(Event::DeadLetter(letter))) = record.event else {
                 continue;
             };
-            let source = (letter.source_topic.clone(), letter.source_partition, letter.source_offset);
+            let source = (
+                letter.source_topic.clone(),
+                letter.source_partition,
+                letter.source_offset,
+            );
             let Some((size, digest)) = garbage.get(&source) else {
                 continue;
             };
             assert_eq!(letter.record_digest, digest.to_vec(), "{source:?}");
             assert_eq!(letter.truncated, *size > QUOTED_VALUE, "{source:?}");
-            assert!(letter.value.as_ref().is_some_and(|v| v.len() == (*size).min(QUOTED_VALUE)));
+            assert!(
+                letter
+                    .value
+                    .as_ref()
+                    .is_some_and(|v| v.len() == (*size).min(QUOTED_VALUE))
+            );
             assert!(letter.key.as_ref().is_some_and(|k| k.len() <= QUOTED_KEY));
             *letters
                 .entry((letter.processor, source.0, source.1, source.2))
@@ -144,8 +163,15 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(letters.len(), expected, "a letter per bad record and processor: {letters:?}");
-    assert!(letters.values().all(|&n| n == 1), "one, not one per task: {letters:?}");
+    assert_eq!(
+        letters.len(),
+        expected,
+        "a letter per bad record and processor: {letters:?}"
+    );
+    assert!(
+        letters.values().all(|&n| n == 1),
+        "one, not one per task: {letters:?}"
+    );
     processors.stop().await.unwrap();
 
     // The audit of this log names exactly the garbage written onto the processors' own outputs
@@ -160,7 +186,11 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
     let args = AuditArgs {
         matcher_key: Some(matcher),
         timekeeper_verifying_key: Some(timekeeper_signing),
-        ..AuditArgs::of(vec![Audited::Matcher, Audited::Timekeeper, Audited::Delivery])
+        ..AuditArgs::of(vec![
+            Audited::Matcher,
+            Audited::Timekeeper,
+            Audited::Delivery,
+        ])
     };
     let mut runs = Vec::new();
     for _ in 0..3 {
@@ -179,5 +209,8 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         assert_eq!(injected, on_outputs);
         runs.push(format!("{reports:?}"));
     }
-    assert!(runs.windows(2).all(|w| w[0] == w[1]), "the same findings every time");
+    assert!(
+        runs.windows(2).all(|w| w[0] == w[1]),
+        "the same findings every time"
+    );
 }

@@ -48,7 +48,10 @@ impl LoggedHalves {
         let Some(Ok(event)) = value.map(tessera_schemas::decode) else {
             return;
         };
-        if !matches!(event, Event::CredentialReleased(_) | Event::OfferRejected(_)) {
+        if !matches!(
+            event,
+            Event::CredentialReleased(_) | Event::OfferRejected(_)
+        ) {
             return;
         }
         let signed = Signed::of(key, value, signature);
@@ -99,7 +102,9 @@ impl LoggedHalves {
         escrow: bool,
     ) -> Result<(SealedBox, Option<SealedBox>), String> {
         let (platform, provider) = self.releases.remove(credential_id).ok_or_else(|| {
-            format!("no release of credential {credential_id} signed by the timekeeper is on the log")
+            format!(
+                "no release of credential {credential_id} signed by the timekeeper is on the log"
+            )
         })?;
         let shape = |e: sealing::SealError| e.to_string();
         sealing::check_sealed_half(&platform, Half::Platform).map_err(shape)?;

@@ -75,14 +75,16 @@ pub fn check(
         (Some(pin), _) => {
             let pinned_key = VerifyingKey::from_bytes(&pin.signing_key)
                 .map_err(|e| Refusal::NotOwner(format!("{id}'s pinned key is unusable: {e}")))?;
-            endorsed_by(&pinned_key, id).map(|()| offered).map_err(|why| {
-                Refusal::NotOwner(format!(
-                    "offer {} names provider {id} but carries another key than the one pinned \
+            endorsed_by(&pinned_key, id)
+                .map(|()| offered)
+                .map_err(|why| {
+                    Refusal::NotOwner(format!(
+                        "offer {} names provider {id} but carries another key than the one pinned \
                      for {id} (fingerprint {}), without an endorsement by it: {why}",
-                    offer.offer_id,
-                    pinned_key.fingerprint()
-                ))
-            })
+                        offer.offer_id,
+                        pinned_key.fingerprint()
+                    ))
+                })
         }
     }
 }
@@ -99,7 +101,11 @@ mod tests {
         SigningKey::derive(&PrivateKey::from_bytes(&[seed; 32]).unwrap())
     }
 
-    fn offer(offer_id: &str, signer: &SigningKey, endorsement: Option<&SigningKey>) -> OfferPublished {
+    fn offer(
+        offer_id: &str,
+        signer: &SigningKey,
+        endorsement: Option<&SigningKey>,
+    ) -> OfferPublished {
         let mut offer = examples::offer(offer_id, "A", Custody::Escrow);
         offer.signing_key = signer.verifying_key().to_bytes();
         offer.provider_endorsement = endorsement.map(|by| {
@@ -120,7 +126,10 @@ mod tests {
         let (a, impostor) = (key(1), key(2));
         let first = check(None, &offer("o1", &a, None), None).unwrap();
         assert_eq!(first, pin(&a));
-        assert_eq!(check(Some(&first), &offer("o2", &a, None), None), Ok(pin(&a)));
+        assert_eq!(
+            check(Some(&first), &offer("o2", &a, None), None),
+            Ok(pin(&a))
+        );
         let refused = check(Some(&first), &offer("o3", &impostor, None), None).unwrap_err();
         assert!(
             refused
@@ -143,13 +152,19 @@ mod tests {
         assert_eq!(check(Some(&pinned), &rotation, None), Ok(pin(&rotated)));
         let recovery = offer("o3", &lost, Some(&anchor));
         let anchor_key = anchor.verifying_key();
-        assert_eq!(check(Some(&pinned), &recovery, Some(&anchor_key)), Ok(pin(&lost)));
+        assert_eq!(
+            check(Some(&pinned), &recovery, Some(&anchor_key)),
+            Ok(pin(&lost))
+        );
         assert!(matches!(
             check(Some(&pinned), &recovery, None),
             Err(Refusal::NotOwner(_))
         ));
         let unendorsed = check(None, &offer("o1", &a, None), Some(&anchor_key)).unwrap_err();
-        assert!(unendorsed.to_string().starts_with("Unendorsed: offer o1"), "{unendorsed}");
+        assert!(
+            unendorsed.to_string().starts_with("Unendorsed: offer o1"),
+            "{unendorsed}"
+        );
         assert_eq!(
             check(None, &offer("o1", &a, Some(&anchor)), Some(&anchor_key)),
             Ok(pin(&a))
