@@ -29,6 +29,15 @@ pub struct Position {
     pub effective: i64,
 }
 
+impl Position {
+    /// Whether the record sits on the task's own partition number: always, but for a record of
+    /// a broadcast input read by another task, which must not write what the record's own task
+    /// writes for it.
+    pub fn on_own_partition(&self) -> bool {
+        self.task == self.partition
+    }
+}
+
 /// One input, in merge order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<R> {

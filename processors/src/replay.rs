@@ -85,7 +85,7 @@ pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord
             let mut produced = chained(core, state, at, &record, outputs);
             // Every task reads every partition of a broadcast input: only the task of the
             // record's own partition number writes its letter, so a bad record gets one.
-            if at.task == at.partition {
+            if at.on_own_partition() {
                 produced.insert(0, Produced::DeadLetter { at, record, reason });
             }
             produced

@@ -143,7 +143,7 @@ impl Matcher {
             Err(refusal) => {
                 // Every task reads every offer and refuses it alike; the task of the offer's own
                 // partition number says so, once.
-                if at.task == at.partition {
+                if at.on_own_partition() {
                     let offer_id = offer.offer_id.clone();
                     out.dead_letter(OFFERS, &offer_id, offer.into(), refusal.to_string());
                 }
