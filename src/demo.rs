@@ -116,33 +116,31 @@ impl Processors {
                 signed("timekeeper", &timekeeper_key)?,
                 stop.clone(),
             )),
-            tokio::spawn({
-                let delivery = runtime::run(
+            tokio::spawn(after_publishing(
+                kafka,
+                Role::Delivery,
+                &delivery_key,
+                runtime::run(
                     Delivery::new(SigningKey::derive(&timekeeper_key).verifying_key()),
                     signed("delivery", &delivery_key)?,
                     stop.clone(),
-                );
-                let (writer, prefix) = (Writer::new(&kafka.client_config()?)?, kafka.topic_prefix.clone());
-                // As `tessera run delivery|ledger` do: clients pin the keys they find there.
-                let ledger_key = PrivateKey::from_bytes(ledger_key.to_bytes().as_ref())?;
-                async move {
-                    tessera_producers::keys::publish(&writer, &prefix, Role::Delivery, &delivery_key)
-                        .await?;
-                    tessera_producers::keys::publish(&writer, &prefix, Role::Ledger, &ledger_key)
-                        .await?;
-                    delivery.await
-                }
-            }),
+                ),
+            )?),
             tokio::spawn(runtime::run(
                 Rewards::new(SigningKey::derive(&timekeeper_key).verifying_key()),
                 signed("ledger-rewards", &ledger_key)?,
                 stop.clone(),
             )),
-            tokio::spawn(runtime::run(
-                Ledger::new(SigningKey::derive(&ledger_key).verifying_key()),
-                signed("ledger", &ledger_key)?,
-                stop.clone(),
-            )),
+            tokio::spawn(after_publishing(
+                kafka,
+                Role::Ledger,
+                &ledger_key,
+                runtime::run(
+                    Ledger::new(SigningKey::derive(&ledger_key).verifying_key()),
+                    signed("ledger", &ledger_key)?,
+                    stop.clone(),
+                ),
+            )?),
         ];
         Ok(Processors {
             matcher,
@@ -203,6 +201,23 @@ impl Follower {
             }
         }
     }
+}
+
+/// `run`, once `role`'s public keys are on `tessera.keys`, as `tessera run delivery|ledger`
+/// publish them at start: clients believe only what is signed with the keys they find there.
+fn after_publishing<F: Future<Output = anyhow::Result<()>>>(
+    kafka: &KafkaArgs,
+    role: Role,
+    key: &PrivateKey,
+    run: F,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<F>> {
+    let writer = Writer::new(&kafka.client_config()?)?;
+    let prefix = kafka.topic_prefix.clone();
+    let key = PrivateKey::from_bytes(key.to_bytes().as_ref())?;
+    Ok(async move {
+        tessera_producers::keys::publish(&writer, &prefix, role, &key).await?;
+        run.await
+    })
 }
 
 /// The platform roles' keys as the demo's parties pin them.
