@@ -75,8 +75,7 @@ pub struct Processors {
 }
 
 impl Processors {
-    /// Starts them on `kafka`'s topics, with task state under `state_dir` and ticks every 200 ms
-    /// (so offers close promptly); the timekeeper holds `timekeeper_key`.
+    /// Starts them on `kafka`'s topics, with task state under `state_dir`; the timekeeper holds `timekeeper_key`.
     pub fn start(
         kafka: &KafkaArgs,
         state_dir: &Path,
@@ -86,7 +85,6 @@ impl Processors {
         let config = |name: &str| -> anyhow::Result<Config> {
             let mut config = Config::new(kafka.client_config()?, "demo", state_dir.join(name));
             config.topic_prefix = kafka.topic_prefix.clone();
-            config.tick_period = Some(Duration::from_millis(200));
             Ok(config)
         };
         // Each platform role signs what it writes with its own key; the timekeeper believes

@@ -159,10 +159,12 @@ pub struct RunArgs {
     /// Commit the open transaction this often, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub commit_interval_ms: u64,
-    /// Write a tick to each owned input partition this often, in milliseconds; 0 turns the
-    /// ticker off (another process must tick then, or timers wait for traffic).
-    #[arg(long, default_value_t = 1000)]
-    pub tick_ms: u64,
+    /// Write no ticks. By default a processor writes a tick to an idle input partition when a
+    /// decision waits for time to pass on it (an offer's window closing, a response waiting for
+    /// the invitations stamped before it), and only then; without ticks such a decision waits
+    /// for the next record on that partition. For a processor not allowed to write its inputs.
+    #[arg(long)]
+    pub no_ticks: bool,
     /// Replicas of each changelog partition when this processor creates its changelog topic
     /// (`tessera.<processor>.changelog`); by default the broker's `default.replication.factor`.
     /// An existing changelog is left as it is.
@@ -256,7 +258,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
     let mut config = Config::new(kafka.client_config()?, &args.instance, args.state_dir.clone());
     config.topic_prefix = kafka.topic_prefix.clone();
     config.commit_interval = Duration::from_millis(args.commit_interval_ms);
-    config.tick_period = (args.tick_ms > 0).then(|| Duration::from_millis(args.tick_ms));
+    config.ticks = !args.no_ticks;
     config.changelog_replication = args.changelog_replication_factor;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -70,8 +70,6 @@ impl Cluster {
                 self.dir.path().join(format!("state-{i}")).to_str().unwrap(),
                 "--metrics-addr",
                 "off",
-                "--tick-ms",
-                "200",
                 "counter",
                 "--input",
                 "in.a",

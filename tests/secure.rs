@@ -374,7 +374,7 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     ] {
         let mut command = tessera(&broker, dir, role);
         command
-            .args(["run", "--metrics-addr", "off", "--tick-ms", "200"])
+            .args(["run", "--metrics-addr", "off"])
             .arg("--state-dir")
             .arg(&state)
             .args(&args);

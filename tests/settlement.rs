@@ -60,7 +60,6 @@ impl Stack {
             state.path().to_path_buf(),
         );
         config.topic_prefix = kafka.topic_prefix.clone();
-        config.tick_period = Some(Duration::from_millis(200));
         // The processors sign what they write; the ledger believes releases signed by the
         // timekeeper and rewards signed by itself.
         let ledger_key = signer_of("ledger");

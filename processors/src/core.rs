@@ -121,6 +121,13 @@ pub trait Core {
         value: Option<&[u8]>,
     ) -> Result<Self::Record, String>;
 
+    /// The earliest stream time after which a timer of the core fires, if it has one. The runtime
+    /// asks for ticks on the task's idle inputs once the broker's clock passes it, and only then:
+    /// a core that waits for time to pass says so here, or it waits for traffic.
+    fn next_due(&self, _state: &dyn State) -> Option<i64> {
+        None
+    }
+
     /// Folds one input into the state and says what to produce.
     fn apply(&mut self, state: &mut dyn State, input: Input<Self::Record>) -> Vec<Output>;
 }

@@ -92,6 +92,10 @@ impl Core for Counter {
         }
     }
 
+    fn next_due(&self, state: &dyn State) -> Option<i64> {
+        EXPIRIES.next_due(state)
+    }
+
     fn apply(&mut self, state: &mut dyn State, input: Input<()>) -> Vec<Output> {
         let now = input.at().effective;
         let mut outputs = Vec::new();

@@ -19,7 +19,25 @@ pub struct RawRecord {
     pub value: Option<Vec<u8>>,
     /// The record's signature header ([`tessera_schemas::signing::HEADER`]), if it has one.
     pub signature: Option<Vec<u8>>,
+    /// Whether a client stamped the record (CreateTime) rather than the broker. Its stamp is a
+    /// claim anyone could make, so no core sees the record: it goes to the dead letters, and its
+    /// place in the merge moves no time.
+    pub client_stamped: bool,
 }
+
+/// The stamp a client-stamped record takes in the merge: the lowest, so its effective stamp is
+/// whatever its partition had already shown.
+pub const NO_STAMP: i64 = i64::MIN;
+
+/// The broker's stamp of a record at `stamp` in the merge, as its dead letter quotes it: none for
+/// a client-stamped record.
+pub fn broker_stamp(stamp: i64) -> Option<i64> {
+    (stamp != NO_STAMP).then_some(stamp)
+}
+
+/// The dead-letter reason of a client-stamped record.
+pub const CLIENT_STAMPED: &str = "stamped by a client (CreateTime), not by the broker: a decision \
+    input counts only the broker's receipt stamp (LogAppendTime), so the record is not read";
 
 /// What one merged record made the processor produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +72,9 @@ pub const CHAIN_HEAD: &[u8] = b"link/head";
 /// head is kept in the task's state, so it is restored, and committed, with everything else.
 pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord>) -> Vec<Produced> {
     let Entry { at, item: record } = entry;
+    if record.client_stamped {
+        return refused(core, state, at, record, CLIENT_STAMPED.to_string());
+    }
     if is_tick(record.value.as_deref()) {
         let outputs = core.apply(state, Input::Tick { at });
         return chained(core, state, at, &record, outputs);
@@ -80,17 +101,27 @@ pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord
             );
             chained(core, state, at, &record, outputs)
         }
-        Err(reason) => {
-            let outputs = core.apply(state, Input::Tick { at });
-            let mut produced = chained(core, state, at, &record, outputs);
-            // Every task reads every partition of a broadcast input: only the task of the
-            // record's own partition number writes its letter, so a bad record gets one.
-            if at.on_own_partition() {
-                produced.insert(0, Produced::DeadLetter { at, record, reason });
-            }
-            produced
-        }
+        Err(reason) => refused(core, state, at, record, reason),
     }
+}
+
+/// A record no core reads: the core sees only the time it moves, and the record goes to the
+/// dead letters with `reason`.
+fn refused<C: Core>(
+    core: &mut C,
+    state: &mut dyn State,
+    at: Position,
+    record: RawRecord,
+    reason: String,
+) -> Vec<Produced> {
+    let outputs = core.apply(state, Input::Tick { at });
+    let mut produced = chained(core, state, at, &record, outputs);
+    // Every task reads every partition of a broadcast input: only the task of the record's own
+    // partition number writes its letter, so a bad record gets one.
+    if at.on_own_partition() {
+        produced.insert(0, Produced::DeadLetter { at, record, reason });
+    }
+    produced
 }
 
 /// The core's outputs for the input `record` at `at`, each linked one chained after the task's
@@ -183,6 +214,7 @@ mod tests {
             key: Some(b"A".to_vec()),
             value: Some(value),
             signature: Some(signature.to_vec()),
+            client_stamped: false,
         }
     }
 

@@ -38,6 +38,12 @@ impl Timers {
         }
     }
 
+    /// The earliest due time, or `None` when no timer is set. It may be earlier than the first
+    /// timer left (a lower bound until the next [`Timers::pop_due`] looks), never later.
+    pub fn next_due(&self, state: &dyn State) -> Option<i64> {
+        self.next_due.get(state, "")
+    }
+
     /// Removes and returns the earliest timer due before `now` as `(due, key)`, or `None` when no
     /// timer is due. Call it until it returns `None`; a timer set meanwhile is seen in due order.
     pub fn pop_due(&self, state: &mut dyn State, now: i64) -> Option<(i64, String)> {

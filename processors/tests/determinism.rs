@@ -24,6 +24,7 @@ fn record(kind: &Kind) -> RawRecord {
             key: Some(format!("key-{k}").into_bytes()),
             value: Some(b"x".to_vec()),
             signature: None,
+            client_stamped: false,
         },
         Kind::Tick => RawRecord {
             key: Some(b"tick".to_vec()),
@@ -36,11 +37,13 @@ fn record(kind: &Kind) -> RawRecord {
                 .unwrap(),
             ),
             signature: None,
+            client_stamped: false,
         },
         Kind::Garbage => RawRecord {
             key: None,
             value: Some(vec![0xde, 0xad]),
             signature: None,
+            client_stamped: false,
         },
     }
 }

@@ -80,7 +80,6 @@ impl Setup {
     fn instance_config(&self, instance: &str) -> Config {
         let mut config = Config::new(client(), instance, self.state.path().join(instance));
         config.topic_prefix = self.prefix.clone();
-        config.tick_period = Some(Duration::from_millis(200));
         config
     }
 
@@ -212,6 +211,10 @@ impl tessera_processors::Core for BroadcastCounter {
 
     fn decode(&self, topic: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
         self.0.decode(topic, key, value)
+    }
+
+    fn next_due(&self, state: &dyn tessera_state_stores::State) -> Option<i64> {
+        self.0.next_due(state)
     }
 
     fn apply(

@@ -53,7 +53,6 @@ impl Setup {
     fn config(&self) -> Config {
         let mut config = Config::new(self.broker.client(), INSTANCE, self.state.path().to_path_buf());
         config.topic_prefix = self.prefix.clone();
-        config.tick_period = Some(Duration::from_millis(200));
         config
     }
 

@@ -5,8 +5,8 @@
 //! Latency is measured on the broker's clock only: a verdict's receipt stamp minus the receipt
 //! stamp of the response it judges (which the verdict cites), and for the baseline the copy's
 //! stamp minus the original's. Both sides commit every 100 ms. The timekeeper also waits, by
-//! design, until every input partition has shown a stamp at or past the response's (ticks move
-//! idle ones), so its latency depends on the tick period; `--tick-ms` sets it.
+//! design, until every input partition has shown a stamp at or past the response's (a tick asked
+//! for on demand moves an idle one), so its latency includes that round trip.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,9 +45,6 @@ pub struct LatencyArgs {
     /// Offers the responses answer (each gets rate × seconds / offers invitations).
     #[arg(long, default_value_t = 1_000)]
     pub offers: usize,
-    /// The timekeeper's tick period in milliseconds.
-    #[arg(long, default_value_t = 1_000)]
-    pub tick_ms: u64,
     /// Partitions of every topic.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
@@ -146,9 +143,9 @@ pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Re
     let (b50, b99, bmax) = percentiles(baseline.1);
     let (t50, t99, tmax) = percentiles(timekeeper.1);
     println!(
-        "responses          {total} at {} /s ({} offers, {} partitions, tick {} ms, {} timekeeper \
+        "responses          {total} at {} /s ({} offers, {} partitions, {} timekeeper \
          instance(s)), {} released",
-        args.rate, args.offers, args.partitions, args.tick_ms, args.instances, timekeeper.2
+        args.rate, args.offers, args.partitions, args.instances, timekeeper.2
     );
     println!("                   achieved /s     p50 ms   p99 ms   max ms");
     println!("raw passthrough    {:>11.0} {:>10} {:>8} {:>8}", baseline.0, b50, b99, bmax);
@@ -320,7 +317,6 @@ async fn timekeeper(
             let instance = format!("bench-{i}");
             let mut config = Config::new(client.clone(), &instance, state.path().join(&instance));
             config.topic_prefix = prefix.clone();
-            config.tick_period = Some(Duration::from_millis(args.tick_ms));
             let key = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?;
             let core = Timekeeper::new(key, matcher.verifying_key());
             Ok(tokio::spawn(runtime::run(core, config, stop.clone())))

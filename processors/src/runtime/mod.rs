@@ -15,11 +15,11 @@ mod ticker;
 mod topics;
 mod watchdog;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -40,10 +40,16 @@ use self::topics::prepare;
 pub use self::topics::{Lane, Topics};
 use self::watchdog::Watchdog;
 use crate::core::Core;
-use crate::replay::{self, Produced};
+use crate::replay::{self, Produced, is_tick};
 
 /// How long a demanded tick may take to come back before another is asked for.
 const TICK_ROUND_TRIP: Duration = Duration::from_secs(1);
+
+/// The longest a poll waits for records while the loop has other work due soon.
+const BUSY_POLL: Duration = Duration::from_millis(20);
+/// The longest a poll waits for records when nothing else is due: what an idle processor wakes
+/// up for (Kafka Streams' `poll.ms` default).
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Records taken from librdkafka per loop before the core runs and a commit is considered.
 const MAX_POLL_BATCH: usize = 5000;
@@ -62,8 +68,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How often the open transaction is committed.
     pub commit_interval: Duration,
-    /// How often the ticker writes ticks; `None` disables the ticker.
-    pub tick_period: Option<Duration>,
+    /// Whether the runtime writes ticks to its input partitions when a decision waits for time
+    /// to pass on one that is idle ([`ticker`]). Without them such a decision waits for traffic.
+    pub ticks: bool,
     /// Timeout of each transactional call; the watchdog kills the process at four times it.
     pub transaction_timeout: Duration,
     /// Replicas of each changelog partition when the runtime creates the changelog topic; `None`
@@ -76,7 +83,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: commit every 100 ms, tick every second, 10 s transaction timeout, changelog
+    /// Defaults: commit every 100 ms, ticks on demand, 10 s transaction timeout, changelog
     /// replicated as the broker's default says.
     pub fn new(client: ClientConfig, instance: impl Into<String>, state_dir: PathBuf) -> Self {
         Config {
@@ -85,7 +92,7 @@ impl Config {
             instance: instance.into(),
             state_dir,
             commit_interval: Duration::from_millis(100),
-            tick_period: Some(Duration::from_secs(1)),
+            ticks: true,
             transaction_timeout: Duration::from_secs(10),
             changelog_replication: None,
             signer: None,
@@ -127,12 +134,15 @@ struct Runtime<C: Core> {
     producer: Arc<BaseProducer>,
     transaction_open: Arc<AtomicBool>,
     tasks: BTreeMap<i32, Task>,
-    owned: Arc<Mutex<BTreeSet<i32>>>,
     ticker: Option<Ticker>,
     /// When ticks were last demanded for partitions a task waits on.
     last_demand: Instant,
     /// Lanes (task, lane) a tick was demanded on and has not arrived at yet, and since when.
     demanded: HashMap<(i32, usize), Instant>,
+    /// How far the broker's clock is ahead of this host's, in milliseconds, as the stamps of
+    /// records read say ([`Runtime::note_clock`]): it tells when a timer is due by the clock that
+    /// stamps the ticks.
+    broker_ahead_ms: i64,
     stop: Arc<AtomicBool>,
     watchdog: Watchdog,
     last_commit: Instant,
@@ -172,6 +182,19 @@ fn retrying(
             Err(e) => return Err(Failure::Fatal(anyhow::anyhow!("{what}: {e}"))),
         }
     }
+}
+
+/// Whether a task holding `record` asks for ticks to order it: every record but a tick does
+/// (ticks waiting for each other would keep asking for more).
+fn waits_for_order(record: &replay::RawRecord) -> bool {
+    record.client_stamped || !is_tick(record.value.as_deref())
+}
+
+/// This host's clock in milliseconds since the epoch, as receipt stamps count.
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 /// Serves delivery reports until no record is in flight; false if `deadline` came first.
@@ -275,19 +298,9 @@ impl<C: Core> Runtime<C> {
         watchdog
             .guard(|| sweep::sweep(&producer, &config.client, &group, &topics, config.transaction_timeout))
             .context("cannot end the transactions an earlier incarnation left open")?;
-        let owned = Arc::new(Mutex::new(BTreeSet::new()));
         let ticker = config
-            .tick_period
-            .map(|period| {
-                Ticker::spawn(
-                    &config.client,
-                    topics.inputs.clone(),
-                    owned.clone(),
-                    period,
-                    format!("{group}.{}", config.instance),
-                    stop.clone(),
-                )
-            })
+            .ticks
+            .then(|| Ticker::spawn(&config.client, format!("{group}.{}", config.instance), stop.clone()))
             .transpose()?;
         info!(group, instance = %config.instance, inputs = ?topics.inputs, "processor started");
         Ok(Runtime {
@@ -299,10 +312,10 @@ impl<C: Core> Runtime<C> {
             producer,
             transaction_open,
             tasks: BTreeMap::new(),
-            owned,
             ticker,
             last_demand: Instant::now(),
             demanded: HashMap::new(),
+            broker_ahead_ms: 0,
             stop,
             watchdog,
             last_commit: Instant::now(),
@@ -337,9 +350,13 @@ impl<C: Core> Runtime<C> {
     }
 
     /// Takes every record librdkafka has ready (up to a bound, so commits stay on schedule),
-    /// waiting briefly only when none is.
+    /// waiting briefly only when none is: [`BUSY_POLL`] while a transaction waits for its commit
+    /// or a broadcast consumer (which this poll does not wake for) may have records, else
+    /// [`IDLE_POLL`], as a record wakes the poll at once.
     fn poll_batch(&mut self) -> anyhow::Result<()> {
-        let mut timeout = Duration::from_millis(20);
+        let busy = self.transaction_open.load(Ordering::Relaxed)
+            || self.tasks.values().any(|task| task.broadcast.is_some());
+        let mut timeout = if busy { BUSY_POLL } else { IDLE_POLL };
         for _ in 0..MAX_POLL_BATCH {
             let polled = self.consumer.poll(timeout).map(|m| m.map(|m| m.detach()));
             // The poll may have assigned partitions and returned one of their records already:
@@ -371,17 +388,29 @@ impl<C: Core> Runtime<C> {
         Ok(())
     }
 
-    /// Asks the ticker for a tick on every input partition that keeps a task from ordering the
-    /// records it holds, unless one is on its way. Rounds are a quarter commit interval apart at
-    /// least, which bounds the ticks to a few per commit on each waiting partition.
+    /// Asks the ticker for a tick on every idle input partition that keeps a task from deciding:
+    /// one that holds a record it cannot order yet (a record, not a tick), or one whose earliest
+    /// timer the broker's clock has passed. Nothing else asks, so an idle installation writes no
+    /// ticks. A partition gets no second tick while one is on its way, and rounds are a quarter
+    /// commit interval apart at least, which bounds the ticks to a few per commit on each
+    /// waiting partition.
     fn demand_ticks(&mut self) {
         let Some(ticker) = &self.ticker else { return };
         let now = Instant::now();
         if now.duration_since(self.last_demand) < self.config.commit_interval / 4 {
             return;
         }
+        let broker_now = unix_millis() + self.broker_ahead_ms;
         let mut waiting = Vec::new();
-        for task in self.tasks.values().filter(|task| task.merge.buffered() > 0) {
+        for task in self.tasks.values_mut() {
+            if task.due_stale {
+                task.next_due = self.core.next_due(&task.store);
+                task.due_stale = false;
+            }
+            let waits = task.undecided > 0 || task.next_due.is_some_and(|due| broker_now > due);
+            if !waits {
+                continue;
+            }
             for lane in task.merge.waiting_on() {
                 let on_its_way = self
                     .demanded
@@ -398,6 +427,15 @@ impl<C: Core> Runtime<C> {
             ticker.demand(waiting);
             self.last_demand = now;
         }
+    }
+
+    /// Learns the broker's clock from a record's receipt stamp. A stamp is at most the broker's
+    /// clock when the record arrives here, so each one bounds the clock's lead from below; the
+    /// stamp of a tick asked for less than a round trip ago is also close to it, and resets the
+    /// estimate, so a broker clock that falls behind is followed too.
+    fn note_clock(&mut self, stamp: i64, fresh: bool) {
+        let lead = stamp - unix_millis();
+        self.broker_ahead_ms = if fresh { lead } else { self.broker_ahead_ms.max(lead) };
     }
 
     /// Says which tasks hold records they cannot order yet, and which input they wait for: the
@@ -446,7 +484,6 @@ impl<C: Core> Runtime<C> {
                         if let Some(mut task) = self.tasks.remove(&partition) {
                             task.store.abort();
                         }
-                        self.owned.lock().expect("lock").remove(&partition);
                     }
                     if aborted {
                         self.rewind_all()?;
@@ -494,29 +531,25 @@ impl<C: Core> Runtime<C> {
         }
         metrics::histogram!("tessera_task_open_seconds").record(started.elapsed().as_secs_f64());
         self.tasks.insert(partition, task);
-        self.owned.lock().expect("lock").insert(partition);
         Ok(())
     }
 
     /// Puts a consumed record into the merge of task `partition`.
     fn accept(&mut self, partition: i32, message: &rdkafka::message::OwnedMessage) -> anyhow::Result<()> {
-        let Some(task) = self.tasks.get_mut(&partition) else {
+        let Some(lane) = self
+            .tasks
+            .get(&partition)
+            .and_then(|task| task.lane_of(message.topic(), message.partition()))
+        else {
             return Ok(());
         };
-        let Some(lane) = task.lane_of(message.topic(), message.partition()) else {
-            return Ok(());
-        };
-        if !self.demanded.is_empty() {
-            self.demanded.remove(&(partition, lane));
-        }
-        let stamp = match message.timestamp() {
-            Timestamp::LogAppendTime(stamp) => stamp,
-            other => bail!(
-                "{} partition {} offset {} carries {other:?}; inputs must be LogAppendTime",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            ),
+        let fresh = !self.demanded.is_empty() && self.demanded.remove(&(partition, lane)).is_some();
+        // The topics were LogAppendTime at start, but a topic altered meanwhile (or created by
+        // hand) may hold a record a client stamped: it becomes a dead letter, and the
+        // processor goes on.
+        let (stamp, client_stamped) = match message.timestamp() {
+            Timestamp::LogAppendTime(stamp) => (stamp, false),
+            _ => (replay::NO_STAMP, true),
         };
         metrics::counter!("tessera_records_in_total", "topic" => message.topic().to_string())
             .increment(1);
@@ -524,13 +557,18 @@ impl<C: Core> Runtime<C> {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             signature: signature_of(message),
+            client_stamped,
         };
-        if let Err(e) = task
-            .merge
-            .push(lane, message.partition(), message.offset(), stamp, record)
-        {
+        let waits = waits_for_order(&record);
+        if !client_stamped {
+            self.note_clock(stamp, fresh && !waits);
+        }
+        let task = self.tasks.get_mut(&partition).expect("task exists");
+        match task.merge.push(lane, message.partition(), message.offset(), stamp, record) {
+            Ok(()) if waits => task.undecided += 1,
+            Ok(()) => {}
             // A redelivery after a seek: the merge already has it.
-            tracing::debug!("skipping record: {e}");
+            Err(e) => tracing::debug!("skipping record: {e}"),
         }
         Ok(())
     }
@@ -542,6 +580,9 @@ impl<C: Core> Runtime<C> {
             loop {
                 let task = self.tasks.get_mut(&partition).expect("task exists");
                 let Some(mut entry) = task.merge.pop() else { break };
+                if waits_for_order(&entry.item) {
+                    task.undecided -= 1;
+                }
                 if !self.transaction_open.load(Ordering::SeqCst) {
                     self.producer
                         .begin_transaction()
@@ -562,6 +603,7 @@ impl<C: Core> Runtime<C> {
                 task.progress
                     .advance(&topic, at.partition, at.offset + 1, at.effective);
                 task.dirty = true;
+                task.due_stale = true;
                 for item in produced {
                     self.send(item, &topic).map_err(Failure::Abortable)?;
                 }
@@ -592,7 +634,7 @@ impl<C: Core> Runtime<C> {
                     source_topic: source.to_string(),
                     source_partition: at.partition,
                     source_offset: at.offset,
-                    source_timestamp: Some(at.stamp),
+                    source_timestamp: replay::broker_stamp(at.stamp),
                     key: quote.key,
                     value: quote.value,
                     reason,

@@ -26,6 +26,13 @@ pub(crate) struct Task {
     pub broadcast: Option<BaseConsumer>,
     pub store: TaskStore,
     pub merge: Merge<RawRecord>,
+    /// Records in the merge that are not ticks: while there are any, the task asks for ticks on
+    /// the idle inputs that keep it from ordering them.
+    pub undecided: usize,
+    /// The core's earliest timer as last read from the store, and whether the state has moved
+    /// since (then it is read again before it is used): an idle task reads nothing.
+    pub next_due: Option<i64>,
+    pub due_stale: bool,
     /// What RocksDB and the consumer group hold: the last committed transaction.
     pub committed: Checkpoint,
     /// What the open transaction has folded in so far.
@@ -108,6 +115,9 @@ impl Task {
             broadcast,
             store,
             merge: Merge::new(0),
+            undecided: 0,
+            next_due: None,
+            due_stale: true,
             committed: checkpoint.clone(),
             progress: checkpoint,
             dirty: false,
@@ -136,6 +146,8 @@ impl Task {
             .map(|l| self.committed.effective_stamp(&l.topic, l.partition).unwrap_or(i64::MIN))
             .collect();
         self.merge = Merge::resume(effective);
+        self.undecided = 0;
+        self.due_stale = true;
         let mut grouped = Vec::new();
         let mut broadcast = TopicPartitionList::new();
         for lane in &self.lanes {

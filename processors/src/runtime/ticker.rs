@@ -1,21 +1,22 @@
-//! Keeps stream time moving on idle partitions.
+//! Moves stream time on idle partitions, only when a decision waits for it.
 //!
 //! A decision that waits for time to pass (an offer closes, a response had no invitation) needs
-//! every input partition to show a stamp beyond that time. The ticker writes a `Tick` event to each
-//! input partition this instance owns, once per period; the broker stamps it like any record, so a
-//! replay sees the ticks at the same places and makes the same decisions.
+//! every input partition of its task to show a stamp beyond that time. A partition with no
+//! traffic shows none, so the runtime asks the ticker to write a `Tick` event to it; the broker
+//! stamps the tick like any record, appended after whatever the partition holds, so it moves
+//! stream time only as far as the broker's clock has gone, and a replay meets it at the same
+//! place and makes the same decisions.
 //!
-//! Ticks also come on demand. A task holding records it cannot order yet, because an input
-//! partition shows nothing at or past them, asks for a tick on that partition at once
-//! ([`Ticker::demand`]), so such a record waits about a round trip to the broker rather than up to
-//! a period. A tick on demand is appended after whatever the partition holds and stamped by the
-//! broker like any other, so it moves stream time only as far as the broker's clock has gone, and
-//! a replay meets it at the same place.
+//! Ticks are written on demand only, never on a period: for a task holding a record it cannot
+//! order yet (not a tick: ticks waiting on each other would keep asking for more), and for a task
+//! whose earliest timer the broker's clock has passed. An installation with nothing to decide
+//! writes no ticks at all, and the ticks in the long-retention history stay a small multiple of
+//! the decisions that needed them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -30,22 +31,14 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// Input partitions (topic, partition) a task waits on.
 type Demanded = BTreeSet<(String, i32)>;
 
-/// The ticker thread's handle: asks it for ticks on demand.
+/// The ticker thread's handle: asks it for ticks.
 pub(crate) struct Ticker {
     demanded: Arc<(Mutex<Demanded>, Condvar)>,
 }
 
 impl Ticker {
-    /// Starts a thread that ticks `topics` on the partitions in `owned` every `period`, and on
-    /// demand, until `stop`.
-    pub(crate) fn spawn(
-        client: &ClientConfig,
-        topics: Vec<String>,
-        owned: Arc<Mutex<BTreeSet<i32>>>,
-        period: Duration,
-        name: String,
-        stop: Arc<AtomicBool>,
-    ) -> anyhow::Result<Self> {
+    /// Starts a thread that writes the ticks asked for with [`Ticker::demand`], until `stop`.
+    pub(crate) fn spawn(client: &ClientConfig, name: String, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
         let producer: BaseProducer = client
             .clone()
             .set("enable.idempotence", "true")
@@ -57,26 +50,15 @@ impl Ticker {
             .name("tessera-ticker".into())
             .spawn(move || {
                 let mut ticks = Ticks { producer, name, seq: 0 };
-                let mut next = Instant::now() + period;
                 while !stop.load(Ordering::Relaxed) {
                     let (lock, wake) = &*shared;
                     let mut wanted = lock.lock().expect("ticker lock");
                     if wanted.is_empty() {
-                        let wait = next.saturating_duration_since(Instant::now()).min(STOP_CHECK);
-                        wanted = wake.wait_timeout(wanted, wait).expect("ticker lock").0;
+                        wanted = wake.wait_timeout(wanted, STOP_CHECK).expect("ticker lock").0;
                     }
                     let wanted = std::mem::take(&mut *wanted);
                     for (topic, partition) in &wanted {
                         ticks.send(topic, *partition);
-                    }
-                    if Instant::now() >= next {
-                        let partitions: Vec<i32> = owned.lock().expect("ticker lock").iter().copied().collect();
-                        for partition in partitions {
-                            for topic in &topics {
-                                ticks.send(topic, partition);
-                            }
-                        }
-                        next = Instant::now() + period;
                     }
                     ticks.producer.poll(Duration::ZERO);
                 }
@@ -113,5 +95,6 @@ impl Ticks {
         if let Err((e, _)) = self.producer.send(record) {
             warn!(topic, partition, "cannot send tick: {e}");
         }
+        metrics::counter!("tessera_ticks_written_total").increment(1);
     }
 }

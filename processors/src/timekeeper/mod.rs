@@ -328,6 +328,10 @@ impl Core for Timekeeper {
         Ok(received)
     }
 
+    fn next_due(&self, state: &dyn State) -> Option<i64> {
+        CLOSES.next_due(state)
+    }
+
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
         let sealer = &mut self.sealer;

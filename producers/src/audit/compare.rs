@@ -926,7 +926,7 @@ fn letter_differences(
     if logged.reason != reason {
         differences.push(format!("reason: {:?} ≠ {reason:?}", logged.reason));
     }
-    if logged.source_timestamp != Some(stamp) {
+    if logged.source_timestamp != tessera_processors::replay::broker_stamp(stamp) {
         differences.push(format!(
             "source_timestamp: {:?} ≠ {stamp}",
             logged.source_timestamp

@@ -61,9 +61,6 @@ pub enum AuditError {
     /// The inputs differ in partition count, so no processor could have run on them.
     #[error("the inputs are not co-partitioned: {0}")]
     NotCoPartitioned(String),
-    /// An input record is not stamped by the broker; processors refuse such topics.
-    #[error("{0} does not carry a broker receipt stamp (LogAppendTime); no processor reads it")]
-    NotBrokerStamped(At),
     /// A partition's records came out of offset order.
     #[error("{at}: {source}")]
     Merge {
@@ -326,6 +323,9 @@ struct Input {
     partition: i32,
     offset: i64,
     stamp: i64,
+    /// Stamped by a client, not the broker: the processor dead-lettered it, and so does the
+    /// replay.
+    client_stamped: bool,
     key: Span,
     value: Span,
     /// Its signature header: cores check who wrote each input, so the replay must too.
@@ -350,12 +350,12 @@ fn read_inputs(
 ) -> Result<log::Read, AuditError> {
     let mut batch = Inputs::default();
     let read = reading.take_all(progress, &mut |name, message| {
-        let Timestamp::LogAppendTime(stamp) = message.timestamp() else {
-            let at = At::new(name, message.partition(), message.offset());
-            return Err(AuditError::NotBrokerStamped(at));
-        };
         let Some(topic) = inputs.iter().position(|t| t == name) else {
             return Ok(());
+        };
+        let (stamp, client_stamped) = match message.timestamp() {
+            Timestamp::LogAppendTime(stamp) => (stamp, false),
+            _ => (tessera_processors::replay::NO_STAMP, true),
         };
         let key = keep(&mut batch.bytes, message.key());
         let value = keep(&mut batch.bytes, message.payload());
@@ -365,6 +365,7 @@ fn read_inputs(
             partition: message.partition(),
             offset: message.offset(),
             stamp,
+            client_stamped,
             key,
             value,
             signature,
@@ -434,6 +435,7 @@ fn replay_inputs<C: Core>(
                 key: slice(&batch.bytes, input.key).map(<[u8]>::to_vec),
                 value: slice(&batch.bytes, input.value).map(<[u8]>::to_vec),
                 signature: slice(&batch.bytes, input.signature).map(<[u8]>::to_vec),
+                client_stamped: input.client_stamped,
             };
             replay
                 .push(
