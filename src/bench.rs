@@ -23,6 +23,7 @@ use tessera_processors::runtime::{self, Config};
 use crate::kafka::KafkaArgs;
 
 mod audit;
+mod idle;
 mod matcher;
 mod timekeeper;
 
@@ -61,6 +62,10 @@ pub enum Bench {
     /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
     /// latency at the same rate in the same run.
     Timekeeper(timekeeper::LatencyArgs),
+    /// What the four platform processors cost with no traffic at all: records written to the
+    /// decision inputs (ticks) and each process's CPU over a window, against one plain idle
+    /// consumer of the same topics in this process.
+    Idle(idle::IdleArgs),
     /// Replay rate of `tessera audit` (input records per second) over a counter run's log,
     /// against a plain read_committed consume of the same topics in the same run.
     Audit(audit::ReplayArgs),
@@ -85,6 +90,7 @@ pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
         Bench::Audit(args) => audit::replay_rate(kafka, args).await,
+        Bench::Idle(args) => idle::idle_cost(kafka, args).await,
         Bench::Runtime {
             events,
             keys,
