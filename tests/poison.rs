@@ -2,15 +2,20 @@
 //! just under the broker's record limit lands on every input of every decision processor while
 //! they run. Each gets one dead letter per processor that reads it (not one per task), quoting at
 //! most a bounded prefix and naming the whole record by its digest, so the letter always fits;
-//! the processors stay up, and an offer published after the garbage still gets its verdicts. The
-//! audit of that log, run three times, finds the same thing each time: the garbage written onto
-//! the processors' own outputs, as injected, and nothing else.
+//! the processors stay up, and an offer published after the garbage still gets its verdicts. A
+//! record a client stamped (its topic switched to CreateTime for a moment, the stamp an hour
+//! ahead so it would close every open offer) is dead-lettered with a named reason and moves no
+//! time. The audit of that log, run ten times, finds the same thing each time: the garbage
+//! written onto the processors' own outputs, as injected, and nothing else.
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::Timestamp;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera::audit::{AuditArgs, Audited, audit};
 use tessera::demo::Processors;
@@ -21,7 +26,8 @@ use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Role};
 use tessera_producers::subscriber::{self, Responder};
 use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS};
+use tessera_processors::replay::CLIENT_STAMPED;
+use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, OFFERS, REQUESTS};
 use tessera_schemas::{Custody, Event, QUOTED_KEY, QUOTED_VALUE, links};
 
 mod support;
@@ -93,6 +99,60 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         }
     }
 
+    // A record stamped by a client, an hour ahead: the broker takes it while the topic is
+    // CreateTime. The offers' configuration is set whole (the legacy AlterConfigs replaces it)
+    // and put back as the catalogue has it.
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
+    let offers = OFFERS.full_name(&prefix);
+    let set_offers = |timestamps: &'static str| {
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&offers));
+        for (key, value) in OFFERS.configs() {
+            alter = alter.set(key, value);
+        }
+        alter.set(catalogue::TIMESTAMP_TYPE, timestamps)
+    };
+    let alter = |timestamps: &'static str| {
+        let admin = &admin;
+        let change = set_offers(timestamps);
+        async move {
+            for result in admin.alter_configs([&change], &AdminOptions::new()).await.unwrap() {
+                result.unwrap();
+            }
+        }
+    };
+    alter("CreateTime").await;
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_000_000;
+    let mut client_stamped = BTreeSet::new();
+    for attempt in 0..20 {
+        let key = format!("client-stamped-{attempt}");
+        let value = b"\x80 a client's stamp decides nothing".to_vec();
+        let delivered = producer
+            .send(
+                FutureRecord::to(&offers)
+                    .key(&key)
+                    .payload(&value)
+                    .timestamp(ahead),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("client-stamped record: {e}"));
+        let source = (offers.clone(), delivered.partition, delivered.offset);
+        let digest = links::record_digest(Some(key.as_bytes()), Some(&value));
+        garbage.insert(source.clone(), (value.len(), digest));
+        if matches!(delivered.timestamp, Timestamp::CreateTime(_)) {
+            client_stamped.insert(source);
+            break;
+        }
+        // The broker applies a configuration change shortly after it answers.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    alter(catalogue::LOG_APPEND_TIME).await;
+    assert_eq!(client_stamped.len(), 1, "the broker never took a client's stamp");
+
     // An offer published after the garbage is still judged.
     let halves = Halves::new(dir.path().join("A"));
     let doc = support::DocX {
@@ -145,6 +205,12 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
             let Some((size, digest)) = garbage.get(&source) else {
                 continue;
             };
+            if client_stamped.contains(&source) {
+                assert_eq!(letter.reason, CLIENT_STAMPED, "{source:?}");
+                assert_eq!(letter.source_timestamp, None, "{source:?}");
+            } else {
+                assert_ne!(letter.reason, CLIENT_STAMPED, "{source:?}");
+            }
             assert_eq!(letter.record_digest, digest.to_vec(), "{source:?}");
             assert_eq!(letter.truncated, *size > QUOTED_VALUE, "{source:?}");
             assert!(
@@ -193,7 +259,7 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         ])
     };
     let mut runs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..10 {
         let (kafka, args) = (kafka.clone(), args.clone());
         let reports = tokio::task::spawn_blocking(move || audit(&kafka, &args))
             .await
