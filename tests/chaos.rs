@@ -77,7 +77,7 @@ impl Broker {
     fn feed_span(&self) -> Option<Duration> {
         match self {
             Broker::Single { .. } => None,
-            Broker::Three { .. } => Some(Duration::from_secs(100)),
+            Broker::Three { .. } => Some(Duration::from_secs(150)),
         }
     }
 }

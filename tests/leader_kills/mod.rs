@@ -19,11 +19,12 @@ const NODES: &str = "3";
 /// Kafka's topic of transaction coordinator state; a transactional id's coordinator is the
 /// leader of its partition of it.
 const TRANSACTION_STATE: &str = "__transaction_state";
-/// A killed node stays down at least this long: past `broker.session.timeout.ms` (9 s), so the
-/// controller fences it and moves its partitions' leadership, the coordinator's with it, while it
-/// is gone, instead of the node returning to its old partitions before anyone noticed.
-const MIN_DOWN: Duration = Duration::from_secs(20);
-/// After `MIN_DOWN`, it stays down until the run has made progress without it, at most this long.
+/// A killed node stays down until the cluster has fenced it (no longer lists it as a live broker,
+/// some `broker.session.timeout.ms`, 9 s, after its last heartbeat) and so moved its leaderships
+/// and coordinators to the others, then this much longer, and until outputs have come out in
+/// that time: the run must go on without it, not merely finish what was in flight when it died.
+const DOWN_AFTER_FENCE: Duration = Duration::from_secs(15);
+/// A node comes back after this long whatever happened (the run then fails if nothing came out).
 const MAX_DOWN: Duration = Duration::from_secs(90);
 
 fn script() -> PathBuf {
@@ -106,11 +107,16 @@ enum Target {
 enum Phase {
     /// Until the next target's share of the outputs is out.
     Waiting,
-    /// `node` was killed at `since`, when `seen` outputs were out.
+    /// `node`, the leader of `target`, was killed at `since`, when `seen` outputs were out; the
+    /// cluster fenced it at `fenced.0`, when `fenced.1` were, as the metadata last `checked`
+    /// said.
     Down {
         node: i32,
+        target: Target,
         since: Instant,
         seen: usize,
+        fenced: Option<(Instant, usize)>,
+        checked: Instant,
     },
     /// `compose/kafka start-node` is bringing `node` back.
     Starting {
@@ -122,13 +128,14 @@ enum Phase {
 
 /// The broker kills of one run; [`LeaderKills::step`] advances them as the outputs come in.
 pub struct LeaderKills {
-    brokers: String,
+    /// For the metadata: who leads what, and which brokers the cluster counts as live.
+    client: BaseConsumer,
     prefix: String,
     /// The kills still to come, each with the share of outputs it waits for.
     targets: Vec<(Target, f64)>,
     phase: Phase,
-    /// Outputs that came out while each killed node was down.
-    progress_while_down: Vec<usize>,
+    /// Outputs that came out while each killed node was down and fenced.
+    progress_while_fenced: Vec<usize>,
     /// What happened, for the run's summary.
     pub report: Vec<String>,
 }
@@ -136,11 +143,11 @@ pub struct LeaderKills {
 impl LeaderKills {
     pub fn new(brokers: &str, prefix: &str) -> Self {
         LeaderKills {
-            brokers: brokers.into(),
+            client: client(brokers),
             prefix: prefix.into(),
-            targets: vec![(Target::Coordinator, 0.2), (Target::Input, 0.5)],
+            targets: vec![(Target::Coordinator, 0.15), (Target::Input, 0.45)],
             phase: Phase::Waiting,
-            progress_while_down: Vec::new(),
+            progress_while_fenced: Vec::new(),
             report: Vec::new(),
         }
     }
@@ -151,33 +158,57 @@ impl LeaderKills {
         self.phase = match std::mem::replace(&mut self.phase, Phase::Waiting) {
             Phase::Waiting => match self.targets.first() {
                 Some(&(target, share)) if seen as f64 >= share * counted as f64 => {
-                    let (node, what) = self.leader(target);
+                    let (node, what) = self.leader(target, None);
                     kill(node);
                     self.report.push(format!(
                         "SIGKILLed node {node}, leader of {what}, at {seen} of {counted} outputs"
                     ));
                     Phase::Down {
                         node,
+                        target,
                         since: Instant::now(),
                         seen,
+                        fenced: None,
+                        checked: Instant::now(),
                     }
                 }
                 _ => Phase::Waiting,
             },
             Phase::Down {
                 node,
+                target,
                 since,
                 seen: then,
+                mut fenced,
+                mut checked,
             } => {
-                let down = since.elapsed();
-                if down < MIN_DOWN || (seen == then && down < MAX_DOWN) {
+                if fenced.is_none() && checked.elapsed() >= Duration::from_secs(1) {
+                    checked = Instant::now();
+                    if !self.is_live(node) {
+                        fenced = Some((Instant::now(), seen));
+                        let (leader, what) = self.leader(target, Some(node));
+                        self.report.push(format!(
+                            "node {node} fenced {:.1?} after the kill, {} outputs later; {what} \
+                             now led by node {leader}",
+                            since.elapsed(),
+                            seen - then
+                        ));
+                    }
+                }
+                let done = fenced
+                    .is_some_and(|(at, before)| at.elapsed() >= DOWN_AFTER_FENCE && seen > before);
+                if done || since.elapsed() >= MAX_DOWN {
+                    let fenced = fenced.map(|(_, before)| seen - before);
+                    self.back_up(node, since.elapsed(), seen - then, fenced)
+                } else {
                     Phase::Down {
                         node,
+                        target,
                         since,
                         seen: then,
+                        fenced,
+                        checked,
                     }
-                } else {
-                    self.back_up(node, down, seen - then)
                 }
             }
             Phase::Starting { node, since, start } if start.is_finished() => {
@@ -188,11 +219,23 @@ impl LeaderKills {
         };
     }
 
-    /// Starts a node killed `down` ago, in the background.
-    fn back_up(&mut self, node: i32, down: Duration, progress: usize) -> Phase {
-        self.progress_while_down.push(progress);
+    /// Starts a node killed `down` ago, in the background; `progress` outputs came out since the
+    /// kill, `fenced` of them after the cluster fenced it (`None`: it never did).
+    fn back_up(
+        &mut self,
+        node: i32,
+        down: Duration,
+        progress: usize,
+        fenced: Option<usize>,
+    ) -> Phase {
+        self.progress_while_fenced.push(fenced.unwrap_or(0));
+        let fenced = match fenced {
+            Some(n) => format!("{n} of them after it was fenced"),
+            None => "and it was never fenced".into(),
+        };
         self.report.push(format!(
-            "node {node} down for {down:.1?}, {progress} outputs meanwhile; starting it again"
+            "node {node} down for {down:.1?}, {progress} outputs meanwhile, {fenced}; starting \
+             it again"
         ));
         let id = node.to_string();
         let start = std::thread::spawn(move || {
@@ -224,12 +267,16 @@ impl LeaderKills {
     pub fn finish(&mut self, seen: usize) {
         match std::mem::replace(&mut self.phase, Phase::Waiting) {
             Phase::Waiting => {}
+            // The last output came out while the node was down: the run got on without it.
             Phase::Down {
                 node,
                 since,
                 seen: then,
+                fenced,
+                ..
             } => {
-                let phase = self.back_up(node, since.elapsed(), seen - then);
+                let fenced = fenced.map_or(seen - then, |(_, before)| seen - before);
+                let phase = self.back_up(node, since.elapsed(), seen - then, Some(fenced));
                 if let Phase::Starting { node, since, start } = phase {
                     while !start.is_finished() {
                         std::thread::sleep(Duration::from_millis(100));
@@ -246,15 +293,27 @@ impl LeaderKills {
         );
         // Min ISR 2 of 3 replicas: the run must go on with any one node down, not wait for it.
         assert!(
-            self.progress_while_down.iter().all(|&n| n > 0),
-            "no output while a node was down (for up to {MAX_DOWN:?}):\n{}",
+            self.progress_while_fenced.iter().all(|&n| n > 0),
+            "no output while a node was down and fenced (within {MAX_DOWN:?} of its kill):\n{}",
             self.report.join("\n")
         );
     }
 
-    /// The broker leading `target`'s partition, and what that partition is.
-    fn leader(&self, target: Target) -> (i32, String) {
-        let consumer = client(&self.brokers);
+    /// Whether the cluster counts `node` as a live broker (a fenced one is left out of the
+    /// metadata); when the metadata cannot be had, it may be.
+    fn is_live(&self, node: i32) -> bool {
+        match self
+            .client
+            .fetch_metadata(Some(TRANSACTION_STATE), Duration::from_secs(5))
+        {
+            Ok(metadata) => metadata.brokers().iter().any(|b| b.id() == node),
+            Err(_) => true,
+        }
+    }
+
+    /// The broker leading `target`'s partition, other than `not`, and what that partition is.
+    fn leader(&self, target: Target, not: Option<i32>) -> (i32, String) {
+        let consumer = &self.client;
         let (topic, partition, what) = match target {
             Target::Coordinator => {
                 let id = format!("{}tessera.counter.i0", self.prefix);
@@ -277,7 +336,7 @@ impl LeaderKills {
                 (topic, 0, what)
             }
         };
-        // Right after the previous node's return its partitions may still be without a leader.
+        // Right after a node's return or fencing a partition may be without a leader for a while.
         for _ in 0..60 {
             let metadata = consumer
                 .fetch_metadata(Some(&topic), Duration::from_secs(10))
@@ -287,7 +346,7 @@ impl LeaderKills {
                 .iter()
                 .find(|p| p.id() == partition)
                 .map(|p| p.leader());
-            if let Some(leader) = leader.filter(|&l| l >= 0) {
+            if let Some(leader) = leader.filter(|&l| l >= 0 && Some(l) != not) {
                 return (leader, what);
             }
             std::thread::sleep(Duration::from_millis(500));
