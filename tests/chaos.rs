@@ -9,6 +9,12 @@
 //!
 //! CI runs `chaos_small` (20 000 events). The full run (200 000 events, broker restart) is
 //! `cargo test --workspace --test chaos -- --ignored chaos_full`.
+//! `chaos_three_brokers` runs on the three-node cluster of `compose/kafka up --nodes 3` (replication
+//! factor 3, min ISR 2) and, besides the instance kills, SIGKILLs the broker leading the
+//! `__transaction_state` partition that coordinates an instance's transactions and, once that one
+//! is back, the broker leading an input partition, each while input streams in:
+//! `cargo test --workspace --test chaos -- --ignored chaos_three_brokers`. It starts no broker: it
+//! fails, naming the command, if the cluster is not up.
 //! `TESSERA_CHAOS_LOG` sets the instances' `RUST_LOG`; `TESSERA_CHAOS_KEEP=1` keeps their logs
 //! and state after a passing run.
 
@@ -25,7 +31,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+mod leader_kills;
 mod support;
+use leader_kills::{LeaderKills, three_nodes};
 use support::{Lcg, brokers};
 
 const PARTITIONS: i32 = 6;
@@ -34,13 +42,48 @@ const KEYS: usize = 1000;
 /// One input in this many cannot be decoded (no key) and must become a dead letter.
 const GARBAGE_EVERY: usize = 997;
 
-fn client() -> ClientConfig {
+fn client(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers());
+    config.set("bootstrap.servers", brokers);
     config
 }
 
+/// The brokers a chaos run uses, and what befalls them besides the instance kills.
+enum Broker {
+    /// The single broker at `TESSERA_BROKERS`, restarted halfway through the input if `restart`.
+    Single { restart: bool },
+    /// The three-node cluster at `brokers`: topics replicated three times, and the [`LeaderKills`].
+    Three { brokers: String },
+}
+
+impl Broker {
+    fn brokers(&self) -> String {
+        match self {
+            Broker::Single { .. } => brokers(),
+            Broker::Three { brokers } => brokers.clone(),
+        }
+    }
+
+    fn replication(&self) -> i32 {
+        match self {
+            Broker::Single { .. } => 1,
+            Broker::Three { .. } => 3,
+        }
+    }
+
+    /// How long the feeder spreads the input over on three nodes, where both broker kills, each
+    /// down for a while and then restarted, must fall while input still streams in. `None`: the
+    /// usual pace, a 1 ms pause every `events / 20 000` records (some 20 s in all).
+    fn feed_span(&self) -> Option<Duration> {
+        match self {
+            Broker::Single { .. } => None,
+            Broker::Three { .. } => Some(Duration::from_secs(150)),
+        }
+    }
+}
+
 struct Cluster {
+    brokers: String,
     prefix: String,
     dir: tempfile::TempDir,
     children: Vec<Option<Child>>,
@@ -80,7 +123,7 @@ impl Cluster {
                 "--idle-ms",
                 "1000000000000",
             ])
-            .env("TESSERA_BROKERS", brokers())
+            .env("TESSERA_BROKERS", &self.brokers)
             .env("TESSERA_TOPIC_PREFIX", &self.prefix)
             .env(
                 "RUST_LOG",
@@ -152,15 +195,15 @@ impl Drop for Cluster {
     }
 }
 
-fn create_topics(prefix: &str) {
+fn create_topics(brokers: &str, prefix: &str, replication: i32) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = client(brokers).create().unwrap();
     let names = ["in.a", "in.b", "counts", "tessera.dead-letters"];
     let topics: Vec<String> = names.iter().map(|t| format!("{prefix}{t}")).collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))
+            NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replication))
                 .set("message.timestamp.type", "LogAppendTime")
         })
         .collect();
@@ -173,8 +216,8 @@ fn create_topics(prefix: &str) {
 }
 
 /// Reads everything committed on `topic` so far, continuing from `consumer`'s position.
-fn reader(prefix: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = client()
+fn reader(brokers: &str, prefix: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = client(brokers)
         .set("group.id", format!("{prefix}verifier"))
         .set("isolation.level", "read_committed")
         .create()
@@ -199,9 +242,9 @@ fn count_of(message: &impl Message) -> (String, u64) {
 
 /// The partitions of `topic` whose last stable offset (a `read_committed` consumer's watermark)
 /// falls short of their end: an open transaction holds them back.
-fn held_back(prefix: &str, topic: &str) -> Vec<i32> {
+fn held_back(brokers: &str, prefix: &str, topic: &str) -> Vec<i32> {
     let watermarks = |isolation: &str| -> BaseConsumer {
-        client().set("isolation.level", isolation).create().unwrap()
+        client(brokers).set("isolation.level", isolation).create().unwrap()
     };
     let (committed, uncommitted) = (watermarks("read_committed"), watermarks("read_uncommitted"));
     let topic = format!("{prefix}{topic}");
@@ -223,10 +266,17 @@ fn restart_broker() {
     assert!(status.success(), "compose/kafka restart failed");
 }
 
-fn chaos(events: usize, broker_restart: bool) {
+fn chaos(events: usize, broker: Broker) {
+    let brokers = broker.brokers();
+    let broker_restart = matches!(broker, Broker::Single { restart: true });
     let prefix = format!("chaos-{}.", uuid::Uuid::new_v4().simple());
-    create_topics(&prefix);
+    create_topics(&brokers, &prefix, broker.replication());
+    let mut leader_kills = match &broker {
+        Broker::Three { brokers } => Some(LeaderKills::new(brokers, &prefix)),
+        Broker::Single { .. } => None,
+    };
     let mut cluster = Cluster {
+        brokers: brokers.clone(),
         prefix: prefix.clone(),
         dir: tempfile::tempdir().unwrap(),
         children: (0..INSTANCES).map(|_| None).collect(),
@@ -244,9 +294,11 @@ fn chaos(events: usize, broker_restart: bool) {
     let (resume, resumed) = std::sync::mpsc::channel::<()>();
     let pause_at = if broker_restart { events / 2 } else { events };
     let producer_prefix = prefix.clone();
+    let producer_brokers = brokers.clone();
+    let feed_span = broker.feed_span();
     let feeder = std::thread::spawn(move || {
         let connect = || -> BaseProducer {
-            client()
+            client(&producer_brokers)
                 .set("partitioner", "murmur2_random")
                 .set("enable.idempotence", "true")
                 .set("message.timeout.ms", "300000")
@@ -257,6 +309,7 @@ fn chaos(events: usize, broker_restart: bool) {
         let a = format!("{producer_prefix}in.a");
         let b = format!("{producer_prefix}in.b");
         let per_ms = (events / 20_000).max(1);
+        let feed_start = Instant::now();
         for i in 0..events {
             if i == pause_at {
                 producer.flush(Duration::from_secs(300)).unwrap();
@@ -281,8 +334,15 @@ fn chaos(events: usize, broker_restart: bool) {
                     Err((e, _)) => panic!("the feeder cannot send: {e}"),
                 }
             }
-            if i % per_ms == 0 {
-                std::thread::sleep(Duration::from_millis(1));
+            match feed_span {
+                // Record i is due i/events of the way through the span.
+                Some(span) if i % 100 == 0 => {
+                    let due = feed_start + span.mul_f64(i as f64 / events as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+                Some(_) => {}
+                None if i % per_ms == 0 => std::thread::sleep(Duration::from_millis(1)),
+                None => {}
             }
             producer.poll(Duration::ZERO);
         }
@@ -291,7 +351,7 @@ fn chaos(events: usize, broker_restart: bool) {
 
     let garbage = (0..events).filter(|i| i % GARBAGE_EVERY == 0).count();
     let counted = events - garbage;
-    let outputs_reader = reader(&prefix, "counts");
+    let outputs_reader = reader(&brokers, &prefix, "counts");
     let mut outputs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut seen = 0usize;
     let mut rng = Lcg(0x7e55e7a);
@@ -328,9 +388,16 @@ fn chaos(events: usize, broker_restart: bool) {
             restart_seen = seen;
             resume.send(()).unwrap();
         }
+        if let Some(leader_kills) = &mut leader_kills {
+            leader_kills.step(seen, counted);
+        }
         cluster.revive();
     }
     feeder.join().unwrap();
+    // Both nodes must have died while outputs were still due, and both be back before the checks.
+    if let Some(leader_kills) = &mut leader_kills {
+        leader_kills.finish(seen);
+    }
     // Anything more would be a duplicate: give it time to show.
     let quiet = Instant::now() + Duration::from_secs(3);
     while Instant::now() < quiet {
@@ -347,7 +414,7 @@ fn chaos(events: usize, broker_restart: bool) {
     // No transaction is left open where the instances wrote: a leftover there would hold readers
     // back, or be committed by a later commit.
     for topic in ["counts", "tessera.dead-letters", "tessera.counter.changelog"] {
-        assert_eq!(held_back(&prefix, topic), Vec::<i32>::new(), "{topic} partitions held back by an open transaction");
+        assert_eq!(held_back(&brokers, &prefix, topic), Vec::<i32>::new(), "{topic} partitions held back by an open transaction");
     }
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -360,7 +427,7 @@ fn chaos(events: usize, broker_restart: bool) {
     }
     assert_eq!(outputs.len(), expected.len());
 
-    let letters_reader = reader(&prefix, "tessera.dead-letters");
+    let letters_reader = reader(&brokers, &prefix, "tessera.dead-letters");
     let mut letters = 0;
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
@@ -380,7 +447,7 @@ fn chaos(events: usize, broker_restart: bool) {
     };
     let kafka = tessera::kafka::KafkaArgs {
         topic_prefix: prefix.clone(),
-        ..tessera::kafka::KafkaArgs::new(brokers())
+        ..tessera::kafka::KafkaArgs::new(brokers.clone())
     };
     let reports = tessera::audit::audit(&kafka, &audit).unwrap();
     assert!(reports[0].clean(), "the audit disagrees with the run: {:#?}", reports[0]);
@@ -393,7 +460,7 @@ fn chaos(events: usize, broker_restart: bool) {
         let _ = std::fs::remove_dir_all(cluster.dir.path().join(format!("state-{i}")));
         cluster.start_instance(i);
     }
-    let producer: BaseProducer = client()
+    let producer: BaseProducer = client(&brokers)
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .create()
@@ -433,16 +500,27 @@ fn chaos(events: usize, broker_restart: bool) {
         "chaos: {events} events, {kills} kills, broker restart: {broker_restart} (at {restart_seen} \
          of {counted} outputs), {elapsed:?}; final state restored from the changelog",
     );
+    if let Some(leader_kills) = &leader_kills {
+        for line in &leader_kills.report {
+            eprintln!("chaos: {line}");
+        }
+    }
 }
 
 #[test]
 fn chaos_small() {
     let restart = std::env::var("TESSERA_CHAOS_BROKER_RESTART").is_ok_and(|v| v == "1");
-    chaos(20_000, restart);
+    chaos(20_000, Broker::Single { restart });
 }
 
 #[test]
 #[ignore = "the full chaos run takes minutes; run it with -- --ignored"]
 fn chaos_full() {
-    chaos(200_000, true);
+    chaos(200_000, Broker::Single { restart: true });
+}
+
+#[test]
+#[ignore = "needs the three-node cluster (compose/kafka up --nodes 3); run it with -- --ignored"]
+fn chaos_three_brokers() {
+    chaos(40_000, Broker::Three { brokers: three_nodes() });
 }
