@@ -219,7 +219,7 @@ pub fn encode_as(event: &Event, version: u32) -> Result<Vec<u8>, EncodeError> {
         .ok_or_else(|| error(format!("{} has no released version {version}", kind.name())))?;
     let header = header_for(&Schema::parse_str(release.text).map_err(|e| error(e.to_string()))?);
     match REGISTRY.by_fingerprint.get(&fingerprint_of(&header)) {
-        Some(Writer::Earlier(_)) => encode_like(&current, &header)
+        Some(&Writer::Earlier(i)) => downgrade(&current, i)
             .ok_or_else(|| error(format!("cannot be written as version {version}"))),
         _ => Ok(current),
     }
@@ -284,14 +284,21 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 
 /// Re-encodes `current`, a record written with the current schema of its event, as the writer of
 /// `like` (a record of the same event) would have written it: with the earlier version `like`
-/// was written with, dropping the fields that version lacks. `None` when `like` is of another
-/// event or not of an earlier version. An auditor compares what a replay derives with what an
-/// older processor wrote this way.
+/// was written with. `None` when `like` is of another event or not of an earlier version, and
+/// when that version cannot carry all of `current` (a field it lacks is not at its default). An
+/// auditor compares what a replay derives with what an older processor wrote this way.
 pub fn encode_like(current: &[u8], like: &[u8]) -> Option<Vec<u8>> {
-    let Ok(Writer::Current(kind)) = writer_of(current) else {
+    let Ok(Writer::Earlier(i)) = writer_of(like) else {
         return None;
     };
-    let Ok(Writer::Earlier(i)) = writer_of(like) else {
+    let earlier = downgrade(current, i)?;
+    (decode(&earlier).ok()? == decode(current).ok()?).then_some(earlier)
+}
+
+/// `current`, a record of the current schema, written as the earlier version `i` of its event,
+/// without what that version lacks.
+fn downgrade(current: &[u8], i: usize) -> Option<Vec<u8>> {
+    let Ok(Writer::Current(kind)) = writer_of(current) else {
         return None;
     };
     let earlier = &REGISTRY.earlier[i];
