@@ -9,6 +9,7 @@
 pub mod avro;
 pub mod codec;
 pub mod events;
+pub mod evolution;
 pub mod examples;
 pub mod identity;
 pub mod links;
@@ -17,5 +18,5 @@ pub mod sealing;
 pub mod signing;
 pub mod topics;
 
-pub use codec::{DecodeError, Decoder, EncodeError, decode, encode};
+pub use codec::{DecodeError, EncodeError, decode, encode};
 pub use events::*;

@@ -85,11 +85,35 @@ pub fn digest(event: &Event) -> Result<Option<[u8; DIGEST_LEN]>, EncodeError> {
         return Ok(None);
     };
     link.digest.clear();
-    let bytes = encode(&unsigned)?;
+    Ok(Some(hashed(&encode(&unsigned)?)))
+}
+
+fn hashed(bytes: &[u8]) -> [u8; DIGEST_LEN] {
     let mut hash = Sha256::new();
     hash.update(TAG);
-    hash.update(&bytes);
-    Ok(Some(hash.finalize().into()))
+    hash.update(bytes);
+    hash.finalize().into()
+}
+
+/// The digests `event` had if it was written with an earlier released version of its schema
+/// ([`crate::evolution`]): its writer hashed that version's encoding. Only versions that carry
+/// all of the event count (whatever a version lacks must be at its default in the event), so a
+/// digest found here still covers every field of the event.
+fn earlier_digests(event: &Event) -> Vec<[u8; DIGEST_LEN]> {
+    let mut unsigned = event.clone();
+    let Some(link) = link_mut(&mut unsigned) else {
+        return Vec::new();
+    };
+    link.digest.clear();
+    let Ok(current) = encode(&unsigned) else {
+        return Vec::new();
+    };
+    crate::evolution::releases(event.kind())
+        .into_iter()
+        .filter_map(|release| crate::codec::encode_as(&unsigned, release.version).ok())
+        .filter(|bytes| *bytes != current && crate::codec::decode(bytes).ok().as_ref() == Some(&unsigned))
+        .map(|bytes| hashed(&bytes))
+        .collect()
 }
 
 /// Chains `event` after the digest `previous` (empty for a task's first link), as produced by the
@@ -144,12 +168,17 @@ impl From<EncodeError> for LinkError {
 }
 
 /// Checks that `event`'s digest is the one its content gives and, given the key and value of the
-/// record at its link's source, that the link names that record.
+/// record at its link's source, that the link names that record. The content's encoding is the
+/// current schema's or, for an event decoded from a record of an earlier released version, that
+/// version's.
 pub fn verify(event: &Event, input: Option<(Option<&[u8]>, Option<&[u8]>)>) -> Result<(), LinkError> {
     let unlinked = LinkError::Unlinked(event.kind().name());
     let link = link_of(event).ok_or(unlinked.clone())?;
     let own = digest(event)?.ok_or(unlinked)?;
-    if own.as_slice() != link.digest.as_slice() {
+    // A record written before its schema changed was hashed in the version it was written with.
+    if own.as_slice() != link.digest.as_slice()
+        && !earlier_digests(event).iter().any(|d| d.as_slice() == link.digest.as_slice())
+    {
         return Err(LinkError::Digest);
     }
     if let Some((key, value)) = input
@@ -228,6 +257,35 @@ mod tests {
         changed.subscriber_id.push('!');
         assert_eq!(verify(&Event::CredentialReleased(changed), None), Err(LinkError::Digest));
         assert_eq!(verify(&event, None), Ok(()));
+    }
+
+    #[test]
+    fn a_record_written_with_an_earlier_version_verifies_in_it() {
+        // CredentialReleased v1 had no subscriber_signing_key (v2 added it, default empty).
+        let mut event = linked().remove(0);
+        let Event::CredentialReleased(release) = &mut event else {
+            panic!("the first linked example is a release");
+        };
+        release.subscriber_signing_key.clear();
+        let mut cleared = event.clone();
+        link_mut(&mut cleared).unwrap().digest.clear();
+        // As a v1 writer linked and wrote it: its digest over the v1 encoding.
+        let v1_digest = hashed(&crate::codec::encode_as(&cleared, 1).unwrap());
+        link_mut(&mut event).unwrap().digest = v1_digest.to_vec();
+        let written = crate::codec::encode_as(&event, 1).unwrap();
+        assert_eq!(crate::codec::peek_version(&written).unwrap(), Some(1));
+        let read = crate::codec::decode(&written).unwrap();
+        assert_eq!(verify(&read, None), Ok(()));
+        // Changed, it no longer does, in any version.
+        let Event::CredentialReleased(mut changed) = read.clone() else {
+            unreachable!()
+        };
+        changed.credential_id.push('!');
+        assert_eq!(verify(&Event::CredentialReleased(changed.clone()), None), Err(LinkError::Digest));
+        // Nor does a field v1 cannot carry, set after the digest: v1's encoding does not cover it.
+        changed.credential_id.pop();
+        changed.subscriber_signing_key = vec![7; 32];
+        assert_eq!(verify(&Event::CredentialReleased(changed), None), Err(LinkError::Digest));
     }
 
     #[test]
