@@ -31,6 +31,17 @@
 //! close timer fires on the first input stamped after the rule's end, when every input's stream
 //! time has passed it.
 //!
+//! # Bounded state
+//!
+//! A response naming no known offer is rejected (UnknownOffer) and leaves nothing behind, so no
+//! volume of such responses grows the state; the same response again is rejected the same way.
+//! Once an offer has closed, later responses and invitations to it are judged (or refused)
+//! without being recorded, and [`PRUNE_AFTER_MS`] of stream time after the close its invitations
+//! and judged responses are deleted. Until then a repeated response is still a Duplicate; after,
+//! it is judged by the offer as closed (TooLate, or Withdrawn). What stays for good per offer id
+//! is its terms and counts ([`StoredOffer`], [`Progress`]): they answer a late response, refuse a
+//! second offer under the id, and are what an audit re-derives the close from.
+//!
 //! # Keys
 //!
 //! The timekeeper holds its private key ([`Timekeeper::new`]); the key never enters the task's
@@ -151,6 +162,13 @@ const INVITATIONS: Table<Invitation> = Table::new("invitation/");
 const JUDGED: Table<()> = Table::new("judged/");
 /// One timer per valid offer, due when its rule ends.
 const CLOSES: Timers = Timers::new("close/", "next-close/");
+/// One timer per closed offer, due [`PRUNE_AFTER_MS`] after its close.
+const PRUNES: Timers = Timers::new("prune/", "next-prune/");
+
+/// How long after an offer closes (stream time) its invitations and judged responses are kept:
+/// long enough for a client's retries to be named Duplicate, short enough that an installation's
+/// state follows its open offers, not its history.
+pub const PRUNE_AFTER_MS: i64 = 60 * 60 * 1000;
 
 /// An input record the timekeeper acts on: only the events that belong on its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,13 +347,14 @@ impl Core for Timekeeper {
     }
 
     fn next_due(&self, state: &dyn State) -> Option<i64> {
-        CLOSES.next_due(state)
+        [CLOSES.next_due(state), PRUNES.next_due(state)].into_iter().flatten().min()
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
         let sealer = &mut self.sealer;
         close_ended(state, sealer, &mut out);
+        prune_closed(state, out.at().effective);
         if let Input::Record { value, signed, .. } = input {
             match value {
                 Received::Offer(offer) => publish(state, sealer, *offer, &signed, &mut out),
@@ -375,7 +394,27 @@ fn close_ended(state: &mut dyn State, sealer: &mut Sealer, out: &mut Outputs) {
         PROGRESS.put(state, &offer_id, &progress);
         closed(out, &offer_id, &offer, &progress);
         sealer.forget(&offer_id);
+        PRUNES.schedule(state, now.saturating_add(PRUNE_AFTER_MS), &offer_id);
     }
+}
+
+/// Deletes the invitations and judged responses of offers closed [`PRUNE_AFTER_MS`] before `now`.
+fn prune_closed(state: &mut dyn State, now: i64) {
+    while let Some((_, offer_id)) = PRUNES.pop_due(state, now) {
+        let prefix = pair(&offer_id, "");
+        for (key, _) in INVITATIONS.range(state, &prefix) {
+            INVITATIONS.delete(state, &key);
+        }
+        for (key, ()) in JUDGED.range(state, &prefix) {
+            JUDGED.delete(state, &key);
+        }
+    }
+}
+
+/// Whether the invitations and judged responses of an offer closed at `closed_at` are gone by
+/// `now`: [`prune_closed`] has run at any input past the prune time, this one included.
+fn pruned(closed_at: Option<i64>, now: i64) -> bool {
+    closed_at.is_some_and(|closed_at| now > closed_at.saturating_add(PRUNE_AFTER_MS))
 }
 
 fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Progress) {
@@ -484,11 +523,13 @@ fn withdraw(
     let mut progress = PROGRESS.get(state, &offer_id).unwrap_or_default();
     match withdrawable(OFFERS.get(state, &offer_id), &progress, &withdrawal, signed) {
         Ok(offer) => {
-            progress.closed_at = Some(out.at().effective);
+            let now = out.at().effective;
+            progress.closed_at = Some(now);
             progress.withdrawn = true;
             PROGRESS.put(state, &offer_id, &progress);
             closed(out, &offer_id, &offer, &progress);
             sealer.forget(&offer_id);
+            PRUNES.schedule(state, now.saturating_add(PRUNE_AFTER_MS), &offer_id);
         }
         Err(reason) => out.dead_letter(topics::OFFERS, &offer_id, withdrawal.into(), reason),
     }
@@ -537,6 +578,16 @@ fn withdrawable(
 }
 
 fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Outputs) {
+    // Nothing is kept for a closed offer: an invitation to it can lead to no release.
+    if let Some(closed_at) = PROGRESS.get(state, &invitation.offer_id).and_then(|p| p.closed_at) {
+        let reason = format!(
+            "offer {} closed at {}: an invitation after its close can lead to nothing",
+            invitation.offer_id,
+            format_stamp(closed_at)
+        );
+        let offer_id = invitation.offer_id.clone();
+        return out.dead_letter(topics::REQUESTS, &offer_id, invitation.into(), reason);
+    }
     let key = pair(&invitation.offer_id, &invitation.subscriber_id);
     match INVITATIONS.get(state, &key) {
         None => {
@@ -579,14 +630,19 @@ fn respond(
     let offer_id = &response.offer_id;
     let offer = OFFERS.get(state, offer_id);
     let mut progress = PROGRESS.get(state, offer_id).unwrap_or_default();
+    // Only a response to a known offer that is still open is recorded: one to no offer, or to a
+    // closed one, is rejected whatever came before it, and costs no state.
+    let recorded = offer.is_some() && progress.closed_at.is_none();
     let judged = pair(offer_id, &response.event_id);
-    let verdict = if JUDGED.get(state, &judged).is_some() {
+    let verdict = if offer.is_some() && JUDGED.get(state, &judged).is_some() {
         Err((
             RejectReason::Duplicate,
             format!("response {} was judged already", response.event_id),
         ))
     } else {
-        JUDGED.put(state, &judged, &());
+        if recorded {
+            JUDGED.put(state, &judged, &());
+        }
         verdict(
             state,
             signed,
@@ -657,7 +713,9 @@ fn respond(
             });
         }
     }
-    PROGRESS.put(state, offer_id, &progress);
+    if offer.is_some() {
+        PROGRESS.put(state, offer_id, &progress);
+    }
 }
 
 /// The rules a response meets, in their fixed order (the first one broken is the reason), for a
@@ -687,6 +745,14 @@ fn verdict<'a>(
             RejectReason::InvalidOffer,
             format!("offer {offer_id} was rejected: {problem}"),
         ));
+    }
+    if pruned(progress.closed_at, stamp) {
+        let (reason, how) = match progress.withdrawn {
+            true => (RejectReason::Withdrawn, "was withdrawn"),
+            false => (RejectReason::TooLate, "closed"),
+        };
+        let closed_at = format_stamp(progress.closed_at.unwrap_or_default());
+        return Err((reason, format!("offer {offer_id} {how} at {closed_at}")));
     }
     let invitation = match INVITATIONS.get(state, &pair(offer_id, subscriber_id)) {
         None => {

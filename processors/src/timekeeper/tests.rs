@@ -468,6 +468,81 @@ fn an_offer_closes_once_strictly_after_its_rule_with_its_counts() {
     assert_eq!(summaries(&late), ["rejected s2 TooLate"]);
 }
 
+/// The state's entries under `prefix` (a table's key prefix).
+fn entries_under(state: &MemoryState, prefix: &str) -> usize {
+    state
+        .entries()
+        .keys()
+        .filter(|key| key.starts_with(prefix.as_bytes()))
+        .count()
+}
+
+/// A million responses, each to an offer id never published, leave the state as it was.
+#[test]
+fn a_million_responses_to_unknown_offers_cost_no_state() {
+    let n = 1_000_000;
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
+    let before = tk.state.entries();
+    let signed = Signed::of(None, None, None);
+    for i in 0..n {
+        let at = tk.at(RESPONSES_INPUT, T - 500, T - 500);
+        let response = response(&format!("unknown-{i}"), "s1", i);
+        let input = Input::Record {
+            at,
+            key: Some(response.offer_id.clone()),
+            value: Received::Response(response),
+            signed: signed.clone(),
+        };
+        let outputs = tk.core.apply(&mut tk.state, input);
+        assert_eq!(outputs.len(), 1, "one verdict per response");
+    }
+    assert_eq!(tk.state.entries(), before, "{n} responses to no offer changed the state");
+    // The same response again is rejected the same way: nothing recorded it.
+    let again = tk.respond(T - 400, response("unknown-0", "s1", 0));
+    assert_eq!(why(&again).0, RejectReason::UnknownOffer);
+}
+
+#[test]
+fn a_closed_offer_keeps_its_terms_and_loses_its_invitations_and_judged_responses() {
+    let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
+    assert_eq!(tk.answer(T - 10, "s1", 1), ["released s1"]);
+    assert_eq!(tk.answer(T - 9, "s2", 2), ["released s2"]);
+    assert_eq!(summaries(&tk.tick(T + 1)), ["closed o"]);
+    // Within the grace period a retried response is still named a duplicate, and nothing new
+    // is recorded for the closed offer.
+    let retried = tk.respond(T + 10, response("o", "s1", 1));
+    assert_eq!(why(&retried).0, RejectReason::Duplicate);
+    let judged = entries_under(&tk.state, "judged/");
+    assert_eq!(tk.answer(T + 11, "s1", 3), ["rejected s1 Duplicate"]);
+    assert_eq!(entries_under(&tk.state, "judged/"), judged);
+    let late_invitation = tk.feed(T + 12, Received::Invitation(invitation("o", "s3")));
+    assert!(
+        matches!(&events(&late_invitation)[..], [Event::DeadLetter(l)] if l.reason.contains("closed")),
+        "{late_invitation:?}"
+    );
+    assert_eq!(entries_under(&tk.state, "invitation/"), 2);
+
+    // After it, they are gone; the offer's terms and counts stay.
+    let pruned_at = T + 1 + PRUNE_AFTER_MS;
+    assert_eq!(tk.core.next_due(&tk.state), Some(pruned_at));
+    assert_eq!(tk.tick(pruned_at), vec![], "not before the grace period has passed");
+    assert_eq!(entries_under(&tk.state, "invitation/"), 2);
+    assert_eq!(tk.tick(pruned_at + 1), vec![]);
+    assert_eq!(entries_under(&tk.state, "invitation/"), 0);
+    assert_eq!(entries_under(&tk.state, "judged/"), 0);
+    assert_eq!(entries_under(&tk.state, "offer/"), 1);
+    assert_eq!(tk.core.next_due(&tk.state), None, "no timer is left");
+    // A retry now is judged by the offer as closed.
+    let retried = tk.respond(pruned_at + 2, response("o", "s1", 1));
+    assert_eq!(
+        why(&retried),
+        (RejectReason::TooLate, "offer o closed at 2025-11-25T09:00:00.001Z")
+    );
+    // And a second offer under the id is still refused.
+    let again = tk.publish(pruned_at + 3, offer("o", deadline(pruned_at + 10_000)));
+    assert!(matches!(&again[..], [Event::OfferRejected(r)] if r.problem == OfferProblem::DuplicateOffer));
+}
+
 #[test]
 fn offers_close_in_the_order_their_rules_end() {
     let mut tk = Fixture::default();
