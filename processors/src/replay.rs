@@ -19,10 +19,11 @@ pub struct RawRecord {
     pub value: Option<Vec<u8>>,
     /// The record's signature header ([`tessera_schemas::signing::HEADER`]), if it has one.
     pub signature: Option<Vec<u8>>,
-    /// Whether a client stamped the record (CreateTime) rather than the broker. Its stamp is a
-    /// claim anyone could make, so no core sees the record: it goes to the dead letters, and its
-    /// place in the merge moves no time.
-    pub client_stamped: bool,
+    /// Why no core may read the record, decided before its step: a client stamped it
+    /// ([`CLIENT_STAMPED`]: its stamp is a claim anyone could make), or the runtime could not
+    /// write what it led to after several attempts. The record goes to the dead letters with
+    /// this reason, and the core sees only the time it moves.
+    pub refused: Option<String>,
 }
 
 /// The stamp a client-stamped record takes in the merge: the lowest, so its effective stamp is
@@ -72,8 +73,8 @@ pub const CHAIN_HEAD: &[u8] = b"link/head";
 /// head is kept in the task's state, so it is restored, and committed, with everything else.
 pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord>) -> Vec<Produced> {
     let Entry { at, item: record } = entry;
-    if record.client_stamped {
-        return refused(core, state, at, record, CLIENT_STAMPED.to_string());
+    if let Some(reason) = record.refused.clone() {
+        return refused(core, state, at, record, reason);
     }
     if is_tick(record.value.as_deref()) {
         let outputs = core.apply(state, Input::Tick { at });
@@ -214,7 +215,7 @@ mod tests {
             key: Some(b"A".to_vec()),
             value: Some(value),
             signature: Some(signature.to_vec()),
-            client_stamped: false,
+            refused: None,
         }
     }
 

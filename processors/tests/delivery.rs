@@ -198,7 +198,7 @@ fn record(item: &Item) -> RawRecord {
         key: Some(key.into_bytes()),
         value: Some(value),
         signature: Some(signature.to_vec()),
-        client_stamped: false,
+        refused: None,
     }
 }
 

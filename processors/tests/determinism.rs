@@ -24,7 +24,7 @@ fn record(kind: &Kind) -> RawRecord {
             key: Some(format!("key-{k}").into_bytes()),
             value: Some(b"x".to_vec()),
             signature: None,
-            client_stamped: false,
+            refused: None,
         },
         Kind::Tick => RawRecord {
             key: Some(b"tick".to_vec()),
@@ -37,13 +37,13 @@ fn record(kind: &Kind) -> RawRecord {
                 .unwrap(),
             ),
             signature: None,
-            client_stamped: false,
+            refused: None,
         },
         Kind::Garbage => RawRecord {
             key: None,
             value: Some(vec![0xde, 0xad]),
             signature: None,
-            client_stamped: false,
+            refused: None,
         },
     }
 }

@@ -175,7 +175,7 @@ fn record(item: &Item) -> RawRecord {
         key: Some(key.into_bytes()),
         value: Some(value),
         signature: Some(signature.to_vec()),
-        client_stamped: false,
+        refused: None,
     }
 }
 
@@ -246,7 +246,7 @@ fn credits_lane(produced: &[Produced], repeats: &[usize]) -> Vec<(i64, RawRecord
             key: Some(output.key.clone().into_bytes()),
             value: Some(output.value.clone()),
             signature: Some(signature.to_vec()),
-            client_stamped: false,
+            refused: None,
         };
         for _ in 0..repeats.get(n).copied().unwrap_or(1) {
             lane.push((1, record.clone()));

@@ -214,7 +214,7 @@ fn record(item: &Item) -> RawRecord {
                 key: None,
                 value: Some(vec![0xde, 0xad]),
                 signature: None,
-                client_stamped: false,
+                refused: None,
             };
         }
     };
@@ -224,7 +224,7 @@ fn record(item: &Item) -> RawRecord {
         key: Some(key.into_bytes()),
         value: Some(value),
         signature: Some(signature.to_vec()),
-        client_stamped: false,
+        refused: None,
     }
 }
 

@@ -251,7 +251,7 @@ fn log() -> Vec<Logged> {
                     key: json["key"].as_str().map(|k| k.as_bytes().to_vec()),
                     value: json["value"].as_str().map(unhex),
                     signature: json["signature"].as_str().map(unhex),
-                    client_stamped: false,
+                    refused: None,
                 },
             }
         })

@@ -85,7 +85,7 @@ impl<S: State> Task<S> {
             key: key.map(<[u8]>::to_vec),
             value,
             signature,
-            client_stamped: false,
+            refused: None,
         };
         step(&mut self.core, &mut self.state, Entry { at, item: record })
     }

@@ -45,6 +45,14 @@ use crate::replay::{self, Produced, is_tick};
 /// How long a demanded tick may take to come back before another is asked for.
 const TICK_ROUND_TRIP: Duration = Duration::from_secs(1);
 
+/// How often what one input record leads to may fail to be written before the record is skipped.
+const MAX_ATTEMPTS: u32 = 5;
+/// The pause after the first failed attempt; it doubles with each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// An input record by its place: topic, partition, offset.
+type InputRecord = (String, i32, i64);
+
 /// The longest a poll waits for records while the loop has other work due soon.
 const BUSY_POLL: Duration = Duration::from_millis(20);
 /// The longest a poll waits for records when nothing else is due: what an idle processor wakes
@@ -139,6 +147,10 @@ struct Runtime<C: Core> {
     last_demand: Instant,
     /// Lanes (task, lane) a tick was demanded on and has not arrived at yet, and since when.
     demanded: HashMap<(i32, usize), Instant>,
+    /// Input records whose outputs failed to be written, and how often.
+    attempts: HashMap<InputRecord, u32>,
+    /// Input records to skip when they come round again, with the reason for their letter.
+    skipped: HashMap<InputRecord, String>,
     /// How far the broker's clock is ahead of this host's, in milliseconds, as the stamps of
     /// records read say ([`Runtime::note_clock`]): it tells when a timer is due by the clock that
     /// stamps the ticks.
@@ -152,6 +164,10 @@ struct Runtime<C: Core> {
 enum Failure {
     /// Abort, rewind and carry on.
     Abortable(anyhow::Error),
+    /// Abort and rewind, because what one input record led to could not be written: after
+    /// [`MAX_ATTEMPTS`] such failures, with a growing pause between them, the record is skipped
+    /// (dead-lettered with the error) so it cannot hold the processor forever.
+    Unwritable { source: InputRecord, error: anyhow::Error },
     /// Give up: the process must restart (fenced, invalid state, store failure, or a commit
     /// whose outcome is unknown). A restart is always safe: `init_transactions` and the sweep
     /// abort whatever this incarnation left open, and tasks compare their checkpoints with the
@@ -187,7 +203,7 @@ fn retrying(
 /// Whether a task holding `record` asks for ticks to order it: every record but a tick does
 /// (ticks waiting for each other would keep asking for more).
 fn waits_for_order(record: &replay::RawRecord) -> bool {
-    record.client_stamped || !is_tick(record.value.as_deref())
+    record.refused.is_some() || !is_tick(record.value.as_deref())
 }
 
 /// This host's clock in milliseconds since the epoch, as receipt stamps count.
@@ -316,6 +332,8 @@ impl<C: Core> Runtime<C> {
             last_demand: Instant::now(),
             demanded: HashMap::new(),
             broker_ahead_ms: 0,
+            attempts: HashMap::new(),
+            skipped: HashMap::new(),
             stop,
             watchdog,
             last_commit: Instant::now(),
@@ -557,7 +575,7 @@ impl<C: Core> Runtime<C> {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             signature: signature_of(message),
-            client_stamped,
+            refused: client_stamped.then(|| replay::CLIENT_STAMPED.to_string()),
         };
         let waits = waits_for_order(&record);
         if !client_stamped {
@@ -596,6 +614,12 @@ impl<C: Core> Runtime<C> {
                 entry.at.topic = lane.input;
                 entry.at.task = partition;
                 let at = entry.at;
+                let source = (topic.clone(), at.partition, at.offset);
+                if !self.skipped.is_empty()
+                    && let Some(reason) = self.skipped.remove(&source)
+                {
+                    entry.item.refused = Some(reason);
+                }
                 let produced = replay::step(&mut self.core, &mut task.store, entry);
                 if let Some(error) = task.store.take_failure() {
                     return Err(Failure::Fatal(error.into()));
@@ -605,7 +629,12 @@ impl<C: Core> Runtime<C> {
                 task.dirty = true;
                 task.due_stale = true;
                 for item in produced {
-                    self.send(item, &topic).map_err(Failure::Abortable)?;
+                    if let Err(error) = self.send(item, &topic) {
+                        return Err(Failure::Unwritable { source, error });
+                    }
+                }
+                if !self.attempts.is_empty() {
+                    self.attempts.remove(&source);
                 }
             }
         }
@@ -758,6 +787,30 @@ impl<C: Core> Runtime<C> {
     fn fail(&mut self, failure: Failure) -> anyhow::Result<()> {
         match failure {
             Failure::Fatal(error) => Err(error.context("fatal processor error; restart the process")),
+            Failure::Unwritable { source, error } => {
+                let attempts = self.attempts.entry(source.clone()).or_default();
+                *attempts += 1;
+                let attempts = *attempts;
+                let (topic, partition, offset) = &source;
+                let mut pause = None;
+                if attempts >= MAX_ATTEMPTS {
+                    warn!(topic, partition, offset, attempts, "skipping the record: {error:#}");
+                    let reason = format!(
+                        "what the record led to could not be written in {attempts} attempts, so \
+                         it was skipped: {error:#}"
+                    );
+                    self.attempts.remove(&source);
+                    self.skipped.insert(source, reason);
+                } else {
+                    pause = Some(FIRST_BACKOFF * 2u32.pow(attempts - 1));
+                    warn!(topic, partition, offset, attempts, ?pause, "retrying the record: {error:#}");
+                }
+                self.fail(Failure::Abortable(error))?;
+                if let Some(pause) = pause {
+                    std::thread::sleep(pause);
+                }
+                Ok(())
+            }
             Failure::Abortable(error) => {
                 warn!("aborting transaction: {error:#}");
                 metrics::counter!("tessera_transactions_aborted_total", "reason" => "error").increment(1);

@@ -773,7 +773,7 @@ fn raw(event: impl Into<Event>, key: &str, topic: Topic, signer: &str) -> RawRec
         key: Some(key.as_bytes().to_vec()),
         value: Some(value),
         signature: Some(signature.to_vec()),
-        client_stamped: false,
+        refused: None,
     }
 }
 

@@ -76,7 +76,7 @@ pub fn tick() -> RawRecord {
         key: Some(b"tick".to_vec()),
         value: Some(encode(&tick.into()).unwrap()),
         signature: None,
-        client_stamped: false,
+        refused: None,
     }
 }
 
@@ -87,7 +87,7 @@ pub fn garbage() -> RawRecord {
         key: None,
         value: Some(vec![0xde, 0xad]),
         signature: None,
-        client_stamped: false,
+        refused: None,
     }
 }
 

@@ -435,7 +435,9 @@ fn replay_inputs<C: Core>(
                 key: slice(&batch.bytes, input.key).map(<[u8]>::to_vec),
                 value: slice(&batch.bytes, input.value).map(<[u8]>::to_vec),
                 signature: slice(&batch.bytes, input.signature).map(<[u8]>::to_vec),
-                client_stamped: input.client_stamped,
+                refused: input
+                    .client_stamped
+                    .then(|| tessera_processors::replay::CLIENT_STAMPED.to_string()),
             };
             replay
                 .push(

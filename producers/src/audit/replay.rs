@@ -158,7 +158,7 @@ mod tests {
             key: Some(key.as_bytes().to_vec()),
             value: Some(b"x".to_vec()),
             signature: None,
-            client_stamped: false,
+            refused: None,
         }
     }
 

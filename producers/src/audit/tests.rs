@@ -127,7 +127,7 @@ fn replay(on_step: &mut dyn FnMut(Step<'_>)) -> Replay<Relay> {
             key: key.map(|k| k.as_bytes().to_vec()),
             value: Some(value.as_bytes().to_vec()),
             signature: None,
-            client_stamped: false,
+            refused: None,
         };
         let input = topics.inputs.iter().position(|t| t == topic).unwrap();
         replay.push(input, partition, offset, stamp, record, on_step).unwrap();
