@@ -55,6 +55,8 @@ type InputRecord = (String, i32, i64);
 
 /// The longest a poll waits for records while the loop has other work due soon.
 const BUSY_POLL: Duration = Duration::from_millis(20);
+/// How long after a broadcast record the loop keeps to [`BUSY_POLL`].
+const BROADCAST_LATELY: Duration = Duration::from_secs(1);
 /// The longest a poll waits for records when nothing else is due: what an idle processor wakes
 /// up for (Kafka Streams' `poll.ms` default).
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -147,6 +149,8 @@ struct Runtime<C: Core> {
     last_demand: Instant,
     /// Lanes (task, lane) a tick was demanded on and has not arrived at yet, and since when.
     demanded: HashMap<(i32, usize), Instant>,
+    /// When a broadcast consumer last returned a record.
+    last_broadcast: Instant,
     /// Input records whose outputs failed to be written, and how often.
     attempts: HashMap<InputRecord, u32>,
     /// Input records to skip when they come round again, with the reason for their letter.
@@ -332,6 +336,7 @@ impl<C: Core> Runtime<C> {
             last_demand: Instant::now(),
             demanded: HashMap::new(),
             broker_ahead_ms: 0,
+            last_broadcast: Instant::now(),
             attempts: HashMap::new(),
             skipped: HashMap::new(),
             stop,
@@ -369,11 +374,12 @@ impl<C: Core> Runtime<C> {
 
     /// Takes every record librdkafka has ready (up to a bound, so commits stay on schedule),
     /// waiting briefly only when none is: [`BUSY_POLL`] while a transaction waits for its commit
-    /// or a broadcast consumer (which this poll does not wake for) may have records, else
-    /// [`IDLE_POLL`], as a record wakes the poll at once.
+    /// or a broadcast consumer (which this poll does not wake for) had records lately, else
+    /// [`IDLE_POLL`], as a record wakes the poll at once. So a broadcast record that ends an
+    /// idle stretch waits up to [`IDLE_POLL`], and those after it no more than [`BUSY_POLL`].
     fn poll_batch(&mut self) -> anyhow::Result<()> {
         let busy = self.transaction_open.load(Ordering::Relaxed)
-            || self.tasks.values().any(|task| task.broadcast.is_some());
+            || self.last_broadcast.elapsed() < BROADCAST_LATELY;
         let mut timeout = if busy { BUSY_POLL } else { IDLE_POLL };
         for _ in 0..MAX_POLL_BATCH {
             let polled = self.consumer.poll(timeout).map(|m| m.map(|m| m.detach()));
@@ -396,7 +402,10 @@ impl<C: Core> Runtime<C> {
                     break;
                 };
                 match consumer.poll(Duration::ZERO).map(|m| m.map(|m| m.detach())) {
-                    Some(Ok(message)) => self.accept(partition, &message)?,
+                    Some(Ok(message)) => {
+                        self.last_broadcast = Instant::now();
+                        self.accept(partition, &message)?
+                    }
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) => warn!("broadcast consumer of task {partition}: {e}"),
                     None => break,
