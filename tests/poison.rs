@@ -212,6 +212,7 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
                 assert_ne!(letter.reason, CLIENT_STAMPED, "{source:?}");
             }
             assert_eq!(letter.record_digest, digest.to_vec(), "{source:?}");
+            assert_eq!(letter.task, Some(source.1), "written by the record's own task");
             assert_eq!(letter.truncated, *size > QUOTED_VALUE, "{source:?}");
             assert!(
                 letter

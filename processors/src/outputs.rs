@@ -103,7 +103,7 @@ impl Outputs {
     ) {
         let value = encoded(&event);
         let quote = Quote::of(Some(key.as_bytes()), Some(&value));
-        let processor = self.processor;
+        let (processor, task) = (self.processor, self.at.task);
         self.emit(self.dead_letters, &source.topic, |event_id| {
             DeadLetter {
                 event_id,
@@ -117,6 +117,7 @@ impl Outputs {
                 reason,
                 record_digest: quote.record_digest,
                 truncated: quote.truncated,
+                task: Some(task),
             }
             .into()
         });

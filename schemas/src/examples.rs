@@ -342,6 +342,7 @@ pub fn all() -> Vec<Event> {
             reason: "not Avro single-object encoded".into(),
             record_digest: Vec::new(),
             truncated: false,
+            task: Some(3),
         }
         .into(),
         DeadLetter {
@@ -356,6 +357,7 @@ pub fn all() -> Vec<Event> {
             reason: "empty record".into(),
             record_digest: Vec::new(),
             truncated: false,
+            task: Some(0),
         }
         .into(),
         KeyPublished {

@@ -678,6 +678,7 @@ impl<C: Core> Runtime<C> {
                     reason,
                     record_digest: quote.record_digest,
                     truncated: quote.truncated,
+                    task: Some(at.task),
                 });
                 let bytes = encode(&letter)?;
                 let record = BaseRecord::to(&self.topics.dead_letters)

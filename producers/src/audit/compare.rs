@@ -942,6 +942,13 @@ fn letter_differences(
     if logged.value != quote.value {
         differences.push("value: the quoted value differs from the input's".to_string());
     }
+    // One letter per record, from the task of the record's own partition number; a letter of a
+    // release that named no task says nothing here.
+    if let Some(task) = logged.task
+        && task != logged.source_partition
+    {
+        differences.push(format!("task: {task} ≠ {}", logged.source_partition));
+    }
     if logged.record_digest != quote.record_digest || logged.truncated != quote.truncated {
         differences.push("record_digest: the letter names another record than the input".to_string());
     }

@@ -181,6 +181,7 @@ fn letter(topic: &str, partition: i32, offset: i64, stamp: i64, record: RawRecor
             reason,
             record_digest: quote.record_digest,
             truncated: quote.truncated,
+            task: Some(partition),
         }
         .into(),
     )

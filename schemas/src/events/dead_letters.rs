@@ -51,6 +51,12 @@ pub struct DeadLetter {
     #[serde(default)]
     #[avro(default = "false")]
     pub truncated: bool,
+    /// The task that wrote the letter: the partition number it reads of each input. A record
+    /// gets one letter per processor, from the task of its own partition number, so this equals
+    /// `source_partition`; it is `None` in letters of releases that did not name it.
+    #[serde(default)]
+    #[avro(default = "null")]
+    pub task: Option<i32>,
 }
 
 /// What a letter quotes of a record: its key and value, cut to the bounds, the digest of the
