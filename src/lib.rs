@@ -9,6 +9,7 @@ pub mod demo;
 pub mod kafka;
 pub mod keys;
 pub mod ledger;
+pub mod logging;
 pub mod offer;
 pub mod provider;
 pub mod receipt;

@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand};
 use tessera::kafka::KafkaArgs;
 use tessera::topics::{self, Created};
 use tessera_schemas::topics::DEFAULT_PARTITIONS;
-use tracing_subscriber::EnvFilter;
 
 /// tessera puts a provider's offer in front of exactly the parties whose stored needs match it,
 /// and releases the offer's sealed credential only to those who answer within the provider's
@@ -99,18 +98,6 @@ enum TopicsCommand {
     },
 }
 
-fn init_logging(format: &str, default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Bench(bench) => {
@@ -196,7 +183,7 @@ async fn main() -> ExitCode {
     // The demo tells its story on stdout; the processors it runs inside log only trouble unless
     // RUST_LOG asks for more.
     let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
-    init_logging(&cli.log_format, default_level);
+    tessera::logging::init(&cli.log_format, default_level);
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {
