@@ -96,6 +96,9 @@ enum TopicsCommand {
         #[arg(long, default_value_t = DEFAULT_PARTITIONS)]
         partitions: i32,
     },
+    /// Print the topic flow table (each topic's key, shape, events, and the roles that write and
+    /// read it, as the processors and the ACL plan declare them) in Markdown; talks to no broker.
+    Describe,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -156,6 +159,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Created::Existing(name) => println!("exists   {name}"),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topics(TopicsCommand::Describe) => {
+            print!("{}", topics::describe());
             Ok(ExitCode::SUCCESS)
         }
         Command::Topics(TopicsCommand::Check { partitions }) => {

@@ -14,6 +14,52 @@ use crate::kafka::KafkaArgs;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The topic flow table in Markdown: every catalogue topic with its key, shape and events, and
+/// the roles that write and read it as the ACL plan grants them ([`crate::acl::plan`], whose
+/// processor part is derived from the processors' cores). Printed by `tessera topics describe`
+/// and kept in docs/CONTRACTS.md, where a test holds the two together. Writes a processor makes
+/// only to tick its own inputs are left out (docs/TIME.md).
+pub fn describe() -> String {
+    use crate::acl::{Operation, Pattern, Resource};
+    let grants = crate::acl::plan("");
+    let roles = |topic: &str, operation: Operation| -> String {
+        let mut names: Vec<&str> = grants
+            .iter()
+            .filter(|g| {
+                g.resource == Resource::Topic
+                    && g.pattern == Pattern::Literal
+                    && g.name == topic
+                    && g.operation == operation
+                    && g.reason
+                        .split("; ")
+                        .any(|reason| !reason.ends_with("ticks its inputs"))
+            })
+            .map(|g| g.role.name())
+            .collect();
+        names.dedup();
+        names.join(", ")
+    };
+    let mut table = String::from(
+        "| topic | key | shape | events | written by | read by |\n|---|---|---|---|---|---|\n",
+    );
+    for topic in topics::ALL {
+        let shape = match topic.shape {
+            topics::Shape::EventLog => "log",
+            topics::Shape::Table => "table",
+        };
+        let events: Vec<String> = topic.events.iter().map(|e| format!("{e:?}")).collect();
+        table.push_str(&format!(
+            "| `{}` | {} | {shape} | {} | {} | {} |\n",
+            topic.name,
+            topic.key,
+            events.join(", "),
+            roles(topic.name, Operation::Write),
+            roles(topic.name, Operation::Read),
+        ));
+    }
+    table
+}
+
 /// What `create` did to one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -168,4 +214,20 @@ pub async fn observe(kafka: &KafkaArgs) -> anyhow::Result<BTreeMap<String, Obser
 pub async fn check(kafka: &KafkaArgs, partitions: i32) -> anyhow::Result<Vec<Difference>> {
     let observed = observe(kafka).await?;
     Ok(topics::differences(&kafka.topic_prefix, partitions, &observed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contracts_hold_the_flow_table_as_the_code_declares_it() {
+        let contracts = include_str!("../docs/CONTRACTS.md");
+        assert!(
+            contracts.contains(&describe()),
+            "docs/CONTRACTS.md's topic table differs from what the code declares: replace it with \
+             the output of `tessera topics describe`:\n{}",
+            describe()
+        );
+    }
 }
