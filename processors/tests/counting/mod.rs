@@ -33,53 +33,9 @@ impl Setup {
     pub async fn start(idle_ms: i64) -> Setup {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
-        let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
-        let names: Vec<String> = ["in.a", "in.b", "counts", "tessera.dead-letters"]
-            .iter()
-            .map(|t| format!("{prefix}{t}"))
-            .collect();
-        let topics: Vec<NewTopic<'_>> = names
-            .iter()
-            .map(|t| {
-                NewTopic::new(t, 1, TopicReplication::Fixed(1))
-                    .set("message.timestamp.type", "LogAppendTime")
-            })
-            .collect();
-        for result in admin
-            .create_topics(&topics, &AdminOptions::new())
-            .await
-            .unwrap()
-        {
-            result.unwrap();
-        }
-        // A fresh broker may answer the creation before its metadata shows the topics, and the
-        // runtime refuses inputs it cannot see.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !names.iter().all(|name| {
-            admin
-                .inner()
-                .fetch_metadata(Some(name), Duration::from_secs(5))
-                .is_ok_and(|m| {
-                    m.topics()
-                        .iter()
-                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
-                })
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "the topics did not appear within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let state = tempfile::tempdir().unwrap();
-        let mut config = Config::new(client(), "test-1", state.path().to_path_buf());
-        config.topic_prefix = prefix.clone();
-        let core = Counter::new(
-            "counter",
-            vec!["in.a".into(), "in.b".into()],
-            "counts",
-            idle_ms,
-        );
+        let names = ["in.a", "in.b", "counts", "tessera.dead-letters"];
+        create_topics(&prefix, &names.map(|name| (name, "LogAppendTime"))).await;
+        let (core, config, state) = counter(&prefix, idle_ms);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
         let counts: BaseConsumer = client()
@@ -144,4 +100,58 @@ impl Setup {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.await.unwrap().unwrap();
     }
+}
+
+/// Creates `{prefix}{name}` for each (name, timestamp type), one partition each, and waits until
+/// the broker's metadata shows them: a fresh broker may answer the creation before, and the
+/// runtime refuses inputs it cannot see.
+pub async fn create_topics(prefix: &str, topics: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    let names: Vec<String> = topics.iter().map(|(t, _)| format!("{prefix}{t}")).collect();
+    let new: Vec<NewTopic<'_>> = names
+        .iter()
+        .zip(topics)
+        .map(|(name, (_, stamps))| {
+            NewTopic::new(name, 1, TopicReplication::Fixed(1)).set("message.timestamp.type", stamps)
+        })
+        .collect();
+    for result in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !names.iter().all(|name| {
+        admin
+            .inner()
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the topics did not appear within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A counter reading `in.a` and `in.b` and writing `counts` under `prefix`, forgetting keys idle
+/// for `idle_ms`, with a runtime configuration whose state lives in the returned directory.
+pub fn counter(prefix: &str, idle_ms: i64) -> (Counter, Config, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let mut config = Config::new(client(), "test-1", state.path().to_path_buf());
+    config.topic_prefix = prefix.to_string();
+    let core = Counter::new(
+        "counter",
+        vec!["in.a".into(), "in.b".into()],
+        "counts",
+        idle_ms,
+    );
+    (core, config, state)
 }
