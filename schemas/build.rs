@@ -7,9 +7,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("avro")
-        .join("history");
+    // Relative paths only (a build script runs in the package's directory, and the generated
+    // code names files through CARGO_MANIFEST_DIR as the crate compiles): CI shares one target
+    // directory across clones, and a path baked in from one clone would send the next build to
+    // files that may be gone.
+    let root = Path::new("avro").join("history");
     // A directory: cargo reruns this script when anything under it changes.
     println!("cargo::rerun-if-changed={}", root.display());
     let mut versions = Vec::new();
@@ -42,9 +44,9 @@ fn main() {
         let relative = path.strip_prefix(&root).expect("listed under the root");
         writeln!(
             out,
-            "    ({name:?}, {number}, {:?}, include_str!({:?})),",
-            relative.display().to_string(),
-            path.display().to_string()
+            "    ({name:?}, {number}, {relative:?}, \
+             include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/avro/history/\", {relative:?}))),",
+            relative = relative.display().to_string(),
         )
         .unwrap();
     }
