@@ -14,10 +14,10 @@ use tessera_processors::counter::Counter;
 use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_processors::timekeeper::{LoggedHalves, Timekeeper};
 use tessera_producers::audit::{Audit, AuditError, Outputs, Report};
 use tessera_producers::client::signature_of;
+use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics;
 
 use crate::kafka::KafkaArgs;
@@ -40,12 +40,14 @@ pub enum Audited {
 
 /// Options of `tessera audit`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Every audit replays from the beginning of the log. A task's state at an \
+#[command(
+    after_help = "Every audit replays from the beginning of the log. A task's state at an \
 offset or a time in the middle is the fold of everything before it, which only a replay from the \
 beginning rebuilds, so there is no --from-offset or --from-time. History deleted by retention, or \
 compacted away on tessera.subscribers, cannot be replayed: the report notes the first and findings \
 may follow from either.\n\nExit status: 0 when every derived record is on the log as derived and \
-nothing else is, 1 when the audit finds a mismatch or cannot run.")]
+nothing else is, 1 when the audit finds a mismatch or cannot run."
+)]
 pub struct AuditArgs {
     /// The processors to audit; all but the counter by default.
     #[arg(value_enum)]

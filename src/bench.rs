@@ -155,19 +155,34 @@ async fn runtime_throughput(
         bail!("--events, --keys and --partitions must be positive");
     }
     let client = kafka.client_config()?;
-    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let prefix = format!(
+        "{}bench-{}.",
+        kafka.topic_prefix,
+        uuid::Uuid::new_v4().simple()
+    );
     let input = format!("{prefix}in");
-    create_topics(&client, &prefix, &["out.raw", "out.counter", "tessera.dead-letters"], partitions)
-        .await?;
+    create_topics(
+        &client,
+        &prefix,
+        &["out.raw", "out.counter", "tessera.dead-letters"],
+        partitions,
+    )
+    .await?;
     let outputs = [format!("{prefix}out.raw")];
 
     let ends = produce(&client, &input, events, keys)?;
 
     let (raw, raw_commits) = {
-        let (client, input, output, ends) = (client.clone(), input.clone(), outputs[0].clone(), ends.clone());
+        let (client, input, output, ends) = (
+            client.clone(),
+            input.clone(),
+            outputs[0].clone(),
+            ends.clone(),
+        );
         let group = format!("{prefix}raw");
         let observed = {
-            let (client, input, ends, group) = (client.clone(), input.clone(), ends.clone(), group.clone());
+            let (client, input, ends, group) =
+                (client.clone(), input.clone(), ends.clone(), group.clone());
             tokio::task::spawn_blocking(move || {
                 wait_committed(&client, &group, &input, &ends, &ProgressBar::hidden())
             })
@@ -189,10 +204,17 @@ async fn runtime_throughput(
     let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
     let progress = bar(events as u64, "tessera runtime (counter)");
     let runtime_commits = {
-        let (client, input, ends, progress) = (client.clone(), input.clone(), ends.clone(), progress.clone());
+        let (client, input, ends, progress) = (
+            client.clone(),
+            input.clone(),
+            ends.clone(),
+            progress.clone(),
+        );
         let group = format!("{prefix}tessera.counter");
-        tokio::task::spawn_blocking(move || wait_committed(&client, &group, &input, &ends, &progress))
-            .await??
+        tokio::task::spawn_blocking(move || {
+            wait_committed(&client, &group, &input, &ends, &progress)
+        })
+        .await??
     };
     let processed = started.elapsed();
     progress.finish();
@@ -202,8 +224,14 @@ async fn runtime_throughput(
     let raw_rate = events as f64 / raw.as_secs_f64();
     let runtime_rate = events as f64 / processed.as_secs_f64();
     println!("events             {events} ({keys} keys, {partitions} partitions)");
-    println!("raw passthrough    {:>10.0} events/s ({:.2?})", raw_rate, raw);
-    println!("tessera runtime    {:>10.0} events/s ({:.2?})", runtime_rate, processed);
+    println!(
+        "raw passthrough    {:>10.0} events/s ({:.2?})",
+        raw_rate, raw
+    );
+    println!(
+        "tessera runtime    {:>10.0} events/s ({:.2?})",
+        runtime_rate, processed
+    );
     println!("ratio              {:>10.2}", runtime_rate / raw_rate);
     let (raw_steady, runtime_steady) = (
         raw_commits.steady_rate(events as i64),
@@ -244,7 +272,10 @@ fn produce_from(
     let payload = [b'x'; 16];
     for i in 0..events {
         let key = format!("k{}", first_key + i % keys);
-        send_waiting(&producer, BaseRecord::to(topic).key(&key).payload(&payload[..]))?;
+        send_waiting(
+            &producer,
+            BaseRecord::to(topic).key(&key).payload(&payload[..]),
+        )?;
         if i % 1000 == 0 {
             progress.set_position(i as u64);
             producer.poll(Duration::ZERO);
@@ -256,7 +287,8 @@ fn produce_from(
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut ends = BTreeMap::new();
     for partition in metadata.topics()[0].partitions() {
-        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
+        let (_, high) =
+            consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10))?;
         ends.insert(partition.id(), high);
     }
     Ok(ends)
@@ -384,7 +416,9 @@ fn passthrough(
     loop {
         let mut timeout_poll = Duration::from_millis(20);
         for _ in 0..5000 {
-            let Some(message) = consumer.poll(timeout_poll) else { break };
+            let Some(message) = consumer.poll(timeout_poll) else {
+                break;
+            };
             let message = message.context("consuming the benchmark input")?;
             if !open {
                 producer.begin_transaction()?;
@@ -399,7 +433,9 @@ fn passthrough(
             copied += 1;
             timeout_poll = Duration::ZERO;
         }
-        let finished = ends.iter().all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
+        let finished = ends
+            .iter()
+            .all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
         if open && (finished || last_commit.elapsed() >= commit_interval) {
             let mut offsets = TopicPartitionList::new();
             for (partition, offset) in &next {
@@ -431,9 +467,24 @@ fn spawn_counter(
     let log = std::fs::File::create(log)?;
     Ok(std::process::Command::new(exe)
         .args(["--brokers", &kafka.brokers, "--topic-prefix", prefix])
-        .args(["run", "--instance", "bench", "--metrics-addr", "off", "--state-dir"])
+        .args([
+            "run",
+            "--instance",
+            "bench",
+            "--metrics-addr",
+            "off",
+            "--state-dir",
+        ])
         .arg(state)
-        .args(["counter", "--input", "in", "--output", "out", "--idle-ms", "1000000000000"])
+        .args([
+            "counter",
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--idle-ms",
+            "1000000000000",
+        ])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(log)
@@ -459,10 +510,20 @@ async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow
         bail!("--keys and --partitions must be positive");
     }
     let client = kafka.client_config()?;
-    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let prefix = format!(
+        "{}bench-{}.",
+        kafka.topic_prefix,
+        uuid::Uuid::new_v4().simple()
+    );
     let input = format!("{prefix}in");
     let group = format!("{prefix}tessera.counter");
-    create_topics(&client, &prefix, &["out", "tessera.dead-letters"], partitions).await?;
+    create_topics(
+        &client,
+        &prefix,
+        &["out", "tessera.dead-letters"],
+        partitions,
+    )
+    .await?;
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state");
 
@@ -471,10 +532,17 @@ async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow
     let progress = bar(keys as u64, "loading keys into state");
     let loading = Instant::now();
     {
-        let (client, group, input, ends, progress) =
-            (client.clone(), group.clone(), input.clone(), ends.clone(), progress.clone());
-        tokio::task::spawn_blocking(move || wait_committed(&client, &group, &input, &ends, &progress))
-            .await??;
+        let (client, group, input, ends, progress) = (
+            client.clone(),
+            group.clone(),
+            input.clone(),
+            ends.clone(),
+            progress.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            wait_committed(&client, &group, &input, &ends, &progress)
+        })
+        .await??;
     }
     progress.finish();
     let loaded = loading.elapsed();
@@ -497,8 +565,13 @@ async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow
         let mut child = spawn_counter(kafka, &prefix, &state, &log)?;
         let progress = bar(total as u64, name);
         {
-            let (client, group, input, ends, progress) =
-                (client.clone(), group.clone(), input.clone(), ends.clone(), progress.clone());
+            let (client, group, input, ends, progress) = (
+                client.clone(),
+                group.clone(),
+                input.clone(),
+                ends.clone(),
+                progress.clone(),
+            );
             tokio::task::spawn_blocking(move || {
                 wait_committed(&client, &group, &input, &ends, &progress)
             })

@@ -247,14 +247,22 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     }
     let prefix = kafka.topic_prefix.clone();
     let config = kafka.client_config()?;
-    println!("tessera demo on topics {prefix}tessera.* (broker {})", kafka.brokers);
+    println!(
+        "tessera demo on topics {prefix}tessera.* (broker {})",
+        kafka.brokers
+    );
     crate::topics::create(&kafka, args.partitions, 1).await?;
     let state = tempfile::tempdir()?;
     let timekeeper_key = tessera_producers::keys::new_private_key();
     let timekeeper = timekeeper_key.public_key();
     let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
-    tessera_producers::keys::publish(&Writer::new(&config)?, &prefix, Role::Timekeeper, &timekeeper_key)
-        .await?;
+    tessera_producers::keys::publish(
+        &Writer::new(&config)?,
+        &prefix,
+        Role::Timekeeper,
+        &timekeeper_key,
+    )
+    .await?;
     let processors = Processors::start(&kafka, state.path(), timekeeper_key)?;
     let platform = Platform {
         timekeeper: PlatformKeys {
@@ -270,7 +278,9 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
     let offer_id = outcome?;
     stopped?;
     println!();
-    println!("the offer's timeline, as the log holds it (`tessera offer status {offer_id} --topic-prefix {prefix}`):");
+    println!(
+        "the offer's timeline, as the log holds it (`tessera offer status {offer_id} --topic-prefix {prefix}`):"
+    );
     print!("{}", status::read(&config, &prefix, &offer_id).await?);
     println!();
     audit_without_keys(&kafka, matcher, &platform).await?;
@@ -299,10 +309,18 @@ async fn audit_without_keys(
     };
     let findings: Vec<String> = reports
         .iter()
-        .flat_map(|r| r.findings.iter().map(move |f| format!("{}: {f}", r.processor)))
+        .flat_map(|r| {
+            r.findings
+                .iter()
+                .map(move |f| format!("{}: {f}", r.processor))
+        })
         .collect();
     if !findings.is_empty() {
-        bail!("the audit of the demo's log found {} mismatch(es): {}", findings.len(), findings.join("; "));
+        bail!(
+            "the audit of the demo's log found {} mismatch(es): {}",
+            findings.len(),
+            findings.join("; ")
+        );
     }
     let derived: u64 = reports.iter().map(|r| r.derived).sum();
     println!(
@@ -327,7 +345,11 @@ async fn scenario(
     let writer = Writer::new(config)?;
     let parties = [
         ("B1", "terms=report; format=pdf", Expected::Released),
-        ("B2", "terms=report; format=pdf", Expected::Rejected(RejectReason::TooLate)),
+        (
+            "B2",
+            "terms=report; format=pdf",
+            Expected::Rejected(RejectReason::TooLate),
+        ),
         ("B3", "terms=video", Expected::NotInvited),
     ];
     for (id, needs, _) in parties {
@@ -344,7 +366,10 @@ async fn scenario(
             },
         )
         .await?;
-        println!("{id} registers its needs ({needs}) at {}", registered.written);
+        println!(
+            "{id} registers its needs ({needs}) at {}",
+            registered.written
+        );
     }
 
     // The processors join their groups while the subscribers register; the offer waits for the
@@ -352,7 +377,10 @@ async fn scenario(
     println!("starting the processors ...");
     wait_until_ready(&writer, config, prefix, keys, &timekeeper.sealing).await?;
 
-    let offer_id = format!("offer-X-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let offer_id = format!(
+        "offer-X-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let a = Halves::new(keys.join("A"));
     let now = chrono::Utc::now();
     let deadline = now + chrono::Duration::from_std(args.deadline_in)?;
@@ -399,11 +427,7 @@ async fn scenario(
         };
         match follower.next(wait).await? {
             Some((record, Event::InteractionRequested(request))) => {
-                println!(
-                    "{} is invited at {}",
-                    request.subscriber_id,
-                    stamp(&record)
-                );
+                println!("{} is invited at {}", request.subscriber_id, stamp(&record));
                 invited.push(request.subscriber_id.clone());
                 if request.subscriber_id == "B1" {
                     let b1 = responder(keys, "B1")?;
@@ -464,7 +488,10 @@ async fn scenario(
         println!("B3 was never invited: its needs (terms=video) do not match document X");
     }
     if !wrong.is_empty() {
-        bail!("verdicts differ from the worked example: {}", wrong.join("; "));
+        bail!(
+            "verdicts differ from the worked example: {}",
+            wrong.join("; ")
+        );
     }
     settle(config, prefix, keys, &offer_id, platform).await?;
     Ok(offer_id)
@@ -513,7 +540,10 @@ async fn settle(
             Err(e) => bail!("B1's credential was not delivered within 30 s: {e}"),
         }
     };
-    println!("the delivery worker puts the credential in B1's inbox at {}", stamp(&record));
+    println!(
+        "the delivery worker puts the credential in B1's inbox at {}",
+        stamp(&record)
+    );
     let b1 = tessera_producers::keys::load(&keys.join("B1.key"))?;
     let document = subscriber::open(&delivered, &b1)?;
     if document.as_slice() != DOCUMENT_X {
@@ -525,9 +555,14 @@ async fn settle(
         first_line.lines().next().unwrap_or_default()
     );
     let b1_signer = SigningKey::derive(&b1);
-    let accepted =
-        subscriber::decide(&Writer::new(config)?, prefix, &delivered, Decision::Accept, &b1_signer)
-            .await?;
+    let accepted = subscriber::decide(
+        &Writer::new(config)?,
+        prefix,
+        &delivered,
+        Decision::Accept,
+        &b1_signer,
+    )
+    .await?;
     println!("B1 accepts document X at {accepted}");
     match subscriber::delivered(config, prefix, delivery, "B2", &choice).await {
         Err(_) => println!("B2 has nothing to open"),
@@ -575,7 +610,9 @@ fn responder(keys: &Path, id: &str) -> anyhow::Result<Responder> {
 }
 
 fn stamp(record: &Record) -> String {
-    record.stamp.map_or_else(|| "an unknown time".into(), format_stamp)
+    record
+        .stamp
+        .map_or_else(|| "an unknown time".into(), format_stamp)
 }
 
 /// Sends a probe through both processors (a probe subscriber invited to a probe offer, then

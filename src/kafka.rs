@@ -15,7 +15,12 @@ use rdkafka::ClientConfig;
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma-separated.
-    #[arg(long, env = "TESSERA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    #[arg(
+        long,
+        env = "TESSERA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
     pub brokers: String,
 
     /// A librdkafka property, e.g. `-X security.protocol=ssl`. Repeatable; overrides
@@ -98,7 +103,8 @@ mod tests {
 
     #[test]
     fn properties_files_allow_comments_and_spaces() {
-        let parsed = parse_properties("# tuning\n\nlinger.ms = 5\n! old style\nacks=all\n").unwrap();
+        let parsed =
+            parse_properties("# tuning\n\nlinger.ms = 5\n! old style\nacks=all\n").unwrap();
         assert_eq!(
             parsed,
             BTreeMap::from([
@@ -111,7 +117,10 @@ mod tests {
     #[test]
     fn a_line_without_equals_names_its_line() {
         let err = parse_properties("acks=all\nlinger.ms\n").unwrap_err();
-        assert_eq!(err.to_string(), "line 2: expected key=value, got `linger.ms`");
+        assert_eq!(
+            err.to_string(),
+            "line 2: expected key=value, got `linger.ms`"
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub fn run(command: Keys) -> anyhow::Result<()> {
             println!("private key: {} (mode 0600, never printed)", out.display());
             println!("public key: {}", key.public_key());
             let verifying = SigningKey::derive(&key).verifying_key();
-            println!("signing key: {verifying} (fingerprint {})", verifying.fingerprint());
+            println!(
+                "signing key: {verifying} (fingerprint {})",
+                verifying.fingerprint()
+            );
         }
         Keys::Public {
             file,
@@ -139,7 +142,13 @@ pub async fn timekeeper(
     prefix: &str,
     pin: &TimekeeperPin,
 ) -> anyhow::Result<PlatformKeys> {
-    platform(config, prefix, Role::Timekeeper, pin.timekeeper_fingerprint.clone()).await
+    platform(
+        config,
+        prefix,
+        Role::Timekeeper,
+        pin.timekeeper_fingerprint.clone(),
+    )
+    .await
 }
 
 /// The delivery worker's keys as published on `tessera.keys`, checked against the pin.
@@ -148,7 +157,13 @@ pub async fn delivery(
     prefix: &str,
     pin: &DeliveryPin,
 ) -> anyhow::Result<PlatformKeys> {
-    platform(config, prefix, Role::Delivery, pin.delivery_fingerprint.clone()).await
+    platform(
+        config,
+        prefix,
+        Role::Delivery,
+        pin.delivery_fingerprint.clone(),
+    )
+    .await
 }
 
 /// How a client pins the ledger's signing key.

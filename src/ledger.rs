@@ -55,7 +55,10 @@ impl Balances {
             if let Some(Ok(Event::RewardCredited(credit))) = &record.event
                 && credit.provider_id == provider_id
             {
-                if ledger.verify_record(LEDGER.name, &record.signed, "the ledger").is_err() {
+                if ledger
+                    .verify_record(LEDGER.name, &record.signed, "the ledger")
+                    .is_err()
+                {
                     balances.refused += 1;
                     continue;
                 }
@@ -78,9 +81,14 @@ pub async fn run(kafka: &KafkaArgs, command: Ledger) -> anyhow::Result<()> {
             pin,
         } => {
             let config = kafka.client_config()?;
-            let ledger = platform(&config, &kafka.topic_prefix, Role::Ledger, pin.ledger_fingerprint)
-                .await?
-                .signing;
+            let ledger = platform(
+                &config,
+                &kafka.topic_prefix,
+                Role::Ledger,
+                pin.ledger_fingerprint,
+            )
+            .await?
+            .signing;
             let topic = LEDGER.full_name(&kafka.topic_prefix);
             let partition = partition_for(
                 &provider,

@@ -11,7 +11,12 @@ use tessera_schemas::topics::DEFAULT_PARTITIONS;
 /// and releases the offer's sealed credential only to those who answer within the provider's
 /// time rule, judged by the Kafka broker's receipt stamps.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "tessera",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -189,7 +194,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its story on stdout; the processors it runs inside log only trouble unless
     // RUST_LOG asks for more.
-    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tessera::logging::init(&cli.log_format, default_level);
     match run(cli).await {
         Ok(code) => code,

@@ -313,10 +313,16 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
         } => {
             let signer = signer(&halves(&provider, key_dir)?)?;
             let writer = Writer::new(&config)?;
-            let written =
-                provider::withdraw(&writer, &kafka.topic_prefix, &offer, &provider, reason, &signer)
-                    .await
-                    .with_context(|| format!("cannot withdraw offer {offer}"))?;
+            let written = provider::withdraw(
+                &writer,
+                &kafka.topic_prefix,
+                &offer,
+                &provider,
+                reason,
+                &signer,
+            )
+            .await
+            .with_context(|| format!("cannot withdraw offer {offer}"))?;
             println!("offer {offer} withdrawn [{written}]");
         }
         Provider::Agent {

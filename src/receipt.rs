@@ -28,7 +28,9 @@ pub struct ReceiptArgs {
 /// Prints the receipts; returns whether there is a verdict and every check of it holds.
 pub async fn run(kafka: &KafkaArgs, args: ReceiptArgs) -> anyhow::Result<bool> {
     let config = kafka.client_config()?;
-    let timekeeper = timekeeper(&config, &kafka.topic_prefix, &args.pin).await?.signing;
+    let timekeeper = timekeeper(&config, &kafka.topic_prefix, &args.pin)
+        .await?
+        .signing;
     let found = receipts(
         &config,
         &kafka.topic_prefix,
@@ -85,12 +87,18 @@ struct Parts<'a> {
 fn parts(verdict: &Event) -> Option<Parts<'_>> {
     match verdict {
         Event::CredentialReleased(e) => Some(Parts {
-            outcome: format!("released: credential {} (request {})", e.credential_id, e.request_id),
+            outcome: format!(
+                "released: credential {} (request {})",
+                e.credential_id, e.request_id
+            ),
             response: &e.response,
             offer: Some(&e.offer),
         }),
         Event::ResponseRejected(e) => Some(Parts {
-            outcome: format!("rejected, {:?}: {} (request {})", e.reason, e.detail, e.request_id),
+            outcome: format!(
+                "rejected, {:?}: {} (request {})",
+                e.reason, e.detail, e.request_id
+            ),
             response: &e.response,
             offer: e.offer.as_ref(),
         }),
@@ -117,7 +125,14 @@ fn text(receipt: &Receipt) -> String {
     if let Some(link) = links::link_of(&receipt.verdict) {
         out += &format!("source    {}\n", place(&link.source));
         out += &format!("input     {}\n", hex(&link.input));
-        out += &format!("previous  {}\n", if link.previous.is_empty() { "(none: first of its chain)".into() } else { hex(&link.previous) });
+        out += &format!(
+            "previous  {}\n",
+            if link.previous.is_empty() {
+                "(none: first of its chain)".into()
+            } else {
+                hex(&link.previous)
+            }
+        );
         out += &format!("digest    {}\n", hex(&link.digest));
     }
     for check in &receipt.checks {

@@ -12,8 +12,8 @@ use tessera_processors::counter::Counter;
 use tessera_processors::delivery::Delivery;
 use tessera_processors::ledger::{Ledger, Rewards};
 use tessera_processors::matcher::Matcher;
-use tessera_processors::timekeeper::Timekeeper;
 use tessera_processors::runtime::{self, Config};
+use tessera_processors::timekeeper::Timekeeper;
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Role};
 use tessera_producers::webhooks::{self, Retries, Settings};
@@ -255,7 +255,11 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         info!("metrics at http://{addr}/metrics");
     }
-    let mut config = Config::new(kafka.client_config()?, &args.instance, args.state_dir.clone());
+    let mut config = Config::new(
+        kafka.client_config()?,
+        &args.instance,
+        args.state_dir.clone(),
+    );
     config.topic_prefix = kafka.topic_prefix.clone();
     config.commit_interval = Duration::from_millis(args.commit_interval_ms);
     config.ticks = !args.no_ticks;
@@ -320,9 +324,15 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             })?;
             Ok(())
         }
-        Processor::Ledger { key, timekeeper_key } => {
+        Processor::Ledger {
+            key,
+            timekeeper_key,
+        } => {
             let signer = key.publish(kafka, Role::Ledger).await?;
-            let (rewards, ledger) = (Rewards::new(timekeeper_key), Ledger::new(signer.verifying_key()));
+            let (rewards, ledger) = (
+                Rewards::new(timekeeper_key),
+                Ledger::new(signer.verifying_key()),
+            );
             config.signer = Some(signer);
             // Each core's name makes its own consumer group, transactional ids, changelog and
             // state directory, so the two share only the process and the stop signal.
@@ -336,7 +346,14 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             inputs,
             output,
             idle_ms,
-        } => runtime::run(Counter::new("counter", inputs, output, idle_ms), config, stop).await,
+        } => {
+            runtime::run(
+                Counter::new("counter", inputs, output, idle_ms),
+                config,
+                stop,
+            )
+            .await
+        }
     }
 }
 
@@ -352,6 +369,8 @@ async fn timekeeper(
     let written = keys::publish(&writer, &kafka.topic_prefix, Role::Timekeeper, &key)
         .await
         .context("cannot publish the timekeeper's public key")?;
-    info!("timekeeper public key {public}, signing key fingerprint {fingerprint}, published [{written}]");
+    info!(
+        "timekeeper public key {public}, signing key fingerprint {fingerprint}, published [{written}]"
+    );
     Ok(Timekeeper::new(key, matcher))
 }

@@ -152,7 +152,6 @@ pub struct ProofArgs {
     pub key_file: Option<PathBuf>,
 }
 
-
 fn key_path(id: &str, key_file: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(match key_file {
         Some(path) => path,
@@ -242,8 +241,9 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             }
         }
         Subscriber::Remove { id, key_file } => {
-            let key = keys::load(&key_path(&id, key_file)?)
-                .with_context(|| format!("subscriber {id} signs its removal with its private key"))?;
+            let key = keys::load(&key_path(&id, key_file)?).with_context(|| {
+                format!("subscriber {id} signs its removal with its private key")
+            })?;
             let writer = Writer::new(&config)?;
             let (removed, tombstone) = subscriber::remove(&writer, prefix, &id, &key)
                 .await

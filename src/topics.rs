@@ -145,7 +145,9 @@ async fn wait_until_led(
                 t.name() == name
                     && t.error().is_none()
                     && !t.partitions().is_empty()
-                    && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
             })
         });
         if ready {
@@ -213,7 +215,11 @@ pub async fn observe(kafka: &KafkaArgs) -> anyhow::Result<BTreeMap<String, Obser
 /// Every way the cluster differs from the catalogue.
 pub async fn check(kafka: &KafkaArgs, partitions: i32) -> anyhow::Result<Vec<Difference>> {
     let observed = observe(kafka).await?;
-    Ok(topics::differences(&kafka.topic_prefix, partitions, &observed))
+    Ok(topics::differences(
+        &kafka.topic_prefix,
+        partitions,
+        &observed,
+    ))
 }
 
 #[cfg(test)]

@@ -47,15 +47,14 @@ use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Pinning, PlatformKeyError};
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Choice, Decision, Responder};
-use tessera_schemas::rules::request_id;
 use tessera_schemas::identity;
+use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
 use tessera_schemas::{
     CredentialAccepted, CredentialDelivered, CredentialReleased, Custody, Event,
-    InteractionRequested,
-    ProviderShareReleased, Reward, RewardDue, SealedBox,
+    InteractionRequested, ProviderShareReleased, Reward, RewardDue, SealedBox,
 };
 
 mod support;
@@ -254,9 +253,14 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         timekeeper: timekeeper_key.public_key(),
         kafka,
     };
-    keys::publish(&world.writer, world.prefix(), keys::Role::Timekeeper, &timekeeper_key)
-        .await
-        .unwrap();
+    keys::publish(
+        &world.writer,
+        world.prefix(),
+        keys::Role::Timekeeper,
+        &timekeeper_key,
+    )
+    .await
+    .unwrap();
     let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
     let state = world.dir.path().join("state");
     let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
@@ -399,16 +403,28 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     // Forged delivery: a document of the impostor's own, sealed to B1 (HPKE base mode does not
     // say who sealed), under B1's genuine credential id, in B1's inbox before the real one.
     let counterfeit_document = b"Pay the invoice to account 666\n";
-    let forged_delivery = inbox_forgery(&impostor, &b1.public_key(), &genuine, counterfeit_document);
+    let forged_delivery =
+        inbox_forgery(&impostor, &b1.public_key(), &genuine, counterfeit_document);
     assert_eq!(
         subscriber::open(&forged_delivery, &b1).unwrap().as_slice(),
         counterfeit_document,
         "without the checks, B1 would open the forgery as A's"
     );
-    forge(&world, &forger, catalogue::DELIVERIES, "B1", forged_delivery.clone().into()).await;
-    let inbox = read_to_end(&world.config, &catalogue::DELIVERIES.full_name(world.prefix()), None)
-        .await
-        .unwrap();
+    forge(
+        &world,
+        &forger,
+        catalogue::DELIVERIES,
+        "B1",
+        forged_delivery.clone().into(),
+    )
+    .await;
+    let inbox = read_to_end(
+        &world.config,
+        &catalogue::DELIVERIES.full_name(world.prefix()),
+        None,
+    )
+    .await
+    .unwrap();
     let written = inbox
         .iter()
         .find(|r| matches!(&r.event, Some(Ok(Event::CredentialDelivered(d))) if d.event_id == forged_delivery.event_id))
@@ -530,19 +546,35 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     // Forged timekeeper key: a client that pinned the real one refuses the impostor's.
     let pin_file = world.dir.path().join("timekeeper.pin");
     let pinning = Pinning::FirstUse(pin_file.clone());
-    let first = keys::fetch(&world.config, world.prefix(), keys::Role::Timekeeper, &pinning)
-        .await
-        .unwrap();
+    let first = keys::fetch(
+        &world.config,
+        world.prefix(),
+        keys::Role::Timekeeper,
+        &pinning,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.keys.signing, timekeeper_signing);
     assert!(first.first_use.is_some(), "the first use is said");
-    keys::publish(&world.writer, world.prefix(), keys::Role::Timekeeper, &impostor)
-        .await
-        .unwrap();
+    keys::publish(
+        &world.writer,
+        world.prefix(),
+        keys::Role::Timekeeper,
+        &impostor,
+    )
+    .await
+    .unwrap();
     for pinning in [
         pinning,
         Pinning::Fingerprint(timekeeper_signing.fingerprint()),
     ] {
-        let refused = keys::fetch(&world.config, world.prefix(), keys::Role::Timekeeper, &pinning).await;
+        let refused = keys::fetch(
+            &world.config,
+            world.prefix(),
+            keys::Role::Timekeeper,
+            &pinning,
+        )
+        .await;
         assert!(
             matches!(refused, Err(PlatformKeyError::NotPinned { .. })),
             "{pinning:?}: {refused:?}"
@@ -565,7 +597,11 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         )
         .await
         .unwrap();
-    let refused = keys::fetch(&world.config, world.prefix(), keys::Role::Timekeeper, &Pinning::Fingerprint(timekeeper_signing.fingerprint()),
+    let refused = keys::fetch(
+        &world.config,
+        world.prefix(),
+        keys::Role::Timekeeper,
+        &Pinning::Fingerprint(timekeeper_signing.fingerprint()),
     )
     .await;
     assert!(

@@ -72,7 +72,10 @@ fn provider_key(id: &str) -> SigningKey {
 impl Installation {
     async fn send(&self, signer: &SigningKey, topic: Topic, key: &str, event: Event) {
         let prefix = &self.kafka.topic_prefix;
-        self.writer.write_as(signer, prefix, topic, key, &event).await.unwrap();
+        self.writer
+            .write_as(signer, prefix, topic, key, &event)
+            .await
+            .unwrap();
     }
 
     /// Subscribers with two or three interests among the identifiers, so an offer invites some.
@@ -98,7 +101,8 @@ impl Installation {
                 webhook: None,
                 endorsement: None,
             };
-            self.send(&responder.signer, catalogue::SUBSCRIBERS, &id, event.into()).await;
+            self.send(&responder.signer, catalogue::SUBSCRIBERS, &id, event.into())
+                .await;
             self.responders.insert(id.clone(), responder);
         }
     }
@@ -112,50 +116,64 @@ impl Installation {
             let offer_id = format!("offer-{i}-{}", uuid::Uuid::new_v4().simple());
             let now = now_ms();
             let time_rule = match rng.next(4) {
-                0 => TimeRule::Deadline(Deadline { at: now + 3_000 + rng.next(4_000) as i64 }),
-                1 => TimeRule::Within(Within { duration_ms: 2_000 + rng.next(4_000) as i64 }),
+                0 => TimeRule::Deadline(Deadline {
+                    at: now + 3_000 + rng.next(4_000) as i64,
+                }),
+                1 => TimeRule::Within(Within {
+                    duration_ms: 2_000 + rng.next(4_000) as i64,
+                }),
                 2 => {
                     let from = now + rng.next(2_000) as i64;
-                    TimeRule::Window(Window { from, to: from + 3_000 })
+                    TimeRule::Window(Window {
+                        from,
+                        to: from + 3_000,
+                    })
                 }
                 // A window that ends before it starts: the timekeeper rejects the offer.
-                _ => TimeRule::Window(Window { from: now + 5_000, to: now + 1_000 }),
+                _ => TimeRule::Window(Window {
+                    from: now + 5_000,
+                    to: now + 1_000,
+                }),
             };
             last_end = last_end.max(time_rule.ends_at(now + 1_000));
             let provider_id = format!("P{}", rng.next(5));
             let provider = provider_key(&provider_id);
-            let event = tessera_schemas::identity::with_package_signed(OfferPublished {
-                event_id: uuid::Uuid::new_v4().to_string(),
-                offer_id: offer_id.clone(),
-                provider_id,
-                signing_key: provider.verifying_key().to_bytes(),
-                package_signature: Vec::new(),
-                provider_endorsement: None,
-                provider_contact: "p@example.org".into(),
-                recommendation: Recommendation {
-                    identifier: format!("doc-{}", rng.next(IDENTIFIERS)),
-                    name: "a document".into(),
-                    features: BTreeMap::new(),
-                    parameters: BTreeMap::new(),
-                },
-                time_rule,
-                capacity: (rng.next(3) == 0).then(|| 1 + rng.next(2) as i32),
-                reward: (rng.next(2) == 0).then(|| Reward {
-                    amount: 100,
-                    currency: "EUR".into(),
-                }),
-                credential: provider::seal(
-                    &offer_id,
-                    Sealing {
-                        target_data: b"the target data",
-                        custody: Custody::Escrow,
-                        timekeeper: &self.timekeeper,
+            let event = tessera_schemas::identity::with_package_signed(
+                OfferPublished {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    offer_id: offer_id.clone(),
+                    provider_id,
+                    signing_key: provider.verifying_key().to_bytes(),
+                    package_signature: Vec::new(),
+                    provider_endorsement: None,
+                    provider_contact: "p@example.org".into(),
+                    recommendation: Recommendation {
+                        identifier: format!("doc-{}", rng.next(IDENTIFIERS)),
+                        name: "a document".into(),
+                        features: BTreeMap::new(),
+                        parameters: BTreeMap::new(),
                     },
-                )
-                .unwrap()
-                .credential,
-            }, &provider);
-            self.send(&provider, catalogue::OFFERS, &offer_id, event.into()).await;
+                    time_rule,
+                    capacity: (rng.next(3) == 0).then(|| 1 + rng.next(2) as i32),
+                    reward: (rng.next(2) == 0).then(|| Reward {
+                        amount: 100,
+                        currency: "EUR".into(),
+                    }),
+                    credential: provider::seal(
+                        &offer_id,
+                        Sealing {
+                            target_data: b"the target data",
+                            custody: Custody::Escrow,
+                            timekeeper: &self.timekeeper,
+                        },
+                    )
+                    .unwrap()
+                    .credential,
+                },
+                &provider,
+            );
+            self.send(&provider, catalogue::OFFERS, &offer_id, event.into())
+                .await;
             offers.push(offer_id);
         }
         (offers, last_end)
@@ -177,9 +195,16 @@ impl Installation {
                 responder
             };
             let event: Event = subscriber::response(offer_id, proving).into();
-            self.send(&proving.signer, catalogue::RESPONSES, offer_id, event.clone()).await;
+            self.send(
+                &proving.signer,
+                catalogue::RESPONSES,
+                offer_id,
+                event.clone(),
+            )
+            .await;
             if rng.next(25) == 0 {
-                self.send(&proving.signer, catalogue::RESPONSES, offer_id, event).await;
+                self.send(&proving.signer, catalogue::RESPONSES, offer_id, event)
+                    .await;
             }
         }
     }
@@ -213,7 +238,8 @@ impl Installation {
                 .into()
             };
             let signer = &self.responders[&release.subscriber_id].signer;
-            self.send(signer, catalogue::OUTCOMES, &release.offer_id, event).await;
+            self.send(signer, catalogue::OUTCOMES, &release.offer_id, event)
+                .await;
         }
         let stranger = CredentialAccepted {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -222,7 +248,13 @@ impl Installation {
             subscriber_id: "S0".into(),
         };
         let signer = &self.responders["S0"].signer;
-        self.send(signer, catalogue::OUTCOMES, &releases[0].offer_id, stranger.into()).await;
+        self.send(
+            signer,
+            catalogue::OUTCOMES,
+            &releases[0].offer_id,
+            stranger.into(),
+        )
+        .await;
         releases.len()
     }
 }
@@ -245,7 +277,9 @@ fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<(i32, i64, Option<Vec<u8>>, O
         .unwrap();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(&name, partition, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(&name, partition, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut open = PARTITIONS;
@@ -278,7 +312,11 @@ async fn copy_decisions(
 ) {
     let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
     let topic = NewTopic::new(copy, PARTITIONS, TopicReplication::Fixed(1));
-    for result in admin.create_topics(&[topic], &AdminOptions::new()).await.unwrap() {
+    for result in admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
         result.unwrap();
     }
     let producer: FutureProducer = client().set("enable.idempotence", "true").create().unwrap();
@@ -299,7 +337,10 @@ async fn copy_decisions(
         let key = key.unwrap_or_default();
         producer
             .send(
-                FutureRecord::to(copy).partition(partition).key(&key).payload(&bytes),
+                FutureRecord::to(copy)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&bytes),
                 Duration::from_secs(10),
             )
             .await
@@ -310,7 +351,12 @@ async fn copy_decisions(
 /// Runs `tessera audit timekeeper` (with `extra` arguments); its exit success and stdout.
 fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args([
+            "--brokers",
+            &brokers(),
+            "--topic-prefix",
+            &kafka.topic_prefix,
+        ])
         .args(["audit", "timekeeper", "--timekeeper-key"])
         .arg(key_file)
         .args(extra)
@@ -328,10 +374,18 @@ fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool
 /// verifying key; its exit success and stdout.
 fn audit_timekeeper_without_key(kafka: &KafkaArgs, key_file: &Path) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args([
+            "--brokers",
+            &brokers(),
+            "--topic-prefix",
+            &kafka.topic_prefix,
+        ])
         .args(["audit", "timekeeper"])
         .env("TESSERA_MATCHER_KEY", matcher_key().to_string())
-        .env("TESSERA_TIMEKEEPER_VERIFYING_KEY", timekeeper_signer(key_file).verifying_key().to_string())
+        .env(
+            "TESSERA_TIMEKEEPER_VERIFYING_KEY",
+            timekeeper_signer(key_file).verifying_key().to_string(),
+        )
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -347,11 +401,24 @@ fn timekeeper_signer(key_file: &Path) -> SigningKey {
 
 /// Runs `tessera receipt OFFER SUBSCRIBER` with the timekeeper pinned; its exit success and
 /// stdout.
-fn receipt(kafka: &KafkaArgs, key_file: &Path, offer_id: &str, subscriber_id: &str) -> (bool, String) {
+fn receipt(
+    kafka: &KafkaArgs,
+    key_file: &Path,
+    offer_id: &str,
+    subscriber_id: &str,
+) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["--brokers", &brokers(), "--topic-prefix", &kafka.topic_prefix])
+        .args([
+            "--brokers",
+            &brokers(),
+            "--topic-prefix",
+            &kafka.topic_prefix,
+        ])
         .args(["receipt", offer_id, subscriber_id])
-        .env("TESSERA_TIMEKEEPER_FINGERPRINT", timekeeper_signer(key_file).verifying_key().fingerprint())
+        .env(
+            "TESSERA_TIMEKEEPER_FINGERPRINT",
+            timekeeper_signer(key_file).verifying_key().fingerprint(),
+        )
         .output()
         .unwrap();
     (
@@ -406,8 +473,12 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("timekeeper.key");
     let timekeeper = keys::generate(&key_file).unwrap().public_key();
-    let processors =
-        Processors::start(&kafka, &dir.path().join("state"), keys::load(&key_file).unwrap()).unwrap();
+    let processors = Processors::start(
+        &kafka,
+        &dir.path().join("state"),
+        keys::load(&key_file).unwrap(),
+    )
+    .unwrap();
     MATCHER.set(processors.matcher).unwrap();
     LEDGER.set(processors.ledger).unwrap();
     let mut installation = Installation {
@@ -418,9 +489,14 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
         responders: HashMap::new(),
     };
     // As `tessera run timekeeper` does: receipts check verdicts against it.
-    keys::publish(&installation.writer, &kafka.topic_prefix, keys::Role::Timekeeper, &keys::load(&key_file).unwrap())
-        .await
-        .unwrap();
+    keys::publish(
+        &installation.writer,
+        &kafka.topic_prefix,
+        keys::Role::Timekeeper,
+        &keys::load(&key_file).unwrap(),
+    )
+    .await
+    .unwrap();
     let mut rng = Lcg(0xa0d17);
     installation.register(&mut rng).await;
     // Let the matcher take the registrations in before the offers come.
@@ -441,12 +517,18 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     let args = all_processors(&key_file);
     let reports = {
         let kafka = kafka.clone();
-        tokio::task::spawn_blocking(move || audit(&kafka, &args)).await.unwrap().unwrap()
+        tokio::task::spawn_blocking(move || audit(&kafka, &args))
+            .await
+            .unwrap()
+            .unwrap()
     };
     for report in &reports {
         assert!(report.clean(), "{report:#?}");
     }
-    let timekeeper_report = reports.iter().find(|r| r.processor == "timekeeper").unwrap();
+    let timekeeper_report = reports
+        .iter()
+        .find(|r| r.processor == "timekeeper")
+        .unwrap();
     assert!(
         timekeeper_report.matched as usize >= RESPONSES,
         "every response has a verdict: {timekeeper_report:#?}"
@@ -457,10 +539,18 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     assert!(clean, "tessera audit on the untouched log: {stdout}");
     // Anyone re-derives every verdict without the timekeeper's key.
     let (clean, stdout) = audit_timekeeper_without_key(&kafka, &key_file);
-    assert!(clean, "tessera audit without the key on the untouched log: {stdout}");
-    assert!(stdout.contains("audited without the timekeeper's key"), "{stdout}");
     assert!(
-        stdout.lines().any(|l| l.starts_with("timekeeper:") && !l.contains(" 0 matched")),
+        clean,
+        "tessera audit without the key on the untouched log: {stdout}"
+    );
+    assert!(
+        stdout.contains("audited without the timekeeper's key"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("timekeeper:") && !l.contains(" 0 matched")),
         "{stdout}"
     );
 
@@ -472,10 +562,21 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
             _ => None,
         })
         .unwrap();
-    let (held, shown) = receipt(&kafka, &key_file, &rejection.offer_id, &rejection.subscriber_id);
+    let (held, shown) = receipt(
+        &kafka,
+        &key_file,
+        &rejection.offer_id,
+        &rejection.subscriber_id,
+    );
     assert!(held, "{shown}");
-    assert!(shown.contains(&format!("{:?}", rejection.reason)), "{shown}");
-    assert!(shown.contains("holds: it is signed by the timekeeper"), "{shown}");
+    assert!(
+        shown.contains(&format!("{:?}", rejection.reason)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("holds: it is signed by the timekeeper"),
+        "{shown}"
+    );
     assert!(!shown.contains("FAILS"), "{shown}");
 
     // A copy of the decisions with one verdict left out: missing, and the chain breaks after it.
@@ -501,7 +602,9 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
         kafka.topic_prefix, dropped.partition, dropped.offset
     );
     assert!(
-        stdout.lines().any(|l| l.contains("missing: CredentialReleased") && l.contains(&input)),
+        stdout
+            .lines()
+            .any(|l| l.contains("missing: CredentialReleased") && l.contains(&input)),
         "the left-out release, derived from {input}, is named: {stdout}"
     );
     assert!(stdout.contains("broken link"), "{stdout}");
@@ -550,31 +653,47 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
         ..genuine
     };
     let mut event: Event = forged.clone().into();
-    links::chain(&mut event, &link.previous, link.source, link.input.try_into().unwrap()).unwrap();
+    links::chain(
+        &mut event,
+        &link.previous,
+        link.source,
+        link.input.try_into().unwrap(),
+    )
+    .unwrap();
     let decisions = catalogue::DECISIONS.full_name(&kafka.topic_prefix);
     let written = installation
         .writer
         .write(&decisions, &forged.offer_id, &event)
         .await
         .unwrap();
-    assert_eq!(written.partition, partition_for(&forged.offer_id, PARTITIONS));
+    assert_eq!(
+        written.partition,
+        partition_for(&forged.offer_id, PARTITIONS)
+    );
     let (clean, stdout) = audit_timekeeper(&kafka, &key_file, &[]);
     assert!(!clean, "{stdout}");
     let place = format!("{decisions}/{}@{}", written.partition, written.offset);
     assert!(
-        stdout.lines().any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
+        stdout
+            .lines()
+            .any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
         "the forged release at {place} is named: {stdout}"
     );
     let (clean, stdout) = audit_timekeeper_without_key(&kafka, &key_file);
     assert!(!clean, "{stdout}");
     assert!(
-        stdout.lines().any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
+        stdout
+            .lines()
+            .any(|l| l.contains("injected:") && l.contains(&place) && l.contains(&forged.event_id)),
         "without the key too, the forged release at {place} is named: {stdout}"
     );
     // Its receipt: the link is consistent, the signature is what gives it away.
     let (held, shown) = receipt(&kafka, &key_file, &forged.offer_id, "a stranger");
     assert!(!held, "{shown}");
-    assert!(shown.contains("holds: its digest matches its content"), "{shown}");
+    assert!(
+        shown.contains("holds: its digest matches its content"),
+        "{shown}"
+    );
     assert!(
         shown.contains("FAILS: it is signed by the timekeeper: the record is not signed"),
         "{shown}"

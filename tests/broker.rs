@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::TopicPartitionList;
 use tessera::kafka::KafkaArgs;
 use tessera::topics::{self, Created};
 use tessera_schemas::topics::{self as catalogue, DEFAULT_PARTITIONS};
@@ -43,10 +43,19 @@ async fn create_is_idempotent_and_check_passes() {
     let kafka = isolated();
     let first = topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
     assert_eq!(first.len(), catalogue::ALL.len());
-    assert!(first.iter().all(|c| matches!(c, Created::New(_))), "{first:?}");
+    assert!(
+        first.iter().all(|c| matches!(c, Created::New(_))),
+        "{first:?}"
+    );
     let second = topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
-    assert!(second.iter().all(|c| matches!(c, Created::Existing(_))), "{second:?}");
-    assert_eq!(topics::check(&kafka, DEFAULT_PARTITIONS).await.unwrap(), vec![]);
+    assert!(
+        second.iter().all(|c| matches!(c, Created::Existing(_))),
+        "{second:?}"
+    );
+    assert_eq!(
+        topics::check(&kafka, DEFAULT_PARTITIONS).await.unwrap(),
+        vec![]
+    );
 }
 
 #[tokio::test]
@@ -104,8 +113,13 @@ async fn every_event_travels_through_kafka_and_the_broker_stamps_it() {
     let mut received: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while received.values().map(Vec::len).sum::<usize>() < events.len() {
-        assert!(std::time::Instant::now() < deadline, "timed out; got {received:?}");
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out; got {received:?}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let message = message.unwrap();
         match message.timestamp() {
             Timestamp::LogAppendTime(stamp) => {
@@ -115,7 +129,10 @@ async fn every_event_travels_through_kafka_and_the_broker_stamps_it() {
             other => panic!("{} carries {other:?}, not LogAppendTime", message.topic()),
         }
         let event = decode(message.payload().unwrap()).unwrap();
-        received.entry(message.topic().to_string()).or_default().push(event);
+        received
+            .entry(message.topic().to_string())
+            .or_default()
+            .push(event);
     }
     // Every record used the same key, so each topic's records share a partition and keep order.
     assert_eq!(received, sent);
@@ -139,7 +156,10 @@ async fn check_names_a_topic_with_the_wrong_timestamp_type() {
                 .set(catalogue::TIMESTAMP_TYPE, "CreateTime"),
             |topic, (key, value)| topic.set(key, value),
         );
-    let results = admin.create_topics(&[topic], &AdminOptions::new()).await.unwrap();
+    let results = admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .unwrap();
     assert!(results[0].is_ok(), "{results:?}");
 
     let tessera = |args: &[&str]| {
@@ -178,7 +198,10 @@ fn bad_command_line_input_is_one_clear_line_and_a_failure() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim(), "error: --partitions must be at least 1, got 0");
+    assert_eq!(
+        stderr.trim(),
+        "error: --partitions must be at least 1, got 0"
+    );
 
     let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["-X", "no-equals-sign", "topics", "check"])
@@ -195,9 +218,21 @@ async fn a_changelog_replication_the_cluster_cannot_hold_is_one_clear_line_and_a
     topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["run", "--metrics-addr", "off", "--changelog-replication-factor", "3"])
+        .args([
+            "run",
+            "--metrics-addr",
+            "off",
+            "--changelog-replication-factor",
+            "3",
+        ])
         .args(["--state-dir", state.path().to_str().unwrap()])
-        .args(["counter", "--input", "tessera.offers", "--output", "tessera.outcomes"])
+        .args([
+            "counter",
+            "--input",
+            "tessera.offers",
+            "--output",
+            "tessera.outcomes",
+        ])
         .env("TESSERA_BROKERS", brokers())
         .env("TESSERA_TOPIC_PREFIX", &kafka.topic_prefix)
         .stderr(std::process::Stdio::piped())

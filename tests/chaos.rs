@@ -172,15 +172,19 @@ impl Cluster {
     fn logs(&self) -> String {
         (0..INSTANCES)
             .map(|i| {
-                let text = std::fs::read_to_string(self.dir.path().join(format!("instance-{i}.log")))
-                    .unwrap_or_default();
+                let text =
+                    std::fs::read_to_string(self.dir.path().join(format!("instance-{i}.log")))
+                        .unwrap_or_default();
                 let tail: Vec<&str> = text
                     .lines()
                     .filter(|l| !l.contains("dead letter"))
                     .rev()
                     .take(25)
                     .collect();
-                format!("--- instance {i} ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                format!(
+                    "--- instance {i} ---\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -244,15 +248,22 @@ fn count_of(message: &impl Message) -> (String, u64) {
 /// falls short of their end: an open transaction holds them back.
 fn held_back(brokers: &str, prefix: &str, topic: &str) -> Vec<i32> {
     let watermarks = |isolation: &str| -> BaseConsumer {
-        client(brokers).set("isolation.level", isolation).create().unwrap()
+        client(brokers)
+            .set("isolation.level", isolation)
+            .create()
+            .unwrap()
     };
     let (committed, uncommitted) = (watermarks("read_committed"), watermarks("read_uncommitted"));
     let topic = format!("{prefix}{topic}");
     let timeout = Duration::from_secs(10);
     (0..PARTITIONS)
         .filter(|&partition| {
-            let (_, stable) = committed.fetch_watermarks(&topic, partition, timeout).unwrap();
-            let (_, end) = uncommitted.fetch_watermarks(&topic, partition, timeout).unwrap();
+            let (_, stable) = committed
+                .fetch_watermarks(&topic, partition, timeout)
+                .unwrap();
+            let (_, end) = uncommitted
+                .fetch_watermarks(&topic, partition, timeout)
+                .unwrap();
             stable < end
         })
         .collect()
@@ -413,8 +424,16 @@ fn chaos(events: usize, broker: Broker) {
     cluster.stop_all();
     // No transaction is left open where the instances wrote: a leftover there would hold readers
     // back, or be committed by a later commit.
-    for topic in ["counts", "tessera.dead-letters", "tessera.counter.changelog"] {
-        assert_eq!(held_back(&brokers, &prefix, topic), Vec::<i32>::new(), "{topic} partitions held back by an open transaction");
+    for topic in [
+        "counts",
+        "tessera.dead-letters",
+        "tessera.counter.changelog",
+    ] {
+        assert_eq!(
+            held_back(&brokers, &prefix, topic),
+            Vec::<i32>::new(),
+            "{topic} partitions held back by an open transaction"
+        );
     }
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -423,7 +442,11 @@ fn chaos(events: usize, broker: Broker) {
     }
     for (key, n) in &expected {
         let want: Vec<u64> = (1..=*n).collect();
-        assert_eq!(outputs.get(key), Some(&want), "counts of {key} after {kills} kills");
+        assert_eq!(
+            outputs.get(key),
+            Some(&want),
+            "counts of {key} after {kills} kills"
+        );
     }
     assert_eq!(outputs.len(), expected.len());
 
@@ -435,7 +458,10 @@ fn chaos(events: usize, broker: Broker) {
             letters += 1;
         }
     }
-    assert_eq!(letters, garbage, "every undecodable input dead-lettered exactly once");
+    assert_eq!(
+        letters, garbage,
+        "every undecodable input dead-lettered exactly once"
+    );
 
     // An auditor replaying the inputs must derive exactly what the killed and restarted
     // instances committed.
@@ -450,8 +476,17 @@ fn chaos(events: usize, broker: Broker) {
         ..tessera::kafka::KafkaArgs::new(brokers.clone())
     };
     let reports = tessera::audit::audit(&kafka, &audit).unwrap();
-    assert!(reports[0].clean(), "the audit disagrees with the run: {:#?}", reports[0]);
-    assert_eq!(reports[0].matched, (counted + garbage) as u64, "{:#?}", reports[0]);
+    assert!(
+        reports[0].clean(),
+        "the audit disagrees with the run: {:#?}",
+        reports[0]
+    );
+    assert_eq!(
+        reports[0].matched,
+        (counted + garbage) as u64,
+        "{:#?}",
+        reports[0]
+    );
     let elapsed = started.elapsed();
 
     // The final state, as instances without local state restore it from the changelog, is the
@@ -467,7 +502,11 @@ fn chaos(events: usize, broker: Broker) {
         .unwrap();
     for key in expected.keys() {
         producer
-            .send(BaseRecord::to(&format!("{prefix}in.a")).key(key).payload("x"))
+            .send(
+                BaseRecord::to(&format!("{prefix}in.a"))
+                    .key(key)
+                    .payload("x"),
+            )
             .unwrap();
         producer.poll(Duration::ZERO);
     }
@@ -484,13 +523,21 @@ fn chaos(events: usize, broker: Broker) {
         );
         if let Some(Ok(message)) = outputs_reader.poll(Duration::from_millis(100)) {
             let (key, n) = count_of(&message);
-            assert!(next.insert(key.clone(), n).is_none(), "{key} counted twice after the restore");
+            assert!(
+                next.insert(key.clone(), n).is_none(),
+                "{key} counted twice after the restore"
+            );
         }
         cluster.revive();
     }
     cluster.stop_all();
     for (key, n) in &expected {
-        assert_eq!(next[key], n + 1, "restored count of {key}\n{}", cluster.logs());
+        assert_eq!(
+            next[key],
+            n + 1,
+            "restored count of {key}\n{}",
+            cluster.logs()
+        );
     }
     if std::env::var_os("TESSERA_CHAOS_KEEP").is_some() {
         let kept = std::mem::replace(&mut cluster.dir, tempfile::tempdir().unwrap()).keep();
@@ -522,5 +569,10 @@ fn chaos_full() {
 #[test]
 #[ignore = "needs the three-node cluster (compose/kafka up --nodes 3); run it with -- --ignored"]
 fn chaos_three_brokers() {
-    chaos(40_000, Broker::Three { brokers: three_nodes() });
+    chaos(
+        40_000,
+        Broker::Three {
+            brokers: three_nodes(),
+        },
+    );
 }

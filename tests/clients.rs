@@ -23,9 +23,9 @@ use tessera_schemas::sealing::{self, Half, PrivateKey, Release};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self, DEFAULT_PARTITIONS, Topic};
 use tessera_schemas::{
-    CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, LogPosition, OfferPublished,
-    OfferWithdrawn, ProviderShareReleased, RejectReason, SubscriberRegistered, Tick, TimeRule,
-    Within, examples,
+    CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, LogPosition,
+    OfferPublished, OfferWithdrawn, ProviderShareReleased, RejectReason, SubscriberRegistered,
+    Tick, TimeRule, Within, examples,
 };
 
 fn brokers() -> String {
@@ -64,12 +64,22 @@ impl Installation {
         assert!(created.status.success(), "{created:?}");
         std::fs::write(installation.dir.path().join("payload.txt"), PAYLOAD).unwrap();
         let writer = Writer::new(&installation.config).unwrap();
-        keys::publish(&writer, &installation.prefix, keys::Role::Timekeeper, &installation.timekeeper)
-            .await
-            .unwrap();
-        keys::publish(&writer, &installation.prefix, keys::Role::Delivery, &installation.delivery)
-            .await
-            .unwrap();
+        keys::publish(
+            &writer,
+            &installation.prefix,
+            keys::Role::Timekeeper,
+            &installation.timekeeper,
+        )
+        .await
+        .unwrap();
+        keys::publish(
+            &writer,
+            &installation.prefix,
+            keys::Role::Delivery,
+            &installation.delivery,
+        )
+        .await
+        .unwrap();
         installation
     }
 
@@ -89,11 +99,15 @@ impl Installation {
             // The operator gives clients the timekeeper's fingerprint: no first-use warning.
             .env(
                 "TESSERA_TIMEKEEPER_FINGERPRINT",
-                SigningKey::derive(&self.timekeeper).verifying_key().fingerprint(),
+                SigningKey::derive(&self.timekeeper)
+                    .verifying_key()
+                    .fingerprint(),
             )
             .env(
                 "TESSERA_DELIVERY_FINGERPRINT",
-                SigningKey::derive(&self.delivery).verifying_key().fingerprint(),
+                SigningKey::derive(&self.delivery)
+                    .verifying_key()
+                    .fingerprint(),
             )
             .output()
             .unwrap()
@@ -149,16 +163,24 @@ impl Installation {
 
     /// Writes `event` signed by the installation's timekeeper, as it writes its verdicts.
     async fn write_as_timekeeper(&self, topic: Topic, key: &str, event: impl Into<Event>) {
-        self.write_signed(&SigningKey::derive(&self.timekeeper), topic, key, event).await;
+        self.write_signed(&SigningKey::derive(&self.timekeeper), topic, key, event)
+            .await;
     }
 
     /// Writes a delivery to `subscriber`'s inbox, signed by the installation's delivery worker.
     async fn deliver(&self, subscriber: &str, delivered: CredentialDelivered) {
         let signer = SigningKey::derive(&self.delivery);
-        self.write_signed(&signer, topics::DELIVERIES, subscriber, delivered).await;
+        self.write_signed(&signer, topics::DELIVERIES, subscriber, delivered)
+            .await;
     }
 
-    async fn write_signed(&self, signer: &SigningKey, topic: Topic, key: &str, event: impl Into<Event>) {
+    async fn write_signed(
+        &self,
+        signer: &SigningKey,
+        topic: Topic,
+        key: &str,
+        event: impl Into<Event>,
+    ) {
         let writer = Writer::new(&self.config).unwrap();
         writer
             .write_as(signer, &self.prefix, topic, key, &event.into())
@@ -1132,7 +1154,8 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
     ];
     for released in releases {
         let offer = released.offer_id.clone();
-        it.write_as_timekeeper(topics::DECISIONS, &offer, released).await;
+        it.write_as_timekeeper(topics::DECISIONS, &offer, released)
+            .await;
     }
     // Anyone may write tessera.decisions as far as the signature layer knows: a release the
     // timekeeper did not sign, and one citing a response that is not where it says.
@@ -1145,7 +1168,8 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
     let mut misquoted = release_in("offer-1", "B3", "cred-misquoted", 1_000);
     misquoted.offer.position = it.position_of(topics::OFFERS, "offer-1").await;
     misquoted.response = it.position_of(topics::RESPONSES, "offer-1").await;
-    it.write_as_timekeeper(topics::DECISIONS, "offer-1", misquoted).await;
+    it.write_as_timekeeper(topics::DECISIONS, "offer-1", misquoted)
+        .await;
 
     let agent = |provider: &str| {
         it.tessera(&[
@@ -1360,7 +1384,8 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
     // Delivery is at least once: the same credential twice.
     it.deliver("B1", first.clone()).await;
     it.deliver("B1", first).await;
-    it.deliver("B1", delivery(&it, "offer-2", "cred-2", "B1", &b1)).await;
+    it.deliver("B1", delivery(&it, "offer-2", "cred-2", "B1", &b1))
+        .await;
     // A package A signed, altered afterwards by its own provider: the checks pass, opening fails.
     let mut tampered = delivery(&it, "offer-3", "cred-3", "B1", &b1);
     tampered.package[20] ^= 0x04;
@@ -1383,11 +1408,15 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
         .collect();
     assert_eq!(refusals.len(), 2, "{which:?}");
     assert!(
-        refusals[0].contains("Unauthenticated: the delivery of credential cred-1 is not the pinned delivery worker's"),
+        refusals[0].contains(
+            "Unauthenticated: the delivery of credential cred-1 is not the pinned delivery worker's"
+        ),
         "{refusals:?}"
     );
     assert!(
-        refusals[1].contains("Unauthenticated: the package of credential cred-4 is not signed by provider A's key"),
+        refusals[1].contains(
+            "Unauthenticated: the package of credential cred-4 is not signed by provider A's key"
+        ),
         "{refusals:?}"
     );
     assert!(

@@ -98,8 +98,15 @@ fn released(decisions: &[Event], subscriber: &str) -> CredentialReleased {
 fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
     use base64::Engine;
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    let mut all = vec![secret.to_vec(), hex.clone().into_bytes(), hex.to_uppercase().into_bytes()];
-    for engine in [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE] {
+    let mut all = vec![
+        secret.to_vec(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+    ];
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ] {
         for shift in 0..3usize {
             let mut shifted = vec![0u8; shift];
             shifted.extend_from_slice(secret);
@@ -142,9 +149,15 @@ fn raw_records(config: &ClientConfig, prefix: &str) -> Vec<(String, i64, Vec<u8>
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
     let mut assignment = TopicPartitionList::new();
-    for topic in metadata.topics().iter().filter(|t| t.name().starts_with(prefix)) {
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(prefix))
+    {
         for partition in topic.partitions() {
             assignment
                 .add_partition_offset(topic.name(), partition.id(), Offset::Beginning)
@@ -193,9 +206,14 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         timekeeper_key: PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref()).unwrap(),
         kafka,
     };
-    keys::publish(&world.writer, world.prefix(), keys::Role::Timekeeper, &world.timekeeper_key)
-        .await
-        .unwrap();
+    keys::publish(
+        &world.writer,
+        world.prefix(),
+        keys::Role::Timekeeper,
+        &world.timekeeper_key,
+    )
+    .await
+    .unwrap();
     let state = world.dir.path().join("state");
     let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
 
@@ -243,9 +261,15 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
     world.wait_for(DELIVERIES, "B1", 2).await;
     for offer in ["cosigned", "escrowed"] {
         let choice = Choice::Offer(offer.into());
-        let (_, delivered) = subscriber::delivered(&world.config, world.prefix(), &processors.delivery, "B1", &choice)
-            .await
-            .unwrap();
+        let (_, delivered) = subscriber::delivered(
+            &world.config,
+            world.prefix(),
+            &processors.delivery,
+            "B1",
+            &choice,
+        )
+        .await
+        .unwrap();
         let opened = subscriber::open(&delivered, &b1).unwrap();
         assert_eq!(opened.as_slice(), DOCUMENT_X, "{offer}");
         assert!(
@@ -299,7 +323,10 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
             let mut text = lead.as_bytes().to_vec();
             text.extend_from_slice(DOCUMENT_X);
             let encoded = base64::engine::general_purpose::STANDARD.encode(&text);
-            assert!(found(format!("log: {encoded} end").as_bytes()), "base64 after {lead:?}");
+            assert!(
+                found(format!("log: {encoded} end").as_bytes()),
+                "base64 after {lead:?}"
+            );
         }
         let hex: String = DOCUMENT_X.iter().map(|b| format!("{b:02X}")).collect();
         assert!(found(hex.as_bytes()));
@@ -315,6 +342,10 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         records.len()
     );
     let logs = logs.0.lock().unwrap().clone();
-    assert!(logs.len() > 10_000, "only {} bytes of logs captured", logs.len());
+    assert!(
+        logs.len() > 10_000,
+        "only {} bytes of logs captured",
+        logs.len()
+    );
     assert!(!found(&logs), "a secret is in the logs");
 }

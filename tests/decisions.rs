@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tessera::kafka::KafkaArgs;
 use tessera::demo::Processors;
+use tessera::kafka::KafkaArgs;
 use tessera::topics;
 use tessera_producers::client::Writer;
 use tessera_producers::keys;
@@ -75,7 +75,9 @@ impl Stack {
     async fn warm_up(&self) {
         let (x, offer, subscriber) = (unique("warm-up"), unique("offer"), unique("S"));
         self.register(&subscriber, &x).await;
-        let rule = TimeRule::Within(Within { duration_ms: 600_000 });
+        let rule = TimeRule::Within(Within {
+            duration_ms: 600_000,
+        });
         self.publish(&offer, &x, rule, None).await;
         self.invited(&offer, 1).await;
         self.respond(&offer, &subscriber).await;
@@ -90,7 +92,11 @@ impl Stack {
     /// receipt stamp.
     async fn send(&self, signer: &SigningKey, topic: Topic, key: &str, event: Event) -> i64 {
         let prefix = &self.kafka.topic_prefix;
-        let written = self.writer.write_as(signer, prefix, topic, key, &event).await.unwrap();
+        let written = self
+            .writer
+            .write_as(signer, prefix, topic, key, &event)
+            .await
+            .unwrap();
         written.stamp.expect("the broker stamps every input topic")
     }
 
@@ -107,7 +113,8 @@ impl Stack {
             .unwrap();
         let mut tpl = TopicPartitionList::new();
         for partition in 0..PARTITIONS {
-            tpl.add_partition_offset(&name, partition, Offset::Beginning).unwrap();
+            tpl.add_partition_offset(&name, partition, Offset::Beginning)
+                .unwrap();
         }
         consumer.assign(&tpl).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -153,53 +160,67 @@ impl Stack {
             webhook: None,
             endorsement: None,
         };
-        self.send(&signer, catalogue::SUBSCRIBERS, subscriber, event.into()).await;
+        self.send(&signer, catalogue::SUBSCRIBERS, subscriber, event.into())
+            .await;
         self.responders
             .lock()
             .unwrap()
             .insert(subscriber.into(), responder);
     }
 
-    async fn publish(&self, offer_id: &str, identifier: &str, rule: TimeRule, capacity: Option<i32>) -> i64 {
-        let event = tessera_schemas::identity::with_package_signed(OfferPublished {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            offer_id: offer_id.into(),
-            provider_id: "A".into(),
-            signing_key: self.provider.verifying_key().to_bytes(),
-            package_signature: Vec::new(),
-            provider_endorsement: None,
-            provider_contact: "a@example.org".into(),
-            recommendation: Recommendation {
-                identifier: identifier.into(),
-                name: format!("Document {identifier}"),
-                features: BTreeMap::new(),
-                parameters: BTreeMap::new(),
-            },
-            time_rule: rule,
-            capacity,
-            reward: None,
-            credential: provider::seal(
-                offer_id,
-                Sealing {
-                    target_data: b"document",
-                    custody: Custody::Escrow,
-                    timekeeper: &self.timekeeper,
+    async fn publish(
+        &self,
+        offer_id: &str,
+        identifier: &str,
+        rule: TimeRule,
+        capacity: Option<i32>,
+    ) -> i64 {
+        let event = tessera_schemas::identity::with_package_signed(
+            OfferPublished {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                offer_id: offer_id.into(),
+                provider_id: "A".into(),
+                signing_key: self.provider.verifying_key().to_bytes(),
+                package_signature: Vec::new(),
+                provider_endorsement: None,
+                provider_contact: "a@example.org".into(),
+                recommendation: Recommendation {
+                    identifier: identifier.into(),
+                    name: format!("Document {identifier}"),
+                    features: BTreeMap::new(),
+                    parameters: BTreeMap::new(),
                 },
-            )
-            .unwrap()
-            .credential,
-        }, &self.provider);
-        self.send(&self.provider, catalogue::OFFERS, offer_id, event.into()).await
+                time_rule: rule,
+                capacity,
+                reward: None,
+                credential: provider::seal(
+                    offer_id,
+                    Sealing {
+                        target_data: b"document",
+                        custody: Custody::Escrow,
+                        timekeeper: &self.timekeeper,
+                    },
+                )
+                .unwrap()
+                .credential,
+            },
+            &self.provider,
+        );
+        self.send(&self.provider, catalogue::OFFERS, offer_id, event.into())
+            .await
     }
 
     async fn respond(&self, offer_id: &str, subscriber: &str) -> i64 {
         let (event, signer) = {
             let responders = self.responders.lock().unwrap();
-            let responder = responders.get(subscriber).expect("only registered subscribers respond");
+            let responder = responders
+                .get(subscriber)
+                .expect("only registered subscribers respond");
             let signer = SigningKey::derive(&responder.key);
             (subscriber::response(offer_id, responder), signer)
         };
-        self.send(&signer, catalogue::RESPONSES, offer_id, event.into()).await
+        self.send(&signer, catalogue::RESPONSES, offer_id, event.into())
+            .await
     }
 
     /// The subscribers invited to `offer_id`, once `n` invitations are committed.
@@ -219,7 +240,11 @@ impl Stack {
 
     /// Verdicts on `offer_id` per subscriber, with the response stamp each cites, once `n`
     /// decisions (verdicts, closings) are committed.
-    async fn verdicts(&self, offer_id: &str, n: usize) -> (Vec<(String, Verdict, i64)>, Vec<OfferClosed>) {
+    async fn verdicts(
+        &self,
+        offer_id: &str,
+        n: usize,
+    ) -> (Vec<(String, Verdict, i64)>, Vec<OfferClosed>) {
         let mut verdicts = Vec::new();
         let mut closed = Vec::new();
         for event in self.read(catalogue::DECISIONS, offer_id, n).await {
@@ -227,9 +252,11 @@ impl Stack {
                 Event::CredentialReleased(r) => {
                     verdicts.push((r.subscriber_id, Verdict::Released, r.response.stamp))
                 }
-                Event::ResponseRejected(r) => {
-                    verdicts.push((r.subscriber_id, Verdict::Rejected(r.reason), r.response.stamp))
-                }
+                Event::ResponseRejected(r) => verdicts.push((
+                    r.subscriber_id,
+                    Verdict::Rejected(r.reason),
+                    r.response.stamp,
+                )),
                 Event::OfferClosed(c) => closed.push(c),
                 other => panic!("unexpected decision {other:?}"),
             }
@@ -265,15 +292,24 @@ async fn deadline(stack: &Stack) {
     stack.register(&b2, &x).await;
     stack.register(&b3, &unique("doc-Y")).await;
     let at = now_ms() + 4_000;
-    stack.publish(&offer, &x, TimeRule::Deadline(Deadline { at }), None).await;
+    stack
+        .publish(&offer, &x, TimeRule::Deadline(Deadline { at }), None)
+        .await;
     let mut expected = vec![b1.clone(), b2.clone()];
     expected.sort();
-    assert_eq!(stack.invited(&offer, 2).await, expected, "B3 must not be invited");
+    assert_eq!(
+        stack.invited(&offer, 2).await,
+        expected,
+        "B3 must not be invited"
+    );
 
     let b1_stamp = stack.respond(&offer, &b1).await;
     sleep_until(at + 300).await;
     let b2_stamp = stack.respond(&offer, &b2).await;
-    assert!(b1_stamp <= at && b2_stamp > at, "the test's own timing failed");
+    assert!(
+        b1_stamp <= at && b2_stamp > at,
+        "the test's own timing failed"
+    );
 
     let (verdicts, closed) = stack.verdicts(&offer, 3).await;
     assert_eq!(
@@ -286,7 +322,13 @@ async fn deadline(stack: &Stack) {
     let closed = &closed[0];
     assert!(closed.closed_at > at);
     assert_eq!(
-        (closed.requested, closed.responded, closed.released, closed.rejected, closed.withdrawn),
+        (
+            closed.requested,
+            closed.responded,
+            closed.released,
+            closed.rejected,
+            closed.withdrawn
+        ),
         (2, 1, 1, 0, false),
         "B2 answered after the close: {closed:?}"
     );
@@ -300,7 +342,9 @@ async fn window(stack: &Stack) {
     stack.register(&late, &x).await;
     let from = now_ms() + 3_000;
     let to = from + 2_000;
-    stack.publish(&offer, &x, TimeRule::Window(Window { from, to }), None).await;
+    stack
+        .publish(&offer, &x, TimeRule::Window(Window { from, to }), None)
+        .await;
     stack.invited(&offer, 2).await;
     let first = stack.respond(&offer, &early).await;
     sleep_until(from + 300).await;
@@ -311,7 +355,11 @@ async fn window(stack: &Stack) {
     assert_eq!(
         verdicts,
         vec![
-            (early.clone(), Verdict::Rejected(RejectReason::TooEarly), first),
+            (
+                early.clone(),
+                Verdict::Rejected(RejectReason::TooEarly),
+                first
+            ),
             (early, Verdict::Released, second),
             (late, Verdict::Rejected(RejectReason::TooLate), third),
         ]
@@ -325,7 +373,12 @@ async fn within(stack: &Stack) {
     stack.register(&prompt, &x).await;
     stack.register(&slow, &x).await;
     let published = stack
-        .publish(&offer, &x, TimeRule::Within(Within { duration_ms: 3_000 }), None)
+        .publish(
+            &offer,
+            &x,
+            TimeRule::Within(Within { duration_ms: 3_000 }),
+            None,
+        )
         .await;
     stack.invited(&offer, 2).await;
     let first = stack.respond(&offer, &prompt).await;
@@ -353,7 +406,9 @@ async fn capacity_duplicates_and_strangers(stack: &Stack) {
     let stranger = unique("U1");
     stack.register(&stranger, &unique("doc-other")).await;
     let at = now_ms() + 6_000;
-    stack.publish(&offer, &x, TimeRule::Deadline(Deadline { at }), Some(1)).await;
+    stack
+        .publish(&offer, &x, TimeRule::Deadline(Deadline { at }), Some(1))
+        .await;
     stack.invited(&offer, 3).await;
     let mut stamps = Vec::new();
     for s in &subscribers {
@@ -366,10 +421,26 @@ async fn capacity_duplicates_and_strangers(stack: &Stack) {
         verdicts,
         vec![
             (subscribers[0].clone(), Verdict::Released, stamps[0]),
-            (subscribers[1].clone(), Verdict::Rejected(RejectReason::CapacityReached), stamps[1]),
-            (subscribers[2].clone(), Verdict::Rejected(RejectReason::CapacityReached), stamps[2]),
-            (subscribers[0].clone(), Verdict::Rejected(RejectReason::Duplicate), again),
-            (stranger, Verdict::Rejected(RejectReason::NotInvited), strange),
+            (
+                subscribers[1].clone(),
+                Verdict::Rejected(RejectReason::CapacityReached),
+                stamps[1]
+            ),
+            (
+                subscribers[2].clone(),
+                Verdict::Rejected(RejectReason::CapacityReached),
+                stamps[2]
+            ),
+            (
+                subscribers[0].clone(),
+                Verdict::Rejected(RejectReason::Duplicate),
+                again
+            ),
+            (
+                stranger,
+                Verdict::Rejected(RejectReason::NotInvited),
+                strange
+            ),
         ]
     );
 }
@@ -380,7 +451,9 @@ async fn withdrawn(stack: &Stack) {
     let subscriber = unique("D1");
     stack.register(&subscriber, &x).await;
     let at = now_ms() + 60_000;
-    stack.publish(&offer, &x, TimeRule::Deadline(Deadline { at }), None).await;
+    stack
+        .publish(&offer, &x, TimeRule::Deadline(Deadline { at }), None)
+        .await;
     stack.invited(&offer, 1).await;
     let withdrawal = OfferWithdrawn {
         event_id: uuid::Uuid::new_v4().to_string(),
@@ -388,10 +461,24 @@ async fn withdrawn(stack: &Stack) {
         provider_id: "A".into(),
         reason: Some("sold out".into()),
     };
-    stack.send(&stack.provider, catalogue::OFFERS, &offer, withdrawal.into()).await;
+    stack
+        .send(
+            &stack.provider,
+            catalogue::OFFERS,
+            &offer,
+            withdrawal.into(),
+        )
+        .await;
     let stamp = stack.respond(&offer, &subscriber).await;
     let (verdicts, closed) = stack.verdicts(&offer, 2).await;
-    assert_eq!(verdicts, vec![(subscriber, Verdict::Rejected(RejectReason::Withdrawn), stamp)]);
+    assert_eq!(
+        verdicts,
+        vec![(
+            subscriber,
+            Verdict::Rejected(RejectReason::Withdrawn),
+            stamp
+        )]
+    );
     assert!(closed[0].withdrawn && closed[0].closed_at < at);
 }
 

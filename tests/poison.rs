@@ -21,12 +21,12 @@ use tessera::audit::{AuditArgs, Audited, audit};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_processors::replay::CLIENT_STAMPED;
 use tessera_producers::audit::Finding;
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Role};
 use tessera_producers::subscriber::{self, Responder};
 use tessera_schemas::signing::SigningKey;
-use tessera_processors::replay::CLIENT_STAMPED;
 use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, OFFERS, REQUESTS};
 use tessera_schemas::{Custody, Event, QUOTED_KEY, QUOTED_VALUE, links};
 
@@ -115,7 +115,11 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         let admin = &admin;
         let change = set_offers(timestamps);
         async move {
-            for result in admin.alter_configs([&change], &AdminOptions::new()).await.unwrap() {
+            for result in admin
+                .alter_configs([&change], &AdminOptions::new())
+                .await
+                .unwrap()
+            {
                 result.unwrap();
             }
         }
@@ -151,7 +155,11 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     alter(catalogue::LOG_APPEND_TIME).await;
-    assert_eq!(client_stamped.len(), 1, "the broker never took a client's stamp");
+    assert_eq!(
+        client_stamped.len(),
+        1,
+        "the broker never took a client's stamp"
+    );
 
     // An offer published after the garbage is still judged.
     let halves = Halves::new(dir.path().join("A"));
@@ -212,7 +220,11 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
                 assert_ne!(letter.reason, CLIENT_STAMPED, "{source:?}");
             }
             assert_eq!(letter.record_digest, digest.to_vec(), "{source:?}");
-            assert_eq!(letter.task, Some(source.1), "written by the record's own task");
+            assert_eq!(
+                letter.task,
+                Some(source.1),
+                "written by the record's own task"
+            );
             assert_eq!(letter.truncated, *size > QUOTED_VALUE, "{source:?}");
             assert!(
                 letter

@@ -330,10 +330,15 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     }
     let verifying = |role: &str| {
         let file = format!("{role}.key");
-        ok(&broker, dir, role, &["keys", "public", "--signing", &file]).trim().to_string()
+        ok(&broker, dir, role, &["keys", "public", "--signing", &file])
+            .trim()
+            .to_string()
     };
-    let (matcher_key, timekeeper_key, ledger_key) =
-        (verifying("matcher"), verifying("timekeeper"), verifying("ledger"));
+    let (matcher_key, timekeeper_key, ledger_key) = (
+        verifying("matcher"),
+        verifying("timekeeper"),
+        verifying("ledger"),
+    );
     let state = dir.join("state");
     let mut processors = Running {
         dir: dir.to_path_buf(),
@@ -452,8 +457,15 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
             dir,
             "subscriber",
             &[
-                "subscriber", "listen", "--id", "B1", "--respond", "always", "--from-beginning",
-                "--until-idle", "3",
+                "subscriber",
+                "listen",
+                "--id",
+                "B1",
+                "--respond",
+                "always",
+                "--from-beginning",
+                "--until-idle",
+                "3",
             ],
         );
         if heard.contains("responded to offer offer-1") {

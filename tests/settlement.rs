@@ -102,13 +102,18 @@ impl Stack {
                 providers.insert(e.offer_id.clone(), e.provider_id.clone());
                 signer_of(&e.provider_id)
             }
-            Event::ProviderShareReleased(e) => signer_of(&self.providers.lock().unwrap()[&e.offer_id]),
+            Event::ProviderShareReleased(e) => {
+                signer_of(&self.providers.lock().unwrap()[&e.offer_id])
+            }
             Event::CredentialAccepted(e) => signer_of(&e.subscriber_id),
             Event::CredentialDeclined(e) => signer_of(&e.subscriber_id),
             _ => signer_of("timekeeper"),
         };
         let prefix = &self.kafka.topic_prefix;
-        self.writer.write_as(&writer, prefix, topic, key, &event).await.unwrap();
+        self.writer
+            .write_as(&writer, prefix, topic, key, &event)
+            .await
+            .unwrap();
     }
 
     /// Every event on `topic` keyed `key` (ticks skipped), committed ones only.
@@ -452,14 +457,22 @@ async fn credentials_are_delivered_and_credited_once() {
 
     // As `tessera run ledger` does: `ledger balance` counts the credits signed by the key it
     // finds there, which the operator's fingerprint pins.
-    keys::publish(&stack.writer, &stack.kafka.topic_prefix, keys::Role::Ledger, &private_of("ledger"))
-        .await
-        .unwrap();
+    keys::publish(
+        &stack.writer,
+        &stack.kafka.topic_prefix,
+        keys::Role::Ledger,
+        &private_of("ledger"),
+    )
+    .await
+    .unwrap();
     let balance = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["ledger", "balance", &provider])
         .env("TESSERA_BROKERS", brokers())
         .env("TESSERA_TOPIC_PREFIX", &stack.kafka.topic_prefix)
-        .env("TESSERA_LEDGER_FINGERPRINT", signer_of("ledger").verifying_key().fingerprint())
+        .env(
+            "TESSERA_LEDGER_FINGERPRINT",
+            signer_of("ledger").verifying_key().fingerprint(),
+        )
         .output()
         .unwrap();
     assert!(balance.status.success(), "{balance:?}");

@@ -83,7 +83,10 @@ pub struct Output {
 /// An event id derived from where the input sat and the output's place among its outputs, so a
 /// replay or a rerun after a crash writes the same ids and consumers can deduplicate by them.
 pub fn derived_id(processor: &str, at: &Position, n: usize) -> String {
-    let name = format!("{processor}/{}/{}/{}/{n}", at.topic, at.partition, at.offset);
+    let name = format!(
+        "{processor}/{}/{}/{}/{n}",
+        at.topic, at.partition, at.offset
+    );
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }
 

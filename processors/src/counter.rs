@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(values(core.apply(&mut state, record(1, 20, "b"))), ["b=1"]);
         assert_eq!(values(core.apply(&mut state, record(2, 50, "a"))), ["a=2"]);
         // a expires at 150, b at 120: a tick at 120 is not past b's time yet, one at 121 is.
-        assert!(core.apply(&mut state, Input::Tick { at: at(3, 120) }).is_empty());
+        assert!(
+            core.apply(&mut state, Input::Tick { at: at(3, 120) })
+                .is_empty()
+        );
         assert_eq!(
             values(core.apply(&mut state, Input::Tick { at: at(4, 121) })),
             ["b expired after 1"]

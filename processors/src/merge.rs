@@ -165,7 +165,11 @@ mod tests {
     fn waits_for_every_input_before_deciding() {
         let mut merge = Merge::new(2);
         merge.push(1, 0, 0, 100, "response").unwrap();
-        assert_eq!(merge.pop(), None, "input 0 may still hold an earlier record");
+        assert_eq!(
+            merge.pop(),
+            None,
+            "input 0 may still hold an earlier record"
+        );
         assert_eq!(merge.waiting_on(), vec![0]);
         merge.push(0, 0, 0, 150, "tick").unwrap();
         assert_eq!(merge.pop().unwrap().item, "response");
@@ -194,8 +198,14 @@ mod tests {
         merge.finish(1);
         let entries = drain(&mut merge);
         let order: Vec<_> = entries.iter().map(|e| (e.item, e.at.effective)).collect();
-        assert_eq!(order, [("other", 180), ("late-clock", 200), ("stepped-back", 200)]);
-        assert_eq!(entries[2].at.stamp, 150, "the stamp as read is kept for evidence");
+        assert_eq!(
+            order,
+            [("other", 180), ("late-clock", 200), ("stepped-back", 200)]
+        );
+        assert_eq!(
+            entries[2].at.stamp, 150,
+            "the stamp as read is kept for evidence"
+        );
     }
 
     #[test]
@@ -223,10 +233,7 @@ mod tests {
 
     /// Per input, a sequence of (offset gap, stamp) records.
     fn lanes() -> impl Strategy<Value = Vec<Vec<(i64, i64)>>> {
-        proptest::collection::vec(
-            proptest::collection::vec((1i64..3, 0i64..50), 0..30),
-            1..4,
-        )
+        proptest::collection::vec(proptest::collection::vec((1i64..3, 0i64..50), 0..30), 1..4)
     }
 
     proptest! {

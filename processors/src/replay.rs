@@ -71,7 +71,11 @@ pub const CHAIN_HEAD: &[u8] = b"link/head";
 /// The chain lives here rather than in the cores because it covers the input record's bytes,
 /// which only the step sees, and because the runtime and auditors must chain exactly alike. Its
 /// head is kept in the task's state, so it is restored, and committed, with everything else.
-pub fn step<C: Core>(core: &mut C, state: &mut dyn State, entry: Entry<RawRecord>) -> Vec<Produced> {
+pub fn step<C: Core>(
+    core: &mut C,
+    state: &mut dyn State,
+    entry: Entry<RawRecord>,
+) -> Vec<Produced> {
     let Entry { at, item: record } = entry;
     if let Some(reason) = record.refused.clone() {
         return refused(core, state, at, record, reason);
@@ -150,7 +154,13 @@ fn chained<C: Core>(
 }
 
 /// Fills the link of `output`, a linked event the core just encoded, and moves the chain head.
-fn link<C: Core>(core: &C, state: &mut dyn State, at: Position, input: [u8; 32], output: &mut Output) {
+fn link<C: Core>(
+    core: &C,
+    state: &mut dyn State,
+    at: Position,
+    input: [u8; 32],
+    output: &mut Output,
+) {
     // A core's own output decodes and encodes with the schemas it was built from; the contract
     // tests compare every event type with its schema file, so no input can make this fail.
     let mut event = codec::decode(&output.value).expect("a core's own output decodes");
@@ -161,8 +171,8 @@ fn link<C: Core>(core: &C, state: &mut dyn State, at: Position, input: [u8; 32],
         offset: at.offset,
         stamp: at.stamp,
     };
-    if let Some(digest) = links::chain(&mut event, &previous, source, input)
-        .expect("a core's own output encodes")
+    if let Some(digest) =
+        links::chain(&mut event, &previous, source, input).expect("a core's own output encodes")
     {
         output.value = codec::encode(&event).expect("a core's own output encodes");
         state.put(CHAIN_HEAD, &digest);
@@ -210,7 +220,8 @@ mod tests {
             accepted: LogPosition::default(),
         };
         let value = encode(&due.into()).unwrap();
-        let signature = rewards_key().sign_record("tessera.ledger-credits", Some(b"A"), Some(&value));
+        let signature =
+            rewards_key().sign_record("tessera.ledger-credits", Some(b"A"), Some(&value));
         RawRecord {
             key: Some(b"A".to_vec()),
             value: Some(value),
@@ -233,13 +244,24 @@ mod tests {
     /// The credit produced by stepping `record` at `offset`, and its link.
     fn credit(state: &mut MemoryState, offset: i64, record: RawRecord) -> tessera_schemas::Link {
         let mut ledger = Ledger::new(rewards_key().verifying_key());
-        let produced = step(&mut ledger, state, Entry { at: at(offset), item: record.clone() });
+        let produced = step(
+            &mut ledger,
+            state,
+            Entry {
+                at: at(offset),
+                item: record.clone(),
+            },
+        );
         let [Produced::Output(output)] = &produced[..] else {
             panic!("one credit expected: {produced:?}");
         };
         let event = decode(&output.value).unwrap();
         assert!(matches!(event, Event::RewardCredited(_)));
-        links::verify(&event, Some((record.key.as_deref(), record.value.as_deref()))).unwrap();
+        links::verify(
+            &event,
+            Some((record.key.as_deref(), record.value.as_deref())),
+        )
+        .unwrap();
         links::link_of(&event).unwrap().clone()
     }
 
@@ -247,7 +269,10 @@ mod tests {
     fn each_ledger_entry_is_chained_after_the_tasks_previous_one() {
         let mut state = MemoryState::new();
         let first = credit(&mut state, 5, due("cred-1"));
-        assert!(first.previous.is_empty(), "a task's first link starts the chain");
+        assert!(
+            first.previous.is_empty(),
+            "a task's first link starts the chain"
+        );
         assert_eq!(
             first.source,
             LogPosition {

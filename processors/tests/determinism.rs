@@ -73,7 +73,11 @@ fn run(
     );
     let lanes: Vec<Vec<(i64, RawRecord)>> = lanes
         .iter()
-        .map(|lane| lane.iter().map(|(step, kind)| (*step, record(kind))).collect())
+        .map(|lane| {
+            lane.iter()
+                .map(|(step, kind)| (*step, record(kind)))
+                .collect()
+        })
         .collect();
     support::deliver(core, 1_000, &lanes, schedule)
 }

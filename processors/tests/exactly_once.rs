@@ -22,7 +22,6 @@ use counts::{assert_counts, read_counts};
 
 const PARTITIONS: i32 = 3;
 
-
 struct Setup {
     prefix: String,
     state: tempfile::TempDir,
@@ -43,7 +42,11 @@ impl Setup {
                     .set("message.timestamp.type", "LogAppendTime")
             })
             .collect();
-        for result in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+        for result in admin
+            .create_topics(&new, &AdminOptions::new())
+            .await
+            .unwrap()
+        {
             result.unwrap();
         }
         // The dead-letter topic the runtime writes to.
@@ -131,7 +134,11 @@ impl Setup {
         let mut assignment = TopicPartitionList::new();
         for partition in 0..PARTITIONS {
             assignment
-                .add_partition_offset(&format!("{}counts", self.prefix), partition, Offset::Beginning)
+                .add_partition_offset(
+                    &format!("{}counts", self.prefix),
+                    partition,
+                    Offset::Beginning,
+                )
                 .unwrap();
         }
         consumer.assign(&assignment).unwrap();
@@ -165,7 +172,11 @@ async fn a_second_instance_joining_mid_stream_takes_over_partitions_exactly_once
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let setup = Arc::new(Setup::new().await);
     let stop = Arc::new(AtomicBool::new(false));
-    let first = tokio::spawn(runtime::run(setup.core(), setup.instance_config("one"), stop.clone()));
+    let first = tokio::spawn(runtime::run(
+        setup.core(),
+        setup.instance_config("one"),
+        stop.clone(),
+    ));
     // Inputs keep arriving while the group rebalances: the first instance has a transaction
     // open when its partitions are revoked.
     let feeder = {
@@ -178,7 +189,11 @@ async fn a_second_instance_joining_mid_stream_takes_over_partitions_exactly_once
         })
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let second = tokio::spawn(runtime::run(setup.core(), setup.instance_config("two"), stop.clone()));
+    let second = tokio::spawn(runtime::run(
+        setup.core(),
+        setup.instance_config("two"),
+        stop.clone(),
+    ));
     feeder.await.unwrap();
     let outputs = setup.read_outputs(2000).await;
     stop.store(true, Ordering::Relaxed);

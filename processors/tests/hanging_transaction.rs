@@ -47,11 +47,20 @@ impl Setup {
     }
 
     fn core(&self) -> Counter {
-        Counter::new("counter", vec!["in.a".into(), "in.b".into()], "counts", i64::MAX / 4)
+        Counter::new(
+            "counter",
+            vec!["in.a".into(), "in.b".into()],
+            "counts",
+            i64::MAX / 4,
+        )
     }
 
     fn config(&self) -> Config {
-        let mut config = Config::new(self.broker.client(), INSTANCE, self.state.path().to_path_buf());
+        let mut config = Config::new(
+            self.broker.client(),
+            INSTANCE,
+            self.state.path().to_path_buf(),
+        );
         config.topic_prefix = self.prefix.clone();
         config
     }
@@ -67,7 +76,10 @@ impl Setup {
             let topic = self.topic(if i % 3 == 0 { "in.b" } else { "in.a" });
             let key = format!("k{}", i % 17);
             producer
-                .send(FutureRecord::to(&topic).key(&key).payload("x"), Duration::from_secs(10))
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload("x"),
+                    Duration::from_secs(10),
+                )
                 .await
                 .map_err(|(e, _)| e)
                 .unwrap();
@@ -98,13 +110,19 @@ impl Setup {
                 .unwrap();
         }
         consumer.assign(&assignment).unwrap();
-        read_counts(&consumer, expected, Duration::from_secs(120), || !instance.is_finished())
+        read_counts(&consumer, expected, Duration::from_secs(120), || {
+            !instance.is_finished()
+        })
     }
 
     /// A consumer of group `name` that never joins it: `committed` reads with `read_committed`,
     /// `eof` reports reaching a partition's end.
     fn reader(&self, name: &str, committed: bool, eof: bool) -> BaseConsumer {
-        let isolation = if committed { "read_committed" } else { "read_uncommitted" };
+        let isolation = if committed {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        };
         self.broker
             .client()
             .set("group.id", self.topic(name))
@@ -122,8 +140,12 @@ impl Setup {
         let timeout = Duration::from_secs(10);
         (0..PARTITIONS)
             .map(|partition| {
-                let (_, stable) = committed.fetch_watermarks(&self.changelog(), partition, timeout).unwrap();
-                let (_, end) = uncommitted.fetch_watermarks(&self.changelog(), partition, timeout).unwrap();
+                let (_, stable) = committed
+                    .fetch_watermarks(&self.changelog(), partition, timeout)
+                    .unwrap();
+                let (_, end) = uncommitted
+                    .fetch_watermarks(&self.changelog(), partition, timeout)
+                    .unwrap();
                 stable < end
             })
             .collect()
@@ -164,7 +186,11 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
     }
     let dead_letters = setup.topic("tessera.dead-letters");
     topics.push(NewTopic::new(&dead_letters, 1, TopicReplication::Fixed(1)));
-    for result in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+    for result in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
         result.unwrap();
     }
 
@@ -180,13 +206,31 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
     let changelog = setup.changelog();
     for partition in 0..PARTITIONS {
         let output = (b"k0".to_vec(), b"k0=999".to_vec());
-        wire.produce_transactional(&transactional_id, producer, &setup.topic("counts"), partition, &[output]);
+        wire.produce_transactional(
+            &transactional_id,
+            producer,
+            &setup.topic("counts"),
+            partition,
+            &[output],
+        );
         let record = (LEFTOVER_KEY.to_vec(), b"999".to_vec());
-        wire.produce_transactional(&transactional_id, producer, &changelog, partition, &[record]);
+        wire.produce_transactional(
+            &transactional_id,
+            producer,
+            &changelog,
+            partition,
+            &[record],
+        );
     }
     let offsets = wire::offset_commit(&setup.group(), &setup.topic("in.a"), 0, 0);
     let partition = wire::offsets_partition(&setup.group(), 10);
-    wire.produce_transactional(&transactional_id, producer, "__consumer_offsets", partition, &[offsets]);
+    wire.produce_transactional(
+        &transactional_id,
+        producer,
+        "__consumer_offsets",
+        partition,
+        &[offsets],
+    );
     drop(wire);
     setup.broker.restart();
 
@@ -199,33 +243,53 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
     asked.add_partition(&setup.topic("in.a"), 0);
     let fetch = |committed: bool| {
         let consumer = setup.reader("tessera.counter", committed, false);
-        tokio::task::block_in_place(|| consumer.committed_offsets(asked.clone(), Duration::from_secs(10)))
+        tokio::task::block_in_place(|| {
+            consumer.committed_offsets(asked.clone(), Duration::from_secs(10))
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while let Err(e) = fetch(false) {
-        assert!(Instant::now() < deadline, "the group coordinator never came back: {e}");
+        assert!(
+            Instant::now() < deadline,
+            "the group coordinator never came back: {e}"
+        );
     }
     let stable = fetch(true);
-    assert!(stable.is_err(), "the leftover offset commit left the offsets stable: {stable:?}");
+    assert!(
+        stable.is_err(),
+        "the leftover offset commit left the offsets stable: {stable:?}"
+    );
 
     setup.produce(300, 600).await;
     assert_counts(&setup.run_until(600).await, 600);
 
     // Nothing holds the changelog back any more, and the leftover was never committed.
-    assert_eq!(setup.changelog_held_back(), vec![false; PARTITIONS as usize]);
+    assert_eq!(
+        setup.changelog_held_back(),
+        vec![false; PARTITIONS as usize]
+    );
     let changelog = setup.changelog();
     let committed_reader = setup.reader("changelog-reader", true, true);
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(&changelog, partition, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(&changelog, partition, Offset::Beginning)
+            .unwrap();
     }
     committed_reader.assign(&assignment).unwrap();
     let mut at_end = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while at_end.len() < PARTITIONS as usize {
-        assert!(Instant::now() < deadline, "changelog partitions read to their end: {at_end:?}");
+        assert!(
+            Instant::now() < deadline,
+            "changelog partitions read to their end: {at_end:?}"
+        );
         match committed_reader.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => assert_ne!(message.key(), Some(LEFTOVER_KEY), "a leftover was committed"),
+            Some(Ok(message)) => assert_ne!(
+                message.key(),
+                Some(LEFTOVER_KEY),
+                "a leftover was committed"
+            ),
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);
             }

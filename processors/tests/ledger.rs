@@ -109,7 +109,12 @@ fn record(item: &Item) -> RawRecord {
                 published,
                 &signer_of(&provider_id(provider)),
             );
-            (offer_id(offer), published.into(), topics::OFFERS, provider_id(provider))
+            (
+                offer_id(offer),
+                published.into(),
+                topics::OFFERS,
+                provider_id(provider),
+            )
         }
         Item::Release { offer, subscriber } => (
             offer_id(offer),

@@ -22,9 +22,7 @@ use proptest::prelude::*;
 use tessera_processors::replay::{Produced, RawRecord};
 use tessera_processors::timekeeper::Timekeeper;
 use tessera_schemas::rules::{Timing, request_id};
-use tessera_schemas::sealing::{
-    Half, PrivateKey, Release, open_from_release, seal_offer,
-};
+use tessera_schemas::sealing::{Half, PrivateKey, Release, open_from_release, seal_offer};
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
 use tessera_schemas::{
@@ -89,11 +87,21 @@ fn subscriber_key(n: u8) -> PrivateKey {
 
 /// Offer `n`'s credential: even offers in co-sign custody, odd ones in escrow.
 fn credential(n: u8) -> tessera_schemas::SealedCredential {
-    let custody = if n % 2 == 0 { Custody::CoSign } else { Custody::Escrow };
+    let custody = if n % 2 == 0 {
+        Custody::CoSign
+    } else {
+        Custody::Escrow
+    };
     let mut rng = ChaCha20Rng::from_seed([n; 32]);
-    seal_offer(&offer_id(n), b"document", custody, &timekeeper_key().public_key(), &mut rng)
-        .unwrap()
-        .credential
+    seal_offer(
+        &offer_id(n),
+        b"document",
+        custody,
+        &timekeeper_key().public_key(),
+        &mut rng,
+    )
+    .unwrap()
+    .credential
 }
 
 fn signer(seed: u8) -> SigningKey {
@@ -113,25 +121,28 @@ fn record(item: &Item) -> RawRecord {
             capacity,
         } => (
             offer_id(*offer),
-            tessera_schemas::identity::with_package_signed(OfferPublished {
-                event_id: uuid(1),
-                offer_id: offer_id(*offer),
-                provider_id: "P".into(),
-                signing_key: signer(P).verifying_key().to_bytes(),
-                package_signature: Vec::new(),
-                provider_endorsement: None,
-                provider_contact: "p@example.org".into(),
-                recommendation: Recommendation {
-                    identifier: "doc".into(),
-                    name: "Document".into(),
-                    features: BTreeMap::new(),
-                    parameters: BTreeMap::new(),
+            tessera_schemas::identity::with_package_signed(
+                OfferPublished {
+                    event_id: uuid(1),
+                    offer_id: offer_id(*offer),
+                    provider_id: "P".into(),
+                    signing_key: signer(P).verifying_key().to_bytes(),
+                    package_signature: Vec::new(),
+                    provider_endorsement: None,
+                    provider_contact: "p@example.org".into(),
+                    recommendation: Recommendation {
+                        identifier: "doc".into(),
+                        name: "Document".into(),
+                        features: BTreeMap::new(),
+                        parameters: BTreeMap::new(),
+                    },
+                    time_rule: *rule,
+                    capacity: *capacity,
+                    reward: None,
+                    credential: credential(*offer),
                 },
-                time_rule: *rule,
-                capacity: *capacity,
-                reward: None,
-                credential: credential(*offer),
-            }, &signer(P))
+                &signer(P),
+            )
             .into(),
             OFFERS,
             P,
@@ -389,8 +400,13 @@ fn check_promises(
                     credential_id: &release.credential_id,
                 };
                 prop_assert!(
-                    open_from_release(&release.platform_half, Half::Platform, &bound, &subscriber_key(subscriber))
-                        .is_ok(),
+                    open_from_release(
+                        &release.platform_half,
+                        Half::Platform,
+                        &bound,
+                        &subscriber_key(subscriber)
+                    )
+                    .is_ok(),
                     "the released half does not open for its responder"
                 );
                 released

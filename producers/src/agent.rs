@@ -29,9 +29,9 @@ use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use tessera_schemas::identity::{self, Change, Pin, Pins};
 use tessera_schemas::rules::{Timing, format_stamp};
 use tessera_schemas::sealing::{self, Half, KeyHalf, PublicKey, Release};
-use tessera_schemas::identity::{self, Change, Pin, Pins};
 use tessera_schemas::signing::{Signed, SigningKey, VerifyingKey};
 use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{CredentialReleased, Event, ProviderShareReleased};
@@ -178,9 +178,13 @@ async fn cited_response(
     pin: &Pin,
 ) -> Result<(), Refusal> {
     let cited = &released.response;
-    let records = read_partition_of(config, &RESPONSES.full_name(prefix), &released.offer_id).await?;
+    let records =
+        read_partition_of(config, &RESPONSES.full_name(prefix), &released.offer_id).await?;
     let refuse = |why: String| Err(Refusal::Release(why));
-    if records.first().is_some_and(|r| r.partition != cited.partition) {
+    if records
+        .first()
+        .is_some_and(|r| r.partition != cited.partition)
+    {
         return refuse(format!(
             "the response it cites is on partition {}, where offer {} has no responses",
             cited.partition, released.offer_id
@@ -193,7 +197,10 @@ async fn cited_response(
             continue;
         }
         let Some(Ok(Event::ResponseSubmitted(response))) = &record.event else {
-            return refuse(format!("the record it cites at offset {} is not a response", cited.offset));
+            return refuse(format!(
+                "the record it cites at offset {} is not a response",
+                cited.offset
+            ));
         };
         if response.subscriber_id != released.subscriber_id
             || response.offer_id != released.offer_id
@@ -204,7 +211,9 @@ async fn cited_response(
                 response.subscriber_id, response.offer_id, response.request_id
             ));
         }
-        let key = pin.verifying_key().map_err(|e| Refusal::Release(e.to_string()))?;
+        let key = pin
+            .verifying_key()
+            .map_err(|e| Refusal::Release(e.to_string()))?;
         if let Err(e) = key.verify_record(RESPONSES.name, &record.signed, &response.subscriber_id) {
             return refuse(format!(
                 "Forged: the response it cites is not signed by {}'s pinned key: {e}",
@@ -289,7 +298,13 @@ async fn cosign(
         provider_half,
     };
     Ok(writer
-        .write_as(&agent.signer, prefix, COSIGNS, &released.offer_id, &event.into())
+        .write_as(
+            &agent.signer,
+            prefix,
+            COSIGNS,
+            &released.offer_id,
+            &event.into(),
+        )
         .await?)
 }
 

@@ -477,9 +477,15 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_a_pause_and_other_errors_end_the_reading() {
-        let lost = [RDKafkaErrorCode::AllBrokersDown, RDKafkaErrorCode::BrokerTransportFailure];
+        let lost = [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ];
         for code in lost {
-            assert!(reconnects(&KafkaError::MessageConsumption(code)), "{code:?}");
+            assert!(
+                reconnects(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
         }
         assert!(!reconnects(&KafkaError::MessageConsumption(
             RDKafkaErrorCode::TopicAuthorizationFailed

@@ -468,7 +468,8 @@ fn pinned(
                 )),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir).map_err(pin_error("create the directory of"))?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(pin_error("create the directory of"))?;
                     }
                     std::fs::write(path, format!("{found}\n")).map_err(pin_error("write"))?;
                     Ok(Some(format!(

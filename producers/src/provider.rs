@@ -446,7 +446,9 @@ mod tests {
             .set("message.timeout.ms", "200");
         let writer = Writer::new(&config).unwrap();
         let offer = built(request(deadline("09:00"))).unwrap();
-        let err = publish(&writer, "", offer, &halves, &signer()).await.unwrap_err();
+        let err = publish(&writer, "", offer, &halves, &signer())
+            .await
+            .unwrap_err();
         assert!(matches!(err, PublishError::Client(_)), "{err}");
         assert!(halves.get("O1").unwrap().is_none());
     }

@@ -15,11 +15,13 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_schemas::topics::DECISIONS;
 use tessera_schemas::signing::VerifyingKey;
+use tessera_schemas::topics::DECISIONS;
 use tessera_schemas::{Event, links};
 
-use crate::client::{ClientError, Record, kafka, partition_count, partition_for, read_to_end, reader};
+use crate::client::{
+    ClientError, Record, kafka, partition_count, partition_for, read_to_end, reader,
+};
 
 /// How long reading the record a verdict judged may take.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,8 +119,18 @@ async fn check(
         holds: links::verify(verdict, None).is_ok(),
     }];
     let source = &link.source;
-    let at = format!("{prefix}{}/{}@{}", source.topic, source.partition, source.offset);
-    let input = match read_at(config, &format!("{prefix}{}", source.topic), source.partition, source.offset).await {
+    let at = format!(
+        "{prefix}{}/{}@{}",
+        source.topic, source.partition, source.offset
+    );
+    let input = match read_at(
+        config,
+        &format!("{prefix}{}", source.topic),
+        source.partition,
+        source.offset,
+    )
+    .await
+    {
         Ok(Some((key, value))) => Check {
             what: format!("the record at {at} is the one it judged (input digest)"),
             holds: links::verify(verdict, Some((key.as_deref(), value.as_deref()))).is_ok(),
@@ -170,7 +182,10 @@ async fn read_at(
     let read = tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config
             .clone()
-            .set("group.id", format!("tessera-receipt-{}", uuid::Uuid::new_v4()))
+            .set(
+                "group.id",
+                format!("tessera-receipt-{}", uuid::Uuid::new_v4()),
+            )
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()

@@ -16,15 +16,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use tessera_schemas::identity;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{self, PrivateKey, PublicKey, SealError};
-use tessera_schemas::identity;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_schemas::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
-    InteractionRequested, Interest, ResponseRejected, ResponseSubmitted,
-    SubscriberRegistered, SubscriberRemoved,
+    InteractionRequested, Interest, ResponseRejected, ResponseSubmitted, SubscriberRegistered,
+    SubscriberRemoved,
 };
 use tokio::time::Instant;
 use tracing::warn;
@@ -104,7 +104,13 @@ pub async fn register(
         endorsement: registration.endorsement,
     };
     let written = writer
-        .write_as(&signer, prefix, SUBSCRIBERS, &registration.subscriber_id, &event.into())
+        .write_as(
+            &signer,
+            prefix,
+            SUBSCRIBERS,
+            &registration.subscriber_id,
+            &event.into(),
+        )
         .await?;
     Ok(Registered {
         written,
@@ -179,7 +185,13 @@ pub async fn respond(
 ) -> Result<Written, SubscriberError> {
     let event = response(offer_id, responder);
     Ok(writer
-        .write_as(&responder.signer, prefix, RESPONSES, offer_id, &event.into())
+        .write_as(
+            &responder.signer,
+            prefix,
+            RESPONSES,
+            offer_id,
+            &event.into(),
+        )
         .await?)
 }
 

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 
@@ -36,7 +36,9 @@ pub const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// Fewer bytes than the single-object header.
-    #[error("record too short for an Avro single-object header: {len} bytes, need at least {HEADER_LEN}")]
+    #[error(
+        "record too short for an Avro single-object header: {len} bytes, need at least {HEADER_LEN}"
+    )]
     TooShort { len: usize },
     /// The record does not start with `C3 01`.
     #[error("not Avro single-object encoded: starts with {found:02x?}, expected c3 01")]
@@ -195,10 +197,12 @@ pub fn encode(event: &Event) -> Result<Vec<u8>, EncodeError> {
     let known = &REGISTRY.by_kind[&event.kind()];
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(&known.header);
-    event.write_body(&known.writer, &mut out).map_err(|e| EncodeError {
-        kind: known.kind.name(),
-        reason: e.to_string(),
-    })?;
+    event
+        .write_body(&known.writer, &mut out)
+        .map_err(|e| EncodeError {
+            kind: known.kind.name(),
+            reason: e.to_string(),
+        })?;
     Ok(out)
 }
 
@@ -390,10 +394,12 @@ fn read_value(
     bytes: &[u8],
 ) -> Result<apache_avro::types::Value, DecodeError> {
     let mut body = &bytes[HEADER_LEN..];
-    let value = reader.read_value(&mut body).map_err(|e| DecodeError::Body {
-        kind: kind.name(),
-        reason: e.to_string(),
-    })?;
+    let value = reader
+        .read_value(&mut body)
+        .map_err(|e| DecodeError::Body {
+            kind: kind.name(),
+            reason: e.to_string(),
+        })?;
     ensure_consumed(kind.name(), body)?;
     Ok(value)
 }
@@ -412,7 +418,9 @@ pub fn peek_event_id(bytes: &[u8]) -> Result<&str, DecodeError> {
     let mut length: u64 = 0;
     let mut read = 0;
     loop {
-        let byte = *body.get(read).ok_or_else(|| malformed("the event id is cut short"))?;
+        let byte = *body
+            .get(read)
+            .ok_or_else(|| malformed("the event id is cut short"))?;
         length |= u64::from(byte & 0x7f) << (7 * read);
         read += 1;
         if byte & 0x80 == 0 {
@@ -492,7 +500,11 @@ fn flatten(path: String, value: &apache_avro::types::Value, out: &mut Vec<(Strin
 /// Bytes in hex, the first 32 of longer ones with the length.
 fn hex(bytes: &[u8]) -> String {
     const SHOWN: usize = 32;
-    let digits: String = bytes.iter().take(SHOWN).map(|b| format!("{b:02x}")).collect();
+    let digits: String = bytes
+        .iter()
+        .take(SHOWN)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if bytes.len() > SHOWN {
         format!("{digits}… ({} bytes)", bytes.len())
     } else {

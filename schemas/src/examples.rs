@@ -49,7 +49,10 @@ fn recommendation() -> Recommendation {
     Recommendation {
         identifier: "doc-X".into(),
         name: "Quarterly report X".into(),
-        features: BTreeMap::from([("format".into(), "pdf".into()), ("lang".into(), "en".into())]),
+        features: BTreeMap::from([
+            ("format".into(), "pdf".into()),
+            ("lang".into(), "en".into()),
+        ]),
         parameters: BTreeMap::from([("pages".into(), 42), ("price".into(), 9_900)]),
     }
 }
@@ -68,7 +71,9 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
         provider_endorsement: None,
         provider_contact: format!("{provider_id}@example.org"),
         recommendation: recommendation(),
-        time_rule: TimeRule::Deadline(Deadline { at: 1_764_064_800_000 }),
+        time_rule: TimeRule::Deadline(Deadline {
+            at: 1_764_064_800_000,
+        }),
         capacity: None,
         reward: None,
         credential: SealedCredential {
@@ -82,12 +87,16 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
 
 /// Every event kind at least once; kinds with optional fields appear with them set and unset.
 pub fn all() -> Vec<Event> {
-    let deadline = TimeRule::Deadline(Deadline { at: 1_764_064_800_000 });
+    let deadline = TimeRule::Deadline(Deadline {
+        at: 1_764_064_800_000,
+    });
     let window = TimeRule::Window(Window {
         from: 1_764_061_200_000,
         to: 1_764_064_800_000,
     });
-    let within = TimeRule::Within(Within { duration_ms: 3_600_000 });
+    let within = TimeRule::Within(Within {
+        duration_ms: 3_600_000,
+    });
     vec![
         SubscriberRegistered {
             event_id: id(1),

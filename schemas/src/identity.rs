@@ -180,7 +180,8 @@ pub fn with_package_signed(
     mut offer: OfferPublished,
     signer: &crate::signing::SigningKey,
 ) -> OfferPublished {
-    offer.package_signature = sign_package(signer, &offer.offer_id, &offer.credential.package).to_vec();
+    offer.package_signature =
+        sign_package(signer, &offer.offer_id, &offer.credential.package).to_vec();
     offer
 }
 

@@ -111,7 +111,9 @@ fn earlier_digests(event: &Event) -> Vec<[u8; DIGEST_LEN]> {
     crate::evolution::releases(event.kind())
         .into_iter()
         .filter_map(|release| crate::codec::encode_as(&unsigned, release.version).ok())
-        .filter(|bytes| *bytes != current && crate::codec::decode(bytes).ok().as_ref() == Some(&unsigned))
+        .filter(|bytes| {
+            *bytes != current && crate::codec::decode(bytes).ok().as_ref() == Some(&unsigned)
+        })
         .map(|bytes| hashed(&bytes))
         .collect()
 }
@@ -171,13 +173,18 @@ impl From<EncodeError> for LinkError {
 /// record at its link's source, that the link names that record. The content's encoding is the
 /// current schema's or, for an event decoded from a record of an earlier released version, that
 /// version's.
-pub fn verify(event: &Event, input: Option<(Option<&[u8]>, Option<&[u8]>)>) -> Result<(), LinkError> {
+pub fn verify(
+    event: &Event,
+    input: Option<(Option<&[u8]>, Option<&[u8]>)>,
+) -> Result<(), LinkError> {
     let unlinked = LinkError::Unlinked(event.kind().name());
     let link = link_of(event).ok_or(unlinked.clone())?;
     let own = digest(event)?.ok_or(unlinked)?;
     // A record written before its schema changed was hashed in the version it was written with.
     if own.as_slice() != link.digest.as_slice()
-        && !earlier_digests(event).iter().any(|d| d.as_slice() == link.digest.as_slice())
+        && !earlier_digests(event)
+            .iter()
+            .any(|d| d.as_slice() == link.digest.as_slice())
     {
         return Err(LinkError::Digest);
     }
@@ -217,7 +224,12 @@ mod tests {
             assert!(kinds.contains(kind), "{kind:?}");
         }
         for event in examples::all() {
-            assert_eq!(link_of(&event).is_some(), is_linked(event.kind()), "{:?}", event.kind());
+            assert_eq!(
+                link_of(&event).is_some(),
+                is_linked(event.kind()),
+                "{:?}",
+                event.kind()
+            );
         }
     }
 
@@ -226,8 +238,13 @@ mod tests {
         let input = record_digest(Some(b"offer-1"), Some(b"response"));
         let mut previous = Vec::new();
         for mut event in linked() {
-            let own = chain(&mut event, &previous, source(7), input).unwrap().unwrap();
-            assert_eq!(verify(&event, Some((Some(b"offer-1"), Some(b"response")))), Ok(()));
+            let own = chain(&mut event, &previous, source(7), input)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                verify(&event, Some((Some(b"offer-1"), Some(b"response")))),
+                Ok(())
+            );
             assert_eq!(
                 verify(&event, Some((Some(b"offer-1"), Some(b"another")))),
                 Err(LinkError::Input)
@@ -255,7 +272,10 @@ mod tests {
             panic!("the first linked example is a release");
         };
         changed.subscriber_id.push('!');
-        assert_eq!(verify(&Event::CredentialReleased(changed), None), Err(LinkError::Digest));
+        assert_eq!(
+            verify(&Event::CredentialReleased(changed), None),
+            Err(LinkError::Digest)
+        );
         assert_eq!(verify(&event, None), Ok(()));
     }
 
@@ -281,16 +301,28 @@ mod tests {
             unreachable!()
         };
         changed.credential_id.push('!');
-        assert_eq!(verify(&Event::CredentialReleased(changed.clone()), None), Err(LinkError::Digest));
+        assert_eq!(
+            verify(&Event::CredentialReleased(changed.clone()), None),
+            Err(LinkError::Digest)
+        );
         // Nor does a field v1 cannot carry, set after the digest: v1's encoding does not cover it.
         changed.credential_id.pop();
         changed.subscriber_signing_key = vec![7; 32];
-        assert_eq!(verify(&Event::CredentialReleased(changed), None), Err(LinkError::Digest));
+        assert_eq!(
+            verify(&Event::CredentialReleased(changed), None),
+            Err(LinkError::Digest)
+        );
     }
 
     #[test]
     fn record_digests_tell_absent_from_empty() {
-        assert_ne!(record_digest(None, Some(b"")), record_digest(Some(b""), Some(b"")));
-        assert_ne!(record_digest(Some(b"ab"), Some(b"c")), record_digest(Some(b"a"), Some(b"bc")));
+        assert_ne!(
+            record_digest(None, Some(b"")),
+            record_digest(Some(b""), Some(b""))
+        );
+        assert_ne!(
+            record_digest(Some(b"ab"), Some(b"c")),
+            record_digest(Some(b"a"), Some(b"bc"))
+        );
     }
 }

@@ -111,7 +111,10 @@ pub fn check_offer(offer: &OfferPublished, stamp: i64) -> Result<(), (OfferProbl
     {
         return Err((
             OfferProblem::NonPositiveReward,
-            format!("the reward {} {} is not positive", reward.amount, reward.currency),
+            format!(
+                "the reward {} {} is not positive",
+                reward.amount, reward.currency
+            ),
         ));
     }
     crate::sealing::check_credential(&offer.credential)
@@ -177,17 +180,42 @@ mod tests {
         offer.time_rule = TimeRule::Deadline(Deadline { at: 1000 });
         assert_eq!(check_offer(&offer, 1000), Ok(()));
         offer.credential.escrow_half = None;
-        assert_eq!(check_offer(&offer, 1000).unwrap_err().0, OfferProblem::BadCredential);
-        offer.reward.as_mut().expect("the example has a reward").amount = 0;
-        assert_eq!(check_offer(&offer, 1000).unwrap_err().0, OfferProblem::NonPositiveReward);
-        assert_eq!(check_offer(&offer, 1001).unwrap_err().0, OfferProblem::AlreadyEnded);
+        assert_eq!(
+            check_offer(&offer, 1000).unwrap_err().0,
+            OfferProblem::BadCredential
+        );
+        offer
+            .reward
+            .as_mut()
+            .expect("the example has a reward")
+            .amount = 0;
+        assert_eq!(
+            check_offer(&offer, 1000).unwrap_err().0,
+            OfferProblem::NonPositiveReward
+        );
+        assert_eq!(
+            check_offer(&offer, 1001).unwrap_err().0,
+            OfferProblem::AlreadyEnded
+        );
         offer.capacity = Some(0);
-        assert_eq!(check_offer(&offer, 0).unwrap_err().0, OfferProblem::NonPositiveCapacity);
+        assert_eq!(
+            check_offer(&offer, 0).unwrap_err().0,
+            OfferProblem::NonPositiveCapacity
+        );
         offer.time_rule = TimeRule::Within(Within { duration_ms: 0 });
-        assert_eq!(check_offer(&offer, 0).unwrap_err().0, OfferProblem::NonPositiveDuration);
+        assert_eq!(
+            check_offer(&offer, 0).unwrap_err().0,
+            OfferProblem::NonPositiveDuration
+        );
         offer.time_rule = TimeRule::Window(Window { from: 5, to: 4 });
-        assert_eq!(check_offer(&offer, 0).unwrap_err().0, OfferProblem::WindowEndsBeforeStart);
+        assert_eq!(
+            check_offer(&offer, 0).unwrap_err().0,
+            OfferProblem::WindowEndsBeforeStart
+        );
         offer.recommendation.identifier = " ".into();
-        assert_eq!(check_offer(&offer, 0).unwrap_err().0, OfferProblem::EmptyIdentifier);
+        assert_eq!(
+            check_offer(&offer, 0).unwrap_err().0,
+            OfferProblem::EmptyIdentifier
+        );
     }
 }

@@ -62,7 +62,11 @@ fn every_schema_file_documents_every_field() {
                     let name = map["name"].as_str().unwrap_or("?");
                     for field in map["fields"].as_array().into_iter().flatten() {
                         let field_name = field["name"].as_str().unwrap_or("?");
-                        if field.get("doc").and_then(|d| d.as_str()).is_none_or(str::is_empty) {
+                        if field
+                            .get("doc")
+                            .and_then(|d| d.as_str())
+                            .is_none_or(str::is_empty)
+                        {
                             missing.push(format!("{path}: {name}.{field_name}"));
                         }
                     }
@@ -112,7 +116,10 @@ fn records_are_standard_single_object_encoding() {
             u64::from_le_bytes(bytes[2..10].try_into().unwrap()),
             codec::fingerprint(kind)
         );
-        let reader = GenericSingleObjectReader::builder().schema(schema).build().unwrap();
+        let reader = GenericSingleObjectReader::builder()
+            .schema(schema)
+            .build()
+            .unwrap();
         reader
             .read_value(&mut &bytes[..])
             .unwrap_or_else(|e| panic!("{kind:?} is not standard single-object encoding: {e}"));
@@ -125,9 +132,20 @@ fn every_event_leads_with_its_id_and_peek_event_id_reads_it() {
         let bytes = encode(&event).unwrap();
         let fields = codec::fields(&bytes).unwrap();
         let (name, value) = &fields[0];
-        assert_eq!(name, "event_id", "{:?} must lead with its event id", event.kind());
-        assert_eq!(codec::peek_event_id(&bytes).unwrap(), value.trim_matches('"'));
-        assert!(codec::peek_event_id(&bytes[..11]).is_err(), "a cut id is an error");
+        assert_eq!(
+            name,
+            "event_id",
+            "{:?} must lead with its event id",
+            event.kind()
+        );
+        assert_eq!(
+            codec::peek_event_id(&bytes).unwrap(),
+            value.trim_matches('"')
+        );
+        assert!(
+            codec::peek_event_id(&bytes[..11]).is_err(),
+            "a cut id is an error"
+        );
     }
 }
 

@@ -43,9 +43,19 @@ pub async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<
         bail!("--events, --keys, --partitions and --rounds must be positive");
     }
     let client = kafka.client_config()?;
-    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let prefix = format!(
+        "{}bench-{}.",
+        kafka.topic_prefix,
+        uuid::Uuid::new_v4().simple()
+    );
     let input = format!("{prefix}in");
-    create_topics(&client, &prefix, &["out", "tessera.dead-letters"], args.partitions).await?;
+    create_topics(
+        &client,
+        &prefix,
+        &["out", "tessera.dead-letters"],
+        args.partitions,
+    )
+    .await?;
     let ends = produce(&client, &input, args.events, args.keys)?;
 
     let state = tempfile::tempdir()?;
@@ -55,10 +65,17 @@ pub async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<
     let handle = tokio::spawn(runtime::run(counter(), config, stop.clone()));
     let progress = bar(args.events as u64, "counter on the runtime");
     {
-        let (client, input, ends, progress) = (client.clone(), input.clone(), ends.clone(), progress.clone());
+        let (client, input, ends, progress) = (
+            client.clone(),
+            input.clone(),
+            ends.clone(),
+            progress.clone(),
+        );
         let group = format!("{prefix}tessera.counter");
-        tokio::task::spawn_blocking(move || wait_committed(&client, &group, &input, &ends, &progress))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            wait_committed(&client, &group, &input, &ends, &progress)
+        })
+        .await??;
     }
     progress.finish();
     stop.store(true, Ordering::Relaxed);
@@ -109,8 +126,19 @@ pub async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<
         "inputs             {inputs} records ({} keys, {} partitions), outputs matched",
         args.keys, args.partitions
     );
-    println!("plain consume      {:>10.0} input records/s ({consumed:.2?}, best of {})", rate(consumed), args.rounds);
-    println!("audit replay       {:>10.0} input records/s ({audited:.2?}, best of {})", rate(audited), args.rounds);
-    println!("ratio              {:>10.2}", rate(audited) / rate(consumed));
+    println!(
+        "plain consume      {:>10.0} input records/s ({consumed:.2?}, best of {})",
+        rate(consumed),
+        args.rounds
+    );
+    println!(
+        "audit replay       {:>10.0} input records/s ({audited:.2?}, best of {})",
+        rate(audited),
+        args.rounds
+    );
+    println!(
+        "ratio              {:>10.2}",
+        rate(audited) / rate(consumed)
+    );
     Ok(())
 }

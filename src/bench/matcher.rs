@@ -170,41 +170,44 @@ impl Synthetic {
             enc: vec![1; tessera_schemas::sealing::KEY_LEN],
             ciphertext: vec![2; tessera_schemas::sealing::SEALED_HALF_LEN],
         };
-        tessera_schemas::identity::with_package_signed(OfferPublished {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            offer_id: format!("offer-{n}"),
-            provider_id: "provider".into(),
-            signing_key: self.signer.verifying_key().to_bytes(),
-            package_signature: Vec::new(),
-            provider_endorsement: None,
-            provider_contact: "provider@example.org".into(),
-            recommendation: Recommendation {
-                identifier: self.identifier(),
-                name: name.join(" "),
-                features: BTreeMap::from([
-                    ("brand".into(), self.brand()),
-                    ("colour".into(), self.pick(COLOURS).into()),
-                ]),
-                parameters: BTreeMap::from([
-                    ("price".into(), self.rng.random_range(100..100_000)),
-                    (
-                        self.pick(&PARAMETERS[1..]).into(),
-                        self.rng.random_range(0..2_000),
-                    ),
-                ]),
+        tessera_schemas::identity::with_package_signed(
+            OfferPublished {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                offer_id: format!("offer-{n}"),
+                provider_id: "provider".into(),
+                signing_key: self.signer.verifying_key().to_bytes(),
+                package_signature: Vec::new(),
+                provider_endorsement: None,
+                provider_contact: "provider@example.org".into(),
+                recommendation: Recommendation {
+                    identifier: self.identifier(),
+                    name: name.join(" "),
+                    features: BTreeMap::from([
+                        ("brand".into(), self.brand()),
+                        ("colour".into(), self.pick(COLOURS).into()),
+                    ]),
+                    parameters: BTreeMap::from([
+                        ("price".into(), self.rng.random_range(100..100_000)),
+                        (
+                            self.pick(&PARAMETERS[1..]).into(),
+                            self.rng.random_range(0..2_000),
+                        ),
+                    ]),
+                },
+                time_rule: TimeRule::Deadline(Deadline {
+                    at: START + 86_400_000,
+                }),
+                capacity: None,
+                reward: None,
+                credential: SealedCredential {
+                    custody: Custody::CoSign,
+                    package: vec![3; 256],
+                    platform_half: sealed,
+                    escrow_half: None,
+                },
             },
-            time_rule: TimeRule::Deadline(Deadline {
-                at: START + 86_400_000,
-            }),
-            capacity: None,
-            reward: None,
-            credential: SealedCredential {
-                custody: Custody::CoSign,
-                package: vec![3; 256],
-                platform_half: sealed,
-                escrow_half: None,
-            },
-        }, &self.signer)
+            &self.signer,
+        )
     }
 }
 
@@ -357,7 +360,10 @@ pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> 
         return Err(failure.into());
     }
     // An offer the matcher refuses costs one read: timing those would measure nothing.
-    ensure!(requests > 0, "no benchmark offer invited anyone; are the offers valid?");
+    ensure!(
+        requests > 0,
+        "no benchmark offer invited anyone; are the offers valid?"
+    );
     let (rss_peak, _) = rss_mib(std::process::id())?;
 
     let progress = bar(scans as u64, "matching by linear scan");

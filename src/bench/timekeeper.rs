@@ -66,13 +66,23 @@ pub struct LatencyArgs {
 type Outgoing = (String, Vec<u8>, Option<[u8; SIGNATURE_LEN]>);
 
 /// `event` under `key` on `topic`, signed by `signer` as its writer signs it in production.
-fn signed(signer: &SigningKey, topic: Topic, key: String, event: Event) -> anyhow::Result<Outgoing> {
+fn signed(
+    signer: &SigningKey,
+    topic: Topic,
+    key: String,
+    event: Event,
+) -> anyhow::Result<Outgoing> {
     let value = encode(&event)?;
     let signature = signer.sign_record(topic.name, Some(key.as_bytes()), Some(&value));
     Ok((key, value, Some(signature)))
 }
 
-fn paced(client: &ClientConfig, topic: &str, records: &[Outgoing], rate: u32) -> anyhow::Result<f64> {
+fn paced(
+    client: &ClientConfig,
+    topic: &str,
+    records: &[Outgoing],
+    rate: u32,
+) -> anyhow::Result<f64> {
     let producer: BaseProducer = client
         .clone()
         .set("partitioner", "murmur2_random")
@@ -127,9 +137,16 @@ pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Re
     }
     let total = args.rate as usize * args.seconds as usize;
     if total < args.offers {
-        bail!("--rate × --seconds ({total}) must be at least --offers ({})", args.offers);
+        bail!(
+            "--rate × --seconds ({total}) must be at least --offers ({})",
+            args.offers
+        );
     }
-    let prefix = format!("{}bench-{}.", kafka.topic_prefix, uuid::Uuid::new_v4().simple());
+    let prefix = format!(
+        "{}bench-{}.",
+        kafka.topic_prefix,
+        uuid::Uuid::new_v4().simple()
+    );
     let scoped = KafkaArgs {
         topic_prefix: prefix.clone(),
         ..kafka.clone()
@@ -148,8 +165,14 @@ pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Re
         args.rate, args.offers, args.partitions, args.instances, timekeeper.2
     );
     println!("                   achieved /s     p50 ms   p99 ms   max ms");
-    println!("raw passthrough    {:>11.0} {:>10} {:>8} {:>8}", baseline.0, b50, b99, bmax);
-    println!("timekeeper         {:>11.0} {:>10} {:>8} {:>8}", timekeeper.0, t50, t99, tmax);
+    println!(
+        "raw passthrough    {:>11.0} {:>10} {:>8} {:>8}",
+        baseline.0, b50, b99, bmax
+    );
+    println!(
+        "timekeeper         {:>11.0} {:>10} {:>8} {:>8}",
+        timekeeper.0, t50, t99, tmax
+    );
     println!(
         "ratio (timekeeper / passthrough)  p50 {:.2}  p99 {:.2}",
         t50 as f64 / b50.max(1) as f64,
@@ -165,7 +188,10 @@ async fn baseline(
     args: &LatencyArgs,
     total: usize,
 ) -> anyhow::Result<(f64, Vec<i64>)> {
-    let (input, output) = (format!("{prefix}latency.in"), format!("{prefix}latency.out"));
+    let (input, output) = (
+        format!("{prefix}latency.in"),
+        format!("{prefix}latency.out"),
+    );
     let admin: AdminClient<DefaultClientContext> = client.create()?;
     let topics: Vec<NewTopic<'_>> = [&input, &output]
         .iter()
@@ -177,13 +203,26 @@ async fn baseline(
     for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
         result.map_err(|(name, code)| anyhow::anyhow!("cannot create {name}: {code}"))?;
     }
-    let records: Vec<Outgoing> = (0..total).map(|i| (format!("r{i}"), vec![b'x'; 64], None)).collect();
+    let records: Vec<Outgoing> = (0..total)
+        .map(|i| (format!("r{i}"), vec![b'x'; 64], None))
+        .collect();
     let ends = ends_of(records.iter().map(|(k, _, _)| k.clone()), args.partitions);
     let copier = {
-        let (client, input, output, group) =
-            (client.clone(), input.clone(), output.clone(), format!("{prefix}raw"));
+        let (client, input, output, group) = (
+            client.clone(),
+            input.clone(),
+            output.clone(),
+            format!("{prefix}raw"),
+        );
         tokio::task::spawn_blocking(move || {
-            passthrough(&client, &input, &output, &group, &ends, Duration::from_millis(100))
+            passthrough(
+                &client,
+                &input,
+                &output,
+                &group,
+                &ends,
+                Duration::from_millis(100),
+            )
         })
     };
     // The copier initialises its transactions and fetches first: time that is not latency.
@@ -240,39 +279,47 @@ async fn timekeeper(
         + 86_400_000;
     let rule = |o: usize| {
         if releasing(o) {
-            TimeRule::Within(Within { duration_ms: 3_600_000 })
+            TimeRule::Within(Within {
+                duration_ms: 3_600_000,
+            })
         } else {
-            TimeRule::Window(Window { from: tomorrow, to: tomorrow + 3_600_000 })
+            TimeRule::Window(Window {
+                from: tomorrow,
+                to: tomorrow + 3_600_000,
+            })
         }
     };
     for o in 0..args.offers {
-        let offer = tessera_schemas::identity::with_package_signed(OfferPublished {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            offer_id: offer_id(o),
-            provider_id: "bench".into(),
-            signing_key: provider.verifying_key().to_bytes(),
-            package_signature: Vec::new(),
-            provider_endorsement: None,
-            provider_contact: "bench@localhost".into(),
-            recommendation: Recommendation {
-                identifier: format!("doc-{o}"),
-                name: "benchmark offer".into(),
-                features: BTreeMap::new(),
-                parameters: BTreeMap::new(),
-            },
-            time_rule: rule(o),
-            capacity: None,
-            reward: None,
-            credential: tessera_producers::provider::seal(
-                &offer_id(o),
-                Sealing {
-                    target_data: b"benchmark document",
-                    custody: Custody::CoSign,
-                    timekeeper: &timekeeper,
+        let offer = tessera_schemas::identity::with_package_signed(
+            OfferPublished {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                offer_id: offer_id(o),
+                provider_id: "bench".into(),
+                signing_key: provider.verifying_key().to_bytes(),
+                package_signature: Vec::new(),
+                provider_endorsement: None,
+                provider_contact: "bench@localhost".into(),
+                recommendation: Recommendation {
+                    identifier: format!("doc-{o}"),
+                    name: "benchmark offer".into(),
+                    features: BTreeMap::new(),
+                    parameters: BTreeMap::new(),
                 },
-            )?
-            .credential,
-        }, &provider);
+                time_rule: rule(o),
+                capacity: None,
+                reward: None,
+                credential: tessera_producers::provider::seal(
+                    &offer_id(o),
+                    Sealing {
+                        target_data: b"benchmark document",
+                        custody: Custody::CoSign,
+                        timekeeper: &timekeeper,
+                    },
+                )?
+                .credential,
+            },
+            &provider,
+        );
         offers.push(signed(&provider, OFFERS, offer_id(o), offer.into())?);
         for s in 0..per_offer {
             let request = InteractionRequested {
@@ -306,7 +353,12 @@ async fn timekeeper(
     for s in 0..per_offer {
         for o in 0..args.offers {
             let response = tessera_producers::subscriber::response(&offer_id(o), &responders[s]);
-            responses.push(signed(&responders[s].signer, RESPONSES, offer_id(o), response.into())?);
+            responses.push(signed(
+                &responders[s].signer,
+                RESPONSES,
+                offer_id(o),
+                response.into(),
+            )?);
         }
     }
 
@@ -334,14 +386,21 @@ async fn timekeeper(
         let ends = ends_of(records.iter().map(|(k, _, _)| k.clone()), args.partitions);
         let (client, group, name) = (client.clone(), group.clone(), format!("{prefix}{topic}"));
         tokio::task::spawn_blocking(move || {
-            let progress = bar(ends.values().sum::<i64>() as u64, &format!("timekeeper reads {topic}"));
+            let progress = bar(
+                ends.values().sum::<i64>() as u64,
+                &format!("timekeeper reads {topic}"),
+            );
             wait_committed(&client, &group, &name, &ends, &progress).map(|_| ())
         })
     };
     wait(REQUESTS.name, &invitations).await??;
 
     let rate = {
-        let (client, name, records) = (client.clone(), RESPONSES.full_name(prefix), responses.clone());
+        let (client, name, records) = (
+            client.clone(),
+            RESPONSES.full_name(prefix),
+            responses.clone(),
+        );
         let pace = args.rate;
         tokio::task::spawn_blocking(move || paced(&client, &name, &records, pace)).await??
     };
@@ -363,7 +422,12 @@ async fn timekeeper(
                 r.response.stamp
             }
             Some(Ok(Event::ResponseRejected(r))) => {
-                bail!("response {} was refused: {:?}, {}", r.request_id, r.reason, r.detail)
+                bail!(
+                    "response {} was refused: {:?}, {}",
+                    r.request_id,
+                    r.reason,
+                    r.detail
+                )
             }
             _ => continue,
         };

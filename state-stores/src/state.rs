@@ -51,11 +51,17 @@ impl MemoryState {
 
     /// All entries in key order, to compare two states.
     pub fn entries(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn entry(&self, key: &Vec<u8>) -> (Vec<u8>, Vec<u8>) {
-        (key.clone(), self.values.get(key).cloned().unwrap_or_default())
+        (
+            key.clone(),
+            self.values.get(key).cloned().unwrap_or_default(),
+        )
     }
 }
 

@@ -83,7 +83,8 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         match postcard::to_slice(value, &mut buffer) {
             Ok(bytes) => self.with_key(key, |key| state.put(key, bytes)),
             Err(_) => {
-                let bytes = postcard::to_allocvec(value).expect("serde values of state tables encode");
+                let bytes =
+                    postcard::to_allocvec(value).expect("serde values of state tables encode");
                 self.with_key(key, |key| state.put(key, &bytes));
             }
         }
@@ -134,7 +135,10 @@ mod tests {
             offers.range(&state, ""),
             vec![("o1".to_string(), 1), ("o2".to_string(), 2)]
         );
-        assert_eq!(closes.range(&state, "o"), vec![("o1".to_string(), "x".to_string())]);
+        assert_eq!(
+            closes.range(&state, "o"),
+            vec![("o1".to_string(), "x".to_string())]
+        );
         offers.delete(&mut state, "o1");
         assert_eq!(offers.get(&state, "o1"), None);
         assert_eq!(closes.get(&state, "o1").as_deref(), Some("x"));

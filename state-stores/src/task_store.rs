@@ -309,7 +309,11 @@ mod tests {
         drop(store);
         let store = TaskStore::open(dir.path()).unwrap();
         assert_eq!(store.get(b"a").as_deref(), Some(&b"1"[..]));
-        assert_eq!(store.changelog(&checkpoint).len(), 1, "only the checkpoint is pending");
+        assert_eq!(
+            store.changelog(&checkpoint).len(),
+            1,
+            "only the checkpoint is pending"
+        );
         assert_eq!(store.checkpoint().unwrap(), Some(checkpoint));
     }
 
@@ -319,9 +323,12 @@ mod tests {
         let mut source = TaskStore::open(source_dir.path()).unwrap();
         let mut changelog = Vec::new();
         let mut checkpoint = Checkpoint::default();
-        for (round, ops) in [[("a", Some("1")), ("b", Some("2"))], [("a", None), ("c", Some("3"))]]
-            .iter()
-            .enumerate()
+        for (round, ops) in [
+            [("a", Some("1")), ("b", Some("2"))],
+            [("a", None), ("c", Some("3"))],
+        ]
+        .iter()
+        .enumerate()
         {
             for (key, value) in ops {
                 match value {
@@ -379,11 +386,17 @@ mod tests {
         let found = |prefix: &[u8]| -> Vec<Vec<u8>> {
             store.scan(prefix).into_iter().map(|(key, _)| key).collect()
         };
-        assert_eq!(found(&[1, 0xff]), [vec![1, 0xff], vec![1, 0xff, 0], vec![1, 0xff, 0xff]]);
+        assert_eq!(
+            found(&[1, 0xff]),
+            [vec![1, 0xff], vec![1, 0xff, 0], vec![1, 0xff, 0xff]]
+        );
         assert_eq!(found(&[0xff]), [vec![0xff], vec![0xff, 0xff]]);
         assert_eq!(found(&[1]).len(), 4);
         assert_eq!(found(&[3]), Vec::<Vec<u8>>::new());
-        assert_eq!(store.first(&[1, 0xff, 0xff]), Some((vec![1, 0xff, 0xff], b"v".to_vec())));
+        assert_eq!(
+            store.first(&[1, 0xff, 0xff]),
+            Some((vec![1, 0xff, 0xff], b"v".to_vec()))
+        );
     }
 
     #[derive(Debug, Clone)]

@@ -521,17 +521,29 @@ fn verdicts_not_signed_by_the_timekeeper_and_halves_not_signed_by_the_provider_d
     let mut f = Fixture::default();
     f.feed(offer("o", Custody::CoSign));
     // A forged release to M, and a forged close that would end the offer early.
-    let forged = f.feed_as(Received::Release(Box::new(release("M", true))), &signer_of("M"));
+    let forged = f.feed_as(
+        Received::Release(Box::new(release("M", true))),
+        &signer_of("M"),
+    );
     let said: Vec<String> = forged.iter().map(summary).collect();
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("Unauthenticated: "), "{said:?}");
     let early = f.feed_as(closed(), &signer_of("M"));
-    assert!(early.iter().map(summary).all(|s| s.contains("Unauthenticated: ")), "{early:?}");
+    assert!(
+        early
+            .iter()
+            .map(summary)
+            .all(|s| s.contains("Unauthenticated: ")),
+        "{early:?}"
+    );
     // B1's genuine release, and a provider half for it signed by someone else than A.
     assert!(f.released(release("B1", false)).is_empty());
     let stranger = f.feed_as(Received::Share(share("c-B1", "B1", 1)), &signer_of("M"));
     let said: Vec<String> = stranger.iter().map(summary).collect();
-    assert!(said[0].contains("NotOwner: the provider half for credential c-B1"), "{said:?}");
+    assert!(
+        said[0].contains("NotOwner: the provider half for credential c-B1"),
+        "{said:?}"
+    );
     // A's own half completes the credential, once.
     let delivered = f.cosigned(share("c-B1", "B1", 2));
     assert_eq!(delivered.len(), 1, "{delivered:?}");

@@ -85,7 +85,9 @@ impl Core for Ledger {
         let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             let input = (topics::LEDGER_CREDITS, value.provider_id.as_str(), &signed);
-            if out.signed_by(&self.rewards, "ledger-rewards", input, || value.clone().into()) {
+            if out.signed_by(&self.rewards, "ledger-rewards", input, || {
+                value.clone().into()
+            }) {
                 credit(state, value, &mut out);
             }
         }

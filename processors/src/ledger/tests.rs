@@ -115,7 +115,10 @@ fn credit_as(f: &mut Feeder<Ledger>, due: RewardDue, signer: &SigningKey) -> Vec
     let key = due.provider_id.clone();
     let value = encode(&due.clone().into()).unwrap();
     let signed = signer.signed(topics::LEDGER_CREDITS.name, key.as_bytes(), &value);
-    f.feed_signed(0, &key, due, signed).iter().map(summary).collect()
+    f.feed_signed(0, &key, due, signed)
+        .iter()
+        .map(summary)
+        .collect()
 }
 
 /// An output in a few words.
@@ -443,7 +446,10 @@ fn a_release_not_signed_by_the_timekeeper_releases_nothing() {
     feed(&mut f, offer("A", Some(250)));
     let forged = feed_as(&mut f, release("B9"), &signer_of("B9"));
     let said: Vec<String> = forged.iter().map(summary).collect();
-    assert!(said[0].starts_with("dead letter: Unauthenticated: "), "{said:?}");
+    assert!(
+        said[0].starts_with("dead letter: Unauthenticated: "),
+        "{said:?}"
+    );
     let outcome = says(&mut f, accepted("c-B9", "B9", 1));
     assert!(outcome[0].contains("was not released"), "{outcome:?}");
 }
@@ -453,6 +459,12 @@ fn a_reward_not_signed_by_the_rewards_core_mints_nothing() {
     let mut f = Feeder::new(ledger(), PARTITION);
     let minted = credit_as(&mut f, due("A", "c1", 1_000_000, "EUR"), &signer_of("A"));
     assert_eq!(minted.len(), 1);
-    assert!(minted[0].starts_with("dead letter: Unauthenticated: "), "{minted:?}");
-    assert_eq!(credit(&mut f, due("A", "c2", 5, "EUR")), ["credited 5 EUR to A for c2, balance 5"]);
+    assert!(
+        minted[0].starts_with("dead letter: Unauthenticated: "),
+        "{minted:?}"
+    );
+    assert_eq!(
+        credit(&mut f, due("A", "c2", 5, "EUR")),
+        ["credited 5 EUR to A for c2, balance 5"]
+    );
 }

@@ -133,7 +133,9 @@ impl Matcher {
         let at = out.at();
         // A forged offer marks nothing, so it cannot take an id before its provider publishes
         // (the timekeeper keeps nothing of it either).
-        if identity::offer_signed(&offer, signed).is_err() || SEEN.get(state, &offer.offer_id).is_some() {
+        if identity::offer_signed(&offer, signed).is_err()
+            || SEEN.get(state, &offer.offer_id).is_some()
+        {
             return Vec::new();
         }
         SEEN.put(state, &offer.offer_id, &());
@@ -183,7 +185,10 @@ impl Matcher {
                 request.event_id = request_event_id(&at, &request.request_id);
                 // A subscriber the index returns is registered, so its pin is there.
                 let pin = PINS.get(state, &subscriber_id);
-                request.subscriber_key = pin.as_ref().map(|p| p.sealing_key.clone()).unwrap_or_default();
+                request.subscriber_key = pin
+                    .as_ref()
+                    .map(|p| p.sealing_key.clone())
+                    .unwrap_or_default();
                 request.subscriber_signing_key = pin.map(|p| p.signing_key).unwrap_or_default();
                 request.subscriber_id = subscriber_id;
             }

@@ -100,7 +100,13 @@ impl<S: State> Task<S> {
         event: Event,
     ) -> Vec<Produced> {
         let value = tessera_schemas::encode(&event).unwrap();
-        self.send_signed(topic, stamp, Some(key.as_bytes()), Some(value), Some(signer))
+        self.send_signed(
+            topic,
+            stamp,
+            Some(key.as_bytes()),
+            Some(value),
+            Some(signer),
+        )
     }
 
     /// Sends `event` signed by its author, as the honest party writes it.
@@ -255,30 +261,34 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
         enc: vec![1; 32],
         ciphertext: vec![2; 48],
     };
-    tessera_schemas::identity::with_package_signed(OfferPublished {
-        event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, offer_id.as_bytes()).to_string(),
-        offer_id: offer_id.into(),
-        provider_id: "A".into(),
-        signing_key: verifying_key_of("A"),
-        package_signature: Vec::new(),
-        provider_endorsement: None,
-        provider_contact: "a@example.org".into(),
-        recommendation: Recommendation {
-            identifier: identifier.into(),
-            name: "Quarterly Report X".into(),
-            features: BTreeMap::from([("format".into(), "pdf".into())]),
-            parameters: BTreeMap::from([("price".into(), 9_900)]),
+    tessera_schemas::identity::with_package_signed(
+        OfferPublished {
+            event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, offer_id.as_bytes())
+                .to_string(),
+            offer_id: offer_id.into(),
+            provider_id: "A".into(),
+            signing_key: verifying_key_of("A"),
+            package_signature: Vec::new(),
+            provider_endorsement: None,
+            provider_contact: "a@example.org".into(),
+            recommendation: Recommendation {
+                identifier: identifier.into(),
+                name: "Quarterly Report X".into(),
+                features: BTreeMap::from([("format".into(), "pdf".into())]),
+                parameters: BTreeMap::from([("price".into(), 9_900)]),
+            },
+            time_rule: TimeRule::Deadline(Deadline { at: 1_000_000 }),
+            capacity: None,
+            reward: None,
+            credential: SealedCredential {
+                custody: Custody::CoSign,
+                package: vec![3; 16],
+                platform_half: sealed,
+                escrow_half: None,
+            },
         },
-        time_rule: TimeRule::Deadline(Deadline { at: 1_000_000 }),
-        capacity: None,
-        reward: None,
-        credential: SealedCredential {
-            custody: Custody::CoSign,
-            package: vec![3; 16],
-            platform_half: sealed,
-            escrow_half: None,
-        },
-    }, &signer_of("A"))
+        &signer_of("A"),
+    )
 }
 
 #[test]
@@ -536,7 +546,11 @@ fn a_takeover_of_a_pinned_subscriber_is_refused_as_not_owner_and_changes_nothing
         takeover.into(),
     ));
     assert_eq!(refused.len(), 1);
-    assert!(refused[0].starts_with("NotOwner: registration of B1"), "{}", refused[0]);
+    assert!(
+        refused[0].starts_with("NotOwner: registration of B1"),
+        "{}",
+        refused[0]
+    );
     assert_eq!(task.state, before, "a refused registration changes nothing");
     // B1 is still invited with its own keys.
     let invited = task.publish(3, offer("offer-1", "doc-X"));
@@ -549,7 +563,11 @@ fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason(
     let mut task = Task::new();
     let unsigned = tessera_schemas::encode(&registered("B1", vec![]).into()).unwrap();
     let refused = dead_letters(task.send(SUBSCRIBERS_INPUT, 1, Some(b"B1"), Some(unsigned)));
-    assert!(refused[0].starts_with("Unauthenticated: "), "{}", refused[0]);
+    assert!(
+        refused[0].starts_with("Unauthenticated: "),
+        "{}",
+        refused[0]
+    );
     assert!(refused[0].contains("not signed"), "{}", refused[0]);
     // A registration carrying B1's key, signed by someone else, proves nothing.
     let forged = dead_letters(task.signed_by(
@@ -572,7 +590,11 @@ fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason(
         "B1",
         removal.into(),
     ));
-    assert!(foreign[0].starts_with("NotOwner: removal of B1"), "{}", foreign[0]);
+    assert!(
+        foreign[0].starts_with("NotOwner: removal of B1"),
+        "{}",
+        foreign[0]
+    );
     assert_eq!(task.invited(5, offer("offer-1", "doc-X")), ["B1"]);
 }
 
@@ -581,7 +603,13 @@ fn an_offer_not_signed_with_its_provider_key_invites_no_one() {
     let mut task = Task::new();
     task.register(1, "B1", vec![wanting("doc-X")]);
     let forged = offer("offer-1", "doc-X");
-    let produced = task.signed_by(&signer_of("impostor"), OFFERS_INPUT, 2, "offer-1", forged.into());
+    let produced = task.signed_by(
+        &signer_of("impostor"),
+        OFFERS_INPUT,
+        2,
+        "offer-1",
+        forged.into(),
+    );
     assert!(produced.is_empty(), "{produced:?}");
     // Its id is not taken: the provider's own offer under it still invites.
     assert_eq!(task.invited(3, offer("offer-1", "doc-X")), ["B1"]);
@@ -602,7 +630,11 @@ fn with_a_trust_anchor_only_endorsed_subscribers_are_invited() {
     assert!(refused[0].starts_with("Unendorsed: "), "{}", refused[0]);
     let mut endorsed = registered("B2", vec![wanting("doc-X")]);
     let parts = identity::endorsement_parts("B2", &endorsed.public_key, &endorsed.signing_key);
-    endorsed.endorsement = Some(anchor.sign_statement(identity::ENDORSEMENT_TAG, &parts).to_vec());
+    endorsed.endorsement = Some(
+        anchor
+            .sign_statement(identity::ENDORSEMENT_TAG, &parts)
+            .to_vec(),
+    );
     task.event(SUBSCRIBERS_INPUT, 2, "B2", endorsed.into());
     // A provider's first offer must be endorsed too.
     let unendorsed = offer("offer-1", "doc-X");
@@ -616,7 +648,9 @@ fn with_a_trust_anchor_only_endorsed_subscribers_are_invited() {
     assert!(refused.is_empty(), "only the offer's own task reports it");
     let a_key = verifying_key_of("A");
     let parts = provider::endorsement_parts("A", &a_key);
-    let endorsement = anchor.sign_statement(provider::ENDORSEMENT_TAG, &parts).to_vec();
+    let endorsement = anchor
+        .sign_statement(provider::ENDORSEMENT_TAG, &parts)
+        .to_vec();
     let endorsed_offer = offer_as("offer-2", &signer_of("A"), Some(endorsement));
     assert_eq!(task.invited(4, endorsed_offer), ["B2"]);
 }
@@ -636,7 +670,11 @@ fn an_offer_in_another_providers_name_invites_no_one_and_its_own_task_says_why()
         let mut task = Task::new();
         task.task = task_partition;
         task.register(10, "B1", vec![wanting("doc-X")]);
-        assert_eq!(task.publish(100, offer("offer-1", "doc-X")).len(), 1, "A's first offer pins A");
+        assert_eq!(
+            task.publish(100, offer("offer-1", "doc-X")).len(),
+            1,
+            "A's first offer pins A"
+        );
         let forged = offer_as("offer-2", &impostor, None);
         let produced = task.signed_by(&impostor, OFFERS_INPUT, 101, "offer-2", forged.into());
         let invited = produced
@@ -648,13 +686,22 @@ fn an_offer_in_another_providers_name_invites_no_one_and_its_own_task_says_why()
         if task_partition == OFFER_PARTITION {
             assert_eq!(letters.len(), 1, "{letters:?}");
             assert!(
-                letters[0].starts_with("NotOwner: offer offer-2 names provider A but carries another key"),
+                letters[0].starts_with(
+                    "NotOwner: offer offer-2 names provider A but carries another key"
+                ),
                 "{letters:?}"
             );
         } else {
-            assert!(letters.is_empty(), "only the offer's own task reports it: {letters:?}");
+            assert!(
+                letters.is_empty(),
+                "only the offer's own task reports it: {letters:?}"
+            );
         }
-        assert_eq!(task.publish(102, offer("offer-3", "doc-X")).len(), 1, "A still publishes");
+        assert_eq!(
+            task.publish(102, offer("offer-3", "doc-X")).len(),
+            1,
+            "A still publishes"
+        );
     }
 }
 
@@ -666,13 +713,17 @@ fn a_provider_rotates_its_key_with_an_endorsement_by_the_pinned_one() {
     assert_eq!(task.publish(100, offer("offer-1", "doc-X")).len(), 1);
     let rotated = signer_of("A, rotated");
     let new_key = rotated.verifying_key().to_bytes();
-    let endorsement = signer_of("A").sign_statement(ENDORSEMENT_TAG, &endorsement_parts("A", &new_key));
+    let endorsement =
+        signer_of("A").sign_statement(ENDORSEMENT_TAG, &endorsement_parts("A", &new_key));
     let rotation = offer_as("offer-2", &rotated, Some(endorsement.to_vec()));
     let produced = task.signed_by(&rotated, OFFERS_INPUT, 101, "offer-2", rotation.into());
     assert_eq!(requests(produced).len(), 1, "the rotation invites");
     let old = offer("offer-3", "doc-X");
     let produced = task.signed_by(&signer_of("A"), OFFERS_INPUT, 102, "offer-3", old.into());
-    assert!(requests(produced).is_empty(), "the old key no longer speaks for A");
+    assert!(
+        requests(produced).is_empty(),
+        "the old key no longer speaks for A"
+    );
 }
 
 #[test]
@@ -686,6 +737,10 @@ fn an_undecodable_offer_gets_one_letter_from_the_task_of_its_partition() {
             .filter(|p| matches!(p, Produced::DeadLetter { .. }))
             .collect();
         let expected = usize::from(task_partition == OFFER_PARTITION);
-        assert_eq!(letters.len(), expected, "task {task_partition}: {produced:?}");
+        assert_eq!(
+            letters.len(),
+            expected,
+            "task {task_partition}: {produced:?}"
+        );
     }
 }

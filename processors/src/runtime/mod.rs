@@ -24,10 +24,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::message::{Message, Timestamp, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use tessera_schemas::signing::{self, SigningKey};
 use tessera_schemas::topics::DEAD_LETTERS;
 use tessera_schemas::{DeadLetter, Event, Quote, encode};
@@ -130,8 +130,8 @@ pub async fn run<C: Core + Send + 'static>(
     tokio::task::spawn_blocking(move || {
         Runtime::start(core, config, topics, partitions, stop)?.run()
     })
-        .await
-        .context("the processor thread panicked")?
+    .await
+    .context("the processor thread panicked")?
 }
 
 struct Runtime<C: Core> {
@@ -171,7 +171,10 @@ enum Failure {
     /// Abort and rewind, because what one input record led to could not be written: after
     /// [`MAX_ATTEMPTS`] such failures, with a growing pause between them, the record is skipped
     /// (dead-lettered with the error) so it cannot hold the processor forever.
-    Unwritable { source: InputRecord, error: anyhow::Error },
+    Unwritable {
+        source: InputRecord,
+        error: anyhow::Error,
+    },
     /// Give up: the process must restart (fenced, invalid state, store failure, or a commit
     /// whose outcome is unknown). A restart is always safe: `init_transactions` and the sweep
     /// abort whatever this incarnation left open, and tasks compare their checkpoints with the
@@ -316,11 +319,25 @@ impl<C: Core> Runtime<C> {
         // The group join goes on in librdkafka's background meanwhile; the assignment, and with
         // it the first read of the group's offsets, waits for the next poll, after the sweep.
         watchdog
-            .guard(|| sweep::sweep(&producer, &config.client, &group, &topics, config.transaction_timeout))
+            .guard(|| {
+                sweep::sweep(
+                    &producer,
+                    &config.client,
+                    &group,
+                    &topics,
+                    config.transaction_timeout,
+                )
+            })
             .context("cannot end the transactions an earlier incarnation left open")?;
         let ticker = config
             .ticks
-            .then(|| Ticker::spawn(&config.client, format!("{group}.{}", config.instance), stop.clone()))
+            .then(|| {
+                Ticker::spawn(
+                    &config.client,
+                    format!("{group}.{}", config.instance),
+                    stop.clone(),
+                )
+            })
             .transpose()?;
         info!(group, instance = %config.instance, inputs = ?topics.inputs, "processor started");
         Ok(Runtime {
@@ -397,7 +414,10 @@ impl<C: Core> Runtime<C> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for partition in partitions {
             for _ in 0..MAX_POLL_BATCH {
-                let Some(consumer) = self.tasks.get(&partition).and_then(|t| t.broadcast.as_ref())
+                let Some(consumer) = self
+                    .tasks
+                    .get(&partition)
+                    .and_then(|t| t.broadcast.as_ref())
                 else {
                     break;
                 };
@@ -462,7 +482,11 @@ impl<C: Core> Runtime<C> {
     /// estimate, so a broker clock that falls behind is followed too.
     fn note_clock(&mut self, stamp: i64, fresh: bool) {
         let lead = stamp - unix_millis();
-        self.broker_ahead_ms = if fresh { lead } else { self.broker_ahead_ms.max(lead) };
+        self.broker_ahead_ms = if fresh {
+            lead
+        } else {
+            self.broker_ahead_ms.max(lead)
+        };
     }
 
     /// Says which tasks hold records they cannot order yet, and which input they wait for: the
@@ -490,7 +514,13 @@ impl<C: Core> Runtime<C> {
                             .collect()
                     })
                     .unwrap_or_default();
-                info!(partition = task.partition, buffered, ?waiting, ?positions, "task waits for input");
+                info!(
+                    partition = task.partition,
+                    buffered,
+                    ?waiting,
+                    ?positions,
+                    "task waits for input"
+                );
             }
         }
     }
@@ -503,7 +533,10 @@ impl<C: Core> Runtime<C> {
                 Change::Failed(reason) => {
                     bail!("cannot take up the assigned partitions: {reason}")
                 }
-                Change::Revoked { partitions, aborted } => {
+                Change::Revoked {
+                    partitions,
+                    aborted,
+                } => {
                     // Drop the revoked tasks first: they are no longer assigned, so they can
                     // neither be rewound nor seeked. The aborted transaction also covered the
                     // tasks that stay, which go back to their last commit.
@@ -554,7 +587,9 @@ impl<C: Core> Runtime<C> {
         )?;
         match recovery {
             Recovery::Resumed => info!(partition, "resumed local state"),
-            Recovery::Restored(records) => info!(partition, records, "restored state from the changelog"),
+            Recovery::Restored(records) => {
+                info!(partition, records, "restored state from the changelog")
+            }
         }
         metrics::histogram!("tessera_task_open_seconds").record(started.elapsed().as_secs_f64());
         self.tasks.insert(partition, task);
@@ -562,7 +597,11 @@ impl<C: Core> Runtime<C> {
     }
 
     /// Puts a consumed record into the merge of task `partition`.
-    fn accept(&mut self, partition: i32, message: &rdkafka::message::OwnedMessage) -> anyhow::Result<()> {
+    fn accept(
+        &mut self,
+        partition: i32,
+        message: &rdkafka::message::OwnedMessage,
+    ) -> anyhow::Result<()> {
         let Some(lane) = self
             .tasks
             .get(&partition)
@@ -591,7 +630,10 @@ impl<C: Core> Runtime<C> {
             self.note_clock(stamp, fresh && !waits);
         }
         let task = self.tasks.get_mut(&partition).expect("task exists");
-        match task.merge.push(lane, message.partition(), message.offset(), stamp, record) {
+        match task
+            .merge
+            .push(lane, message.partition(), message.offset(), stamp, record)
+        {
             Ok(()) if waits => task.undecided += 1,
             Ok(()) => {}
             // A redelivery after a seek: the merge already has it.
@@ -606,7 +648,9 @@ impl<C: Core> Runtime<C> {
         for partition in partitions {
             loop {
                 let task = self.tasks.get_mut(&partition).expect("task exists");
-                let Some(mut entry) = task.merge.pop() else { break };
+                let Some(mut entry) = task.merge.pop() else {
+                    break;
+                };
                 if waits_for_order(&entry.item) {
                     task.undecided -= 1;
                 }
@@ -654,7 +698,8 @@ impl<C: Core> Runtime<C> {
         match produced {
             Produced::Output(output) => {
                 let topic = &self.topics.outputs[output.topic];
-                metrics::counter!("tessera_records_out_total", "topic" => topic.clone()).increment(1);
+                metrics::counter!("tessera_records_out_total", "topic" => topic.clone())
+                    .increment(1);
                 let record = BaseRecord::to(topic)
                     .key(output.key.as_str())
                     .payload(output.value.as_slice());
@@ -796,7 +841,9 @@ impl<C: Core> Runtime<C> {
     /// Handles a failed transaction: abort and rewind, or give up.
     fn fail(&mut self, failure: Failure) -> anyhow::Result<()> {
         match failure {
-            Failure::Fatal(error) => Err(error.context("fatal processor error; restart the process")),
+            Failure::Fatal(error) => {
+                Err(error.context("fatal processor error; restart the process"))
+            }
             Failure::Unwritable { source, error } => {
                 let attempts = self.attempts.entry(source.clone()).or_default();
                 *attempts += 1;
@@ -804,7 +851,10 @@ impl<C: Core> Runtime<C> {
                 let (topic, partition, offset) = &source;
                 let mut pause = None;
                 if attempts >= MAX_ATTEMPTS {
-                    warn!(topic, partition, offset, attempts, "skipping the record: {error:#}");
+                    warn!(
+                        topic,
+                        partition, offset, attempts, "skipping the record: {error:#}"
+                    );
                     let reason = format!(
                         "what the record led to could not be written in {attempts} attempts, so \
                          it was skipped: {error:#}"
@@ -813,7 +863,14 @@ impl<C: Core> Runtime<C> {
                     self.skipped.insert(source, reason);
                 } else {
                     pause = Some(FIRST_BACKOFF * 2u32.pow(attempts - 1));
-                    warn!(topic, partition, offset, attempts, ?pause, "retrying the record: {error:#}");
+                    warn!(
+                        topic,
+                        partition,
+                        offset,
+                        attempts,
+                        ?pause,
+                        "retrying the record: {error:#}"
+                    );
                 }
                 self.fail(Failure::Abortable(error))?;
                 if let Some(pause) = pause {
@@ -823,7 +880,8 @@ impl<C: Core> Runtime<C> {
             }
             Failure::Abortable(error) => {
                 warn!("aborting transaction: {error:#}");
-                metrics::counter!("tessera_transactions_aborted_total", "reason" => "error").increment(1);
+                metrics::counter!("tessera_transactions_aborted_total", "reason" => "error")
+                    .increment(1);
                 if self.transaction_open.swap(false, Ordering::SeqCst) {
                     let timeout = self.config.transaction_timeout;
                     self.watchdog
@@ -833,7 +891,15 @@ impl<C: Core> Runtime<C> {
                     // track of it (a broker restarting): end that before the next commit does.
                     let group = Topics::group(&self.core, &self.config.topic_prefix);
                     self.watchdog
-                        .guard(|| sweep::sweep(&self.producer, &self.config.client, &group, &self.topics, timeout))
+                        .guard(|| {
+                            sweep::sweep(
+                                &self.producer,
+                                &self.config.client,
+                                &group,
+                                &self.topics,
+                                timeout,
+                            )
+                        })
                         .context("cannot end what the failed transaction left open")?;
                 }
                 self.rewind_all()
@@ -847,7 +913,9 @@ impl<C: Core> Runtime<C> {
             for (topic, partition, offset) in task.rewind()? {
                 self.consumer
                     .seek(&topic, partition, offset, Duration::from_secs(10))
-                    .with_context(|| format!("cannot seek {topic}/{partition} back to {offset:?}"))?;
+                    .with_context(|| {
+                        format!("cannot seek {topic}/{partition} back to {offset:?}")
+                    })?;
             }
         }
         Ok(())

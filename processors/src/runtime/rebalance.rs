@@ -162,7 +162,10 @@ impl ConsumerContext for Context {
                 self.changes
                     .lock()
                     .expect("rebalance lock")
-                    .push(Change::Revoked { partitions, aborted });
+                    .push(Change::Revoked {
+                        partitions,
+                        aborted,
+                    });
             }
             other => warn!("rebalance error: {other:?}"),
         }

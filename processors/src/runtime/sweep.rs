@@ -52,13 +52,22 @@ pub(crate) fn sweep(
             .client()
             .fetch_metadata(Some(topic), timeout)
             .with_context(|| format!("cannot read the partitions of {topic}"))?;
-        let count = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        let count = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
         partitions.extend((0..count as i32).map(|p| (topic, p)));
     }
-    producer.begin_transaction().context("cannot begin the sweep transaction")?;
+    producer
+        .begin_transaction()
+        .context("cannot begin the sweep transaction")?;
     for (topic, partition) in &partitions {
         producer
-            .send(BaseRecord::<str, [u8]>::to(topic).partition(*partition).key(SWEEP_KEY))
+            .send(
+                BaseRecord::<str, [u8]>::to(topic)
+                    .partition(*partition)
+                    .key(SWEEP_KEY),
+            )
             .map_err(|(e, _)| e)
             .with_context(|| format!("cannot write the sweep record to {topic}/{partition}"))?;
     }
@@ -75,7 +84,11 @@ pub(crate) fn sweep(
         .group_metadata()
         .context("no consumer group metadata for the sweep")?;
     let mut offsets = TopicPartitionList::new();
-    let input = topics.partitioned().first().copied().unwrap_or(&topics.inputs[0]);
+    let input = topics
+        .partitioned()
+        .first()
+        .copied()
+        .unwrap_or(&topics.inputs[0]);
     offsets.add_partition_offset(input, 0, Offset::Offset(0))?;
     let registered = producer.send_offsets_to_transaction(&offsets, &metadata, timeout);
     // The abort purges what is still queued, and a record purged before librdkafka added its
@@ -83,7 +96,10 @@ pub(crate) fn sweep(
     let delivered = super::deliver_all(producer, started + timeout);
     super::abort(producer, timeout).context("cannot abort the sweep transaction")?;
     registered.context("cannot register the group's offsets partition in the sweep")?;
-    anyhow::ensure!(delivered, "the sweep records were not delivered within {timeout:?}");
+    anyhow::ensure!(
+        delivered,
+        "the sweep records were not delivered within {timeout:?}"
+    );
     metrics::histogram!("tessera_sweep_seconds").record(started.elapsed().as_secs_f64());
     info!(
         partitions = partitions.len() + 1,

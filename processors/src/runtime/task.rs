@@ -143,7 +143,11 @@ impl Task {
         let effective = self
             .lanes
             .iter()
-            .map(|l| self.committed.effective_stamp(&l.topic, l.partition).unwrap_or(i64::MIN))
+            .map(|l| {
+                self.committed
+                    .effective_stamp(&l.topic, l.partition)
+                    .unwrap_or(i64::MIN)
+            })
             .collect();
         self.merge = Merge::resume(effective);
         self.undecided = 0;
@@ -203,7 +207,11 @@ fn restore(
         .expect("valid template"),
     );
     progress.set_message(format!("restoring task {partition}"));
-    info!(partition, records = total, "restoring state from {changelog}");
+    info!(
+        partition,
+        records = total,
+        "restoring state from {changelog}"
+    );
     let mut applied = 0u64;
     let mut batch = Vec::with_capacity(4096);
     loop {

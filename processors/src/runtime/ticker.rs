@@ -38,7 +38,11 @@ pub(crate) struct Ticker {
 
 impl Ticker {
     /// Starts a thread that writes the ticks asked for with [`Ticker::demand`], until `stop`.
-    pub(crate) fn spawn(client: &ClientConfig, name: String, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(
+        client: &ClientConfig,
+        name: String,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
         let producer: BaseProducer = client
             .clone()
             .set("enable.idempotence", "true")
@@ -49,12 +53,19 @@ impl Ticker {
         std::thread::Builder::new()
             .name("tessera-ticker".into())
             .spawn(move || {
-                let mut ticks = Ticks { producer, name, seq: 0 };
+                let mut ticks = Ticks {
+                    producer,
+                    name,
+                    seq: 0,
+                };
                 while !stop.load(Ordering::Relaxed) {
                     let (lock, wake) = &*shared;
                     let mut wanted = lock.lock().expect("ticker lock");
                     if wanted.is_empty() {
-                        wanted = wake.wait_timeout(wanted, STOP_CHECK).expect("ticker lock").0;
+                        wanted = wake
+                            .wait_timeout(wanted, STOP_CHECK)
+                            .expect("ticker lock")
+                            .0;
                     }
                     let wanted = std::mem::take(&mut *wanted);
                     for (topic, partition) in &wanted {
@@ -91,7 +102,10 @@ impl Ticks {
             seq: self.seq,
         });
         let bytes = encode(&tick).expect("ticks encode");
-        let record = BaseRecord::to(topic).partition(partition).key(TICK_KEY).payload(&bytes);
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(TICK_KEY)
+            .payload(&bytes);
         if let Err((e, _)) = self.producer.send(record) {
             warn!(topic, partition, "cannot send tick: {e}");
         }

@@ -33,12 +33,22 @@ pub struct Topics {
 impl Topics {
     /// The topics of `core` on the installation whose topic names start with `prefix`.
     pub fn of<C: Core>(core: &C, prefix: &str) -> Self {
-        let inputs: Vec<String> = core.inputs().iter().map(|t| format!("{prefix}{t}")).collect();
+        let inputs: Vec<String> = core
+            .inputs()
+            .iter()
+            .map(|t| format!("{prefix}{t}"))
+            .collect();
         let broadcast_inputs = core.broadcast_inputs();
         Topics {
-            broadcast: (0..inputs.len()).map(|i| broadcast_inputs.contains(&i)).collect(),
+            broadcast: (0..inputs.len())
+                .map(|i| broadcast_inputs.contains(&i))
+                .collect(),
             inputs,
-            outputs: core.outputs().iter().map(|t| format!("{prefix}{t}")).collect(),
+            outputs: core
+                .outputs()
+                .iter()
+                .map(|t| format!("{prefix}{t}"))
+                .collect(),
             output_names: core.outputs(),
             changelog: format!("{prefix}tessera.{}.changelog", core.name()),
             dead_letters: DEAD_LETTERS.full_name(prefix),
@@ -126,8 +136,14 @@ pub(crate) async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<
         }
     }
     let partitions = partitions.context("a processor needs at least one input topic")?;
-    let specifiers: Vec<_> = topics.inputs.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-    let described = admin.describe_configs(&specifiers, &AdminOptions::new()).await?;
+    let specifiers: Vec<_> = topics
+        .inputs
+        .iter()
+        .map(|t| ResourceSpecifier::Topic(t))
+        .collect();
+    let described = admin
+        .describe_configs(&specifiers, &AdminOptions::new())
+        .await?;
     for (input, result) in topics.inputs.iter().zip(described) {
         let resource = result.map_err(|e| anyhow::anyhow!("cannot describe {input}: {e}"))?;
         let kind = resource.get(TIMESTAMP_TYPE).and_then(|e| e.value.clone());
@@ -141,9 +157,12 @@ pub(crate) async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<
     }
     // -1 asks the broker for its default.replication.factor (KIP-464), as Kafka Streams does.
     let replication = TopicReplication::Fixed(config.changelog_replication.unwrap_or(-1));
-    let changelog = NewTopic::new(&topics.changelog, partitions, replication)
-        .set("cleanup.policy", "compact");
-    for result in admin.create_topics(&[changelog], &AdminOptions::new()).await? {
+    let changelog =
+        NewTopic::new(&topics.changelog, partitions, replication).set("cleanup.policy", "compact");
+    for result in admin
+        .create_topics(&[changelog], &AdminOptions::new())
+        .await?
+    {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => bail!(
@@ -156,4 +175,3 @@ pub(crate) async fn prepare(config: &Config, topics: &Topics) -> anyhow::Result<
     }
     Ok(partitions)
 }
-

@@ -27,7 +27,9 @@ impl Watchdog {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(500));
                     let since = watched.load(Ordering::Relaxed);
-                    if since != 0 && started.elapsed().as_millis() as u64 - since > limit.as_millis() as u64 {
+                    if since != 0
+                        && started.elapsed().as_millis() as u64 - since > limit.as_millis() as u64
+                    {
                         // A transactional call that hangs past its own timeout (a known
                         // librdkafka failure when the coordinator is gone) would stall the task
                         // forever; exiting lets the restarted process fence the stuck one.
@@ -37,15 +39,19 @@ impl Watchdog {
                 }
             })
             .expect("spawn watchdog");
-        Watchdog { started, busy_since }
+        Watchdog {
+            started,
+            busy_since,
+        }
     }
 
     pub(crate) fn guard<T>(&self, call: impl FnOnce() -> T) -> T {
-        self.busy_since
-            .store(self.started.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        self.busy_since.store(
+            self.started.elapsed().as_millis().max(1) as u64,
+            Ordering::Relaxed,
+        );
         let result = call();
         self.busy_since.store(0, Ordering::Relaxed);
         result
     }
 }
-

@@ -79,15 +79,15 @@ use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release, SealE
 use tessera_schemas::signing::{ParsedKeys, Signed, VerifyingKey};
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{
-    CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed,
-    OfferProblem, OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason,
-    ResponseRejected, ResponseSubmitted, SealedBox, TimeRule,
+    CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed, OfferProblem,
+    OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
+    ResponseSubmitted, SealedBox, TimeRule,
 };
 use tessera_state_stores::{State, Table};
 
+use self::secrets::Secrets;
 use crate::core::{Core, Input, Output};
 use crate::outputs::{Outputs, check_key, misplaced, names, pair};
-use self::secrets::Secrets;
 use crate::timers::Timers;
 
 const NAME: &str = "timekeeper";
@@ -347,7 +347,10 @@ impl Core for Timekeeper {
     }
 
     fn next_due(&self, state: &dyn State) -> Option<i64> {
-        [CLOSES.next_due(state), PRUNES.next_due(state)].into_iter().flatten().min()
+        [CLOSES.next_due(state), PRUNES.next_due(state)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
@@ -579,7 +582,10 @@ fn withdrawable(
 
 fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Outputs) {
     // Nothing is kept for a closed offer: an invitation to it can lead to no release.
-    if let Some(closed_at) = PROGRESS.get(state, &invitation.offer_id).and_then(|p| p.closed_at) {
+    if let Some(closed_at) = PROGRESS
+        .get(state, &invitation.offer_id)
+        .and_then(|p| p.closed_at)
+    {
         let reason = format!(
             "offer {} closed at {}: an invitation after its close can lead to nothing",
             invitation.offer_id,
@@ -821,7 +827,9 @@ fn signed_by_subscriber(
 ) -> Result<(), String> {
     let subscriber_id = &response.subscriber_id;
     let key = keys.get(&invitation.subscriber_signing_key).map_err(|e| {
-        format!("subscriber {subscriber_id} has no usable pinned key to check the response with: {e}")
+        format!(
+            "subscriber {subscriber_id} has no usable pinned key to check the response with: {e}"
+        )
     })?;
     key.verify_record(topics::RESPONSES.name, signed, subscriber_id)
         .map_err(|e| {

@@ -47,10 +47,11 @@ impl Secrets {
         which: Half,
         sealed: &SealedBox,
     ) -> Result<&KeyHalf, SealError> {
-        let kept = self
-            .halves
-            .get(offer_id)
-            .and_then(|opened| opened.iter().position(|o| o.which == which && &o.sealed == sealed));
+        let kept = self.halves.get(offer_id).and_then(|opened| {
+            opened
+                .iter()
+                .position(|o| o.which == which && &o.sealed == sealed)
+        });
         let index = match kept {
             Some(index) => index,
             None => {

@@ -65,33 +65,36 @@ fn event_of(value: &Received) -> Event {
 
 /// Offer `offer_id` with document X sealed in escrow custody to the timekeeper's key.
 fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
-    tessera_schemas::identity::with_package_signed(OfferPublished {
-        event_id: format!("offer-event-{offer_id}"),
-        offer_id: offer_id.into(),
-        provider_id: "A".into(),
-        signing_key: signer_of("A").verifying_key().to_bytes(),
-        package_signature: Vec::new(),
-        provider_endorsement: None,
-        provider_contact: "a@example.org".into(),
-        recommendation: Recommendation {
-            identifier: "doc-X".into(),
-            name: "Document X".into(),
-            features: BTreeMap::new(),
-            parameters: BTreeMap::new(),
+    tessera_schemas::identity::with_package_signed(
+        OfferPublished {
+            event_id: format!("offer-event-{offer_id}"),
+            offer_id: offer_id.into(),
+            provider_id: "A".into(),
+            signing_key: signer_of("A").verifying_key().to_bytes(),
+            package_signature: Vec::new(),
+            provider_endorsement: None,
+            provider_contact: "a@example.org".into(),
+            recommendation: Recommendation {
+                identifier: "doc-X".into(),
+                name: "Document X".into(),
+                features: BTreeMap::new(),
+                parameters: BTreeMap::new(),
+            },
+            time_rule,
+            capacity: None,
+            reward: None,
+            credential: seal_offer(
+                offer_id,
+                DOCUMENT,
+                Custody::Escrow,
+                &timekeeper_key().public_key(),
+                &mut rng(offer_id),
+            )
+            .unwrap()
+            .credential,
         },
-        time_rule,
-        capacity: None,
-        reward: None,
-        credential: seal_offer(
-            offer_id,
-            DOCUMENT,
-            Custody::Escrow,
-            &timekeeper_key().public_key(),
-            &mut rng(offer_id),
-        )
-        .unwrap()
-        .credential,
-    }, &signer_of("A"))
+        &signer_of("A"),
+    )
 }
 
 fn deadline(at: i64) -> TimeRule {
@@ -496,7 +499,11 @@ fn a_million_responses_to_unknown_offers_cost_no_state() {
         let outputs = tk.core.apply(&mut tk.state, input);
         assert_eq!(outputs.len(), 1, "one verdict per response");
     }
-    assert_eq!(tk.state.entries(), before, "{n} responses to no offer changed the state");
+    assert_eq!(
+        tk.state.entries(),
+        before,
+        "{n} responses to no offer changed the state"
+    );
     // The same response again is rejected the same way: nothing recorded it.
     let again = tk.respond(T - 400, response("unknown-0", "s1", 0));
     assert_eq!(why(&again).0, RejectReason::UnknownOffer);
@@ -525,7 +532,11 @@ fn a_closed_offer_keeps_its_terms_and_loses_its_invitations_and_judged_responses
     // After it, they are gone; the offer's terms and counts stay.
     let pruned_at = T + 1 + PRUNE_AFTER_MS;
     assert_eq!(tk.core.next_due(&tk.state), Some(pruned_at));
-    assert_eq!(tk.tick(pruned_at), vec![], "not before the grace period has passed");
+    assert_eq!(
+        tk.tick(pruned_at),
+        vec![],
+        "not before the grace period has passed"
+    );
     assert_eq!(entries_under(&tk.state, "invitation/"), 2);
     assert_eq!(tk.tick(pruned_at + 1), vec![]);
     assert_eq!(entries_under(&tk.state, "invitation/"), 0);
@@ -536,11 +547,16 @@ fn a_closed_offer_keeps_its_terms_and_loses_its_invitations_and_judged_responses
     let retried = tk.respond(pruned_at + 2, response("o", "s1", 1));
     assert_eq!(
         why(&retried),
-        (RejectReason::TooLate, "offer o closed at 2025-11-25T09:00:00.001Z")
+        (
+            RejectReason::TooLate,
+            "offer o closed at 2025-11-25T09:00:00.001Z"
+        )
     );
     // And a second offer under the id is still refused.
     let again = tk.publish(pruned_at + 3, offer("o", deadline(pruned_at + 10_000)));
-    assert!(matches!(&again[..], [Event::OfferRejected(r)] if r.problem == OfferProblem::DuplicateOffer));
+    assert!(
+        matches!(&again[..], [Event::OfferRejected(r)] if r.problem == OfferProblem::DuplicateOffer)
+    );
 }
 
 #[test]
@@ -783,20 +799,65 @@ fn absence_is_decided_in_merge_order() {
     // stamped after it are not seen by it.
     let lanes: [Vec<(i64, RawRecord)>; 3] = [
         vec![
-            (T, raw(offer("o", deadline(T + 1_000)), "o", topics::OFFERS, "A")),
-            (T + 20, raw(offer("same", deadline(T + 1_000)), "same", topics::OFFERS, "A")),
-            (T + 21, raw(offer("later", deadline(T + 1_000)), "later", topics::OFFERS, "A")),
+            (
+                T,
+                raw(offer("o", deadline(T + 1_000)), "o", topics::OFFERS, "A"),
+            ),
+            (
+                T + 20,
+                raw(
+                    offer("same", deadline(T + 1_000)),
+                    "same",
+                    topics::OFFERS,
+                    "A",
+                ),
+            ),
+            (
+                T + 21,
+                raw(
+                    offer("later", deadline(T + 1_000)),
+                    "later",
+                    topics::OFFERS,
+                    "A",
+                ),
+            ),
         ],
         vec![
-            (T + 10, raw(invitation("o", "s1"), "o", topics::REQUESTS, "matcher")),
-            (T + 11, raw(invitation("o", "s2"), "o", topics::REQUESTS, "matcher")),
-            (T + 20, raw(invitation("same", "s1"), "same", topics::REQUESTS, "matcher")),
+            (
+                T + 10,
+                raw(invitation("o", "s1"), "o", topics::REQUESTS, "matcher"),
+            ),
+            (
+                T + 11,
+                raw(invitation("o", "s2"), "o", topics::REQUESTS, "matcher"),
+            ),
+            (
+                T + 20,
+                raw(
+                    invitation("same", "s1"),
+                    "same",
+                    topics::REQUESTS,
+                    "matcher",
+                ),
+            ),
         ],
         vec![
-            (T + 10, raw(response("o", "s1", 1), "o", topics::RESPONSES, "s1")),
-            (T + 10, raw(response("o", "s2", 2), "o", topics::RESPONSES, "s2")),
-            (T + 20, raw(response("same", "s1", 3), "same", topics::RESPONSES, "s1")),
-            (T + 20, raw(response("later", "s1", 4), "later", topics::RESPONSES, "s1")),
+            (
+                T + 10,
+                raw(response("o", "s1", 1), "o", topics::RESPONSES, "s1"),
+            ),
+            (
+                T + 10,
+                raw(response("o", "s2", 2), "o", topics::RESPONSES, "s2"),
+            ),
+            (
+                T + 20,
+                raw(response("same", "s1", 3), "same", topics::RESPONSES, "s1"),
+            ),
+            (
+                T + 20,
+                raw(response("later", "s1", 4), "later", topics::RESPONSES, "s1"),
+            ),
         ],
     ];
     let mut merge = Merge::new(3);
@@ -948,7 +1009,11 @@ fn released_halves_open_for_the_responder_only_and_a_replay_seals_the_same_bytes
 fn a_response_not_signed_by_the_pinned_key_is_forged_and_never_released() {
     let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
     // s2 answers for s1 with its own key.
-    let impostor = tk.feed_as(T - 50, Received::Response(response("o", "s1", 1)), &signer_of("s2"));
+    let impostor = tk.feed_as(
+        T - 50,
+        Received::Response(response("o", "s1", 1)),
+        &signer_of("s2"),
+    );
     let impostor = events(&impostor);
     let (reason, detail) = why(&impostor);
     assert_eq!(reason, RejectReason::Forged);
@@ -972,7 +1037,11 @@ fn a_response_not_signed_by_the_pinned_key_is_forged_and_never_released() {
     // Forged responses released nothing, so s1's own response is released.
     assert_eq!(tk.answer(T - 20, "s1", 5), ["released s1"]);
     // A forged response is Forged even when its subscriber has the credential already.
-    let late = tk.feed_as(T - 10, Received::Response(response("o", "s1", 6)), &signer_of("s2"));
+    let late = tk.feed_as(
+        T - 10,
+        Received::Response(response("o", "s1", 6)),
+        &signer_of("s2"),
+    );
     assert_eq!(why(&events(&late)).0, RejectReason::Forged);
     let closed = tk.tick(T + 1);
     let [Event::OfferClosed(closed)] = closed.as_slice() else {
@@ -1013,8 +1082,11 @@ fn a_forged_invitation_is_a_dead_letter_and_its_key_is_never_sealed_to() {
         "{letters:?}"
     );
     // The forger's response, signed with its own key, finds no invitation.
-    let answered =
-        tk.feed_as(T - 10, Received::Response(response("o", "s1", 1)), &signer_of("forger"));
+    let answered = tk.feed_as(
+        T - 10,
+        Received::Response(response("o", "s1", 1)),
+        &signer_of("forger"),
+    );
     assert_eq!(why(&events(&answered)).0, RejectReason::NotInvited);
 }
 
@@ -1047,7 +1119,9 @@ fn a_withdrawal_not_signed_by_the_offers_provider_is_refused_as_not_owner() {
     let letters = summaries(&events(&outputs));
     assert_eq!(letters.len(), 1);
     assert!(
-        letters[0].starts_with("dead letter: NotOwner: the withdrawal of offer o is not signed by its provider A"),
+        letters[0].starts_with(
+            "dead letter: NotOwner: the withdrawal of offer o is not signed by its provider A"
+        ),
         "{letters:?}"
     );
     assert_eq!(tk.answer(T - 10, "s1", 1), ["released s1"]);
@@ -1127,7 +1201,10 @@ fn a_day(tk: &mut Fixture) -> Vec<Output> {
     sealed_elsewhere.credential = offer("elsewhere", deadline(T)).credential;
     let sealed_elsewhere = identity::with_package_signed(sealed_elsewhere, &signer_of("A"));
     let mut outputs = tk.feed(T - 2_000, Received::Offer(Box::new(sealed_elsewhere)));
-    outputs.extend(tk.feed(T - 1_000, Received::Offer(Box::new(offer("o", deadline(T))))));
+    outputs.extend(tk.feed(
+        T - 1_000,
+        Received::Offer(Box::new(offer("o", deadline(T)))),
+    ));
     for subscriber in ["s1", "s2", "s3"] {
         outputs.extend(tk.feed(T - 1_000, Received::Invitation(invitation("o", subscriber))));
     }
@@ -1147,7 +1224,11 @@ fn logged(outputs: &[Output], signer: &SigningKey) -> LoggedHalves {
             Some(output.key.as_bytes()),
             Some(&output.value),
         );
-        logged.learn(Some(output.key.as_bytes()), Some(&output.value), Some(&signature));
+        logged.learn(
+            Some(output.key.as_bytes()),
+            Some(&output.value),
+            Some(&signature),
+        );
     }
     logged
 }
@@ -1183,7 +1264,11 @@ fn without_the_key_a_replay_derives_every_verdict_byte_for_byte() {
 fn without_the_key_only_what_the_timekeeper_signed_is_taken() {
     let written = a_day(&mut Fixture::default());
     let logged = logged(&written, &signer_of("forger"));
-    assert_eq!(logged.unsigned(), 3, "two releases and the BadCredential rejection");
+    assert_eq!(
+        logged.unsigned(),
+        3,
+        "two releases and the BadCredential rejection"
+    );
     let replayed = events(&a_day(&mut without_key(logged)));
     assert_eq!(
         summaries(&replayed),
@@ -1218,7 +1303,10 @@ fn without_the_key_a_release_of_the_wrong_shape_is_not_taken() {
     let replayed = events(&a_day(&mut without_key(logged(&written, &timekeeper))));
     let (reason, detail) = why(&replayed[1..2]);
     assert_eq!(reason, RejectReason::InvalidOffer);
-    assert!(detail.contains("the platform half is not a sealed half"), "{detail}");
+    assert!(
+        detail.contains("the platform half is not a sealed half"),
+        "{detail}"
+    );
 }
 
 #[test]
@@ -1232,7 +1320,9 @@ fn an_offer_whose_package_its_provider_did_not_sign_is_rejected_and_not_kept() {
     };
     assert_eq!(rejected.problem, OfferProblem::Unauthenticated);
     assert!(
-        rejected.detail.contains("does not verify with provider A's key"),
+        rejected
+            .detail
+            .contains("does not verify with provider A's key"),
         "{}",
         rejected.detail
     );

@@ -33,8 +33,14 @@ pub fn read_counts(
     let mut seen = 0;
     let deadline = Instant::now() + timeout;
     while seen < expected {
-        assert!(alive(), "the instance stopped after {seen} of {expected} outputs");
-        assert!(Instant::now() < deadline, "only {seen} of {expected} outputs committed");
+        assert!(
+            alive(),
+            "the instance stopped after {seen} of {expected} outputs"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of {expected} outputs committed"
+        );
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.unwrap();
             let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
@@ -47,7 +53,10 @@ pub fn read_counts(
     while Instant::now() < until {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
-            panic!("unexpected output {:?}", String::from_utf8_lossy(message.payload().unwrap_or_default()));
+            panic!(
+                "unexpected output {:?}",
+                String::from_utf8_lossy(message.payload().unwrap_or_default())
+            );
         }
     }
     outputs

@@ -51,12 +51,21 @@ fn compose(command: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/kafka");
     let status = Command::new(script)
         .arg(command)
-        .env("TESSERA_HOME", std::env::temp_dir().join("tessera-lenient-broker"))
+        .env(
+            "TESSERA_HOME",
+            std::env::temp_dir().join("tessera-lenient-broker"),
+        )
         .env("TESSERA_KAFKA_PORT", PORT.to_string())
         .env("TESSERA_KAFKA_CONTROLLER_PORT", CONTROLLER_PORT.to_string())
-        .env("TESSERA_KAFKA_PROPERTIES", "transaction.partition.verification.enable=false")
+        .env(
+            "TESSERA_KAFKA_PROPERTIES",
+            "transaction.partition.verification.enable=false",
+        )
         .env("KAFKA_HEAP_OPTS", "-Xmx512M -Xms512M")
         .status()
         .expect("run compose/kafka");
-    assert!(status.success(), "compose/kafka {command} failed for the lenient broker");
+    assert!(
+        status.success(),
+        "compose/kafka {command} failed for the lenient broker"
+    );
 }

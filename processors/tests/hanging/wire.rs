@@ -28,8 +28,13 @@ pub struct Wire {
 impl Wire {
     pub fn connect(address: &str) -> Self {
         let stream = TcpStream::connect(address).expect("connect to the broker");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Wire { stream, correlation: 0 }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Wire {
+            stream,
+            correlation: 0,
+        }
     }
 
     /// Sends a request (header v1) and returns the response body after its correlation id.
@@ -46,10 +51,17 @@ impl Wire {
         framed.extend_from_slice(&request);
         self.stream.write_all(&framed).expect("send a request");
         let mut size = [0; 4];
-        self.stream.read_exact(&mut size).expect("read a response size");
+        self.stream
+            .read_exact(&mut size)
+            .expect("read a response size");
         let mut response = vec![0; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut response).expect("read a response");
-        assert_eq!(i32::from_be_bytes(response[..4].try_into().unwrap()), self.correlation);
+        self.stream
+            .read_exact(&mut response)
+            .expect("read a response");
+        assert_eq!(
+            i32::from_be_bytes(response[..4].try_into().unwrap()),
+            self.correlation
+        );
         response.split_off(4)
     }
 
@@ -99,13 +111,19 @@ impl Wire {
         let name_len = i16::from_be_bytes(response[4..6].try_into().unwrap()) as usize;
         let at = 6 + name_len + 4 + 4;
         let error = i16::from_be_bytes(response[at..at + 2].try_into().unwrap());
-        assert_eq!(error, 0, "writing the hanging batch to {topic}/{partition} failed");
+        assert_eq!(
+            error, 0,
+            "writing the hanging batch to {topic}/{partition} failed"
+        );
     }
 }
 
 /// A magic-2 record batch with the transactional attribute.
 fn record_batch(producer: (i64, i16), records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let mut after_crc = Vec::new();
     put_i16(&mut after_crc, 0x10);
     put_i32(&mut after_crc, records.len() as i32 - 1);
@@ -149,7 +167,13 @@ pub fn offset_commit(group: &str, topic: &str, partition: i32, offset: i64) -> (
     put_i64(&mut value, offset);
     put_i32(&mut value, -1);
     put_str(&mut value, "");
-    put_i64(&mut value, SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64);
+    put_i64(
+        &mut value,
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
     (key, value)
 }
 
@@ -158,7 +182,11 @@ pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
     let hash = group
         .encode_utf16()
         .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32));
-    if hash == i32::MIN { 0 } else { hash.abs() % partitions }
+    if hash == i32::MIN {
+        0
+    } else {
+        hash.abs() % partitions
+    }
 }
 
 fn put_i16(out: &mut Vec<u8>, v: i16) {
@@ -194,7 +222,11 @@ fn crc32c(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -49,7 +49,12 @@ impl Linked {
 }
 
 fn short(digest: &[u8]) -> String {
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>() + "…"
+    digest
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        + "…"
 }
 
 /// Where the chains formed by `records` (all of one topic) break.
@@ -90,10 +95,16 @@ pub fn breaks(records: &[Linked]) -> Vec<Finding> {
                     short(previous)
                 ),
             )),
-            Some(before) if before.at.partition == record.at.partition && before.at.offset > record.at.offset => {
+            Some(before)
+                if before.at.partition == record.at.partition
+                    && before.at.offset > record.at.offset =>
+            {
                 findings.push(broken(
                     record,
-                    format!("it follows the record at {}, which sits after it: reordered", before.at),
+                    format!(
+                        "it follows the record at {}, which sits after it: reordered",
+                        before.at
+                    ),
                 ));
             }
             Some(_) => {}
@@ -109,9 +120,10 @@ pub fn breaks(records: &[Linked]) -> Vec<Finding> {
             .copied()
             .find(|&i| records[i].derived)
             .unwrap_or(following[0]);
-        let before = by_digest
-            .get(previous)
-            .map_or_else(|| format!("digest {}", short(previous)), |&j| records[j].at.to_string());
+        let before = by_digest.get(previous).map_or_else(
+            || format!("digest {}", short(previous)),
+            |&j| records[j].at.to_string(),
+        );
         for &i in following.iter().filter(|&&i| i != genuine) {
             findings.push(broken(
                 &records[i],
@@ -210,11 +222,15 @@ mod tests {
         };
         release.subscriber_id = "someone else".into();
         let bytes = tessera_schemas::encode(event).unwrap();
-        records[1].1 = Linked::read(At::new("p.tessera.decisions", 0, 1), false, Some(&bytes)).unwrap();
+        records[1].1 =
+            Linked::read(At::new("p.tessera.decisions", 0, 1), false, Some(&bytes)).unwrap();
         let found = reasons(&breaks(&linked(records)));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, 1);
-        assert!(found[0].1.contains("changed after it was linked"), "{found:?}");
+        assert!(
+            found[0].1.contains("changed after it was linked"),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -226,8 +242,14 @@ mod tests {
         records.push(copy);
         let found = reasons(&breaks(&records));
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].0, 3, "the copy, not the derived record, is the intruder");
-        assert!(found[0].1.contains("injected or written again"), "{found:?}");
+        assert_eq!(
+            found[0].0, 3,
+            "the copy, not the derived record, is the intruder"
+        );
+        assert!(
+            found[0].1.contains("injected or written again"),
+            "{found:?}"
+        );
 
         let mut records = linked(chain(3));
         records.swap(1, 2);

@@ -73,7 +73,12 @@ impl Classifier {
 
     /// The identity of a record of output `topic`, `None` when it is not the processor's: a tick
     /// (other processors tick the topics they read) or another processor's dead letter.
-    pub fn logged(&self, topic: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Option<Identity> {
+    pub fn logged(
+        &self,
+        topic: usize,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Option<Identity> {
         if is_tick(value) {
             return None;
         }
@@ -81,9 +86,13 @@ impl Classifier {
             return Some(event_identity(key, value));
         }
         match value.map(decode) {
-            Some(Ok(Event::DeadLetter(letter))) if letter.processor == self.processor => Some(
-                Identity::Letter(letter.source_topic, letter.source_partition, letter.source_offset),
-            ),
+            Some(Ok(Event::DeadLetter(letter))) if letter.processor == self.processor => {
+                Some(Identity::Letter(
+                    letter.source_topic,
+                    letter.source_partition,
+                    letter.source_offset,
+                ))
+            }
             _ => None,
         }
     }
@@ -91,10 +100,17 @@ impl Classifier {
     /// The identity of what the replay produced from an input of `lane`.
     pub fn derived(&self, lane: &Lane, produced: &Produced) -> Identity {
         match produced {
-            Produced::Output(output) => self
-                .logged(output.topic, Some(output.key.as_bytes()), Some(&output.value))
-                .unwrap_or_else(|| event_identity(Some(output.key.as_bytes()), Some(&output.value))),
-            Produced::DeadLetter { at, .. } => Identity::Letter(lane.topic.clone(), at.partition, at.offset),
+            Produced::Output(output) => {
+                self.logged(
+                    output.topic,
+                    Some(output.key.as_bytes()),
+                    Some(&output.value),
+                )
+                .unwrap_or_else(|| event_identity(Some(output.key.as_bytes()), Some(&output.value)))
+            }
+            Produced::DeadLetter { at, .. } => {
+                Identity::Letter(lane.topic.clone(), at.partition, at.offset)
+            }
         }
     }
 }
@@ -167,7 +183,11 @@ impl Logged {
 /// What one derived record is, packed: an output's bytes lie in the batch's buffer.
 #[derive(Debug)]
 enum Packed {
-    Output { topic: usize, key: Span, value: Span },
+    Output {
+        topic: usize,
+        key: Span,
+        value: Span,
+    },
     Letter(Produced),
 }
 
@@ -403,7 +423,9 @@ impl Comparison {
             partitions,
             index: vec![foldhash::HashMap::new(); topics.len()],
             waiting_queues: (0..topics.len()).map(|_| Vec::new()).collect(),
-            waiting: (0..topics.len()).map(|_| foldhash::HashMap::new()).collect(),
+            waiting: (0..topics.len())
+                .map(|_| foldhash::HashMap::new())
+                .collect(),
             topics,
             inputs,
             records: Vec::new(),
@@ -480,12 +502,18 @@ impl Comparison {
     /// index), and pairs what they produced with the log.
     pub fn derived(&mut self, lanes: &[Vec<Lane>], derived: Derived) {
         self.take_derived(derived, |step| {
-            lanes.get(usize::try_from(step.task).ok()?)?.get(step.lane_index)
+            lanes
+                .get(usize::try_from(step.task).ok()?)?
+                .get(step.lane_index)
         });
     }
 
     /// Takes in replayed inputs, each read from the lane `lane_of` says.
-    fn take_derived<'l>(&mut self, derived: Derived, lane_of: impl Fn(&Stepped) -> Option<&'l Lane>) {
+    fn take_derived<'l>(
+        &mut self,
+        derived: Derived,
+        lane_of: impl Fn(&Stepped) -> Option<&'l Lane>,
+    ) {
         let Derived {
             bytes,
             steps,
@@ -550,8 +578,10 @@ impl Comparison {
     /// Keeps `waiting`, a derived record of `topic` not on the log yet, in the queue of the
     /// partition its key says, or by identity when that cannot be told.
     fn wait(&mut self, topic: usize, partition: Option<usize>, waiting: Waiting) {
-        let (Some(queues), Some(by_identity)) = (self.waiting_queues.get_mut(topic), self.waiting.get_mut(topic))
-        else {
+        let (Some(queues), Some(by_identity)) = (
+            self.waiting_queues.get_mut(topic),
+            self.waiting.get_mut(topic),
+        ) else {
             self.report.pending += 1;
             return;
         };
@@ -562,13 +592,21 @@ impl Comparison {
                 }
                 queues[partition].push_back(waiting);
             }
-            None => by_identity.entry(waiting.identity.clone()).or_default().push_back(waiting),
+            None => by_identity
+                .entry(waiting.identity.clone())
+                .or_default()
+                .push_back(waiting),
         }
     }
 
     /// Takes the first derived record of `topic` with `identity` waiting for its counterpart,
     /// which was read from `partition`: as [`Comparison::take`] does on the other side.
-    fn take_waiting(&mut self, topic: usize, identity: &Identity, partition: Option<usize>) -> Option<Waiting> {
+    fn take_waiting(
+        &mut self,
+        topic: usize,
+        identity: &Identity,
+        partition: Option<usize>,
+    ) -> Option<Waiting> {
         let by_identity = &mut self.waiting[topic];
         if !by_identity.is_empty()
             && let Some(waiting) = pop_waiting(by_identity, identity)
@@ -583,7 +621,10 @@ impl Comparison {
             return None;
         }
         for waiting in std::mem::take(queue) {
-            by_identity.entry(waiting.identity.clone()).or_default().push_back(waiting);
+            by_identity
+                .entry(waiting.identity.clone())
+                .or_default()
+                .push_back(waiting);
         }
         pop_waiting(by_identity, identity)
     }
@@ -626,7 +667,12 @@ impl Comparison {
     /// within its partition: from the index, which holds records read before any still queued;
     /// else from the head of the queue of `partition` (of every partition when it is `None`);
     /// else from the index after that queue moved there.
-    fn take(&mut self, topic: usize, identity: &Identity, partition: Option<usize>) -> Option<usize> {
+    fn take(
+        &mut self,
+        topic: usize,
+        identity: &Identity,
+        partition: Option<usize>,
+    ) -> Option<usize> {
         let index = self.index.get(topic)?;
         if !index.is_empty() && index.contains_key(identity) {
             return self.take_indexed(topic, identity);
@@ -637,7 +683,10 @@ impl Comparison {
             None => 0..queues.len(),
         };
         for queue in queues.get_mut(range.clone()).unwrap_or_default() {
-            if queue.front().is_some_and(|&i| self.records[i].identity == *identity) {
+            if queue
+                .front()
+                .is_some_and(|&i| self.records[i].identity == *identity)
+            {
                 return queue.pop_front();
             }
         }
@@ -650,7 +699,10 @@ impl Comparison {
         if moved.iter().all(VecDeque::is_empty) {
             return None;
         }
-        moved.into_iter().flatten().for_each(|i| self.index_record(i));
+        moved
+            .into_iter()
+            .flatten()
+            .for_each(|i| self.index_record(i));
         self.take_indexed(topic, identity)
     }
 
@@ -692,7 +744,11 @@ impl Comparison {
     }
 
     fn at(&self, record: &Published) -> At {
-        At::new(self.topics[record.topic].clone(), record.partition, record.offset)
+        At::new(
+            self.topics[record.topic].clone(),
+            record.partition,
+            record.offset,
+        )
     }
 
     fn input_at(&self, (input, partition, offset): (usize, i32, i64)) -> At {
@@ -708,15 +764,24 @@ impl Comparison {
     }
 
     /// Pairs record `i` on the log with a record `task` derived as its `seq` from `input`.
-    fn matched(&mut self, i: usize, task: usize, seq: (u64, usize), input: (usize, i32, i64), made: Made<'_>) {
+    fn matched(
+        &mut self,
+        i: usize,
+        task: usize,
+        seq: (u64, usize),
+        input: (usize, i32, i64),
+        made: Made<'_>,
+    ) {
         self.records[i].matched = true;
         let record = &self.records[i];
         let logged = self.contents(record);
         let differences = match made {
             Made::Output { key, value, .. } => output_differences(logged, key, value),
-            Made::Letter { at, record: letter, reason } => {
-                letter_differences(logged.1, letter, reason, at.stamp)
-            }
+            Made::Letter {
+                at,
+                record: letter,
+                reason,
+            } => letter_differences(logged.1, letter, reason, at.stamp),
         };
         let placed = Placed {
             seq,
@@ -750,7 +815,10 @@ impl Comparison {
                 by_topic[record.topic].push(linked);
             }
         }
-        by_topic.iter().flat_map(|records| chain::breaks(records)).collect()
+        by_topic
+            .iter()
+            .flat_map(|records| chain::breaks(records))
+            .collect()
     }
 
     /// Records on the log nothing derived: duplicates of a record that paired, else injected.
@@ -761,7 +829,9 @@ impl Comparison {
         }
         let mut first_paired: HashMap<(usize, &Identity), usize> = HashMap::new();
         for (i, record) in self.records.iter().enumerate().filter(|(_, r)| r.matched) {
-            first_paired.entry((record.topic, &record.identity)).or_insert(i);
+            first_paired
+                .entry((record.topic, &record.identity))
+                .or_insert(i);
         }
         unpaired
             .map(|record| {
@@ -784,13 +854,24 @@ impl Comparison {
     pub fn finish(mut self) -> Report {
         let mut findings = Vec::new();
         let mut waiting = std::mem::take(&mut self.waiting);
-        for (by_identity, queues) in waiting.iter_mut().zip(std::mem::take(&mut self.waiting_queues)) {
+        for (by_identity, queues) in waiting
+            .iter_mut()
+            .zip(std::mem::take(&mut self.waiting_queues))
+        {
             for queued in queues.into_iter().flatten() {
-                by_identity.entry(queued.identity.clone()).or_default().push_back(queued);
+                by_identity
+                    .entry(queued.identity.clone())
+                    .or_default()
+                    .push_back(queued);
             }
         }
         if waiting.iter().any(|by_identity| !by_identity.is_empty()) {
-            let queued: Vec<usize> = self.queues.iter_mut().flatten().flat_map(std::mem::take).collect();
+            let queued: Vec<usize> = self
+                .queues
+                .iter_mut()
+                .flatten()
+                .flat_map(std::mem::take)
+                .collect();
             queued.into_iter().for_each(|i| self.index_record(i));
         }
         for (topic, by_identity) in waiting.into_iter().enumerate() {
@@ -802,8 +883,8 @@ impl Comparison {
                         continue;
                     }
                     let consumed = self.tasks[waiting.task]
-                    .consumed_through
-                    .is_some_and(|through| waiting.seq.0 <= through);
+                        .consumed_through
+                        .is_some_and(|through| waiting.seq.0 <= through);
                     if consumed {
                         let made = Made::of(&waiting.produced);
                         findings.push(Finding::Missing {
@@ -819,16 +900,28 @@ impl Comparison {
         }
         findings.extend(self.unpaired());
         for task in &mut self.tasks {
-            task.placed.sort_unstable_by_key(|p| (p.topic, p.partition, p.seq));
+            task.placed
+                .sort_unstable_by_key(|p| (p.topic, p.partition, p.seq));
         }
         for task in &self.tasks {
-            for run in task.placed.chunk_by(|a, b| (a.topic, a.partition) == (b.topic, b.partition)) {
+            for run in task
+                .placed
+                .chunk_by(|a, b| (a.topic, a.partition) == (b.topic, b.partition))
+            {
                 let mut furthest: Option<i64> = None;
                 for placed in run {
                     match furthest {
                         Some(after) if after > placed.offset => findings.push(Finding::Reordered {
-                            record: At::new(self.topics[placed.topic].clone(), placed.partition, placed.offset),
-                            after: At::new(self.topics[placed.topic].clone(), placed.partition, after),
+                            record: At::new(
+                                self.topics[placed.topic].clone(),
+                                placed.partition,
+                                placed.offset,
+                            ),
+                            after: At::new(
+                                self.topics[placed.topic].clone(),
+                                placed.partition,
+                                after,
+                            ),
                             input: self.input_at(placed.input),
                         }),
                         _ => furthest = Some(placed.offset),
@@ -838,13 +931,18 @@ impl Comparison {
         }
         findings.extend(self.chain_breaks());
         self.report.findings.append(&mut findings);
-        self.report.findings.sort_by(|a, b| a.place().cmp(b.place()).then(a.kind().cmp(b.kind())));
+        self.report
+            .findings
+            .sort_by(|a, b| a.place().cmp(b.place()).then(a.kind().cmp(b.kind())));
         self.report
     }
 }
 
 /// Pops the first record with `identity` from `by_identity`.
-fn pop_waiting(by_identity: &mut foldhash::HashMap<Identity, VecDeque<Waiting>>, identity: &Identity) -> Option<Waiting> {
+fn pop_waiting(
+    by_identity: &mut foldhash::HashMap<Identity, VecDeque<Waiting>>,
+    identity: &Identity,
+) -> Option<Waiting> {
     let queue = by_identity.get_mut(identity)?;
     let waiting = queue.pop_front();
     if queue.is_empty() {
@@ -861,9 +959,14 @@ fn output_differences(
 ) -> Vec<String> {
     let mut differences = Vec::new();
     if logged_key != Some(key) {
-        let logged = logged_key
-            .map_or_else(|| "none".to_string(), |k| format!("{:?}", String::from_utf8_lossy(k)));
-        differences.push(format!("key: {logged} ≠ {:?}", String::from_utf8_lossy(key)));
+        let logged = logged_key.map_or_else(
+            || "none".to_string(),
+            |k| format!("{:?}", String::from_utf8_lossy(k)),
+        );
+        differences.push(format!(
+            "key: {logged} ≠ {:?}",
+            String::from_utf8_lossy(key)
+        ));
     }
     // A processor that ran before the event's schema changed wrote it with the version of then:
     // the same record, if the derived one written as that version is the same bytes.
@@ -950,7 +1053,8 @@ fn letter_differences(
         differences.push(format!("task: {task} ≠ {}", logged.source_partition));
     }
     if logged.record_digest != quote.record_digest || logged.truncated != quote.truncated {
-        differences.push("record_digest: the letter names another record than the input".to_string());
+        differences
+            .push("record_digest: the letter names another record than the input".to_string());
     }
     differences
 }

@@ -12,8 +12,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::AuditError;
-use crate::client::{Quiet, reconnects};
 use super::report::At;
+use crate::client::{Quiet, reconnects};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// How long committed offsets may stay unstable (a transaction still completing) before the
@@ -31,7 +31,10 @@ fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> AuditError {
 fn reader(client: &ClientConfig) -> Result<BaseConsumer<Quiet>, AuditError> {
     client
         .clone()
-        .set("group.id", format!("tessera-audit-{}", uuid::Uuid::new_v4()))
+        .set(
+            "group.id",
+            format!("tessera-audit-{}", uuid::Uuid::new_v4()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
@@ -120,7 +123,9 @@ impl Group {
             if Instant::now() >= deadline {
                 let group = self.name.clone();
                 return match read {
-                    Err(source) => Err(kafka(format!("cannot read the offsets of group {group}"))(source)),
+                    Err(source) => Err(kafka(format!("cannot read the offsets of group {group}"))(
+                        source,
+                    )),
                     Ok(_) => Err(AuditError::Unstable(group)),
                 };
             }
@@ -191,7 +196,9 @@ impl Reading {
             for &partition in &numbers {
                 let (low, high) = consumer
                     .fetch_watermarks(name, partition, TIMEOUT)
-                    .map_err(kafka(format!("cannot read the offsets of {name}/{partition}")))?;
+                    .map_err(kafka(format!(
+                        "cannot read the offsets of {name}/{partition}"
+                    )))?;
                 reading.total += (high - low).max(0) as u64;
                 if low > 0 {
                     reading.truncated.push(At::new(name, partition, low));
@@ -252,7 +259,10 @@ impl Reading {
                             } else {
                                 take(&topic.name, &message)?;
                                 taken += 1;
-                                (partition, bound.is_some_and(|end| message.offset() + 1 >= end))
+                                (
+                                    partition,
+                                    bound.is_some_and(|end| message.offset() + 1 >= end),
+                                )
                             }
                         }
                         Some(Err(KafkaError::PartitionEOF(partition))) => (partition, true),

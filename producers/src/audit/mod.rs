@@ -34,14 +34,14 @@ use std::sync::mpsc;
 use indicatif::ProgressBar;
 use rdkafka::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
-use tessera_processors::merge::MergeError;
 use tessera_processors::Core;
+use tessera_processors::merge::MergeError;
 use tessera_processors::replay::RawRecord;
 use tessera_processors::runtime::{Lane, Topics};
 
-pub use self::report::{At, Finding, Report, describe};
 use self::compare::{Classifier, Comparison, Derived, Logged, Span, keep, slice};
 use self::replay::Replay;
+pub use self::report::{At, Finding, Report, describe};
 use crate::client::signature_of;
 
 /// Why an audit could not be carried out (as opposed to what it found).
@@ -154,7 +154,12 @@ impl<C: Core> Audit<C> {
         let view = log::Group::new(client, &group)?;
         let counts = view.partition_counts(&topics.inputs)?;
         let partitions = counts.first().copied().unwrap_or(0);
-        if let Some((topic, count)) = topics.inputs.iter().zip(&counts).find(|(_, c)| **c != partitions) {
+        if let Some((topic, count)) = topics
+            .inputs
+            .iter()
+            .zip(&counts)
+            .find(|(_, c)| **c != partitions)
+        {
             return Err(AuditError::NotCoPartitioned(format!(
                 "{topic} has {count} partitions, {} has {partitions}",
                 topics.inputs[0]
@@ -220,21 +225,28 @@ impl<C: Core> Audit<C> {
         // The partitions' records, markers included: a bound that spares growing by copying.
         comparison.reserve(usize::try_from(outputs_reading.total()).unwrap_or_default());
         let replay = Replay::new(core, &topics, partitions);
-        let lanes: Vec<Vec<Lane>> = (0..partitions).map(|p| topics.lanes(p, partitions)).collect();
+        let lanes: Vec<Vec<Lane>> = (0..partitions)
+            .map(|p| topics.lanes(p, partitions))
+            .collect();
         let inputs = &topics.inputs;
         let (read_outputs, read_inputs, replayed) = std::thread::scope(|scope| {
             let (sender, arrivals) = mpsc::sync_channel(BATCHES_AHEAD);
             let to_compare = sender.clone();
             let classifier_ = classifier.clone();
             let taking_outputs = scope.spawn(move || {
-                take_outputs(outputs_reading, &outputs, &classifier_, progress, &to_compare)
+                take_outputs(
+                    outputs_reading,
+                    &outputs,
+                    &classifier_,
+                    progress,
+                    &to_compare,
+                )
             });
             let (input_sender, input_batches) = mpsc::sync_channel(BATCHES_AHEAD);
             let reading_inputs =
                 scope.spawn(move || read_inputs(inputs_reading, inputs, progress, &input_sender));
-            let replaying = scope.spawn(move || {
-                replay_inputs(replay, &classifier, inputs, input_batches, &sender)
-            });
+            let replaying = scope
+                .spawn(move || replay_inputs(replay, &classifier, inputs, input_batches, &sender));
             for arrival in &arrivals {
                 match arrival {
                     Arrival::Logged(logged) => comparison.logged(logged),
@@ -293,7 +305,12 @@ impl Outputs<'_> {
         name: &str,
         take: &mut dyn FnMut(&BorrowedMessage<'_>),
     ) -> Result<u64, AuditError> {
-        let Some(topic) = self.names.iter().position(|n| n == name).map(|i| &self.topics[i]) else {
+        let Some(topic) = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.topics[i])
+        else {
             return Ok(0);
         };
         let partitions: Vec<(String, i32)> = self
@@ -303,10 +320,15 @@ impl Outputs<'_> {
             .cloned()
             .collect();
         self.progress.set_message(format!("reading {topic}"));
-        let read = log::read(self.client, &partitions, self.progress, &mut |_, message| {
-            take(message);
-            Ok(())
-        })?;
+        let read = log::read(
+            self.client,
+            &partitions,
+            self.progress,
+            &mut |_, message| {
+                take(message);
+                Ok(())
+            },
+        )?;
         Ok(read.records)
     }
 }
@@ -371,7 +393,9 @@ fn read_inputs(
             signature,
         });
         if batch.records.len() >= BATCH {
-            sender.send(std::mem::take(&mut batch)).map_err(|_| AuditError::Abandoned)?;
+            sender
+                .send(std::mem::take(&mut batch))
+                .map_err(|_| AuditError::Abandoned)?;
         }
         Ok(())
     })?;
@@ -405,7 +429,14 @@ fn take_outputs(
     let read = reading.take_all(progress, &mut |name, message| {
         if let Some(topic) = outputs.iter().position(|t| t == name) {
             let (partition, offset) = (message.partition(), message.offset());
-            batch.push(classifier, topic, partition, offset, message.key(), message.payload());
+            batch.push(
+                classifier,
+                topic,
+                partition,
+                offset,
+                message.key(),
+                message.payload(),
+            );
         }
         if batch.len() >= BATCH {
             let full = Arrival::Logged(std::mem::take(&mut batch));
@@ -414,7 +445,9 @@ fn take_outputs(
         Ok(())
     })?;
     if !batch.is_empty() {
-        arrivals.send(Arrival::Logged(batch)).map_err(|_| AuditError::Abandoned)?;
+        arrivals
+            .send(Arrival::Logged(batch))
+            .map_err(|_| AuditError::Abandoned)?;
     }
     Ok(read)
 }

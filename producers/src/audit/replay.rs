@@ -174,17 +174,26 @@ mod tests {
         let mut steps = Vec::new();
         for &(input, partition, offset, stamp, key) in pushes {
             replay
-                .push(input, partition, offset, stamp, record(key), &mut |s: Step<'_>| {
-                    let values = s
-                        .produced
-                        .iter()
-                        .map(|p| match p {
-                            Produced::Output(o) => String::from_utf8_lossy(&o.value).into_owned(),
-                            Produced::DeadLetter { reason, .. } => reason.clone(),
-                        })
-                        .collect();
-                    steps.push((s.task, s.at.topic, s.at.offset, values));
-                })
+                .push(
+                    input,
+                    partition,
+                    offset,
+                    stamp,
+                    record(key),
+                    &mut |s: Step<'_>| {
+                        let values = s
+                            .produced
+                            .iter()
+                            .map(|p| match p {
+                                Produced::Output(o) => {
+                                    String::from_utf8_lossy(&o.value).into_owned()
+                                }
+                                Produced::DeadLetter { reason, .. } => reason.clone(),
+                            })
+                            .collect();
+                        steps.push((s.task, s.at.topic, s.at.offset, values));
+                    },
+                )
                 .unwrap();
         }
         steps

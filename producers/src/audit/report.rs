@@ -139,7 +139,10 @@ impl fmt::Display for Finding {
                 record,
                 event,
                 first,
-            } => write!(f, "duplicate: {record} {event} repeats the record at {first}"),
+            } => write!(
+                f,
+                "duplicate: {record} {event} repeats the record at {first}"
+            ),
             Finding::Altered {
                 record,
                 event,
@@ -203,7 +206,10 @@ impl Report {
 /// What a record claims to be, in one short phrase: `CredentialReleased 5f0c…` for an event, its
 /// key and size otherwise.
 pub fn describe(key: Option<&[u8]>, value: Option<&[u8]>) -> String {
-    let key = key.map_or_else(|| "no key".to_string(), |k| format!("key {:?}", String::from_utf8_lossy(k)));
+    let key = key.map_or_else(
+        || "no key".to_string(),
+        |k| format!("key {:?}", String::from_utf8_lossy(k)),
+    );
     let Some(value) = value else {
         return format!("tombstone ({key})");
     };

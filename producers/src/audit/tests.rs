@@ -11,9 +11,9 @@ use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, Quote, decode, encode};
 use tessera_state_stores::State;
 
 use super::compare::{Classifier, Comparison};
-use crate::client::partition_for;
 use super::replay::{Replay, Step};
 use super::report::{At, Finding, Report};
+use crate::client::partition_for;
 
 const NAME: &str = "relay";
 
@@ -55,7 +55,12 @@ impl Core for Relay {
         vec![1]
     }
 
-    fn decode(&self, _: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Self::Record, String> {
+    fn decode(
+        &self,
+        _: usize,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Self::Record, String> {
         let text = |bytes: Option<&[u8]>| {
             bytes
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -69,7 +74,12 @@ impl Core for Relay {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Self::Record>) -> Vec<Output> {
-        let Input::Record { at, value: (key, text), .. } = input else {
+        let Input::Record {
+            at,
+            value: (key, text),
+            ..
+        } = input
+        else {
             return Vec::new();
         };
         if at.topic == 0 {
@@ -92,7 +102,14 @@ const OUT: &str = "p.out";
 const LETTERS: &str = "p.tessera.dead-letters";
 
 /// An input record: topic, partition, offset, stamp, key, value.
-type Read = (&'static str, i32, i64, i64, Option<&'static str>, &'static str);
+type Read = (
+    &'static str,
+    i32,
+    i64,
+    i64,
+    Option<&'static str>,
+    &'static str,
+);
 
 /// Task 0 merges in/0 with all/0 and all/1; task 1 merges in/1 with the same. The last record of
 /// each broadcast partition stays undecided in both tasks: their own partitions end earlier.
@@ -130,7 +147,9 @@ fn replay(on_step: &mut dyn FnMut(Step<'_>)) -> Replay<Relay> {
             refused: None,
         };
         let input = topics.inputs.iter().position(|t| t == topic).unwrap();
-        replay.push(input, partition, offset, stamp, record, on_step).unwrap();
+        replay
+            .push(input, partition, offset, stamp, record, on_step)
+            .unwrap();
     }
     replay
 }
@@ -158,7 +177,14 @@ fn written(place: impl Fn(&str, i32) -> i32) -> Vec<Logged> {
                     topic: 1,
                     partition: 0,
                     key: Some(step.lane.topic.clone().into_bytes()),
-                    value: letter(&step.lane.topic, at.partition, at.offset, at.stamp, record, reason),
+                    value: letter(
+                        &step.lane.topic,
+                        at.partition,
+                        at.offset,
+                        at.stamp,
+                        record,
+                        reason,
+                    ),
                 },
             });
         }
@@ -166,7 +192,14 @@ fn written(place: impl Fn(&str, i32) -> i32) -> Vec<Logged> {
     log
 }
 
-fn letter(topic: &str, partition: i32, offset: i64, stamp: i64, record: RawRecord, reason: String) -> Vec<u8> {
+fn letter(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    stamp: i64,
+    record: RawRecord,
+    reason: String,
+) -> Vec<u8> {
     let quote = Quote::of(record.key.as_deref(), record.value.as_deref());
     encode(
         &DeadLetter {
@@ -211,7 +244,13 @@ fn audit_in_order(log: &[Logged], committed: [i64; 2], replay_first: bool) -> Re
         let mut offsets: HashMap<(usize, i32), i64> = HashMap::new();
         for record in log {
             let offset = offsets.entry((record.topic, record.partition)).or_default();
-            comparison.published(record.topic, record.partition, *offset, record.key.as_deref(), Some(&record.value));
+            comparison.published(
+                record.topic,
+                record.partition,
+                *offset,
+                record.key.as_deref(),
+                Some(&record.value),
+            );
             *offset += 1;
         }
     };
@@ -292,7 +331,11 @@ fn assert_pairs_either_way(mut log: Vec<Logged>) {
     let report = audit_in_order(&log, ALL_CONSUMED, true);
     let kinds: Vec<&str> = report.findings.iter().map(Finding::kind).collect();
     assert_eq!(kinds, ["missing", "injected"], "{:#?}", report.findings);
-    assert_eq!(report, audit(&log, ALL_CONSUMED), "the same findings either way");
+    assert_eq!(
+        report,
+        audit(&log, ALL_CONSUMED),
+        "the same findings either way"
+    );
 }
 
 #[test]
@@ -304,9 +347,10 @@ fn records_pair_up_whichever_side_comes_first() {
 fn records_on_other_partitions_than_their_keys_say_still_pair() {
     let log = written(|_, task| task);
     assert!(
-        log.iter().any(|r| r.topic == 0 && r.key.as_deref().is_some_and(|k| {
-            partition_for(&String::from_utf8_lossy(k), PARTITIONS) != r.partition
-        })),
+        log.iter().any(|r| r.topic == 0
+            && r.key.as_deref().is_some_and(|k| {
+                partition_for(&String::from_utf8_lossy(k), PARTITIONS) != r.partition
+            })),
         "some output sits elsewhere than its key says"
     );
     assert_pairs_either_way(log);
@@ -388,7 +432,11 @@ fn two_records_of_a_task_swapped_are_reordered() {
     let mut log = live();
     let (first, _) = find(&log, "m1", "d");
     let (second, _) = find(&log, "m1", "offer two");
-    assert_eq!(at(&log, second).offset, at(&log, first).offset + 1, "adjacent on the log");
+    assert_eq!(
+        at(&log, second).offset,
+        at(&log, first).offset + 1,
+        "adjacent on the log"
+    );
     log.swap(first, second);
     let report = audit(&log, ALL_CONSUMED);
     // "offer two" was derived after "d" but now sits before it.

@@ -420,13 +420,22 @@ fn secrets_never_print_their_bytes() {
 #[test]
 fn a_sealed_half_has_its_shape_and_nothing_else_does() {
     let delivered = delivered(&parties(), Custody::Escrow);
-    assert_eq!(check_sealed_half(&delivered.platform_half, Half::Platform), Ok(()));
-    assert_eq!(check_sealed_half(&delivered.provider_half, Half::Provider), Ok(()));
+    assert_eq!(
+        check_sealed_half(&delivered.platform_half, Half::Platform),
+        Ok(())
+    );
+    assert_eq!(
+        check_sealed_half(&delivered.provider_half, Half::Provider),
+        Ok(())
+    );
     let mut short = delivered.platform_half.clone();
     short.ciphertext.pop();
     let mut long_enc = delivered.platform_half.clone();
     long_enc.enc.push(0);
-    let empty = SealedBox { enc: Vec::new(), ciphertext: Vec::new() };
+    let empty = SealedBox {
+        enc: Vec::new(),
+        ciphertext: Vec::new(),
+    };
     for bad in [short, long_enc, empty] {
         assert_eq!(
             check_sealed_half(&bad, Half::Platform),
