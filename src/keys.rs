@@ -13,6 +13,10 @@ use tessera_schemas::signing::{SigningKey, VerifyingKey, hex, unhex};
 
 /// What to do with keys.
 #[derive(Debug, Clone, clap::Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "command-line arguments, parsed once"
+)]
 pub enum Keys {
     /// Write a new key pair's private key to a new file, readable by its owner only (mode 0600),
     /// and print its public key. Never overwrites a file.

@@ -31,6 +31,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "command-line arguments, parsed once"
+)]
 enum Command {
     /// Create tessera's topics on a cluster, or check a cluster against the topic catalogue.
     #[command(subcommand)]

@@ -26,6 +26,10 @@ use crate::kafka::KafkaArgs;
 
 /// Which processor to run.
 #[derive(Debug, Clone, clap::Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "command-line arguments, parsed once"
+)]
 pub enum Processor {
     /// Invites the subscribers whose stored needs match each offer: keeps every subscriber's
     /// interests, indexed, in state and writes one InteractionRequested per match to

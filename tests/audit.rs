@@ -265,9 +265,11 @@ fn client() -> ClientConfig {
     config
 }
 
-/// Every committed record of `topic` (without the prefix), partition by partition:
-/// (partition, offset, key, value).
-fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<(i32, i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// A record as read back: (partition, offset, key, value).
+type Committed = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every committed record of `topic` (without the prefix), partition by partition.
+fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<Committed> {
     let name = format!("{}{topic}", kafka.topic_prefix);
     let consumer: BaseConsumer = client()
         .set("group.id", format!("{}test-reader", kafka.topic_prefix))

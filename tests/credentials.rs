@@ -116,7 +116,7 @@ fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
             let start = (shift * 4).div_ceil(3);
             let end = text.len().saturating_sub(4);
             if end > start + 8 {
-                all.push(text[start..end].as_bytes().to_vec());
+                all.push(text.as_bytes()[start..end].to_vec());
             }
         }
     }

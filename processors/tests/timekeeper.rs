@@ -87,7 +87,7 @@ fn subscriber_key(n: u8) -> PrivateKey {
 
 /// Offer `n`'s credential: even offers in co-sign custody, odd ones in escrow.
 fn credential(n: u8) -> tessera_schemas::SealedCredential {
-    let custody = if n % 2 == 0 {
+    let custody = if n.is_multiple_of(2) {
         Custody::CoSign
     } else {
         Custody::Escrow

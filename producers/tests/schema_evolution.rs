@@ -198,7 +198,8 @@ fn write_fixture() {
         .unwrap()
     };
     // (topic, stamp, key, value, signer)
-    let records: Vec<(Topic, i64, &str, Vec<u8>, Option<u8>)> = vec![
+    type Logged<'a> = (Topic, i64, &'a str, Vec<u8>, Option<u8>);
+    let records: Vec<Logged> = vec![
         (OFFERS, T, "o1", offer(1), Some(P)),
         (OFFERS, T + 1, "o2", offer(2), Some(P)),
         (OFFERS, T + 30, "o2", withdrawal, Some(P)),

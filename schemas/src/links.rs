@@ -169,14 +169,14 @@ impl From<EncodeError> for LinkError {
     }
 }
 
+/// The key and value of the record a link names, as read from the log.
+pub type SourceRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Checks that `event`'s digest is the one its content gives and, given the key and value of the
 /// record at its link's source, that the link names that record. The content's encoding is the
 /// current schema's or, for an event decoded from a record of an earlier released version, that
 /// version's.
-pub fn verify(
-    event: &Event,
-    input: Option<(Option<&[u8]>, Option<&[u8]>)>,
-) -> Result<(), LinkError> {
+pub fn verify(event: &Event, input: Option<SourceRecord<'_>>) -> Result<(), LinkError> {
     let unlinked = LinkError::Unlinked(event.kind().name());
     let link = link_of(event).ok_or(unlinked.clone())?;
     let own = digest(event)?.ok_or(unlinked)?;

@@ -321,14 +321,14 @@ async fn timekeeper(
             &provider,
         );
         offers.push(signed(&provider, OFFERS, offer_id(o), offer.into())?);
-        for s in 0..per_offer {
+        for (s, responder) in responders.iter().enumerate().take(per_offer) {
             let request = InteractionRequested {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 request_id: request_id(&offer_id(o), &subscriber(s)),
                 offer_id: offer_id(o),
                 subscriber_id: subscriber(s),
-                subscriber_key: responders[s].key.public_key().to_bytes(),
-                subscriber_signing_key: responders[s].signer.verifying_key().to_bytes(),
+                subscriber_key: responder.key.public_key().to_bytes(),
+                subscriber_signing_key: responder.signer.verifying_key().to_bytes(),
                 recommendation: Recommendation {
                     identifier: format!("doc-{o}"),
                     name: "benchmark offer".into(),
@@ -350,11 +350,11 @@ async fn timekeeper(
         }
     }
     // Subscriber by subscriber across all offers, so every partition gets a steady share.
-    for s in 0..per_offer {
+    for responder in responders.iter().take(per_offer) {
         for o in 0..args.offers {
-            let response = tessera_producers::subscriber::response(&offer_id(o), &responders[s]);
+            let response = tessera_producers::subscriber::response(&offer_id(o), responder);
             responses.push(signed(
-                &responders[s].signer,
+                &responder.signer,
                 RESPONSES,
                 offer_id(o),
                 response.into(),

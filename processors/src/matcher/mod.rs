@@ -64,6 +64,10 @@ const OFFERS_INPUT: usize = 1;
 
 /// What the matcher makes of an input record.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one record at a time, moved a few times: a copy of a few hundred bytes costs less than an allocation"
+)]
 pub enum MatcherRecord {
     /// A subscriber registers or replaces its interests.
     Registered(SubscriberRegistered),

@@ -172,6 +172,10 @@ pub const PRUNE_AFTER_MS: i64 = 60 * 60 * 1000;
 
 /// An input record the timekeeper acts on: only the events that belong on its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "invitations are the most numerous input: a copy of a few hundred bytes costs less than an allocation each"
+)]
 pub enum Received {
     /// An offer, from `tessera.offers`.
     Offer(Box<OfferPublished>),
@@ -239,6 +243,7 @@ impl Timekeeper {
 
 /// Where the halves a release carries come from.
 #[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "one per timekeeper, made once")]
 enum Sealer {
     /// The timekeeper's key: it opens the provider's halves and seals them to the responder.
     Key(Secrets),

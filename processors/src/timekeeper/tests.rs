@@ -192,7 +192,7 @@ impl Fixture {
     fn feed_signed(&mut self, at: Position, value: Received, signer: &SigningKey) -> Vec<Output> {
         let key = value.offer_id().to_string();
         let bytes = encode(&event_of(&value)).unwrap();
-        let signed = signer.signed(&INPUTS[at.topic].name, key.as_bytes(), &bytes);
+        let signed = signer.signed(INPUTS[at.topic].name, key.as_bytes(), &bytes);
         let input = Input::Record {
             at,
             key: Some(key),

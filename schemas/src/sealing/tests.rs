@@ -200,7 +200,8 @@ fn a_flipped_bit_anywhere_fails_with_the_part_named() {
     let parties = parties();
     let delivered = delivered(&parties, Custody::CoSign);
     let flip = |bytes: &mut Vec<u8>, at: usize| bytes[at] ^= 0x01;
-    let cases: [(fn(&mut CredentialDelivered) -> &mut Vec<u8>, SealError); 5] = [
+    type Field = fn(&mut CredentialDelivered) -> &mut Vec<u8>;
+    let cases: [(Field, SealError); 5] = [
         (|d| &mut d.package, SealError::Package),
         (
             |d| &mut d.platform_half.ciphertext,
@@ -325,7 +326,8 @@ fn credential_shapes_are_checked_without_a_key() {
     let good = seal_offer("o", DOCUMENT, Custody::Escrow, &timekeeper, &mut rng(4))
         .unwrap()
         .credential;
-    let broken: [(fn(&mut SealedCredential), &str); 5] = [
+    type Damage = fn(&mut SealedCredential);
+    let broken: [(Damage, &str); 5] = [
         (
             |c| c.platform_half.enc.pop().map_or((), drop),
             "the sealed platform half is 31+48 bytes, not 32+48",
