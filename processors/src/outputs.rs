@@ -20,7 +20,7 @@ pub(crate) struct Outputs {
 
 impl Outputs {
     /// No outputs yet for the input at `at` of `processor`.
-    pub fn new(processor: &'static str, dead_letters: usize, at: Position) -> Self {
+    pub(crate) fn new(processor: &'static str, dead_letters: usize, at: Position) -> Self {
         Outputs {
             processor,
             dead_letters,
@@ -30,17 +30,17 @@ impl Outputs {
     }
 
     /// Where and when the input sat.
-    pub fn at(&self) -> Position {
+    pub(crate) fn at(&self) -> Position {
         self.at
     }
 
     /// The records to produce.
-    pub fn into_list(self) -> Vec<Output> {
+    pub(crate) fn into_list(self) -> Vec<Output> {
         self.list
     }
 
     /// Adds the event `build` makes from the next event id.
-    pub fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
+    pub(crate) fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
         let event = build(derived_id(self.processor, &self.at, self.list.len()));
         self.list.push(Output {
             topic,
@@ -50,7 +50,7 @@ impl Outputs {
     }
 
     /// Where the input sat, as evidence: its stamp is the effective one that was judged.
-    pub fn position(&self, topic: Topic) -> LogPosition {
+    pub(crate) fn position(&self, topic: Topic) -> LogPosition {
         LogPosition {
             stamp: self.at.effective,
             ..self.source(topic)
@@ -58,7 +58,7 @@ impl Outputs {
     }
 
     /// Where the input sat, with the stamp the broker gave it: a dead letter's provenance.
-    pub fn source(&self, topic: Topic) -> LogPosition {
+    pub(crate) fn source(&self, topic: Topic) -> LogPosition {
         LogPosition {
             topic: topic.name.to_string(),
             partition: self.at.partition,
@@ -70,7 +70,7 @@ impl Outputs {
     /// Whether the input, from `topic` under record key `key`, is signed with `signer`'s key
     /// (`who` names it in the reason). If not, `event` goes to the dead letters as
     /// `Unauthenticated`, and nothing else may come of the input.
-    pub fn signed_by(
+    pub(crate) fn signed_by(
         &mut self,
         signer: &VerifyingKey,
         who: &str,
@@ -87,14 +87,14 @@ impl Outputs {
     }
 
     /// Sends the input, which cannot take effect, to the dead letters; `key` is its record key.
-    pub fn dead_letter(&mut self, topic: Topic, key: &str, event: Event, reason: String) {
+    pub(crate) fn dead_letter(&mut self, topic: Topic, key: &str, event: Event, reason: String) {
         let source = self.source(topic);
         self.dead_letter_from(&source, key, event, reason);
     }
 
     /// Sends an earlier input that sat at `source` (see [`Outputs::source`]) to the dead letters,
     /// once the present input shows it can never take effect.
-    pub fn dead_letter_from(
+    pub(crate) fn dead_letter_from(
         &mut self,
         source: &LogPosition,
         key: &str,

@@ -44,7 +44,7 @@ pub(crate) struct Feeder<C: Core> {
 }
 
 impl<C: Core> Feeder<C> {
-    pub fn new(core: C, partition: i32) -> Self {
+    pub(crate) fn new(core: C, partition: i32) -> Self {
         let inputs = core.inputs().len();
         Feeder {
             core,
@@ -57,7 +57,7 @@ impl<C: Core> Feeder<C> {
 
     /// Applies `value` as the next record of input `topic`, under `key`, with the signature
     /// `signed` says it had.
-    pub fn feed_signed(
+    pub(crate) fn feed_signed(
         &mut self,
         topic: usize,
         key: &str,

@@ -38,7 +38,7 @@ fn counter() -> Counter {
 }
 
 /// Runs the benchmark and prints its result.
-pub async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<()> {
+pub(super) async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::Result<()> {
     if args.events == 0 || args.keys == 0 || args.partitions < 1 || args.rounds == 0 {
         bail!("--events, --keys, --partitions and --rounds must be positive");
     }

@@ -133,7 +133,7 @@ fn records(consumer: &BaseConsumer, topics: &[String], partitions: i32) -> anyho
 }
 
 /// Runs the bench and prints its result.
-pub async fn idle_cost(kafka: &KafkaArgs, args: IdleArgs) -> anyhow::Result<()> {
+pub(super) async fn idle_cost(kafka: &KafkaArgs, args: IdleArgs) -> anyhow::Result<()> {
     let prefix = format!(
         "{}bench-idle-{}.",
         kafka.topic_prefix,

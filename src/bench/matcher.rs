@@ -273,7 +273,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 
 /// Loads `interests` interests, then times `offers` offers through the index and `scans` of them
 /// through a linear scan, and prints the result.
-pub fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> {
+pub(super) fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> {
     if interests == 0 || offers == 0 || scans == 0 || scans > offers {
         bail!("--interests, --offers and --scans must be positive, and --scans at most --offers");
     }

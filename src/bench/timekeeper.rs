@@ -131,7 +131,7 @@ fn ends_of(keys: impl Iterator<Item = String>, partitions: i32) -> BTreeMap<i32,
 }
 
 /// Runs both sides and prints their latencies.
-pub async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Result<()> {
+pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> anyhow::Result<()> {
     if args.rate == 0 || args.seconds == 0 || args.offers == 0 || args.partitions < 1 {
         bail!("--rate, --seconds, --offers and --partitions must be positive");
     }

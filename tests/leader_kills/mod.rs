@@ -48,7 +48,7 @@ fn client(brokers: &str) -> BaseConsumer {
 }
 
 /// The bootstrap servers of the three-node cluster, which must be up: this test starts no broker.
-pub fn three_nodes() -> String {
+pub(crate) fn three_nodes() -> String {
     let status = kafka(&["status"]);
     assert!(
         status.status.success(),
@@ -127,7 +127,7 @@ enum Phase {
 }
 
 /// The broker kills of one run; [`LeaderKills::step`] advances them as the outputs come in.
-pub struct LeaderKills {
+pub(crate) struct LeaderKills {
     /// For the metadata: who leads what, and which brokers the cluster counts as live.
     client: BaseConsumer,
     prefix: String,
@@ -141,7 +141,7 @@ pub struct LeaderKills {
 }
 
 impl LeaderKills {
-    pub fn new(brokers: &str, prefix: &str) -> Self {
+    pub(crate) fn new(brokers: &str, prefix: &str) -> Self {
         LeaderKills {
             client: client(brokers),
             prefix: prefix.into(),
@@ -154,7 +154,7 @@ impl LeaderKills {
 
     /// Kills, restarts or waits, now that `seen` of `counted` outputs are out. Never blocks for
     /// long: a restart runs on a thread of its own while the run goes on.
-    pub fn step(&mut self, seen: usize, counted: usize) {
+    pub(crate) fn step(&mut self, seen: usize, counted: usize) {
         self.phase = match std::mem::replace(&mut self.phase, Phase::Waiting) {
             Phase::Waiting => match self.targets.first() {
                 Some(&(target, share)) if seen as f64 >= share * counted as f64 => {
@@ -264,7 +264,7 @@ impl LeaderKills {
     /// After the last output (`seen` in all): every kill must have happened while outputs were
     /// still due, and a node still down is started again (and waited for) before the checks read
     /// the cluster.
-    pub fn finish(&mut self, seen: usize) {
+    pub(crate) fn finish(&mut self, seen: usize) {
         match std::mem::replace(&mut self.phase, Phase::Waiting) {
             Phase::Waiting => {}
             // The last output came out while the node was down: the run got on without it.

@@ -13,16 +13,16 @@ use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::topics::Topic;
 
 /// The broker's address: `TESSERA_BROKERS`, else the local one.
-pub fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
 /// A tiny deterministic generator.
-pub struct Lcg(pub u64);
+pub(crate) struct Lcg(pub u64);
 
 impl Lcg {
     /// The next number below `bound`.
-    pub fn next(&mut self, bound: u64) -> u64 {
+    pub(crate) fn next(&mut self, bound: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -33,7 +33,7 @@ impl Lcg {
 
 /// The events keyed `key` on `topic` of the installation whose names start with `prefix`, once
 /// there are `n` (ticks skipped); fails after a minute.
-pub async fn wait_for(
+pub(crate) async fn wait_for(
     config: &ClientConfig,
     prefix: &str,
     topic: Topic,
@@ -59,7 +59,7 @@ pub async fn wait_for(
 
 /// Registers subscriber `id` with a need for document `doc-X`, signed with the key in `key_file`
 /// (created if missing, so a second id may name the same holder's file); returns that key.
-pub async fn register(
+pub(crate) async fn register(
     writer: &Writer,
     prefix: &str,
     id: &str,
@@ -84,7 +84,7 @@ pub async fn register(
 }
 
 /// How an offer of document `doc-X` is sealed: its content, its custody, the timekeeper's key.
-pub struct DocX<'a> {
+pub(crate) struct DocX<'a> {
     pub document: &'a [u8],
     pub custody: tessera_schemas::Custody,
     pub timekeeper: &'a tessera_schemas::sealing::PublicKey,
@@ -93,7 +93,7 @@ pub struct DocX<'a> {
 
 /// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as
 /// `doc` says and signed with the key in `halves` (where a co-signed offer's half is kept).
-pub async fn publish_doc_x(
+pub(crate) async fn publish_doc_x(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,

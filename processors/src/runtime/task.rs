@@ -53,7 +53,7 @@ pub(crate) enum Recovery {
 impl Task {
     /// Opens the task's store, rebuilding it from the changelog unless its checkpoint equals the
     /// offsets the consumer group committed.
-    pub fn open(
+    pub(super) fn open(
         partition: i32,
         dir: PathBuf,
         lanes: Vec<Lane>,
@@ -127,7 +127,7 @@ impl Task {
     }
 
     /// The lane of a record read from `topic`/`partition`.
-    pub fn lane_of(&self, topic: &str, partition: i32) -> Option<usize> {
+    pub(super) fn lane_of(&self, topic: &str, partition: i32) -> Option<usize> {
         self.lanes
             .iter()
             .position(|l| l.partition == partition && l.topic == topic)
@@ -136,7 +136,7 @@ impl Task {
     /// Forgets everything since the last commit: the transaction was aborted. Puts the broadcast
     /// lanes back at their committed offsets and returns the group-assigned ones to seek the
     /// group's consumer back to.
-    pub fn rewind(&mut self) -> anyhow::Result<Vec<(String, i32, Offset)>> {
+    pub(super) fn rewind(&mut self) -> anyhow::Result<Vec<(String, i32, Offset)>> {
         self.store.abort();
         self.progress = self.committed.clone();
         self.dirty = false;

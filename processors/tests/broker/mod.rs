@@ -4,7 +4,7 @@
 use rdkafka::ClientConfig;
 
 /// Client settings that reach the test broker.
-pub fn client() -> ClientConfig {
+pub(crate) fn client() -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set(
         "bootstrap.servers",

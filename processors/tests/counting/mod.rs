@@ -21,7 +21,7 @@ use super::broker::client;
 
 /// A counter forgetting keys idle for `idle_ms`, running on fresh one-partition topics `in.a` and
 /// `in.b` (both inputs, so a record on one waits for the other) writing `counts`.
-pub struct Setup {
+pub(crate) struct Setup {
     pub prefix: String,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<anyhow::Result<()>>,
@@ -30,7 +30,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub async fn start(idle_ms: i64) -> Setup {
+    pub(crate) async fn start(idle_ms: i64) -> Setup {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let names = ["in.a", "in.b", "counts", "tessera.dead-letters"];
@@ -54,7 +54,7 @@ impl Setup {
         }
     }
 
-    pub async fn send(&self, topic: &str, key: &str) {
+    pub(crate) async fn send(&self, topic: &str, key: &str) {
         let producer: FutureProducer = client().create().unwrap();
         producer
             .send(
@@ -69,7 +69,7 @@ impl Setup {
     }
 
     /// The next output of the counter, waiting up to `within`.
-    pub fn next_count(&self, within: Duration) -> Option<String> {
+    pub(crate) fn next_count(&self, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(message) = self.counts.poll(Duration::from_millis(200)) {
@@ -83,7 +83,7 @@ impl Setup {
     }
 
     /// Records on the inputs so far (end offsets of `in.a` and `in.b`).
-    pub fn input_records(&self) -> i64 {
+    pub(crate) fn input_records(&self) -> i64 {
         ["in.a", "in.b"]
             .iter()
             .map(|t| {
@@ -96,7 +96,7 @@ impl Setup {
             .sum()
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.await.unwrap().unwrap();
     }
@@ -105,7 +105,7 @@ impl Setup {
 /// Creates `{prefix}{name}` for each (name, timestamp type), one partition each, and waits until
 /// the broker's metadata shows them: a fresh broker may answer the creation before, and the
 /// runtime refuses inputs it cannot see.
-pub async fn create_topics(prefix: &str, topics: &[(&str, &str)]) {
+pub(crate) async fn create_topics(prefix: &str, topics: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
     let names: Vec<String> = topics.iter().map(|(t, _)| format!("{prefix}{t}")).collect();
     let new: Vec<NewTopic<'_>> = names
@@ -143,7 +143,7 @@ pub async fn create_topics(prefix: &str, topics: &[(&str, &str)]) {
 
 /// A counter reading `in.a` and `in.b` and writing `counts` under `prefix`, forgetting keys idle
 /// for `idle_ms`, with a runtime configuration whose state lives in the returned directory.
-pub fn counter(prefix: &str, idle_ms: i64) -> (Counter, Config, tempfile::TempDir) {
+pub(crate) fn counter(prefix: &str, idle_ms: i64) -> (Counter, Config, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let mut config = Config::new(client(), "test-1", state.path().to_path_buf());
     config.topic_prefix = prefix.to_string();

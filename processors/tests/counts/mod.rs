@@ -8,7 +8,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 
 /// Fails unless `outputs` (per key, in order) are exactly the counts of inputs `0..total`.
-pub fn assert_counts(outputs: &BTreeMap<String, Vec<String>>, total: usize) {
+pub(crate) fn assert_counts(outputs: &BTreeMap<String, Vec<String>>, total: usize) {
     let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..total {
         *per_key.entry(format!("k{}", i % 17)).or_default() += 1;
@@ -23,7 +23,7 @@ pub fn assert_counts(outputs: &BTreeMap<String, Vec<String>>, total: usize) {
 /// Reads `expected` committed outputs from `consumer` (assigned to the counter's output topic),
 /// per key in order. Fails if fewer arrive within `timeout` or before `alive` turns false, and if
 /// any arrive in the two seconds after: those would be duplicates or leftovers.
-pub fn read_counts(
+pub(crate) fn read_counts(
     consumer: &BaseConsumer,
     expected: usize,
     timeout: Duration,

@@ -6,7 +6,7 @@
 //! still did. To build that state on demand the test runs its own broker with the check off
 //! (`compose/kafka` under its own home and ports) and writes the records by hand ([`wire`]).
 
-pub mod wire;
+pub(crate) mod wire;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,24 +17,24 @@ const PORT: u16 = 19092;
 const CONTROLLER_PORT: u16 = 19093;
 
 /// A single-node broker without transaction verification, stopped when dropped.
-pub struct LenientBroker;
+pub(crate) struct LenientBroker;
 
 impl LenientBroker {
-    pub fn up() -> Self {
+    pub(crate) fn up() -> Self {
         compose("up");
         LenientBroker
     }
 
     /// Stops and starts the broker: its coordinators reload their state from their logs.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         compose("restart");
     }
 
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{PORT}")
     }
 
-    pub fn client(&self) -> ClientConfig {
+    pub(crate) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.address());
         config

@@ -20,13 +20,13 @@ const INIT_PRODUCER_ID: i16 = 22;
 const RETRIABLE: [i16; 4] = [14, 15, 16, 51];
 
 /// One connection to one broker.
-pub struct Wire {
+pub(crate) struct Wire {
     stream: TcpStream,
     correlation: i32,
 }
 
 impl Wire {
-    pub fn connect(address: &str) -> Self {
+    pub(crate) fn connect(address: &str) -> Self {
         let stream = TcpStream::connect(address).expect("connect to the broker");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -66,7 +66,7 @@ impl Wire {
     }
 
     /// Takes the producer id of `transactional_id` at a new epoch, as `init_transactions` does.
-    pub fn init_producer_id(&mut self, transactional_id: &str) -> (i64, i16) {
+    pub(crate) fn init_producer_id(&mut self, transactional_id: &str) -> (i64, i16) {
         for _ in 0..100 {
             let mut body = Vec::new();
             put_str(&mut body, transactional_id);
@@ -87,7 +87,7 @@ impl Wire {
 
     /// Appends `records` (key, value) to `topic`/`partition` as a transactional batch of
     /// `producer` (id, epoch) starting at sequence 0, without telling the coordinator.
-    pub fn produce_transactional(
+    pub(crate) fn produce_transactional(
         &mut self,
         transactional_id: &str,
         producer: (i64, i16),
@@ -156,7 +156,7 @@ fn record_batch(producer: (i64, i16), records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8>
 }
 
 /// A committed offset as the group coordinator stores it: (key v1, value v3).
-pub fn offset_commit(group: &str, topic: &str, partition: i32, offset: i64) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn offset_commit(group: &str, topic: &str, partition: i32, offset: i64) -> (Vec<u8>, Vec<u8>) {
     let mut key = Vec::new();
     put_i16(&mut key, 1);
     put_str(&mut key, group);
@@ -178,7 +178,7 @@ pub fn offset_commit(group: &str, topic: &str, partition: i32, offset: i64) -> (
 }
 
 /// The `__consumer_offsets` partition of `group` among `partitions`: Java's `String.hashCode`.
-pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+pub(crate) fn offsets_partition(group: &str, partitions: i32) -> i32 {
     let hash = group
         .encode_utf16()
         .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32));

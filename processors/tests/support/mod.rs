@@ -9,13 +9,13 @@ use tessera_schemas::{Tick, encode};
 use tessera_state_stores::MemoryState;
 
 /// The partition number every input of the delivered task has.
-pub const PARTITION: i32 = 2;
+pub(crate) const PARTITION: i32 = 2;
 
 /// Feeds `lanes` (one per input, each record with its stamp step from the previous one, starting
 /// at `start`) through the merge into a fresh `core`, pushing records in the order `schedule`
 /// picks and draining whenever it says so, then drains the rest. Returns what the core produced
 /// and its state.
-pub fn deliver<C: Core>(
+pub(crate) fn deliver<C: Core>(
     mut core: C,
     start: i64,
     lanes: &[Vec<(i64, RawRecord)>],
@@ -66,7 +66,7 @@ pub fn deliver<C: Core>(
 
 /// A tick as the ticker writes it: cores see it as time passing.
 #[allow(dead_code)]
-pub fn tick() -> RawRecord {
+pub(crate) fn tick() -> RawRecord {
     let tick = Tick {
         event_id: "00000000-0000-4000-8000-000000000004".into(),
         ticker: "t".into(),
@@ -82,7 +82,7 @@ pub fn tick() -> RawRecord {
 
 /// Bytes no decoder takes, without a key: a dead letter.
 #[allow(dead_code)]
-pub fn garbage() -> RawRecord {
+pub(crate) fn garbage() -> RawRecord {
     RawRecord {
         key: None,
         value: Some(vec![0xde, 0xad]),
@@ -96,7 +96,7 @@ pub fn garbage() -> RawRecord {
 /// `ordered`, the first two lanes are all stamped at the start and the third after it, so every
 /// record of the first two is applied before any of the third.
 #[allow(dead_code)]
-pub fn three_lanes<I: std::fmt::Debug + Clone + 'static>(
+pub(crate) fn three_lanes<I: std::fmt::Debug + Clone + 'static>(
     items: [BoxedStrategy<I>; 3],
     most: [usize; 3],
     ordered: bool,
@@ -120,7 +120,7 @@ pub fn three_lanes<I: std::fmt::Debug + Clone + 'static>(
 
 /// The records of generated lanes, as [`deliver`] takes them.
 #[allow(dead_code)]
-pub fn records<I>(
+pub(crate) fn records<I>(
     items: &[Vec<(i64, I)>],
     record: impl Fn(&I) -> RawRecord,
 ) -> Vec<Vec<(i64, RawRecord)>> {
@@ -136,7 +136,7 @@ pub fn records<I>(
 
 /// The events a core asked to produce, decoded, with their record keys; dead letters left out.
 #[allow(dead_code)]
-pub fn events(produced: &[Produced]) -> Vec<(String, tessera_schemas::Event)> {
+pub(crate) fn events(produced: &[Produced]) -> Vec<(String, tessera_schemas::Event)> {
     produced
         .iter()
         .filter_map(|p| match p {
