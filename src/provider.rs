@@ -61,6 +61,7 @@ pub enum Provider {
         /// Where the provider's key and halves are kept (default `.tessera/keys/<provider>`).
         #[arg(long, value_name = "DIR")]
         key_dir: Option<PathBuf>,
+        /// How the timekeeper's key is pinned.
         #[command(flatten)]
         pin: TimekeeperPin,
         /// The installation's trust anchor (verifying key, 64 hex digits), if its matcher runs
@@ -172,6 +173,7 @@ pub struct PublishArgs {
     /// lost key, or any first offer where the matcher runs with `--trust-anchor`) endorsed it.
     #[arg(long, value_name = "HEX", value_parser = crate::keys::parse_hex)]
     pub endorsement: Option<Vec<u8>>,
+    /// How the timekeeper's key is pinned.
     #[command(flatten)]
     pub pin: TimekeeperPin,
 }

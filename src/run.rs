@@ -38,6 +38,7 @@ pub enum Processor {
     /// key its id pinned, and an offer invites only if it carries the key its provider id
     /// pinned with its first offer; a refused one goes to `tessera.dead-letters` with its reason.
     Matcher {
+        /// The processor's own key.
         #[command(flatten)]
         key: KeyFile,
         /// The operator's trust anchor (an Ed25519 verifying key, 64 hex digits: `tessera keys
@@ -76,6 +77,7 @@ pub enum Processor {
     /// `--webhook-allow-private`. The worker posts only credentials signed with the delivery's
     /// key, and follows only registrations signed by the subscriber's pinned key.
     Delivery {
+        /// The processor's own key.
         #[command(flatten)]
         key: KeyFile,
         /// The timekeeper's verifying key (64 hex digits: `tessera keys public --signing` on the
@@ -87,6 +89,7 @@ pub enum Processor {
         /// a subscriber's first registration only if the anchor endorsed it, as the matcher does.
         #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
         trust_anchor: Option<VerifyingKey>,
+        /// The webhook worker's settings.
         #[command(flatten)]
         webhooks: WebhookArgs,
     },
@@ -95,6 +98,7 @@ pub enum Processor {
     /// (by offer: reads `tessera.offers`, `tessera.decisions`, `tessera.outcomes`, writes
     /// `tessera.ledger-credits`) and `ledger` (by provider: reads `tessera.ledger-credits`).
     Ledger {
+        /// The processor's own key.
         #[command(flatten)]
         key: KeyFile,
         /// The timekeeper's verifying key (64 hex digits: `tessera keys public --signing` on the

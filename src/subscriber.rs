@@ -80,6 +80,7 @@ pub enum Subscriber {
         /// The subscriber's id.
         #[arg(long)]
         id: String,
+        /// How the subscriber proves its id.
         #[command(flatten)]
         proof: ProofArgs,
     },
@@ -102,6 +103,7 @@ pub enum Subscriber {
         /// Stop after SECS seconds with nothing for this subscriber (default: follow forever).
         #[arg(long, value_name = "SECS")]
         until_idle: Option<u64>,
+        /// How the subscriber proves its id.
         #[command(flatten)]
         proof: ProofArgs,
     },

@@ -29,8 +29,11 @@ pub enum MergeError {
     /// Records of one partition must arrive in offset order.
     #[error("offset {offset} on input {topic} arrived after offset {previous}")]
     OutOfOrder {
+        /// The input.
         topic: usize,
+        /// The record's offset.
         offset: i64,
+        /// The offset that arrived before it.
         previous: i64,
     },
 }

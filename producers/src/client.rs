@@ -29,6 +29,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a client could not reach or use a topic.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum ClientError {
     /// Kafka refused or failed an operation; `what` says which.
     #[error("{what}")]

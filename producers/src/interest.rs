@@ -26,6 +26,7 @@ Parameters are integers, money in minor units (9900 for 99.00). Examples:
 
 /// A part of an interest that could not be read; the message quotes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum InterestError {
     /// No condition at all: it would match every offer.
     #[error("an interest needs at least one condition, e.g. 'id=doc-X' or 'terms=report'")]

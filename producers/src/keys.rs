@@ -29,6 +29,7 @@ use crate::client::{ClientError, Writer, Written, event_id, read_to_end};
 
 /// Why key material could not be read or written. Messages name the file, never its content.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum KeyError {
     /// The file could not be read, created or written.
     #[error("cannot {action} key file {path}")]
@@ -279,6 +280,7 @@ impl std::fmt::Display for Role {
 
 /// Why a platform role's public keys could not be fetched.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum PlatformKeyError {
     /// Kafka could not be read.
     #[error(transparent)]

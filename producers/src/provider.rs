@@ -28,6 +28,7 @@ use crate::when::{Span, When, WhenError, Zone};
 
 /// Why an offer could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum ProviderError {
     /// A time could not be placed.
     #[error(transparent)]

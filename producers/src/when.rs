@@ -12,6 +12,7 @@ use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveTime, TimeZone, Utc};
 
 /// Why a time, zone, window or duration could not be read or placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum WhenError {
     /// Neither RFC 3339 nor a time of day.
     #[error(

@@ -34,6 +34,7 @@ pub const MAX_ALLOCATION: usize = 16 * 1024 * 1024;
 
 /// Why bytes could not be decoded as a tessera event.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum DecodeError {
     /// Fewer bytes than the single-object header.
     #[error(

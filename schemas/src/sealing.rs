@@ -95,6 +95,7 @@ pub enum KeyError {
 
 /// Why something could not be sealed or opened. Names the part, never its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum SealError {
     /// A key is unusable.
     #[error(transparent)]

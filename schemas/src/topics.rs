@@ -203,6 +203,7 @@ pub struct Observed {
 
 /// One way a cluster differs from the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum Difference {
     /// The topic does not exist.
     Missing { topic: String },

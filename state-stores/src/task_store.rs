@@ -23,6 +23,7 @@ const CHECKPOINT_KEY: &[u8] = b"m/checkpoint";
 
 /// Why a store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum StoreError {
     /// RocksDB reported an error.
     #[error("state store {path}: {source}")]

@@ -156,7 +156,12 @@ fn record_batch(producer: (i64, i16), records: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8>
 }
 
 /// A committed offset as the group coordinator stores it: (key v1, value v3).
-pub(crate) fn offset_commit(group: &str, topic: &str, partition: i32, offset: i64) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn offset_commit(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (Vec<u8>, Vec<u8>) {
     let mut key = Vec::new();
     put_i16(&mut key, 1);
     put_str(&mut key, group);

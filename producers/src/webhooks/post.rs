@@ -26,6 +26,7 @@ use super::target::{self, Unreachable};
 
 /// Why the TLS client could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum TlsError {
     /// The operator's CA file cannot be read or holds no usable certificate.
     #[error("cannot use {file} as the webhooks' CA: {why}")]

@@ -47,6 +47,7 @@ const SCHEME: &str = "ed25519=";
 
 /// Why a post is not the delivery worker's. Each names the check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs, reason = "each variant's message names its fields")]
 pub enum PostError {
     /// A header the signature needs is absent.
     #[error("the post has no {0} header")]

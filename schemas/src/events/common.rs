@@ -137,6 +137,10 @@ pub struct SealedBox {
 /// - `Escrow`: The provider's half is also sealed to the timekeeper, which releases both halves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
+#[allow(
+    missing_docs,
+    reason = "the doc above names every variant: it is the Avro schema's doc"
+)]
 pub enum Custody {
     CoSign,
     Escrow,

@@ -52,6 +52,10 @@ pub struct CredentialReleased {
 /// - `Forged`: The response is not signed by the key pinned for the responder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
+#[allow(
+    missing_docs,
+    reason = "the doc above names every variant: it is the Avro schema's doc"
+)]
 pub enum RejectReason {
     TooEarly,
     TooLate,
@@ -102,6 +106,10 @@ pub struct ResponseRejected {
 /// - `Unauthenticated`: The offer is not signed with the provider key it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
+#[allow(
+    missing_docs,
+    reason = "the doc above names every variant: it is the Avro schema's doc"
+)]
 pub enum OfferProblem {
     EmptyIdentifier,
     WindowEndsBeforeStart,
