@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::bindings as rd;
 use rdkafka::producer::{BaseProducer, Producer};
-use tessera_processors::Core;
-use tessera_processors::delivery::Delivery;
-use tessera_processors::ledger::{Ledger, Rewards};
-use tessera_processors::matcher::Matcher;
-use tessera_processors::runtime::Topics;
-use tessera_processors::timekeeper::Timekeeper;
+use tessera_cores::Core;
+use tessera_cores::delivery::Delivery;
+use tessera_cores::ledger::{Ledger, Rewards};
+use tessera_cores::matcher::Matcher;
+use tessera_cores::timekeeper::Timekeeper;
+use tessera_runtime::Topics;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{
     self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, REQUESTS, RESPONSES,
@@ -274,7 +274,7 @@ impl Table {
                 format!("{name} checks its inputs are stamped LogAppendTime"),
             );
             // The runtime's ticker writes Tick records to every input partition it owns, so
-            // stream time moves on idle partitions (processors/src/runtime/ticker.rs).
+            // stream time moves on idle partitions (processors/runtime/src/ticker.rs).
             self.topic(
                 role,
                 input,

@@ -17,8 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_processors::counter::Counter;
-use tessera_processors::runtime::{self, Config};
+use tessera_cores::counter::Counter;
+use tessera_runtime::{self as runtime, Config};
 
 use crate::kafka::KafkaArgs;
 

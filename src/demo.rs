@@ -22,11 +22,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rdkafka::consumer::Consumer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_processors::delivery::Delivery;
-use tessera_processors::ledger::{Ledger, Rewards};
-use tessera_processors::matcher::Matcher;
-use tessera_processors::runtime::{self, Config};
-use tessera_processors::timekeeper::Timekeeper;
+use tessera_cores::delivery::Delivery;
+use tessera_cores::ledger::{Ledger, Rewards};
+use tessera_cores::matcher::Matcher;
+use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::agent::{Acted, Agent};
 use tessera_producers::client::{
     Record, Writer, partition_count, partition_for, read_partition_of, reader,
@@ -36,6 +35,7 @@ use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
 use tessera_producers::status;
 use tessera_producers::subscriber::{self, Choice, Decision, Registration, Responder};
 use tessera_producers::when::{When, Zone};
+use tessera_runtime::{self as runtime, Config};
 use tessera_schemas::rules::format_stamp;
 use tessera_schemas::sealing::{PrivateKey, PublicKey};
 use tessera_schemas::signing::{SigningKey, VerifyingKey};

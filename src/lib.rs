@@ -1,6 +1,7 @@
 //! The `tessera` command: the one entry point users start from. Each subcommand is a thin shell
-//! over the workspace crates (`tessera-schemas`, `tessera-state-stores`, `tessera-processors`,
-//! `tessera-producers`); this crate only parses arguments, connects, and reports.
+//! over the workspace crates (`tessera-schemas`, `tessera-state`, `tessera-task-store`,
+//! `tessera-cores`, `tessera-runtime`, `tessera-producers`); this crate only parses arguments,
+//! connects, and reports.
 
 pub mod acl;
 pub mod audit;

@@ -21,7 +21,7 @@ use tessera::audit::{AuditArgs, Audited, audit};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
-use tessera_processors::replay::CLIENT_STAMPED;
+use tessera_cores::replay::CLIENT_STAMPED;
 use tessera_producers::audit::Finding;
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Role};

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
-use tessera_processors::delivery::Delivery;
-use tessera_processors::ledger::{Ledger, Rewards};
-use tessera_processors::runtime::{self, Config};
+use tessera_cores::delivery::Delivery;
+use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys;
+use tessera_runtime::{self as runtime, Config};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{self as catalogue, Topic};

@@ -22,12 +22,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use hpke::rand_core::UnwrapErr;
-use tessera_processors::Core;
-use tessera_processors::core::Output;
-use tessera_processors::merge::{Entry, Merge};
-use tessera_processors::replay::{self, Produced, RawRecord};
-use tessera_processors::runtime::Topics;
-use tessera_processors::timekeeper::Timekeeper;
+use tessera_cores::Core;
+use tessera_cores::core::Output;
+use tessera_cores::layout::Topics;
+use tessera_cores::merge::{Entry, Merge};
+use tessera_cores::replay::{self, Produced, RawRecord};
+use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::audit::compare::{Classifier, Comparison};
 use tessera_producers::audit::replay::{Replay, Step};
 use tessera_producers::client::partition_for;
@@ -40,7 +40,8 @@ use tessera_schemas::{
     OfferTerms, OfferWithdrawn, Recommendation, ResponseSubmitted, Tick, TimeRule, codec, decode,
     encode, identity,
 };
-use tessera_state_stores::{Checkpoint, MemoryState, TaskStore};
+use tessera_state::MemoryState;
+use tessera_task_store::{Checkpoint, TaskStore};
 
 /// 2025-11-25T09:00:00.000Z, when the log starts.
 const T: i64 = 1_764_061_200_000;

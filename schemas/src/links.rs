@@ -12,7 +12,7 @@
 //! new chain: the chain's head lives in the task's state and in the parties' receipts, and an
 //! auditor replaying the inputs derives every digest itself.
 //!
-//! The runtime's step (`tessera_processors::replay::step`) fills the links: a core builds these
+//! The runtime's step (`tessera_cores::replay::step`) fills the links: a core builds these
 //! events with [`Link::default`], and the step chains them in the order it produces them.
 
 use sha2::{Digest, Sha256};

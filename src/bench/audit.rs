@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use tessera_processors::counter::Counter;
-use tessera_processors::runtime::{self, Config};
+use tessera_cores::counter::Counter;
 use tessera_producers::audit::{Audit, log};
+use tessera_runtime::{self as runtime, Config};
 
 use super::{bar, create_topics, produce, wait_committed};
 use crate::kafka::KafkaArgs;

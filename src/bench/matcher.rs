@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tessera_processors::matcher::predicate::OfferFacts;
-use tessera_processors::matcher::{Matcher, MatcherRecord, index};
-use tessera_processors::{Core, Input, Position};
+use tessera_cores::matcher::predicate::OfferFacts;
+use tessera_cores::matcher::{Matcher, MatcherRecord, index};
+use tessera_cores::{Core, Input, Position};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::{Signed, SigningKey};
 use tessera_schemas::topics::{OFFERS, SUBSCRIBERS, Topic};
@@ -24,7 +24,7 @@ use tessera_schemas::{
     Custody, Deadline, Event, Interest, OfferPublished, ParameterRange, Recommendation, SealedBox,
     SealedCredential, SubscriberRegistered, TimeRule,
 };
-use tessera_state_stores::{Checkpoint, StoreError, TaskStore};
+use tessera_task_store::{Checkpoint, StoreError, TaskStore};
 
 use super::{bar, rss_mib};
 

@@ -21,10 +21,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
 use foldhash::HashMapExt;
-use tessera_processors::Position;
-use tessera_processors::core::Output;
-use tessera_processors::replay::{Produced, RawRecord, is_tick};
-use tessera_processors::runtime::Lane;
+use tessera_cores::Position;
+use tessera_cores::core::Output;
+use tessera_cores::layout::Lane;
+use tessera_cores::replay::{Produced, RawRecord, is_tick};
 use tessera_schemas::codec::{self, fields, peek_event_id};
 use tessera_schemas::{Event, Quote, decode, links};
 
@@ -1032,7 +1032,7 @@ fn letter_differences(
     if logged.reason != reason {
         differences.push(format!("reason: {:?} ≠ {reason:?}", logged.reason));
     }
-    if logged.source_timestamp != tessera_processors::replay::broker_stamp(stamp) {
+    if logged.source_timestamp != tessera_cores::replay::broker_stamp(stamp) {
         differences.push(format!(
             "source_timestamp: {:?} ≠ {stamp}",
             logged.source_timestamp

@@ -2,7 +2,7 @@
 //! written from the records it read, and compares it with what its output topics hold.
 //!
 //! Every core is a pure function of its input partitions, and the runtime and this auditor drive
-//! it with the same merge and the same [`tessera_processors::replay::step`], so replaying the same
+//! it with the same merge and the same [`tessera_cores::replay::step`], so replaying the same
 //! partitions yields the same records byte for byte, event ids included ([`replay`]). The audit
 //! takes, in this order: the processor's committed consumer offsets; the ends of its output
 //! partitions, which bound what it reads of them; then its inputs, each up to its end when the
@@ -34,10 +34,10 @@ use std::sync::mpsc;
 use indicatif::ProgressBar;
 use rdkafka::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
-use tessera_processors::Core;
-use tessera_processors::merge::MergeError;
-use tessera_processors::replay::RawRecord;
-use tessera_processors::runtime::{Lane, Topics};
+use tessera_cores::Core;
+use tessera_cores::layout::{Lane, Topics};
+use tessera_cores::merge::MergeError;
+use tessera_cores::replay::RawRecord;
 
 use self::compare::{Classifier, Comparison, Derived, Logged, Span, keep, slice};
 use self::replay::Replay;
@@ -377,7 +377,7 @@ fn read_inputs(
         };
         let (stamp, client_stamped) = match message.timestamp() {
             Timestamp::LogAppendTime(stamp) => (stamp, false),
-            _ => (tessera_processors::replay::NO_STAMP, true),
+            _ => (tessera_cores::replay::NO_STAMP, true),
         };
         let key = keep(&mut batch.bytes, message.key());
         let value = keep(&mut batch.bytes, message.payload());
@@ -470,7 +470,7 @@ fn replay_inputs<C: Core>(
                 signature: slice(&batch.bytes, input.signature).map(<[u8]>::to_vec),
                 refused: input
                     .client_stamped
-                    .then(|| tessera_processors::replay::CLIENT_STAMPED.to_string()),
+                    .then(|| tessera_cores::replay::CLIENT_STAMPED.to_string()),
             };
             replay
                 .push(

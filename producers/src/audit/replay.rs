@@ -6,12 +6,12 @@
 //! the live processor could not order yet, for want of a later record on another lane, stays
 //! undecided here too, so the replay derives exactly what the processor could have.
 
-use tessera_processors::Core;
-use tessera_processors::core::Position;
-use tessera_processors::merge::{Merge, MergeError};
-use tessera_processors::replay::{Produced, RawRecord, step};
-use tessera_processors::runtime::{Lane, Topics};
-use tessera_state_stores::MemoryState;
+use tessera_cores::Core;
+use tessera_cores::core::Position;
+use tessera_cores::layout::{Lane, Topics};
+use tessera_cores::merge::{Merge, MergeError};
+use tessera_cores::replay::{Produced, RawRecord, step};
+use tessera_state::MemoryState;
 
 /// One input a task was stepped over, and what it produced.
 #[derive(Debug)]
@@ -149,7 +149,7 @@ fn feed<C: Core>(
 
 #[cfg(test)]
 mod tests {
-    use tessera_processors::counter::Counter;
+    use tessera_cores::counter::Counter;
 
     use super::*;
 

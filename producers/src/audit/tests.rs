@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use tessera_processors::core::{Core, Input, Output, derived_id};
-use tessera_processors::replay::{Produced, RawRecord};
-use tessera_processors::runtime::Topics;
+use tessera_cores::core::{Core, Input, Output, derived_id};
+use tessera_cores::layout::Topics;
+use tessera_cores::replay::{Produced, RawRecord};
 use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, Quote, decode, encode};
-use tessera_state_stores::State;
+use tessera_state::State;
 
 use super::compare::{Classifier, Comparison};
 use super::replay::{Replay, Step};

@@ -1,0 +1,342 @@
+//! The ledger's first half, keyed by offer id: it decides which outcomes earn a reward and
+//! re-keys each one by provider onto `tessera.ledger-credits`.
+//!
+//! It reads `tessera.offers` (provider and reward), `tessera.decisions` (which credentials were
+//! released, and to whom) and `tessera.outcomes`. An acceptance earns the offer's reward when the
+//! credential was released to the subscriber who accepts it and it is the credential's first
+//! outcome; a declined credential earns nothing but is settled all the same, so a later
+//! acceptance cannot earn. Everything else goes to the dead letters: an outcome for a credential
+//! never released (by the merge, every release stamped before the outcome has been applied, as
+//! the subscriber can only open what was released), by someone else than its recipient, or
+//! after the credential's first outcome. The same outcome read again (its event id) changes
+//! nothing.
+//!
+//! Nothing is believed for the name it carries: an offer counts only if signed with the provider
+//! key it carries (a forged one is ignored, as the timekeeper rejects it), a release only if
+//! signed by the timekeeper whose key this core is given (else a dead letter, Unauthenticated),
+//! and an outcome only if signed with the recipient's pinned key, which its release carries (else
+//! a dead letter, NotOwner): nobody accepts another's credential or mints a reward.
+
+use serde::{Deserialize, Serialize};
+use tessera_schemas::identity;
+use tessera_schemas::rules::format_stamp;
+use tessera_schemas::signing::{Signed, VerifyingKey};
+use tessera_schemas::topics::{self, Topic};
+use tessera_schemas::{
+    CredentialAccepted, CredentialDeclined, CredentialReleased, Event, OfferPublished, Reward,
+    RewardDue,
+};
+use tessera_state::{State, Table};
+
+use crate::core::{Core, Input, Output};
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
+
+const NAME: &str = "ledger-rewards";
+
+/// The inputs in rank order: on equal stamps an offer, then its releases, then their outcomes.
+const INPUTS: [Topic; 3] = [topics::OFFERS, topics::DECISIONS, topics::OUTCOMES];
+pub(super) const OFFERS_INPUT: usize = 0;
+pub(super) const DECISIONS_INPUT: usize = 1;
+pub(super) const OUTCOMES_INPUT: usize = 2;
+
+pub(super) const CREDITS_OUTPUT: usize = 0;
+const DEAD_LETTERS_OUTPUT: usize = 1;
+/// The outputs, in the order of the indices above.
+const OUTPUTS: [Topic; 2] = [topics::LEDGER_CREDITS, topics::DEAD_LETTERS];
+
+/// Who an offer's rewards go to; the first offer published under an id stays.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Terms {
+    provider_id: String,
+    reward: Option<Reward>,
+}
+
+/// A released credential and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Release {
+    subscriber_id: String,
+    /// The recipient's pinned verifying key, as its release carried it.
+    subscriber_signing_key: Vec<u8>,
+    release_event: String,
+    outcome: Option<Settled>,
+}
+
+/// A credential's first outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Settled {
+    accepted: bool,
+    event_id: String,
+}
+
+/// Offer terms by offer id.
+const OFFERS: Table<Terms> = Table::new("offer/");
+/// Releases by [`pair`] of offer id and credential id.
+const RELEASES: Table<Release> = Table::new("release/");
+
+/// An outcome, accepted or declined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The recipient accepted the credential.
+    Accepted(CredentialAccepted),
+    /// The recipient declined it.
+    Declined(CredentialDeclined),
+}
+
+impl Outcome {
+    fn accepted(&self) -> bool {
+        matches!(self, Outcome::Accepted(_))
+    }
+
+    fn event_id(&self) -> &str {
+        match self {
+            Outcome::Accepted(e) => &e.event_id,
+            Outcome::Declined(e) => &e.event_id,
+        }
+    }
+
+    fn offer_id(&self) -> &str {
+        match self {
+            Outcome::Accepted(e) => &e.offer_id,
+            Outcome::Declined(e) => &e.offer_id,
+        }
+    }
+
+    fn credential_id(&self) -> &str {
+        match self {
+            Outcome::Accepted(e) => &e.credential_id,
+            Outcome::Declined(e) => &e.credential_id,
+        }
+    }
+
+    pub(crate) fn subscriber_id(&self) -> &str {
+        match self {
+            Outcome::Accepted(e) => &e.subscriber_id,
+            Outcome::Declined(e) => &e.subscriber_id,
+        }
+    }
+
+    pub(crate) fn into_event(self) -> Event {
+        match self {
+            Outcome::Accepted(e) => e.into(),
+            Outcome::Declined(e) => e.into(),
+        }
+    }
+}
+
+/// An input record the rewards core acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// An offer, from `tessera.offers`.
+    Offer(Box<OfferPublished>),
+    /// A release, from `tessera.decisions`.
+    Release(Box<CredentialReleased>),
+    /// An outcome, from `tessera.outcomes`.
+    Outcome(Outcome),
+    /// An event of the inputs that earns nothing: a withdrawal, or a verdict other than a
+    /// release.
+    Passed,
+}
+
+/// The rewards core. All it knows is in the task's state, and the key releases are signed with.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewards {
+    timekeeper: VerifyingKey,
+}
+
+impl Rewards {
+    /// A rewards core that believes releases signed with `timekeeper`.
+    pub fn new(timekeeper: VerifyingKey) -> Self {
+        Rewards { timekeeper }
+    }
+}
+
+impl Core for Rewards {
+    type Record = Received;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        names(&INPUTS)
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        names(&OUTPUTS)
+    }
+
+    fn decode(
+        &self,
+        topic: usize,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Received, String> {
+        let (input, event) = decode_on(&INPUTS, topic, value)?;
+        let (offer_id, received) = match (topic, event) {
+            (OFFERS_INPUT, Event::OfferPublished(e)) => {
+                (e.offer_id.clone(), Received::Offer(Box::new(e)))
+            }
+            (OFFERS_INPUT, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
+            (DECISIONS_INPUT, Event::CredentialReleased(e)) => {
+                (e.offer_id.clone(), Received::Release(Box::new(e)))
+            }
+            (DECISIONS_INPUT, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
+            (DECISIONS_INPUT, Event::OfferRejected(e)) => (e.offer_id, Received::Passed),
+            (DECISIONS_INPUT, Event::OfferClosed(e)) => (e.offer_id, Received::Passed),
+            (OUTCOMES_INPUT, Event::CredentialAccepted(e)) => {
+                (e.offer_id.clone(), Received::Outcome(Outcome::Accepted(e)))
+            }
+            (OUTCOMES_INPUT, Event::CredentialDeclined(e)) => {
+                (e.offer_id.clone(), Received::Outcome(Outcome::Declined(e)))
+            }
+            (_, other) => return Err(misplaced(&other, input)),
+        };
+        check_key(key, &offer_id, "offer id")?;
+        Ok(received)
+    }
+
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+        let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
+        if let Input::Record { value, signed, .. } = input {
+            match value {
+                Received::Offer(offer) => publish(state, *offer, &signed),
+                Received::Release(release) => {
+                    let input = (topics::DECISIONS, release.offer_id.as_str(), &signed);
+                    let event = || (*release).clone().into();
+                    if out.signed_by(&self.timekeeper, "the timekeeper", input, event) {
+                        release_credential(state, *release, &mut out);
+                    }
+                }
+                Received::Outcome(outcome) => settle(state, outcome, &signed, &mut out),
+                Received::Passed => {}
+            }
+        }
+        out.into_list()
+    }
+}
+
+fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed) {
+    let genuine = identity::offer_signed(&offer, signed).is_ok();
+    // A second offer under the id is the timekeeper's DuplicateOffer; the first one stands.
+    if genuine && OFFERS.get(state, &offer.offer_id).is_none() {
+        let terms = Terms {
+            provider_id: offer.provider_id,
+            reward: offer.reward,
+        };
+        OFFERS.put(state, &offer.offer_id, &terms);
+    }
+}
+
+fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &mut Outputs) {
+    let key = pair(&release.offer_id, &release.credential_id);
+    match RELEASES.get(state, &key) {
+        None => RELEASES.put(
+            state,
+            &key,
+            &Release {
+                subscriber_id: release.subscriber_id,
+                subscriber_signing_key: release.subscriber_signing_key,
+                release_event: release.event_id,
+                outcome: None,
+            },
+        ),
+        Some(known) if known.release_event == release.event_id => {}
+        Some(known) => {
+            let reason = format!(
+                "credential {} was released already by event {}",
+                release.credential_id, known.release_event
+            );
+            let offer_id = release.offer_id.clone();
+            out.dead_letter(topics::DECISIONS, &offer_id, release.into(), reason);
+        }
+    }
+}
+
+fn settle(state: &mut dyn State, outcome: Outcome, signed: &Signed, out: &mut Outputs) {
+    let offer_id = outcome.offer_id().to_string();
+    let key = pair(&offer_id, outcome.credential_id());
+    match earning(state, &key, &outcome, signed, out.at().effective) {
+        Ok(None) => {}
+        Ok(Some((mut release, terms))) => {
+            release.outcome = Some(Settled {
+                accepted: outcome.accepted(),
+                event_id: outcome.event_id().to_string(),
+            });
+            RELEASES.put(state, &key, &release);
+            if let (Outcome::Accepted(accepted), Some(reward)) = (outcome, terms.reward) {
+                credit(accepted, terms.provider_id, reward, out);
+            }
+        }
+        Err(reason) => out.dead_letter(topics::OUTCOMES, &offer_id, outcome.into_event(), reason),
+    }
+}
+
+/// The release `outcome` settles and its offer's terms; `None` when the outcome was settled
+/// already by this very event; an error says why the outcome cannot take effect.
+fn earning(
+    state: &dyn State,
+    key: &str,
+    outcome: &Outcome,
+    signed: &Signed,
+    stamp: i64,
+) -> Result<Option<(Release, Terms)>, String> {
+    let (offer_id, credential_id) = (outcome.offer_id(), outcome.credential_id());
+    let Some(release) = RELEASES.get(state, key) else {
+        return Err(format!(
+            "credential {credential_id} of offer {offer_id} was not released by {}",
+            format_stamp(stamp)
+        ));
+    };
+    if release.subscriber_id != outcome.subscriber_id() {
+        return Err(format!(
+            "credential {credential_id} was released to {}, not {}",
+            release.subscriber_id,
+            outcome.subscriber_id()
+        ));
+    }
+    let recipient = &release.subscriber_id;
+    VerifyingKey::from_bytes(&release.subscriber_signing_key)
+        .and_then(|key| key.verify_record(topics::OUTCOMES.name, signed, recipient))
+        .map_err(|e| {
+            format!(
+                "NotOwner: the outcome of credential {credential_id} is not signed by its \
+                 recipient {recipient}'s pinned key: {e}"
+            )
+        })?;
+    if let Some(settled) = &release.outcome {
+        if settled.event_id == outcome.event_id() {
+            return Ok(None);
+        }
+        let verb = if settled.accepted {
+            "accepted"
+        } else {
+            "declined"
+        };
+        return Err(format!(
+            "credential {credential_id} was {verb} already, by event {}",
+            settled.event_id
+        ));
+    }
+    let Some(terms) = OFFERS.get(state, offer_id) else {
+        return Err(format!("no offer {offer_id} was on the log"));
+    };
+    Ok(Some((release, terms)))
+}
+
+fn credit(accepted: CredentialAccepted, provider_id: String, reward: Reward, out: &mut Outputs) {
+    let position = out.position(topics::OUTCOMES);
+    let key = provider_id.clone();
+    out.emit(CREDITS_OUTPUT, &key, |event_id| {
+        RewardDue {
+            event_id,
+            provider_id,
+            offer_id: accepted.offer_id,
+            credential_id: accepted.credential_id,
+            subscriber_id: accepted.subscriber_id,
+            amount: reward.amount,
+            currency: reward.currency,
+            accepted: position,
+        }
+        .into()
+    });
+}

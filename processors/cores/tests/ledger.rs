@@ -1,0 +1,414 @@
+//! The ledger's promises under random input: random offers with or without a reward, releases,
+//! acceptances and declines (repeated, by the recipient or by someone else, for credentials
+//! released or not), ticks and garbage on the three input partitions of the rewards task,
+//! delivered in random interleavings through the merge; then the rewards it re-keyed, each read
+//! one or more times, through the balances core.
+//!
+//! Whatever the input, a credential is credited at most once, only when its recipient accepted it,
+//! and every balance is the sum of its credits; whatever the delivery order, both cores' outputs
+//! and states are identical byte for byte. When every offer and release is stamped before every
+//! outcome, exactly the credentials whose first outcome by their recipient is an acceptance earn.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+mod support;
+
+use proptest::prelude::*;
+use tessera_cores::ledger::{Ledger, Rewards};
+use tessera_cores::replay::{Produced, RawRecord};
+use tessera_schemas::sealing::PrivateKey;
+use tessera_schemas::signing::SigningKey;
+use tessera_schemas::topics::{self, Topic};
+use tessera_schemas::{
+    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, Event,
+    LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, encode, examples,
+};
+use tessera_state::MemoryState;
+
+/// Where every partition's stamps start.
+const BASE: i64 = 1_000_000;
+
+/// One generated input record.
+#[derive(Debug, Clone)]
+enum Item {
+    Publish {
+        offer: u8,
+        provider: u8,
+        reward: Option<i64>,
+    },
+    Release {
+        offer: u8,
+        subscriber: u8,
+    },
+    Outcome {
+        offer: u8,
+        credential_of: u8,
+        by: u8,
+        accepted: bool,
+        event: u8,
+    },
+    Tick,
+    Garbage,
+}
+
+fn offer_id(offer: u8) -> String {
+    format!("o{offer}")
+}
+
+fn provider_id(provider: u8) -> String {
+    format!("P{provider}")
+}
+
+fn credential_id(offer: u8, subscriber: u8) -> String {
+    format!("c-{offer}-{subscriber}")
+}
+
+fn subscriber_id(subscriber: u8) -> String {
+    format!("s{subscriber}")
+}
+
+fn sealed() -> SealedBox {
+    SealedBox {
+        enc: vec![1; 32],
+        ciphertext: vec![2; 48],
+    }
+}
+
+fn terms() -> OfferTerms {
+    OfferTerms {
+        position: LogPosition {
+            topic: "tessera.offers".into(),
+            partition: support::PARTITION,
+            offset: 0,
+            stamp: BASE,
+        },
+        time_rule: TimeRule::Deadline(Deadline { at: BASE + 500 }),
+    }
+}
+
+/// The signing key of a party or role: a provider, a subscriber, "timekeeper" or "rewards".
+fn signer_of(id: &str) -> SigningKey {
+    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+}
+
+fn record(item: &Item) -> RawRecord {
+    let (key, event, topic, writer): (String, Event, Topic, String) = match *item {
+        Item::Publish {
+            offer,
+            provider,
+            reward,
+        } => {
+            let mut published =
+                examples::offer(&offer_id(offer), &provider_id(provider), Custody::CoSign);
+            published.reward = reward.map(|amount| Reward {
+                amount,
+                currency: "EUR".into(),
+            });
+            published.signing_key = signer_of(&provider_id(provider)).verifying_key().to_bytes();
+            let published = tessera_schemas::identity::with_package_signed(
+                published,
+                &signer_of(&provider_id(provider)),
+            );
+            (
+                offer_id(offer),
+                published.into(),
+                topics::OFFERS,
+                provider_id(provider),
+            )
+        }
+        Item::Release { offer, subscriber } => (
+            offer_id(offer),
+            CredentialReleased {
+                event_id: format!("release-{offer}-{subscriber}"),
+                offer_id: offer_id(offer),
+                credential_id: credential_id(offer, subscriber),
+                subscriber_id: subscriber_id(subscriber),
+                subscriber_signing_key: signer_of(&subscriber_id(subscriber))
+                    .verifying_key()
+                    .to_bytes(),
+                request_id: "q".into(),
+                response: terms().position,
+                offer: terms(),
+                platform_half: sealed(),
+                provider_half: None,
+                link: Default::default(),
+            }
+            .into(),
+            topics::DECISIONS,
+            "timekeeper".into(),
+        ),
+        Item::Outcome {
+            offer,
+            credential_of,
+            by,
+            accepted,
+            event,
+        } => {
+            let event_id = format!("outcome-{offer}-{event}");
+            let writer = subscriber_id(by);
+            let (offer_id, credential_id, subscriber_id) = (
+                offer_id(offer),
+                credential_id(offer, credential_of),
+                subscriber_id(by),
+            );
+            let event = if accepted {
+                CredentialAccepted {
+                    event_id,
+                    offer_id: offer_id.clone(),
+                    credential_id,
+                    subscriber_id,
+                }
+                .into()
+            } else {
+                CredentialDeclined {
+                    event_id,
+                    offer_id: offer_id.clone(),
+                    credential_id,
+                    subscriber_id,
+                    reason: None,
+                }
+                .into()
+            };
+            (offer_id, event, topics::OUTCOMES, writer)
+        }
+        Item::Tick => return support::tick(),
+        Item::Garbage => return support::garbage(),
+    };
+    let value = encode(&event).unwrap();
+    let signature = signer_of(&writer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
+    RawRecord {
+        key: Some(key.into_bytes()),
+        value: Some(value),
+        signature: Some(signature.to_vec()),
+        refused: None,
+    }
+}
+
+/// Offers `o0` to `o2`; `o3` is never published.
+fn offer() -> impl Strategy<Value = u8> {
+    prop_oneof![9 => 0u8..3, 1 => Just(3u8)]
+}
+
+fn offers_lane() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        6 => (0u8..3, 0u8..2, proptest::option::weighted(0.8, 1i64..1000))
+            .prop_map(|(offer, provider, reward)| Item::Publish { offer, provider, reward }),
+        1 => Just(Item::Tick),
+        1 => Just(Item::Garbage),
+    ]
+}
+
+fn decisions_lane() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        8 => (offer(), 0u8..3).prop_map(|(offer, subscriber)| Item::Release { offer, subscriber }),
+        1 => Just(Item::Tick),
+    ]
+}
+
+fn outcomes_lane() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        8 => (offer(), 0u8..4, 0u8..5, proptest::bool::weighted(0.7), 0u8..6).prop_map(
+            |(offer, credential_of, wrong, accepted, event)| {
+                // Mostly by the recipient the credential is named after.
+                let by = if wrong == 0 { (credential_of + 1) % 4 } else { credential_of };
+                Item::Outcome { offer, credential_of, by, accepted, event }
+            }
+        ),
+        1 => Just(Item::Tick),
+        1 => Just(Item::Garbage),
+    ]
+}
+
+fn task(ordered: bool) -> impl Strategy<Value = [Vec<(i64, Item)>; 3]> {
+    let lanes = [
+        offers_lane().boxed(),
+        decisions_lane().boxed(),
+        outcomes_lane().boxed(),
+    ];
+    support::three_lanes(lanes, [8, 20, 40], ordered)
+}
+
+fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
+    support::records(items, record)
+}
+
+/// The rewards core's outputs on `tessera.ledger-credits`, each read `repeats[i]` times, as the
+/// one partition of the balances task.
+fn credits_lane(produced: &[Produced], repeats: &[usize]) -> Vec<(i64, RawRecord)> {
+    let mut lane = Vec::new();
+    let dues = produced.iter().filter_map(|p| match p {
+        Produced::Output(output) if output.topic == 0 => Some(output),
+        _ => None,
+    });
+    for (n, output) in dues.enumerate() {
+        // Signed as the runtime signs the rewards core's outputs.
+        let signature = signer_of("rewards").sign_record(
+            topics::LEDGER_CREDITS.name,
+            Some(output.key.as_bytes()),
+            Some(&output.value),
+        );
+        let record = RawRecord {
+            key: Some(output.key.clone().into_bytes()),
+            value: Some(output.value.clone()),
+            signature: Some(signature.to_vec()),
+            refused: None,
+        };
+        for _ in 0..repeats.get(n).copied().unwrap_or(1) {
+            lane.push((1, record.clone()));
+        }
+    }
+    lane
+}
+
+fn credited(produced: &[Produced]) -> Vec<RewardCredited> {
+    support::events(produced)
+        .into_iter()
+        .filter_map(|(key, event)| match event {
+            Event::RewardCredited(credit) => {
+                assert_eq!(key, credit.provider_id, "the ledger is keyed by provider");
+                Some(credit)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Both cores over the task in the order `schedule` picks; what the balances core credited and
+/// both states.
+fn run(
+    items: &[Vec<(i64, Item)>; 3],
+    repeats: &[usize],
+    schedule: Vec<usize>,
+) -> (Vec<Produced>, Vec<Produced>, MemoryState, MemoryState) {
+    let mut schedule = schedule.into_iter();
+    let rewards_core = Rewards::new(signer_of("timekeeper").verifying_key());
+    let ledger_core = Ledger::new(signer_of("rewards").verifying_key());
+    let (rewards, rewards_state) =
+        support::deliver(rewards_core, BASE, &lanes(items), &mut schedule);
+    let credits = credits_lane(&rewards, repeats);
+    let (ledger, ledger_state) = support::deliver(ledger_core, BASE, &[credits], &mut schedule);
+    (rewards, ledger, rewards_state, ledger_state)
+}
+
+/// The promises that hold in any delivery order.
+fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<(), TestCaseError> {
+    let mut first_terms: BTreeMap<String, (String, Option<i64>)> = BTreeMap::new();
+    for (_, item) in &items[0] {
+        if let Item::Publish {
+            offer,
+            provider,
+            reward,
+        } = *item
+        {
+            first_terms
+                .entry(offer_id(offer))
+                .or_insert((provider_id(provider), reward));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut balances: BTreeMap<String, i64> = BTreeMap::new();
+    for credit in credited(ledger) {
+        prop_assert!(
+            seen.insert(credit.credential_id.clone()),
+            "{} credited twice",
+            credit.credential_id
+        );
+        let accepted_by_recipient = items[2].iter().any(|(_, item)| {
+            matches!(*item, Item::Outcome { offer, credential_of, by, accepted: true, .. }
+                if credential_id(offer, credential_of) == credit.credential_id && by == credential_of)
+        });
+        prop_assert!(
+            accepted_by_recipient,
+            "credited without an acceptance: {:?}",
+            credit
+        );
+        let released = items[1].iter().any(|(_, item)| {
+            matches!(*item, Item::Release { offer, subscriber }
+                if credential_id(offer, subscriber) == credit.credential_id)
+        });
+        prop_assert!(released, "credited without a release: {:?}", credit);
+        let (provider, reward) = &first_terms[&credit.offer_id];
+        prop_assert_eq!(&credit.provider_id, provider);
+        prop_assert_eq!(Some(credit.amount), *reward);
+        let balance = balances.entry(credit.provider_id.clone()).or_default();
+        *balance += credit.amount;
+        prop_assert_eq!(
+            credit.balance,
+            *balance,
+            "the balance is the sum of the credits"
+        );
+    }
+    Ok(())
+}
+
+/// The credentials that must earn when every offer and release precedes every outcome: those
+/// released for an offer with a reward whose first outcome by their recipient is an acceptance.
+fn earning(items: &[Vec<(i64, Item)>; 3]) -> BTreeSet<String> {
+    let mut rewarded = BTreeMap::new();
+    for (_, item) in &items[0] {
+        if let Item::Publish { offer, reward, .. } = *item {
+            rewarded.entry(offer).or_insert(reward.is_some());
+        }
+    }
+    let released: BTreeSet<String> = items[1]
+        .iter()
+        .filter_map(|(_, item)| match *item {
+            Item::Release { offer, subscriber } => Some(credential_id(offer, subscriber)),
+            _ => None,
+        })
+        .collect();
+    let mut first_outcome: BTreeMap<String, (u8, bool)> = BTreeMap::new();
+    for (_, item) in &items[2] {
+        if let Item::Outcome {
+            offer,
+            credential_of,
+            by,
+            accepted,
+            ..
+        } = *item
+        {
+            let credential = credential_id(offer, credential_of);
+            if by == credential_of
+                && released.contains(&credential)
+                && rewarded.contains_key(&offer)
+            {
+                first_outcome.entry(credential).or_insert((offer, accepted));
+            }
+        }
+    }
+    first_outcome
+        .into_iter()
+        .filter(|(_, (offer, accepted))| *accepted && rewarded[offer])
+        .map(|(credential, _)| credential)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn a_credential_is_credited_at_most_once_whatever_the_delivery_order(
+        items in task(false),
+        repeats in proptest::collection::vec(1usize..4, 0..20),
+        schedules in proptest::collection::vec(proptest::collection::vec(0usize..64, 0..300), 4),
+    ) {
+        let expected = run(&items, &repeats, Vec::new());
+        check_promises(&items, &expected.1)?;
+        for schedule in schedules {
+            let outcome = run(&items, &repeats, schedule);
+            prop_assert_eq!(&outcome, &expected);
+        }
+    }
+
+    #[test]
+    fn exactly_the_accepted_credentials_earn(
+        items in task(true),
+        repeats in proptest::collection::vec(1usize..4, 0..20),
+        schedule in proptest::collection::vec(0usize..64, 0..300),
+    ) {
+        let (_, ledger, _, _) = run(&items, &repeats, schedule);
+        check_promises(&items, &ledger)?;
+        let earned: BTreeSet<String> = credited(&ledger).into_iter().map(|c| c.credential_id).collect();
+        prop_assert_eq!(earned, earning(&items));
+    }
+}
