@@ -23,13 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::bindings as rd;
 use rdkafka::producer::{BaseProducer, Producer};
-use tessera_cores::Core;
-use tessera_cores::delivery::Delivery;
-use tessera_cores::ledger::{Ledger, Rewards};
-use tessera_cores::matcher::Matcher;
-use tessera_cores::timekeeper::Timekeeper;
-use tessera_runtime::Topics;
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
+use tessera_cores::layout::Topics;
+use tessera_cores::registry::{self, Shape};
 use tessera_schemas::topics::{
     self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, REQUESTS, RESPONSES,
     SUBSCRIBERS, Topic,
@@ -102,15 +97,19 @@ impl Role {
         }
     }
 
+    /// The role a registered processor runs as. Every processor in the registry has one: a new
+    /// processor needs its principal decided here, and the test below fails until it is.
+    pub fn of_processor(name: &str) -> Role {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name() == name)
+            .unwrap_or_else(|| panic!("processor {name} has no ACL role in src/acl.rs"))
+    }
+
     /// The Kafka principal the role authenticates as.
     pub fn principal(self) -> String {
         format!("User:{}", self.name())
     }
-}
-
-/// A key for building a core only to read its topics: which keys it believes changes nothing here.
-fn any_key() -> VerifyingKey {
-    SigningKey::derive(&tessera_producers::keys::new_private_key()).verifying_key()
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -261,10 +260,10 @@ impl Table {
 
     /// What a processor core needs on the exactly-once runtime, derived from its topics and
     /// the runtime's naming.
-    fn processor<C: Core>(&mut self, role: Role, core: &C, prefix: &str) {
-        let topics = Topics::of(core, prefix);
-        let group = Topics::group(core, prefix);
-        let name = core.name();
+    fn processor(&mut self, role: Role, core: &Shape, prefix: &str) {
+        let topics = Topics::declared(core, prefix);
+        let group = Topics::group_named(core.name, prefix);
+        let name = core.name;
         for input in &topics.inputs {
             self.topic(role, input, Operation::Read, format!("{name} input"));
             self.topic(
@@ -431,26 +430,21 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         );
     }
 
-    // Processors: derived from their cores and the runtime.
-    table.processor(Role::Matcher, &Matcher::default(), prefix);
-    table.processor(
-        Role::Timekeeper,
-        &Timekeeper::new(tessera_producers::keys::new_private_key(), any_key()),
-        prefix,
-    );
-    table.topic(
-        Role::Timekeeper,
-        &KEYS.full_name(prefix),
-        Operation::Write,
-        "publishes its public key at start",
-    );
-    table.processor(Role::Delivery, &Delivery::new(any_key()), prefix);
-    table.topic(
-        Role::Delivery,
-        &KEYS.full_name(prefix),
-        Operation::Write,
-        "publishes its public key at start",
-    );
+    // Processors: derived from the registry's declarations and the runtime.
+    for processor in registry::ALL {
+        let role = Role::of_processor(processor.name);
+        for core in processor.cores {
+            table.processor(role, core, prefix);
+        }
+        if processor.publishes_key {
+            table.topic(
+                role,
+                &KEYS.full_name(prefix),
+                Operation::Write,
+                "publishes its public key at start",
+            );
+        }
+    }
     // The webhook worker inside `tessera run delivery` (producers/src/webhooks/).
     let d = Role::Delivery;
     table.topic(
@@ -487,15 +481,6 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         Operation::Describe,
         "webhook worker's registration reader",
     );
-    table.processor(Role::Ledger, &Rewards::new(any_key()), prefix);
-    table.processor(Role::Ledger, &Ledger::new(any_key()), prefix);
-    table.topic(
-        Role::Ledger,
-        &KEYS.full_name(prefix),
-        Operation::Write,
-        "publishes its public key at start",
-    );
-
     // The auditor reads every catalogue topic and the processors' committed offsets, and
     // writes nothing.
     let a = Role::Auditor;
@@ -507,16 +492,8 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
             "replays the log",
         );
     }
-    for group in [
-        Topics::group(&Matcher::default(), prefix),
-        Topics::group(
-            &Timekeeper::new(tessera_producers::keys::new_private_key(), any_key()),
-            prefix,
-        ),
-        Topics::group(&Delivery::new(any_key()), prefix),
-        Topics::group(&Rewards::new(any_key()), prefix),
-        Topics::group(&Ledger::new(any_key()), prefix),
-    ] {
+    let cores = registry::ALL.iter().flat_map(|p| p.cores.iter());
+    for group in cores.map(|core| Topics::group_named(core.name, prefix)) {
         table.add(
             a,
             Resource::Group,
@@ -931,6 +908,13 @@ fn operation(operation: Operation) -> rd::rd_kafka_AclOperation_t {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_registered_processor_has_a_role() {
+        for processor in registry::ALL {
+            assert_eq!(Role::of_processor(processor.name).name(), processor.name);
+        }
+    }
 
     fn writes(grants: &[Grant], role: Role) -> Vec<String> {
         grants

@@ -5,6 +5,7 @@
 use tessera_schemas::topics::DEAD_LETTERS;
 
 use crate::Core;
+use crate::registry::Shape;
 
 /// Names the processor's topics on this installation. Public so that an auditor builds each
 /// task's lanes exactly as the runtime does.
@@ -27,31 +28,51 @@ pub struct Topics {
 impl Topics {
     /// The topics of `core` on the installation whose topic names start with `prefix`.
     pub fn of<C: Core>(core: &C, prefix: &str) -> Self {
-        let inputs: Vec<String> = core
-            .inputs()
-            .iter()
-            .map(|t| format!("{prefix}{t}"))
-            .collect();
-        let broadcast_inputs = core.broadcast_inputs();
+        Self::named(
+            core.name(),
+            core.inputs(),
+            &core.broadcast_inputs(),
+            core.outputs(),
+            prefix,
+        )
+    }
+
+    /// The topics a registered core declares, as [`Topics::of`] names them for the core itself.
+    pub fn declared(shape: &Shape, prefix: &str) -> Self {
+        Self::named(
+            shape.name,
+            shape.input_names(),
+            shape.broadcast,
+            shape.output_names(),
+            prefix,
+        )
+    }
+
+    fn named(
+        name: &str,
+        inputs: Vec<String>,
+        broadcast: &[usize],
+        outputs: Vec<String>,
+        prefix: &str,
+    ) -> Self {
         Topics {
-            broadcast: (0..inputs.len())
-                .map(|i| broadcast_inputs.contains(&i))
-                .collect(),
-            inputs,
-            outputs: core
-                .outputs()
-                .iter()
-                .map(|t| format!("{prefix}{t}"))
-                .collect(),
-            output_names: core.outputs(),
-            changelog: format!("{prefix}tessera.{}.changelog", core.name()),
+            broadcast: (0..inputs.len()).map(|i| broadcast.contains(&i)).collect(),
+            inputs: inputs.iter().map(|t| format!("{prefix}{t}")).collect(),
+            outputs: outputs.iter().map(|t| format!("{prefix}{t}")).collect(),
+            output_names: outputs,
+            changelog: format!("{prefix}tessera.{name}.changelog"),
             dead_letters: DEAD_LETTERS.full_name(prefix),
         }
     }
 
     /// The consumer group of the processor: its committed offsets say which inputs it consumed.
     pub fn group<C: Core>(core: &C, prefix: &str) -> String {
-        format!("{prefix}tessera.{}", core.name())
+        Self::group_named(core.name(), prefix)
+    }
+
+    /// The consumer group of the core named `name`.
+    pub fn group_named(name: &str, prefix: &str) -> String {
+        format!("{prefix}tessera.{name}")
     }
 
     /// The inputs the consumer group assigns by partition number.

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod matcher;
 pub mod merge;
 mod outputs;
+pub mod registry;
 pub mod replay;
 #[cfg(test)]
 mod testing;

@@ -130,11 +130,6 @@ fn encoded(event: &Event) -> Vec<u8> {
     encode(event).expect("tessera events encode with their own schemas")
 }
 
-/// The names of `topics`, for [`crate::Core::inputs`] and [`crate::Core::outputs`].
-pub(crate) fn names(topics: &[Topic]) -> Vec<String> {
-    topics.iter().map(|t| t.name.to_string()).collect()
-}
-
 /// Decodes the value of a record of input `topic` among `inputs`: the input, and its event for
 /// the core to match against what belongs there (see [`misplaced`]).
 pub(crate) fn decode_on(

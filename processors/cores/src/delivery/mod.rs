@@ -59,9 +59,8 @@ use tessera_schemas::{
 use tessera_state::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
-
-const NAME: &str = "delivery";
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
+use crate::registry::{Processor, Shape};
 
 /// The inputs in rank order: on equal stamps an offer's package is in before its releases, and
 /// a release before the cosigns that answer it.
@@ -74,6 +73,25 @@ const DELIVERIES_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
 /// The outputs, in the order of the indices above.
 const OUTPUTS: [Topic; 2] = [topics::DELIVERIES, topics::DEAD_LETTERS];
+
+/// The delivery's declaration.
+pub const SHAPE: Shape = Shape {
+    name: "delivery",
+    inputs: &INPUTS,
+    broadcast: &[],
+    outputs: &OUTPUTS,
+    state: "per offer: its package and status; released credentials; provider halves waiting \
+            for their release",
+};
+
+/// `tessera run delivery`, with its webhook worker beside the core.
+pub const PROCESSOR: Processor = Processor {
+    name: "delivery",
+    cores: &[&SHAPE],
+    metrics_port: 9466,
+    publishes_key: true,
+    audit_secret: None,
+};
 
 /// How an offer ended: after it, the timekeeper releases nothing more.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,15 +216,15 @@ impl Core for Delivery {
     type Record = Received;
 
     fn name(&self) -> &str {
-        NAME
+        SHAPE.name
     }
 
     fn inputs(&self) -> Vec<String> {
-        names(&INPUTS)
+        SHAPE.input_names()
     }
 
     fn outputs(&self) -> Vec<String> {
-        names(&OUTPUTS)
+        SHAPE.output_names()
     }
 
     fn decode(
@@ -239,7 +257,7 @@ impl Core for Delivery {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
-        let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {
                 Received::Offer(offer) => publish(state, *offer, &signed, &mut out),

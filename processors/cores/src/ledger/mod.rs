@@ -18,11 +18,10 @@ use tessera_schemas::{Event, Link, RewardCredited, RewardDue};
 use tessera_state::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
+use crate::registry::{Processor, Shape};
 
 pub use rewards::Rewards;
-
-const NAME: &str = "ledger";
 
 const INPUTS: [Topic; 1] = [topics::LEDGER_CREDITS];
 
@@ -30,6 +29,24 @@ const LEDGER_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
 /// The outputs, in the order of the indices above.
 const OUTPUTS: [Topic; 2] = [topics::LEDGER, topics::DEAD_LETTERS];
+
+/// The balances core's declaration.
+pub const BALANCES_SHAPE: Shape = Shape {
+    name: "ledger",
+    inputs: &INPUTS,
+    broadcast: &[],
+    outputs: &OUTPUTS,
+    state: "each provider's balance per currency; the credentials credited",
+};
+
+/// `tessera run ledger`: the rewards core by offer, then the balances core by provider.
+pub const PROCESSOR: Processor = Processor {
+    name: "ledger",
+    cores: &[&rewards::SHAPE, &BALANCES_SHAPE],
+    metrics_port: 9467,
+    publishes_key: true,
+    audit_secret: None,
+};
 
 /// Balances in minor units by [`pair`] of provider id and currency.
 const BALANCES: Table<i64> = Table::new("balance/");
@@ -56,15 +73,15 @@ impl Core for Ledger {
     type Record = RewardDue;
 
     fn name(&self) -> &str {
-        NAME
+        BALANCES_SHAPE.name
     }
 
     fn inputs(&self) -> Vec<String> {
-        names(&INPUTS)
+        BALANCES_SHAPE.input_names()
     }
 
     fn outputs(&self) -> Vec<String> {
-        names(&OUTPUTS)
+        BALANCES_SHAPE.output_names()
     }
 
     fn decode(
@@ -82,7 +99,7 @@ impl Core for Ledger {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Output> {
-        let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(BALANCES_SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             let input = (topics::LEDGER_CREDITS, value.provider_id.as_str(), &signed);
             if out.signed_by(&self.rewards, "ledger-rewards", input, || {

@@ -29,9 +29,8 @@ use tessera_schemas::{
 use tessera_state::{State, Table};
 
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, decode_on, misplaced, names, pair};
-
-const NAME: &str = "ledger-rewards";
+use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
+use crate::registry::Shape;
 
 /// The inputs in rank order: on equal stamps an offer, then its releases, then their outcomes.
 const INPUTS: [Topic; 3] = [topics::OFFERS, topics::DECISIONS, topics::OUTCOMES];
@@ -43,6 +42,15 @@ pub(super) const CREDITS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
 /// The outputs, in the order of the indices above.
 const OUTPUTS: [Topic; 2] = [topics::LEDGER_CREDITS, topics::DEAD_LETTERS];
+
+/// The rewards core's declaration.
+pub const SHAPE: Shape = Shape {
+    name: "ledger-rewards",
+    inputs: &INPUTS,
+    broadcast: &[],
+    outputs: &OUTPUTS,
+    state: "per offer: its reward terms and its releases, until each is accepted or declined",
+};
 
 /// Who an offer's rewards go to; the first offer published under an id stays.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,15 +162,15 @@ impl Core for Rewards {
     type Record = Received;
 
     fn name(&self) -> &str {
-        NAME
+        SHAPE.name
     }
 
     fn inputs(&self) -> Vec<String> {
-        names(&INPUTS)
+        SHAPE.input_names()
     }
 
     fn outputs(&self) -> Vec<String> {
-        names(&OUTPUTS)
+        SHAPE.output_names()
     }
 
     fn decode(
@@ -196,7 +204,7 @@ impl Core for Rewards {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
-        let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {
                 Received::Offer(offer) => publish(state, *offer, &signed),

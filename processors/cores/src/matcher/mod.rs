@@ -35,7 +35,7 @@ use tessera_schemas::identity::provider::{self, ProviderPin};
 use tessera_schemas::identity::{self, Change, Pin};
 use tessera_schemas::rules::{check_offer, request_id};
 use tessera_schemas::signing::{Signed, VerifyingKey};
-use tessera_schemas::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS};
+use tessera_schemas::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS, Topic};
 use tessera_schemas::{
     Event, InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
     SubscriberRemoved,
@@ -44,6 +44,7 @@ use tessera_state::{State, Table};
 
 use crate::core::{Core, Input, Output, Position, derived_id};
 use crate::outputs::Outputs;
+use crate::registry::{Processor, Shape};
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
@@ -57,10 +58,31 @@ const PROVIDERS: Table<ProviderPin> = Table::new("provider/");
 const REQUESTS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
 
-/// Input indices, in rank order: on equal stamps a subscriber change comes before an offer, so an
+/// The inputs in rank order: on equal stamps a subscriber change comes before an offer, so an
 /// offer sees every change received up to its own stamp.
+const INPUTS: [Topic; 2] = [SUBSCRIBERS, OFFERS];
 const SUBSCRIBERS_INPUT: usize = 0;
 const OFFERS_INPUT: usize = 1;
+
+/// The matcher's declaration. Every task reads every partition of the offers, so each offer meets
+/// the subscribers of every partition.
+pub const SHAPE: Shape = Shape {
+    name: "matcher",
+    inputs: &INPUTS,
+    broadcast: &[OFFERS_INPUT],
+    outputs: &[REQUESTS, DEAD_LETTERS],
+    state: "each subscriber's interests, indexed by what they need; the keys subscribers and \
+            providers pinned; the offers invited to",
+};
+
+/// `tessera run matcher`.
+pub const PROCESSOR: Processor = Processor {
+    name: "matcher",
+    cores: &[&SHAPE],
+    metrics_port: 9464,
+    publishes_key: false,
+    audit_secret: None,
+};
 
 /// What the matcher makes of an input record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,19 +252,19 @@ impl Core for Matcher {
     type Record = MatcherRecord;
 
     fn name(&self) -> &str {
-        "matcher"
+        SHAPE.name
     }
 
     fn inputs(&self) -> Vec<String> {
-        vec![SUBSCRIBERS.name.to_string(), OFFERS.name.to_string()]
+        SHAPE.input_names()
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec![REQUESTS.name.to_string(), DEAD_LETTERS.name.to_string()]
+        SHAPE.output_names()
     }
 
     fn broadcast_inputs(&self) -> Vec<usize> {
-        vec![OFFERS_INPUT]
+        SHAPE.broadcast.to_vec()
     }
 
     fn decode(

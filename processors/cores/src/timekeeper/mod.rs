@@ -87,10 +87,9 @@ use tessera_state::{State, Table};
 
 use self::secrets::Secrets;
 use crate::core::{Core, Input, Output};
-use crate::outputs::{Outputs, check_key, misplaced, names, pair};
+use crate::outputs::{Outputs, check_key, misplaced, pair};
+use crate::registry::{Processor, Shape};
 use crate::timers::Timers;
-
-const NAME: &str = "timekeeper";
 
 /// The inputs in rank order: on equal stamps an offer is applied before the invitations to it,
 /// and those before the responses, so a response never misses what was stamped with it.
@@ -101,6 +100,27 @@ const RESPONSES_INPUT: usize = 2;
 
 const DECISIONS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
+/// The outputs, in the order of the indices above.
+const OUTPUTS: [Topic; 2] = [topics::DECISIONS, topics::DEAD_LETTERS];
+
+/// The timekeeper's declaration.
+pub const SHAPE: Shape = Shape {
+    name: "timekeeper",
+    inputs: &INPUTS,
+    broadcast: &[],
+    outputs: &OUTPUTS,
+    state: "per offer: its rule, invitations, judged responses and counts; kept for an hour \
+            after it closes",
+};
+
+/// `tessera run timekeeper`.
+pub const PROCESSOR: Processor = Processor {
+    name: "timekeeper",
+    cores: &[&SHAPE],
+    metrics_port: 9465,
+    publishes_key: true,
+    audit_secret: Some("the timekeeper's key file, to open the halves it released"),
+};
 
 /// An offer as the timekeeper keeps it: what verdicts need, without the encrypted package.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,18 +335,15 @@ impl Core for Timekeeper {
     type Record = Received;
 
     fn name(&self) -> &str {
-        NAME
+        SHAPE.name
     }
 
     fn inputs(&self) -> Vec<String> {
-        names(&INPUTS)
+        SHAPE.input_names()
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec![
-            topics::DECISIONS.name.to_string(),
-            topics::DEAD_LETTERS.name.to_string(),
-        ]
+        SHAPE.output_names()
     }
 
     fn decode(
@@ -359,7 +376,7 @@ impl Core for Timekeeper {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
-        let mut out = Outputs::new(NAME, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         let sealer = &mut self.sealer;
         close_ended(state, sealer, &mut out);
         prune_closed(state, out.at().effective);
