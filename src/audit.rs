@@ -4,6 +4,7 @@
 //! matches.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,6 +15,7 @@ use tessera_cores::counter::Counter;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
+use tessera_cores::registry;
 use tessera_cores::timekeeper::{LoggedHalves, Timekeeper};
 use tessera_producers::audit::{Audit, AuditError, Outputs, Report};
 use tessera_producers::client::signature_of;
@@ -22,20 +24,58 @@ use tessera_schemas::topics;
 
 use crate::kafka::KafkaArgs;
 
-/// A processor `tessera audit` can replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// A processor `tessera audit` can replay: a registered one, or the runtime's test workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audited {
-    /// `tessera.requests` from `tessera.subscribers` and `tessera.offers`.
-    Matcher,
-    /// `tessera.decisions` from `tessera.offers`, `tessera.requests` and `tessera.responses`.
-    Timekeeper,
-    /// `tessera.deliveries` from `tessera.offers`, `tessera.decisions` and `tessera.cosigns`.
-    Delivery,
-    /// Both ledger cores: `tessera.ledger-credits` from offers, decisions and outcomes, and
-    /// `tessera.ledger` from `tessera.ledger-credits`.
-    Ledger,
+    /// A processor of the registry, by name (`tessera audit matcher`).
+    Processor(&'static registry::Processor),
     /// `tessera run counter`, as configured by the `--counter-*` options.
     Counter,
+}
+
+impl Audited {
+    /// Every registered processor: what `tessera audit` replays when given none.
+    pub fn all() -> Vec<Audited> {
+        registry::ALL
+            .iter()
+            .map(|p| Audited::Processor(p))
+            .collect()
+    }
+
+    /// The registered processor named `name`.
+    pub fn named(name: &str) -> Option<Audited> {
+        registry::find(name).map(Audited::Processor)
+    }
+}
+
+fn parse_audited(text: &str) -> Result<Audited, String> {
+    if text == "counter" {
+        return Ok(Audited::Counter);
+    }
+    Audited::named(text).ok_or_else(|| {
+        format!(
+            "unknown processor `{text}`; one of {}, counter",
+            registry::names().join(", ")
+        )
+    })
+}
+
+/// The positional argument's help: the registered processors, and what a full audit of each
+/// needs beyond public keys.
+fn processors_help() -> String {
+    let needs: Vec<String> = registry::ALL
+        .iter()
+        .filter_map(|p| {
+            p.audit_secret
+                .map(|secret| format!("{} needs {secret}", p.name))
+        })
+        .collect();
+    format!(
+        "The processors to audit: {} (all of them by default), or counter. Every audit needs only \
+         public keys, except that a full audit of the {}",
+        registry::names().join(", "),
+        needs.join("; ")
+    )
 }
 
 /// Options of `tessera audit`.
@@ -49,15 +89,12 @@ may follow from either.\n\nExit status: 0 when every derived record is on the lo
 nothing else is, 1 when the audit finds a mismatch or cannot run."
 )]
 pub struct AuditArgs {
-    /// The processors to audit; all but the counter by default.
-    #[arg(value_enum)]
+    /// The processors to audit; the help lists them.
+    #[arg(value_name = "PROCESSOR", value_parser = parse_audited, help = processors_help())]
     pub processors: Vec<Audited>,
-    /// Replay from the beginning of the log: the default and only start (see below).
-    #[arg(long)]
-    pub from_beginning: bool,
-    /// Write the reports as JSON to FILE (`{"clean": bool, "processors": [...]}`).
+    /// Also write the reports as JSON to FILE (`{"clean": bool, "processors": [...]}`).
     #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    pub json_out: Option<PathBuf>,
     /// Read an output from another topic, NAME as the processor calls it (e.g.
     /// `tessera.decisions`), TOPIC in full: to audit a copy of a topic. Repeatable.
     #[arg(long = "output-topic", value_name = "NAME=TOPIC", value_parser = parse_override)]
@@ -91,9 +128,9 @@ pub struct AuditArgs {
     /// The counter's output topic (as given to `tessera run counter --output`).
     #[arg(long)]
     pub counter_output: Option<String>,
-    /// The counter's idle time (as given to `tessera run counter --idle-ms`).
-    #[arg(long, default_value_t = 60_000)]
-    pub counter_idle_ms: i64,
+    /// The counter's idle time (as given to `tessera run counter --idle`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub counter_idle: Duration,
 }
 
 impl AuditArgs {
@@ -101,8 +138,7 @@ impl AuditArgs {
     pub fn of(processors: Vec<Audited>) -> Self {
         AuditArgs {
             processors,
-            from_beginning: true,
-            json: None,
+            json_out: None,
             output_topics: Vec::new(),
             timekeeper_key: None,
             matcher_key: None,
@@ -111,7 +147,7 @@ impl AuditArgs {
             trust_anchor: None,
             counter_inputs: Vec::new(),
             counter_output: None,
-            counter_idle_ms: 60_000,
+            counter_idle: Duration::from_secs(60),
         }
     }
 }
@@ -153,12 +189,7 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
     let client = kafka.client_config()?;
     let mut processors = args.processors.clone();
     if processors.is_empty() {
-        processors = vec![
-            Audited::Matcher,
-            Audited::Timekeeper,
-            Audited::Delivery,
-            Audited::Ledger,
-        ];
+        processors = Audited::all();
     }
     let progress = ProgressBar::new(0);
     progress.set_style(
@@ -174,11 +205,13 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
         progress: &progress,
     };
     for processor in processors {
-        match processor {
-            Audited::Matcher => {
-                reports.push(auditor.audit(Matcher::new(args.trust_anchor), &mut used)?)
-            }
-            Audited::Timekeeper => {
+        let name = match processor {
+            Audited::Processor(processor) => processor.name,
+            Audited::Counter => "counter",
+        };
+        match name {
+            "matcher" => reports.push(auditor.audit(Matcher::new(args.trust_anchor), &mut used)?),
+            "timekeeper" => {
                 let Some(matcher) = args.matcher_key else {
                     bail!(
                         "auditing the timekeeper needs the matcher's verifying key: give \
@@ -198,11 +231,11 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                 };
                 reports.push(report);
             }
-            Audited::Delivery => {
+            "delivery" => {
                 let timekeeper = timekeeper_verifying_key(args, "delivery")?;
                 reports.push(auditor.audit(Delivery::new(timekeeper), &mut used)?);
             }
-            Audited::Ledger => {
+            "ledger" => {
                 let timekeeper = timekeeper_verifying_key(args, "ledger")?;
                 let Some(ledger) = args.ledger_key else {
                     bail!(
@@ -213,7 +246,7 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                 reports.push(auditor.audit(Rewards::new(timekeeper), &mut used)?);
                 reports.push(auditor.audit(Ledger::new(ledger), &mut used)?);
             }
-            Audited::Counter => {
+            "counter" => {
                 let Some(output) = &args.counter_output else {
                     bail!("auditing the counter needs --counter-output (and --counter-input)");
                 };
@@ -224,10 +257,11 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                     "counter",
                     args.counter_inputs.clone(),
                     output.clone(),
-                    args.counter_idle_ms,
+                    crate::run::millis(args.counter_idle),
                 );
                 reports.push(auditor.audit(core, &mut used)?);
             }
+            other => bail!("tessera audit cannot replay the processor {other} yet"),
         }
     }
     progress.finish_and_clear();
@@ -319,7 +353,7 @@ pub async fn run(kafka: &KafkaArgs, args: AuditArgs) -> anyhow::Result<bool> {
         findings += report.findings.len();
     }
     let clean = findings == 0;
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.json_out {
         let json = serde_json::to_string_pretty(&JsonReport {
             clean,
             processors: &reports,

@@ -43,9 +43,9 @@ pub enum Bench {
         /// Partitions of the input topic.
         #[arg(long, default_value_t = 6)]
         partitions: i32,
-        /// Transaction commit interval of both, in milliseconds.
-        #[arg(long, default_value_t = 100)]
-        commit_interval_ms: u64,
+        /// Transaction commit interval of both.
+        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+        commit_interval: Duration,
     },
     /// Time back to processing after SIGKILL of a `tessera run counter` instance holding many
     /// keys: with its local RocksDB state (resume) against without it (full changelog restore).
@@ -95,11 +95,8 @@ pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             events,
             keys,
             partitions,
-            commit_interval_ms,
-        } => {
-            let interval = Duration::from_millis(commit_interval_ms);
-            runtime_throughput(kafka, events, keys, partitions, interval).await
-        }
+            commit_interval,
+        } => runtime_throughput(kafka, events, keys, partitions, commit_interval).await,
         Bench::Restore { keys, partitions } => restore_time(kafka, keys, partitions).await,
         Bench::Matcher {
             interests,
@@ -482,8 +479,8 @@ fn spawn_counter(
             "in",
             "--output",
             "out",
-            "--idle-ms",
-            "1000000000000",
+            "--idle",
+            "1000000000s",
         ])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

@@ -25,6 +25,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
+use tessera_cores::registry;
 use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::agent::{Acted, Agent};
 use tessera_producers::client::{
@@ -100,49 +101,61 @@ impl Processors {
                 ..config(name)?
             })
         };
-        let handles = vec![
-            tokio::spawn(runtime::run(
-                Matcher::default(),
-                signed("matcher", &matcher_key)?,
-                stop.clone(),
-            )),
-            tokio::spawn(runtime::run(
-                Timekeeper::new(
-                    PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?,
-                    matcher,
-                ),
-                signed("timekeeper", &timekeeper_key)?,
-                stop.clone(),
-            )),
-            tokio::spawn(after_publishing(
-                kafka,
-                Role::Delivery,
-                &delivery_key,
-                runtime::run(
-                    Delivery::new(SigningKey::derive(&timekeeper_key).verifying_key()),
-                    signed("delivery", &delivery_key)?,
-                    stop.clone(),
-                ),
-            )?),
-            tokio::spawn(runtime::run(
-                Rewards::new(SigningKey::derive(&timekeeper_key).verifying_key()),
-                signed("ledger-rewards", &ledger_key)?,
-                stop.clone(),
-            )),
-            tokio::spawn(after_publishing(
-                kafka,
-                Role::Ledger,
-                &ledger_key,
-                runtime::run(
-                    Ledger::new(SigningKey::derive(&ledger_key).verifying_key()),
-                    signed("ledger", &ledger_key)?,
-                    stop.clone(),
-                ),
-            )?),
-        ];
+        let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
+        let ledger_signing = SigningKey::derive(&ledger_key).verifying_key();
+        // Every registered processor, each core on its own task, as `tessera run` starts them.
+        let mut handles = Vec::new();
+        for processor in registry::ALL {
+            // The timekeeper's keys are on `tessera.keys` before this starts: the caller
+            // publishes them, since parties seal to them before any processor runs.
+            let (key, publishes) = match processor.name {
+                "matcher" => (&matcher_key, None),
+                "timekeeper" => (&timekeeper_key, None),
+                "delivery" => (&delivery_key, Some(Role::Delivery)),
+                "ledger" => (&ledger_key, Some(Role::Ledger)),
+                other => bail!("the demo does not run the processor {other} yet"),
+            };
+            let mut cores: Vec<CoreRun> = Vec::new();
+            for core in processor.cores {
+                let (config, stop) = (signed(core.name, key)?, stop.clone());
+                cores.push(match core.name {
+                    "matcher" => Box::pin(runtime::run(Matcher::default(), config, stop)),
+                    "timekeeper" => {
+                        let key = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?;
+                        Box::pin(runtime::run(Timekeeper::new(key, matcher), config, stop))
+                    }
+                    "delivery" => Box::pin(runtime::run(
+                        Delivery::new(timekeeper_signing),
+                        config,
+                        stop,
+                    )),
+                    "ledger-rewards" => {
+                        Box::pin(runtime::run(Rewards::new(timekeeper_signing), config, stop))
+                    }
+                    "ledger" => Box::pin(runtime::run(Ledger::new(ledger_signing), config, stop)),
+                    other => bail!("the demo does not run the core {other} yet"),
+                });
+            }
+            match publishes {
+                None => handles.extend(cores.into_iter().map(tokio::spawn)),
+                // Published before its cores start, as `tessera run` does.
+                Some(role) => handles.push(tokio::spawn(after_publishing(
+                    kafka,
+                    role,
+                    key,
+                    async move {
+                        let running: Vec<_> = cores.into_iter().map(tokio::spawn).collect();
+                        for core in running {
+                            core.await??;
+                        }
+                        Ok(())
+                    },
+                )?)),
+            }
+        }
         Ok(Processors {
             matcher,
-            ledger: SigningKey::derive(&ledger_key).verifying_key(),
+            ledger: ledger_signing,
             delivery,
             stop,
             handles,
@@ -217,6 +230,9 @@ fn after_publishing<F: Future<Output = anyhow::Result<()>>>(
         run.await
     })
 }
+
+/// One core running on the runtime until the stop flag is set.
+type CoreRun = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// The platform roles' keys as the demo's parties pin them.
 struct Platform {

@@ -68,10 +68,10 @@ pub enum Provider {
         /// with one: registrations are folded as the matcher folds them.
         #[arg(long, value_name = "HEX")]
         trust_anchor: Option<VerifyingKey>,
-        /// Stop after SECS seconds without a release of this provider's offers (default: follow
-        /// forever).
-        #[arg(long, value_name = "SECS")]
-        until_idle: Option<u64>,
+        /// Stop after this long without a release of this provider's offers, e.g. `30s`
+        /// (default: follow forever).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        until_idle: Option<Duration>,
     },
 }
 
@@ -342,7 +342,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 provider_id: provider,
                 timekeeper: timekeeper.signing,
                 anchor: trust_anchor,
-                until_idle: until_idle.map(Duration::from_secs),
+                until_idle,
             };
             println!(
                 "agent of provider {} co-signing releases with the halves in {}",

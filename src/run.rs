@@ -12,6 +12,7 @@ use tessera_cores::counter::Counter;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
+use tessera_cores::registry;
 use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Role};
@@ -117,8 +118,8 @@ pub enum Processor {
         #[arg(long)]
         output: String,
         /// Forget a key after this much stream time without records.
-        #[arg(long, default_value_t = 60_000)]
-        idle_ms: i64,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        idle: Duration,
     },
 }
 
@@ -164,9 +165,9 @@ pub struct RunArgs {
     /// Directory for the tasks' RocksDB state stores.
     #[arg(long, env = "TESSERA_STATE_DIR", default_value = ".tessera/state")]
     pub state_dir: PathBuf,
-    /// Commit the open transaction this often, in milliseconds.
-    #[arg(long, default_value_t = 100)]
-    pub commit_interval_ms: u64,
+    /// Commit the open transaction this often.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub commit_interval: Duration,
     /// Write no ticks. By default a processor writes a tick to an idle input partition when a
     /// decision waits for time to pass on it (an offer's window closing, a response waiting for
     /// the invitations stamped before it), and only then; without ticks such a decision waits
@@ -178,11 +179,8 @@ pub struct RunArgs {
     /// An existing changelog is left as it is.
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub changelog_replication_factor: Option<i32>,
-    /// Serve Prometheus metrics at this address (`/metrics`); `off` disables it. By default each
-    /// processor has its own port, so one of each can run on a host: matcher 127.0.0.1:9464,
-    /// timekeeper :9465, delivery :9466, ledger :9467, counter :9468. Give further instances on
-    /// the same host their own address.
-    #[arg(long, env = "TESSERA_METRICS_ADDR")]
+    /// Where to serve Prometheus metrics; the help lists each processor's default port.
+    #[arg(long, env = "TESSERA_METRICS_ADDR", help = metrics_addr_help())]
     pub metrics_addr: Option<String>,
 }
 
@@ -234,17 +232,40 @@ impl WebhookArgs {
     }
 }
 
+/// The counter is a test workload, not a registered processor: its port follows theirs.
+const COUNTER_METRICS_PORT: u16 = 9468;
+
 impl Processor {
-    /// The processor's own default metrics port.
-    fn metrics_port(&self) -> u16 {
+    /// The processor's name in the registry.
+    fn name(&self) -> &'static str {
         match self {
-            Processor::Matcher { .. } => 9464,
-            Processor::Timekeeper { .. } => 9465,
-            Processor::Delivery { .. } => 9466,
-            Processor::Ledger { .. } => 9467,
-            Processor::Counter { .. } => 9468,
+            Processor::Matcher { .. } => "matcher",
+            Processor::Timekeeper { .. } => "timekeeper",
+            Processor::Delivery { .. } => "delivery",
+            Processor::Ledger { .. } => "ledger",
+            Processor::Counter { .. } => "counter",
         }
     }
+
+    /// The processor's own default metrics port, as the registry declares it.
+    fn metrics_port(&self) -> u16 {
+        registry::find(self.name()).map_or(COUNTER_METRICS_PORT, |p| p.metrics_port)
+    }
+}
+
+/// `--metrics-addr`'s help, with each processor's default port from the registry.
+fn metrics_addr_help() -> String {
+    let ports: Vec<String> = registry::ALL
+        .iter()
+        .map(|p| format!("{} 127.0.0.1:{}", p.name, p.metrics_port))
+        .collect();
+    format!(
+        "Serve Prometheus metrics at this address (`/metrics`); `off` disables it. By default \
+         each processor has its own port, so one of each can run on a host: {}, counter \
+         127.0.0.1:{COUNTER_METRICS_PORT}. Give further instances on the same host their own \
+         address",
+        ports.join(", ")
+    )
 }
 
 /// Runs the processor until SIGTERM or Ctrl-C.
@@ -269,7 +290,7 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         args.state_dir.clone(),
     );
     config.topic_prefix = kafka.topic_prefix.clone();
-    config.commit_interval = Duration::from_millis(args.commit_interval_ms);
+    config.commit_interval = args.commit_interval;
     config.ticks = !args.no_ticks;
     config.changelog_replication = args.changelog_replication_factor;
 
@@ -353,10 +374,10 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         Processor::Counter {
             inputs,
             output,
-            idle_ms,
+            idle,
         } => {
             runtime::run(
-                Counter::new("counter", inputs, output, idle_ms),
+                Counter::new("counter", inputs, output, millis(idle)),
                 config,
                 stop,
             )
@@ -381,4 +402,9 @@ async fn timekeeper(
         "timekeeper public key {public}, signing key fingerprint {fingerprint}, published [{written}]"
     );
     Ok(Timekeeper::new(key, matcher))
+}
+
+/// A duration as the cores count stream time: whole milliseconds, saturating.
+pub fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

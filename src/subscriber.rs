@@ -100,9 +100,10 @@ pub enum Subscriber {
         /// Read invitations and verdicts from the beginning of the topics, not only new ones.
         #[arg(long)]
         from_beginning: bool,
-        /// Stop after SECS seconds with nothing for this subscriber (default: follow forever).
-        #[arg(long, value_name = "SECS")]
-        until_idle: Option<u64>,
+        /// Stop after this long with nothing for this subscriber, e.g. `30s` (default: follow
+        /// forever).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        until_idle: Option<Duration>,
         /// How the subscriber proves its id.
         #[command(flatten)]
         proof: ProofArgs,
@@ -277,7 +278,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 policy: respond,
                 responder,
                 from_beginning,
-                until_idle: until_idle.map(Duration::from_secs),
+                until_idle,
             };
             subscriber::listen(&config, prefix, listen, |heard| match heard {
                 Heard::Unreadable(..) => eprintln!("warning: {heard}"),

@@ -57,6 +57,41 @@ pub fn describe() -> String {
             roles(topic.name, Operation::Read),
         ));
     }
+    table.push_str(&processors());
+    table
+}
+
+/// The processors table of `describe`: each registered processor's cores with their inputs in
+/// merge rank order, outputs and state, from the registry's declarations.
+fn processors() -> String {
+    let list = |topics: &[topics::Topic], broadcast: &[usize]| -> String {
+        let names: Vec<String> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match broadcast.contains(&i) {
+                true => format!("`{}` (every partition)", t.name),
+                false => format!("`{}`", t.name),
+            })
+            .collect();
+        names.join(", ")
+    };
+    let mut table = String::from(
+        "\n| processor | core | reads, in rank order | writes | state | metrics |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for processor in tessera_cores::registry::ALL {
+        for core in processor.cores {
+            table.push_str(&format!(
+                "| {} | {} | {} | {} | {} | :{} |\n",
+                processor.name,
+                core.name,
+                list(core.inputs, core.broadcast),
+                list(core.outputs, &[]),
+                core.state,
+                processor.metrics_port,
+            ));
+        }
+    }
     table
 }
 
@@ -231,7 +266,7 @@ mod tests {
         let contracts = include_str!("../docs/CONTRACTS.md");
         assert!(
             contracts.contains(&describe()),
-            "docs/CONTRACTS.md's topic table differs from what the code declares: replace it with \
+            "docs/CONTRACTS.md's topic and processor tables differ from what the code declares: replace it with \
              the output of `tessera topics describe`:\n{}",
             describe()
         );

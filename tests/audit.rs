@@ -435,12 +435,7 @@ fn all_processors(key_file: &Path) -> AuditArgs {
         timekeeper_key: Some(key_file.to_path_buf()),
         matcher_key: Some(matcher_key()),
         ledger_key: LEDGER.get().copied(),
-        ..AuditArgs::of(vec![
-            Audited::Matcher,
-            Audited::Timekeeper,
-            Audited::Delivery,
-            Audited::Ledger,
-        ])
+        ..AuditArgs::of(Audited::all())
     }
 }
 

@@ -120,8 +120,8 @@ impl Cluster {
                 "in.b",
                 "--output",
                 "counts",
-                "--idle-ms",
-                "1000000000000",
+                "--idle",
+                "1000000000s",
             ])
             .env("TESSERA_BROKERS", &self.brokers)
             .env("TESSERA_TOPIC_PREFIX", &self.prefix)
@@ -468,7 +468,7 @@ fn chaos(events: usize, broker: Broker) {
     let audit = tessera::audit::AuditArgs {
         counter_inputs: vec!["in.a".into(), "in.b".into()],
         counter_output: Some("counts".into()),
-        counter_idle_ms: 1_000_000_000_000,
+        counter_idle: std::time::Duration::from_secs(1_000_000_000),
         ..tessera::audit::AuditArgs::of(vec![tessera::audit::Audited::Counter])
     };
     let kafka = tessera::kafka::KafkaArgs {

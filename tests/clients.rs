@@ -731,7 +731,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
             policy,
             "--from-beginning",
             "--until-idle",
-            "3",
+            "3s",
         ])
     };
     let first = listen("price<=10000");
@@ -1180,7 +1180,7 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
             "--key-dir",
             ".tessera/keys/A",
             "--until-idle",
-            "3",
+            "3s",
         ])
     };
     let first = agent("A");
@@ -1313,7 +1313,7 @@ async fn the_agent_cosigns_releases_of_its_own_offers_once_with_the_registered_k
         "--key-dir",
         ".tessera/keys/Z",
         "--until-idle",
-        "3",
+        "3s",
     ]);
     assert!(
         stderr(&impostor).contains(

@@ -265,11 +265,12 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
     let args = AuditArgs {
         matcher_key: Some(matcher),
         timekeeper_verifying_key: Some(timekeeper_signing),
-        ..AuditArgs::of(vec![
-            Audited::Matcher,
-            Audited::Timekeeper,
-            Audited::Delivery,
-        ])
+        ..AuditArgs::of(
+            ["matcher", "timekeeper", "delivery"]
+                .into_iter()
+                .filter_map(Audited::named)
+                .collect(),
+        )
     };
     let mut runs = Vec::new();
     for _ in 0..10 {

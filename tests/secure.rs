@@ -443,7 +443,14 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
     );
     assert!(published.contains("offer-1"), "{published}");
     let mut agent = tessera(&broker, dir, "provider");
-    agent.args(["provider", "agent", "--provider", "A", "--until-idle", "60"]);
+    agent.args([
+        "provider",
+        "agent",
+        "--provider",
+        "A",
+        "--until-idle",
+        "60s",
+    ]);
     processors.spawn("provider agent", agent);
     processors.check();
 
@@ -465,7 +472,7 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
                 "always",
                 "--from-beginning",
                 "--until-idle",
-                "3",
+                "3s",
             ],
         );
         if heard.contains("responded to offer offer-1") {

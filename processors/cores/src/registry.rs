@@ -31,7 +31,7 @@ pub const ALL: &[&Processor] = &[
 ];
 
 /// One processor as `tessera run` starts it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Processor {
     /// `tessera run <name>`; also its ACL role's name.
     pub name: &'static str,
@@ -48,7 +48,7 @@ pub struct Processor {
 }
 
 /// One core's declaration: its name and topics, and what its state holds.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Shape {
     /// The core's name: its consumer group, transactional ids, state directory and changelog
     /// topic derive from it.
