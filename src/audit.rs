@@ -4,14 +4,12 @@
 //! matches.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::Message;
 use serde::Serialize;
 use tessera_cores::Core;
-use tessera_cores::counter::Counter;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
@@ -23,13 +21,14 @@ use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics;
 
 use crate::kafka::KafkaArgs;
+use crate::run::CounterArgs;
 
 /// A processor `tessera audit` can replay: a registered one, or the runtime's test workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audited {
     /// A processor of the registry, by name (`tessera audit matcher`).
     Processor(&'static registry::Processor),
-    /// `tessera run counter`, as configured by the `--counter-*` options.
+    /// The runtime's test workload, as [`AuditArgs::counter`] describes it.
     Counter,
 }
 
@@ -49,12 +48,9 @@ impl Audited {
 }
 
 fn parse_audited(text: &str) -> Result<Audited, String> {
-    if text == "counter" {
-        return Ok(Audited::Counter);
-    }
     Audited::named(text).ok_or_else(|| {
         format!(
-            "unknown processor `{text}`; one of {}, counter",
+            "unknown processor `{text}`; one of {}",
             registry::names().join(", ")
         )
     })
@@ -71,8 +67,8 @@ fn processors_help() -> String {
         })
         .collect();
     format!(
-        "The processors to audit: {} (all of them by default), or counter. Every audit needs only \
-         public keys, except that a full audit of the {}",
+        "The processors to audit: {} (all of them by default). Every audit needs only public keys, \
+         except that a full audit of the {}",
         registry::names().join(", "),
         needs.join("; ")
     )
@@ -122,15 +118,9 @@ pub struct AuditArgs {
     /// The trust anchor the matcher runs with (`tessera run matcher --trust-anchor`), if any.
     #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
     pub trust_anchor: Option<VerifyingKey>,
-    /// The counter's input topics (as given to `tessera run counter --input`).
-    #[arg(long = "counter-input")]
-    pub counter_inputs: Vec<String>,
-    /// The counter's output topic (as given to `tessera run counter --output`).
-    #[arg(long)]
-    pub counter_output: Option<String>,
-    /// The counter's idle time (as given to `tessera run counter --idle`).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub counter_idle: Duration,
+    /// The counter to audit as `counter`: set by `tessera-bench audit-counter`, which runs it.
+    #[arg(skip)]
+    pub counter: Option<CounterArgs>,
 }
 
 impl AuditArgs {
@@ -145,9 +135,7 @@ impl AuditArgs {
             timekeeper_verifying_key: None,
             ledger_key: None,
             trust_anchor: None,
-            counter_inputs: Vec::new(),
-            counter_output: None,
-            counter_idle: Duration::from_secs(60),
+            counter: None,
         }
     }
 }
@@ -247,19 +235,12 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
                 reports.push(auditor.audit(Ledger::new(ledger), &mut used)?);
             }
             "counter" => {
-                let Some(output) = &args.counter_output else {
-                    bail!("auditing the counter needs --counter-output (and --counter-input)");
+                let Some(counter) = &args.counter else {
+                    bail!(
+                        "auditing the counter needs its arguments: run tessera-bench audit-counter"
+                    );
                 };
-                if args.counter_inputs.is_empty() {
-                    bail!("auditing the counter needs --counter-input");
-                }
-                let core = Counter::new(
-                    "counter",
-                    args.counter_inputs.clone(),
-                    output.clone(),
-                    crate::run::millis(args.counter_idle),
-                );
-                reports.push(auditor.audit(core, &mut used)?);
+                reports.push(auditor.audit(counter.core(), &mut used)?);
             }
             other => bail!("tessera audit cannot replay the processor {other} yet"),
         }

@@ -5,7 +5,6 @@
 
 pub mod acl;
 pub mod audit;
-pub mod bench;
 pub mod demo;
 pub mod kafka;
 pub mod keys;

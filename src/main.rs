@@ -39,9 +39,6 @@ enum Command {
     /// Create tessera's topics on a cluster, or check a cluster against the topic catalogue.
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// Measure tessera on the real broker against a baseline run on the same data.
-    #[command(subcommand)]
-    Bench(tessera::bench::Bench),
     /// Keys: make an HPKE X25519 key pair (the timekeeper's, a subscriber's), show a public key.
     #[command(subcommand)]
     Keys(tessera::keys::Keys),
@@ -112,10 +109,6 @@ enum TopicsCommand {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Bench(bench) => {
-            tessera::bench::run(&cli.kafka, bench).await?;
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Acl(command) => {
             tessera::acl::run(&cli.kafka, command).await?;
             Ok(ExitCode::SUCCESS)

@@ -108,19 +108,34 @@ pub enum Processor {
         #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
         timekeeper_key: VerifyingKey,
     },
-    /// A per-key counter with an idle timer: the runtime's test and benchmark workload. Outputs
-    /// `key=n` for the n-th record of a key, and `key expired after n` when a key goes idle.
-    Counter {
-        /// Input topic (repeatable; co-partitioned, stamped LogAppendTime).
-        #[arg(long = "input", required = true)]
-        inputs: Vec<String>,
-        /// Output topic.
-        #[arg(long)]
-        output: String,
-        /// Forget a key after this much stream time without records.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        idle: Duration,
-    },
+}
+
+/// The runtime's test and benchmark workload (`tessera-bench counter`): a per-key counter with
+/// an idle timer. It writes `key=n` for the n-th record of a key, and `key expired after n` when a
+/// key goes idle.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CounterArgs {
+    /// Input topic (repeatable; co-partitioned, stamped LogAppendTime).
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<String>,
+    /// Output topic.
+    #[arg(long)]
+    pub output: String,
+    /// Forget a key after this much stream time without records.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle: Duration,
+}
+
+impl CounterArgs {
+    /// The counter core these arguments describe.
+    pub fn core(&self) -> Counter {
+        Counter::new(
+            "counter",
+            self.inputs.clone(),
+            self.output.clone(),
+            millis(self.idle),
+        )
+    }
 }
 
 /// A platform processor's own key file: every record it writes is signed with the signing key
@@ -232,7 +247,8 @@ impl WebhookArgs {
     }
 }
 
-/// The counter is a test workload, not a registered processor: its port follows theirs.
+/// The counter is a test workload (`tessera-bench counter`), not a registered processor: its
+/// port follows theirs.
 const COUNTER_METRICS_PORT: u16 = 9468;
 
 impl Processor {
@@ -243,14 +259,25 @@ impl Processor {
             Processor::Timekeeper { .. } => "timekeeper",
             Processor::Delivery { .. } => "delivery",
             Processor::Ledger { .. } => "ledger",
-            Processor::Counter { .. } => "counter",
         }
     }
 
     /// The processor's own default metrics port, as the registry declares it.
     fn metrics_port(&self) -> u16 {
-        registry::find(self.name()).map_or(COUNTER_METRICS_PORT, |p| p.metrics_port)
+        registry::find(self.name())
+            .expect("every processor of tessera run is registered")
+            .metrics_port
     }
+}
+
+/// Runs the counter until SIGTERM or Ctrl-C.
+pub async fn run_counter(
+    kafka: &KafkaArgs,
+    args: &RunArgs,
+    counter: &CounterArgs,
+) -> anyhow::Result<()> {
+    let (config, stop) = prepare(kafka, args, COUNTER_METRICS_PORT)?;
+    runtime::run(counter.core(), config, stop).await
 }
 
 /// `--metrics-addr`'s help, with each processor's default port from the registry.
@@ -261,50 +288,15 @@ fn metrics_addr_help() -> String {
         .collect();
     format!(
         "Serve Prometheus metrics at this address (`/metrics`); `off` disables it. By default \
-         each processor has its own port, so one of each can run on a host: {}, counter \
-         127.0.0.1:{COUNTER_METRICS_PORT}. Give further instances on the same host their own \
-         address",
+         each processor has its own port, so one of each can run on a host: {}. Give further \
+         instances on the same host their own address",
         ports.join(", ")
     )
 }
 
 /// Runs the processor until SIGTERM or Ctrl-C.
 pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> anyhow::Result<()> {
-    let metrics_addr = args
-        .metrics_addr
-        .clone()
-        .unwrap_or_else(|| format!("127.0.0.1:{}", processor.metrics_port()));
-    if metrics_addr != "off" {
-        let addr: SocketAddr = metrics_addr
-            .parse()
-            .with_context(|| format!("--metrics-addr {metrics_addr} is not host:port or off"))?;
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        info!("metrics at http://{addr}/metrics");
-    }
-    let mut config = Config::new(
-        kafka.client_config()?,
-        &args.instance,
-        args.state_dir.clone(),
-    );
-    config.topic_prefix = kafka.topic_prefix.clone();
-    config.commit_interval = args.commit_interval;
-    config.ticks = !args.no_ticks;
-    config.changelog_replication = args.changelog_replication_factor;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let on_signal = stop.clone();
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        info!("stopping: committing and leaving the group");
-        on_signal.store(true, Ordering::Relaxed);
-    });
+    let (mut config, stop) = prepare(kafka, args, processor.metrics_port())?;
     match processor {
         Processor::Matcher { key, trust_anchor } => {
             config.signer = Some(key.signer()?);
@@ -371,18 +363,6 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             )?;
             Ok(())
         }
-        Processor::Counter {
-            inputs,
-            output,
-            idle,
-        } => {
-            runtime::run(
-                Counter::new("counter", inputs, output, millis(idle)),
-                config,
-                stop,
-            )
-            .await
-        }
     }
 }
 
@@ -407,4 +387,49 @@ async fn timekeeper(
 /// A duration as the cores count stream time: whole milliseconds, saturating.
 pub fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Serves metrics, builds the runtime's configuration and arms the stop flag on SIGTERM or
+/// Ctrl-C: what every processor does before it starts.
+fn prepare(
+    kafka: &KafkaArgs,
+    args: &RunArgs,
+    metrics_port: u16,
+) -> anyhow::Result<(Config, Arc<AtomicBool>)> {
+    let metrics_addr = args
+        .metrics_addr
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{metrics_port}"));
+    if metrics_addr != "off" {
+        let addr: SocketAddr = metrics_addr
+            .parse()
+            .with_context(|| format!("--metrics-addr {metrics_addr} is not host:port or off"))?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        info!("metrics at http://{addr}/metrics");
+    }
+    let mut config = Config::new(
+        kafka.client_config()?,
+        &args.instance,
+        args.state_dir.clone(),
+    );
+    config.topic_prefix = kafka.topic_prefix.clone();
+    config.commit_interval = args.commit_interval;
+    config.ticks = !args.no_ticks;
+    config.changelog_replication = args.changelog_replication_factor;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        info!("stopping: committing and leaving the group");
+        on_signal.store(true, Ordering::Relaxed);
+    });
+    Ok((config, stop))
 }

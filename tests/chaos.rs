@@ -1,4 +1,4 @@
-//! Chaos test of the exactly-once runtime on the real broker: three `tessera run counter`
+//! Chaos test of the exactly-once runtime on the real broker: three `tessera-bench counter`
 //! instances share six partitions while inputs stream in; every few seconds one instance is killed
 //! with SIGKILL and restarted (and, in `chaos_full` or when `TESSERA_CHAOS_BROKER_RESTART=1`, the
 //! broker restarts once via `compose/kafka restart`, halfway through the input). The committed
@@ -97,7 +97,7 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("instance-{i}.log")))
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera-bench"));
         // Extra librdkafka properties for the instances, e.g. `debug=fetch` when diagnosing.
         if let Ok(properties) = std::env::var("TESSERA_CHAOS_X") {
             for property in properties.split_whitespace() {
@@ -106,14 +106,13 @@ impl Cluster {
         }
         let child = command
             .args([
-                "run",
+                "counter",
                 "--instance",
                 &format!("i{i}"),
                 "--state-dir",
                 self.dir.path().join(format!("state-{i}")).to_str().unwrap(),
                 "--metrics-addr",
                 "off",
-                "counter",
                 "--input",
                 "in.a",
                 "--input",
@@ -466,9 +465,11 @@ fn chaos(events: usize, broker: Broker) {
     // An auditor replaying the inputs must derive exactly what the killed and restarted
     // instances committed.
     let audit = tessera::audit::AuditArgs {
-        counter_inputs: vec!["in.a".into(), "in.b".into()],
-        counter_output: Some("counts".into()),
-        counter_idle: std::time::Duration::from_secs(1_000_000_000),
+        counter: Some(tessera::run::CounterArgs {
+            inputs: vec!["in.a".into(), "in.b".into()],
+            output: "counts".into(),
+            idle: std::time::Duration::from_secs(1_000_000_000),
+        }),
         ..tessera::audit::AuditArgs::of(vec![tessera::audit::Audited::Counter])
     };
     let kafka = tessera::kafka::KafkaArgs {

@@ -1,4 +1,4 @@
-//! `tessera bench matcher`: the time to match one offer against a million stored interests
+//! `tessera-bench matcher`: the time to match one offer against a million stored interests
 //! through the matcher's index, against a linear scan of the same interests in the same RocksDB
 //! store in the same run, and what the interests cost in state.
 //!

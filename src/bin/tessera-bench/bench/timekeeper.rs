@@ -1,4 +1,4 @@
-//! `tessera bench timekeeper`: how long a response waits for its verdict on the real broker, at a
+//! `tessera-bench timekeeper`: how long a response waits for its verdict on the real broker, at a
 //! sustained response rate, beside how long a raw transactional passthrough takes to copy a
 //! record at the same rate in the same run.
 //!
@@ -31,11 +31,11 @@ use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
 use tessera_schemas::*;
 
 use super::{bar, passthrough, send_waiting, wait_committed};
-use crate::kafka::KafkaArgs;
+use tessera::kafka::KafkaArgs;
 
-/// Options of `tessera bench timekeeper`.
+/// Options of `tessera-bench timekeeper`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct LatencyArgs {
+pub(crate) struct LatencyArgs {
     /// Responses (and baseline records) per second, sustained.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u32,
@@ -152,7 +152,7 @@ pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> any
         ..kafka.clone()
     };
     let client = kafka.client_config()?;
-    crate::topics::create(&scoped, args.partitions, 1).await?;
+    tessera::topics::create(&scoped, args.partitions, 1).await?;
 
     let baseline = baseline(&client, &prefix, &args, total).await?;
     let timekeeper = timekeeper(&scoped, &client, &args, total).await?;

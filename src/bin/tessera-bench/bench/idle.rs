@@ -1,4 +1,4 @@
-//! `tessera bench idle`: what the four platform processors cost when nothing happens. Each runs
+//! `tessera-bench idle`: what the four platform processors cost when nothing happens. Each runs
 //! as its own `tessera run` process on fresh topics; after a warm-up the bench counts the records
 //! written to the decision inputs (with no traffic, every one is a tick) and each process's CPU
 //! time over the window. The baseline, measured over the same window in this process, is one
@@ -16,11 +16,11 @@ use tessera_producers::keys;
 use tessera_schemas::signing::SigningKey;
 use tessera_schemas::topics::{ALL, Topic};
 
-use crate::kafka::KafkaArgs;
+use tessera::kafka::KafkaArgs;
 
-/// What `tessera bench idle` takes.
+/// What `tessera-bench idle` takes.
 #[derive(Debug, Clone, clap::Args)]
-pub struct IdleArgs {
+pub(crate) struct IdleArgs {
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
@@ -143,7 +143,7 @@ pub(super) async fn idle_cost(kafka: &KafkaArgs, args: IdleArgs) -> anyhow::Resu
         topic_prefix: prefix.clone(),
         ..kafka.clone()
     };
-    crate::topics::create(&scoped, args.partitions, 1).await?;
+    tessera::topics::create(&scoped, args.partitions, 1).await?;
     let inputs: Vec<String> = ALL
         .iter()
         .filter(|t| t.decides)
@@ -151,7 +151,7 @@ pub(super) async fn idle_cost(kafka: &KafkaArgs, args: IdleArgs) -> anyhow::Resu
         .collect();
 
     let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe().context("cannot find the tessera executable")?;
+    let exe = super::tessera_command()?;
     let mut running = Running(Vec::new());
     for (name, run_args) in processors(dir.path())? {
         let mut command = Command::new(&exe);

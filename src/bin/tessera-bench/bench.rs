@@ -1,4 +1,4 @@
-//! `tessera bench`: measurements on the real broker, each against a baseline run in the same
+//! `tessera-bench`: measurements on the real broker, each against a baseline run in the same
 //! process on the same data, so the reported number is a ratio that does not depend on the
 //! machine's speed. Results go to `docs/BENCHMARKS.md` with the command that produced them.
 
@@ -20,7 +20,20 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 
-use crate::kafka::KafkaArgs;
+use tessera::kafka::KafkaArgs;
+
+/// The `tessera` command built beside this one: the benchmarks that run processors as a user
+/// does start it.
+pub(crate) fn tessera_command() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the tessera-bench executable")?;
+    let tessera = exe.with_file_name("tessera");
+    anyhow::ensure!(
+        tessera.exists(),
+        "{} is missing: build both binaries (`cargo build --release`)",
+        tessera.display()
+    );
+    Ok(tessera)
+}
 
 mod audit;
 mod idle;
@@ -29,7 +42,7 @@ mod timekeeper;
 
 /// What to measure.
 #[derive(Debug, Clone, clap::Subcommand)]
-pub enum Bench {
+pub(crate) enum Bench {
     /// Throughput of the exactly-once runtime with a trivial stateful core (the counter) against
     /// a raw transactional passthrough (consume, copy bytes, same transactions and commit
     /// interval) over the same input on the same broker.
@@ -47,7 +60,7 @@ pub enum Bench {
         #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
         commit_interval: Duration,
     },
-    /// Time back to processing after SIGKILL of a `tessera run counter` instance holding many
+    /// Time back to processing after SIGKILL of a `tessera-bench counter` instance holding many
     /// keys: with its local RocksDB state (resume) against without it (full changelog restore).
     /// Also reports the instance's peak RSS while holding the keys.
     Restore {
@@ -86,7 +99,7 @@ pub enum Bench {
 }
 
 /// Runs a benchmark and prints its result.
-pub async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
+pub(crate) async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
         Bench::Audit(args) => audit::replay_rate(kafka, args).await,
@@ -453,19 +466,19 @@ fn passthrough(
     }
 }
 
-/// Starts `tessera run counter` on `{prefix}in` as a child process, logging to `log`.
+/// Starts `tessera-bench counter` on `{prefix}in` as a child process, logging to `log`.
 fn spawn_counter(
     kafka: &KafkaArgs,
     prefix: &str,
     state: &std::path::Path,
     log: &std::path::Path,
 ) -> anyhow::Result<std::process::Child> {
-    let exe = std::env::current_exe().context("cannot find the tessera executable")?;
+    let exe = std::env::current_exe().context("cannot find the tessera-bench executable")?;
     let log = std::fs::File::create(log)?;
     Ok(std::process::Command::new(exe)
         .args(["--brokers", &kafka.brokers, "--topic-prefix", prefix])
         .args([
-            "run",
+            "counter",
             "--instance",
             "bench",
             "--metrics-addr",
@@ -473,15 +486,7 @@ fn spawn_counter(
             "--state-dir",
         ])
         .arg(state)
-        .args([
-            "counter",
-            "--input",
-            "in",
-            "--output",
-            "out",
-            "--idle",
-            "1000000000s",
-        ])
+        .args(["--input", "in", "--output", "out", "--idle", "1000000000s"])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -1,4 +1,4 @@
-//! `tessera bench audit`: how fast an auditor replays a processor from the log, in input records
+//! `tessera-bench audit`: how fast an auditor replays a processor from the log, in input records
 //! per second, beside a plain read_committed consume of the same topics (inputs and outputs) with
 //! the same reader in the same run. The processor is the counter, run first on the exactly-once
 //! runtime so the audit has committed outputs to match.
@@ -14,11 +14,11 @@ use tessera_producers::audit::{Audit, log};
 use tessera_runtime::{self as runtime, Config};
 
 use super::{bar, create_topics, produce, wait_committed};
-use crate::kafka::KafkaArgs;
+use tessera::kafka::KafkaArgs;
 
-/// Options of `tessera bench audit`.
+/// Options of `tessera-bench audit`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Input records.
     #[arg(long, default_value_t = 500_000)]
     pub events: usize,
