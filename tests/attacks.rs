@@ -241,7 +241,7 @@ fn stranger(dir: &Path, name: &str) -> SigningKey {
 async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on() {
     let kafka = KafkaArgs {
         topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(std::env::var("TESSERA_BROKERS").unwrap_or("127.0.0.1:9092".into()))
+        ..KafkaArgs::new(support::brokers())
     };
     topics::create(&kafka, 3, 1).await.unwrap();
     let config = kafka.client_config().unwrap();

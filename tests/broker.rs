@@ -5,6 +5,8 @@
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 //! Each test uses its own topic prefix, so tests run in parallel and leave other topics alone.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
@@ -20,14 +22,10 @@ use tessera::topics::{self, Created};
 use tessera_schemas::topics::{self as catalogue, DEFAULT_PARTITIONS};
 use tessera_schemas::{Event, EventKind, decode, encode, examples};
 
-fn brokers() -> String {
-    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
 fn isolated() -> KafkaArgs {
     KafkaArgs {
         topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(brokers())
+        ..KafkaArgs::new(support::brokers())
     }
 }
 
@@ -165,7 +163,7 @@ async fn check_names_a_topic_with_the_wrong_timestamp_type() {
     let tessera = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(args)
-            .env("TESSERA_BROKERS", brokers())
+            .env("TESSERA_BROKERS", support::brokers())
             .env("TESSERA_TOPIC_PREFIX", &kafka.topic_prefix)
             .output()
             .unwrap()
@@ -193,7 +191,7 @@ async fn check_names_a_topic_with_the_wrong_timestamp_type() {
 fn bad_command_line_input_is_one_clear_line_and_a_failure() {
     let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["topics", "create", "--partitions", "0"])
-        .env("TESSERA_BROKERS", brokers())
+        .env("TESSERA_BROKERS", support::brokers())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -228,7 +226,7 @@ async fn a_changelog_replication_the_cluster_cannot_hold_is_one_clear_line_and_a
         ])
         .args(["--state-dir", state.path().to_str().unwrap()])
         .args(["--input", "tessera.offers", "--output", "tessera.outcomes"])
-        .env("TESSERA_BROKERS", brokers())
+        .env("TESSERA_BROKERS", support::brokers())
         .env("TESSERA_TOPIC_PREFIX", &kafka.topic_prefix)
         .stderr(std::process::Stdio::piped())
         .spawn()

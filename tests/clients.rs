@@ -7,6 +7,8 @@
 //! parallel and leave other topics alone. Events the processors would write (invitations,
 //! verdicts) are written by the tests directly.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -28,10 +30,6 @@ use tessera_schemas::{
     Tick, TimeRule, Within, examples,
 };
 
-fn brokers() -> String {
-    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
 /// The payload every offer of these tests carries, in `payload.txt` of the run directory.
 const PAYLOAD: &[u8] = b"Quarterly report X\nRevenue rose in every region.\n";
 
@@ -51,7 +49,7 @@ impl Installation {
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let kafka = KafkaArgs {
             topic_prefix: prefix.clone(),
-            ..KafkaArgs::new(brokers())
+            ..KafkaArgs::new(support::brokers())
         };
         let installation = Installation {
             config: kafka.client_config().unwrap(),
@@ -94,7 +92,7 @@ impl Installation {
         Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(args)
             .current_dir(self.dir.path())
-            .env("TESSERA_BROKERS", brokers())
+            .env("TESSERA_BROKERS", support::brokers())
             .env("TESSERA_TOPIC_PREFIX", &self.prefix)
             // The operator gives clients the timekeeper's fingerprint: no first-use warning.
             .env(

@@ -193,7 +193,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         .init();
     let kafka = KafkaArgs {
         topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(std::env::var("TESSERA_BROKERS").unwrap_or("127.0.0.1:9092".into()))
+        ..KafkaArgs::new(support::brokers())
     };
     topics::create(&kafka, 3, 1).await.unwrap();
     let config = kafka.client_config().unwrap();

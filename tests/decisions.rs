@@ -6,6 +6,8 @@
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,7 +51,7 @@ impl Stack {
     async fn start() -> Stack {
         let kafka = KafkaArgs {
             topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-            ..KafkaArgs::new(std::env::var("TESSERA_BROKERS").unwrap_or("127.0.0.1:9092".into()))
+            ..KafkaArgs::new(support::brokers())
         };
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let state = tempfile::tempdir().unwrap();

@@ -6,6 +6,8 @@
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
@@ -28,10 +30,6 @@ const PARTITIONS: i32 = 3;
 /// 2025-11-25T09:00:00.000Z: the offers' terms, which the delivery and the ledger only carry.
 const T: i64 = 1_764_061_200_000;
 
-fn brokers() -> String {
-    std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
 /// The delivery worker and the ledger on their own topics.
 struct Stack {
     kafka: KafkaArgs,
@@ -47,7 +45,7 @@ impl Stack {
     async fn start() -> Stack {
         let kafka = KafkaArgs {
             topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-            ..KafkaArgs::new(brokers())
+            ..KafkaArgs::new(support::brokers())
         };
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let state = tempfile::tempdir().unwrap();
@@ -467,7 +465,7 @@ async fn credentials_are_delivered_and_credited_once() {
     .unwrap();
     let balance = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["ledger", "balance", &provider])
-        .env("TESSERA_BROKERS", brokers())
+        .env("TESSERA_BROKERS", support::brokers())
         .env("TESSERA_TOPIC_PREFIX", &stack.kafka.topic_prefix)
         .env(
             "TESSERA_LEDGER_FINGERPRINT",

@@ -14,6 +14,8 @@
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,7 +221,7 @@ impl Installation {
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let kafka = KafkaArgs {
             topic_prefix: prefix.clone(),
-            ..KafkaArgs::new(std::env::var("TESSERA_BROKERS").unwrap_or("127.0.0.1:9092".into()))
+            ..KafkaArgs::new(support::brokers())
         };
         topics::create(&kafka, PARTITIONS, 1).await.unwrap();
         let config = kafka.client_config().unwrap();

@@ -7,6 +7,10 @@
 //! the one order that depends only on their contents, and [`replay`] drives a core over that order
 //! in memory. This crate depends on no Kafka client, no async runtime and no storage engine: the
 //! `tessera-runtime` crate drives the same cores on Kafka inside transactions, over RocksDB.
+//!
+//! [`registry`] declares every processor once (its cores, topics, state, metrics port and what
+//! auditing it needs); `tessera run`, `tessera audit`, the demo, the ACL plan and `tessera topics
+//! describe` read it. Its module docs hold the checklist for adding a processor.
 
 pub mod core;
 pub mod counter;

@@ -76,6 +76,29 @@ impl Shape {
     }
 }
 
+/// Implements [`Core::name`], [`Core::inputs`], [`Core::outputs`] and [`Core::broadcast_inputs`]
+/// inside an `impl Core` from the core's registered [`Shape`], so a core states its topics once.
+#[macro_export]
+macro_rules! declared_by {
+    ($shape:expr) => {
+        fn name(&self) -> &str {
+            $shape.name
+        }
+
+        fn inputs(&self) -> Vec<String> {
+            $shape.input_names()
+        }
+
+        fn outputs(&self) -> Vec<String> {
+            $shape.output_names()
+        }
+
+        fn broadcast_inputs(&self) -> Vec<usize> {
+            $shape.broadcast.to_vec()
+        }
+    };
+}
+
 /// The registered processor named `name`.
 pub fn find(name: &str) -> Option<&'static Processor> {
     ALL.iter().copied().find(|p| p.name == name)

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -17,7 +15,7 @@ use tessera_runtime::{self as runtime, Config};
 
 mod broker;
 mod counts;
-use broker::client;
+use broker::{client, create_topics};
 use counts::{assert_counts, read_counts};
 
 const PARTITIONS: i32 = 3;
@@ -30,37 +28,16 @@ struct Setup {
 impl Setup {
     async fn new() -> Self {
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
-        let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
-        let topics: Vec<String> = ["in.a", "in.b", "counts"]
-            .iter()
-            .map(|t| format!("{prefix}{t}"))
-            .collect();
-        let new: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|t| {
-                NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))
-                    .set("message.timestamp.type", "LogAppendTime")
-            })
-            .collect();
-        for result in admin
-            .create_topics(&new, &AdminOptions::new())
-            .await
-            .unwrap()
-        {
-            result.unwrap();
-        }
+        let stamped = ["in.a", "in.b", "counts"].map(|name| (name, "LogAppendTime"));
+        create_topics(&client(), &prefix, &stamped, PARTITIONS).await;
         // The dead-letter topic the runtime writes to.
-        admin
-            .create_topics(
-                &[NewTopic::new(
-                    &format!("{prefix}tessera.dead-letters"),
-                    1,
-                    TopicReplication::Fixed(1),
-                )],
-                &AdminOptions::new(),
-            )
-            .await
-            .unwrap();
+        create_topics(
+            &client(),
+            &prefix,
+            &[("tessera.dead-letters", "CreateTime")],
+            1,
+        )
+        .await;
         Setup {
             prefix,
             state: tempfile::tempdir().unwrap(),
@@ -68,12 +45,7 @@ impl Setup {
     }
 
     fn core(&self) -> Counter {
-        Counter::new(
-            "counter",
-            vec!["in.a".into(), "in.b".into()],
-            "counts",
-            i64::MAX / 4,
-        )
+        counts::counter()
     }
 
     fn config(&self) -> Config {

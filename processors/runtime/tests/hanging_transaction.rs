@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -21,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 
+mod broker;
 mod counts;
 mod hanging;
 use counts::{assert_counts, read_counts};
@@ -47,12 +46,7 @@ impl Setup {
     }
 
     fn core(&self) -> Counter {
-        Counter::new(
-            "counter",
-            vec!["in.a".into(), "in.b".into()],
-            "counts",
-            i64::MAX / 4,
-        )
+        counts::counter()
     }
 
     fn config(&self) -> Config {
@@ -175,24 +169,11 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
         prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
         state: tempfile::tempdir().unwrap(),
     };
-    let admin: AdminClient<DefaultClientContext> = setup.broker.client().create().unwrap();
-    let mut topics = Vec::new();
-    let names = ["in.a", "in.b", "counts"].map(|t| setup.topic(t));
-    for name in &names {
-        topics.push(
-            NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1))
-                .set("message.timestamp.type", "LogAppendTime"),
-        );
-    }
-    let dead_letters = setup.topic("tessera.dead-letters");
-    topics.push(NewTopic::new(&dead_letters, 1, TopicReplication::Fixed(1)));
-    for result in admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        result.unwrap();
-    }
+    let client = setup.broker.client();
+    let stamped = ["in.a", "in.b", "counts"].map(|name| (name, "LogAppendTime"));
+    broker::create_topics(&client, &setup.prefix, &stamped, PARTITIONS).await;
+    let dead_letters = [("tessera.dead-letters", "CreateTime")];
+    broker::create_topics(&client, &setup.prefix, &dead_letters, 1).await;
 
     setup.produce(0, 300).await;
     assert_counts(&setup.run_until(300).await, 300);

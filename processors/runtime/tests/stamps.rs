@@ -15,7 +15,7 @@ mod counting;
 async fn a_processor_refuses_to_start_on_an_input_stamped_by_its_producers() {
     let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
     let topics = [("in.a", "LogAppendTime"), ("in.b", "CreateTime")];
-    counting::create_topics(&prefix, &topics).await;
+    broker::create_topics(&broker::client(), &prefix, &topics, 1).await;
     let (core, config, _state) = counting::counter(&prefix, 1_000);
     let stop = Arc::new(AtomicBool::new(false));
     let refused = runtime::run(core, config, stop)

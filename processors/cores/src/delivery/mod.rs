@@ -215,17 +215,7 @@ impl Delivery {
 impl Core for Delivery {
     type Record = Received;
 
-    fn name(&self) -> &str {
-        SHAPE.name
-    }
-
-    fn inputs(&self) -> Vec<String> {
-        SHAPE.input_names()
-    }
-
-    fn outputs(&self) -> Vec<String> {
-        SHAPE.output_names()
-    }
+    crate::declared_by!(SHAPE);
 
     fn decode(
         &self,

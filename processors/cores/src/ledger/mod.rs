@@ -72,17 +72,7 @@ impl Ledger {
 impl Core for Ledger {
     type Record = RewardDue;
 
-    fn name(&self) -> &str {
-        BALANCES_SHAPE.name
-    }
-
-    fn inputs(&self) -> Vec<String> {
-        BALANCES_SHAPE.input_names()
-    }
-
-    fn outputs(&self) -> Vec<String> {
-        BALANCES_SHAPE.output_names()
-    }
+    crate::declared_by!(BALANCES_SHAPE);
 
     fn decode(
         &self,

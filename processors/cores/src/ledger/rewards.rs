@@ -161,17 +161,7 @@ impl Rewards {
 impl Core for Rewards {
     type Record = Received;
 
-    fn name(&self) -> &str {
-        SHAPE.name
-    }
-
-    fn inputs(&self) -> Vec<String> {
-        SHAPE.input_names()
-    }
-
-    fn outputs(&self) -> Vec<String> {
-        SHAPE.output_names()
-    }
+    crate::declared_by!(SHAPE);
 
     fn decode(
         &self,

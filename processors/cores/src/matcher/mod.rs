@@ -251,21 +251,7 @@ fn keyed(key: &str, id: &str, field: &str) -> Result<(), String> {
 impl Core for Matcher {
     type Record = MatcherRecord;
 
-    fn name(&self) -> &str {
-        SHAPE.name
-    }
-
-    fn inputs(&self) -> Vec<String> {
-        SHAPE.input_names()
-    }
-
-    fn outputs(&self) -> Vec<String> {
-        SHAPE.output_names()
-    }
-
-    fn broadcast_inputs(&self) -> Vec<usize> {
-        SHAPE.broadcast.to_vec()
-    }
+    crate::declared_by!(SHAPE);
 
     fn decode(
         &self,

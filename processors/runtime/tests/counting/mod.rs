@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -17,7 +15,7 @@ use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 use tokio::task::JoinHandle;
 
-use super::broker::client;
+use super::broker::{client, create_topics};
 
 /// A counter forgetting keys idle for `idle_ms`, running on fresh one-partition topics `in.a` and
 /// `in.b` (both inputs, so a record on one waits for the other) writing `counts`.
@@ -34,7 +32,8 @@ impl Setup {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
         let names = ["in.a", "in.b", "counts", "tessera.dead-letters"];
-        create_topics(&prefix, &names.map(|name| (name, "LogAppendTime"))).await;
+        let topics = names.map(|name| (name, "LogAppendTime"));
+        create_topics(&client(), &prefix, &topics, 1).await;
         let (core, config, state) = counter(&prefix, idle_ms);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
@@ -99,45 +98,6 @@ impl Setup {
     pub(crate) async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.await.unwrap().unwrap();
-    }
-}
-
-/// Creates `{prefix}{name}` for each (name, timestamp type), one partition each, and waits until
-/// the broker's metadata shows them: a fresh broker may answer the creation before, and the
-/// runtime refuses inputs it cannot see.
-pub(crate) async fn create_topics(prefix: &str, topics: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
-    let names: Vec<String> = topics.iter().map(|(t, _)| format!("{prefix}{t}")).collect();
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .zip(topics)
-        .map(|(name, (_, stamps))| {
-            NewTopic::new(name, 1, TopicReplication::Fixed(1)).set("message.timestamp.type", stamps)
-        })
-        .collect();
-    for result in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        result.unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !names.iter().all(|name| {
-        admin
-            .inner()
-            .fetch_metadata(Some(name), Duration::from_secs(5))
-            .is_ok_and(|m| {
-                m.topics()
-                    .iter()
-                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
-            })
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "the topics did not appear within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
+use tessera_cores::counter::Counter;
 
 /// Fails unless `outputs` (per key, in order) are exactly the counts of inputs `0..total`.
 pub(crate) fn assert_counts(outputs: &BTreeMap<String, Vec<String>>, total: usize) {
@@ -60,4 +61,14 @@ pub(crate) fn read_counts(
         }
     }
     outputs
+}
+
+/// The counter these tests run: `in.a` and `in.b` counted into `counts`, no key ever idle.
+pub(crate) fn counter() -> Counter {
+    Counter::new(
+        "counter",
+        vec!["in.a".into(), "in.b".into()],
+        "counts",
+        i64::MAX / 4,
+    )
 }

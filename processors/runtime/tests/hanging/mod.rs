@@ -48,7 +48,7 @@ impl Drop for LenientBroker {
 }
 
 fn compose(command: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/kafka");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../compose/kafka");
     let status = Command::new(script)
         .arg(command)
         .env(
