@@ -445,7 +445,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
             );
         }
     }
-    // The webhook worker inside `tessera run delivery` (producers/src/webhooks/).
+    // The webhook worker inside `tessera run delivery` (processors/webhooks/).
     let d = Role::Delivery;
     table.topic(
         d,

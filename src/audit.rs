@@ -1,5 +1,5 @@
 //! `tessera audit`: replays processors from the log and compares what they must have written with
-//! what their output topics hold ([`tessera_producers::audit`]). Prints every mismatch with its
+//! what their output topics hold ([`tessera_audit`]). Prints every mismatch with its
 //! topic, partition and offset, can write the reports as JSON, and succeeds only when everything
 //! matches.
 
@@ -9,13 +9,13 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::Message;
 use serde::Serialize;
+use tessera_audit::{Audit, AuditError, Outputs, Report};
 use tessera_cores::Core;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
 use tessera_cores::registry;
 use tessera_cores::timekeeper::{LoggedHalves, Timekeeper};
-use tessera_producers::audit::{Audit, AuditError, Outputs, Report};
 use tessera_producers::client::signature_of;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics;

@@ -16,10 +16,10 @@ use tessera_cores::registry;
 use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Role};
-use tessera_producers::webhooks::{self, Retries, Settings};
 use tessera_runtime::{self as runtime, Config};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
+use tessera_webhooks::{self as webhooks, Retries, Settings};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 

@@ -35,14 +35,14 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
 use tessera_producers::client::{Writer, read_to_end};
-use tessera_producers::webhooks::signature::{self, PostError, VerifiedPost};
-use tessera_producers::webhooks::{self, Retries, Settings, WebhookError};
 use tessera_schemas::sealing::PrivateKey;
 use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
 use tessera_schemas::{
     CredentialDelivered, DeliveryFailed, Event, SealedBox, SubscriberRegistered, SubscriberRemoved,
 };
+use tessera_webhooks::signature::{self, PostError, VerifiedPost};
+use tessera_webhooks::{self as webhooks, Retries, Settings, WebhookError};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 

@@ -50,7 +50,7 @@ pub enum ClientError {
 }
 
 /// Wraps a Kafka error with what was being done.
-pub(crate) fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
+pub fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
     let what = what.into();
     move |source| ClientError::Kafka { what, source }
 }

@@ -1,10 +1,12 @@
-//! The client side of tessera: what providers, subscribers, auditors and load generators run.
+//! The client side of tessera: what providers and subscribers run (publishing, the provider's
+//! agent, registering, answering, opening), their keys, the readers of the log (`status`,
+//! `receipt`, `describe`), and the Kafka client helpers (`client`) the auditor and the webhook
+//! worker share with them.
 //!
 //! They only write events to, and read events from, tessera's topics through the shared contract;
 //! none of them calls a processor directly.
 
 pub mod agent;
-pub mod audit;
 pub mod client;
 pub mod describe;
 pub mod interest;
@@ -13,5 +15,4 @@ pub mod provider;
 pub mod receipt;
 pub mod status;
 pub mod subscriber;
-pub mod webhooks;
 pub mod when;

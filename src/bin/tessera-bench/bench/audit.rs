@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use tessera_audit::{Audit, log};
 use tessera_cores::counter::Counter;
-use tessera_producers::audit::{Audit, log};
 use tessera_runtime::{self as runtime, Config};
 
 use super::{bar, create_topics, produce, wait_committed};

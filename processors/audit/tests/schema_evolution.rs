@@ -22,14 +22,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use hpke::rand_core::UnwrapErr;
+use tessera_audit::compare::{Classifier, Comparison};
+use tessera_audit::replay::{Replay, Step};
 use tessera_cores::Core;
 use tessera_cores::core::Output;
 use tessera_cores::layout::Topics;
 use tessera_cores::merge::{Entry, Merge};
 use tessera_cores::replay::{self, Produced, RawRecord};
 use tessera_cores::timekeeper::Timekeeper;
-use tessera_producers::audit::compare::{Classifier, Comparison};
-use tessera_producers::audit::replay::{Replay, Step};
 use tessera_producers::client::partition_for;
 use tessera_schemas::rules::request_id;
 use tessera_schemas::sealing::{PrivateKey, seal_offer};

@@ -13,7 +13,7 @@ use tessera_state::State;
 use super::compare::{Classifier, Comparison};
 use super::replay::{Replay, Step};
 use super::report::{At, Finding, Report};
-use crate::client::partition_for;
+use tessera_producers::client::partition_for;
 
 const NAME: &str = "relay";
 

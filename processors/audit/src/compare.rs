@@ -659,7 +659,7 @@ impl Comparison {
             return None;
         };
         let count = *self.partitions.get(topic).filter(|&&count| count > 0)?;
-        let hash = crate::client::murmur2(key) & 0x7fff_ffff;
+        let hash = tessera_producers::client::murmur2(key) & 0x7fff_ffff;
         usize::try_from(hash % count).ok()
     }
 

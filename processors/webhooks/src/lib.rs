@@ -68,11 +68,11 @@ use tessera_schemas::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::client::{
+use post::{Client, Endpoint, Failure};
+use tessera_producers::client::{
     ClientError, Reader, Record, TIMEOUT, Writer, assign_all, kafka, next_record, partition_count,
     partition_for, reader,
 };
-use post::{Client, Endpoint, Failure};
 
 pub use post::TlsError;
 

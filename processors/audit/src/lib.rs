@@ -42,7 +42,7 @@ use tessera_cores::replay::RawRecord;
 use self::compare::{Classifier, Comparison, Derived, Logged, Span, keep, slice};
 use self::replay::Replay;
 pub use self::report::{At, Finding, Report, describe};
-use crate::client::signature_of;
+use tessera_producers::client::signature_of;
 
 /// Why an audit could not be carried out (as opposed to what it found).
 #[derive(Debug, thiserror::Error)]

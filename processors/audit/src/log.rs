@@ -13,7 +13,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::AuditError;
 use super::report::At;
-use crate::client::{Quiet, reconnects};
+use tessera_producers::client::{Quiet, reconnects};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// How long committed offsets may stay unstable (a transaction still completing) before the
