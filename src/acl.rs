@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::bindings as rd;
 use rdkafka::producer::{BaseProducer, Producer};
-use tessera_cores::layout::Topics;
-use tessera_cores::registry::{self, Shape};
-use tessera_schemas::topics::{
+use tessera_contract::topics::{
     self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, REQUESTS, RESPONSES,
     SUBSCRIBERS, Topic,
 };
+use tessera_cores::layout::Topics;
+use tessera_cores::registry::{self, Shape};
 
 use crate::kafka::KafkaArgs;
 

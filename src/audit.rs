@@ -10,6 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::Message;
 use serde::Serialize;
 use tessera_audit::{Audit, AuditError, Outputs, Report};
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::topics;
 use tessera_cores::Core;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
@@ -17,8 +19,6 @@ use tessera_cores::matcher::Matcher;
 use tessera_cores::registry;
 use tessera_cores::timekeeper::{LoggedHalves, Timekeeper};
 use tessera_producers::client::signature_of;
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::topics;
 
 use crate::kafka::KafkaArgs;
 use crate::run::CounterArgs;

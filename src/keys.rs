@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
+use tessera_contract::identity;
+use tessera_contract::sealing::PublicKey;
+use tessera_contract::signing::{SigningKey, VerifyingKey, hex, unhex};
 use tessera_producers::keys::{self, Pinning, PlatformKeys, Role};
-use tessera_schemas::identity;
-use tessera_schemas::sealing::PublicKey;
-use tessera_schemas::signing::{SigningKey, VerifyingKey, hex, unhex};
 
 /// What to do with keys.
 #[derive(Debug, Clone, clap::Subcommand)]

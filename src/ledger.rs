@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use tessera_contract::Event;
+use tessera_contract::signing::VerifyingKey;
+use tessera_contract::topics::LEDGER;
 use tessera_producers::client::{Record, partition_count, partition_for, read_to_end, reader};
 use tessera_producers::keys::Role;
-use tessera_schemas::Event;
-use tessera_schemas::signing::VerifyingKey;
-use tessera_schemas::topics::LEDGER;
 
 use crate::kafka::KafkaArgs;
 use crate::keys::{LedgerPin, platform};
@@ -126,9 +126,9 @@ pub async fn run(kafka: &KafkaArgs, command: Ledger) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::RewardCredited;
-    use tessera_schemas::sealing::PrivateKey;
-    use tessera_schemas::signing::SigningKey;
+    use tessera_contract::RewardCredited;
+    use tessera_contract::sealing::PrivateKey;
+    use tessera_contract::signing::SigningKey;
 
     use super::*;
 
@@ -148,7 +148,7 @@ mod tests {
         let Some(Ok(event)) = &record.event else {
             unreachable!()
         };
-        let value = tessera_schemas::encode(event).unwrap();
+        let value = tessera_contract::encode(event).unwrap();
         record.signed = signer.signed(LEDGER.name, provider_id.as_bytes(), &value);
         record
     }
@@ -171,7 +171,7 @@ mod tests {
                 link: Default::default(),
             }
             .into())),
-            signed: tessera_schemas::signing::Signed::of(None, None, None),
+            signed: tessera_contract::signing::Signed::of(None, None, None),
         }
     }
 

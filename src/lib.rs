@@ -1,5 +1,5 @@
 //! The `tessera` command: the one entry point users start from. Each subcommand is a thin shell
-//! over the workspace crates (`tessera-schemas`, `tessera-state`, `tessera-task-store`,
+//! over the workspace crates (`tessera-contract`, `tessera-state`, `tessera-task-store`,
 //! `tessera-cores`, `tessera-runtime`, `tessera-producers`); this crate only parses arguments,
 //! connects, and reports.
 

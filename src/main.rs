@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tessera::kafka::KafkaArgs;
 use tessera::topics::{self, Created};
-use tessera_schemas::topics::DEFAULT_PARTITIONS;
+use tessera_contract::topics::DEFAULT_PARTITIONS;
 
 /// tessera puts a provider's offer in front of exactly the parties whose stored needs match it,
 /// and releases the offer's sealed credential only to those who answer within the provider's

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use tessera_contract::sealing::{MAX_PACKAGE_LEN, MAX_TARGET_DATA_LEN, PublicKey};
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::{Custody, Reward};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
@@ -15,9 +18,6 @@ use tessera_producers::provider::{
     parse_reward,
 };
 use tessera_producers::when::{Span, When, Zone, parse_duration_ms};
-use tessera_schemas::sealing::{MAX_PACKAGE_LEN, MAX_TARGET_DATA_LEN, PublicKey};
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::{Custody, Reward};
 use zeroize::Zeroizing;
 
 use crate::kafka::KafkaArgs;

@@ -3,9 +3,9 @@
 //! applied, and the verdict's link, checked against the log ([`tessera_producers::receipt`]).
 
 use serde_json::{Value, json};
+use tessera_contract::rules::format_stamp;
+use tessera_contract::{Event, LogPosition, OfferTerms, links};
 use tessera_producers::receipt::{Receipt, receipts};
-use tessera_schemas::rules::format_stamp;
-use tessera_schemas::{Event, LogPosition, OfferTerms, links};
 
 use crate::kafka::KafkaArgs;
 use crate::keys::{TimekeeperPin, timekeeper};

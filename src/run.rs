@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_cores::counter::Counter;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
@@ -17,8 +19,6 @@ use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Role};
 use tessera_runtime::{self as runtime, Config};
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
 use tessera_webhooks::{self as webhooks, Retries, Settings};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::{Event, Interest};
 use tessera_producers::client::Writer;
 use tessera_producers::describe;
 use tessera_producers::interest::{self, SYNTAX};
@@ -16,8 +18,6 @@ use tessera_producers::keys;
 use tessera_producers::subscriber::{
     self, Choice, Decision, Heard, Listen, Policy, Registration, Responder,
 };
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::{Event, Interest};
 
 use crate::kafka::KafkaArgs;
 use crate::keys::{DeliveryPin, delivery};

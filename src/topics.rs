@@ -1,4 +1,4 @@
-//! `tessera topics`: applies the topic catalogue of `tessera-schemas` to a cluster through the
+//! `tessera topics`: applies the topic catalogue of `tessera-contract` to a cluster through the
 //! Kafka admin API, and checks a cluster against it.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use tessera_schemas::topics::{self, Difference, Observed};
+use tessera_contract::topics::{self, Difference, Observed};
 
 use crate::kafka::KafkaArgs;
 

@@ -42,20 +42,20 @@ use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_contract::identity;
+use tessera_contract::rules::request_id;
+use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
+use tessera_contract::{
+    CredentialAccepted, CredentialDelivered, CredentialReleased, Custody, Event,
+    InteractionRequested, ProviderShareReleased, Reward, RewardDue, SealedBox,
+};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Pinning, PlatformKeyError};
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Choice, Decision, Responder};
-use tessera_schemas::identity;
-use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, REQUESTS, Topic};
-use tessera_schemas::{
-    CredentialAccepted, CredentialDelivered, CredentialReleased, Custody, Event,
-    InteractionRequested, ProviderShareReleased, Reward, RewardDue, SealedBox,
-};
 
 mod support;
 
@@ -581,10 +581,10 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
         );
     }
     // And an unsigned key record is refused whatever the pin.
-    let unsigned = tessera_schemas::KeyPublished {
+    let unsigned = tessera_contract::KeyPublished {
         event_id: uuid::Uuid::new_v4().to_string(),
         role: "timekeeper".into(),
-        suite: tessera_schemas::sealing::SUITE.into(),
+        suite: tessera_contract::sealing::SUITE.into(),
         public_key: impostor.public_key().to_bytes(),
         signing_key: timekeeper_signing.to_bytes(),
     };

@@ -25,13 +25,13 @@ use tessera::audit::{AuditArgs, Audited, audit};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::topics::{self as catalogue, Topic};
+use tessera_contract::*;
 use tessera_producers::client::{Writer, partition_for};
 use tessera_producers::keys;
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Responder};
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::topics::{self as catalogue, Topic};
-use tessera_schemas::*;
 
 mod support;
 use support::{Lcg, brokers};
@@ -138,7 +138,7 @@ impl Installation {
             last_end = last_end.max(time_rule.ends_at(now + 1_000));
             let provider_id = format!("P{}", rng.next(5));
             let provider = provider_key(&provider_id);
-            let event = tessera_schemas::identity::with_package_signed(
+            let event = tessera_contract::identity::with_package_signed(
                 OfferPublished {
                     event_id: uuid::Uuid::new_v4().to_string(),
                     offer_id: offer_id.clone(),

@@ -19,8 +19,8 @@ use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera::kafka::KafkaArgs;
 use tessera::topics::{self, Created};
-use tessera_schemas::topics::{self as catalogue, DEFAULT_PARTITIONS};
-use tessera_schemas::{Event, EventKind, decode, encode, examples};
+use tessera_contract::topics::{self as catalogue, DEFAULT_PARTITIONS};
+use tessera_contract::{Event, EventKind, decode, encode, examples};
 
 fn isolated() -> KafkaArgs {
     KafkaArgs {

@@ -17,18 +17,18 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera::kafka::KafkaArgs;
-use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
-use tessera_producers::{interest, keys, provider};
-use tessera_schemas::identity;
-use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{self, Half, PrivateKey, Release};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self, DEFAULT_PARTITIONS, Topic};
-use tessera_schemas::{
+use tessera_contract::identity;
+use tessera_contract::rules::request_id;
+use tessera_contract::sealing::{self, Half, PrivateKey, Release};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self, DEFAULT_PARTITIONS, Topic};
+use tessera_contract::{
     CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, LogPosition,
     OfferPublished, OfferWithdrawn, ProviderShareReleased, RejectReason, SubscriberRegistered,
     Tick, TimeRule, Within, examples,
 };
+use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
+use tessera_producers::{interest, keys, provider};
 
 /// The payload every offer of these tests carries, in `payload.txt` of the run directory.
 const PAYLOAD: &[u8] = b"Quarterly report X\nRevenue rose in every region.\n";

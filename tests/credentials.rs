@@ -15,14 +15,14 @@ use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_contract::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
+use tessera_contract::{CredentialReleased, Custody, Event, RejectReason};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
 use tessera_producers::subscriber::{self, Choice, Responder};
-use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
-use tessera_schemas::{CredentialReleased, Custody, Event, RejectReason};
 
 mod support;
 
@@ -57,7 +57,7 @@ impl World {
         support::publish_doc_x(&self.writer, self.prefix(), offer_id, &self.halves(), doc).await;
     }
 
-    async fn offer(&self, offer_id: &str) -> tessera_schemas::OfferPublished {
+    async fn offer(&self, offer_id: &str) -> tessera_contract::OfferPublished {
         match &self.wait_for(catalogue::OFFERS, offer_id, 1).await[0] {
             Event::OfferPublished(offer) => offer.clone(),
             other => panic!("{other:?}"),

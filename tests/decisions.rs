@@ -18,14 +18,14 @@ use rdkafka::{Offset, TopicPartitionList};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_contract::sealing::PublicKey;
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self as catalogue, Topic};
+use tessera_contract::*;
 use tessera_producers::client::Writer;
 use tessera_producers::keys;
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Responder};
-use tessera_schemas::sealing::PublicKey;
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self as catalogue, Topic};
-use tessera_schemas::*;
 
 const PARTITIONS: i32 = 3;
 
@@ -177,7 +177,7 @@ impl Stack {
         rule: TimeRule,
         capacity: Option<i32>,
     ) -> i64 {
-        let event = tessera_schemas::identity::with_package_signed(
+        let event = tessera_contract::identity::with_package_signed(
             OfferPublished {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 offer_id: offer_id.into(),

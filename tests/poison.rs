@@ -22,13 +22,13 @@ use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
 use tessera_audit::Finding;
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, OFFERS, REQUESTS};
+use tessera_contract::{Custody, Event, QUOTED_KEY, QUOTED_VALUE, links};
 use tessera_cores::replay::CLIENT_STAMPED;
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Role};
 use tessera_producers::subscriber::{self, Responder};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, OFFERS, REQUESTS};
-use tessera_schemas::{Custody, Event, QUOTED_KEY, QUOTED_VALUE, links};
 
 mod support;
 use support::brokers;

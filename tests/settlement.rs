@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self as catalogue, Topic};
+use tessera_contract::*;
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys;
 use tessera_runtime::{self as runtime, Config};
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self as catalogue, Topic};
-use tessera_schemas::*;
 
 const PARTITIONS: i32 = 3;
 /// 2025-11-25T09:00:00.000Z: the offers' terms, which the delivery and the ledger only carry.
@@ -194,7 +194,7 @@ fn offer(offer_id: &str, provider_id: &str, custody: Custody, reward: i64) -> Of
         amount: reward,
         currency: "EUR".into(),
     });
-    tessera_schemas::identity::with_package_signed(offer, &signer_of(provider_id))
+    tessera_contract::identity::with_package_signed(offer, &signer_of(provider_id))
 }
 
 fn release(offer_id: &str, subscriber_id: &str, escrow: bool) -> CredentialReleased {

@@ -34,13 +34,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tessera::kafka::KafkaArgs;
 use tessera::topics;
-use tessera_producers::client::{Writer, read_to_end};
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
-use tessera_schemas::{
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::topics::{DELIVERIES, SUBSCRIBERS};
+use tessera_contract::{
     CredentialDelivered, DeliveryFailed, Event, SealedBox, SubscriberRegistered, SubscriberRemoved,
 };
+use tessera_producers::client::{Writer, read_to_end};
 use tessera_webhooks::signature::{self, PostError, VerifiedPost};
 use tessera_webhooks::{self as webhooks, Retries, Settings, WebhookError};
 use tokio::task::JoinHandle;

@@ -12,7 +12,7 @@
 //!   provider's own verifying key;
 //! - the response the release cites must be on `tessera.responses` where the release says, by the
 //!   released subscriber, signed with the key that subscriber pinned (the agent folds
-//!   `tessera.subscribers` itself, [`tessera_schemas::identity`]), and its receipt stamp must
+//!   `tessera.subscribers` itself, [`tessera_contract::identity`]), and its receipt stamp must
 //!   meet the offer's rule;
 //! - the half is sealed to the subscriber's pinned sealing key, never to a key the release names.
 //!
@@ -29,12 +29,12 @@ use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use tessera_schemas::identity::{self, Change, Pin, Pins};
-use tessera_schemas::rules::{Timing, format_stamp};
-use tessera_schemas::sealing::{self, Half, KeyHalf, PublicKey, Release};
-use tessera_schemas::signing::{Signed, SigningKey, VerifyingKey};
-use tessera_schemas::topics::{COSIGNS, DECISIONS, OFFERS, RESPONSES, SUBSCRIBERS};
-use tessera_schemas::{CredentialReleased, Event, ProviderShareReleased};
+use tessera_contract::identity::{self, Change, Pin, Pins};
+use tessera_contract::rules::{Timing, format_stamp};
+use tessera_contract::sealing::{self, Half, KeyHalf, PublicKey, Release};
+use tessera_contract::signing::{Signed, SigningKey, VerifyingKey};
+use tessera_contract::topics::{COSIGNS, DECISIONS, OFFERS, RESPONSES, SUBSCRIBERS};
+use tessera_contract::{CredentialReleased, Event, ProviderShareReleased};
 use tokio::time::Instant;
 
 use crate::client::{

@@ -17,10 +17,10 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_schemas::codec::peek_kind;
-use tessera_schemas::signing::{self, Signed, SigningKey};
-use tessera_schemas::topics::Topic;
-use tessera_schemas::{DecodeError, EncodeError, Event, EventKind, decode, encode};
+use tessera_contract::codec::peek_kind;
+use tessera_contract::signing::{self, Signed, SigningKey};
+use tessera_contract::topics::Topic;
+use tessera_contract::{DecodeError, EncodeError, Event, EventKind, decode, encode};
 
 use crate::describe;
 
@@ -158,7 +158,7 @@ impl Writer {
     }
 
     /// Writes `event` under `key` to `topic` of the installation whose names start with
-    /// `prefix`, signed by `signer` ([`tessera_schemas::signing`]): how every party writes, so
+    /// `prefix`, signed by `signer` ([`tessera_contract::signing`]): how every party writes, so
     /// that readers can tell its records from anyone else's.
     pub async fn write_as(
         &self,

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use tessera_schemas::rules::format_stamp;
-use tessera_schemas::{Event, Recommendation};
+use tessera_contract::rules::format_stamp;
+use tessera_contract::{Event, Recommendation};
 
 /// `topic/partition@offset, received STAMP`: where a record sits and when the broker took it.
 pub fn position(topic: &str, partition: i32, offset: i64, stamp: Option<i64>) -> String {
@@ -117,7 +117,7 @@ pub fn event(event: &Event) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::examples;
+    use tessera_contract::examples;
 
     use super::*;
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use tessera_schemas::{Interest, ParameterRange, Recommendation};
+use tessera_contract::{Interest, ParameterRange, Recommendation};
 
 /// The syntax, for `--help` texts.
 pub const SYNTAX: &str = "\

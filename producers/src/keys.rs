@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 
 use hpke::rand_core::UnwrapErr;
 use rdkafka::ClientConfig;
-use tessera_schemas::sealing::{self, KEY_LEN, KeyHalf, PrivateKey, PublicKey};
-use tessera_schemas::signing::{SignatureError, SigningKey, VerifyingKey};
-use tessera_schemas::topics::KEYS;
-use tessera_schemas::{Event, KeyPublished};
+use tessera_contract::sealing::{self, KEY_LEN, KeyHalf, PrivateKey, PublicKey};
+use tessera_contract::signing::{SignatureError, SigningKey, VerifyingKey};
+use tessera_contract::topics::KEYS;
+use tessera_contract::{Event, KeyPublished};
 use zeroize::Zeroizing;
 
 use crate::client::{ClientError, Writer, Written, event_id, read_to_end};

@@ -4,7 +4,7 @@
 //! An offer is built and checked here with the same contract rules the timekeeper applies, so a
 //! provider learns at the prompt that its window ends before it starts, instead of from an
 //! `OfferRejected` on the log later; nothing is written for an offer the check refuses. The
-//! target data is sealed here too ([`tessera_schemas::sealing`]); in co-sign custody the provider
+//! target data is sealed here too ([`tessera_contract::sealing`]); in co-sign custody the provider
 //! half is kept on this device ([`Halves`]) before the offer is written, so no offer is ever
 //! published whose half its provider lost.
 
@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hpke::rand_core::UnwrapErr;
-use tessera_schemas::identity;
-use tessera_schemas::rules::check_offer;
-use tessera_schemas::sealing::{self, KeyHalf, PublicKey, SealError, SealedOffer};
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::topics::OFFERS;
-use tessera_schemas::{
+use tessera_contract::identity;
+use tessera_contract::rules::check_offer;
+use tessera_contract::sealing::{self, KeyHalf, PublicKey, SealError, SealedOffer};
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::topics::OFFERS;
+use tessera_contract::{
     Custody, Deadline, OfferProblem, OfferPublished, OfferWithdrawn, Recommendation, Reward,
     TimeRule, Window, Within,
 };
@@ -335,8 +335,8 @@ mod tests {
 
     const DOCUMENT: &[u8] = b"Quarterly report X\n";
 
-    fn timekeeper() -> tessera_schemas::sealing::PrivateKey {
-        tessera_schemas::sealing::PrivateKey::from_bytes(&[3; 32]).unwrap()
+    fn timekeeper() -> tessera_contract::sealing::PrivateKey {
+        tessera_contract::sealing::PrivateKey::from_bytes(&[3; 32]).unwrap()
     }
 
     fn sealed_as(custody: Custody, timekeeper: &PublicKey) -> Sealing<'_> {

@@ -5,7 +5,7 @@
 //! and stamp) and the rule applied. The receipt first checks that the timekeeper signed it: a link
 //! is an unkeyed digest, so anyone can write a verdict whose link is consistent, and only the
 //! signature tells the timekeeper's verdict from such a forgery. Its link
-//! ([`tessera_schemas::links`]) then ties it to the record it judged and to the verdict before it,
+//! ([`tessera_contract::links`]) then ties it to the record it judged and to the verdict before it,
 //! and the receipt checks both from the log: that the verdict's digest matches its content, that
 //! the record at its source is the one whose digest the link carries, and that it follows the
 //! timekeeper's verdict written before it on the same partition.
@@ -15,9 +15,9 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_schemas::signing::VerifyingKey;
-use tessera_schemas::topics::DECISIONS;
-use tessera_schemas::{Event, links};
+use tessera_contract::signing::VerifyingKey;
+use tessera_contract::topics::DECISIONS;
+use tessera_contract::{Event, links};
 
 use crate::client::{
     ClientError, Record, kafka, partition_count, partition_for, read_to_end, reader,

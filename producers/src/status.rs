@@ -9,9 +9,9 @@ use std::fmt;
 
 use rdkafka::ClientConfig;
 use serde_json::{Value, json};
-use tessera_schemas::rules::format_stamp;
-use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
-use tessera_schemas::{Event, OfferPublished};
+use tessera_contract::rules::format_stamp;
+use tessera_contract::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
+use tessera_contract::{Event, OfferPublished};
 
 use crate::client::{ClientError, Record, partition_count, partition_for, read_to_end, reader};
 use crate::describe;
@@ -167,7 +167,7 @@ pub async fn read(
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::examples;
+    use tessera_contract::examples;
 
     use super::*;
 
@@ -179,7 +179,7 @@ mod tests {
             stamp: Some(stamp),
             key: Some(key.to_string()),
             event: Some(Ok(event.clone())),
-            signed: tessera_schemas::signing::Signed::of(Some(key.as_bytes()), None, None),
+            signed: tessera_contract::signing::Signed::of(Some(key.as_bytes()), None, None),
         }
     }
 

@@ -16,12 +16,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use tessera_schemas::identity;
-use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{self, PrivateKey, PublicKey, SealError};
-use tessera_schemas::signing::{SigningKey, VerifyingKey};
-use tessera_schemas::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
-use tessera_schemas::{
+use tessera_contract::identity;
+use tessera_contract::rules::request_id;
+use tessera_contract::sealing::{self, PrivateKey, PublicKey, SealError};
+use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
+use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
     InteractionRequested, Interest, ResponseRejected, ResponseSubmitted, SubscriberRegistered,
     SubscriberRemoved,
@@ -575,7 +575,7 @@ pub async fn decide(
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::examples;
+    use tessera_contract::examples;
 
     use super::*;
 
@@ -637,7 +637,7 @@ mod tests {
         delivered.package_signature =
             identity::sign_package(provider, &delivered.offer_id, &delivered.package).to_vec();
         let key = delivered.subscriber_id.clone();
-        let value = tessera_schemas::encode(&delivered.clone().into()).unwrap();
+        let value = tessera_contract::encode(&delivered.clone().into()).unwrap();
         let record = Record {
             topic: DELIVERIES.name.into(),
             partition: 0,

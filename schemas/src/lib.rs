@@ -4,7 +4,9 @@
 //! that says what travels on them: the Avro schemas (the `.avsc` files under `schemas/avro/`, which
 //! any Kafka client can read), the Rust types that mirror them, the single-object codec that turns
 //! one into the other, and the topic catalogue that says which events live on which topic with which
-//! configuration.
+//! configuration. It also holds what every reader must check the same way: signatures and the
+//! identity pins they are checked against, the sealing of credentials, the time rules verdicts
+//! apply, and the links that chain each task's verdicts.
 
 pub mod avro;
 pub mod codec;

@@ -3,14 +3,14 @@
 //! `tests/evolution.rs`.
 //!
 //! To (re)write the schema files from the Rust types after changing an event, run
-//! `TESSERA_WRITE_SCHEMAS=1 cargo test -p tessera-schemas --test contract` and review the diff.
+//! `TESSERA_WRITE_SCHEMAS=1 cargo test -p tessera-contract --test contract` and review the diff.
 
 use std::path::PathBuf;
 
 use apache_avro::{GenericSingleObjectReader, Schema};
 use proptest::prelude::*;
-use tessera_schemas::codec::{self, DecodeError};
-use tessera_schemas::{EventKind, decode, encode, examples};
+use tessera_contract::codec::{self, DecodeError};
+use tessera_contract::{EventKind, decode, encode, examples};
 
 fn schema_path(kind: EventKind) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

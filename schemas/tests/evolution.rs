@@ -8,9 +8,9 @@
 
 use apache_avro::Schema;
 use proptest::prelude::*;
-use tessera_schemas::codec::{self, DecodeError};
-use tessera_schemas::evolution::{self, Release};
-use tessera_schemas::{Event, EventKind, decode, encode, examples};
+use tessera_contract::codec::{self, DecodeError};
+use tessera_contract::evolution::{self, Release};
+use tessera_contract::{Event, EventKind, decode, encode, examples};
 
 #[test]
 fn schema_history_is_full_compatible_and_current() {
@@ -75,7 +75,7 @@ fn every_released_version_decodes_into_the_current_event() {
 #[test]
 fn an_offer_of_version_3_reads_with_the_field_version_4_added_at_its_default() {
     // v4 of OfferPublished added `provider_endorsement` (["null", "bytes"], default null).
-    let mut offer = examples::offer("o1", "A", tessera_schemas::Custody::CoSign);
+    let mut offer = examples::offer("o1", "A", tessera_contract::Custody::CoSign);
     offer.signing_key = vec![7; 32];
     offer.package_signature = vec![8; 64];
     offer.provider_endorsement = Some(vec![9; 64]);

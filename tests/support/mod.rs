@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use tessera_contract::Event;
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::topics::Topic;
 use tessera_producers::client::{Writer, read_partition_of};
 use tessera_producers::keys;
 use tessera_producers::subscriber::{self, Registration};
-use tessera_schemas::Event;
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::topics::Topic;
 
 /// The broker's address: `TESSERA_BROKERS`, else the local one.
 pub(crate) fn brokers() -> String {
@@ -86,9 +86,9 @@ pub(crate) async fn register(
 /// How an offer of document `doc-X` is sealed: its content, its custody, the timekeeper's key.
 pub(crate) struct DocX<'a> {
     pub document: &'a [u8],
-    pub custody: tessera_schemas::Custody,
-    pub timekeeper: &'a tessera_schemas::sealing::PublicKey,
-    pub reward: Option<tessera_schemas::Reward>,
+    pub custody: tessera_contract::Custody,
+    pub timekeeper: &'a tessera_contract::sealing::PublicKey,
+    pub reward: Option<tessera_contract::Reward>,
 }
 
 /// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as

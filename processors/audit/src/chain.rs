@@ -1,4 +1,4 @@
-//! The links on the log, checked from the log alone ([`tessera_schemas::links`]): where a chain
+//! The links on the log, checked from the log alone ([`tessera_contract::links`]): where a chain
 //! of verdicts or ledger entries breaks, and how.
 //!
 //! The replay already derives every link; this check says what became of the chain on the log,
@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use tessera_schemas::{Link, codec, decode, links};
+use tessera_contract::{Link, codec, decode, links};
 
 use super::report::{At, Finding};
 
@@ -140,7 +140,7 @@ pub fn breaks(records: &[Linked]) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::{Event, LogPosition, examples, links};
+    use tessera_contract::{Event, LogPosition, examples, links};
 
     use super::*;
 
@@ -168,7 +168,7 @@ mod tests {
                 let linked = Linked::read(
                     At::new("p.tessera.decisions", 0, i as i64),
                     true,
-                    Some(&tessera_schemas::encode(&event).unwrap()),
+                    Some(&tessera_contract::encode(&event).unwrap()),
                 )
                 .unwrap();
                 (event, linked)
@@ -221,7 +221,7 @@ mod tests {
             panic!("the template is a release");
         };
         release.subscriber_id = "someone else".into();
-        let bytes = tessera_schemas::encode(event).unwrap();
+        let bytes = tessera_contract::encode(event).unwrap();
         records[1].1 =
             Linked::read(At::new("p.tessera.decisions", 0, 1), false, Some(&bytes)).unwrap();
         let found = reasons(&breaks(&linked(records)));

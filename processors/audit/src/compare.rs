@@ -21,12 +21,12 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
 use foldhash::HashMapExt;
+use tessera_contract::codec::{self, fields, peek_event_id};
+use tessera_contract::{Event, Quote, decode, links};
 use tessera_cores::Position;
 use tessera_cores::core::Output;
 use tessera_cores::layout::Lane;
 use tessera_cores::replay::{Produced, RawRecord, is_tick};
-use tessera_schemas::codec::{self, fields, peek_event_id};
-use tessera_schemas::{Event, Quote, decode, links};
 
 use super::chain::{self, Linked};
 use super::replay::Step;
@@ -1061,7 +1061,7 @@ fn letter_differences(
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::{Custody, OfferPublished, encode, examples};
+    use tessera_contract::{Custody, OfferPublished, encode, examples};
 
     use super::*;
 

@@ -108,7 +108,7 @@ impl<C: Core> Audit<C> {
                 found = true;
             }
         }
-        if name == tessera_schemas::topics::DEAD_LETTERS.name {
+        if name == tessera_contract::topics::DEAD_LETTERS.name {
             self.topics.dead_letters = topic.to_string();
             found = true;
         }

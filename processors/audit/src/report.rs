@@ -214,8 +214,8 @@ pub fn describe(key: Option<&[u8]>, value: Option<&[u8]>) -> String {
         return format!("tombstone ({key})");
     };
     match (
-        tessera_schemas::codec::peek_kind(value),
-        tessera_schemas::codec::peek_event_id(value),
+        tessera_contract::codec::peek_kind(value),
+        tessera_contract::codec::peek_event_id(value),
     ) {
         (Ok(kind), Ok(id)) => format!("{} {id} ({key})", kind.name()),
         _ => format!("record of {} bytes ({key})", value.len()),

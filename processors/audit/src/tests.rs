@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
+use tessera_contract::{DeadLetter, Event, OfferWithdrawn, Quote, decode, encode};
 use tessera_cores::core::{Core, Input, Output, derived_id};
 use tessera_cores::layout::Topics;
 use tessera_cores::replay::{Produced, RawRecord};
-use tessera_schemas::{DeadLetter, Event, OfferWithdrawn, Quote, decode, encode};
 use tessera_state::State;
 
 use super::compare::{Classifier, Comparison};

@@ -24,6 +24,15 @@ use std::path::PathBuf;
 use hpke::rand_core::UnwrapErr;
 use tessera_audit::compare::{Classifier, Comparison};
 use tessera_audit::replay::{Replay, Step};
+use tessera_contract::rules::request_id;
+use tessera_contract::sealing::{PrivateKey, seal_offer};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
+use tessera_contract::{
+    Custody, Deadline, Event, EventKind, InteractionRequested, LogPosition, OfferPublished,
+    OfferTerms, OfferWithdrawn, Recommendation, ResponseSubmitted, Tick, TimeRule, codec, decode,
+    encode, identity,
+};
 use tessera_cores::Core;
 use tessera_cores::core::Output;
 use tessera_cores::layout::Topics;
@@ -31,15 +40,6 @@ use tessera_cores::merge::{Entry, Merge};
 use tessera_cores::replay::{self, Produced, RawRecord};
 use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::client::partition_for;
-use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{PrivateKey, seal_offer};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
-use tessera_schemas::{
-    Custody, Deadline, Event, EventKind, InteractionRequested, LogPosition, OfferPublished,
-    OfferTerms, OfferWithdrawn, Recommendation, ResponseSubmitted, Tick, TimeRule, codec, decode,
-    encode, identity,
-};
 use tessera_state::MemoryState;
 use tessera_task_store::{Checkpoint, TaskStore};
 

@@ -5,7 +5,7 @@
 //! records to produce. Because that is all it can do, the runtime can put it inside Kafka
 //! transactions, an auditor can replay it, and a property test can run it a million times.
 
-use tessera_schemas::signing::Signed;
+use tessera_contract::signing::Signed;
 use tessera_state::State;
 
 /// Where an input record sat and when the broker received it.

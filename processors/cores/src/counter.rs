@@ -156,7 +156,7 @@ mod tests {
             at: at(offset, stamp),
             key: Some(key.to_string()),
             value: (),
-            signed: tessera_schemas::signing::Signed::of(Some(key.as_bytes()), None, None),
+            signed: tessera_contract::signing::Signed::of(Some(key.as_bytes()), None, None),
         };
         assert_eq!(values(core.apply(&mut state, record(0, 10, "a"))), ["a=1"]);
         assert_eq!(values(core.apply(&mut state, record(1, 20, "b"))), ["b=1"]);

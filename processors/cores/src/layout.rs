@@ -2,7 +2,7 @@
 //! and each task's lanes. Pure naming, shared by the runtime that reads and writes them and the
 //! auditor that replays them, so both build a task's lanes the same way.
 
-use tessera_schemas::topics::DEAD_LETTERS;
+use tessera_contract::topics::DEAD_LETTERS;
 
 use crate::Core;
 use crate::registry::Shape;

@@ -3,9 +3,9 @@
 //! so that every processor numbers its events and writes its dead letters the same way, and a
 //! dead letter always carries where the record sat and the record itself.
 
-use tessera_schemas::signing::{Signed, VerifyingKey};
-use tessera_schemas::topics::Topic;
-use tessera_schemas::{DeadLetter, Event, LogPosition, Quote, encode};
+use tessera_contract::signing::{Signed, VerifyingKey};
+use tessera_contract::topics::Topic;
+use tessera_contract::{DeadLetter, Event, LogPosition, Quote, encode};
 
 use crate::core::{Output, Position, derived_id};
 
@@ -141,7 +141,7 @@ pub(crate) fn decode_on(
         .get(topic)
         .ok_or_else(|| format!("there is no input {topic}"))?;
     let value = value.ok_or("the record has no value")?;
-    let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+    let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
     Ok((input, event))
 }
 

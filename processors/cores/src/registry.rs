@@ -17,7 +17,7 @@
 //! 4. Its ACL role in `src/acl.rs` (the registry test there fails without one), then
 //!    `tessera topics describe` to refresh the table in `docs/CONTRACTS.md` (a test compares it).
 
-use tessera_schemas::topics::Topic;
+use tessera_contract::topics::Topic;
 
 use crate::Core;
 use crate::{delivery, ledger, matcher, timekeeper};
@@ -122,8 +122,8 @@ pub fn declares<C: Core>(shape: &Shape, core: &C) -> bool {
 mod tests {
     use std::collections::HashSet;
 
-    use tessera_schemas::sealing::PrivateKey;
-    use tessera_schemas::signing::SigningKey;
+    use tessera_contract::sealing::PrivateKey;
+    use tessera_contract::signing::SigningKey;
 
     use super::*;
 
@@ -154,7 +154,7 @@ mod tests {
         for core in cores {
             assert!(
                 core.outputs
-                    .contains(&tessera_schemas::topics::DEAD_LETTERS),
+                    .contains(&tessera_contract::topics::DEAD_LETTERS),
                 "{} has nowhere to put bad input",
                 core.name
             );

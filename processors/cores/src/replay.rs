@@ -3,8 +3,8 @@
 //! The Kafka runtime and auditors both call [`step`], so live processing and a replay of the log
 //! cannot disagree about what a record means.
 
-use tessera_schemas::signing::Signed;
-use tessera_schemas::{EventKind, LogPosition, codec, links};
+use tessera_contract::signing::Signed;
+use tessera_contract::{EventKind, LogPosition, codec, links};
 use tessera_state::State;
 
 use crate::core::{Core, Input, Output, Position};
@@ -17,7 +17,7 @@ pub struct RawRecord {
     pub key: Option<Vec<u8>>,
     /// Value bytes; `None` for a tombstone.
     pub value: Option<Vec<u8>>,
-    /// The record's signature header ([`tessera_schemas::signing::HEADER`]), if it has one.
+    /// The record's signature header ([`tessera_contract::signing::HEADER`]), if it has one.
     pub signature: Option<Vec<u8>>,
     /// Why no core may read the record, decided before its step: a client stamped it
     /// ([`CLIENT_STAMPED`]: its stamp is a claim anyone could make), or the runtime could not
@@ -63,7 +63,7 @@ pub fn is_tick(value: Option<&[u8]>) -> bool {
 }
 
 /// The state key of a task's chain head: the digest of the last linked output the task produced
-/// (see [`tessera_schemas::links`]). No core's table uses the `link/` prefix.
+/// (see [`tessera_contract::links`]). No core's table uses the `link/` prefix.
 pub const CHAIN_HEAD: &[u8] = b"link/head";
 
 /// Hands one merged record to the core, and chains the verdicts and ledger entries it produces.
@@ -194,11 +194,11 @@ pub fn drain<C: Core>(
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::{Event, RewardDue, decode, encode};
+    use tessera_contract::{Event, RewardDue, decode, encode};
     use tessera_state::MemoryState;
 
-    use tessera_schemas::sealing::PrivateKey;
-    use tessera_schemas::signing::SigningKey;
+    use tessera_contract::sealing::PrivateKey;
+    use tessera_contract::signing::SigningKey;
 
     use super::*;
     use crate::ledger::Ledger;
@@ -242,7 +242,7 @@ mod tests {
     }
 
     /// The credit produced by stepping `record` at `offset`, and its link.
-    fn credit(state: &mut MemoryState, offset: i64, record: RawRecord) -> tessera_schemas::Link {
+    fn credit(state: &mut MemoryState, offset: i64, record: RawRecord) -> tessera_contract::Link {
         let mut ledger = Ledger::new(rewards_key().verifying_key());
         let produced = step(
             &mut ledger,

@@ -2,8 +2,8 @@
 //! terms, and a feeder that hands a core its inputs by hand, each with the next offset of its
 //! topic and the next stamp.
 
-use tessera_schemas::signing::Signed;
-use tessera_schemas::{Deadline, LogPosition, OfferTerms, SealedBox, TimeRule};
+use tessera_contract::signing::Signed;
+use tessera_contract::{Deadline, LogPosition, OfferTerms, SealedBox, TimeRule};
 use tessera_state::MemoryState;
 
 use crate::core::{Core, Input, Output, Position};

@@ -14,15 +14,15 @@ use std::collections::{BTreeMap, BTreeSet};
 mod support;
 
 use proptest::prelude::*;
-use tessera_cores::delivery::Delivery;
-use tessera_cores::replay::{Produced, RawRecord};
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics;
-use tessera_schemas::{
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics;
+use tessera_contract::{
     CredentialDelivered, CredentialReleased, Custody, Deadline, Event, LogPosition, OfferClosed,
     OfferTerms, ProviderShareReleased, SealedBox, TimeRule, encode, examples,
 };
+use tessera_cores::delivery::Delivery;
+use tessera_cores::replay::{Produced, RawRecord};
 
 /// Where every partition's stamps start.
 const BASE: i64 = 1_000_000;
@@ -127,7 +127,7 @@ fn record(item: &Item) -> RawRecord {
             published.signing_key = signer_of("P").verifying_key().to_bytes();
             published.credential.package = package(offer, version);
             let published =
-                tessera_schemas::identity::with_package_signed(published, &signer_of("P"));
+                tessera_contract::identity::with_package_signed(published, &signer_of("P"));
             (offer_id(offer), published.into())
         }
         Item::Release {

@@ -5,9 +5,9 @@
 mod support;
 
 use proptest::prelude::*;
+use tessera_contract::{Event, Tick, encode};
 use tessera_cores::counter::Counter;
 use tessera_cores::replay::{Produced, RawRecord};
-use tessera_schemas::{Event, Tick, encode};
 use tessera_state::MemoryState;
 
 /// What a generated input record is.

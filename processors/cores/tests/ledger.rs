@@ -14,15 +14,15 @@ use std::collections::{BTreeMap, BTreeSet};
 mod support;
 
 use proptest::prelude::*;
-use tessera_cores::ledger::{Ledger, Rewards};
-use tessera_cores::replay::{Produced, RawRecord};
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{self, Topic};
-use tessera_schemas::{
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{self, Topic};
+use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, Event,
     LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, encode, examples,
 };
+use tessera_cores::ledger::{Ledger, Rewards};
+use tessera_cores::replay::{Produced, RawRecord};
 use tessera_state::MemoryState;
 
 /// Where every partition's stamps start.
@@ -105,7 +105,7 @@ fn record(item: &Item) -> RawRecord {
                 currency: "EUR".into(),
             });
             published.signing_key = signer_of(&provider_id(provider)).verifying_key().to_bytes();
-            let published = tessera_schemas::identity::with_package_signed(
+            let published = tessera_contract::identity::with_package_signed(
                 published,
                 &signer_of(&provider_id(provider)),
             );

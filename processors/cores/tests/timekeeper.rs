@@ -19,17 +19,17 @@ mod support;
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
 use proptest::prelude::*;
-use tessera_cores::replay::{Produced, RawRecord};
-use tessera_cores::timekeeper::Timekeeper;
-use tessera_schemas::rules::{Timing, request_id};
-use tessera_schemas::sealing::{Half, PrivateKey, Release, open_from_release, seal_offer};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
-use tessera_schemas::{
+use tessera_contract::rules::{Timing, request_id};
+use tessera_contract::sealing::{Half, PrivateKey, Release, open_from_release, seal_offer};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
+use tessera_contract::{
     Custody, Deadline, Event, OfferPublished, OfferWithdrawn, Recommendation, ResponseSubmitted,
     Tick, TimeRule, Window, Within, decode, encode,
 };
-use tessera_schemas::{InteractionRequested, LogPosition, OfferTerms};
+use tessera_contract::{InteractionRequested, LogPosition, OfferTerms};
+use tessera_cores::replay::{Produced, RawRecord};
+use tessera_cores::timekeeper::Timekeeper;
 
 /// Where every partition's stamps start.
 const BASE: i64 = 1_000_000;
@@ -86,7 +86,7 @@ fn subscriber_key(n: u8) -> PrivateKey {
 }
 
 /// Offer `n`'s credential: even offers in co-sign custody, odd ones in escrow.
-fn credential(n: u8) -> tessera_schemas::SealedCredential {
+fn credential(n: u8) -> tessera_contract::SealedCredential {
     let custody = if n.is_multiple_of(2) {
         Custody::CoSign
     } else {
@@ -121,7 +121,7 @@ fn record(item: &Item) -> RawRecord {
             capacity,
         } => (
             offer_id(*offer),
-            tessera_schemas::identity::with_package_signed(
+            tessera_contract::identity::with_package_signed(
                 OfferPublished {
                     event_id: uuid(1),
                     offer_id: offer_id(*offer),

@@ -28,9 +28,9 @@ use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::message::{Message, Timestamp, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tessera_schemas::signing::{self, SigningKey};
-use tessera_schemas::topics::DEAD_LETTERS;
-use tessera_schemas::{DeadLetter, Event, Quote, encode};
+use tessera_contract::signing::{self, SigningKey};
+use tessera_contract::topics::DEAD_LETTERS;
+use tessera_contract::{DeadLetter, Event, Quote, encode};
 use tracing::{info, warn};
 
 use self::rebalance::{Change, Context};
@@ -87,7 +87,7 @@ pub struct Config {
     /// takes the broker's `default.replication.factor`. An existing changelog is left as it is.
     pub changelog_replication: Option<i32>,
     /// The processor's signing key: every record it writes to an output or the dead letters
-    /// carries its signature ([`tessera_schemas::signing`]). `None` writes unsigned records,
+    /// carries its signature ([`tessera_contract::signing`]). `None` writes unsigned records,
     /// for workloads no one verifies (the counter).
     pub signer: Option<Arc<SigningKey>>,
 }

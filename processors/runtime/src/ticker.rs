@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use tessera_schemas::{Event, Tick, encode};
+use tessera_contract::{Event, Tick, encode};
 use tracing::warn;
 
 /// The key of every tick record.

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use tessera_schemas::topics::{LOG_APPEND_TIME, TIMESTAMP_TYPE};
+use tessera_contract::topics::{LOG_APPEND_TIME, TIMESTAMP_TYPE};
 
 use tessera_cores::layout::Topics;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tessera_schemas::{DeadLetter, Event, decode};
+use tessera_contract::{DeadLetter, Event, decode};
 
 mod broker;
 mod counting;
@@ -79,6 +79,6 @@ async fn a_record_whose_output_cannot_be_written_is_skipped_after_retries() {
     assert!(
         letter
             .key
-            .is_some_and(|k| k.len() <= tessera_schemas::QUOTED_KEY)
+            .is_some_and(|k| k.len() <= tessera_contract::QUOTED_KEY)
     );
 }

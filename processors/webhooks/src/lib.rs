@@ -14,7 +14,7 @@
 //! - It posts only a CredentialDelivered whose record signature verifies with the delivery's own
 //!   key: anyone else who can write the inbox gets a warning on the log, not a post.
 //! - It keeps the subscribers' webhook URLs from `tessera.subscribers` folded through the pins
-//!   ([`tessera_schemas::identity`], the matcher's rules, with the same optional trust anchor): a
+//!   ([`tessera_contract::identity`], the matcher's rules, with the same optional trust anchor): a
 //!   registration or removal counts only if signed by the key the subscriber id pinned, so nobody
 //!   points another subscriber's credentials at a webhook of their own. It catches up on the
 //!   subscriber's partition before each post, so a registration already on the log is never
@@ -61,10 +61,10 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
-use tessera_schemas::identity::{Change, Pins};
-use tessera_schemas::signing::{SignatureError, SigningKey, VerifyingKey};
-use tessera_schemas::topics::{DELIVERIES, SUBSCRIBERS};
-use tessera_schemas::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
+use tessera_contract::identity::{Change, Pins};
+use tessera_contract::signing::{SignatureError, SigningKey, VerifyingKey};
+use tessera_contract::topics::{DELIVERIES, SUBSCRIBERS};
+use tessera_contract::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -130,7 +130,7 @@ pub struct Settings {
     /// addresses ([`target`]); by default they are refused.
     pub allow_private: bool,
     /// The operator's trust anchor, as the matcher is given it: first registrations must then
-    /// be endorsed by it ([`tessera_schemas::identity`]).
+    /// be endorsed by it ([`tessera_contract::identity`]).
     pub trust_anchor: Option<VerifyingKey>,
 }
 
@@ -256,7 +256,7 @@ fn failure_id(credential_id: &str) -> String {
 }
 
 /// The subscribers' webhooks, as `tessera.subscribers` holds them once folded through the pins
-/// ([`tessera_schemas::identity`]), as the matcher folds it: a registration or removal counts only
+/// ([`tessera_contract::identity`]), as the matcher folds it: a registration or removal counts only
 /// if the key the id pinned signed it, so nobody moves another subscriber's credentials to a
 /// webhook of their own.
 #[derive(Debug, Default)]
@@ -501,10 +501,10 @@ fn commit(consumer: &Reader, record: &Record) {
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::identity::{ENDORSEMENT_TAG, endorsement_parts};
-    use tessera_schemas::sealing::PrivateKey;
-    use tessera_schemas::signing::Signed;
-    use tessera_schemas::{SubscriberRegistered, SubscriberRemoved};
+    use tessera_contract::identity::{ENDORSEMENT_TAG, endorsement_parts};
+    use tessera_contract::sealing::PrivateKey;
+    use tessera_contract::signing::Signed;
+    use tessera_contract::{SubscriberRegistered, SubscriberRemoved};
 
     use super::*;
 
@@ -536,7 +536,7 @@ mod tests {
 
     /// A record of `tessera.subscribers` keyed `key` and signed by `signer`.
     fn record(signer: &SigningKey, key: &str, event: Event) -> Record {
-        let value = tessera_schemas::encode(&event).unwrap();
+        let value = tessera_contract::encode(&event).unwrap();
         let signature = signer.sign_record(SUBSCRIBERS.name, Some(key.as_bytes()), Some(&value));
         Record {
             topic: "tessera.subscribers".into(),

@@ -3,7 +3,7 @@
 //!
 //! TLS proves the receiver to the worker, not the worker to the receiver, and a webhook URL is
 //! known to whoever reads `tessera.subscribers`. So each post carries the delivery worker's
-//! Ed25519 signature ([`tessera_schemas::signing`]), made with the same key that signs its records
+//! Ed25519 signature ([`tessera_contract::signing`]), made with the same key that signs its records
 //! on `tessera.deliveries`:
 //!
 //! | header | value |
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue, InvalidHeaderValue};
-use tessera_schemas::signing::{self, SIGNATURE_LEN, SignatureError, SigningKey, VerifyingKey};
+use tessera_contract::signing::{self, SIGNATURE_LEN, SignatureError, SigningKey, VerifyingKey};
 
 /// The header with the credential id; a receiver deduplicates posts by it.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -178,7 +178,7 @@ fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, PostEr
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::sealing::PrivateKey;
+    use tessera_contract::sealing::PrivateKey;
 
     use super::*;
 

@@ -81,7 +81,7 @@ pub struct LogPosition {
     pub stamp: i64,
 }
 
-/// A verdict's or ledger entry's place in its task's chain (`tessera_schemas::links`): each one's
+/// A verdict's or ledger entry's place in its task's chain (`tessera_contract::links`): each one's
 /// digest covers the previous one's and the input that produced it, so a record altered, injected,
 /// reordered or left out on the log breaks the chain where it happened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]

@@ -42,7 +42,7 @@ pub struct DeadLetter {
     pub value: Option<Vec<u8>>,
     /// Why it could not be processed, as a sentence.
     pub reason: String,
-    /// SHA-256 of the whole record's key and value (`tessera_schemas::links::record_digest`,
+    /// SHA-256 of the whole record's key and value (`tessera_contract::links::record_digest`,
     /// what its signature covers), so a quote can be matched to the record it was cut from.
     #[serde(with = "apache_avro::serde::bytes", default)]
     #[avro(with, default = "\"\"")]

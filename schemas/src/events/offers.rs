@@ -23,13 +23,13 @@ pub struct OfferPublished {
     #[avro(with, default = "\"\"")]
     pub signing_key: Vec<u8>,
     /// The provider's signature over the offer id and the package's SHA-256
-    /// (`tessera_schemas::identity::package_signed`): it travels with the package to each
+    /// (`tessera_contract::identity::package_signed`): it travels with the package to each
     /// recipient, who checks that the document it opens is the provider's.
     #[serde(with = "apache_avro::serde::bytes", default)]
     #[avro(with, default = "\"\"")]
     pub package_signature: Vec<u8>,
     /// An endorsement of the provider id and `signing_key`
-    /// (`tessera_schemas::identity::provider`), by the key pinned for the provider (a key
+    /// (`tessera_contract::identity::provider`), by the key pinned for the provider (a key
     /// rotation) or by the operator's trust anchor (a first offer where the installation vouches
     /// for parties, or a lost key replaced); absent otherwise.
     #[serde(with = "apache_avro::serde::bytes_opt", default)]

@@ -23,7 +23,7 @@ pub struct SubscriberRegistered {
     pub public_key: Vec<u8>,
     /// The subscriber's Ed25519 verifying key (32 bytes): its records (registrations, responses,
     /// outcomes) are signed with it. The first registration of an id pins it; a later record of
-    /// the id must be signed by the pinned key (`tessera_schemas::identity`).
+    /// the id must be signed by the pinned key (`tessera_contract::identity`).
     #[serde(with = "apache_avro::serde::bytes", default)]
     #[avro(with, default = "\"\"")]
     pub signing_key: Vec<u8>,
@@ -34,7 +34,7 @@ pub struct SubscriberRegistered {
     /// refused unless the operator allows them.
     pub webhook: Option<String>,
     /// The operator's trust anchor's Ed25519 signature over the subscriber id and both keys
-    /// (`tessera_schemas::identity`), in installations that vouch for parties; absent elsewhere.
+    /// (`tessera_contract::identity`), in installations that vouch for parties; absent elsewhere.
     #[serde(with = "apache_avro::serde::bytes_opt", default)]
     #[avro(with, default = "null")]
     pub endorsement: Option<Vec<u8>>,

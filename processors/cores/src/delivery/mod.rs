@@ -48,11 +48,11 @@
 //! still told apart from strangers.
 
 use serde::{Deserialize, Serialize};
-use tessera_schemas::identity;
-use tessera_schemas::rules::format_stamp;
-use tessera_schemas::signing::{Signed, VerifyingKey};
-use tessera_schemas::topics::{self, Topic};
-use tessera_schemas::{
+use tessera_contract::identity;
+use tessera_contract::rules::format_stamp;
+use tessera_contract::signing::{Signed, VerifyingKey};
+use tessera_contract::topics::{self, Topic};
+use tessera_contract::{
     CredentialDelivered, CredentialReleased, Event, LogPosition, OfferClosed, OfferProblem,
     OfferPublished, OfferRejected, ProviderShareReleased, SealedBox,
 };

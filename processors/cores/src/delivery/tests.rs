@@ -1,10 +1,10 @@
-use tessera_schemas::{
+use tessera_contract::{
     Custody, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
     decode, encode, examples,
 };
 
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::SigningKey;
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::SigningKey;
 
 use super::*;
 use crate::testing::{self, Feeder, T, sealed};

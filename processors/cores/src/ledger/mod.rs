@@ -12,9 +12,9 @@
 
 pub mod rewards;
 
-use tessera_schemas::signing::VerifyingKey;
-use tessera_schemas::topics::{self, Topic};
-use tessera_schemas::{Event, Link, RewardCredited, RewardDue};
+use tessera_contract::signing::VerifyingKey;
+use tessera_contract::topics::{self, Topic};
+use tessera_contract::{Event, Link, RewardCredited, RewardDue};
 use tessera_state::{State, Table};
 
 use crate::core::{Core, Input, Output};
@@ -125,7 +125,7 @@ fn credit(state: &mut dyn State, due: RewardDue, out: &mut Outputs) {
             amount: due.amount,
             currency: due.currency,
             balance,
-            // The runtime's step chains it (tessera_schemas::links).
+            // The runtime's step chains it (tessera_contract::links).
             link: Link::default(),
         }
         .into()

@@ -1,6 +1,6 @@
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::{Signed, SigningKey};
-use tessera_schemas::{
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::{Signed, SigningKey};
+use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
     OfferTerms, Reward, decode, encode, examples,
 };
@@ -31,7 +31,7 @@ fn ledger() -> Ledger {
 fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
     let mut offer = examples::offer("o", provider_id, Custody::CoSign);
     offer.signing_key = signer_of(provider_id).verifying_key().to_bytes();
-    let mut offer = tessera_schemas::identity::with_package_signed(offer, &signer_of(provider_id));
+    let mut offer = tessera_contract::identity::with_package_signed(offer, &signer_of(provider_id));
     offer.reward = reward.map(|amount| Reward {
         amount,
         currency: "EUR".into(),

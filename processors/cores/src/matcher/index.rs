@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::iter;
 
 use serde::{Deserialize, Serialize};
-use tessera_schemas::Interest;
+use tessera_contract::Interest;
 use tessera_state::{State, Table};
 
 use super::predicate::{Need, OfferFacts, satisfies};
@@ -229,7 +229,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
-    use tessera_schemas::{ParameterRange, Recommendation};
+    use tessera_contract::{ParameterRange, Recommendation};
     use tessera_state::MemoryState;
 
     use super::*;

@@ -31,12 +31,12 @@
 pub mod index;
 pub mod predicate;
 
-use tessera_schemas::identity::provider::{self, ProviderPin};
-use tessera_schemas::identity::{self, Change, Pin};
-use tessera_schemas::rules::{check_offer, request_id};
-use tessera_schemas::signing::{Signed, VerifyingKey};
-use tessera_schemas::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS, Topic};
-use tessera_schemas::{
+use tessera_contract::identity::provider::{self, ProviderPin};
+use tessera_contract::identity::{self, Change, Pin};
+use tessera_contract::rules::{check_offer, request_id};
+use tessera_contract::signing::{Signed, VerifyingKey};
+use tessera_contract::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS, Topic};
+use tessera_contract::{
     Event, InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
     SubscriberRemoved,
 };
@@ -221,7 +221,7 @@ impl Matcher {
             outputs.push(Output {
                 topic: REQUESTS_OUTPUT,
                 key: offer_id.clone(),
-                value: tessera_schemas::encode(&event)
+                value: tessera_contract::encode(&event)
                     .expect("an InteractionRequested built from decoded events encodes"),
             });
         }
@@ -271,7 +271,7 @@ impl Core for Matcher {
                 _ => Err("record has no value".into()),
             };
         };
-        let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+        let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
         match (topic, event) {
             (SUBSCRIBERS_INPUT, Event::SubscriberRegistered(registered)) => {
                 keyed(key, &registered.subscriber_id, "subscriber_id")?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use tessera_schemas::{Interest, Recommendation};
+use tessera_contract::{Interest, Recommendation};
 
 /// A subscriber's interest as the matcher stores it: terms already split into lowercase words,
 /// so verifying a candidate does no text work. Its own type rather than the Avro [`Interest`], so
@@ -119,7 +119,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use tessera_schemas::ParameterRange;
+    use tessera_contract::ParameterRange;
 
     fn offer() -> Recommendation {
         Recommendation {

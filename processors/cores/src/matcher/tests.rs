@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use tessera_schemas::{
+use tessera_contract::{
     Custody, Deadline, Event, InteractionRequested, Interest, OfferPublished, OfferWithdrawn,
     ParameterRange, Recommendation, SealedBox, SealedCredential, SubscriberRegistered,
     SubscriberRemoved, TimeRule, Window,
 };
 use tessera_state::{MemoryState, State};
 
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::SigningKey;
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::SigningKey;
 
 use super::*;
 use crate::merge::Entry;
@@ -99,7 +99,7 @@ impl<S: State> Task<S> {
         key: &str,
         event: Event,
     ) -> Vec<Produced> {
-        let value = tessera_schemas::encode(&event).unwrap();
+        let value = tessera_contract::encode(&event).unwrap();
         self.send_signed(
             topic,
             stamp,
@@ -162,7 +162,7 @@ fn requests(produced: Vec<Produced>) -> Vec<InteractionRequested> {
         .map(|p| match p {
             Produced::Output(output) => {
                 assert_eq!(output.topic, 0);
-                match tessera_schemas::decode(&output.value).unwrap() {
+                match tessera_contract::decode(&output.value).unwrap() {
                     Event::InteractionRequested(request) => {
                         assert_eq!(
                             output.key, request.offer_id,
@@ -201,7 +201,7 @@ fn dead_letters(produced: Vec<Produced>) -> Vec<String> {
         .map(|p| match p {
             Produced::Output(output) => {
                 assert_eq!(output.topic, DEAD_LETTERS_OUTPUT, "{output:?}");
-                match tessera_schemas::decode(&output.value).unwrap() {
+                match tessera_contract::decode(&output.value).unwrap() {
                     Event::DeadLetter(letter) => letter.reason,
                     other => panic!("unexpected output {other:?}"),
                 }
@@ -261,7 +261,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
         enc: vec![1; 32],
         ciphertext: vec![2; 48],
     };
-    tessera_schemas::identity::with_package_signed(
+    tessera_contract::identity::with_package_signed(
         OfferPublished {
             event_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, offer_id.as_bytes())
                 .to_string(),
@@ -463,7 +463,7 @@ fn withdrawals_invite_no_one() {
 #[test]
 fn records_that_do_not_fit_are_dead_letters_with_a_reason() {
     let core = Matcher::default();
-    let encode = |event: Event| tessera_schemas::encode(&event).unwrap();
+    let encode = |event: Event| tessera_contract::encode(&event).unwrap();
     let subscriber = encode(registered("B1", vec![]).into());
     let published = encode(offer("offer-1", "doc-X").into());
     let reason = |topic, key: Option<&[u8]>, value: Option<&[u8]>| {
@@ -563,7 +563,7 @@ fn a_takeover_of_a_pinned_subscriber_is_refused_as_not_owner_and_changes_nothing
 #[test]
 fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason() {
     let mut task = Task::new();
-    let unsigned = tessera_schemas::encode(&registered("B1", vec![]).into()).unwrap();
+    let unsigned = tessera_contract::encode(&registered("B1", vec![]).into()).unwrap();
     let refused = dead_letters(task.send(SUBSCRIBERS_INPUT, 1, Some(b"B1"), Some(unsigned)));
     assert!(
         refused[0].starts_with("Unauthenticated: "),
@@ -662,7 +662,7 @@ fn offer_as(offer_id: &str, signer: &SigningKey, endorsement: Option<Vec<u8>>) -
     let mut offer = offer(offer_id, "doc-X");
     offer.signing_key = signer.verifying_key().to_bytes();
     offer.provider_endorsement = endorsement;
-    tessera_schemas::identity::with_package_signed(offer, signer)
+    tessera_contract::identity::with_package_signed(offer, signer)
 }
 
 #[test]

@@ -14,10 +14,10 @@
 
 use std::collections::HashMap;
 
-use tessera_schemas::sealing::{self, Half};
-use tessera_schemas::signing::{Signed, VerifyingKey};
-use tessera_schemas::topics;
-use tessera_schemas::{Event, OfferProblem, SealedBox};
+use tessera_contract::sealing::{self, Half};
+use tessera_contract::signing::{Signed, VerifyingKey};
+use tessera_contract::topics;
+use tessera_contract::{Event, OfferProblem, SealedBox};
 
 /// The timekeeper's signed word on what only its key decides, gathered from `tessera.decisions`.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl LoggedHalves {
     /// Learns from one record of `tessera.decisions`, as read: its key, value and signature
     /// header.
     pub fn learn(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, signature: Option<&[u8]>) {
-        let Some(Ok(event)) = value.map(tessera_schemas::decode) else {
+        let Some(Ok(event)) = value.map(tessera_contract::decode) else {
             return;
         };
         if !matches!(

@@ -16,7 +16,7 @@
 //! Rules are judged on a record's effective stamp: the largest receipt stamp on its partition so
 //! far, which is what the merge orders by, so a broker clock that steps back cannot make a late
 //! response look early. Verdicts cite that stamp. A `Within` rule counts from the offer's own
-//! effective stamp. Every bound is inclusive ([`tessera_schemas::rules`]).
+//! effective stamp. Every bound is inclusive ([`tessera_contract::rules`]).
 //!
 //! # Absence
 //!
@@ -49,7 +49,7 @@
 //! keeps halves sealed as the provider sealed them. An offer whose halves do not open with the key
 //! is rejected (BadCredential). On release the timekeeper opens its halves and re-seals each to
 //! the responder's pinned key, bound to offer, responder and credential id
-//! ([`tessera_schemas::sealing`]). Re-sealing is deterministic, so a replay with the same key
+//! ([`tessera_contract::sealing`]). Re-sealing is deterministic, so a replay with the same key
 //! writes the same bytes. The halves of open offers it keeps opened in memory ([`secrets`]), so a
 //! release costs one seal.
 //!
@@ -59,7 +59,7 @@
 //!
 //! # Signatures
 //!
-//! Every input must prove who wrote it ([`tessera_schemas::signing`]); a field naming its author
+//! Every input must prove who wrote it ([`tessera_contract::signing`]); a field naming its author
 //! proves nothing. An offer must be signed with the provider key it carries (else OfferRejected
 //! Unauthenticated, and nothing is kept of it), and its withdrawal with that same key (else a dead
 //! letter, NotOwner). An invitation must be signed by the matcher whose key the timekeeper was
@@ -73,12 +73,12 @@ mod secrets;
 pub use self::logged::LoggedHalves;
 
 use serde::{Deserialize, Serialize};
-use tessera_schemas::identity;
-use tessera_schemas::rules::{Timing, check_offer, format_stamp};
-use tessera_schemas::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
-use tessera_schemas::signing::{ParsedKeys, Signed, VerifyingKey};
-use tessera_schemas::topics::{self, Topic};
-use tessera_schemas::{
+use tessera_contract::identity;
+use tessera_contract::rules::{Timing, check_offer, format_stamp};
+use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
+use tessera_contract::signing::{ParsedKeys, Signed, VerifyingKey};
+use tessera_contract::topics::{self, Topic};
+use tessera_contract::{
     CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed, OfferProblem,
     OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
     ResponseSubmitted, SealedBox, TimeRule,
@@ -346,7 +346,7 @@ impl Core for Timekeeper {
             .get(topic)
             .ok_or_else(|| format!("the timekeeper has no input {topic}"))?;
         let value = value.ok_or("the record has no value")?;
-        let event = tessera_schemas::decode(value).map_err(|e| e.to_string())?;
+        let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
         let received = match (topic, event) {
             (OFFERS_INPUT, Event::OfferPublished(e)) => Received::Offer(Box::new(e)),
             (OFFERS_INPUT, Event::OfferWithdrawn(e)) => Received::Withdrawal(e),
@@ -445,7 +445,7 @@ fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Pro
             released: progress.released,
             rejected: progress.rejected,
             withdrawn: progress.withdrawn,
-            // The runtime's step chains it (tessera_schemas::links).
+            // The runtime's step chains it (tessera_contract::links).
             link: Link::default(),
         }
         .into()
@@ -520,7 +520,7 @@ fn reject_offer(
             problem,
             offer: position,
             detail,
-            // The runtime's step chains it (tessera_schemas::links).
+            // The runtime's step chains it (tessera_contract::links).
             link: Link::default(),
         }
         .into()
@@ -706,7 +706,7 @@ fn respond(
                     offer: offer.terms(),
                     platform_half,
                     provider_half,
-                    // The runtime's step chains it (tessera_schemas::links).
+                    // The runtime's step chains it (tessera_contract::links).
                     link: Link::default(),
                 }
                 .into()
@@ -724,7 +724,7 @@ fn respond(
                     response: position,
                     offer: offer.as_ref().map(StoredOffer::terms),
                     detail,
-                    // The runtime's step chains it (tessera_schemas::links).
+                    // The runtime's step chains it (tessera_contract::links).
                     link: Link::default(),
                 }
                 .into()

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use tessera_schemas::SealedBox;
-use tessera_schemas::sealing::{self, Half, KeyHalf, PrivateKey, SealError};
+use tessera_contract::SealedBox;
+use tessera_contract::sealing::{self, Half, KeyHalf, PrivateKey, SealError};
 
 /// Offers whose opened halves are kept: the open offers of a busy task.
 const MAX_OFFERS: usize = 1 << 14;
@@ -89,8 +89,8 @@ impl std::fmt::Debug for Secrets {
 mod tests {
     use chacha20::ChaCha20Rng;
     use chacha20::rand_core::SeedableRng;
-    use tessera_schemas::Custody;
-    use tessera_schemas::sealing::{Release, SealedOffer};
+    use tessera_contract::Custody;
+    use tessera_contract::sealing::{Release, SealedOffer};
 
     use super::*;
 

@@ -2,10 +2,10 @@ use std::collections::BTreeMap;
 
 use chacha20::ChaCha20Rng;
 use chacha20::rand_core::SeedableRng;
-use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::{open_credential, seal_offer};
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::{
+use tessera_contract::rules::request_id;
+use tessera_contract::sealing::{open_credential, seal_offer};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::{
     CredentialDelivered, Custody, Deadline, Recommendation, Tick, Window, Within, decode, encode,
 };
 use tessera_state::MemoryState;
@@ -65,7 +65,7 @@ fn event_of(value: &Received) -> Event {
 
 /// Offer `offer_id` with document X sealed in escrow custody to the timekeeper's key.
 fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
-    tessera_schemas::identity::with_package_signed(
+    tessera_contract::identity::with_package_signed(
         OfferPublished {
             event_id: format!("offer-event-{offer_id}"),
             offer_id: offer_id.into(),

@@ -2,10 +2,10 @@
 //! the property tests: the runtime sees fetches complete in any order, so the tests must too.
 
 use proptest::prelude::*;
+use tessera_contract::{Tick, encode};
 use tessera_cores::Core;
 use tessera_cores::merge::Merge;
 use tessera_cores::replay::{self, Produced, RawRecord};
-use tessera_schemas::{Tick, encode};
 use tessera_state::MemoryState;
 
 /// The partition number every input of the delivered task has.
@@ -136,13 +136,13 @@ pub(crate) fn records<I>(
 
 /// The events a core asked to produce, decoded, with their record keys; dead letters left out.
 #[allow(dead_code)]
-pub(crate) fn events(produced: &[Produced]) -> Vec<(String, tessera_schemas::Event)> {
+pub(crate) fn events(produced: &[Produced]) -> Vec<(String, tessera_contract::Event)> {
     produced
         .iter()
         .filter_map(|p| match p {
             Produced::Output(output) => Some((
                 output.key.clone(),
-                tessera_schemas::decode(&output.value).unwrap(),
+                tessera_contract::decode(&output.value).unwrap(),
             )),
             Produced::DeadLetter { .. } => None,
         })

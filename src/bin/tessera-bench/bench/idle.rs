@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{ALL, Topic};
 use tessera_producers::keys;
-use tessera_schemas::signing::SigningKey;
-use tessera_schemas::topics::{ALL, Topic};
 
 use tessera::kafka::KafkaArgs;
 

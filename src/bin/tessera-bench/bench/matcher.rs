@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tessera_cores::matcher::predicate::OfferFacts;
-use tessera_cores::matcher::{Matcher, MatcherRecord, index};
-use tessera_cores::{Core, Input, Position};
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::{Signed, SigningKey};
-use tessera_schemas::topics::{OFFERS, SUBSCRIBERS, Topic};
-use tessera_schemas::{
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::{Signed, SigningKey};
+use tessera_contract::topics::{OFFERS, SUBSCRIBERS, Topic};
+use tessera_contract::{
     Custody, Deadline, Event, Interest, OfferPublished, ParameterRange, Recommendation, SealedBox,
     SealedCredential, SubscriberRegistered, TimeRule,
 };
+use tessera_cores::matcher::predicate::OfferFacts;
+use tessera_cores::matcher::{Matcher, MatcherRecord, index};
+use tessera_cores::{Core, Input, Position};
 use tessera_task_store::{Checkpoint, StoreError, TaskStore};
 
 use super::{bar, rss_mib};
@@ -81,7 +81,7 @@ impl Synthetic {
 
     /// What the matcher reads of `event` on `topic` under `key`, signed.
     fn signed(&self, topic: Topic, key: &str, event: Event) -> Signed {
-        let value = tessera_schemas::encode(&event).expect("a synthetic event encodes");
+        let value = tessera_contract::encode(&event).expect("a synthetic event encodes");
         self.signer.signed(topic.name, key.as_bytes(), &value)
     }
 
@@ -167,10 +167,10 @@ impl Synthetic {
         let name: Vec<String> = (0..4).map(|_| self.word()).collect();
         // Shaped like a real sealed half, so the offer passes `check_offer`'s credential check.
         let sealed = SealedBox {
-            enc: vec![1; tessera_schemas::sealing::KEY_LEN],
-            ciphertext: vec![2; tessera_schemas::sealing::SEALED_HALF_LEN],
+            enc: vec![1; tessera_contract::sealing::KEY_LEN],
+            ciphertext: vec![2; tessera_contract::sealing::SEALED_HALF_LEN],
         };
-        tessera_schemas::identity::with_package_signed(
+        tessera_contract::identity::with_package_signed(
             OfferPublished {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 offer_id: format!("offer-{n}"),

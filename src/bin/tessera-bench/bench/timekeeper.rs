@@ -19,16 +19,16 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tessera_contract::rules::request_id;
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::signing::{self, SIGNATURE_LEN, SigningKey};
+use tessera_contract::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
+use tessera_contract::*;
 use tessera_cores::timekeeper::Timekeeper;
 use tessera_producers::client::{partition_for, read_to_end};
 use tessera_producers::provider::Sealing;
 use tessera_producers::subscriber::Responder;
 use tessera_runtime::{self as runtime, Config};
-use tessera_schemas::rules::request_id;
-use tessera_schemas::sealing::PrivateKey;
-use tessera_schemas::signing::{self, SIGNATURE_LEN, SigningKey};
-use tessera_schemas::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
-use tessera_schemas::*;
 
 use super::{bar, passthrough, send_waiting, wait_committed};
 use tessera::kafka::KafkaArgs;
@@ -290,7 +290,7 @@ async fn timekeeper(
         }
     };
     for o in 0..args.offers {
-        let offer = tessera_schemas::identity::with_package_signed(
+        let offer = tessera_contract::identity::with_package_signed(
             OfferPublished {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 offer_id: offer_id(o),
