@@ -32,7 +32,25 @@ SUBJECTS = ("offer_id", "subscriber_id", "provider_id", "role", "ticker", "proce
 
 def parse(text):
     # A fresh namespace per file: the files repeat shared types (LogPosition, Interest, ...).
-    return fastavro.parse_schema(json.loads(text), named_schemas={})
+    schema = fastavro.parse_schema(json.loads(text), named_schemas={})
+    bytes_defaults(schema)
+    return schema
+
+
+def bytes_defaults(schema):
+    """Turns the defaults of bytes fields into bytes: a schema writes them as JSON strings, which
+    fastavro hands on unchanged to a record of an earlier release lacking the field, and then
+    cannot write back."""
+    if isinstance(schema, list):
+        for branch in schema:
+            bytes_defaults(branch)
+    elif isinstance(schema, dict):
+        for field in schema.get("fields", []):
+            if field["type"] == "bytes" and isinstance(field.get("default"), str):
+                field["default"] = field["default"].encode("latin-1")
+            bytes_defaults(field["type"])
+        for nested in ("items", "values"):
+            bytes_defaults(schema.get(nested))
 
 
 def canonical(schema, defined):
