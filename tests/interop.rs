@@ -25,6 +25,7 @@ use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
+use tessera_schemas::sealing::PublicKey;
 use tessera_schemas::topics::{self, Topic};
 use tessera_schemas::{Custody, Event, EventKind, codec, evolution, examples, signing};
 
@@ -264,16 +265,32 @@ struct JavaSubscriber {
     responded: String,
 }
 
-/// Runs the Java subscriber against the processors on `prefix`: it registers, provider A offers
-/// document X, it answers the invitation, and the timekeeper must release the credential to it.
-async fn java_subscriber(kafka: &KafkaArgs, classpath: &str, schemas: &str) -> JavaSubscriber {
-    let prefix = kafka.topic_prefix.clone();
-    let config = kafka.client_config().unwrap();
+/// Runs the Java subscriber against the processors, on the topics of `kafka`: it registers,
+/// provider A offers document X, it answers the invitation, and the timekeeper must release the
+/// credential to it.
+async fn java_subscriber(kafka: KafkaArgs, classpath: String, schemas: String) -> JavaSubscriber {
     let state = tempfile::tempdir().unwrap();
-    let key_dir = tempfile::tempdir().unwrap();
     let timekeeper_key = keys::new_private_key();
     let timekeeper = timekeeper_key.public_key();
-    let processors = Processors::start(kafka, state.path(), timekeeper_key).unwrap();
+    let processors = Processors::start(&kafka, state.path(), timekeeper_key).unwrap();
+    // A failed check stops the processors before it fails the test: left running, they would
+    // keep the test's runtime from ever shutting down.
+    let outcome =
+        tokio::spawn(async move { java_scenario(&kafka, &classpath, &schemas, &timekeeper).await })
+            .await;
+    processors.stop().await.unwrap();
+    outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+async fn java_scenario(
+    kafka: &KafkaArgs,
+    classpath: &str,
+    schemas: &str,
+    timekeeper: &PublicKey,
+) -> JavaSubscriber {
+    let prefix = kafka.topic_prefix.clone();
+    let config = kafka.client_config().unwrap();
+    let key_dir = tempfile::tempdir().unwrap();
     let id = format!("J-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let java = |command: &'static str| {
         let mut args = vec![
@@ -305,7 +322,7 @@ async fn java_subscriber(kafka: &KafkaArgs, classpath: &str, schemas: &str) -> J
     let doc = support::DocX {
         document: b"Quarterly report X",
         custody: Custody::Escrow,
-        timekeeper: &timekeeper,
+        timekeeper,
         reward: None,
     };
     support::publish_doc_x(
@@ -354,7 +371,6 @@ async fn java_subscriber(kafka: &KafkaArgs, classpath: &str, schemas: &str) -> J
         responded.contains(&format!("released credential {}", released.credential_id)),
         "the Java subscriber did not read its release: {responded}"
     );
-    processors.stop().await.unwrap();
     JavaSubscriber {
         registered,
         responded,
@@ -392,7 +408,7 @@ async fn java_and_python_read_every_event_and_a_java_subscriber_is_released() {
         ..KafkaArgs::new(brokers.clone())
     };
     tessera::topics::create(&java_kafka, 3, 1).await.unwrap();
-    let subscriber = java_subscriber(&java_kafka, &classpath, &schemas).await;
+    let subscriber = java_subscriber(java_kafka, classpath.clone(), schemas.clone()).await;
 
     let mut topics = topic_names(&demo_prefix);
     topics.extend(topic_names(&java_prefix));
