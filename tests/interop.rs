@@ -23,11 +23,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
+use tessera_contract::sealing::PublicKey;
+use tessera_contract::topics::{self, Topic};
+use tessera_contract::{Custody, Event, EventKind, codec, evolution, examples, signing};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
-use tessera_schemas::sealing::PublicKey;
-use tessera_schemas::topics::{self, Topic};
-use tessera_schemas::{Custody, Event, EventKind, codec, evolution, examples, signing};
 
 mod support;
 

@@ -6,12 +6,8 @@ Each line is tab-separated: topic, partition, offset, the event's full name, its
 it is about, and the SHA-256 of the record written back with its current schema (so any field
 decoded wrongly shows). Only the .avsc files are needed: schemas/avro/EVENT.avsc is each event's
 current schema, schemas/avro/history/EVENT/vN.avsc its earlier releases. A record is Avro
-single-object encoded: C3 01, the writer schema's CRC-64-AVRO fingerprint, then the body.
-
-The fingerprint is that of the schema's canonical form as tessera's Avro library (the Rust
-apache-avro 0.22) writes it, which keeps a primitive with a logical type an object,
-`{"type":"string"}` where the specification writes `"string"` (docs/SCHEMAS.md). So it is
-computed here (`canonical`) rather than with fastavro's `to_parsing_canonical_form`.
+single-object encoded: C3 01, the CRC-64-AVRO fingerprint of the writer schema's Parsing
+Canonical Form, then the body.
 """
 
 import hashlib
@@ -23,7 +19,7 @@ from pathlib import Path
 
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from fastavro.schema import fingerprint
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
 # The field that names what an event is about: the first of these it has.
@@ -53,44 +49,9 @@ def bytes_defaults(schema):
             bytes_defaults(schema.get(nested))
 
 
-def canonical(schema, defined):
-    """The canonical form of `schema` (its .avsc JSON) as tessera fingerprints it."""
-    if isinstance(schema, str):
-        return json.dumps(schema)
-    if isinstance(schema, list):
-        return "[" + ",".join(canonical(s, defined) for s in schema) + "]"
-    kind = schema["type"]
-    if kind in ("record", "enum", "fixed"):
-        name = schema["name"]
-        if "." not in name and schema.get("namespace"):
-            name = f"{schema['namespace']}.{name}"
-        if name in defined:
-            return json.dumps(name)
-        defined.add(name)
-        parts = [f'"name":{json.dumps(name)}', f'"type":"{kind}"']
-        if kind == "record":
-            fields = ",".join(
-                f'{{"name":{json.dumps(f["name"])},"type":{canonical(f["type"], defined)}}}'
-                for f in schema["fields"]
-            )
-            parts.append(f'"fields":[{fields}]')
-        elif kind == "enum":
-            parts.append('"symbols":' + json.dumps(schema["symbols"], separators=(",", ":")))
-        else:
-            parts.append(f'"size":{schema["size"]}')
-        return "{" + ",".join(parts) + "}"
-    if kind == "array":
-        return f'{{"type":"array","items":{canonical(schema["items"], defined)}}}'
-    if kind == "map":
-        return f'{{"type":"map","values":{canonical(schema["values"], defined)}}}'
-    if "logicalType" in schema:
-        return f'{{"type":{json.dumps(kind)}}}'
-    return json.dumps(kind)
-
-
 def header(text):
     """The single-object header of records written with the schema in `text`."""
-    form = canonical(json.loads(text), set())
+    form = to_parsing_canonical_form(fastavro.parse_schema(json.loads(text), named_schemas={}))
     return MAGIC + bytes.fromhex(fingerprint(form, "CRC-64-AVRO"))
 
 

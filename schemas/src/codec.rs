@@ -11,6 +11,14 @@
 //! resolved by Avro's schema resolution, so every consumer (the processors' cores, the auditor,
 //! the clients), all of which decode here, reads the history written before a schema change.
 //! A fingerprint of no released version is still an [`DecodeError::UnknownSchema`].
+//!
+//! The fingerprint is the Avro specification's: CRC-64-AVRO of the schema's Parsing Canonical
+//! Form, the one Java's `BinaryMessageEncoder`/`BinaryMessageDecoder` and Python's fastavro
+//! compute, so their stock single-object coders read and write tessera's records. Records written
+//! before tessera followed the specification carry the fingerprint of apache-avro's own canonical
+//! form (see [`canonical_form`]); they still decode, and link digests are computed over that
+//! earlier form ([`digest_form`]), so the verdict chains on logs of either kind stay as they
+//! were written.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -19,6 +27,7 @@ use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
+use sha2::Digest;
 
 use crate::events::{Event, EventKind};
 use crate::evolution;
@@ -68,6 +77,8 @@ pub struct EncodeError {
 struct Known {
     kind: EventKind,
     header: [u8; HEADER_LEN],
+    /// The header records written before the specification's fingerprint carry.
+    earlier_header: [u8; HEADER_LEN],
     schema: &'static Schema,
     writer: GenericDatumWriter<'static>,
     reader: GenericDatumReader<'static>,
@@ -79,6 +90,8 @@ struct Earlier {
     kind: EventKind,
     version: u32,
     header: [u8; HEADER_LEN],
+    /// The header of its records written before the specification's fingerprint.
+    earlier_header: [u8; HEADER_LEN],
     /// Reads its records resolved to the current schema.
     upgrade: GenericDatumReader<'static>,
     /// Reads current records resolved to it.
@@ -114,7 +127,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let mut by_fingerprint = HashMap::new();
     for &kind in EventKind::ALL {
         let schema = leaked(kind.schema_text(), kind.schema_file());
-        let header = header_for(schema);
+        let (header, earlier_header) = (header_for(schema), apache_avro_header(schema));
         let writer = GenericDatumWriter::builder(schema)
             .human_readable(false)
             .build()
@@ -124,11 +137,13 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
             .build()
             .unwrap_or_else(|e| panic!("{} cannot be read: {e}", kind.schema_file()));
         by_fingerprint.insert(fingerprint_of(&header), Writer::Current(kind));
+        by_fingerprint.insert(fingerprint_of(&earlier_header), Writer::Current(kind));
         by_kind.insert(
             kind,
             Known {
                 kind,
                 header,
+                earlier_header,
                 schema,
                 writer,
                 reader,
@@ -144,7 +159,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         for release in evolution::releases(kind) {
             let file = format!("{}/{}", evolution::HISTORY_DIR, release.path);
             let schema = leaked(release.text, &file);
-            let header = header_for(schema);
+            let (header, earlier_header) = (header_for(schema), apache_avro_header(schema));
             let fingerprint = fingerprint_of(&header);
             if matches!(by_fingerprint.get(&fingerprint), Some(Writer::Current(_))) {
                 continue;
@@ -157,10 +172,15 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
                     .unwrap_or_else(|e| panic!("{file} cannot be resolved: {e}"))
             };
             by_fingerprint.insert(fingerprint, Writer::Earlier(earlier.len()));
+            by_fingerprint.insert(
+                fingerprint_of(&earlier_header),
+                Writer::Earlier(earlier.len()),
+            );
             earlier.push(Earlier {
                 kind,
                 version: release.version,
                 header,
+                earlier_header,
                 upgrade: resolving(schema, current),
                 downgrade: resolving(current, schema),
             });
@@ -173,13 +193,59 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     }
 });
 
-/// The single-object header (`C3 01` + fingerprint) for records written with `schema`.
+/// The single-object header (`C3 01` + fingerprint) for records written with `schema`: the
+/// fingerprint of its Parsing Canonical Form, as the Avro specification defines it.
 pub fn header_for(schema: &Schema) -> [u8; HEADER_LEN] {
-    let fingerprint = schema.fingerprint::<Rabin>();
+    header_of(canonical_form(schema).as_bytes())
+}
+
+/// The header tessera wrote before it followed the specification: the fingerprint of
+/// apache-avro's own canonical form.
+fn apache_avro_header(schema: &Schema) -> [u8; HEADER_LEN] {
+    header_of(schema.canonical_form().as_bytes())
+}
+
+fn header_of(canonical: &[u8]) -> [u8; HEADER_LEN] {
+    let fingerprint = <Rabin as Digest>::digest(canonical);
     let mut header = [0u8; HEADER_LEN];
     header[..2].copy_from_slice(&MAGIC);
-    header[2..].copy_from_slice(&fingerprint.bytes[..8]);
+    header[2..].copy_from_slice(&fingerprint[..8]);
     header
+}
+
+/// The Parsing Canonical Form of `schema` as the Avro specification defines it. apache-avro (up
+/// to 0.22 at least, AVRO-4004) strips a logical type but keeps its primitive as an object,
+/// `{"type":"long"}`, where the specification, Java's Avro and fastavro write `"long"`. In a
+/// canonical form, which has no whitespace, only such a left-over wrapper reads `{"type":"<a
+/// primitive>"}`: a complex type has more attributes.
+pub fn canonical_form(schema: &Schema) -> String {
+    const PRIMITIVES: [&str; 8] = [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ];
+    let mut form = schema.canonical_form();
+    for primitive in PRIMITIVES {
+        form = form.replace(
+            &format!(r#"{{"type":"{primitive}"}}"#),
+            &format!(r#""{primitive}""#),
+        );
+    }
+    form
+}
+
+/// `bytes`, a record of a known schema, with the header tessera wrote before it followed the
+/// specification's fingerprint. Link digests hash this form, so a verdict chain reads the same
+/// whichever header its records were written with; anything else is returned as it is.
+pub fn digest_form(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let Ok(writer) = writer_of(bytes) else {
+        return bytes.into();
+    };
+    let header = match writer {
+        Writer::Current(kind) => &REGISTRY.by_kind[&kind].earlier_header,
+        Writer::Earlier(i) => &REGISTRY.earlier[i].earlier_header,
+    };
+    let mut form = bytes.to_vec();
+    form[..HEADER_LEN].copy_from_slice(header);
+    form.into()
 }
 
 fn fingerprint_of(header: &[u8; HEADER_LEN]) -> u64 {
@@ -288,16 +354,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 }
 
 /// Re-encodes `current`, a record written with the current schema of its event, as the writer of
-/// `like` (a record of the same event) would have written it: with the earlier version `like`
-/// was written with. `None` when `like` is of another event or not of an earlier version, and
-/// when that version cannot carry all of `current` (a field it lacks is not at its default). An
-/// auditor compares what a replay derives with what an older processor wrote this way.
+/// `like` (a record of the same event) would have written it: with the version `like` was written
+/// with, and with its header (the specification's fingerprint, or the one tessera wrote before).
+/// `None` when `like` is of another event, and when its version cannot carry all of `current` (a
+/// field it lacks is not at its default). An auditor compares what a replay derives with what an
+/// older processor wrote this way.
 pub fn encode_like(current: &[u8], like: &[u8]) -> Option<Vec<u8>> {
-    let Ok(Writer::Earlier(i)) = writer_of(like) else {
-        return None;
+    let mut written = match writer_of(like).ok()? {
+        Writer::Earlier(i) => downgrade(current, i)?,
+        Writer::Current(kind) if peek_kind(current).ok()? == kind => current.to_vec(),
+        Writer::Current(_) => return None,
     };
-    let earlier = downgrade(current, i)?;
-    (decode(&earlier).ok()? == decode(current).ok()?).then_some(earlier)
+    written[..HEADER_LEN].copy_from_slice(&like[..HEADER_LEN]);
+    (decode(&written).ok()? == decode(current).ok()?).then_some(written)
 }
 
 /// `current`, a record of the current schema, written as the earlier version `i` of its event,
@@ -572,6 +641,22 @@ mod sorted_tests {
             let mut out = bytes[..HEADER_LEN].to_vec();
             write_sorted(&value, &mut out).unwrap();
             assert_eq!(out, bytes, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn records_with_the_header_tessera_wrote_before_read_and_hash_alike() {
+        for event in crate::examples::all() {
+            let kind = event.kind();
+            let bytes = encode(&event).unwrap();
+            let mut earlier = bytes.clone();
+            earlier[..HEADER_LEN].copy_from_slice(&REGISTRY.by_kind[&kind].earlier_header);
+            // Every event has a logical-typed field (its uuid event id), so the headers differ.
+            assert_ne!(earlier, bytes, "{kind:?}");
+            assert_eq!(decode(&earlier).unwrap(), event, "{kind:?}");
+            assert_eq!(peek_kind(&earlier).unwrap(), kind);
+            assert_eq!(encode_like(&bytes, &earlier).as_deref(), Some(&earlier[..]));
+            assert_eq!(digest_form(&bytes), digest_form(&earlier));
         }
     }
 }

@@ -88,10 +88,14 @@ pub fn digest(event: &Event) -> Result<Option<[u8; DIGEST_LEN]>, EncodeError> {
     Ok(Some(hashed(&encode(&unsigned)?)))
 }
 
+/// The digest of an encoded linked event. It hashes the record in the form tessera first wrote
+/// ([`crate::codec::digest_form`]), whichever fingerprint its header carries, so a chain's digests
+/// do not depend on the header: logs written before tessera took the specification's fingerprint
+/// keep verifying, and replays of them derive the same links.
 fn hashed(bytes: &[u8]) -> [u8; DIGEST_LEN] {
     let mut hash = Sha256::new();
     hash.update(TAG);
-    hash.update(bytes);
+    hash.update(crate::codec::digest_form(bytes));
     hash.finalize().into()
 }
 

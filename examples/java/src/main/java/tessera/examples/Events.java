@@ -4,42 +4,29 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.apache.avro.Schema;
 import org.apache.avro.SchemaNormalization;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericDatumReader;
-import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.generic.GenericRecord;
-import org.apache.avro.io.BinaryEncoder;
 import org.apache.avro.io.DatumReader;
-import org.apache.avro.io.EncoderFactory;
 import org.apache.avro.message.BinaryMessageDecoder;
+import org.apache.avro.message.BinaryMessageEncoder;
 
 /**
  * tessera's events from the .avsc files alone: schemas/avro/EVENT.avsc is each event's current
  * schema, schemas/avro/history/EVENT/vN.avsc its earlier releases. A record is Avro single-object
  * encoded (C3 01, the writer schema's CRC-64-AVRO fingerprint, the body), which Avro's
  * BinaryMessageDecoder reads; a decoder per event resolves a record of any of its releases to the
- * current schema.
- *
- * <p>The fingerprint is that of the schema's canonical form as tessera's Avro library (the Rust
- * apache-avro 0.22) writes it, which keeps a primitive with a logical type an object,
- * {"type":"string"} where the specification (and Avro's SchemaNormalization) writes "string"
- * (docs/SCHEMAS.md). BinaryMessageDecoder knows schemas only by the specification's fingerprint
- * (a SchemaStore's answer is filed under it too), so {@link #decode} puts that one in the header
- * before decoding, and {@link #encode} writes tessera's header itself.
+ * current schema, and BinaryMessageEncoder writes records tessera reads.
  */
 final class Events {
     /**
@@ -60,8 +47,7 @@ final class Events {
     };
 
     private final Map<String, Schema> current = new HashMap<>();
-    /** Each release's specification fingerprint, by tessera's. */
-    private final Map<Long, Long> standard = new HashMap<>();
+    /** The decoder of each release's event, by the release's fingerprint. */
     private final Map<Long, BinaryMessageDecoder<GenericRecord>> decoders = new HashMap<>();
 
     Events(Path schemas) throws IOException {
@@ -76,46 +62,7 @@ final class Events {
             for (Path release : releases) {
                 Schema writer = parse(release);
                 decoder.addSchema(writer);
-                standard.put(fingerprint(writer), SchemaNormalization.parsingFingerprint64(writer));
-                decoders.put(fingerprint(writer), decoder);
-            }
-        }
-    }
-
-    /** The CRC-64-AVRO fingerprint of {@code schema}'s canonical form as tessera writes it. */
-    static long fingerprint(Schema schema) {
-        return SchemaNormalization.fingerprint64(canonical(schema, new HashSet<>()).getBytes(StandardCharsets.UTF_8));
-    }
-
-    private static String canonical(Schema schema, Set<String> defined) {
-        String type = "\"type\":\"" + schema.getType().getName() + "\"";
-        switch (schema.getType()) {
-            case RECORD, ENUM, FIXED -> {
-                String name = "\"" + schema.getFullName() + "\"";
-                if (!defined.add(schema.getFullName())) {
-                    return name;
-                }
-                String rest = switch (schema.getType()) {
-                    case RECORD -> "\"fields\":[" + schema.getFields().stream()
-                            .map(f -> "{\"name\":\"" + f.name() + "\",\"type\":" + canonical(f.schema(), defined) + "}")
-                            .collect(Collectors.joining(",")) + "]";
-                    case ENUM -> "\"symbols\":[" + schema.getEnumSymbols().stream()
-                            .map(s -> "\"" + s + "\"").collect(Collectors.joining(",")) + "]";
-                    default -> "\"size\":" + schema.getFixedSize();
-                };
-                return "{\"name\":" + name + "," + type + "," + rest + "}";
-            }
-            case ARRAY -> {
-                return "{" + type + ",\"items\":" + canonical(schema.getElementType(), defined) + "}";
-            }
-            case MAP -> {
-                return "{" + type + ",\"values\":" + canonical(schema.getValueType(), defined) + "}";
-            }
-            case UNION -> {
-                return "[" + schema.getTypes().stream().map(s -> canonical(s, defined)).collect(Collectors.joining(",")) + "]";
-            }
-            default -> {
-                return schema.getLogicalType() != null ? "{" + type + "}" : "\"" + schema.getType().getName() + "\"";
+                decoders.put(SchemaNormalization.parsingFingerprint64(writer), decoder);
             }
         }
     }
@@ -134,24 +81,18 @@ final class Events {
         if (value.length < 10) {
             throw new IOException("a record of " + value.length + " bytes is not single-object encoded");
         }
-        ByteBuffer header = ByteBuffer.wrap(value.clone()).order(ByteOrder.LITTLE_ENDIAN);
-        long fingerprint = header.getLong(2);
+        long fingerprint = ByteBuffer.wrap(value).order(ByteOrder.LITTLE_ENDIAN).getLong(2);
         BinaryMessageDecoder<GenericRecord> decoder = decoders.get(fingerprint);
         if (decoder == null) {
             throw new IOException(String.format("no schema has the fingerprint %016x", fingerprint));
         }
-        return decoder.decode(header.putLong(2, standard.get(fingerprint)).array());
+        return decoder.decode(value);
     }
 
     /** {@code record} single-object encoded with its own schema. */
     static byte[] encode(GenericRecord record) throws IOException {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.write(0xC3);
-        out.write(0x01);
-        out.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(fingerprint(record.getSchema())).array());
-        BinaryEncoder body = EncoderFactory.get().directBinaryEncoder(out, null);
-        new GenericDatumWriter<GenericRecord>(record.getSchema(), MODEL).write(record, body);
-        body.flush();
+        new BinaryMessageEncoder<GenericRecord>(MODEL, record.getSchema()).encode(record, out);
         return out.toByteArray();
     }
 
