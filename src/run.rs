@@ -189,6 +189,11 @@ pub struct RunArgs {
     /// for the next record on that partition. For a processor not allowed to write its inputs.
     #[arg(long)]
     pub no_ticks: bool,
+    /// The least time between two ticks on one idle input partition. A decision waiting on idle
+    /// partitions waits about a tick's round trip plus half this; an idle partition beside busy
+    /// ones gets at most one tick per gap (docs/TIME.md).
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub tick_gap: Duration,
     /// Replicas of each changelog partition when this processor creates its changelog topic
     /// (`tessera.<processor>.changelog`); by default the broker's `default.replication.factor`.
     /// An existing changelog is left as it is.
@@ -418,6 +423,7 @@ fn prepare(
     config.topic_prefix = kafka.topic_prefix.clone();
     config.commit_interval = args.commit_interval;
     config.ticks = !args.no_ticks;
+    config.tick_gap = args.tick_gap;
     config.changelog_replication = args.changelog_replication_factor;
 
     let stop = Arc::new(AtomicBool::new(false));

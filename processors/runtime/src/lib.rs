@@ -44,6 +44,9 @@ use tessera_cores::replay::{self, Produced, is_tick};
 
 /// How long a demanded tick may take to come back before another is asked for.
 const TICK_ROUND_TRIP: Duration = Duration::from_secs(1);
+/// [`Config::tick_gap`] by default: a verdict waiting on idle partitions within about 10 ms of
+/// its response on a loopback broker, at no more than 100 ticks a second on each.
+pub const DEFAULT_TICK_GAP: Duration = Duration::from_millis(10);
 
 /// How often what one input record leads to may fail to be written before the record is skipped.
 const MAX_ATTEMPTS: u32 = 5;
@@ -81,6 +84,11 @@ pub struct Config {
     /// Whether the runtime writes ticks to its input partitions when a decision waits for time
     /// to pass on one that is idle ([`ticker`]). Without them such a decision waits for traffic.
     pub ticks: bool,
+    /// The least time between two ticks demanded on one input partition. A waiting decision
+    /// waits about a tick's round trip plus half of it, and a partition idle beside busy ones
+    /// gets at most one tick per gap: the trade between verdict latency and ticks on the log
+    /// (docs/TIME.md).
+    pub tick_gap: Duration,
     /// Timeout of each transactional call; the watchdog kills the process at four times it.
     pub transaction_timeout: Duration,
     /// Replicas of each changelog partition when the runtime creates the changelog topic; `None`
@@ -93,8 +101,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: commit every 100 ms, ticks on demand, 10 s transaction timeout, changelog
-    /// replicated as the broker's default says.
+    /// Defaults: commit every 100 ms, ticks on demand at most every 10 ms per partition, 10 s
+    /// transaction timeout, changelog replicated as the broker's default says.
     pub fn new(client: ClientConfig, instance: impl Into<String>, state_dir: PathBuf) -> Self {
         Config {
             client,
@@ -103,6 +111,7 @@ impl Config {
             state_dir,
             commit_interval: Duration::from_millis(100),
             ticks: true,
+            tick_gap: DEFAULT_TICK_GAP,
             transaction_timeout: Duration::from_secs(10),
             changelog_replication: None,
             signer: None,
@@ -145,10 +154,11 @@ struct Runtime<C: Core> {
     transaction_open: Arc<AtomicBool>,
     tasks: BTreeMap<i32, Task>,
     ticker: Option<Ticker>,
-    /// When ticks were last demanded for partitions a task waits on.
-    last_demand: Instant,
     /// Lanes (task, lane) a tick was demanded on and has not arrived at yet, and since when.
     demanded: HashMap<(i32, usize), Instant>,
+    /// When a tick was last demanded on each lane (task, lane): the next waits
+    /// [`Config::tick_gap`].
+    last_tick: HashMap<(i32, usize), Instant>,
     /// When a broadcast consumer last returned a record.
     last_broadcast: Instant,
     /// Input records whose outputs failed to be written, and how often.
@@ -350,8 +360,8 @@ impl<C: Core> Runtime<C> {
             transaction_open,
             tasks: BTreeMap::new(),
             ticker,
-            last_demand: Instant::now(),
             demanded: HashMap::new(),
+            last_tick: HashMap::new(),
             broker_ahead_ms: 0,
             last_broadcast: Instant::now(),
             attempts: HashMap::new(),
@@ -438,15 +448,11 @@ impl<C: Core> Runtime<C> {
     /// Asks the ticker for a tick on every idle input partition that keeps a task from deciding:
     /// one that holds a record it cannot order yet (a record, not a tick), or one whose earliest
     /// timer the broker's clock has passed. Nothing else asks, so an idle installation writes no
-    /// ticks. A partition gets no second tick while one is on its way, and rounds are a quarter
-    /// commit interval apart at least, which bounds the ticks to a few per commit on each
-    /// waiting partition.
+    /// ticks. A partition gets no second tick while one is on its way, nor within
+    /// [`Config::tick_gap`] of its last, which bounds the ticks on each waiting partition.
     fn demand_ticks(&mut self) {
         let Some(ticker) = &self.ticker else { return };
         let now = Instant::now();
-        if now.duration_since(self.last_demand) < self.config.commit_interval / 4 {
-            return;
-        }
         let broker_now = unix_millis() + self.broker_ahead_ms;
         let mut waiting = Vec::new();
         for task in self.tasks.values_mut() {
@@ -459,12 +465,18 @@ impl<C: Core> Runtime<C> {
                 continue;
             }
             for lane in task.merge.waiting_on() {
+                let key = (task.partition, lane);
                 let on_its_way = self
                     .demanded
-                    .get(&(task.partition, lane))
+                    .get(&key)
                     .is_some_and(|since| now.duration_since(*since) < TICK_ROUND_TRIP);
-                if !on_its_way {
-                    self.demanded.insert((task.partition, lane), now);
+                let too_soon = self
+                    .last_tick
+                    .get(&key)
+                    .is_some_and(|last| now.duration_since(*last) < self.config.tick_gap);
+                if !on_its_way && !too_soon {
+                    self.demanded.insert(key, now);
+                    self.last_tick.insert(key, now);
                     waiting.push((task.lanes[lane].topic.clone(), task.lanes[lane].partition));
                 }
             }
@@ -472,7 +484,6 @@ impl<C: Core> Runtime<C> {
         if !waiting.is_empty() {
             metrics::counter!("tessera_ticks_demanded_total").increment(waiting.len() as u64);
             ticker.demand(waiting);
-            self.last_demand = now;
         }
     }
 

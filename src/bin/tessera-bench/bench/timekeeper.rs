@@ -17,6 +17,7 @@ use anyhow::bail;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tessera_contract::rules::request_id;
@@ -59,6 +60,10 @@ pub(crate) struct LatencyArgs {
     /// its own, as `tessera run timekeeper` processes would.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub instances: u16,
+    /// The timekeepers' least time between two ticks on one idle partition (`tessera run
+    /// --tick-gap`): less waits less for ticks and writes more of them.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub tick_gap: Duration,
 }
 
 /// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
@@ -115,11 +120,33 @@ fn paced(
     Ok(records.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Median, 99th percentile and maximum, in milliseconds.
-fn percentiles(mut latencies: Vec<i64>) -> (i64, i64, i64) {
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99), at(1.0))
+/// Latencies in milliseconds: the median, the 99th and 99.9th percentiles and the maximum.
+struct Percentiles {
+    p50: i64,
+    p99: i64,
+    p999: i64,
+    max: i64,
+}
+
+fn percentiles(latencies: &[i64]) -> Percentiles {
+    let mut sorted = latencies.to_vec();
+    sorted.sort_unstable();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    Percentiles {
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: at(1.0),
+    }
+}
+
+/// Latencies in the order of the responses' stamps, cut in halves: whether the latency grew
+/// during the run, as it does when the processor falls behind the rate.
+fn halves(mut by_stamp: Vec<(i64, i64)>) -> (Percentiles, Percentiles) {
+    by_stamp.sort_unstable();
+    let latencies: Vec<i64> = by_stamp.into_iter().map(|(_, latency)| latency).collect();
+    let (first, second) = latencies.split_at(latencies.len() / 2);
+    (percentiles(first), percentiles(second))
 }
 
 fn ends_of(keys: impl Iterator<Item = String>, partitions: i32) -> BTreeMap<i32, i64> {
@@ -157,26 +184,40 @@ pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> any
     let baseline = baseline(&client, &prefix, &args, total).await?;
     let timekeeper = timekeeper(&scoped, &client, &args, total).await?;
 
-    let (b50, b99, bmax) = percentiles(baseline.1);
-    let (t50, t99, tmax) = percentiles(timekeeper.1);
+    let base = percentiles(&baseline.1);
+    let judged: Vec<i64> = timekeeper.latencies.iter().map(|(_, l)| *l).collect();
+    let tk = percentiles(&judged);
+    let (first, second) = halves(timekeeper.latencies);
     println!(
         "responses          {total} at {} /s ({} offers, {} partitions, {} timekeeper \
-         instance(s)), {} released",
-        args.rate, args.offers, args.partitions, args.instances, timekeeper.2
+         instance(s), tick gap {}), {} released",
+        args.rate,
+        args.offers,
+        args.partitions,
+        args.instances,
+        humantime::format_duration(args.tick_gap),
+        timekeeper.released
     );
-    println!("                   achieved /s     p50 ms   p99 ms   max ms");
-    println!(
-        "raw passthrough    {:>11.0} {:>10} {:>8} {:>8}",
-        baseline.0, b50, b99, bmax
-    );
-    println!(
-        "timekeeper         {:>11.0} {:>10} {:>8} {:>8}",
-        timekeeper.0, t50, t99, tmax
-    );
+    println!("                   achieved /s     p50 ms   p99 ms p99.9 ms   max ms");
+    let row = |name: &str, rate: f64, p: &Percentiles| {
+        println!(
+            "{name:<18} {rate:>11.0} {:>10} {:>8} {:>8} {:>8}",
+            p.p50, p.p99, p.p999, p.max
+        )
+    };
+    row("raw passthrough", baseline.0, &base);
+    row("timekeeper", timekeeper.rate, &tk);
+    row("  first half", timekeeper.rate, &first);
+    row("  second half", timekeeper.rate, &second);
     println!(
         "ratio (timekeeper / passthrough)  p50 {:.2}  p99 {:.2}",
-        t50 as f64 / b50.max(1) as f64,
-        t99 as f64 / b99.max(1) as f64
+        tk.p50 as f64 / base.p50.max(1) as f64,
+        tk.p99 as f64 / base.p99.max(1) as f64
+    );
+    println!(
+        "ticks              {} on the timekeeper's inputs ({:.0} /s of the run)",
+        timekeeper.ticks,
+        timekeeper.ticks as f64 / args.seconds as f64
     );
     Ok(())
 }
@@ -250,12 +291,24 @@ async fn baseline(
 
 /// The timekeeper at the same rate: offers and invitations first, then the responses paced;
 /// (achieved rate, latencies, credentials released).
+/// What the timekeeper's side of the run measured.
+struct Judged {
+    /// Responses written per second.
+    rate: f64,
+    /// (response stamp, verdict latency in ms) per response.
+    latencies: Vec<(i64, i64)>,
+    /// Responses released.
+    released: usize,
+    /// Ticks the timekeepers wrote to their inputs.
+    ticks: usize,
+}
+
 async fn timekeeper(
     kafka: &KafkaArgs,
     client: &ClientConfig,
     args: &LatencyArgs,
     total: usize,
-) -> anyhow::Result<(f64, Vec<i64>, usize)> {
+) -> anyhow::Result<Judged> {
     let prefix = &kafka.topic_prefix;
     let per_offer = total / args.offers;
     let offer_id = |o: usize| format!("offer-{o}");
@@ -369,6 +422,7 @@ async fn timekeeper(
             let instance = format!("bench-{i}");
             let mut config = Config::new(client.clone(), &instance, state.path().join(&instance));
             config.topic_prefix = prefix.clone();
+            config.tick_gap = args.tick_gap;
             let key = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?;
             let core = Timekeeper::new(key, matcher.verifying_key());
             Ok(tokio::spawn(runtime::run(core, config, stop.clone())))
@@ -432,7 +486,7 @@ async fn timekeeper(
             _ => continue,
         };
         if let Some(stamp) = record.stamp {
-            latencies.push(stamp - judged);
+            latencies.push((judged, stamp - judged));
         }
     }
     if latencies.len() != total {
@@ -442,5 +496,42 @@ async fn timekeeper(
     if released != expected {
         bail!("{released} credentials released, {expected} expected");
     }
-    Ok((rate, latencies, released))
+    // The bench's own writes are idempotent, not transactional, and the ticker's too: what the
+    // inputs hold beyond what the bench wrote is ticks.
+    let written = offers.len() + invitations.len() + responses.len();
+    let ticks = records_on(
+        client,
+        &[OFFERS, REQUESTS, RESPONSES],
+        prefix,
+        args.partitions,
+    )?
+    .saturating_sub(written);
+    Ok(Judged {
+        rate,
+        latencies,
+        released,
+        ticks,
+    })
+}
+
+/// How many records `topics` hold, all partitions: the sum of their high watermarks.
+fn records_on(
+    client: &ClientConfig,
+    topics: &[Topic],
+    prefix: &str,
+    partitions: i32,
+) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = client.create()?;
+    let mut total = 0;
+    for topic in topics {
+        for partition in 0..partitions {
+            let (_, high) = consumer.fetch_watermarks(
+                &topic.full_name(prefix),
+                partition,
+                Duration::from_secs(10),
+            )?;
+            total += usize::try_from(high).unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
