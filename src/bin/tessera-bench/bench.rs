@@ -38,6 +38,7 @@ pub(crate) fn tessera_command() -> anyhow::Result<PathBuf> {
 mod audit;
 mod idle;
 mod matcher;
+mod releases;
 mod timekeeper;
 
 /// What to measure.
@@ -75,6 +76,10 @@ pub(crate) enum Bench {
     /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
     /// latency at the same rate in the same run.
     Timekeeper(timekeeper::LatencyArgs),
+    /// Responses the timekeeper's core judges per second on one thread, with no broker: every
+    /// one released (sealing the offer's half to its responder) against the same number refused
+    /// as TooEarly (nothing sealed).
+    Releases(releases::ReleasesArgs),
     /// What the four platform processors cost with no traffic at all: records written to the
     /// decision inputs (ticks) and each process's CPU over a window, against one plain idle
     /// consumer of the same topics in this process.
@@ -102,6 +107,9 @@ pub(crate) enum Bench {
 pub(crate) async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Timekeeper(args) => timekeeper::verdict_latency(kafka, args).await,
+        Bench::Releases(args) => {
+            tokio::task::spawn_blocking(move || releases::release_rate(args)).await?
+        }
         Bench::Audit(args) => audit::replay_rate(kafka, args).await,
         Bench::Idle(args) => idle::idle_cost(kafka, args).await,
         Bench::Runtime {

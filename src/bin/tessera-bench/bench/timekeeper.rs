@@ -68,7 +68,7 @@ pub(crate) struct LatencyArgs {
 
 /// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
 /// A record to write: key, value, and its signature header if it has one.
-type Outgoing = (String, Vec<u8>, Option<[u8; SIGNATURE_LEN]>);
+pub(super) type Outgoing = (String, Vec<u8>, Option<[u8; SIGNATURE_LEN]>);
 
 /// `event` under `key` on `topic`, signed by `signer` as its writer signs it in production.
 fn signed(
@@ -291,6 +291,143 @@ async fn baseline(
 
 /// The timekeeper at the same rate: offers and invitations first, then the responses paced;
 /// (achieved rate, latencies, credentials released).
+/// The records of a timekeeper run, signed as their writers sign them: `offers_n` offers with
+/// real sealed credentials, one invitation per (offer, subscriber), and one response per
+/// invitation, subscriber by subscriber across all offers so every partition gets a steady share.
+pub(super) struct Workload {
+    /// The timekeeper's key, which the offers' halves are sealed to.
+    pub timekeeper_key: PrivateKey,
+    /// The matcher's key, which the invitations are signed with.
+    pub matcher: SigningKey,
+    pub offers: Vec<Outgoing>,
+    pub invitations: Vec<Outgoing>,
+    pub responses: Vec<Outgoing>,
+    /// Subscribers invited to each offer.
+    pub per_offer: usize,
+}
+
+impl Workload {
+    /// `released_percent` offers in a hundred release every response (`Within` 1 h); the others
+    /// open tomorrow and refuse every response as TooEarly.
+    pub(super) fn build(
+        offers_n: usize,
+        per_offer: usize,
+        released_percent: u8,
+    ) -> anyhow::Result<Workload> {
+        let offer_id = |o: usize| format!("offer-{o}");
+        let subscriber = |s: usize| format!("s{s}");
+        let mut offers = Vec::new();
+        let mut invitations = Vec::new();
+        let mut responses = Vec::new();
+        // Real credentials and signatures: the timekeeper checks who signed each offer, invitation
+        // and response, and re-seals its half on release.
+        let timekeeper_key = tessera_producers::keys::new_private_key();
+        let timekeeper = timekeeper_key.public_key();
+        let provider = SigningKey::derive(&tessera_producers::keys::new_private_key());
+        let matcher = SigningKey::derive(&tessera_producers::keys::new_private_key());
+        let responders: Vec<Responder> = (0..per_offer)
+            .map(|s| Responder::new(subscriber(s), tessera_producers::keys::new_private_key()))
+            .collect();
+        let releasing = |o: usize| o % 100 < usize::from(released_percent);
+        let tomorrow = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64
+            + 86_400_000;
+        let rule = |o: usize| {
+            if releasing(o) {
+                TimeRule::Within(Within {
+                    duration_ms: 3_600_000,
+                })
+            } else {
+                TimeRule::Window(Window {
+                    from: tomorrow,
+                    to: tomorrow + 3_600_000,
+                })
+            }
+        };
+        for o in 0..offers_n {
+            let offer = tessera_contract::identity::with_package_signed(
+                OfferPublished {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    offer_id: offer_id(o),
+                    provider_id: "bench".into(),
+                    signing_key: provider.verifying_key().to_bytes(),
+                    package_signature: Vec::new(),
+                    provider_endorsement: None,
+                    provider_contact: "bench@localhost".into(),
+                    recommendation: Recommendation {
+                        identifier: format!("doc-{o}"),
+                        name: "benchmark offer".into(),
+                        features: BTreeMap::new(),
+                        parameters: BTreeMap::new(),
+                    },
+                    time_rule: rule(o),
+                    capacity: None,
+                    reward: None,
+                    credential: tessera_producers::provider::seal(
+                        &offer_id(o),
+                        Sealing {
+                            target_data: b"benchmark document",
+                            custody: Custody::CoSign,
+                            timekeeper: &timekeeper,
+                        },
+                    )?
+                    .credential,
+                },
+                &provider,
+            );
+            offers.push(signed(&provider, OFFERS, offer_id(o), offer.into())?);
+            for (s, responder) in responders.iter().enumerate().take(per_offer) {
+                let request = InteractionRequested {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    request_id: request_id(&offer_id(o), &subscriber(s)),
+                    offer_id: offer_id(o),
+                    subscriber_id: subscriber(s),
+                    subscriber_key: responder.key.public_key().to_bytes(),
+                    subscriber_signing_key: responder.signer.verifying_key().to_bytes(),
+                    recommendation: Recommendation {
+                        identifier: format!("doc-{o}"),
+                        name: "benchmark offer".into(),
+                        features: BTreeMap::new(),
+                        parameters: BTreeMap::new(),
+                    },
+                    offer: OfferTerms {
+                        position: LogPosition {
+                            topic: OFFERS.name.into(),
+                            partition: 0,
+                            offset: 0,
+                            stamp: 0,
+                        },
+                        time_rule: rule(o),
+                    },
+                    provider_contact: "bench@localhost".into(),
+                };
+                invitations.push(signed(&matcher, REQUESTS, offer_id(o), request.into())?);
+            }
+        }
+        // Subscriber by subscriber across all offers, so every partition gets a steady share.
+        for responder in responders.iter().take(per_offer) {
+            for o in 0..offers_n {
+                let response = tessera_producers::subscriber::response(&offer_id(o), responder);
+                responses.push(signed(
+                    &responder.signer,
+                    RESPONSES,
+                    offer_id(o),
+                    response.into(),
+                )?);
+            }
+        }
+        Ok(Workload {
+            timekeeper_key,
+            matcher,
+            offers,
+            invitations,
+            responses,
+            per_offer,
+        })
+    }
+}
+
 /// What the timekeeper's side of the run measured.
 struct Judged {
     /// Responses written per second.
@@ -310,110 +447,15 @@ async fn timekeeper(
     total: usize,
 ) -> anyhow::Result<Judged> {
     let prefix = &kafka.topic_prefix;
-    let per_offer = total / args.offers;
-    let offer_id = |o: usize| format!("offer-{o}");
-    let subscriber = |s: usize| format!("s{s}");
-    let mut offers = Vec::new();
-    let mut invitations = Vec::new();
-    let mut responses = Vec::new();
-    // Real credentials and signatures: the timekeeper checks who signed each offer, invitation
-    // and response, and re-seals its half on release.
-    let timekeeper_key = tessera_producers::keys::new_private_key();
-    let timekeeper = timekeeper_key.public_key();
-    let provider = SigningKey::derive(&tessera_producers::keys::new_private_key());
-    let matcher = SigningKey::derive(&tessera_producers::keys::new_private_key());
-    let responders: Vec<Responder> = (0..per_offer)
-        .map(|s| Responder::new(subscriber(s), tessera_producers::keys::new_private_key()))
-        .collect();
+    let Workload {
+        timekeeper_key,
+        matcher,
+        offers,
+        invitations,
+        responses,
+        per_offer,
+    } = Workload::build(args.offers, total / args.offers, args.released_percent)?;
     let releasing = |o: usize| o % 100 < usize::from(args.released_percent);
-    let tomorrow = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64
-        + 86_400_000;
-    let rule = |o: usize| {
-        if releasing(o) {
-            TimeRule::Within(Within {
-                duration_ms: 3_600_000,
-            })
-        } else {
-            TimeRule::Window(Window {
-                from: tomorrow,
-                to: tomorrow + 3_600_000,
-            })
-        }
-    };
-    for o in 0..args.offers {
-        let offer = tessera_contract::identity::with_package_signed(
-            OfferPublished {
-                event_id: uuid::Uuid::new_v4().to_string(),
-                offer_id: offer_id(o),
-                provider_id: "bench".into(),
-                signing_key: provider.verifying_key().to_bytes(),
-                package_signature: Vec::new(),
-                provider_endorsement: None,
-                provider_contact: "bench@localhost".into(),
-                recommendation: Recommendation {
-                    identifier: format!("doc-{o}"),
-                    name: "benchmark offer".into(),
-                    features: BTreeMap::new(),
-                    parameters: BTreeMap::new(),
-                },
-                time_rule: rule(o),
-                capacity: None,
-                reward: None,
-                credential: tessera_producers::provider::seal(
-                    &offer_id(o),
-                    Sealing {
-                        target_data: b"benchmark document",
-                        custody: Custody::CoSign,
-                        timekeeper: &timekeeper,
-                    },
-                )?
-                .credential,
-            },
-            &provider,
-        );
-        offers.push(signed(&provider, OFFERS, offer_id(o), offer.into())?);
-        for (s, responder) in responders.iter().enumerate().take(per_offer) {
-            let request = InteractionRequested {
-                event_id: uuid::Uuid::new_v4().to_string(),
-                request_id: request_id(&offer_id(o), &subscriber(s)),
-                offer_id: offer_id(o),
-                subscriber_id: subscriber(s),
-                subscriber_key: responder.key.public_key().to_bytes(),
-                subscriber_signing_key: responder.signer.verifying_key().to_bytes(),
-                recommendation: Recommendation {
-                    identifier: format!("doc-{o}"),
-                    name: "benchmark offer".into(),
-                    features: BTreeMap::new(),
-                    parameters: BTreeMap::new(),
-                },
-                offer: OfferTerms {
-                    position: LogPosition {
-                        topic: OFFERS.name.into(),
-                        partition: 0,
-                        offset: 0,
-                        stamp: 0,
-                    },
-                    time_rule: rule(o),
-                },
-                provider_contact: "bench@localhost".into(),
-            };
-            invitations.push(signed(&matcher, REQUESTS, offer_id(o), request.into())?);
-        }
-    }
-    // Subscriber by subscriber across all offers, so every partition gets a steady share.
-    for responder in responders.iter().take(per_offer) {
-        for o in 0..args.offers {
-            let response = tessera_producers::subscriber::response(&offer_id(o), responder);
-            responses.push(signed(
-                &responder.signer,
-                RESPONSES,
-                offer_id(o),
-                response.into(),
-            )?);
-        }
-    }
 
     let state = tempfile::tempdir()?;
     let stop = Arc::new(AtomicBool::new(false));
