@@ -41,7 +41,6 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_contract::identity;
 use tessera_contract::rules::request_id;
 use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release};
@@ -239,11 +238,7 @@ fn stranger(dir: &Path, name: &str) -> SigningKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on() {
-    let kafka = KafkaArgs {
-        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(support::brokers())
-    };
-    topics::create(&kafka, 3, 1).await.unwrap();
+    let kafka = support::installation(3).await;
     let config = kafka.client_config().unwrap();
     let timekeeper_key = keys::new_private_key();
     let world = World {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_contract::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
 use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
@@ -191,11 +190,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
-    let kafka = KafkaArgs {
-        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(support::brokers())
-    };
-    topics::create(&kafka, 3, 1).await.unwrap();
+    let kafka = support::installation(3).await;
     let config = kafka.client_config().unwrap();
     let timekeeper_key = keys::new_private_key();
     let world = World {

@@ -17,7 +17,6 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_contract::sealing::PublicKey;
 use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{self as catalogue, Topic};
@@ -49,11 +48,7 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        let kafka = KafkaArgs {
-            topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-            ..KafkaArgs::new(support::brokers())
-        };
-        topics::create(&kafka, PARTITIONS, 1).await.unwrap();
+        let kafka = support::installation(PARTITIONS).await;
         let state = tempfile::tempdir().unwrap();
         let timekeeper_key = keys::new_private_key();
         let timekeeper = timekeeper_key.public_key();

@@ -19,8 +19,6 @@ use rdkafka::message::Timestamp;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera::audit::{AuditArgs, Audited, audit};
 use tessera::demo::Processors;
-use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_audit::Finding;
 use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{self as catalogue, DEAD_LETTERS, DECISIONS, OFFERS, REQUESTS};
@@ -31,7 +29,6 @@ use tessera_producers::keys::{self, Halves, Role};
 use tessera_producers::subscriber::{self, Responder};
 
 mod support;
-use support::brokers;
 
 const PARTITIONS: i32 = 3;
 /// The inputs of the decision processors (the matcher, timekeeper, delivery worker and ledger).
@@ -48,12 +45,8 @@ const JUST_UNDER_THE_LIMIT: usize = 1_048_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
-    let kafka = KafkaArgs {
-        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(brokers())
-    };
+    let kafka = support::installation(PARTITIONS).await;
     let prefix = kafka.topic_prefix.clone();
-    topics::create(&kafka, PARTITIONS, 1).await.unwrap();
     let config = kafka.client_config().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let timekeeper_key = keys::new_private_key();

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{self as catalogue, Topic};
@@ -43,11 +42,7 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        let kafka = KafkaArgs {
-            topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-            ..KafkaArgs::new(support::brokers())
-        };
-        topics::create(&kafka, PARTITIONS, 1).await.unwrap();
+        let kafka = support::installation(PARTITIONS).await;
         let state = tempfile::tempdir().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         // One state directory for all, as `tessera run` has: each core's name keeps its tasks

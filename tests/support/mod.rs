@@ -17,6 +17,19 @@ pub(crate) fn brokers() -> String {
     std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// A fresh installation on the test broker: a topic prefix of its own, every catalogue topic
+/// created with `partitions` partitions.
+pub(crate) async fn installation(partitions: i32) -> tessera::kafka::KafkaArgs {
+    let kafka = tessera::kafka::KafkaArgs {
+        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
+        ..tessera::kafka::KafkaArgs::new(brokers())
+    };
+    tessera::topics::create(&kafka, partitions, 1)
+        .await
+        .unwrap();
+    kafka
+}
+
 /// A tiny deterministic generator.
 pub(crate) struct Lcg(pub u64);
 
