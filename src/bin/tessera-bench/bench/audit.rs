@@ -121,7 +121,9 @@ pub(super) async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::
         audited = audited.min(elapsed);
     }
     let rate = |elapsed: Duration| inputs as f64 / elapsed.as_secs_f64();
-    println!("topics             {prefix}in, {prefix}out (kept for reruns of tessera-bench audit-counter)");
+    println!(
+        "topics             {prefix}in, {prefix}out (kept for reruns of tessera-bench audit-counter)"
+    );
     println!(
         "inputs             {inputs} records ({} keys, {} partitions), outputs matched",
         args.keys, args.partitions
