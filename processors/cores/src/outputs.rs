@@ -1,5 +1,6 @@
 //! What a core's [`crate::Core::apply`] returns, built up as it decides: events numbered in order
-//! for their derived ids, and dead letters for input that cannot take effect. Shared by the cores
+//! for their derived ids, and dead letters for input that cannot take effect. The events stay
+//! unencoded, for the step to link and encode once. Shared by the cores
 //! so that every processor numbers its events and writes its dead letters the same way, and a
 //! dead letter always carries where the record sat and the record itself.
 
@@ -7,7 +8,7 @@ use tessera_contract::signing::{Signed, VerifyingKey};
 use tessera_contract::topics::Topic;
 use tessera_contract::{DeadLetter, Event, LogPosition, Quote, encode};
 
-use crate::core::{Output, Position, derived_id};
+use crate::core::{Emission, Emitted, Position, derived_id};
 
 /// The outputs of one input.
 pub(crate) struct Outputs {
@@ -15,7 +16,7 @@ pub(crate) struct Outputs {
     /// Index of `tessera.dead-letters` among the processor's outputs.
     dead_letters: usize,
     at: Position,
-    list: Vec<Output>,
+    list: Vec<Emitted>,
 }
 
 impl Outputs {
@@ -35,17 +36,17 @@ impl Outputs {
     }
 
     /// The records to produce.
-    pub(crate) fn into_list(self) -> Vec<Output> {
+    pub(crate) fn into_list(self) -> Vec<Emitted> {
         self.list
     }
 
     /// Adds the event `build` makes from the next event id.
     pub(crate) fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
         let event = build(derived_id(self.processor, &self.at, self.list.len()));
-        self.list.push(Output {
+        self.list.push(Emitted {
             topic,
             key: key.to_string(),
-            value: encoded(&event),
+            value: Emission::Event(Box::new(event)),
         });
     }
 

@@ -1,6 +1,6 @@
 use tessera_contract::{
     Custody, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
-    decode, encode, examples,
+    encode, examples,
 };
 
 use tessera_contract::sealing::PrivateKey;
@@ -104,7 +104,7 @@ impl Default for Fixture {
 impl Fixture {
     /// Feeds `value` under offer `o`, signed by its honest writer: offers and provider halves by
     /// provider A, verdicts by the timekeeper.
-    fn feed(&mut self, value: Received) -> Vec<Output> {
+    fn feed(&mut self, value: Received) -> Vec<Emitted> {
         let writer = match value {
             Received::Offer(_) | Received::Share(_) => signer_of("A"),
             _ => signer_of("timekeeper"),
@@ -112,7 +112,7 @@ impl Fixture {
         self.feed_as(value, &writer)
     }
 
-    fn feed_as(&mut self, value: Received, signer: &SigningKey) -> Vec<Output> {
+    fn feed_as(&mut self, value: Received, signer: &SigningKey) -> Vec<Emitted> {
         let (topic, event): (usize, Option<Event>) = match &value {
             Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
             Received::Share(share) => (COSIGNS_INPUT, Some(share.clone().into())),
@@ -147,8 +147,8 @@ impl Fixture {
 }
 
 /// An output in a few words: `delivered <credential> to <key>` or `dead letter: <reason>`.
-fn summary(output: &Output) -> String {
-    match decode(&output.value).expect("outputs decode") {
+fn summary(output: &Emitted) -> String {
+    match output.event().cloned().expect("the core emits events") {
         Event::CredentialDelivered(e) => {
             assert_eq!(output.topic, DELIVERIES_OUTPUT);
             format!("delivered {} to {}", e.credential_id, output.key)
@@ -161,15 +161,15 @@ fn summary(output: &Output) -> String {
     }
 }
 
-fn delivered(output: &Output) -> CredentialDelivered {
-    match decode(&output.value).unwrap() {
+fn delivered(output: &Emitted) -> CredentialDelivered {
+    match output.event().cloned().unwrap() {
         Event::CredentialDelivered(e) => e,
         other => panic!("expected a delivery, got {other:?}"),
     }
 }
 
-fn dead_letter(output: &Output) -> DeadLetter {
-    match decode(&output.value).unwrap() {
+fn dead_letter(output: &Emitted) -> DeadLetter {
+    match output.event().cloned().unwrap() {
         Event::DeadLetter(e) => e,
         other => panic!("expected a dead letter, got {other:?}"),
     }

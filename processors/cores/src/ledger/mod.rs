@@ -17,7 +17,7 @@ use tessera_contract::topics::{self, Topic};
 use tessera_contract::{Event, Link, RewardCredited, RewardDue};
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
 use crate::registry::{Processor, Shape};
 
@@ -88,7 +88,7 @@ impl Core for Ledger {
         Ok(due)
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Emitted> {
         let mut out = Outputs::new(BALANCES_SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             let input = (topics::LEDGER_CREDITS, value.provider_id.as_str(), &signed);

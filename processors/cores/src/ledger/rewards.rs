@@ -28,7 +28,7 @@ use tessera_contract::{
 };
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
 use crate::registry::Shape;
 
@@ -193,7 +193,7 @@ impl Core for Rewards {
         Ok(received)
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {

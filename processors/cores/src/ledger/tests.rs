@@ -2,7 +2,7 @@ use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::{Signed, SigningKey};
 use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
-    OfferTerms, Reward, decode, encode, examples,
+    OfferTerms, Reward, encode, examples,
 };
 
 use super::rewards::{self, CREDITS_OUTPUT, DECISIONS_INPUT, OFFERS_INPUT, OUTCOMES_INPUT};
@@ -77,7 +77,7 @@ fn declined(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Receive
 }
 
 /// Rewards fed by hand, everything keyed by offer `o` and signed by its honest writer.
-fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
+fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Emitted> {
     let writer = match &value {
         rewards::Received::Offer(offer) => signer_of(&offer.provider_id),
         rewards::Received::Outcome(outcome) => signer_of(outcome.subscriber_id()),
@@ -87,7 +87,7 @@ fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
 }
 
 /// Rewards fed `value` under offer `o`, signed by `signer`.
-fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Output> {
+fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Emitted> {
     let (topic, event): (usize, Option<Event>) = match &value {
         rewards::Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
         rewards::Received::Release(release) => (DECISIONS_INPUT, Some((**release).clone().into())),
@@ -122,8 +122,8 @@ fn credit_as(f: &mut Feeder<Ledger>, due: RewardDue, signer: &SigningKey) -> Vec
 }
 
 /// An output in a few words.
-fn summary(output: &Output) -> String {
-    match decode(&output.value).expect("outputs decode") {
+fn summary(output: &Emitted) -> String {
+    match output.event().cloned().expect("the core emits events") {
         Event::RewardDue(e) => format!(
             "due {} {} to {} for {}",
             e.amount, e.currency, output.key, e.credential_id
@@ -166,7 +166,7 @@ fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].topic, CREDITS_OUTPUT);
     assert_eq!(outputs[0].key, "A", "re-keyed by provider id");
-    let Event::RewardDue(reward) = decode(&outputs[0].value).unwrap() else {
+    let Event::RewardDue(reward) = outputs[0].event().cloned().unwrap() else {
         panic!("expected a reward")
     };
     assert_eq!(

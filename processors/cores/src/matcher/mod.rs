@@ -42,7 +42,7 @@ use tessera_contract::{
 };
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output, Position, derived_id};
+use crate::core::{Core, Emission, Emitted, Input, Position, derived_id};
 use crate::outputs::Outputs;
 use crate::registry::{Processor, Shape};
 use predicate::OfferFacts;
@@ -155,7 +155,7 @@ impl Matcher {
         mut out: Outputs,
         offer: OfferPublished,
         signed: &Signed,
-    ) -> Vec<Output> {
+    ) -> Vec<Emitted> {
         let at = out.at();
         // A forged offer marks nothing, so it cannot take an id before its provider publishes
         // (the timekeeper keeps nothing of it either).
@@ -183,7 +183,8 @@ impl Matcher {
         }
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
         // One request, readdressed to each subscriber in turn: the recommendation and the terms
-        // are encoded from the same value every time rather than cloned per subscriber.
+        // are encoded from the same value every time rather than cloned per subscriber. So the
+        // matcher emits its requests encoded, which it may because a request carries no link.
         let offer_id = offer.offer_id;
         let mut event = Event::InteractionRequested(InteractionRequested {
             event_id: String::new(),
@@ -218,11 +219,13 @@ impl Matcher {
                 request.subscriber_signing_key = pin.map(|p| p.signing_key).unwrap_or_default();
                 request.subscriber_id = subscriber_id;
             }
-            outputs.push(Output {
+            outputs.push(Emitted {
                 topic: REQUESTS_OUTPUT,
                 key: offer_id.clone(),
-                value: tessera_contract::encode(&event)
-                    .expect("an InteractionRequested built from decoded events encodes"),
+                value: Emission::Bytes(
+                    tessera_contract::encode(&event)
+                        .expect("an InteractionRequested built from decoded events encodes"),
+                ),
             });
         }
         outputs
@@ -297,7 +300,7 @@ impl Core for Matcher {
         }
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<MatcherRecord>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<MatcherRecord>) -> Vec<Emitted> {
         let Input::Record {
             at, value, signed, ..
         } = input

@@ -86,7 +86,7 @@ use tessera_contract::{
 use tessera_state::{State, Table};
 
 use self::secrets::Secrets;
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, misplaced, pair};
 use crate::registry::{Processor, Shape};
 use crate::timers::Timers;
@@ -365,7 +365,7 @@ impl Core for Timekeeper {
             .min()
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         let sealer = &mut self.sealer;
         close_ended(state, sealer, &mut out);

@@ -11,7 +11,7 @@ use tessera_contract::{
 use tessera_state::MemoryState;
 
 use super::*;
-use crate::core::{Position, derived_id};
+use crate::core::{Emission, Position, derived_id};
 use crate::merge::Merge;
 use crate::replay::{self, Produced, RawRecord};
 
@@ -183,13 +183,13 @@ impl Fixture {
     }
 
     /// Applies `value` at `at`, signed by its honest author.
-    fn feed_at(&mut self, at: Position, value: Received) -> Vec<Output> {
+    fn feed_at(&mut self, at: Position, value: Received) -> Vec<Emitted> {
         let signer = author(&value);
         self.feed_signed(at, value, &signer)
     }
 
     /// Applies `value` at `at`, signed by `signer`.
-    fn feed_signed(&mut self, at: Position, value: Received, signer: &SigningKey) -> Vec<Output> {
+    fn feed_signed(&mut self, at: Position, value: Received, signer: &SigningKey) -> Vec<Emitted> {
         let key = value.offer_id().to_string();
         let bytes = encode(&event_of(&value)).unwrap();
         let signed = signer.signed(INPUTS[at.topic].name, key.as_bytes(), &bytes);
@@ -203,7 +203,7 @@ impl Fixture {
     }
 
     /// Applies `value` as the next record of its input, stamped `stamp`, signed by `signer`.
-    fn feed_as(&mut self, stamp: i64, value: Received, signer: &SigningKey) -> Vec<Output> {
+    fn feed_as(&mut self, stamp: i64, value: Received, signer: &SigningKey) -> Vec<Emitted> {
         let topic = match value {
             Received::Offer(_) | Received::Withdrawal(_) => OFFERS_INPUT,
             Received::Invitation(_) => REQUESTS_INPUT,
@@ -213,7 +213,7 @@ impl Fixture {
         self.feed_signed(at, value, signer)
     }
 
-    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Output> {
+    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Emitted> {
         let signer = author(&value);
         self.feed_as(stamp, value, &signer)
     }
@@ -248,10 +248,10 @@ impl Fixture {
     }
 }
 
-fn events(outputs: &[Output]) -> Vec<Event> {
+fn events(outputs: &[Emitted]) -> Vec<Event> {
     outputs
         .iter()
-        .map(|o| decode(&o.value).expect("outputs decode"))
+        .map(|o| o.event().cloned().expect("the core emits events"))
         .collect()
 }
 
@@ -635,7 +635,7 @@ fn withdrawals_that_cannot_take_effect_are_dead_letters() {
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].topic, DEAD_LETTERS_OUTPUT);
         assert_eq!(outputs[0].key, "tessera.offers");
-        let Event::DeadLetter(letter) = decode(&outputs[0].value).unwrap() else {
+        let Event::DeadLetter(letter) = outputs[0].event().cloned().unwrap() else {
             panic!("expected a dead letter");
         };
         assert_eq!(letter.reason, reason);
@@ -1196,7 +1196,7 @@ fn a_cosigned_release_carries_the_platform_half_only() {
 
 /// The inputs of a small day: an offer whose halves do not open, and a deadline offer with two
 /// responders in time, one late and one stranger.
-fn a_day(tk: &mut Fixture) -> Vec<Output> {
+fn a_day(tk: &mut Fixture) -> Vec<Emitted> {
     let mut sealed_elsewhere = offer("bad", deadline(T));
     sealed_elsewhere.credential = offer("elsewhere", deadline(T)).credential;
     let sealed_elsewhere = identity::with_package_signed(sealed_elsewhere, &signer_of("A"));
@@ -1216,19 +1216,16 @@ fn a_day(tk: &mut Fixture) -> Vec<Output> {
 }
 
 /// What an auditor without the key learns from `outputs`, each signed by `signer`.
-fn logged(outputs: &[Output], signer: &SigningKey) -> LoggedHalves {
+fn logged(outputs: &[Emitted], signer: &SigningKey) -> LoggedHalves {
     let mut logged = LoggedHalves::new(SigningKey::derive(&timekeeper_key()).verifying_key());
     for output in outputs {
+        let value = encode(output.event().expect("the timekeeper emits events")).unwrap();
         let signature = signer.sign_record(
             topics::DECISIONS.name,
             Some(output.key.as_bytes()),
-            Some(&output.value),
+            Some(&value),
         );
-        logged.learn(
-            Some(output.key.as_bytes()),
-            Some(&output.value),
-            Some(&signature),
-        );
+        logged.learn(Some(output.key.as_bytes()), Some(&value), Some(&signature));
     }
     logged
 }
@@ -1294,9 +1291,10 @@ fn without_the_key_only_what_the_timekeeper_signed_is_taken() {
 fn without_the_key_a_release_of_the_wrong_shape_is_not_taken() {
     let mut written = a_day(&mut Fixture::default());
     for output in &mut written {
-        if let Ok(Event::CredentialReleased(mut release)) = decode(&output.value) {
+        if let Emission::Event(event) = &mut output.value
+            && let Event::CredentialReleased(release) = event.as_mut()
+        {
             release.platform_half.ciphertext.pop();
-            output.value = encode(&release.into()).unwrap();
         }
     }
     let timekeeper = SigningKey::derive(&timekeeper_key());
