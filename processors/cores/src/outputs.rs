@@ -9,6 +9,7 @@ use tessera_contract::topics::Topic;
 use tessera_contract::{DeadLetter, Event, LogPosition, Quote, encode};
 
 use crate::core::{Emission, Emitted, Position, derived_id};
+use crate::registry::Inputs;
 
 /// The outputs of one input.
 pub(crate) struct Outputs {
@@ -131,24 +132,25 @@ fn encoded(event: &Event) -> Vec<u8> {
     encode(event).expect("tessera events encode with their own schemas")
 }
 
-/// Decodes the value of a record of input `topic` among `inputs`: the input, and its event for
-/// the core to match against what belongs there (see [`misplaced`]).
-pub(crate) fn decode_on(
-    inputs: &[Topic],
+/// Decodes the value of a record of input `topic`: the input, and its event for the core to
+/// match against what belongs there (see [`misplaced`]).
+pub(crate) fn decode_on<I: Inputs>(
     topic: usize,
     value: Option<&[u8]>,
-) -> Result<(Topic, Event), String> {
-    let input = *inputs
-        .get(topic)
-        .ok_or_else(|| format!("there is no input {topic}"))?;
+) -> Result<(I, Event), String> {
+    let input = I::of(topic).ok_or_else(|| format!("there is no input {topic}"))?;
     let value = value.ok_or("the record has no value")?;
     let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
     Ok((input, event))
 }
 
 /// Why `event` cannot be a record of `input`.
-pub(crate) fn misplaced(event: &Event, input: Topic) -> String {
-    format!("{} does not belong on {}", event.kind().name(), input.name)
+pub(crate) fn misplaced(event: &Event, input: impl Inputs) -> String {
+    format!(
+        "{} does not belong on {}",
+        event.kind().name(),
+        input.topic().name
+    )
 }
 
 /// Checks that a record's key is the id its event is keyed by, as the producers' contract says:

@@ -5,7 +5,7 @@ use tessera_contract::{
     OfferTerms, Reward, encode, examples,
 };
 
-use super::rewards::{self, CREDITS_OUTPUT, DECISIONS_INPUT, OFFERS_INPUT, OUTCOMES_INPUT};
+use super::rewards::{self, CREDITS_OUTPUT, InputTopic};
 use super::*;
 use crate::testing::{self, Feeder, T, sealed};
 
@@ -88,17 +88,21 @@ fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Emitted> {
 
 /// Rewards fed `value` under offer `o`, signed by `signer`.
 fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Emitted> {
-    let (topic, event): (usize, Option<Event>) = match &value {
-        rewards::Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
-        rewards::Received::Release(release) => (DECISIONS_INPUT, Some((**release).clone().into())),
-        rewards::Received::Outcome(outcome) => (OUTCOMES_INPUT, Some(outcome.clone().into_event())),
-        rewards::Received::Passed => (DECISIONS_INPUT, None),
+    let (topic, event): (InputTopic, Option<Event>) = match &value {
+        rewards::Received::Offer(offer) => (InputTopic::Offers, Some((**offer).clone().into())),
+        rewards::Received::Release(release) => {
+            (InputTopic::Decisions, Some((**release).clone().into()))
+        }
+        rewards::Received::Outcome(outcome) => {
+            (InputTopic::Outcomes, Some(outcome.clone().into_event()))
+        }
+        rewards::Received::Passed => (InputTopic::Decisions, None),
     };
     let signed = match event {
-        Some(event) => signer.signed(&rewards().inputs()[topic], b"o", &encode(&event).unwrap()),
+        Some(event) => signer.signed(topic.topic().name, b"o", &encode(&event).unwrap()),
         None => Signed::of(Some(b"o"), None, None),
     };
-    f.feed_signed(topic, "o", value, signed)
+    f.feed_signed(topic as usize, "o", value, signed)
 }
 
 fn says(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<String> {
@@ -317,11 +321,11 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     )
     .unwrap();
     assert_eq!(
-        core.decode(DECISIONS_INPUT, Some(b"o"), Some(&closed)),
+        core.decode(InputTopic::Decisions as usize, Some(b"o"), Some(&closed)),
         Ok(rewards::Received::Passed)
     );
     assert_eq!(
-        core.decode(OUTCOMES_INPUT, Some(b"o"), Some(&closed)),
+        core.decode(InputTopic::Outcomes as usize, Some(b"o"), Some(&closed)),
         Err("OfferClosed does not belong on tessera.outcomes".into())
     );
     let rewards::Received::Outcome(rewards::Outcome::Accepted(acceptance)) =
@@ -331,11 +335,15 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     };
     let acceptance = encode(&acceptance.into()).unwrap();
     assert_eq!(
-        core.decode(OUTCOMES_INPUT, Some(b"B1"), Some(&acceptance)),
+        core.decode(
+            InputTopic::Outcomes as usize,
+            Some(b"B1"),
+            Some(&acceptance)
+        ),
         Err("the record key \"B1\" is not the event's offer id \"o\"".into())
     );
     assert_eq!(
-        core.decode(OUTCOMES_INPUT, Some(b"o"), Some(&acceptance)),
+        core.decode(InputTopic::Outcomes as usize, Some(b"o"), Some(&acceptance)),
         Ok(accepted("c-B1", "B1", 1))
     );
 }
