@@ -99,8 +99,8 @@ pub enum Emission {
     /// ([`tessera_contract::links::is_linked`]), and encodes it once.
     Event(Box<Event>),
     /// Bytes written as they are: a value that is no tessera event (the counter's text), or an
-    /// event the core had to encode itself. The step links nothing in them, so they never hold a
-    /// linked event.
+    /// event the core chose to encode itself (the matcher's requests, one value readdressed to
+    /// each subscriber). The step links nothing in them, so a linked event never comes as bytes.
     Bytes(Vec<u8>),
 }
 
