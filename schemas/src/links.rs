@@ -12,8 +12,9 @@
 //! new chain: the chain's head lives in the task's state and in the parties' receipts, and an
 //! auditor replaying the inputs derives every digest itself.
 //!
-//! The runtime's step (`tessera_cores::replay::step`) fills the links: a core builds these
-//! events with [`Link::default`], and the step chains them in the order it produces them.
+//! The runtime's step (`tessera_cores::replay::step`) fills the links: a core emits these events
+//! unencoded with [`Link::default`], and the step chains them in the order it produces them, then
+//! encodes each once.
 
 use sha2::{Digest, Sha256};
 

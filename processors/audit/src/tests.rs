@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use tessera_contract::{DeadLetter, Event, OfferWithdrawn, Quote, decode, encode};
-use tessera_cores::core::{Core, Input, Output, derived_id};
+use tessera_cores::core::{Core, Emission, Emitted, Input, derived_id};
 use tessera_cores::layout::Topics;
 use tessera_cores::replay::{Produced, RawRecord};
 use tessera_state::State;
@@ -22,18 +22,23 @@ const NAME: &str = "relay";
 /// relayed once to every key the task has seen on `in`, as the matcher invites its subscribers.
 struct Relay;
 
-fn relayed(event_id: String, key: &str, text: &str) -> Output {
-    let event = OfferWithdrawn {
+fn relayed(event_id: String, key: &str, text: &str) -> Emitted {
+    Emitted {
+        topic: 0,
+        key: key.to_string(),
+        value: Emission::Event(Box::new(relay_of(event_id, key, text))),
+    }
+}
+
+/// The event relaying `text` to `key`.
+fn relay_of(event_id: String, key: &str, text: &str) -> Event {
+    OfferWithdrawn {
         event_id,
         offer_id: key.to_string(),
         provider_id: NAME.to_string(),
         reason: Some(text.to_string()),
-    };
-    Output {
-        topic: 0,
-        key: key.to_string(),
-        value: encode(&event.into()).unwrap(),
     }
+    .into()
 }
 
 impl Core for Relay {
@@ -73,7 +78,7 @@ impl Core for Relay {
         ))
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<Self::Record>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<Self::Record>) -> Vec<Emitted> {
         let Input::Record {
             at,
             value: (key, text),
@@ -270,12 +275,12 @@ const ALL_CONSUMED: [i64; 2] = [4, 3];
 
 /// Appends to `log` a relay record that another producer wrote: an id no input derives.
 fn forge(log: &mut Vec<Logged>) {
-    let forged = relayed(uuid::Uuid::new_v4().to_string(), "k1", "forged");
+    let forged = relay_of(uuid::Uuid::new_v4().to_string(), "k1", "forged");
     log.push(Logged {
         topic: 0,
         partition: 0,
-        key: Some(forged.key.into_bytes()),
-        value: forged.value,
+        key: Some(b"k1".to_vec()),
+        value: encode(&forged).unwrap(),
     });
 }
 

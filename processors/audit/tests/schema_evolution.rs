@@ -14,9 +14,10 @@
 //! What is shown: every record decodes (the offers as v3 records), the timekeeper's core replays
 //! the log without a dead letter and releases, rejects and closes as the rules say, a task whose
 //! state is restored from its changelog half-way goes on to the same outputs, and the auditor's
-//! replay and comparison find the log clean. What is not: the outputs on the log are the ones the
-//! current timekeeper writes (its output events have not changed since v3 of the offer), not ones
-//! an older timekeeper wrote.
+//! replay and comparison find the log clean, and the verdicts are byte for byte the ones pinned
+//! (by digest) when the step took over encoding the cores' events. What is not: the outputs on the
+//! log are the ones the current timekeeper writes (its output events have not changed since v3 of
+//! the offer), not ones an older timekeeper wrote.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use tessera_contract::topics::{OFFERS, REQUESTS, RESPONSES, Topic};
 use tessera_contract::{
     Custody, Deadline, Event, EventKind, InteractionRequested, LogPosition, OfferPublished,
     OfferTerms, OfferWithdrawn, Recommendation, ResponseSubmitted, Tick, TimeRule, codec, decode,
-    encode, identity,
+    encode, identity, links,
 };
 use tessera_cores::Core;
 use tessera_cores::core::Output;
@@ -365,6 +366,30 @@ fn the_log_replays_without_a_dead_letter() {
             .any(|e| matches!(e, Event::OfferClosed(c) if c.offer_id == "o1")),
         "{events:#?}"
     );
+}
+
+/// The [`links::record_digest`] of each output of [`replayed`], as the timekeeper wrote them while
+/// its core still encoded its verdicts and the step decoded, linked and encoded them again: how
+/// the step comes to the bytes may change, the bytes (event ids, links, digests) may not. A log written anew needs them pinned anew.
+const PINNED_OUTPUTS: [&str; 4] = [
+    "2c3ac1e449195e3b79c80ecbded251586b775ebe661d36e696cc6f152d8bfc64",
+    "c151560b297766a0cbc362f503509cff348cf448bf999f524f52a8f1a436690f",
+    "850a979acefbf1e4213f3ff8624ac4c5a2a1699dbedeacbb018c4ee2c5501da9",
+    "f10c87febf619b7e1a3c5bc7a6b73ca2f3d7d79bcd6471a5971572aa07e07bb2",
+];
+
+#[test]
+fn the_verdicts_are_the_bytes_pinned() {
+    let digests: Vec<String> = replayed(&log())
+        .iter()
+        .map(|o| {
+            hex(&links::record_digest(
+                Some(o.key.as_bytes()),
+                Some(&o.value),
+            ))
+        })
+        .collect();
+    assert_eq!(digests, PINNED_OUTPUTS);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! records to produce. Because that is all it can do, the runtime can put it inside Kafka
 //! transactions, an auditor can replay it, and a property test can run it a million times.
 
+use tessera_contract::Event;
 use tessera_contract::signing::Signed;
 use tessera_state::State;
 
@@ -69,7 +70,7 @@ impl<R> Input<R> {
     }
 }
 
-/// A record to produce.
+/// A record to produce, as written: what [`crate::replay::step`] makes of an [`Emitted`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Output {
     /// Index of the topic in [`Core::outputs`].
@@ -78,6 +79,39 @@ pub struct Output {
     pub key: String,
     /// The encoded value.
     pub value: Vec<u8>,
+}
+
+/// A record a core decided to produce, before the step links and encodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// Index of the topic in [`Core::outputs`].
+    pub topic: usize,
+    /// The record key.
+    pub key: String,
+    /// What the record holds.
+    pub value: Emission,
+}
+
+/// The value of an [`Emitted`] record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Emission {
+    /// A tessera event: the step fills its link if its kind carries one
+    /// ([`tessera_contract::links::is_linked`]), and encodes it once.
+    Event(Box<Event>),
+    /// Bytes written as they are: a value that is no tessera event (the counter's text), or an
+    /// event the core chose to encode itself (the matcher's requests, one value readdressed to
+    /// each subscriber). The step links nothing in them, so a linked event never comes as bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Emitted {
+    /// The event the record holds, if it holds one unencoded.
+    pub fn event(&self) -> Option<&Event> {
+        match &self.value {
+            Emission::Event(event) => Some(event),
+            Emission::Bytes(_) => None,
+        }
+    }
 }
 
 /// An event id derived from where the input sat and the output's place among its outputs, so a
@@ -131,6 +165,7 @@ pub trait Core {
         None
     }
 
-    /// Folds one input into the state and says what to produce.
-    fn apply(&mut self, state: &mut dyn State, input: Input<Self::Record>) -> Vec<Output>;
+    /// Folds one input into the state and says what to produce, in order: the step chains the
+    /// linked events in that order.
+    fn apply(&mut self, state: &mut dyn State, input: Input<Self::Record>) -> Vec<Emitted>;
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emission, Emitted, Input};
 use crate::timers::Timers;
 
 /// Per key: how many records so far, and when the last one came.
@@ -46,7 +46,7 @@ impl Counter {
         }
     }
 
-    fn expire_until(&self, state: &mut dyn State, now: i64, outputs: &mut Vec<Output>) {
+    fn expire_until(&self, state: &mut dyn State, now: i64, outputs: &mut Vec<Emitted>) {
         while let Some((_, key)) = EXPIRIES.pop_due(state, now) {
             let Some(count) = COUNTS.get(state, &key) else {
                 continue;
@@ -58,10 +58,10 @@ impl Counter {
                 continue;
             }
             COUNTS.delete(state, &key);
-            outputs.push(Output {
+            outputs.push(Emitted {
                 topic: 0,
                 key: key.clone(),
-                value: format!("{key} expired after {}", count.seen).into_bytes(),
+                value: Emission::Bytes(format!("{key} expired after {}", count.seen).into_bytes()),
             });
         }
     }
@@ -96,7 +96,7 @@ impl Core for Counter {
         EXPIRIES.next_due(state)
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<()>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<()>) -> Vec<Emitted> {
         let now = input.at().effective;
         let mut outputs = Vec::new();
         self.expire_until(state, now, &mut outputs);
@@ -114,10 +114,10 @@ impl Core for Counter {
             count.seen += 1;
             count.last_seen = now;
             COUNTS.put(state, &key, &count);
-            outputs.push(Output {
+            outputs.push(Emitted {
                 topic: 0,
                 key: key.clone(),
-                value: format!("{key}={}", count.seen).into_bytes(),
+                value: Emission::Bytes(format!("{key}={}", count.seen).into_bytes()),
             });
         }
         outputs
@@ -141,10 +141,13 @@ mod tests {
         }
     }
 
-    fn values(outputs: Vec<Output>) -> Vec<String> {
+    fn values(outputs: Vec<Emitted>) -> Vec<String> {
         outputs
             .into_iter()
-            .map(|o| String::from_utf8(o.value).unwrap())
+            .map(|o| match o.value {
+                Emission::Bytes(text) => String::from_utf8(text).unwrap(),
+                Emission::Event(event) => panic!("the counter writes text, not {event:?}"),
+            })
             .collect()
     }
 

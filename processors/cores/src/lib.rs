@@ -27,4 +27,4 @@ mod testing;
 pub mod timekeeper;
 pub mod timers;
 
-pub use crate::core::{Core, Input, Output, Position};
+pub use crate::core::{Core, Emission, Emitted, Input, Output, Position};

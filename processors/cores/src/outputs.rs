@@ -1,5 +1,6 @@
 //! What a core's [`crate::Core::apply`] returns, built up as it decides: events numbered in order
-//! for their derived ids, and dead letters for input that cannot take effect. Shared by the cores
+//! for their derived ids, and dead letters for input that cannot take effect. The events stay
+//! unencoded, for the step to link and encode once. Shared by the cores
 //! so that every processor numbers its events and writes its dead letters the same way, and a
 //! dead letter always carries where the record sat and the record itself.
 
@@ -7,7 +8,8 @@ use tessera_contract::signing::{Signed, VerifyingKey};
 use tessera_contract::topics::Topic;
 use tessera_contract::{DeadLetter, Event, LogPosition, Quote, encode};
 
-use crate::core::{Output, Position, derived_id};
+use crate::core::{Emission, Emitted, Position, derived_id};
+use crate::registry::Inputs;
 
 /// The outputs of one input.
 pub(crate) struct Outputs {
@@ -15,7 +17,7 @@ pub(crate) struct Outputs {
     /// Index of `tessera.dead-letters` among the processor's outputs.
     dead_letters: usize,
     at: Position,
-    list: Vec<Output>,
+    list: Vec<Emitted>,
 }
 
 impl Outputs {
@@ -35,17 +37,17 @@ impl Outputs {
     }
 
     /// The records to produce.
-    pub(crate) fn into_list(self) -> Vec<Output> {
+    pub(crate) fn into_list(self) -> Vec<Emitted> {
         self.list
     }
 
     /// Adds the event `build` makes from the next event id.
     pub(crate) fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
         let event = build(derived_id(self.processor, &self.at, self.list.len()));
-        self.list.push(Output {
+        self.list.push(Emitted {
             topic,
             key: key.to_string(),
-            value: encoded(&event),
+            value: Emission::Event(Box::new(event)),
         });
     }
 
@@ -130,24 +132,25 @@ fn encoded(event: &Event) -> Vec<u8> {
     encode(event).expect("tessera events encode with their own schemas")
 }
 
-/// Decodes the value of a record of input `topic` among `inputs`: the input, and its event for
-/// the core to match against what belongs there (see [`misplaced`]).
-pub(crate) fn decode_on(
-    inputs: &[Topic],
+/// Decodes the value of a record of input `topic`: the input, and its event for the core to
+/// match against what belongs there (see [`misplaced`]).
+pub(crate) fn decode_on<I: Inputs>(
     topic: usize,
     value: Option<&[u8]>,
-) -> Result<(Topic, Event), String> {
-    let input = *inputs
-        .get(topic)
-        .ok_or_else(|| format!("there is no input {topic}"))?;
+) -> Result<(I, Event), String> {
+    let input = I::of(topic).ok_or_else(|| format!("there is no input {topic}"))?;
     let value = value.ok_or("the record has no value")?;
     let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
     Ok((input, event))
 }
 
 /// Why `event` cannot be a record of `input`.
-pub(crate) fn misplaced(event: &Event, input: Topic) -> String {
-    format!("{} does not belong on {}", event.kind().name(), input.name)
+pub(crate) fn misplaced(event: &Event, input: impl Inputs) -> String {
+    format!(
+        "{} does not belong on {}",
+        event.kind().name(),
+        input.topic().name
+    )
 }
 
 /// Checks that a record's key is the id its event is keyed by, as the producers' contract says:

@@ -8,8 +8,10 @@
 //!
 //! # Adding a processor
 //!
-//! 1. A module under `processors/cores/src/` with the core (a [`Core`]), its `SHAPE`, its
-//!    `PROCESSOR`, and its unit tests beside it (`tests.rs`).
+//! 1. A module under `processors/cores/src/` with the core (a [`Core`]), its inputs in rank
+//!    order (an enum declared with `inputs!`, whose topics its `SHAPE` takes and whose variants
+//!    its decoder matches), its `SHAPE`, its `PROCESSOR`, and its unit tests beside it
+//!    (`tests.rs`).
 //! 2. One line in [`ALL`].
 //! 3. Its flags and start-up in `tessera run` (`src/run.rs`), its audit in `tessera audit`
 //!    (`src/audit.rs`) and its part in `tessera demo` (`src/demo.rs`): each dispatches on the name
@@ -75,6 +77,46 @@ impl Shape {
         self.outputs.iter().map(|t| t.name.to_string()).collect()
     }
 }
+
+/// A core's inputs, as the enum [`inputs!`] declares: its order is their rank order, so an index
+/// a [`crate::Position`] carries names one of them and [`Shape::inputs`] is their topics, and no
+/// core numbers its inputs by hand.
+pub(crate) trait Inputs: Copy + 'static {
+    /// Every input, in rank order.
+    const ALL: &'static [Self];
+    /// Their topics, in rank order: the core's [`Shape::inputs`].
+    const TOPICS: &'static [Topic];
+
+    /// The input at `index` in rank order.
+    fn of(index: usize) -> Option<Self> {
+        Self::ALL.get(index).copied()
+    }
+
+    /// The topic it reads.
+    fn topic(self) -> Topic;
+}
+
+/// Declares a core's inputs in rank order, each with the topic it reads, as an enum implementing
+/// [`Inputs`]; a variant's `as usize` is its index.
+macro_rules! inputs {
+    ($(#[$meta:meta])* enum $name:ident { $($variant:ident = $topic:expr),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($variant),+
+        }
+
+        impl $crate::registry::Inputs for $name {
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+            const TOPICS: &'static [tessera_contract::topics::Topic] = &[$($topic),+];
+
+            fn topic(self) -> tessera_contract::topics::Topic {
+                Self::TOPICS[self as usize]
+            }
+        }
+    };
+}
+pub(crate) use inputs;
 
 /// Implements [`Core::name`], [`Core::inputs`], [`Core::outputs`] and [`Core::broadcast_inputs`]
 /// inside an `impl Core` from the core's registered [`Shape`], so a core states its topics once.

@@ -4,10 +4,10 @@
 //! cannot disagree about what a record means.
 
 use tessera_contract::signing::Signed;
-use tessera_contract::{EventKind, LogPosition, codec, links};
+use tessera_contract::{Event, EventKind, LogPosition, codec, links};
 use tessera_state::State;
 
-use crate::core::{Core, Input, Output, Position};
+use crate::core::{Core, Emission, Emitted, Input, Output, Position};
 use crate::merge::{Entry, Merge};
 
 /// A record as read from Kafka, before the core decodes it.
@@ -66,11 +66,14 @@ pub fn is_tick(value: Option<&[u8]>) -> bool {
 /// (see [`tessera_contract::links`]). No core's table uses the `link/` prefix.
 pub const CHAIN_HEAD: &[u8] = b"link/head";
 
-/// Hands one merged record to the core, and chains the verdicts and ledger entries it produces.
+/// Hands one merged record to the core, chains the verdicts and ledger entries it emits, and
+/// encodes what it emits.
 ///
 /// The chain lives here rather than in the cores because it covers the input record's bytes,
 /// which only the step sees, and because the runtime and auditors must chain exactly alike. Its
 /// head is kept in the task's state, so it is restored, and committed, with everything else.
+/// Cores emit their events unencoded ([`Emission::Event`]) so that a linked one is filled in
+/// place and encoded once, here.
 pub fn step<C: Core>(
     core: &mut C,
     state: &mut dyn State,
@@ -81,8 +84,8 @@ pub fn step<C: Core>(
         return refused(core, state, at, record, reason);
     }
     if is_tick(record.value.as_deref()) {
-        let outputs = core.apply(state, Input::Tick { at });
-        return chained(core, state, at, &record, outputs);
+        let emitted = core.apply(state, Input::Tick { at });
+        return chained(core, state, at, &record, emitted);
     }
     match core.decode(at.topic, record.key.as_deref(), record.value.as_deref()) {
         Ok(value) => {
@@ -95,7 +98,7 @@ pub fn step<C: Core>(
                 record.value.as_deref(),
                 record.signature.as_deref(),
             );
-            let outputs = core.apply(
+            let emitted = core.apply(
                 state,
                 Input::Record {
                     at,
@@ -104,7 +107,7 @@ pub fn step<C: Core>(
                     signed,
                 },
             );
-            chained(core, state, at, &record, outputs)
+            chained(core, state, at, &record, emitted)
         }
         Err(reason) => refused(core, state, at, record, reason),
     }
@@ -119,8 +122,8 @@ fn refused<C: Core>(
     record: RawRecord,
     reason: String,
 ) -> Vec<Produced> {
-    let outputs = core.apply(state, Input::Tick { at });
-    let mut produced = chained(core, state, at, &record, outputs);
+    let emitted = core.apply(state, Input::Tick { at });
+    let mut produced = chained(core, state, at, &record, emitted);
     // Every task reads every partition of a broadcast input: only the task of the record's own
     // partition number writes its letter, so a bad record gets one.
     if at.on_own_partition() {
@@ -129,41 +132,53 @@ fn refused<C: Core>(
     produced
 }
 
-/// The core's outputs for the input `record` at `at`, each linked one chained after the task's
-/// previous one.
+/// The records the core emitted for the input `record` at `at`, encoded, each linked event
+/// chained after the task's previous one.
 fn chained<C: Core>(
     core: &C,
     state: &mut dyn State,
     at: Position,
     record: &RawRecord,
-    outputs: Vec<Output>,
+    emitted: Vec<Emitted>,
 ) -> Vec<Produced> {
     let mut input = None;
-    outputs
+    emitted
         .into_iter()
-        .map(|mut output| {
-            if codec::peek_kind(&output.value).is_ok_and(links::is_linked) {
-                let input = *input.get_or_insert_with(|| {
-                    links::record_digest(record.key.as_deref(), record.value.as_deref())
-                });
-                link(core, state, at, input, &mut output);
-            }
-            Produced::Output(output)
+        .map(|Emitted { topic, key, value }| {
+            let value = match value {
+                Emission::Event(mut event) => {
+                    if links::is_linked(event.kind()) {
+                        let input = *input.get_or_insert_with(|| {
+                            links::record_digest(record.key.as_deref(), record.value.as_deref())
+                        });
+                        link(core, state, at, input, &mut event);
+                    }
+                    // A core's events encode with the schemas they were built from; the contract
+                    // tests compare every event type with its schema file, so no input can make
+                    // this fail.
+                    codec::encode(&event).expect("a core's own event encodes")
+                }
+                Emission::Bytes(bytes) => {
+                    debug_assert!(
+                        !codec::peek_kind(&bytes).is_ok_and(links::is_linked),
+                        "a linked event is emitted as an event, for the step to link"
+                    );
+                    bytes
+                }
+            };
+            Produced::Output(Output { topic, key, value })
         })
         .collect()
 }
 
-/// Fills the link of `output`, a linked event the core just encoded, and moves the chain head.
+/// Fills the link of `event`, a linked event the core just emitted, and moves the chain head.
 fn link<C: Core>(
     core: &C,
     state: &mut dyn State,
     at: Position,
     input: [u8; 32],
-    output: &mut Output,
+    event: &mut Event,
 ) {
-    // A core's own output decodes and encodes with the schemas it was built from; the contract
-    // tests compare every event type with its schema file, so no input can make this fail.
-    let mut event = codec::decode(&output.value).expect("a core's own output decodes");
     let previous = state.get(CHAIN_HEAD).unwrap_or_default();
     let source = LogPosition {
         topic: core.inputs().get(at.topic).cloned().unwrap_or_default(),
@@ -172,9 +187,8 @@ fn link<C: Core>(
         stamp: at.stamp,
     };
     if let Some(digest) =
-        links::chain(&mut event, &previous, source, input).expect("a core's own output encodes")
+        links::chain(event, &previous, source, input).expect("a core's own event encodes")
     {
-        output.value = codec::encode(&event).expect("a core's own output encodes");
         state.put(CHAIN_HEAD, &digest);
     }
 }

@@ -6,7 +6,7 @@ use tessera_contract::signing::Signed;
 use tessera_contract::{Deadline, LogPosition, OfferTerms, SealedBox, TimeRule};
 use tessera_state::MemoryState;
 
-use crate::core::{Core, Input, Output, Position};
+use crate::core::{Core, Emitted, Input, Position};
 
 /// 2025-11-25T09:00:00.000Z: a stamp that reads well in details.
 pub(crate) const T: i64 = 1_764_061_200_000;
@@ -63,7 +63,7 @@ impl<C: Core> Feeder<C> {
         key: &str,
         value: C::Record,
         signed: Signed,
-    ) -> Vec<Output> {
+    ) -> Vec<Emitted> {
         let offset = self.offsets[topic];
         self.offsets[topic] += 1;
         self.stamp += 1;

@@ -208,7 +208,7 @@ impl tessera_cores::Core for BroadcastCounter {
         &mut self,
         state: &mut dyn tessera_state::State,
         input: tessera_cores::Input<()>,
-    ) -> Vec<tessera_cores::Output> {
+    ) -> Vec<tessera_cores::Emitted> {
         self.0.apply(state, input)
     }
 }

@@ -58,16 +58,19 @@ use tessera_contract::{
 };
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
-use crate::registry::{Processor, Shape};
+use crate::registry::{Inputs, Processor, Shape, inputs};
 
-/// The inputs in rank order: on equal stamps an offer's package is in before its releases, and
-/// a release before the cosigns that answer it.
-const INPUTS: [Topic; 3] = [topics::OFFERS, topics::DECISIONS, topics::COSIGNS];
-const OFFERS_INPUT: usize = 0;
-const DECISIONS_INPUT: usize = 1;
-const COSIGNS_INPUT: usize = 2;
+inputs! {
+    /// The inputs in rank order: on equal stamps an offer's package is in before its releases,
+    /// and a release before the cosigns that answer it.
+    enum InputTopic {
+        Offers = topics::OFFERS,
+        Decisions = topics::DECISIONS,
+        Cosigns = topics::COSIGNS,
+    }
+}
 
 const DELIVERIES_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
@@ -77,7 +80,7 @@ const OUTPUTS: [Topic; 2] = [topics::DELIVERIES, topics::DEAD_LETTERS];
 /// The delivery's declaration.
 pub const SHAPE: Shape = Shape {
     name: "delivery",
-    inputs: &INPUTS,
+    inputs: InputTopic::TOPICS,
     broadcast: &[],
     outputs: &OUTPUTS,
     state: "per offer: its package and status; released credentials; provider halves waiting \
@@ -223,21 +226,23 @@ impl Core for Delivery {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Received, String> {
-        let (input, event) = decode_on(&INPUTS, topic, value)?;
-        let (offer_id, received) = match (topic, event) {
-            (OFFERS_INPUT, Event::OfferPublished(e)) => {
+        let (input, event) = decode_on(topic, value)?;
+        let (offer_id, received) = match (input, event) {
+            (InputTopic::Offers, Event::OfferPublished(e)) => {
                 (e.offer_id.clone(), Received::Offer(Box::new(e)))
             }
-            (OFFERS_INPUT, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
-            (DECISIONS_INPUT, Event::CredentialReleased(e)) => {
+            (InputTopic::Offers, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
+            (InputTopic::Decisions, Event::CredentialReleased(e)) => {
                 (e.offer_id.clone(), Received::Release(Box::new(e)))
             }
-            (DECISIONS_INPUT, Event::OfferRejected(e)) => {
+            (InputTopic::Decisions, Event::OfferRejected(e)) => {
                 (e.offer_id.clone(), Received::Rejected(e))
             }
-            (DECISIONS_INPUT, Event::OfferClosed(e)) => (e.offer_id.clone(), Received::Closed(e)),
-            (DECISIONS_INPUT, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
-            (COSIGNS_INPUT, Event::ProviderShareReleased(e)) => {
+            (InputTopic::Decisions, Event::OfferClosed(e)) => {
+                (e.offer_id.clone(), Received::Closed(e))
+            }
+            (InputTopic::Decisions, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
+            (InputTopic::Cosigns, Event::ProviderShareReleased(e)) => {
                 (e.offer_id.clone(), Received::Share(e))
             }
             (_, other) => return Err(misplaced(&other, input)),
@@ -246,7 +251,7 @@ impl Core for Delivery {
         Ok(received)
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {

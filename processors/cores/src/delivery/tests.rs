@@ -1,6 +1,6 @@
 use tessera_contract::{
     Custody, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
-    decode, encode, examples,
+    encode, examples,
 };
 
 use tessera_contract::sealing::PrivateKey;
@@ -104,7 +104,7 @@ impl Default for Fixture {
 impl Fixture {
     /// Feeds `value` under offer `o`, signed by its honest writer: offers and provider halves by
     /// provider A, verdicts by the timekeeper.
-    fn feed(&mut self, value: Received) -> Vec<Output> {
+    fn feed(&mut self, value: Received) -> Vec<Emitted> {
         let writer = match value {
             Received::Offer(_) | Received::Share(_) => signer_of("A"),
             _ => signer_of("timekeeper"),
@@ -112,20 +112,20 @@ impl Fixture {
         self.feed_as(value, &writer)
     }
 
-    fn feed_as(&mut self, value: Received, signer: &SigningKey) -> Vec<Output> {
-        let (topic, event): (usize, Option<Event>) = match &value {
-            Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
-            Received::Share(share) => (COSIGNS_INPUT, Some(share.clone().into())),
-            Received::Release(release) => (DECISIONS_INPUT, Some((**release).clone().into())),
-            Received::Rejected(rejected) => (DECISIONS_INPUT, Some(rejected.clone().into())),
-            Received::Closed(closed) => (DECISIONS_INPUT, Some(closed.clone().into())),
-            Received::Passed => (DECISIONS_INPUT, None),
+    fn feed_as(&mut self, value: Received, signer: &SigningKey) -> Vec<Emitted> {
+        let (topic, event): (InputTopic, Option<Event>) = match &value {
+            Received::Offer(offer) => (InputTopic::Offers, Some((**offer).clone().into())),
+            Received::Share(share) => (InputTopic::Cosigns, Some(share.clone().into())),
+            Received::Release(release) => (InputTopic::Decisions, Some((**release).clone().into())),
+            Received::Rejected(rejected) => (InputTopic::Decisions, Some(rejected.clone().into())),
+            Received::Closed(closed) => (InputTopic::Decisions, Some(closed.clone().into())),
+            Received::Passed => (InputTopic::Decisions, None),
         };
         let signed = match event {
-            Some(event) => signer.signed(INPUTS[topic].name, b"o", &encode(&event).unwrap()),
+            Some(event) => signer.signed(topic.topic().name, b"o", &encode(&event).unwrap()),
             None => Signed::of(Some(b"o"), None, None),
         };
-        self.0.feed_signed(topic, "o", value, signed)
+        self.0.feed_signed(topic as usize, "o", value, signed)
     }
 
     /// What feeding `value` produced, in words.
@@ -147,8 +147,8 @@ impl Fixture {
 }
 
 /// An output in a few words: `delivered <credential> to <key>` or `dead letter: <reason>`.
-fn summary(output: &Output) -> String {
-    match decode(&output.value).expect("outputs decode") {
+fn summary(output: &Emitted) -> String {
+    match output.event().cloned().expect("the core emits events") {
         Event::CredentialDelivered(e) => {
             assert_eq!(output.topic, DELIVERIES_OUTPUT);
             format!("delivered {} to {}", e.credential_id, output.key)
@@ -161,15 +161,15 @@ fn summary(output: &Output) -> String {
     }
 }
 
-fn delivered(output: &Output) -> CredentialDelivered {
-    match decode(&output.value).unwrap() {
+fn delivered(output: &Emitted) -> CredentialDelivered {
+    match output.event().cloned().unwrap() {
         Event::CredentialDelivered(e) => e,
         other => panic!("expected a delivery, got {other:?}"),
     }
 }
 
-fn dead_letter(output: &Output) -> DeadLetter {
-    match decode(&output.value).unwrap() {
+fn dead_letter(output: &Emitted) -> DeadLetter {
+    match output.event().cloned().unwrap() {
         Event::DeadLetter(e) => e,
         other => panic!("expected a dead letter, got {other:?}"),
     }
@@ -473,7 +473,7 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
     let core = delivery();
     let decoded = core
         .decode(
-            OFFERS_INPUT,
+            InputTopic::Offers as usize,
             Some(b"o"),
             Some(&encode(&withdrawal.into()).unwrap()),
         )
@@ -481,7 +481,7 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
     assert_eq!(decoded, Received::Passed);
     let decoded = core
         .decode(
-            DECISIONS_INPUT,
+            InputTopic::Decisions as usize,
             Some(b"o"),
             Some(&encode(&rejection.into()).unwrap()),
         )
@@ -495,23 +495,23 @@ fn records_off_their_topic_or_key_are_refused_by_the_decoder() {
     let core = delivery();
     let cosign = encode(&share("c-B1", "B1", 1).into()).unwrap();
     assert_eq!(
-        core.decode(DECISIONS_INPUT, Some(b"o"), Some(&cosign)),
+        core.decode(InputTopic::Decisions as usize, Some(b"o"), Some(&cosign)),
         Err("ProviderShareReleased does not belong on tessera.decisions".into())
     );
     assert_eq!(
-        core.decode(COSIGNS_INPUT, Some(b"p"), Some(&cosign)),
+        core.decode(InputTopic::Cosigns as usize, Some(b"p"), Some(&cosign)),
         Err("the record key \"p\" is not the event's offer id \"o\"".into())
     );
     assert_eq!(
-        core.decode(COSIGNS_INPUT, None, Some(&cosign)),
+        core.decode(InputTopic::Cosigns as usize, None, Some(&cosign)),
         Err("the record has no key; expected \"o\"".into())
     );
     assert!(
-        core.decode(COSIGNS_INPUT, Some(b"o"), Some(&[1, 2, 3]))
+        core.decode(InputTopic::Cosigns as usize, Some(b"o"), Some(&[1, 2, 3]))
             .is_err()
     );
     assert!(matches!(
-        core.decode(COSIGNS_INPUT, Some(b"o"), Some(&cosign)),
+        core.decode(InputTopic::Cosigns as usize, Some(b"o"), Some(&cosign)),
         Ok(Received::Share(_))
     ));
 }

@@ -17,13 +17,18 @@ use tessera_contract::topics::{self, Topic};
 use tessera_contract::{Event, Link, RewardCredited, RewardDue};
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
-use crate::registry::{Processor, Shape};
+use crate::registry::{Inputs, Processor, Shape, inputs};
 
 pub use rewards::Rewards;
 
-const INPUTS: [Topic; 1] = [topics::LEDGER_CREDITS];
+inputs! {
+    /// The one input: the credits the rewards core decided.
+    enum InputTopic {
+        Credits = topics::LEDGER_CREDITS,
+    }
+}
 
 const LEDGER_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
@@ -33,7 +38,7 @@ const OUTPUTS: [Topic; 2] = [topics::LEDGER, topics::DEAD_LETTERS];
 /// The balances core's declaration.
 pub const BALANCES_SHAPE: Shape = Shape {
     name: "ledger",
-    inputs: &INPUTS,
+    inputs: InputTopic::TOPICS,
     broadcast: &[],
     outputs: &OUTPUTS,
     state: "each provider's balance per currency; the credentials credited",
@@ -80,15 +85,15 @@ impl Core for Ledger {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<RewardDue, String> {
-        let due = match decode_on(&INPUTS, topic, value)? {
-            (_, Event::RewardDue(due)) => due,
+        let due = match decode_on(topic, value)? {
+            (InputTopic::Credits, Event::RewardDue(due)) => due,
             (input, other) => return Err(misplaced(&other, input)),
         };
         check_key(key, &due.provider_id, "provider id")?;
         Ok(due)
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Emitted> {
         let mut out = Outputs::new(BALANCES_SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             let input = (topics::LEDGER_CREDITS, value.provider_id.as_str(), &signed);

@@ -28,15 +28,19 @@ use tessera_contract::{
 };
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
-use crate::registry::Shape;
+use crate::registry::{Inputs, Shape, inputs};
 
-/// The inputs in rank order: on equal stamps an offer, then its releases, then their outcomes.
-const INPUTS: [Topic; 3] = [topics::OFFERS, topics::DECISIONS, topics::OUTCOMES];
-pub(super) const OFFERS_INPUT: usize = 0;
-pub(super) const DECISIONS_INPUT: usize = 1;
-pub(super) const OUTCOMES_INPUT: usize = 2;
+inputs! {
+    /// The inputs in rank order: on equal stamps an offer, then its releases, then their
+    /// outcomes.
+    enum InputTopic {
+        Offers = topics::OFFERS,
+        Decisions = topics::DECISIONS,
+        Outcomes = topics::OUTCOMES,
+    }
+}
 
 pub(super) const CREDITS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
@@ -46,7 +50,7 @@ const OUTPUTS: [Topic; 2] = [topics::LEDGER_CREDITS, topics::DEAD_LETTERS];
 /// The rewards core's declaration.
 pub const SHAPE: Shape = Shape {
     name: "ledger-rewards",
-    inputs: &INPUTS,
+    inputs: InputTopic::TOPICS,
     broadcast: &[],
     outputs: &OUTPUTS,
     state: "per offer: its reward terms and its releases, until each is accepted or declined",
@@ -169,22 +173,22 @@ impl Core for Rewards {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Received, String> {
-        let (input, event) = decode_on(&INPUTS, topic, value)?;
-        let (offer_id, received) = match (topic, event) {
-            (OFFERS_INPUT, Event::OfferPublished(e)) => {
+        let (input, event) = decode_on(topic, value)?;
+        let (offer_id, received) = match (input, event) {
+            (InputTopic::Offers, Event::OfferPublished(e)) => {
                 (e.offer_id.clone(), Received::Offer(Box::new(e)))
             }
-            (OFFERS_INPUT, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
-            (DECISIONS_INPUT, Event::CredentialReleased(e)) => {
+            (InputTopic::Offers, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
+            (InputTopic::Decisions, Event::CredentialReleased(e)) => {
                 (e.offer_id.clone(), Received::Release(Box::new(e)))
             }
-            (DECISIONS_INPUT, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
-            (DECISIONS_INPUT, Event::OfferRejected(e)) => (e.offer_id, Received::Passed),
-            (DECISIONS_INPUT, Event::OfferClosed(e)) => (e.offer_id, Received::Passed),
-            (OUTCOMES_INPUT, Event::CredentialAccepted(e)) => {
+            (InputTopic::Decisions, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
+            (InputTopic::Decisions, Event::OfferRejected(e)) => (e.offer_id, Received::Passed),
+            (InputTopic::Decisions, Event::OfferClosed(e)) => (e.offer_id, Received::Passed),
+            (InputTopic::Outcomes, Event::CredentialAccepted(e)) => {
                 (e.offer_id.clone(), Received::Outcome(Outcome::Accepted(e)))
             }
-            (OUTCOMES_INPUT, Event::CredentialDeclined(e)) => {
+            (InputTopic::Outcomes, Event::CredentialDeclined(e)) => {
                 (e.offer_id.clone(), Received::Outcome(Outcome::Declined(e)))
             }
             (_, other) => return Err(misplaced(&other, input)),
@@ -193,7 +197,7 @@ impl Core for Rewards {
         Ok(received)
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {

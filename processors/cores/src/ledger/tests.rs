@@ -2,10 +2,10 @@ use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::{Signed, SigningKey};
 use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
-    OfferTerms, Reward, decode, encode, examples,
+    OfferTerms, Reward, encode, examples,
 };
 
-use super::rewards::{self, CREDITS_OUTPUT, DECISIONS_INPUT, OFFERS_INPUT, OUTCOMES_INPUT};
+use super::rewards::{self, CREDITS_OUTPUT, InputTopic};
 use super::*;
 use crate::testing::{self, Feeder, T, sealed};
 
@@ -77,7 +77,7 @@ fn declined(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Receive
 }
 
 /// Rewards fed by hand, everything keyed by offer `o` and signed by its honest writer.
-fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
+fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Emitted> {
     let writer = match &value {
         rewards::Received::Offer(offer) => signer_of(&offer.provider_id),
         rewards::Received::Outcome(outcome) => signer_of(outcome.subscriber_id()),
@@ -87,18 +87,22 @@ fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Output> {
 }
 
 /// Rewards fed `value` under offer `o`, signed by `signer`.
-fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Output> {
-    let (topic, event): (usize, Option<Event>) = match &value {
-        rewards::Received::Offer(offer) => (OFFERS_INPUT, Some((**offer).clone().into())),
-        rewards::Received::Release(release) => (DECISIONS_INPUT, Some((**release).clone().into())),
-        rewards::Received::Outcome(outcome) => (OUTCOMES_INPUT, Some(outcome.clone().into_event())),
-        rewards::Received::Passed => (DECISIONS_INPUT, None),
+fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Emitted> {
+    let (topic, event): (InputTopic, Option<Event>) = match &value {
+        rewards::Received::Offer(offer) => (InputTopic::Offers, Some((**offer).clone().into())),
+        rewards::Received::Release(release) => {
+            (InputTopic::Decisions, Some((**release).clone().into()))
+        }
+        rewards::Received::Outcome(outcome) => {
+            (InputTopic::Outcomes, Some(outcome.clone().into_event()))
+        }
+        rewards::Received::Passed => (InputTopic::Decisions, None),
     };
     let signed = match event {
-        Some(event) => signer.signed(&rewards().inputs()[topic], b"o", &encode(&event).unwrap()),
+        Some(event) => signer.signed(topic.topic().name, b"o", &encode(&event).unwrap()),
         None => Signed::of(Some(b"o"), None, None),
     };
-    f.feed_signed(topic, "o", value, signed)
+    f.feed_signed(topic as usize, "o", value, signed)
 }
 
 fn says(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<String> {
@@ -122,8 +126,8 @@ fn credit_as(f: &mut Feeder<Ledger>, due: RewardDue, signer: &SigningKey) -> Vec
 }
 
 /// An output in a few words.
-fn summary(output: &Output) -> String {
-    match decode(&output.value).expect("outputs decode") {
+fn summary(output: &Emitted) -> String {
+    match output.event().cloned().expect("the core emits events") {
         Event::RewardDue(e) => format!(
             "due {} {} to {} for {}",
             e.amount, e.currency, output.key, e.credential_id
@@ -166,7 +170,7 @@ fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].topic, CREDITS_OUTPUT);
     assert_eq!(outputs[0].key, "A", "re-keyed by provider id");
-    let Event::RewardDue(reward) = decode(&outputs[0].value).unwrap() else {
+    let Event::RewardDue(reward) = outputs[0].event().cloned().unwrap() else {
         panic!("expected a reward")
     };
     assert_eq!(
@@ -317,11 +321,11 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     )
     .unwrap();
     assert_eq!(
-        core.decode(DECISIONS_INPUT, Some(b"o"), Some(&closed)),
+        core.decode(InputTopic::Decisions as usize, Some(b"o"), Some(&closed)),
         Ok(rewards::Received::Passed)
     );
     assert_eq!(
-        core.decode(OUTCOMES_INPUT, Some(b"o"), Some(&closed)),
+        core.decode(InputTopic::Outcomes as usize, Some(b"o"), Some(&closed)),
         Err("OfferClosed does not belong on tessera.outcomes".into())
     );
     let rewards::Received::Outcome(rewards::Outcome::Accepted(acceptance)) =
@@ -331,11 +335,15 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     };
     let acceptance = encode(&acceptance.into()).unwrap();
     assert_eq!(
-        core.decode(OUTCOMES_INPUT, Some(b"B1"), Some(&acceptance)),
+        core.decode(
+            InputTopic::Outcomes as usize,
+            Some(b"B1"),
+            Some(&acceptance)
+        ),
         Err("the record key \"B1\" is not the event's offer id \"o\"".into())
     );
     assert_eq!(
-        core.decode(OUTCOMES_INPUT, Some(b"o"), Some(&acceptance)),
+        core.decode(InputTopic::Outcomes as usize, Some(b"o"), Some(&acceptance)),
         Ok(accepted("c-B1", "B1", 1))
     );
 }

@@ -35,16 +35,16 @@ use tessera_contract::identity::provider::{self, ProviderPin};
 use tessera_contract::identity::{self, Change, Pin};
 use tessera_contract::rules::{check_offer, request_id};
 use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS, Topic};
+use tessera_contract::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS};
 use tessera_contract::{
     Event, InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
     SubscriberRemoved,
 };
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Input, Output, Position, derived_id};
+use crate::core::{Core, Emission, Emitted, Input, Position, derived_id};
 use crate::outputs::Outputs;
-use crate::registry::{Processor, Shape};
+use crate::registry::{Inputs, Processor, Shape, inputs};
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
@@ -58,18 +58,21 @@ const PROVIDERS: Table<ProviderPin> = Table::new("provider/");
 const REQUESTS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
 
-/// The inputs in rank order: on equal stamps a subscriber change comes before an offer, so an
-/// offer sees every change received up to its own stamp.
-const INPUTS: [Topic; 2] = [SUBSCRIBERS, OFFERS];
-const SUBSCRIBERS_INPUT: usize = 0;
-const OFFERS_INPUT: usize = 1;
+inputs! {
+    /// The inputs in rank order: on equal stamps a subscriber change comes before an offer, so
+    /// an offer sees every change received up to its own stamp.
+    enum InputTopic {
+        Subscribers = SUBSCRIBERS,
+        Offers = OFFERS,
+    }
+}
 
 /// The matcher's declaration. Every task reads every partition of the offers, so each offer meets
 /// the subscribers of every partition.
 pub const SHAPE: Shape = Shape {
     name: "matcher",
-    inputs: &INPUTS,
-    broadcast: &[OFFERS_INPUT],
+    inputs: InputTopic::TOPICS,
+    broadcast: &[InputTopic::Offers as usize],
     outputs: &[REQUESTS, DEAD_LETTERS],
     state: "each subscriber's interests, indexed by what they need; the keys subscribers and \
             providers pinned; the offers invited to",
@@ -155,7 +158,7 @@ impl Matcher {
         mut out: Outputs,
         offer: OfferPublished,
         signed: &Signed,
-    ) -> Vec<Output> {
+    ) -> Vec<Emitted> {
         let at = out.at();
         // A forged offer marks nothing, so it cannot take an id before its provider publishes
         // (the timekeeper keeps nothing of it either).
@@ -183,7 +186,8 @@ impl Matcher {
         }
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
         // One request, readdressed to each subscriber in turn: the recommendation and the terms
-        // are encoded from the same value every time rather than cloned per subscriber.
+        // are encoded from the same value every time rather than cloned per subscriber. So the
+        // matcher emits its requests encoded, which it may because a request carries no link.
         let offer_id = offer.offer_id;
         let mut event = Event::InteractionRequested(InteractionRequested {
             event_id: String::new(),
@@ -218,11 +222,13 @@ impl Matcher {
                 request.subscriber_signing_key = pin.map(|p| p.signing_key).unwrap_or_default();
                 request.subscriber_id = subscriber_id;
             }
-            outputs.push(Output {
+            outputs.push(Emitted {
                 topic: REQUESTS_OUTPUT,
                 key: offer_id.clone(),
-                value: tessera_contract::encode(&event)
-                    .expect("an InteractionRequested built from decoded events encodes"),
+                value: Emission::Bytes(
+                    tessera_contract::encode(&event)
+                        .expect("an InteractionRequested built from decoded events encodes"),
+                ),
             });
         }
         outputs
@@ -265,39 +271,40 @@ impl Core for Matcher {
             Some(Ok("")) => return Err("record key is empty".into()),
             Some(Ok(key)) => key,
         };
+        let input = InputTopic::of(topic);
         let Some(value) = value else {
-            return match topic {
-                SUBSCRIBERS_INPUT => Ok(MatcherRecord::Tombstone),
+            return match input {
+                Some(InputTopic::Subscribers) => Ok(MatcherRecord::Tombstone),
                 _ => Err("record has no value".into()),
             };
         };
         let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
-        match (topic, event) {
-            (SUBSCRIBERS_INPUT, Event::SubscriberRegistered(registered)) => {
+        match (input, event) {
+            (Some(InputTopic::Subscribers), Event::SubscriberRegistered(registered)) => {
                 keyed(key, &registered.subscriber_id, "subscriber_id")?;
                 Ok(MatcherRecord::Registered(registered))
             }
-            (SUBSCRIBERS_INPUT, Event::SubscriberRemoved(removed)) => {
+            (Some(InputTopic::Subscribers), Event::SubscriberRemoved(removed)) => {
                 keyed(key, &removed.subscriber_id, "subscriber_id")?;
                 Ok(MatcherRecord::Removed(removed))
             }
-            (OFFERS_INPUT, Event::OfferPublished(offer)) => {
+            (Some(InputTopic::Offers), Event::OfferPublished(offer)) => {
                 keyed(key, &offer.offer_id, "offer_id")?;
                 Ok(MatcherRecord::Published(offer))
             }
-            (OFFERS_INPUT, Event::OfferWithdrawn(withdrawn)) => {
+            (Some(InputTopic::Offers), Event::OfferWithdrawn(withdrawn)) => {
                 keyed(key, &withdrawn.offer_id, "offer_id")?;
                 Ok(MatcherRecord::Withdrawn)
             }
-            (topic, event) => Err(format!(
+            (input, event) => Err(format!(
                 "a {} does not belong on input {}",
                 event.kind().name(),
-                self.inputs().get(topic).map_or("unknown", String::as_str)
+                input.map_or("unknown", |input| input.topic().name)
             )),
         }
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<MatcherRecord>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<MatcherRecord>) -> Vec<Emitted> {
         let Input::Record {
             at, value, signed, ..
         } = input

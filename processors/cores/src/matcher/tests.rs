@@ -48,7 +48,7 @@ impl<S: State> Task<S> {
         self.offset += 1;
         Position {
             topic,
-            partition: if topic == OFFERS_INPUT {
+            partition: if topic == InputTopic::Offers as usize {
                 OFFER_PARTITION
             } else {
                 0
@@ -134,7 +134,7 @@ impl<S: State> Task<S> {
         interests: Vec<Interest>,
     ) -> Vec<InteractionRequested> {
         self.event(
-            SUBSCRIBERS_INPUT,
+            InputTopic::Subscribers as usize,
             stamp,
             subscriber,
             registered(subscriber, interests).into(),
@@ -143,7 +143,7 @@ impl<S: State> Task<S> {
 
     fn publish(&mut self, stamp: i64, offer: OfferPublished) -> Vec<InteractionRequested> {
         let key = offer.offer_id.clone();
-        self.event(OFFERS_INPUT, stamp, &key, offer.into())
+        self.event(InputTopic::Offers as usize, stamp, &key, offer.into())
     }
 
     /// The subscribers an offer invites, in output order.
@@ -297,7 +297,7 @@ fn reads_one_subscribers_partition_and_every_offer_partition() {
     assert_eq!(core.name(), "matcher");
     assert_eq!(core.inputs(), ["tessera.subscribers", "tessera.offers"]);
     assert_eq!(core.outputs(), ["tessera.requests", "tessera.dead-letters"]);
-    assert_eq!(core.broadcast_inputs(), [OFFERS_INPUT]);
+    assert_eq!(core.broadcast_inputs(), [InputTopic::Offers as usize]);
 }
 
 #[test]
@@ -312,7 +312,7 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
     let offer = offer("offer-1", "doc-X");
     let requests = task.publish(100, offer.clone());
     let at = Position {
-        topic: OFFERS_INPUT,
+        topic: InputTopic::Offers as usize,
         partition: OFFER_PARTITION,
         task: 0,
         offset: 4,
@@ -405,11 +405,11 @@ fn removal_ends_invitations_and_a_tombstone_changes_nothing() {
         subscriber_id: "B1".into(),
     };
     assert!(
-        task.event(SUBSCRIBERS_INPUT, 4, "B1", removed.into())
+        task.event(InputTopic::Subscribers as usize, 4, "B1", removed.into())
             .is_empty()
     );
     // Anyone can write a tombstone (it carries no event to sign): it must not remove B2.
-    assert!(requests(task.send(SUBSCRIBERS_INPUT, 5, Some(b"B2"), None)).is_empty());
+    assert!(requests(task.send(InputTopic::Subscribers as usize, 5, Some(b"B2"), None)).is_empty());
     assert_eq!(task.invited(6, offer("offer-1", "doc-X")), ["B2", "B3"]);
 }
 
@@ -455,7 +455,7 @@ fn withdrawals_invite_no_one() {
         reason: None,
     };
     assert!(
-        task.event(OFFERS_INPUT, 2, "offer-1", withdrawn.into())
+        task.event(InputTopic::Offers as usize, 2, "offer-1", withdrawn.into())
             .is_empty()
     );
 }
@@ -471,33 +471,65 @@ fn records_that_do_not_fit_are_dead_letters_with_a_reason() {
     };
 
     assert_eq!(
-        reason(SUBSCRIBERS_INPUT, None, Some(&subscriber)),
+        reason(InputTopic::Subscribers as usize, None, Some(&subscriber)),
         "record has no key"
     );
     assert_eq!(
-        reason(SUBSCRIBERS_INPUT, Some(&[0xff]), Some(&subscriber)),
+        reason(
+            InputTopic::Subscribers as usize,
+            Some(&[0xff]),
+            Some(&subscriber)
+        ),
         "record key is not UTF-8"
     );
     assert_eq!(
-        reason(SUBSCRIBERS_INPUT, Some(b""), None),
+        reason(InputTopic::Subscribers as usize, Some(b""), None),
         "record key is empty"
     );
-    assert!(reason(SUBSCRIBERS_INPUT, Some(b"B2"), Some(&subscriber)).contains("differs"));
-    assert!(reason(OFFERS_INPUT, Some(b"offer-2"), Some(&published)).contains("differs"));
+    assert!(
+        reason(
+            InputTopic::Subscribers as usize,
+            Some(b"B2"),
+            Some(&subscriber)
+        )
+        .contains("differs")
+    );
+    assert!(
+        reason(
+            InputTopic::Offers as usize,
+            Some(b"offer-2"),
+            Some(&published)
+        )
+        .contains("differs")
+    );
     assert_eq!(
-        reason(SUBSCRIBERS_INPUT, Some(b"offer-1"), Some(&published)),
+        reason(
+            InputTopic::Subscribers as usize,
+            Some(b"offer-1"),
+            Some(&published)
+        ),
         "a OfferPublished does not belong on input tessera.subscribers"
     );
-    assert!(reason(OFFERS_INPUT, Some(b"B1"), Some(&subscriber)).contains("does not belong"));
+    assert!(
+        reason(InputTopic::Offers as usize, Some(b"B1"), Some(&subscriber))
+            .contains("does not belong")
+    );
     assert_eq!(
-        reason(OFFERS_INPUT, Some(b"offer-1"), None),
+        reason(InputTopic::Offers as usize, Some(b"offer-1"), None),
         "record has no value"
     );
-    assert!(reason(OFFERS_INPUT, Some(b"offer-1"), Some(b"not avro")).contains("too short"));
+    assert!(
+        reason(
+            InputTopic::Offers as usize,
+            Some(b"offer-1"),
+            Some(b"not avro")
+        )
+        .contains("too short")
+    );
     assert!(reason(2, Some(b"offer-1"), Some(&published)).contains("unknown"));
 
     assert_eq!(
-        core.decode(SUBSCRIBERS_INPUT, Some(b"B1"), None),
+        core.decode(InputTopic::Subscribers as usize, Some(b"B1"), None),
         Ok(MatcherRecord::Tombstone)
     );
 }
@@ -508,7 +540,7 @@ fn an_undecodable_record_is_a_dead_letter_and_changes_nothing() {
     task.register(1, "B1", vec![wanting("doc-X")]);
     let before = task.state.clone();
     let produced = task.send(
-        SUBSCRIBERS_INPUT,
+        InputTopic::Subscribers as usize,
         2,
         Some(b"B1"),
         Some(b"garbage!garbage!".to_vec()),
@@ -542,7 +574,7 @@ fn a_takeover_of_a_pinned_subscriber_is_refused_as_not_owner_and_changes_nothing
     takeover.public_key = key_of("impostor");
     let refused = dead_letters(task.signed_by(
         &signer_of("impostor"),
-        SUBSCRIBERS_INPUT,
+        InputTopic::Subscribers as usize,
         2,
         "B1",
         takeover.into(),
@@ -564,7 +596,12 @@ fn a_takeover_of_a_pinned_subscriber_is_refused_as_not_owner_and_changes_nothing
 fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason() {
     let mut task = Task::new();
     let unsigned = tessera_contract::encode(&registered("B1", vec![]).into()).unwrap();
-    let refused = dead_letters(task.send(SUBSCRIBERS_INPUT, 1, Some(b"B1"), Some(unsigned)));
+    let refused = dead_letters(task.send(
+        InputTopic::Subscribers as usize,
+        1,
+        Some(b"B1"),
+        Some(unsigned),
+    ));
     assert!(
         refused[0].starts_with("Unauthenticated: "),
         "{}",
@@ -574,7 +611,7 @@ fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason(
     // A registration carrying B1's key, signed by someone else, proves nothing.
     let forged = dead_letters(task.signed_by(
         &signer_of("impostor"),
-        SUBSCRIBERS_INPUT,
+        InputTopic::Subscribers as usize,
         2,
         "B1",
         registered("B1", vec![]).into(),
@@ -587,7 +624,7 @@ fn unsigned_and_forged_registrations_and_removals_are_refused_with_their_reason(
     };
     let foreign = dead_letters(task.signed_by(
         &signer_of("impostor"),
-        SUBSCRIBERS_INPUT,
+        InputTopic::Subscribers as usize,
         4,
         "B1",
         removal.into(),
@@ -607,7 +644,7 @@ fn an_offer_not_signed_with_its_provider_key_invites_no_one() {
     let forged = offer("offer-1", "doc-X");
     let produced = task.signed_by(
         &signer_of("impostor"),
-        OFFERS_INPUT,
+        InputTopic::Offers as usize,
         2,
         "offer-1",
         forged.into(),
@@ -624,7 +661,7 @@ fn with_a_trust_anchor_only_endorsed_subscribers_are_invited() {
     task.core = Matcher::new(Some(anchor.verifying_key()));
     let refused = dead_letters(task.signed_by(
         &signer_of("B1"),
-        SUBSCRIBERS_INPUT,
+        InputTopic::Subscribers as usize,
         1,
         "B1",
         registered("B1", vec![wanting("doc-X")]).into(),
@@ -637,12 +674,12 @@ fn with_a_trust_anchor_only_endorsed_subscribers_are_invited() {
             .sign_statement(identity::ENDORSEMENT_TAG, &parts)
             .to_vec(),
     );
-    task.event(SUBSCRIBERS_INPUT, 2, "B2", endorsed.into());
+    task.event(InputTopic::Subscribers as usize, 2, "B2", endorsed.into());
     // A provider's first offer must be endorsed too.
     let unendorsed = offer("offer-1", "doc-X");
     let refused = dead_letters(task.signed_by(
         &signer_of("A"),
-        OFFERS_INPUT,
+        InputTopic::Offers as usize,
         3,
         "offer-1",
         unendorsed.into(),
@@ -678,7 +715,13 @@ fn an_offer_in_another_providers_name_invites_no_one_and_its_own_task_says_why()
             "A's first offer pins A"
         );
         let forged = offer_as("offer-2", &impostor, None);
-        let produced = task.signed_by(&impostor, OFFERS_INPUT, 101, "offer-2", forged.into());
+        let produced = task.signed_by(
+            &impostor,
+            InputTopic::Offers as usize,
+            101,
+            "offer-2",
+            forged.into(),
+        );
         let invited = produced
             .iter()
             .filter(|p| matches!(p, Produced::Output(o) if o.topic == REQUESTS_OUTPUT))
@@ -718,10 +761,22 @@ fn a_provider_rotates_its_key_with_an_endorsement_by_the_pinned_one() {
     let endorsement =
         signer_of("A").sign_statement(ENDORSEMENT_TAG, &endorsement_parts("A", &new_key));
     let rotation = offer_as("offer-2", &rotated, Some(endorsement.to_vec()));
-    let produced = task.signed_by(&rotated, OFFERS_INPUT, 101, "offer-2", rotation.into());
+    let produced = task.signed_by(
+        &rotated,
+        InputTopic::Offers as usize,
+        101,
+        "offer-2",
+        rotation.into(),
+    );
     assert_eq!(requests(produced).len(), 1, "the rotation invites");
     let old = offer("offer-3", "doc-X");
-    let produced = task.signed_by(&signer_of("A"), OFFERS_INPUT, 102, "offer-3", old.into());
+    let produced = task.signed_by(
+        &signer_of("A"),
+        InputTopic::Offers as usize,
+        102,
+        "offer-3",
+        old.into(),
+    );
     assert!(
         requests(produced).is_empty(),
         "the old key no longer speaks for A"
@@ -733,7 +788,12 @@ fn an_undecodable_offer_gets_one_letter_from_the_task_of_its_partition() {
     for task_partition in [0, OFFER_PARTITION] {
         let mut task = Task::new();
         task.task = task_partition;
-        let produced = task.send(OFFERS_INPUT, 10, Some(b"junk"), Some(vec![0xff; 64]));
+        let produced = task.send(
+            InputTopic::Offers as usize,
+            10,
+            Some(b"junk"),
+            Some(vec![0xff; 64]),
+        );
         let letters: Vec<_> = produced
             .iter()
             .filter(|p| matches!(p, Produced::DeadLetter { .. }))

@@ -86,17 +86,20 @@ use tessera_contract::{
 use tessera_state::{State, Table};
 
 use self::secrets::Secrets;
-use crate::core::{Core, Input, Output};
+use crate::core::{Core, Emitted, Input};
 use crate::outputs::{Outputs, check_key, misplaced, pair};
-use crate::registry::{Processor, Shape};
+use crate::registry::{Inputs, Processor, Shape, inputs};
 use crate::timers::Timers;
 
-/// The inputs in rank order: on equal stamps an offer is applied before the invitations to it,
-/// and those before the responses, so a response never misses what was stamped with it.
-const INPUTS: [Topic; 3] = [topics::OFFERS, topics::REQUESTS, topics::RESPONSES];
-const OFFERS_INPUT: usize = 0;
-const REQUESTS_INPUT: usize = 1;
-const RESPONSES_INPUT: usize = 2;
+inputs! {
+    /// The inputs in rank order: on equal stamps an offer is applied before the invitations to
+    /// it, and those before the responses, so a response never misses what was stamped with it.
+    enum InputTopic {
+        Offers = topics::OFFERS,
+        Requests = topics::REQUESTS,
+        Responses = topics::RESPONSES,
+    }
+}
 
 const DECISIONS_OUTPUT: usize = 0;
 const DEAD_LETTERS_OUTPUT: usize = 1;
@@ -106,7 +109,7 @@ const OUTPUTS: [Topic; 2] = [topics::DECISIONS, topics::DEAD_LETTERS];
 /// The timekeeper's declaration.
 pub const SHAPE: Shape = Shape {
     name: "timekeeper",
-    inputs: &INPUTS,
+    inputs: InputTopic::TOPICS,
     broadcast: &[],
     outputs: &OUTPUTS,
     state: "per offer: its rule, invitations, judged responses and counts; kept for an hour \
@@ -342,16 +345,15 @@ impl Core for Timekeeper {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Received, String> {
-        let input = *INPUTS
-            .get(topic)
-            .ok_or_else(|| format!("the timekeeper has no input {topic}"))?;
+        let input =
+            InputTopic::of(topic).ok_or_else(|| format!("the timekeeper has no input {topic}"))?;
         let value = value.ok_or("the record has no value")?;
         let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
-        let received = match (topic, event) {
-            (OFFERS_INPUT, Event::OfferPublished(e)) => Received::Offer(Box::new(e)),
-            (OFFERS_INPUT, Event::OfferWithdrawn(e)) => Received::Withdrawal(e),
-            (REQUESTS_INPUT, Event::InteractionRequested(e)) => Received::Invitation(e),
-            (RESPONSES_INPUT, Event::ResponseSubmitted(e)) => Received::Response(e),
+        let received = match (input, event) {
+            (InputTopic::Offers, Event::OfferPublished(e)) => Received::Offer(Box::new(e)),
+            (InputTopic::Offers, Event::OfferWithdrawn(e)) => Received::Withdrawal(e),
+            (InputTopic::Requests, Event::InteractionRequested(e)) => Received::Invitation(e),
+            (InputTopic::Responses, Event::ResponseSubmitted(e)) => Received::Response(e),
             (_, other) => return Err(misplaced(&other, input)),
         };
         check_key(key, received.offer_id(), "offer id")?;
@@ -365,7 +367,7 @@ impl Core for Timekeeper {
             .min()
     }
 
-    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Output> {
+    fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
         let sealer = &mut self.sealer;
         close_ended(state, sealer, &mut out);

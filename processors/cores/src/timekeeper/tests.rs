@@ -11,7 +11,7 @@ use tessera_contract::{
 use tessera_state::MemoryState;
 
 use super::*;
-use crate::core::{Position, derived_id};
+use crate::core::{Emission, Position, derived_id};
 use crate::merge::Merge;
 use crate::replay::{self, Produced, RawRecord};
 
@@ -183,16 +183,16 @@ impl Fixture {
     }
 
     /// Applies `value` at `at`, signed by its honest author.
-    fn feed_at(&mut self, at: Position, value: Received) -> Vec<Output> {
+    fn feed_at(&mut self, at: Position, value: Received) -> Vec<Emitted> {
         let signer = author(&value);
         self.feed_signed(at, value, &signer)
     }
 
     /// Applies `value` at `at`, signed by `signer`.
-    fn feed_signed(&mut self, at: Position, value: Received, signer: &SigningKey) -> Vec<Output> {
+    fn feed_signed(&mut self, at: Position, value: Received, signer: &SigningKey) -> Vec<Emitted> {
         let key = value.offer_id().to_string();
         let bytes = encode(&event_of(&value)).unwrap();
-        let signed = signer.signed(INPUTS[at.topic].name, key.as_bytes(), &bytes);
+        let signed = signer.signed(InputTopic::TOPICS[at.topic].name, key.as_bytes(), &bytes);
         let input = Input::Record {
             at,
             key: Some(key),
@@ -203,17 +203,17 @@ impl Fixture {
     }
 
     /// Applies `value` as the next record of its input, stamped `stamp`, signed by `signer`.
-    fn feed_as(&mut self, stamp: i64, value: Received, signer: &SigningKey) -> Vec<Output> {
+    fn feed_as(&mut self, stamp: i64, value: Received, signer: &SigningKey) -> Vec<Emitted> {
         let topic = match value {
-            Received::Offer(_) | Received::Withdrawal(_) => OFFERS_INPUT,
-            Received::Invitation(_) => REQUESTS_INPUT,
-            Received::Response(_) => RESPONSES_INPUT,
+            Received::Offer(_) | Received::Withdrawal(_) => InputTopic::Offers as usize,
+            Received::Invitation(_) => InputTopic::Requests as usize,
+            Received::Response(_) => InputTopic::Responses as usize,
         };
         let at = self.at(topic, stamp, stamp);
         self.feed_signed(at, value, signer)
     }
 
-    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Output> {
+    fn feed(&mut self, stamp: i64, value: Received) -> Vec<Emitted> {
         let signer = author(&value);
         self.feed_as(stamp, value, &signer)
     }
@@ -243,15 +243,15 @@ impl Fixture {
     }
 
     fn tick(&mut self, stamp: i64) -> Vec<Event> {
-        let at = self.at(REQUESTS_INPUT, stamp, stamp);
+        let at = self.at(InputTopic::Requests as usize, stamp, stamp);
         events(&self.core.apply(&mut self.state, Input::Tick { at }))
     }
 }
 
-fn events(outputs: &[Output]) -> Vec<Event> {
+fn events(outputs: &[Emitted]) -> Vec<Event> {
     outputs
         .iter()
-        .map(|o| decode(&o.value).expect("outputs decode"))
+        .map(|o| o.event().cloned().expect("the core emits events"))
         .collect()
 }
 
@@ -330,7 +330,7 @@ fn within_counts_from_the_offers_effective_stamp() {
     // The offer's broker clock stepped back: its stamp reads T - 500 but the partition had
     // reached T, and the rule counts from T.
     let mut tk = Fixture::default();
-    let at = tk.at(OFFERS_INPUT, T - 500, T);
+    let at = tk.at(InputTopic::Offers as usize, T - 500, T);
     assert_eq!(
         tk.feed_at(at, Received::Offer(Box::new(offer("o", within(100))))),
         vec![]
@@ -358,7 +358,7 @@ fn within_counts_from_the_offers_effective_stamp() {
 fn responses_are_judged_on_their_effective_stamp() {
     let mut tk = with_offer(T - 1_000, deadline(T), &["s1"]);
     // Read with stamp T - 10, but the responses partition had already reached T + 5.
-    let at = tk.at(RESPONSES_INPUT, T - 10, T + 5);
+    let at = tk.at(InputTopic::Responses as usize, T - 10, T + 5);
     let late = events(&tk.feed_at(at, Received::Response(response("o", "s1", 1))));
     assert_eq!(summaries(&late), ["closed o", "rejected s1 TooLate"]);
     assert_eq!(rejection(&late[1..]).response.stamp, T + 5);
@@ -488,7 +488,7 @@ fn a_million_responses_to_unknown_offers_cost_no_state() {
     let before = tk.state.entries();
     let signed = Signed::of(None, None, None);
     for i in 0..n {
-        let at = tk.at(RESPONSES_INPUT, T - 500, T - 500);
+        let at = tk.at(InputTopic::Responses as usize, T - 500, T - 500);
         let response = response(&format!("unknown-{i}"), "s1", i);
         let input = Input::Record {
             at,
@@ -635,14 +635,17 @@ fn withdrawals_that_cannot_take_effect_are_dead_letters() {
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].topic, DEAD_LETTERS_OUTPUT);
         assert_eq!(outputs[0].key, "tessera.offers");
-        let Event::DeadLetter(letter) = decode(&outputs[0].value).unwrap() else {
+        let Event::DeadLetter(letter) = outputs[0].event().cloned().unwrap() else {
             panic!("expected a dead letter");
         };
         assert_eq!(letter.reason, reason);
         assert_eq!(letter.processor, "timekeeper");
         assert_eq!(letter.source_topic, "tessera.offers");
         assert_eq!(letter.source_partition, PARTITION);
-        assert_eq!(letter.source_offset, tk.offsets[OFFERS_INPUT] - 1);
+        assert_eq!(
+            letter.source_offset,
+            tk.offsets[InputTopic::Offers as usize] - 1
+        );
         assert_eq!(letter.source_timestamp, Some(T - 500));
         assert_eq!(letter.key.as_deref(), Some(withdrawal.offer_id.as_bytes()));
         let value = decode(letter.value.as_deref().unwrap()).unwrap();
@@ -749,7 +752,7 @@ fn a_release_carries_the_evidence_and_the_key_halves() {
     assert_eq!(released.credential_id, credential_id("o", "s1"));
     assert_ne!(credential_id("o", "s1"), credential_id("o", "s2"));
     let at = Position {
-        topic: RESPONSES_INPUT,
+        topic: InputTopic::Responses as usize,
         partition: PARTITION,
         task: PARTITION,
         offset: 0,
@@ -899,10 +902,10 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
     let withdrawal = bytes(withdrawal("o", "A").into());
     let invitation = bytes(invitation("o", "s1").into());
     let received = [
-        accepted(OFFERS_INPUT, &offer_bytes),
-        accepted(OFFERS_INPUT, &withdrawal),
-        accepted(REQUESTS_INPUT, &invitation),
-        accepted(RESPONSES_INPUT, &response_bytes),
+        accepted(InputTopic::Offers as usize, &offer_bytes),
+        accepted(InputTopic::Offers as usize, &withdrawal),
+        accepted(InputTopic::Requests as usize, &invitation),
+        accepted(InputTopic::Responses as usize, &response_bytes),
     ];
     assert!(matches!(
         received,
@@ -923,34 +926,62 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
     };
     let reason =
         |topic, key: Option<&[u8]>, value: Option<&[u8]>| tk.decode(topic, key, value).unwrap_err();
-    let wrong_topic = reason(RESPONSES_INPUT, Some(b"o"), Some(&offer_bytes));
+    let wrong_topic = reason(
+        InputTopic::Responses as usize,
+        Some(b"o"),
+        Some(&offer_bytes),
+    );
     assert_eq!(
         wrong_topic,
         "OfferPublished does not belong on tessera.responses"
     );
-    let wrong_topic = reason(OFFERS_INPUT, Some(b"o"), Some(&response_bytes));
+    let wrong_topic = reason(
+        InputTopic::Offers as usize,
+        Some(b"o"),
+        Some(&response_bytes),
+    );
     assert_eq!(
         wrong_topic,
         "ResponseSubmitted does not belong on tessera.offers"
     );
-    let tick = reason(REQUESTS_INPUT, Some(b"o"), Some(&bytes(tick.into())));
+    let tick = reason(
+        InputTopic::Requests as usize,
+        Some(b"o"),
+        Some(&bytes(tick.into())),
+    );
     assert_eq!(tick, "Tick does not belong on tessera.requests");
-    let no_key = reason(RESPONSES_INPUT, None, Some(&response_bytes));
+    let no_key = reason(InputTopic::Responses as usize, None, Some(&response_bytes));
     assert_eq!(no_key, "the record has no key; expected \"o\"");
-    let binary_key = reason(RESPONSES_INPUT, Some(&[0xff, 0xfe]), Some(&response_bytes));
+    let binary_key = reason(
+        InputTopic::Responses as usize,
+        Some(&[0xff, 0xfe]),
+        Some(&response_bytes),
+    );
     assert_eq!(binary_key, "the record key is not UTF-8");
-    let other_key = reason(RESPONSES_INPUT, Some(b"p"), Some(&response_bytes));
+    let other_key = reason(
+        InputTopic::Responses as usize,
+        Some(b"p"),
+        Some(&response_bytes),
+    );
     assert_eq!(
         other_key,
         "the record key \"p\" is not the event's offer id \"o\""
     );
-    let empty = reason(RESPONSES_INPUT, Some(b""), Some(&bytes(no_id.into())));
+    let empty = reason(
+        InputTopic::Responses as usize,
+        Some(b""),
+        Some(&bytes(no_id.into())),
+    );
     assert_eq!(empty, "the offer id is empty");
-    let tombstone = reason(RESPONSES_INPUT, Some(b"o"), None);
+    let tombstone = reason(InputTopic::Responses as usize, Some(b"o"), None);
     assert_eq!(tombstone, "the record has no value");
     let no_input = reason(3, Some(b"o"), Some(&response_bytes));
     assert_eq!(no_input, "the timekeeper has no input 3");
-    let garbage = reason(RESPONSES_INPUT, Some(b"o"), Some(&[0xde, 0xad]));
+    let garbage = reason(
+        InputTopic::Responses as usize,
+        Some(b"o"),
+        Some(&[0xde, 0xad]),
+    );
     assert!(garbage.contains("too short"), "{garbage}");
 }
 
@@ -1023,7 +1054,7 @@ fn a_response_not_signed_by_the_pinned_key_is_forged_and_never_released() {
     );
     // An unsigned response proves nothing either.
     let key = "o".to_string();
-    let at = tk.at(RESPONSES_INPUT, T - 40, T - 40);
+    let at = tk.at(InputTopic::Responses as usize, T - 40, T - 40);
     let unsigned = tk.core.apply(
         &mut tk.state,
         Input::Record {
@@ -1196,7 +1227,7 @@ fn a_cosigned_release_carries_the_platform_half_only() {
 
 /// The inputs of a small day: an offer whose halves do not open, and a deadline offer with two
 /// responders in time, one late and one stranger.
-fn a_day(tk: &mut Fixture) -> Vec<Output> {
+fn a_day(tk: &mut Fixture) -> Vec<Emitted> {
     let mut sealed_elsewhere = offer("bad", deadline(T));
     sealed_elsewhere.credential = offer("elsewhere", deadline(T)).credential;
     let sealed_elsewhere = identity::with_package_signed(sealed_elsewhere, &signer_of("A"));
@@ -1216,19 +1247,16 @@ fn a_day(tk: &mut Fixture) -> Vec<Output> {
 }
 
 /// What an auditor without the key learns from `outputs`, each signed by `signer`.
-fn logged(outputs: &[Output], signer: &SigningKey) -> LoggedHalves {
+fn logged(outputs: &[Emitted], signer: &SigningKey) -> LoggedHalves {
     let mut logged = LoggedHalves::new(SigningKey::derive(&timekeeper_key()).verifying_key());
     for output in outputs {
+        let value = encode(output.event().expect("the timekeeper emits events")).unwrap();
         let signature = signer.sign_record(
             topics::DECISIONS.name,
             Some(output.key.as_bytes()),
-            Some(&output.value),
+            Some(&value),
         );
-        logged.learn(
-            Some(output.key.as_bytes()),
-            Some(&output.value),
-            Some(&signature),
-        );
+        logged.learn(Some(output.key.as_bytes()), Some(&value), Some(&signature));
     }
     logged
 }
@@ -1294,9 +1322,10 @@ fn without_the_key_only_what_the_timekeeper_signed_is_taken() {
 fn without_the_key_a_release_of_the_wrong_shape_is_not_taken() {
     let mut written = a_day(&mut Fixture::default());
     for output in &mut written {
-        if let Ok(Event::CredentialReleased(mut release)) = decode(&output.value) {
+        if let Emission::Event(event) = &mut output.value
+            && let Event::CredentialReleased(release) = event.as_mut()
+        {
             release.platform_half.ciphertext.pop();
-            output.value = encode(&release.into()).unwrap();
         }
     }
     let timekeeper = SigningKey::derive(&timekeeper_key());
