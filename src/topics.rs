@@ -86,7 +86,7 @@ fn processors() -> String {
                 processor.name,
                 core.name,
                 list(core.inputs, core.broadcast),
-                list(core.outputs, &[]),
+                list(&core.outputs(), &[]),
                 core.state,
                 processor.metrics_port,
             ));

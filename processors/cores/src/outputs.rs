@@ -9,23 +9,20 @@ use tessera_contract::topics::Topic;
 use tessera_contract::{DeadLetter, Event, LogPosition, Quote, encode};
 
 use crate::core::{Emission, Emitted, Position, derived_id};
-use crate::registry::Inputs;
+use crate::registry::{DEAD_LETTERS, Inputs, OUTPUT};
 
 /// The outputs of one input.
 pub(crate) struct Outputs {
     processor: &'static str,
-    /// Index of `tessera.dead-letters` among the processor's outputs.
-    dead_letters: usize,
     at: Position,
     list: Vec<Emitted>,
 }
 
 impl Outputs {
     /// No outputs yet for the input at `at` of `processor`.
-    pub(crate) fn new(processor: &'static str, dead_letters: usize, at: Position) -> Self {
+    pub(crate) fn new(processor: &'static str, at: Position) -> Self {
         Outputs {
             processor,
-            dead_letters,
             at,
             list: Vec::new(),
         }
@@ -41,8 +38,12 @@ impl Outputs {
         self.list
     }
 
-    /// Adds the event `build` makes from the next event id.
-    pub(crate) fn emit(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
+    /// Adds the event `build` makes from the next event id, to the core's output.
+    pub(crate) fn emit(&mut self, key: &str, build: impl FnOnce(String) -> Event) {
+        self.emit_to(OUTPUT, key, build);
+    }
+
+    fn emit_to(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
         let event = build(derived_id(self.processor, &self.at, self.list.len()));
         self.list.push(Emitted {
             topic,
@@ -106,7 +107,7 @@ impl Outputs {
         let value = encoded(&event);
         let quote = Quote::of(Some(key.as_bytes()), Some(&value));
         let (processor, task) = (self.processor, self.at.task);
-        self.emit(self.dead_letters, &source.topic, |event_id| {
+        self.emit_to(DEAD_LETTERS, &source.topic, |event_id| {
             DeadLetter {
                 event_id,
                 processor: processor.to_string(),

@@ -60,8 +60,9 @@ pub struct Shape {
     pub inputs: &'static [Topic],
     /// Indices into `inputs` that every task reads in full ([`Core::broadcast_inputs`]).
     pub broadcast: &'static [usize],
-    /// Its outputs, dead letters included.
-    pub outputs: &'static [Topic],
+    /// What it writes. Beside it, every core writes `tessera.dead-letters`: its outputs are the
+    /// two, in the order of [`OUTPUT`] and [`DEAD_LETTERS`].
+    pub output: Topic,
     /// What its state holds, in a phrase.
     pub state: &'static str,
 }
@@ -72,11 +73,21 @@ impl Shape {
         self.inputs.iter().map(|t| t.name.to_string()).collect()
     }
 
+    /// Its outputs: what it writes, then the dead letters.
+    pub fn outputs(&self) -> [Topic; 2] {
+        [self.output, tessera_contract::topics::DEAD_LETTERS]
+    }
+
     /// The outputs' names, without an installation's prefix.
     pub fn output_names(&self) -> Vec<String> {
-        self.outputs.iter().map(|t| t.name.to_string()).collect()
+        self.outputs().iter().map(|t| t.name.to_string()).collect()
     }
 }
+
+/// The index of a core's [`Shape::output`] among its outputs.
+pub const OUTPUT: usize = 0;
+/// The index of `tessera.dead-letters` among a core's outputs.
+pub const DEAD_LETTERS: usize = 1;
 
 /// A core's inputs, as the enum [`inputs!`] declares: its order is their rank order, so an index
 /// a [`crate::Position`] carries names one of them and [`Shape::inputs`] is their topics, and no
@@ -185,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn names_cores_and_ports_are_unique_and_every_core_writes_dead_letters() {
+    fn names_cores_and_ports_are_unique_and_broadcasts_are_inputs() {
         let names: HashSet<_> = ALL.iter().map(|p| p.name).collect();
         let ports: HashSet<_> = ALL.iter().map(|p| p.metrics_port).collect();
         let cores: Vec<_> = ALL.iter().flat_map(|p| p.cores.iter()).collect();
@@ -194,12 +205,7 @@ mod tests {
         assert_eq!(ports.len(), ALL.len());
         assert_eq!(core_names.len(), cores.len());
         for core in cores {
-            assert!(
-                core.outputs
-                    .contains(&tessera_contract::topics::DEAD_LETTERS),
-                "{} has nowhere to put bad input",
-                core.name
-            );
+            assert_ne!(core.output, tessera_contract::topics::DEAD_LETTERS);
             assert!(core.broadcast.iter().all(|&i| i < core.inputs.len()));
         }
     }

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::format_stamp;
 use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics::{self, Topic};
+use tessera_contract::topics;
 use tessera_contract::{
     CredentialDelivered, CredentialReleased, Event, LogPosition, OfferClosed, OfferProblem,
     OfferPublished, OfferRejected, ProviderShareReleased, SealedBox,
@@ -72,17 +72,12 @@ inputs! {
     }
 }
 
-const DELIVERIES_OUTPUT: usize = 0;
-const DEAD_LETTERS_OUTPUT: usize = 1;
-/// The outputs, in the order of the indices above.
-const OUTPUTS: [Topic; 2] = [topics::DELIVERIES, topics::DEAD_LETTERS];
-
 /// The delivery's declaration.
 pub const SHAPE: Shape = Shape {
     name: "delivery",
     inputs: InputTopic::TOPICS,
     broadcast: &[],
-    outputs: &OUTPUTS,
+    output: topics::DELIVERIES,
     state: "per offer: its package and status; released credentials; provider halves waiting \
             for their release",
 };
@@ -252,7 +247,7 @@ impl Core for Delivery {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
-        let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(SHAPE.name, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {
                 Received::Offer(offer) => publish(state, *offer, &signed, &mut out),
@@ -517,7 +512,7 @@ fn deliver_if_complete(
     {
         let credential_id = credential.credential_id.clone();
         let subscriber_id = credential.subscriber_id.clone();
-        out.emit(DELIVERIES_OUTPUT, &subscriber_id, |event_id| {
+        out.emit(&subscriber_id, |event_id| {
             CredentialDelivered {
                 event_id,
                 credential_id,

@@ -7,6 +7,7 @@ use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::SigningKey;
 
 use super::*;
+use crate::registry;
 use crate::testing::{self, Feeder, T, sealed};
 
 const PARTITION: i32 = 4;
@@ -150,11 +151,11 @@ impl Fixture {
 fn summary(output: &Emitted) -> String {
     match output.event().cloned().expect("the core emits events") {
         Event::CredentialDelivered(e) => {
-            assert_eq!(output.topic, DELIVERIES_OUTPUT);
+            assert_eq!(output.topic, registry::OUTPUT);
             format!("delivered {} to {}", e.credential_id, output.key)
         }
         Event::DeadLetter(e) => {
-            assert_eq!(output.topic, DEAD_LETTERS_OUTPUT);
+            assert_eq!(output.topic, registry::DEAD_LETTERS);
             format!("dead letter: {}", e.reason)
         }
         other => format!("unexpected {:?}", other.kind()),

@@ -13,7 +13,7 @@
 pub mod rewards;
 
 use tessera_contract::signing::VerifyingKey;
-use tessera_contract::topics::{self, Topic};
+use tessera_contract::topics;
 use tessera_contract::{Event, Link, RewardCredited, RewardDue};
 use tessera_state::{State, Table};
 
@@ -30,17 +30,12 @@ inputs! {
     }
 }
 
-const LEDGER_OUTPUT: usize = 0;
-const DEAD_LETTERS_OUTPUT: usize = 1;
-/// The outputs, in the order of the indices above.
-const OUTPUTS: [Topic; 2] = [topics::LEDGER, topics::DEAD_LETTERS];
-
 /// The balances core's declaration.
 pub const BALANCES_SHAPE: Shape = Shape {
     name: "ledger",
     inputs: InputTopic::TOPICS,
     broadcast: &[],
-    outputs: &OUTPUTS,
+    output: topics::LEDGER,
     state: "each provider's balance per currency; the credentials credited",
 };
 
@@ -94,7 +89,7 @@ impl Core for Ledger {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<RewardDue>) -> Vec<Emitted> {
-        let mut out = Outputs::new(BALANCES_SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(BALANCES_SHAPE.name, input.at());
         if let Input::Record { value, signed, .. } = input {
             let input = (topics::LEDGER_CREDITS, value.provider_id.as_str(), &signed);
             if out.signed_by(&self.rewards, "ledger-rewards", input, || {
@@ -121,7 +116,7 @@ fn credit(state: &mut dyn State, due: RewardDue, out: &mut Outputs) {
     CREDITED.put(state, &credential, &due.event_id);
     BALANCES.put(state, &account, &balance);
     let key = due.provider_id.clone();
-    out.emit(LEDGER_OUTPUT, &key, |event_id| {
+    out.emit(&key, |event_id| {
         RewardCredited {
             event_id,
             provider_id: due.provider_id,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::format_stamp;
 use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics::{self, Topic};
+use tessera_contract::topics;
 use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialReleased, Event, OfferPublished, Reward,
     RewardDue,
@@ -42,17 +42,12 @@ inputs! {
     }
 }
 
-pub(super) const CREDITS_OUTPUT: usize = 0;
-const DEAD_LETTERS_OUTPUT: usize = 1;
-/// The outputs, in the order of the indices above.
-const OUTPUTS: [Topic; 2] = [topics::LEDGER_CREDITS, topics::DEAD_LETTERS];
-
 /// The rewards core's declaration.
 pub const SHAPE: Shape = Shape {
     name: "ledger-rewards",
     inputs: InputTopic::TOPICS,
     broadcast: &[],
-    outputs: &OUTPUTS,
+    output: topics::LEDGER_CREDITS,
     state: "per offer: its reward terms and its releases, until each is accepted or declined",
 };
 
@@ -198,7 +193,7 @@ impl Core for Rewards {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
-        let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(SHAPE.name, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {
                 Received::Offer(offer) => publish(state, *offer, &signed),
@@ -328,7 +323,7 @@ fn earning(
 fn credit(accepted: CredentialAccepted, provider_id: String, reward: Reward, out: &mut Outputs) {
     let position = out.position(topics::OUTCOMES);
     let key = provider_id.clone();
-    out.emit(CREDITS_OUTPUT, &key, |event_id| {
+    out.emit(&key, |event_id| {
         RewardDue {
             event_id,
             provider_id,

@@ -5,8 +5,9 @@ use tessera_contract::{
     OfferTerms, Reward, encode, examples,
 };
 
-use super::rewards::{self, CREDITS_OUTPUT, InputTopic};
+use super::rewards::{self, InputTopic};
 use super::*;
+use crate::registry;
 use crate::testing::{self, Feeder, T, sealed};
 
 const PARTITION: i32 = 1;
@@ -168,7 +169,7 @@ fn an_accepted_credential_earns_its_offers_reward_for_the_provider() {
     let mut f = released_to_b1_and_b2();
     let outputs = feed(&mut f, accepted("c-B1", "B1", 1));
     assert_eq!(outputs.len(), 1);
-    assert_eq!(outputs[0].topic, CREDITS_OUTPUT);
+    assert_eq!(outputs[0].topic, registry::OUTPUT);
     assert_eq!(outputs[0].key, "A", "re-keyed by provider id");
     let Event::RewardDue(reward) = outputs[0].event().cloned().unwrap() else {
         panic!("expected a reward")

@@ -35,7 +35,7 @@ use tessera_contract::identity::provider::{self, ProviderPin};
 use tessera_contract::identity::{self, Change, Pin};
 use tessera_contract::rules::{check_offer, request_id};
 use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics::{DEAD_LETTERS, OFFERS, REQUESTS, SUBSCRIBERS};
+use tessera_contract::topics::{OFFERS, REQUESTS, SUBSCRIBERS};
 use tessera_contract::{
     Event, InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
     SubscriberRemoved,
@@ -44,7 +44,7 @@ use tessera_state::{State, Table};
 
 use crate::core::{Core, Emission, Emitted, Input, Position, derived_id};
 use crate::outputs::Outputs;
-use crate::registry::{Inputs, Processor, Shape, inputs};
+use crate::registry::{self, Inputs, Processor, Shape, inputs};
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
@@ -54,9 +54,6 @@ const SEEN: Table<()> = Table::new("seen/");
 const PINS: Table<Pin> = Table::new("pin/");
 /// Each provider's pinned key, by provider id ([`provider`]): only offers carrying it invite.
 const PROVIDERS: Table<ProviderPin> = Table::new("provider/");
-
-const REQUESTS_OUTPUT: usize = 0;
-const DEAD_LETTERS_OUTPUT: usize = 1;
 
 inputs! {
     /// The inputs in rank order: on equal stamps a subscriber change comes before an offer, so
@@ -73,7 +70,7 @@ pub const SHAPE: Shape = Shape {
     name: "matcher",
     inputs: InputTopic::TOPICS,
     broadcast: &[InputTopic::Offers as usize],
-    outputs: &[REQUESTS, DEAD_LETTERS],
+    output: REQUESTS,
     state: "each subscriber's interests, indexed by what they need; the keys subscribers and \
             providers pinned; the offers invited to",
 };
@@ -223,7 +220,7 @@ impl Matcher {
                 request.subscriber_id = subscriber_id;
             }
             outputs.push(Emitted {
-                topic: REQUESTS_OUTPUT,
+                topic: registry::OUTPUT,
                 key: offer_id.clone(),
                 value: Emission::Bytes(
                     tessera_contract::encode(&event)
@@ -311,7 +308,7 @@ impl Core for Matcher {
         else {
             return Vec::new();
         };
-        let mut out = Outputs::new("matcher", DEAD_LETTERS_OUTPUT, at);
+        let mut out = Outputs::new("matcher", at);
         match value {
             MatcherRecord::Registered(registered) => {
                 let id = registered.subscriber_id.clone();

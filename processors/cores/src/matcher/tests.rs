@@ -15,6 +15,7 @@ use tessera_contract::signing::SigningKey;
 
 use super::*;
 use crate::merge::Entry;
+use crate::registry;
 use crate::replay::{Produced, RawRecord, step};
 
 const OFFER_PARTITION: i32 = 2;
@@ -200,7 +201,7 @@ fn dead_letters(produced: Vec<Produced>) -> Vec<String> {
         .into_iter()
         .map(|p| match p {
             Produced::Output(output) => {
-                assert_eq!(output.topic, DEAD_LETTERS_OUTPUT, "{output:?}");
+                assert_eq!(output.topic, registry::DEAD_LETTERS, "{output:?}");
                 match tessera_contract::decode(&output.value).unwrap() {
                     Event::DeadLetter(letter) => letter.reason,
                     other => panic!("unexpected output {other:?}"),
@@ -724,7 +725,7 @@ fn an_offer_in_another_providers_name_invites_no_one_and_its_own_task_says_why()
         );
         let invited = produced
             .iter()
-            .filter(|p| matches!(p, Produced::Output(o) if o.topic == REQUESTS_OUTPUT))
+            .filter(|p| matches!(p, Produced::Output(o) if o.topic == registry::OUTPUT))
             .count();
         assert_eq!(invited, 0, "the impostor's offer invites no one");
         let letters = dead_letters(produced.clone());

@@ -77,7 +77,7 @@ use tessera_contract::identity;
 use tessera_contract::rules::{Timing, check_offer, format_stamp};
 use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
 use tessera_contract::signing::{ParsedKeys, Signed, VerifyingKey};
-use tessera_contract::topics::{self, Topic};
+use tessera_contract::topics;
 use tessera_contract::{
     CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed, OfferProblem,
     OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
@@ -101,17 +101,12 @@ inputs! {
     }
 }
 
-const DECISIONS_OUTPUT: usize = 0;
-const DEAD_LETTERS_OUTPUT: usize = 1;
-/// The outputs, in the order of the indices above.
-const OUTPUTS: [Topic; 2] = [topics::DECISIONS, topics::DEAD_LETTERS];
-
 /// The timekeeper's declaration.
 pub const SHAPE: Shape = Shape {
     name: "timekeeper",
     inputs: InputTopic::TOPICS,
     broadcast: &[],
-    outputs: &OUTPUTS,
+    output: topics::DECISIONS,
     state: "per offer: its rule, invitations, judged responses and counts; kept for an hour \
             after it closes",
 };
@@ -368,7 +363,7 @@ impl Core for Timekeeper {
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
-        let mut out = Outputs::new(SHAPE.name, DEAD_LETTERS_OUTPUT, input.at());
+        let mut out = Outputs::new(SHAPE.name, input.at());
         let sealer = &mut self.sealer;
         close_ended(state, sealer, &mut out);
         prune_closed(state, out.at().effective);
@@ -436,7 +431,7 @@ fn pruned(closed_at: Option<i64>, now: i64) -> bool {
 
 fn closed(out: &mut Outputs, offer_id: &str, offer: &StoredOffer, progress: &Progress) {
     let closed_at = out.at().effective;
-    out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
+    out.emit(offer_id, |event_id| {
         OfferClosed {
             event_id,
             offer_id: offer_id.to_string(),
@@ -514,7 +509,7 @@ fn reject_offer(
     problem: OfferProblem,
     detail: String,
 ) {
-    out.emit(DECISIONS_OUTPUT, &offer.offer_id, |event_id| {
+    out.emit(&offer.offer_id, |event_id| {
         OfferRejected {
             event_id,
             offer_id: offer.offer_id.clone(),
@@ -696,7 +691,7 @@ fn respond(
                     ..invitation
                 },
             );
-            out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
+            out.emit(offer_id, |event_id| {
                 CredentialReleased {
                     event_id,
                     offer_id: offer_id.clone(),
@@ -716,7 +711,7 @@ fn respond(
         }
         Err((reason, detail)) => {
             progress.rejected = progress.rejected.saturating_add(1);
-            out.emit(DECISIONS_OUTPUT, offer_id, |event_id| {
+            out.emit(offer_id, |event_id| {
                 ResponseRejected {
                     event_id,
                     offer_id: offer_id.clone(),

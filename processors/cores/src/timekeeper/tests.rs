@@ -13,6 +13,7 @@ use tessera_state::MemoryState;
 use super::*;
 use crate::core::{Emission, Position, derived_id};
 use crate::merge::Merge;
+use crate::registry;
 use crate::replay::{self, Produced, RawRecord};
 
 /// 2025-11-25T09:00:00.000Z: a stamp that reads well in details.
@@ -633,7 +634,7 @@ fn withdrawals_that_cannot_take_effect_are_dead_letters() {
     for (withdrawal, reason) in cases {
         let outputs = tk.feed(T - 500, Received::Withdrawal(withdrawal.clone()));
         assert_eq!(outputs.len(), 1);
-        assert_eq!(outputs[0].topic, DEAD_LETTERS_OUTPUT);
+        assert_eq!(outputs[0].topic, registry::DEAD_LETTERS);
         assert_eq!(outputs[0].key, "tessera.offers");
         let Event::DeadLetter(letter) = outputs[0].event().cloned().unwrap() else {
             panic!("expected a dead letter");
@@ -729,7 +730,7 @@ fn invalid_offers_are_rejected_with_their_problem_and_never_close() {
 fn a_release_carries_the_evidence_and_the_key_halves() {
     let mut tk = with_offer(T - 1_000, deadline(T), &["s1", "s2"]);
     let outputs = tk.feed(T - 10, Received::Response(response("o", "s1", 1)));
-    assert_eq!(outputs[0].topic, DECISIONS_OUTPUT);
+    assert_eq!(outputs[0].topic, registry::OUTPUT);
     assert_eq!(outputs[0].key, "o");
     let released = events(&outputs);
     let [Event::CredentialReleased(released)] = released.as_slice() else {
@@ -785,7 +786,12 @@ fn a_conflicting_invitation_is_a_dead_letter_and_a_repeated_one_changes_nothing(
 }
 
 /// `event` under `key` as read from `topic`, signed by `signer`.
-fn raw(event: impl Into<Event>, key: &str, topic: Topic, signer: &str) -> RawRecord {
+fn raw(
+    event: impl Into<Event>,
+    key: &str,
+    topic: tessera_contract::topics::Topic,
+    signer: &str,
+) -> RawRecord {
     let value = encode(&event.into()).unwrap();
     let signature = signer_of(signer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
     RawRecord {
