@@ -59,23 +59,9 @@ impl Setup {
     }
 
     async fn produce(&self, from: usize, to: usize) {
-        let producer: FutureProducer = client()
-            .set("partitioner", "murmur2_random")
-            .create()
-            .unwrap();
-        for i in from..to {
-            let topic = format!("{}in.{}", self.prefix, if i % 3 == 0 { "b" } else { "a" });
-            let key = format!("k{}", i % 17);
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload("x"),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
+        counts::produce(&client(), &self.prefix, from, to).await;
         // One record the counter cannot decode: it must become a dead letter, not an output.
+        let producer: FutureProducer = client().create().unwrap();
         producer
             .send(
                 FutureRecord::<str, str>::to(&format!("{}in.a", self.prefix)).payload("no key"),

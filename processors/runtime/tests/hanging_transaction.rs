@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
@@ -60,24 +59,7 @@ impl Setup {
     }
 
     async fn produce(&self, from: usize, to: usize) {
-        let producer: FutureProducer = self
-            .broker
-            .client()
-            .set("partitioner", "murmur2_random")
-            .create()
-            .unwrap();
-        for i in from..to {
-            let topic = self.topic(if i % 3 == 0 { "in.b" } else { "in.a" });
-            let key = format!("k{}", i % 17);
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload("x"),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
+        counts::produce(&self.broker.client(), &self.prefix, from, to).await;
     }
 
     /// Runs the instance until `expected` counts are committed, then stops it gracefully.

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera_cores::counter::Counter;
 
 /// Fails unless `outputs` (per key, in order) are exactly the counts of inputs `0..total`.
@@ -71,4 +73,26 @@ pub(crate) fn counter() -> Counter {
         "counts",
         i64::MAX / 4,
     )
+}
+
+/// Writes inputs `from..to` to `{prefix}in.a` and `{prefix}in.b` on the broker `client` reaches:
+/// input `i` keyed `k{i % 17}`, every third on `in.b`, as [`assert_counts`] expects them.
+pub(crate) async fn produce(client: &ClientConfig, prefix: &str, from: usize, to: usize) {
+    let producer: FutureProducer = client
+        .clone()
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+    for i in from..to {
+        let topic = format!("{prefix}in.{}", if i % 3 == 0 { "b" } else { "a" });
+        let key = format!("k{}", i % 17);
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&key).payload("x"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
 }
