@@ -54,7 +54,7 @@ use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_to_end};
 use tessera_producers::keys::{self, Halves, Pinning, PlatformKeyError};
 use tessera_producers::provider::{self, Sealing};
-use tessera_producers::subscriber::{self, Choice, Decision, Responder};
+use tessera_producers::subscriber::{self, Choice, Decision};
 
 mod support;
 
@@ -109,11 +109,7 @@ impl World {
     }
 
     async fn respond(&self, subscriber_id: &str, key: &PrivateKey) {
-        let key = PrivateKey::from_bytes(key.to_bytes().as_ref()).unwrap();
-        let responder = Responder::new(subscriber_id, key);
-        subscriber::respond(&self.writer, self.prefix(), OFFER, &responder)
-            .await
-            .unwrap();
+        support::respond(&self.writer, self.prefix(), OFFER, subscriber_id, key).await;
     }
 
     /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).

@@ -21,7 +21,7 @@ use tessera_contract::{CredentialReleased, Custody, Event, RejectReason};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves};
-use tessera_producers::subscriber::{self, Choice, Responder};
+use tessera_producers::subscriber::{self, Choice};
 
 mod support;
 
@@ -68,11 +68,7 @@ impl World {
     }
 
     async fn respond(&self, offer_id: &str, subscriber_id: &str, key: &PrivateKey) {
-        let key = PrivateKey::from_bytes(key.to_bytes().as_ref()).unwrap();
-        let responder = Responder::new(subscriber_id, key);
-        subscriber::respond(&self.writer, self.prefix(), offer_id, &responder)
-            .await
-            .unwrap();
+        support::respond(&self.writer, self.prefix(), offer_id, subscriber_id, key).await;
     }
 
     /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).

@@ -140,3 +140,18 @@ pub(crate) async fn publish_doc_x(
         .await
         .unwrap();
 }
+
+/// Subscriber `subscriber_id`, holding `key`, answers its invitation to `offer_id`.
+pub(crate) async fn respond(
+    writer: &Writer,
+    prefix: &str,
+    offer_id: &str,
+    subscriber_id: &str,
+    key: &PrivateKey,
+) {
+    let key = PrivateKey::from_bytes(key.to_bytes().as_ref()).unwrap();
+    let responder = subscriber::Responder::new(subscriber_id, key);
+    subscriber::respond(writer, prefix, offer_id, &responder)
+        .await
+        .unwrap();
+}
