@@ -96,7 +96,9 @@ pub fn digest(event: &Event) -> Result<Option<[u8; DIGEST_LEN]>, EncodeError> {
 fn hashed(bytes: &[u8]) -> [u8; DIGEST_LEN] {
     let mut hash = Sha256::new();
     hash.update(TAG);
-    hash.update(crate::codec::digest_form(bytes));
+    for part in crate::codec::digest_form(bytes) {
+        hash.update(part);
+    }
     hash.finalize().into()
 }
 
