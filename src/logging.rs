@@ -24,8 +24,24 @@ pub const PERSISTS: Duration = Duration::from_secs(30);
 /// librdkafka warnings that a client retries through on its own while a broker starts.
 const TRANSIENT: [&str; 2] = ["Coordinator load in progress", "Not coordinator"];
 
-/// Starts logging to stderr as `text` or `json`, at the levels `RUST_LOG` names, else `default`.
-pub fn init(format: &str, default: &str) {
+/// The logging option every tessera binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stderr: `text` for people, `json` for log pipelines. Levels come from
+    /// `RUST_LOG` (default `info`).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl LogArgs {
+    /// Starts logging to stderr as `text` or `json`, at the levels `RUST_LOG` names, else
+    /// `default`.
+    pub fn init(&self, default: &str) {
+        init(&self.log_format, default);
+    }
+}
+
+fn init(format: &str, default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry()

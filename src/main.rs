@@ -21,10 +21,8 @@ struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
 
-    /// Log format on stderr: `text` for people, `json` for log pipelines. Levels come from
-    /// `RUST_LOG` (default `info`).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    log: tessera::logging::LogArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -196,7 +194,7 @@ async fn main() -> ExitCode {
     } else {
         "info"
     };
-    tessera::logging::init(&cli.log_format, default_level);
+    cli.log.init(default_level);
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

@@ -25,10 +25,8 @@ struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
 
-    /// Log format on stderr: `text` for people, `json` for log pipelines. Levels come from
-    /// `RUST_LOG` (default `info`).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    log: tessera::logging::LogArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -82,7 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tessera::logging::init(&cli.log_format, "info");
+    cli.log.init("info");
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {
