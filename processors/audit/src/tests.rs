@@ -60,12 +60,7 @@ impl Core for Relay {
         vec![1]
     }
 
-    fn decode(
-        &self,
-        _: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<Self::Record, String> {
+    fn decode(&self, raw: tessera_cores::Raw<'_>) -> Result<Self::Record, String> {
         let text = |bytes: Option<&[u8]>| {
             bytes
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -73,8 +68,8 @@ impl Core for Relay {
                 .map(str::to_string)
         };
         Ok((
-            text(key).ok_or("the record has no key")?,
-            text(value).ok_or("the record has no value")?,
+            text(raw.key).ok_or("the record has no key")?,
+            text(raw.value).ok_or("the record has no value")?,
         ))
     }
 

@@ -9,6 +9,8 @@ use tessera_contract::Event;
 use tessera_contract::signing::Signed;
 use tessera_state::State;
 
+use crate::registry::Inputs;
+
 /// Where an input record sat and when the broker received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Position {
@@ -68,6 +70,65 @@ impl<R> Input<R> {
             Input::Record { at, .. } | Input::Tick { at } => *at,
         }
     }
+}
+
+/// An input record as read, before its core decodes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a> {
+    /// Index of the record's topic in [`Core::inputs`].
+    pub topic: usize,
+    /// The record key.
+    pub key: Option<&'a [u8]>,
+    /// The record value; none for a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> Raw<'a> {
+    /// The record's input, and its event for the core to match against what belongs there (see
+    /// [`misplaced`]).
+    pub(crate) fn event<I: Inputs>(&self) -> Result<(I, Event), String> {
+        let input = I::of(self.topic).ok_or_else(|| format!("there is no input {}", self.topic))?;
+        let value = self.value.ok_or("the record has no value")?;
+        let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
+        Ok((input, event))
+    }
+
+    /// The record key: present, UTF-8 and not empty, as the producers' contract says.
+    pub(crate) fn key(&self) -> Result<&'a str, String> {
+        let key = self.key.ok_or("the record has no key")?;
+        let key = std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8")?;
+        if key.is_empty() {
+            return Err("the record key is empty".into());
+        }
+        Ok(key)
+    }
+
+    /// Checks that the record key is `id`, the event's `what` it is keyed by: a record under
+    /// another key sits on another partition than its task's state.
+    pub(crate) fn keyed_by(&self, id: &str, what: &str) -> Result<(), String> {
+        let key = self
+            .key
+            .ok_or_else(|| format!("the record has no key; expected {id:?}"))?;
+        let key = std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8")?;
+        if key != id {
+            return Err(format!(
+                "the record key {key:?} is not the event's {what} {id:?}"
+            ));
+        }
+        if id.is_empty() {
+            return Err(format!("the {what} is empty"));
+        }
+        Ok(())
+    }
+}
+
+/// Why `event` cannot be a record of `input`.
+pub(crate) fn misplaced(event: &Event, input: impl Inputs) -> String {
+    format!(
+        "{} does not belong on {}",
+        event.kind().name(),
+        input.topic().name
+    )
 }
 
 /// A record to produce, as written: what [`crate::replay::step`] makes of an [`Emitted`].
@@ -151,12 +212,7 @@ pub trait Core {
 
     /// Decodes one input record. An error sends the record to the dead letters with the message
     /// as the reason; the core then sees it as a [`Input::Tick`].
-    fn decode(
-        &self,
-        topic: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<Self::Record, String>;
+    fn decode(&self, raw: Raw<'_>) -> Result<Self::Record, String>;
 
     /// The earliest stream time after which a timer of the core fires, if it has one. The runtime
     /// asks for ticks on the task's idle inputs once the broker's clock passes it, and only then:

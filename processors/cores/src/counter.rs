@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tessera_state::{State, Table};
 
-use crate::core::{Core, Emission, Emitted, Input};
+use crate::core::{Core, Emission, Emitted, Input, Raw};
 use crate::timers::Timers;
 
 /// Per key: how many records so far, and when the last one came.
@@ -82,14 +82,10 @@ impl Core for Counter {
         vec![self.output.clone()]
     }
 
-    fn decode(&self, _: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
-        match (key.map(std::str::from_utf8), value) {
-            (Some(Ok(k)), Some(_)) if !k.is_empty() => Ok(()),
-            (Some(Ok(_)), Some(_)) => Err("empty key".into()),
-            (Some(Err(_)), _) => Err("key is not UTF-8".into()),
-            (None, _) => Err("record has no key".into()),
-            (_, None) => Err("record has no value".into()),
-        }
+    fn decode(&self, raw: Raw<'_>) -> Result<(), String> {
+        raw.key()?;
+        raw.value.ok_or("the record has no value")?;
+        Ok(())
     }
 
     fn next_due(&self, state: &dyn State) -> Option<i64> {

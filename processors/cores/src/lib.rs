@@ -19,7 +19,9 @@ pub mod layout;
 pub mod ledger;
 pub mod matcher;
 pub mod merge;
+pub mod news;
 mod outputs;
+mod prelude;
 pub mod registry;
 pub mod replay;
 #[cfg(test)]
@@ -27,4 +29,4 @@ mod testing;
 pub mod timekeeper;
 pub mod timers;
 
-pub use crate::core::{Core, Emission, Emitted, Input, Output, Position};
+pub use crate::core::{Core, Emission, Emitted, Input, Output, Position, Raw};

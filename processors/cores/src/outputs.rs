@@ -9,7 +9,7 @@ use tessera_contract::topics::Topic;
 use tessera_contract::{DeadLetter, Event, LogPosition, Quote, encode};
 
 use crate::core::{Emission, Emitted, Position, derived_id};
-use crate::registry::{DEAD_LETTERS, Inputs, OUTPUT};
+use crate::registry::{DEAD_LETTERS, OUTPUT};
 
 /// The outputs of one input.
 pub(crate) struct Outputs {
@@ -131,43 +131,6 @@ fn encoded(event: &Event) -> Vec<u8> {
     // Only an event type that drifted from its schema fails to encode, and the contract tests
     // compare every type with its .avsc file; no input can cause it.
     encode(event).expect("tessera events encode with their own schemas")
-}
-
-/// Decodes the value of a record of input `topic`: the input, and its event for the core to
-/// match against what belongs there (see [`misplaced`]).
-pub(crate) fn decode_on<I: Inputs>(
-    topic: usize,
-    value: Option<&[u8]>,
-) -> Result<(I, Event), String> {
-    let input = I::of(topic).ok_or_else(|| format!("there is no input {topic}"))?;
-    let value = value.ok_or("the record has no value")?;
-    let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
-    Ok((input, event))
-}
-
-/// Why `event` cannot be a record of `input`.
-pub(crate) fn misplaced(event: &Event, input: impl Inputs) -> String {
-    format!(
-        "{} does not belong on {}",
-        event.kind().name(),
-        input.topic().name
-    )
-}
-
-/// Checks that a record's key is the id its event is keyed by, as the producers' contract says:
-/// a record under another key sits on another partition than its task's state.
-pub(crate) fn check_key(key: Option<&[u8]>, id: &str, what: &str) -> Result<(), String> {
-    let key = key.ok_or_else(|| format!("the record has no key; expected {id:?}"))?;
-    let key = std::str::from_utf8(key).map_err(|_| "the record key is not UTF-8".to_string())?;
-    if key != id {
-        return Err(format!(
-            "the record key {key:?} is not the event's {what} {id:?}"
-        ));
-    }
-    if id.is_empty() {
-        return Err(format!("the {what} is empty"));
-    }
-    Ok(())
 }
 
 /// A state key for an id and something of it, length-prefixed so that ("a/b", "c") and

@@ -8,10 +8,9 @@
 //!
 //! # Adding a processor
 //!
-//! 1. A module under `processors/cores/src/` with the core (a [`Core`]), its inputs in rank
-//!    order (an enum declared with `inputs!`, whose topics its `SHAPE` takes and whose variants
-//!    its decoder matches), its `SHAPE`, its `PROCESSOR`, and its unit tests beside it
-//!    (`tests.rs`).
+//! 1. A module under `processors/cores/src/` with the core (a [`Core`]), its `SHAPE` declared
+//!    with `shape!` (its inputs in rank order as an enum its decoder matches, its output and
+//!    what its state holds), its `PROCESSOR`, and its unit tests beside it (`tests.rs`).
 //! 2. One line in [`ALL`].
 //! 3. Its flags and start-up in `tessera run` (`src/run.rs`), its audit in `tessera audit`
 //!    (`src/audit.rs`) and its part in `tessera demo` (`src/demo.rs`): each dispatches on the name
@@ -89,7 +88,7 @@ pub const OUTPUT: usize = 0;
 /// The index of `tessera.dead-letters` among a core's outputs.
 pub const DEAD_LETTERS: usize = 1;
 
-/// A core's inputs, as the enum [`inputs!`] declares: its order is their rank order, so an index
+/// A core's inputs, as the enum [`shape!`] declares: its order is their rank order, so an index
 /// a [`crate::Position`] carries names one of them and [`Shape::inputs`] is their topics, and no
 /// core numbers its inputs by hand.
 pub(crate) trait Inputs: Copy + 'static {
@@ -107,27 +106,58 @@ pub(crate) trait Inputs: Copy + 'static {
     fn topic(self) -> Topic;
 }
 
-/// Declares a core's inputs in rank order, each with the topic it reads, as an enum implementing
-/// [`Inputs`]; a variant's `as usize` is its index.
-macro_rules! inputs {
-    ($(#[$meta:meta])* enum $name:ident { $($variant:ident = $topic:expr),+ $(,)? }) => {
-        $(#[$meta])*
+/// Declares a core's [`Shape`] and its inputs: the enum of its inputs in rank order, each with
+/// the topic it reads (implementing [`Inputs`]; a variant's `as usize` is its index), and the
+/// `Shape` const taking their topics.
+///
+/// ```text
+/// shape! {
+///     /// What the core is, and why its inputs rank as they do.
+///     pub const SHAPE: "name",
+///     inputs Input { A = TOPIC_A, B = TOPIC_B },
+///     broadcast [B],
+///     output TOPIC_C,
+///     state "what its state holds";
+/// }
+/// ```
+/// Topics are named as in [`tessera_contract::topics`], the catalogue. `broadcast [...]`, the
+/// inputs every task reads in full, is left out by a core that has none.
+macro_rules! shape {
+    (
+        $(#[$meta:meta])*
+        pub const $shape:ident: $name:literal,
+        inputs $inputs:ident { $($variant:ident = $topic:ident),+ $(,)? },
+        $(broadcast [$($broadcast:ident),*],)?
+        output $output:ident,
+        state $state:literal;
+    ) => {
+        /// The inputs in rank order, as the core's [`Shape`] declares them.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub(crate) enum $name {
-            $($variant),+
+        pub(crate) enum $inputs {
+            $(#[doc = concat!("`tessera_contract::topics::", stringify!($topic), "`.")] $variant),+
         }
 
-        impl $crate::registry::Inputs for $name {
-            const ALL: &'static [Self] = &[$($name::$variant),+];
-            const TOPICS: &'static [tessera_contract::topics::Topic] = &[$($topic),+];
+        impl $crate::registry::Inputs for $inputs {
+            const ALL: &'static [Self] = &[$($inputs::$variant),+];
+            const TOPICS: &'static [tessera_contract::topics::Topic] =
+                &[$(tessera_contract::topics::$topic),+];
 
             fn topic(self) -> tessera_contract::topics::Topic {
                 Self::TOPICS[self as usize]
             }
         }
+
+        $(#[$meta])*
+        pub const $shape: $crate::registry::Shape = $crate::registry::Shape {
+            name: $name,
+            inputs: <$inputs as $crate::registry::Inputs>::TOPICS,
+            broadcast: &[$($($inputs::$broadcast as usize),*)?],
+            output: tessera_contract::topics::$output,
+            state: $state,
+        };
     };
 }
-pub(crate) use inputs;
+pub(crate) use shape;
 
 /// Implements [`Core::name`], [`Core::inputs`], [`Core::outputs`] and [`Core::broadcast_inputs`]
 /// inside an `impl Core` from the core's registered [`Shape`], so a core states its topics once.

@@ -7,7 +7,7 @@ use tessera_contract::signing::Signed;
 use tessera_contract::{Event, EventKind, LogPosition, codec, links};
 use tessera_state::State;
 
-use crate::core::{Core, Emission, Emitted, Input, Output, Position};
+use crate::core::{Core, Emission, Emitted, Input, Output, Position, Raw};
 use crate::merge::{Entry, Merge};
 
 /// A record as read from Kafka, before the core decodes it.
@@ -87,7 +87,12 @@ pub fn step<C: Core>(
         let emitted = core.apply(state, Input::Tick { at });
         return chained(core, state, at, &record, emitted);
     }
-    match core.decode(at.topic, record.key.as_deref(), record.value.as_deref()) {
+    let raw = Raw {
+        topic: at.topic,
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+    };
+    match core.decode(raw) {
         Ok(value) => {
             let key = record
                 .key

@@ -182,8 +182,8 @@ impl tessera_cores::Core for BroadcastCounter {
         vec![1]
     }
 
-    fn decode(&self, topic: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), String> {
-        self.0.decode(topic, key, value)
+    fn decode(&self, raw: tessera_cores::Raw<'_>) -> Result<(), String> {
+        self.0.decode(raw)
     }
 
     fn next_due(&self, state: &dyn tessera_state::State) -> Option<i64> {

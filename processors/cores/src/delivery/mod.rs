@@ -50,37 +50,13 @@
 use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::format_stamp;
-use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics;
 use tessera_contract::{
-    CredentialDelivered, CredentialReleased, Event, LogPosition, OfferClosed, OfferProblem,
-    OfferPublished, OfferRejected, ProviderShareReleased, SealedBox,
+    CredentialDelivered, CredentialReleased, LogPosition, OfferProblem, OfferPublished,
+    OfferRejected, ProviderShareReleased, SealedBox,
 };
-use tessera_state::{State, Table};
 
-use crate::core::{Core, Emitted, Input};
-use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
-use crate::registry::{Inputs, Processor, Shape, inputs};
-
-inputs! {
-    /// The inputs in rank order: on equal stamps an offer's package is in before its releases,
-    /// and a release before the cosigns that answer it.
-    enum InputTopic {
-        Offers = topics::OFFERS,
-        Decisions = topics::DECISIONS,
-        Cosigns = topics::COSIGNS,
-    }
-}
-
-/// The delivery's declaration.
-pub const SHAPE: Shape = Shape {
-    name: "delivery",
-    inputs: InputTopic::TOPICS,
-    broadcast: &[],
-    output: topics::DELIVERIES,
-    state: "per offer: its package and status; released credentials; provider halves waiting \
-            for their release",
-};
+use crate::news::OfferNews;
+use crate::prelude::*;
 
 /// `tessera run delivery`, with its webhook worker beside the core.
 pub const PROCESSOR: Processor = Processor {
@@ -90,6 +66,18 @@ pub const PROCESSOR: Processor = Processor {
     publishes_key: true,
     audit_secret: None,
 };
+
+shape! {
+    /// The delivery's declaration.
+    ///
+    /// The inputs in rank order: on equal stamps an offer's package is in before its releases,
+    /// and a release before the cosigns that answer it.
+    pub const SHAPE: "delivery",
+    inputs InputTopic { Offers = OFFERS, Decisions = DECISIONS, Cosigns = COSIGNS },
+    output DELIVERIES,
+    state "per offer: its package and status; released credentials; provider halves waiting \
+          for their release";
+}
 
 /// How an offer ended: after it, the timekeeper releases nothing more.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,19 +158,10 @@ fn held_key(offer_id: &str, credential_id: &str, subscriber_id: &str) -> String 
 /// An input record the delivery acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
-    /// An offer with its package, from `tessera.offers`.
-    Offer(Box<OfferPublished>),
-    /// A release, from `tessera.decisions`.
-    Release(Box<CredentialReleased>),
-    /// An invalid offer, from `tessera.decisions`.
-    Rejected(OfferRejected),
-    /// An offer's end, from `tessera.decisions`.
-    Closed(OfferClosed),
+    /// An offer with its package, or a verdict on it.
+    News(OfferNews),
     /// A provider's half, from `tessera.cosigns`.
     Share(ProviderShareReleased),
-    /// An event of the inputs that delivers nothing: a withdrawal (its OfferClosed follows) or
-    /// a rejected response.
-    Passed,
 }
 
 /// The delivery core. All it knows is in the task's state, and the key verdicts are signed with.
@@ -195,6 +174,33 @@ impl Delivery {
     /// A delivery worker that believes verdicts signed with `timekeeper`.
     pub fn new(timekeeper: VerifyingKey) -> Self {
         Delivery { timekeeper }
+    }
+
+    /// Keeps an offer's package, and acts on the timekeeper's verdicts on it.
+    fn follow(&self, state: &mut dyn State, news: OfferNews, signed: &Signed, out: &mut Outputs) {
+        match news {
+            OfferNews::Offer(offer) => publish(state, *offer, signed, out),
+            OfferNews::Release(release) => {
+                let event = || Event::CredentialReleased((*release).clone());
+                if self.by_timekeeper(signed, &release.offer_id, event, out) {
+                    release_credential(state, *release, out);
+                }
+            }
+            OfferNews::Rejected(rejected) => {
+                let event = || Event::OfferRejected(rejected.clone());
+                if self.by_timekeeper(signed, &rejected.offer_id, event, out) {
+                    reject(state, rejected, out);
+                }
+            }
+            OfferNews::Closed(closed) => {
+                let event = || Event::OfferClosed(closed.clone());
+                if self.by_timekeeper(signed, &closed.offer_id, event, out) {
+                    let ending = Ending::Closed(closed.closed_at);
+                    end(state, &closed.offer_id, ending, out);
+                }
+            }
+            OfferNews::Passed => {}
+        }
     }
 
     /// Whether a verdict is the timekeeper's; dead-letters it if not.
@@ -215,63 +221,22 @@ impl Core for Delivery {
 
     crate::declared_by!(SHAPE);
 
-    fn decode(
-        &self,
-        topic: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<Received, String> {
-        let (input, event) = decode_on(topic, value)?;
-        let (offer_id, received) = match (input, event) {
-            (InputTopic::Offers, Event::OfferPublished(e)) => {
-                (e.offer_id.clone(), Received::Offer(Box::new(e)))
-            }
-            (InputTopic::Offers, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
-            (InputTopic::Decisions, Event::CredentialReleased(e)) => {
-                (e.offer_id.clone(), Received::Release(Box::new(e)))
-            }
-            (InputTopic::Decisions, Event::OfferRejected(e)) => {
-                (e.offer_id.clone(), Received::Rejected(e))
-            }
-            (InputTopic::Decisions, Event::OfferClosed(e)) => {
-                (e.offer_id.clone(), Received::Closed(e))
-            }
-            (InputTopic::Decisions, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
+    fn decode(&self, raw: Raw<'_>) -> Result<Received, String> {
+        match raw.event::<InputTopic>()? {
             (InputTopic::Cosigns, Event::ProviderShareReleased(e)) => {
-                (e.offer_id.clone(), Received::Share(e))
+                raw.keyed_by(&e.offer_id, "offer id")?;
+                Ok(Received::Share(e))
             }
-            (_, other) => return Err(misplaced(&other, input)),
-        };
-        check_key(key, &offer_id, "offer id")?;
-        Ok(received)
+            (input, event) => OfferNews::read(&raw, input, event).map(Received::News),
+        }
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, *offer, &signed, &mut out),
-                Received::Release(release) => {
-                    let event = || Event::CredentialReleased((*release).clone());
-                    if self.by_timekeeper(&signed, &release.offer_id, event, &mut out) {
-                        release_credential(state, *release, &mut out);
-                    }
-                }
-                Received::Rejected(rejected) => {
-                    let event = || Event::OfferRejected(rejected.clone());
-                    if self.by_timekeeper(&signed, &rejected.offer_id, event, &mut out) {
-                        reject(state, rejected, &mut out);
-                    }
-                }
-                Received::Closed(closed) => {
-                    let event = || Event::OfferClosed(closed.clone());
-                    if self.by_timekeeper(&signed, &closed.offer_id, event, &mut out) {
-                        let ending = Ending::Closed(closed.closed_at);
-                        end(state, &closed.offer_id, ending, &mut out);
-                    }
-                }
+                Received::News(news) => self.follow(state, news, &signed, &mut out),
                 Received::Share(share) => cosign(state, share, &signed, &mut out),
-                Received::Passed => {}
             }
         }
         out.into_list()

@@ -1,13 +1,13 @@
 use tessera_contract::{
-    Custody, DeadLetter, LogPosition, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
-    encode, examples,
+    Custody, DeadLetter, LogPosition, OfferClosed, OfferTerms, OfferWithdrawn, RejectReason,
+    ResponseRejected, encode, examples,
 };
 
 use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::SigningKey;
 
 use super::*;
-use crate::registry;
+use crate::registry::{self, Inputs};
 use crate::testing::{self, Feeder, T, sealed};
 
 const PARTITION: i32 = 4;
@@ -29,7 +29,7 @@ fn offer(offer_id: &str, custody: Custody) -> Received {
     let mut offer = examples::offer(offer_id, "A", custody);
     offer.signing_key = signer_of("A").verifying_key().to_bytes();
     let offer = identity::with_package_signed(offer, &signer_of("A"));
-    Received::Offer(Box::new(offer))
+    Received::News(OfferNews::Offer(Box::new(offer)))
 }
 
 /// The release of credential `c-<subscriber>` of offer `o`; `escrow` says whether it carries the
@@ -67,7 +67,7 @@ fn share(credential_id: &str, subscriber_id: &str, n: u8) -> ProviderShareReleas
 }
 
 fn closed() -> Received {
-    Received::Closed(OfferClosed {
+    Received::News(OfferNews::Closed(OfferClosed {
         event_id: "closed".into(),
         offer_id: "o".into(),
         offer: terms(),
@@ -78,11 +78,11 @@ fn closed() -> Received {
         rejected: 1,
         withdrawn: false,
         link: Default::default(),
-    })
+    }))
 }
 
 fn rejected(problem: OfferProblem) -> Received {
-    Received::Rejected(OfferRejected {
+    Received::News(OfferNews::Rejected(OfferRejected {
         event_id: "rejected".into(),
         offer_id: "o".into(),
         provider_id: "A".into(),
@@ -90,7 +90,7 @@ fn rejected(problem: OfferProblem) -> Received {
         offer: terms().position,
         detail: "the reward 0 EUR is not positive".into(),
         link: Default::default(),
-    })
+    }))
 }
 
 /// The delivery fed by hand, everything keyed by offer `o`.
@@ -107,7 +107,7 @@ impl Fixture {
     /// provider A, verdicts by the timekeeper.
     fn feed(&mut self, value: Received) -> Vec<Emitted> {
         let writer = match value {
-            Received::Offer(_) | Received::Share(_) => signer_of("A"),
+            Received::News(OfferNews::Offer(_)) | Received::Share(_) => signer_of("A"),
             _ => signer_of("timekeeper"),
         };
         self.feed_as(value, &writer)
@@ -115,12 +115,20 @@ impl Fixture {
 
     fn feed_as(&mut self, value: Received, signer: &SigningKey) -> Vec<Emitted> {
         let (topic, event): (InputTopic, Option<Event>) = match &value {
-            Received::Offer(offer) => (InputTopic::Offers, Some((**offer).clone().into())),
+            Received::News(OfferNews::Offer(offer)) => {
+                (InputTopic::Offers, Some((**offer).clone().into()))
+            }
             Received::Share(share) => (InputTopic::Cosigns, Some(share.clone().into())),
-            Received::Release(release) => (InputTopic::Decisions, Some((**release).clone().into())),
-            Received::Rejected(rejected) => (InputTopic::Decisions, Some(rejected.clone().into())),
-            Received::Closed(closed) => (InputTopic::Decisions, Some(closed.clone().into())),
-            Received::Passed => (InputTopic::Decisions, None),
+            Received::News(OfferNews::Release(release)) => {
+                (InputTopic::Decisions, Some((**release).clone().into()))
+            }
+            Received::News(OfferNews::Rejected(rejected)) => {
+                (InputTopic::Decisions, Some(rejected.clone().into()))
+            }
+            Received::News(OfferNews::Closed(closed)) => {
+                (InputTopic::Decisions, Some(closed.clone().into()))
+            }
+            Received::News(OfferNews::Passed) => (InputTopic::Decisions, None),
         };
         let signed = match event {
             Some(event) => signer.signed(topic.topic().name, b"o", &encode(&event).unwrap()),
@@ -135,7 +143,7 @@ impl Fixture {
     }
 
     fn released(&mut self, release: CredentialReleased) -> Vec<String> {
-        self.says(Received::Release(Box::new(release)))
+        self.says(Received::News(OfferNews::Release(Box::new(release))))
     }
 
     fn cosigned(&mut self, share: ProviderShareReleased) -> Vec<String> {
@@ -180,7 +188,9 @@ fn dead_letter(output: &Emitted) -> DeadLetter {
 fn an_escrow_release_is_delivered_at_once_with_the_package_and_both_halves() {
     let mut f = Fixture::default();
     assert_eq!(f.feed(offer("o", Custody::Escrow)), vec![]);
-    let outputs = f.feed(Received::Release(Box::new(release("B1", true))));
+    let outputs = f.feed(Received::News(OfferNews::Release(Box::new(release(
+        "B1", true,
+    )))));
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].key, "B1", "the inbox is keyed by subscriber id");
     let delivery = delivered(&outputs[0]);
@@ -412,14 +422,16 @@ fn an_offer_read_after_its_end_keeps_its_package_only_for_waiting_releases() {
 fn only_an_offers_first_package_counts() {
     let mut f = Fixture::default();
     f.feed(offer("o", Custody::Escrow));
-    let Received::Offer(mut second) = offer("o", Custody::Escrow) else {
+    let Received::News(OfferNews::Offer(mut second)) = offer("o", Custody::Escrow) else {
         unreachable!()
     };
     second.credential.package = b"another package".to_vec();
     let second = Box::new(identity::with_package_signed(*second, &signer_of("A")));
-    f.feed(Received::Offer(second));
+    f.feed(Received::News(OfferNews::Offer(second)));
     assert_eq!(f.feed(rejected(OfferProblem::DuplicateOffer)), vec![]);
-    let outputs = f.feed(Received::Release(Box::new(release("B1", true))));
+    let outputs = f.feed(Received::News(OfferNews::Release(Box::new(release(
+        "B1", true,
+    )))));
     assert_eq!(delivered(&outputs[0]).package, b"package of o");
 }
 
@@ -473,21 +485,21 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
     };
     let core = delivery();
     let decoded = core
-        .decode(
-            InputTopic::Offers as usize,
-            Some(b"o"),
-            Some(&encode(&withdrawal.into()).unwrap()),
-        )
+        .decode(Raw {
+            topic: InputTopic::Offers as usize,
+            key: Some(b"o"),
+            value: Some(&encode(&withdrawal.into()).unwrap()),
+        })
         .unwrap();
-    assert_eq!(decoded, Received::Passed);
+    assert_eq!(decoded, Received::News(OfferNews::Passed));
     let decoded = core
-        .decode(
-            InputTopic::Decisions as usize,
-            Some(b"o"),
-            Some(&encode(&rejection.into()).unwrap()),
-        )
+        .decode(Raw {
+            topic: InputTopic::Decisions as usize,
+            key: Some(b"o"),
+            value: Some(&encode(&rejection.into()).unwrap()),
+        })
         .unwrap();
-    assert_eq!(decoded, Received::Passed);
+    assert_eq!(decoded, Received::News(OfferNews::Passed));
     assert_eq!(f.feed(decoded), vec![]);
 }
 
@@ -496,23 +508,43 @@ fn records_off_their_topic_or_key_are_refused_by_the_decoder() {
     let core = delivery();
     let cosign = encode(&share("c-B1", "B1", 1).into()).unwrap();
     assert_eq!(
-        core.decode(InputTopic::Decisions as usize, Some(b"o"), Some(&cosign)),
+        core.decode(Raw {
+            topic: InputTopic::Decisions as usize,
+            key: Some(b"o"),
+            value: Some(&cosign)
+        }),
         Err("ProviderShareReleased does not belong on tessera.decisions".into())
     );
     assert_eq!(
-        core.decode(InputTopic::Cosigns as usize, Some(b"p"), Some(&cosign)),
+        core.decode(Raw {
+            topic: InputTopic::Cosigns as usize,
+            key: Some(b"p"),
+            value: Some(&cosign)
+        }),
         Err("the record key \"p\" is not the event's offer id \"o\"".into())
     );
     assert_eq!(
-        core.decode(InputTopic::Cosigns as usize, None, Some(&cosign)),
+        core.decode(Raw {
+            topic: InputTopic::Cosigns as usize,
+            key: None,
+            value: Some(&cosign)
+        }),
         Err("the record has no key; expected \"o\"".into())
     );
     assert!(
-        core.decode(InputTopic::Cosigns as usize, Some(b"o"), Some(&[1, 2, 3]))
-            .is_err()
+        core.decode(Raw {
+            topic: InputTopic::Cosigns as usize,
+            key: Some(b"o"),
+            value: Some(&[1, 2, 3])
+        })
+        .is_err()
     );
     assert!(matches!(
-        core.decode(InputTopic::Cosigns as usize, Some(b"o"), Some(&cosign)),
+        core.decode(Raw {
+            topic: InputTopic::Cosigns as usize,
+            key: Some(b"o"),
+            value: Some(&cosign)
+        }),
         Ok(Received::Share(_))
     ));
 }
@@ -523,7 +555,7 @@ fn verdicts_not_signed_by_the_timekeeper_and_halves_not_signed_by_the_provider_d
     f.feed(offer("o", Custody::CoSign));
     // A forged release to M, and a forged close that would end the offer early.
     let forged = f.feed_as(
-        Received::Release(Box::new(release("M", true))),
+        Received::News(OfferNews::Release(Box::new(release("M", true)))),
         &signer_of("M"),
     );
     let said: Vec<String> = forged.iter().map(summary).collect();

@@ -12,32 +12,20 @@
 
 pub mod rewards;
 
-use tessera_contract::signing::VerifyingKey;
-use tessera_contract::topics;
-use tessera_contract::{Event, Link, RewardCredited, RewardDue};
-use tessera_state::{State, Table};
+use tessera_contract::{Link, RewardCredited, RewardDue};
 
-use crate::core::{Core, Emitted, Input};
-use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
-use crate::registry::{Inputs, Processor, Shape, inputs};
-
+use crate::prelude::*;
 pub use rewards::Rewards;
 
-inputs! {
+shape! {
+    /// The balances core's declaration.
+    ///
     /// The one input: the credits the rewards core decided.
-    enum InputTopic {
-        Credits = topics::LEDGER_CREDITS,
-    }
+    pub const BALANCES_SHAPE: "ledger",
+    inputs InputTopic { Credits = LEDGER_CREDITS },
+    output LEDGER,
+    state "each provider's balance per currency; the credentials credited";
 }
-
-/// The balances core's declaration.
-pub const BALANCES_SHAPE: Shape = Shape {
-    name: "ledger",
-    inputs: InputTopic::TOPICS,
-    broadcast: &[],
-    output: topics::LEDGER,
-    state: "each provider's balance per currency; the credentials credited",
-};
 
 /// `tessera run ledger`: the rewards core by offer, then the balances core by provider.
 pub const PROCESSOR: Processor = Processor {
@@ -74,17 +62,12 @@ impl Core for Ledger {
 
     crate::declared_by!(BALANCES_SHAPE);
 
-    fn decode(
-        &self,
-        topic: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<RewardDue, String> {
-        let due = match decode_on(topic, value)? {
+    fn decode(&self, raw: Raw<'_>) -> Result<RewardDue, String> {
+        let due = match raw.event::<InputTopic>()? {
             (InputTopic::Credits, Event::RewardDue(due)) => due,
             (input, other) => return Err(misplaced(&other, input)),
         };
-        check_key(key, &due.provider_id, "provider id")?;
+        raw.keyed_by(&due.provider_id, "provider id")?;
         Ok(due)
     }
 

@@ -20,36 +20,23 @@
 use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::format_stamp;
-use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics;
 use tessera_contract::{
-    CredentialAccepted, CredentialDeclined, CredentialReleased, Event, OfferPublished, Reward,
-    RewardDue,
+    CredentialAccepted, CredentialDeclined, CredentialReleased, OfferPublished, Reward, RewardDue,
 };
-use tessera_state::{State, Table};
 
-use crate::core::{Core, Emitted, Input};
-use crate::outputs::{Outputs, check_key, decode_on, misplaced, pair};
-use crate::registry::{Inputs, Shape, inputs};
+use crate::news::OfferNews;
+use crate::prelude::*;
 
-inputs! {
+shape! {
+    /// The rewards core's declaration.
+    ///
     /// The inputs in rank order: on equal stamps an offer, then its releases, then their
     /// outcomes.
-    enum InputTopic {
-        Offers = topics::OFFERS,
-        Decisions = topics::DECISIONS,
-        Outcomes = topics::OUTCOMES,
-    }
+    pub const SHAPE: "ledger-rewards",
+    inputs InputTopic { Offers = OFFERS, Decisions = DECISIONS, Outcomes = OUTCOMES },
+    output LEDGER_CREDITS,
+    state "per offer: its reward terms and its releases, until each is accepted or declined";
 }
-
-/// The rewards core's declaration.
-pub const SHAPE: Shape = Shape {
-    name: "ledger-rewards",
-    inputs: InputTopic::TOPICS,
-    broadcast: &[],
-    output: topics::LEDGER_CREDITS,
-    state: "per offer: its reward terms and its releases, until each is accepted or declined",
-};
 
 /// Who an offer's rewards go to; the first offer published under an id stays.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,15 +120,10 @@ impl Outcome {
 /// An input record the rewards core acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
-    /// An offer, from `tessera.offers`.
-    Offer(Box<OfferPublished>),
-    /// A release, from `tessera.decisions`.
-    Release(Box<CredentialReleased>),
+    /// An offer, or a verdict on it.
+    News(OfferNews),
     /// An outcome, from `tessera.outcomes`.
     Outcome(Outcome),
-    /// An event of the inputs that earns nothing: a withdrawal, or a verdict other than a
-    /// release.
-    Passed,
 }
 
 /// The rewards core. All it knows is in the task's state, and the key releases are signed with.
@@ -162,50 +144,31 @@ impl Core for Rewards {
 
     crate::declared_by!(SHAPE);
 
-    fn decode(
-        &self,
-        topic: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<Received, String> {
-        let (input, event) = decode_on(topic, value)?;
-        let (offer_id, received) = match (input, event) {
-            (InputTopic::Offers, Event::OfferPublished(e)) => {
-                (e.offer_id.clone(), Received::Offer(Box::new(e)))
-            }
-            (InputTopic::Offers, Event::OfferWithdrawn(e)) => (e.offer_id, Received::Passed),
-            (InputTopic::Decisions, Event::CredentialReleased(e)) => {
-                (e.offer_id.clone(), Received::Release(Box::new(e)))
-            }
-            (InputTopic::Decisions, Event::ResponseRejected(e)) => (e.offer_id, Received::Passed),
-            (InputTopic::Decisions, Event::OfferRejected(e)) => (e.offer_id, Received::Passed),
-            (InputTopic::Decisions, Event::OfferClosed(e)) => (e.offer_id, Received::Passed),
-            (InputTopic::Outcomes, Event::CredentialAccepted(e)) => {
-                (e.offer_id.clone(), Received::Outcome(Outcome::Accepted(e)))
-            }
-            (InputTopic::Outcomes, Event::CredentialDeclined(e)) => {
-                (e.offer_id.clone(), Received::Outcome(Outcome::Declined(e)))
-            }
-            (_, other) => return Err(misplaced(&other, input)),
+    fn decode(&self, raw: Raw<'_>) -> Result<Received, String> {
+        let outcome = match raw.event::<InputTopic>()? {
+            (InputTopic::Outcomes, Event::CredentialAccepted(e)) => Outcome::Accepted(e),
+            (InputTopic::Outcomes, Event::CredentialDeclined(e)) => Outcome::Declined(e),
+            (input, event) => return OfferNews::read(&raw, input, event).map(Received::News),
         };
-        check_key(key, &offer_id, "offer id")?;
-        Ok(received)
+        raw.keyed_by(outcome.offer_id(), "offer id")?;
+        Ok(Received::Outcome(outcome))
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, input.at());
         if let Input::Record { value, signed, .. } = input {
             match value {
-                Received::Offer(offer) => publish(state, *offer, &signed),
-                Received::Release(release) => {
+                Received::News(OfferNews::Offer(offer)) => publish(state, *offer, &signed),
+                Received::News(OfferNews::Release(release)) => {
                     let input = (topics::DECISIONS, release.offer_id.as_str(), &signed);
                     let event = || (*release).clone().into();
                     if out.signed_by(&self.timekeeper, "the timekeeper", input, event) {
                         release_credential(state, *release, &mut out);
                     }
                 }
+                // Only a release earns, and only once accepted.
+                Received::News(_) => {}
                 Received::Outcome(outcome) => settle(state, outcome, &signed, &mut out),
-                Received::Passed => {}
             }
         }
         out.into_list()

@@ -7,7 +7,8 @@ use tessera_contract::{
 
 use super::rewards::{self, InputTopic};
 use super::*;
-use crate::registry;
+use crate::news::OfferNews;
+use crate::registry::{self, Inputs};
 use crate::testing::{self, Feeder, T, sealed};
 
 const PARTITION: i32 = 1;
@@ -37,12 +38,12 @@ fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
         amount,
         currency: "EUR".into(),
     });
-    rewards::Received::Offer(Box::new(offer))
+    rewards::Received::News(OfferNews::Offer(Box::new(offer)))
 }
 
 /// The release of credential `c-<subscriber>` of offer `o`.
 fn release(subscriber_id: &str) -> rewards::Received {
-    rewards::Received::Release(Box::new(CredentialReleased {
+    rewards::Received::News(OfferNews::Release(Box::new(CredentialReleased {
         event_id: format!("release-{subscriber_id}"),
         offer_id: "o".into(),
         credential_id: format!("c-{subscriber_id}"),
@@ -54,7 +55,7 @@ fn release(subscriber_id: &str) -> rewards::Received {
         platform_half: sealed(2),
         provider_half: None,
         link: Default::default(),
-    }))
+    })))
 }
 
 /// Acceptance event `n` of credential `credential_id` of offer `o` by `subscriber_id`.
@@ -80,7 +81,7 @@ fn declined(credential_id: &str, subscriber_id: &str, n: u8) -> rewards::Receive
 /// Rewards fed by hand, everything keyed by offer `o` and signed by its honest writer.
 fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Emitted> {
     let writer = match &value {
-        rewards::Received::Offer(offer) => signer_of(&offer.provider_id),
+        rewards::Received::News(OfferNews::Offer(offer)) => signer_of(&offer.provider_id),
         rewards::Received::Outcome(outcome) => signer_of(outcome.subscriber_id()),
         _ => signer_of("timekeeper"),
     };
@@ -90,14 +91,22 @@ fn feed(f: &mut Feeder<Rewards>, value: rewards::Received) -> Vec<Emitted> {
 /// Rewards fed `value` under offer `o`, signed by `signer`.
 fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKey) -> Vec<Emitted> {
     let (topic, event): (InputTopic, Option<Event>) = match &value {
-        rewards::Received::Offer(offer) => (InputTopic::Offers, Some((**offer).clone().into())),
-        rewards::Received::Release(release) => {
+        rewards::Received::News(OfferNews::Offer(offer)) => {
+            (InputTopic::Offers, Some((**offer).clone().into()))
+        }
+        rewards::Received::News(OfferNews::Release(release)) => {
             (InputTopic::Decisions, Some((**release).clone().into()))
         }
         rewards::Received::Outcome(outcome) => {
             (InputTopic::Outcomes, Some(outcome.clone().into_event()))
         }
-        rewards::Received::Passed => (InputTopic::Decisions, None),
+        rewards::Received::News(OfferNews::Rejected(rejected)) => {
+            (InputTopic::Decisions, Some(rejected.clone().into()))
+        }
+        rewards::Received::News(OfferNews::Closed(closed)) => {
+            (InputTopic::Decisions, Some(closed.clone().into()))
+        }
+        rewards::Received::News(OfferNews::Passed) => (InputTopic::Decisions, None),
     };
     let signed = match event {
         Some(event) => signer.signed(topic.topic().name, b"o", &encode(&event).unwrap()),
@@ -276,7 +285,7 @@ fn the_first_offer_under_an_id_names_provider_and_reward() {
     feed(&mut f, offer("A", Some(250)));
     feed(&mut f, offer("Z", Some(1_000_000)));
     feed(&mut f, release("B1"));
-    feed(&mut f, rewards::Received::Passed);
+    feed(&mut f, rewards::Received::News(OfferNews::Passed));
     assert_eq!(
         says(&mut f, accepted("c-B1", "B1", 1)),
         ["due 250 EUR to A for c-B1"]
@@ -287,13 +296,13 @@ fn the_first_offer_under_an_id_names_provider_and_reward() {
 fn a_second_release_of_a_credential_is_dead_lettered() {
     let mut f = released_to_b1_and_b2();
     assert_eq!(says(&mut f, release("B1")), Vec::<String>::new());
-    let rewards::Received::Release(mut other) = release("B1") else {
+    let rewards::Received::News(OfferNews::Release(mut other)) = release("B1") else {
         unreachable!()
     };
     other.event_id = "another".into();
     other.subscriber_id = "B9".into();
     assert_eq!(
-        says(&mut f, rewards::Received::Release(other)),
+        says(&mut f, rewards::Received::News(OfferNews::Release(other))),
         ["dead letter: credential c-B1 was released already by event release-B1"]
     );
     assert_eq!(
@@ -321,12 +330,20 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
         .into(),
     )
     .unwrap();
+    assert!(matches!(
+        core.decode(Raw {
+            topic: InputTopic::Decisions as usize,
+            key: Some(b"o"),
+            value: Some(&closed)
+        }),
+        Ok(rewards::Received::News(OfferNews::Closed(_)))
+    ));
     assert_eq!(
-        core.decode(InputTopic::Decisions as usize, Some(b"o"), Some(&closed)),
-        Ok(rewards::Received::Passed)
-    );
-    assert_eq!(
-        core.decode(InputTopic::Outcomes as usize, Some(b"o"), Some(&closed)),
+        core.decode(Raw {
+            topic: InputTopic::Outcomes as usize,
+            key: Some(b"o"),
+            value: Some(&closed)
+        }),
         Err("OfferClosed does not belong on tessera.outcomes".into())
     );
     let rewards::Received::Outcome(rewards::Outcome::Accepted(acceptance)) =
@@ -336,15 +353,19 @@ fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     };
     let acceptance = encode(&acceptance.into()).unwrap();
     assert_eq!(
-        core.decode(
-            InputTopic::Outcomes as usize,
-            Some(b"B1"),
-            Some(&acceptance)
-        ),
+        core.decode(Raw {
+            topic: InputTopic::Outcomes as usize,
+            key: Some(b"B1"),
+            value: Some(&acceptance)
+        }),
         Err("the record key \"B1\" is not the event's offer id \"o\"".into())
     );
     assert_eq!(
-        core.decode(InputTopic::Outcomes as usize, Some(b"o"), Some(&acceptance)),
+        core.decode(Raw {
+            topic: InputTopic::Outcomes as usize,
+            key: Some(b"o"),
+            value: Some(&acceptance)
+        }),
         Ok(accepted("c-B1", "B1", 1))
     );
 }
@@ -418,14 +439,29 @@ fn the_ledger_decoder_wants_rewards_under_their_provider_id() {
     let core = ledger();
     let bytes = encode(&due("A", "c1", 1, "EUR").into()).unwrap();
     assert_eq!(
-        core.decode(0, Some(b"A"), Some(&bytes)),
+        core.decode(Raw {
+            topic: 0,
+            key: Some(b"A"),
+            value: Some(&bytes)
+        }),
         Ok(due("A", "c1", 1, "EUR"))
     );
     assert_eq!(
-        core.decode(0, Some(b"o"), Some(&bytes)),
+        core.decode(Raw {
+            topic: 0,
+            key: Some(b"o"),
+            value: Some(&bytes)
+        }),
         Err("the record key \"o\" is not the event's provider id \"A\"".into())
     );
-    assert!(core.decode(0, Some(b"A"), None).is_err());
+    assert!(
+        core.decode(Raw {
+            topic: 0,
+            key: Some(b"A"),
+            value: None
+        })
+        .is_err()
+    );
 }
 
 #[test]

@@ -34,17 +34,15 @@ pub mod predicate;
 use tessera_contract::identity::provider::{self, ProviderPin};
 use tessera_contract::identity::{self, Change, Pin};
 use tessera_contract::rules::{check_offer, request_id};
-use tessera_contract::signing::{Signed, VerifyingKey};
-use tessera_contract::topics::{OFFERS, REQUESTS, SUBSCRIBERS};
+use tessera_contract::topics::{OFFERS, SUBSCRIBERS};
 use tessera_contract::{
-    Event, InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
+    InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
     SubscriberRemoved,
 };
-use tessera_state::{State, Table};
 
-use crate::core::{Core, Emission, Emitted, Input, Position, derived_id};
-use crate::outputs::Outputs;
-use crate::registry::{self, Inputs, Processor, Shape, inputs};
+use crate::core::{Emission, Position, derived_id};
+use crate::prelude::*;
+use crate::registry::{self, Inputs};
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
@@ -55,26 +53,6 @@ const PINS: Table<Pin> = Table::new("pin/");
 /// Each provider's pinned key, by provider id ([`provider`]): only offers carrying it invite.
 const PROVIDERS: Table<ProviderPin> = Table::new("provider/");
 
-inputs! {
-    /// The inputs in rank order: on equal stamps a subscriber change comes before an offer, so
-    /// an offer sees every change received up to its own stamp.
-    enum InputTopic {
-        Subscribers = SUBSCRIBERS,
-        Offers = OFFERS,
-    }
-}
-
-/// The matcher's declaration. Every task reads every partition of the offers, so each offer meets
-/// the subscribers of every partition.
-pub const SHAPE: Shape = Shape {
-    name: "matcher",
-    inputs: InputTopic::TOPICS,
-    broadcast: &[InputTopic::Offers as usize],
-    output: REQUESTS,
-    state: "each subscriber's interests, indexed by what they need; the keys subscribers and \
-            providers pinned; the offers invited to",
-};
-
 /// `tessera run matcher`.
 pub const PROCESSOR: Processor = Processor {
     name: "matcher",
@@ -83,6 +61,20 @@ pub const PROCESSOR: Processor = Processor {
     publishes_key: false,
     audit_secret: None,
 };
+
+shape! {
+    /// The matcher's declaration. Every task reads every partition of the offers, so each offer
+    /// meets the subscribers of every partition.
+    ///
+    /// The inputs in rank order: on equal stamps a subscriber change comes before an offer, so
+    /// an offer sees every change received up to its own stamp.
+    pub const SHAPE: "matcher",
+    inputs InputTopic { Subscribers = SUBSCRIBERS, Offers = OFFERS },
+    broadcast [Offers],
+    output REQUESTS,
+    state "each subscriber's interests, indexed by what they need; the keys subscribers and \
+          providers pinned; the offers invited to";
+}
 
 /// What the matcher makes of an input record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,20 +248,17 @@ impl Core for Matcher {
 
     crate::declared_by!(SHAPE);
 
-    fn decode(
-        &self,
-        topic: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<MatcherRecord, String> {
-        let key = match key.map(std::str::from_utf8) {
+    fn decode(&self, raw: Raw<'_>) -> Result<MatcherRecord, String> {
+        // These reasons are on the dead letters of logs already written: an audit re-derives
+        // them, so they keep their words.
+        let key = match raw.key.map(std::str::from_utf8) {
             None => return Err("record has no key".into()),
             Some(Err(_)) => return Err("record key is not UTF-8".into()),
             Some(Ok("")) => return Err("record key is empty".into()),
             Some(Ok(key)) => key,
         };
-        let input = InputTopic::of(topic);
-        let Some(value) = value else {
+        let input = InputTopic::of(raw.topic);
+        let Some(value) = raw.value else {
             return match input {
                 Some(InputTopic::Subscribers) => Ok(MatcherRecord::Tombstone),
                 _ => Err("record has no value".into()),

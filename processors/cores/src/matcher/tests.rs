@@ -468,7 +468,7 @@ fn records_that_do_not_fit_are_dead_letters_with_a_reason() {
     let subscriber = encode(registered("B1", vec![]).into());
     let published = encode(offer("offer-1", "doc-X").into());
     let reason = |topic, key: Option<&[u8]>, value: Option<&[u8]>| {
-        core.decode(topic, key, value).unwrap_err()
+        core.decode(Raw { topic, key, value }).unwrap_err()
     };
 
     assert_eq!(
@@ -530,7 +530,11 @@ fn records_that_do_not_fit_are_dead_letters_with_a_reason() {
     assert!(reason(2, Some(b"offer-1"), Some(&published)).contains("unknown"));
 
     assert_eq!(
-        core.decode(InputTopic::Subscribers as usize, Some(b"B1"), None),
+        core.decode(Raw {
+            topic: InputTopic::Subscribers as usize,
+            key: Some(b"B1"),
+            value: None
+        }),
         Ok(MatcherRecord::Tombstone)
     );
 }

@@ -76,40 +76,16 @@ use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::{Timing, check_offer, format_stamp};
 use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
-use tessera_contract::signing::{ParsedKeys, Signed, VerifyingKey};
-use tessera_contract::topics;
+use tessera_contract::signing::ParsedKeys;
 use tessera_contract::{
-    CredentialReleased, Event, InteractionRequested, Link, LogPosition, OfferClosed, OfferProblem,
+    CredentialReleased, InteractionRequested, Link, LogPosition, OfferClosed, OfferProblem,
     OfferPublished, OfferRejected, OfferTerms, OfferWithdrawn, RejectReason, ResponseRejected,
     ResponseSubmitted, SealedBox, TimeRule,
 };
-use tessera_state::{State, Table};
 
 use self::secrets::Secrets;
-use crate::core::{Core, Emitted, Input};
-use crate::outputs::{Outputs, check_key, misplaced, pair};
-use crate::registry::{Inputs, Processor, Shape, inputs};
+use crate::prelude::*;
 use crate::timers::Timers;
-
-inputs! {
-    /// The inputs in rank order: on equal stamps an offer is applied before the invitations to
-    /// it, and those before the responses, so a response never misses what was stamped with it.
-    enum InputTopic {
-        Offers = topics::OFFERS,
-        Requests = topics::REQUESTS,
-        Responses = topics::RESPONSES,
-    }
-}
-
-/// The timekeeper's declaration.
-pub const SHAPE: Shape = Shape {
-    name: "timekeeper",
-    inputs: InputTopic::TOPICS,
-    broadcast: &[],
-    output: topics::DECISIONS,
-    state: "per offer: its rule, invitations, judged responses and counts; kept for an hour \
-            after it closes",
-};
 
 /// `tessera run timekeeper`.
 pub const PROCESSOR: Processor = Processor {
@@ -119,6 +95,18 @@ pub const PROCESSOR: Processor = Processor {
     publishes_key: true,
     audit_secret: Some("the timekeeper's key file, to open the halves it released"),
 };
+
+shape! {
+    /// The timekeeper's declaration.
+    ///
+    /// The inputs in rank order: on equal stamps an offer is applied before the invitations to
+    /// it, and those before the responses, so a response never misses what was stamped with it.
+    pub const SHAPE: "timekeeper",
+    inputs InputTopic { Offers = OFFERS, Requests = REQUESTS, Responses = RESPONSES },
+    output DECISIONS,
+    state "per offer: its rule, invitations, judged responses and counts; kept for an hour \
+          after it closes";
+}
 
 /// An offer as the timekeeper keeps it: what verdicts need, without the encrypted package.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,16 +322,8 @@ impl Core for Timekeeper {
 
     crate::declared_by!(SHAPE);
 
-    fn decode(
-        &self,
-        topic: usize,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<Received, String> {
-        let input =
-            InputTopic::of(topic).ok_or_else(|| format!("the timekeeper has no input {topic}"))?;
-        let value = value.ok_or("the record has no value")?;
-        let event = tessera_contract::decode(value).map_err(|e| e.to_string())?;
+    fn decode(&self, raw: Raw<'_>) -> Result<Received, String> {
+        let (input, event) = raw.event::<InputTopic>()?;
         let received = match (input, event) {
             (InputTopic::Offers, Event::OfferPublished(e)) => Received::Offer(Box::new(e)),
             (InputTopic::Offers, Event::OfferWithdrawn(e)) => Received::Withdrawal(e),
@@ -351,7 +331,7 @@ impl Core for Timekeeper {
             (InputTopic::Responses, Event::ResponseSubmitted(e)) => Received::Response(e),
             (_, other) => return Err(misplaced(&other, input)),
         };
-        check_key(key, received.offer_id(), "offer id")?;
+        raw.keyed_by(received.offer_id(), "offer id")?;
         Ok(received)
     }
 

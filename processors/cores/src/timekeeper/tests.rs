@@ -13,7 +13,7 @@ use tessera_state::MemoryState;
 use super::*;
 use crate::core::{Emission, Position, derived_id};
 use crate::merge::Merge;
-use crate::registry;
+use crate::registry::{self, Inputs};
 use crate::replay::{self, Produced, RawRecord};
 
 /// 2025-11-25T09:00:00.000Z: a stamp that reads well in details.
@@ -904,7 +904,14 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
     let bytes = |event: Event| encode(&event).unwrap();
     let offer_bytes = bytes(offer("o", deadline(T)).into());
     let response_bytes = bytes(response("o", "s1", 1).into());
-    let accepted = |topic, bytes: &[u8]| tk.decode(topic, Some(b"o"), Some(bytes)).unwrap();
+    let accepted = |topic, bytes: &[u8]| {
+        tk.decode(Raw {
+            topic,
+            key: Some(b"o"),
+            value: Some(bytes),
+        })
+        .unwrap()
+    };
     let withdrawal = bytes(withdrawal("o", "A").into());
     let invitation = bytes(invitation("o", "s1").into());
     let received = [
@@ -930,8 +937,9 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
         ticker: "t".into(),
         seq: 0,
     };
-    let reason =
-        |topic, key: Option<&[u8]>, value: Option<&[u8]>| tk.decode(topic, key, value).unwrap_err();
+    let reason = |topic, key: Option<&[u8]>, value: Option<&[u8]>| {
+        tk.decode(Raw { topic, key, value }).unwrap_err()
+    };
     let wrong_topic = reason(
         InputTopic::Responses as usize,
         Some(b"o"),
@@ -982,7 +990,7 @@ fn decode_accepts_only_the_events_of_each_input_keyed_by_their_offer_id() {
     let tombstone = reason(InputTopic::Responses as usize, Some(b"o"), None);
     assert_eq!(tombstone, "the record has no value");
     let no_input = reason(3, Some(b"o"), Some(&response_bytes));
-    assert_eq!(no_input, "the timekeeper has no input 3");
+    assert_eq!(no_input, "there is no input 3");
     let garbage = reason(
         InputTopic::Responses as usize,
         Some(b"o"),
