@@ -14,18 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 mod support;
 
 use proptest::prelude::*;
-use tessera_contract::sealing::PrivateKey;
-use tessera_contract::signing::SigningKey;
 use tessera_contract::topics;
 use tessera_contract::{
-    CredentialDelivered, CredentialReleased, Custody, Deadline, Event, LogPosition, OfferClosed,
-    OfferTerms, ProviderShareReleased, SealedBox, TimeRule, encode, examples,
+    CredentialDelivered, CredentialReleased, Custody, Event, OfferClosed, ProviderShareReleased,
+    SealedBox, examples,
 };
 use tessera_cores::delivery::Delivery;
 use tessera_cores::replay::{Produced, RawRecord};
 
-/// Where every partition's stamps start.
-const BASE: i64 = 1_000_000;
+use support::fixtures::{
+    self, BASE, credential_id, offer, offer_id, signer_of, subscriber_id, terms,
+};
 
 /// One generated input record.
 #[derive(Debug, Clone)]
@@ -54,19 +53,6 @@ enum Item {
     Garbage,
 }
 
-fn offer_id(offer: u8) -> String {
-    format!("o{offer}")
-}
-
-/// The timekeeper names one credential per offer and recipient.
-fn credential_id(offer: u8, subscriber: u8) -> String {
-    format!("c-{offer}-{subscriber}")
-}
-
-fn subscriber_id(subscriber: u8) -> String {
-    format!("s{subscriber}")
-}
-
 fn sealed(tag: u8, n: u8) -> SealedBox {
     SealedBox {
         enc: vec![tag; 32],
@@ -86,23 +72,6 @@ fn escrow_half(offer: u8) -> SealedBox {
 /// The provider half of cosign event `event` of `offer`.
 fn cosign_half(offer: u8, event: u8) -> SealedBox {
     sealed(3, offer * 16 + event)
-}
-
-fn terms() -> OfferTerms {
-    OfferTerms {
-        position: LogPosition {
-            topic: "tessera.offers".into(),
-            partition: support::PARTITION,
-            offset: 0,
-            stamp: BASE,
-        },
-        time_rule: TimeRule::Deadline(Deadline { at: BASE + 500 }),
-    }
-}
-
-/// The signing key of provider "P" or of the "timekeeper".
-fn signer_of(id: &str) -> SigningKey {
-    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
 }
 
 fn delivery() -> Delivery {
@@ -192,19 +161,7 @@ fn record(item: &Item) -> RawRecord {
         Event::ProviderShareReleased(_) => (topics::COSIGNS, "P"),
         _ => (topics::DECISIONS, "timekeeper"),
     };
-    let value = encode(&event).unwrap();
-    let signature = signer_of(writer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
-    RawRecord {
-        key: Some(key.into_bytes()),
-        value: Some(value),
-        signature: Some(signature.to_vec()),
-        refused: None,
-    }
-}
-
-/// Offers `o0` to `o2`; `o3` is never published.
-fn offer() -> impl Strategy<Value = u8> {
-    prop_oneof![9 => 0u8..3, 1 => Just(3u8)]
+    fixtures::signed(topic, key, &event, writer)
 }
 
 fn offers_lane() -> impl Strategy<Value = Item> {
@@ -238,29 +195,20 @@ fn cosigns_lane() -> impl Strategy<Value = Item> {
 }
 
 fn task(ordered: bool) -> impl Strategy<Value = [Vec<(i64, Item)>; 3]> {
-    let lanes = [
-        offers_lane().boxed(),
-        decisions_lane().boxed(),
-        cosigns_lane().boxed(),
-    ];
-    support::three_lanes(lanes, [8, 30, 30], ordered)
-}
-
-fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
-    support::records(items, record)
+    support::three_lanes(
+        (offers_lane(), decisions_lane(), cosigns_lane()),
+        [8, 30, 30],
+        ordered,
+    )
 }
 
 fn deliveries(produced: &[Produced]) -> Vec<CredentialDelivered> {
-    support::events(produced)
-        .into_iter()
-        .filter_map(|(key, event)| match event {
-            Event::CredentialDelivered(delivered) => {
-                assert_eq!(key, delivered.subscriber_id, "inbox keyed by recipient");
-                Some(delivered)
-            }
-            _ => None,
-        })
-        .collect()
+    let pick = |event| match event {
+        Event::CredentialDelivered(delivered) => Some(delivered),
+        _ => None,
+    };
+    // The inbox is keyed by recipient.
+    support::keyed(produced, pick, |delivered| &delivered.subscriber_id)
 }
 
 /// The promises that hold in any delivery order.
@@ -367,7 +315,7 @@ proptest! {
         items in task(false),
         schedules in proptest::collection::vec(proptest::collection::vec(0usize..64, 0..200), 4),
     ) {
-        let lanes = lanes(&items);
+        let lanes = support::records(&items, record);
         let (expected, expected_state) = support::deliver(delivery(), BASE, &lanes, &mut std::iter::empty());
         check_promises(&items, &expected)?;
         for schedule in schedules {
@@ -382,7 +330,7 @@ proptest! {
         items in task(true),
         schedule in proptest::collection::vec(0usize..64, 0..200),
     ) {
-        let (produced, _) = support::deliver(delivery(), BASE, &lanes(&items), &mut schedule.into_iter());
+        let (produced, _) = support::deliver(delivery(), BASE, &support::records(&items, record), &mut schedule.into_iter());
         check_promises(&items, &produced)?;
         let delivered: BTreeSet<String> =
             deliveries(&produced).into_iter().map(|d| d.credential_id).collect();

@@ -14,19 +14,18 @@ use std::collections::{BTreeMap, BTreeSet};
 mod support;
 
 use proptest::prelude::*;
-use tessera_contract::sealing::PrivateKey;
-use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{self, Topic};
 use tessera_contract::{
-    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Deadline, Event,
-    LogPosition, OfferTerms, Reward, RewardCredited, SealedBox, TimeRule, encode, examples,
+    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, Event, Reward,
+    RewardCredited, SealedBox, examples,
 };
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::replay::{Produced, RawRecord};
-use tessera_state::MemoryState;
 
-/// Where every partition's stamps start.
-const BASE: i64 = 1_000_000;
+use support::fixtures::{
+    self, BASE, credential_id, offer, offer_id, signer_of, subscriber_id, terms,
+};
+use tessera_state::MemoryState;
 
 /// One generated input record.
 #[derive(Debug, Clone)]
@@ -51,20 +50,8 @@ enum Item {
     Garbage,
 }
 
-fn offer_id(offer: u8) -> String {
-    format!("o{offer}")
-}
-
 fn provider_id(provider: u8) -> String {
     format!("P{provider}")
-}
-
-fn credential_id(offer: u8, subscriber: u8) -> String {
-    format!("c-{offer}-{subscriber}")
-}
-
-fn subscriber_id(subscriber: u8) -> String {
-    format!("s{subscriber}")
 }
 
 fn sealed() -> SealedBox {
@@ -72,23 +59,6 @@ fn sealed() -> SealedBox {
         enc: vec![1; 32],
         ciphertext: vec![2; 48],
     }
-}
-
-fn terms() -> OfferTerms {
-    OfferTerms {
-        position: LogPosition {
-            topic: "tessera.offers".into(),
-            partition: support::PARTITION,
-            offset: 0,
-            stamp: BASE,
-        },
-        time_rule: TimeRule::Deadline(Deadline { at: BASE + 500 }),
-    }
-}
-
-/// The signing key of a party or role: a provider, a subscriber, "timekeeper" or "rewards".
-fn signer_of(id: &str) -> SigningKey {
-    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
 }
 
 fn record(item: &Item) -> RawRecord {
@@ -174,19 +144,7 @@ fn record(item: &Item) -> RawRecord {
         Item::Tick => return support::tick(),
         Item::Garbage => return support::garbage(),
     };
-    let value = encode(&event).unwrap();
-    let signature = signer_of(&writer).sign_record(topic.name, Some(key.as_bytes()), Some(&value));
-    RawRecord {
-        key: Some(key.into_bytes()),
-        value: Some(value),
-        signature: Some(signature.to_vec()),
-        refused: None,
-    }
-}
-
-/// Offers `o0` to `o2`; `o3` is never published.
-fn offer() -> impl Strategy<Value = u8> {
-    prop_oneof![9 => 0u8..3, 1 => Just(3u8)]
+    fixtures::signed(topic, key, &event, &writer)
 }
 
 fn offers_lane() -> impl Strategy<Value = Item> {
@@ -220,16 +178,11 @@ fn outcomes_lane() -> impl Strategy<Value = Item> {
 }
 
 fn task(ordered: bool) -> impl Strategy<Value = [Vec<(i64, Item)>; 3]> {
-    let lanes = [
-        offers_lane().boxed(),
-        decisions_lane().boxed(),
-        outcomes_lane().boxed(),
-    ];
-    support::three_lanes(lanes, [8, 20, 40], ordered)
-}
-
-fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
-    support::records(items, record)
+    support::three_lanes(
+        (offers_lane(), decisions_lane(), outcomes_lane()),
+        [8, 20, 40],
+        ordered,
+    )
 }
 
 /// The rewards core's outputs on `tessera.ledger-credits`, each read `repeats[i]` times, as the
@@ -261,16 +214,12 @@ fn credits_lane(produced: &[Produced], repeats: &[usize]) -> Vec<(i64, RawRecord
 }
 
 fn credited(produced: &[Produced]) -> Vec<RewardCredited> {
-    support::events(produced)
-        .into_iter()
-        .filter_map(|(key, event)| match event {
-            Event::RewardCredited(credit) => {
-                assert_eq!(key, credit.provider_id, "the ledger is keyed by provider");
-                Some(credit)
-            }
-            _ => None,
-        })
-        .collect()
+    let pick = |event| match event {
+        Event::RewardCredited(credit) => Some(credit),
+        _ => None,
+    };
+    // The ledger is keyed by provider.
+    support::keyed(produced, pick, |credit| &credit.provider_id)
 }
 
 /// Both cores over the task in the order `schedule` picks; what the balances core credited and
@@ -283,8 +232,12 @@ fn run(
     let mut schedule = schedule.into_iter();
     let rewards_core = Rewards::new(signer_of("timekeeper").verifying_key());
     let ledger_core = Ledger::new(signer_of("rewards").verifying_key());
-    let (rewards, rewards_state) =
-        support::deliver(rewards_core, BASE, &lanes(items), &mut schedule);
+    let (rewards, rewards_state) = support::deliver(
+        rewards_core,
+        BASE,
+        &support::records(items, record),
+        &mut schedule,
+    );
     let credits = credits_lane(&rewards, repeats);
     let (ledger, ledger_state) = support::deliver(ledger_core, BASE, &[credits], &mut schedule);
     (rewards, ledger, rewards_state, ledger_state)

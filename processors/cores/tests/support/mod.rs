@@ -1,6 +1,8 @@
 //! Delivery of one task's input partitions to a core in an interleaving a test chooses, shared by
 //! the property tests: the runtime sees fetches complete in any order, so the tests must too.
 
+pub(crate) mod fixtures;
+
 use proptest::prelude::*;
 use tessera_contract::{Tick, encode};
 use tessera_cores::Core;
@@ -96,12 +98,17 @@ pub(crate) fn garbage() -> RawRecord {
 /// `ordered`, the first two lanes are all stamped at the start and the third after it, so every
 /// record of the first two is applied before any of the third.
 #[allow(dead_code)]
-pub(crate) fn three_lanes<I: std::fmt::Debug + Clone + 'static>(
-    items: [BoxedStrategy<I>; 3],
+pub(crate) fn three_lanes<I, A, B, C>(
+    (first, second, third): (A, B, C),
     most: [usize; 3],
     ordered: bool,
-) -> impl Strategy<Value = [Vec<(i64, I)>; 3]> {
-    let [first, second, third] = items;
+) -> impl Strategy<Value = [Vec<(i64, I)>; 3]>
+where
+    I: std::fmt::Debug + Clone + 'static,
+    A: Strategy<Value = I> + 'static,
+    B: Strategy<Value = I> + 'static,
+    C: Strategy<Value = I> + 'static,
+{
     let lane = move |items: BoxedStrategy<I>, most: usize, late: bool| {
         let step = match (ordered, late) {
             (false, _) => (-5i64..40).boxed(),
@@ -111,9 +118,9 @@ pub(crate) fn three_lanes<I: std::fmt::Debug + Clone + 'static>(
         proptest::collection::vec((step, items), 0..most)
     };
     (
-        lane(first, most[0], false),
-        lane(second, most[1], false),
-        lane(third, most[2], true),
+        lane(first.boxed(), most[0], false),
+        lane(second.boxed(), most[1], false),
+        lane(third.boxed(), most[2], true),
     )
         .prop_map(|(first, second, third)| [first, second, third])
 }
@@ -145,6 +152,24 @@ pub(crate) fn events(produced: &[Produced]) -> Vec<(String, tessera_contract::Ev
                 tessera_contract::decode(&output.value).unwrap(),
             )),
             Produced::DeadLetter { .. } => None,
+        })
+        .collect()
+}
+
+/// The events of one kind a core asked to produce (those `pick` takes), each asserted to sit
+/// under the record key `key_of` names: the partitioning its consumers rely on.
+#[allow(dead_code)]
+pub(crate) fn keyed<T>(
+    produced: &[Produced],
+    pick: impl Fn(tessera_contract::Event) -> Option<T>,
+    key_of: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    events(produced)
+        .into_iter()
+        .filter_map(|(key, event)| {
+            let picked = pick(event)?;
+            assert_eq!(key, key_of(&picked), "keyed by the event's own id");
+            Some(picked)
         })
         .collect()
 }
