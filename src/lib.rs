@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod audit;
+pub mod cli;
 pub mod demo;
 pub mod kafka;
 pub mod keys;

@@ -2,31 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use tessera::kafka::KafkaArgs;
+use clap::Subcommand;
 use tessera::topics::{self, Created};
 use tessera_contract::topics::DEFAULT_PARTITIONS;
 
-/// tessera puts a provider's offer in front of exactly the parties whose stored needs match it,
-/// and releases the offer's sealed credential only to those who answer within the provider's
-/// time rule, judged by the Kafka broker's receipt stamps.
-#[derive(Debug, Parser)]
-#[command(
-    name = "tessera",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-struct Cli {
-    #[command(flatten)]
-    kafka: KafkaArgs,
+/// What `tessera --help` opens with.
+const ABOUT: &str = "\
+    tessera puts a provider's offer in front of exactly the parties whose stored needs match \
+    it, and releases the offer's sealed credential only to those who answer within the \
+    provider's time rule, judged by the Kafka broker's receipt stamps";
 
-    #[command(flatten)]
-    log: tessera::logging::LogArgs,
-
-    #[command(subcommand)]
-    command: Command,
-}
+type Cli = tessera::cli::Cli<Command>;
 
 #[derive(Debug, Subcommand)]
 #[expect(
@@ -186,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_as("tessera", ABOUT);
     // The demo tells its story on stdout; the processors it runs inside log only trouble unless
     // RUST_LOG asks for more.
     let default_level = if matches!(cli.command, Command::Demo(_)) {

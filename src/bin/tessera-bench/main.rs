@@ -5,32 +5,18 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use tessera::audit::{AuditArgs, Audited};
-use tessera::kafka::KafkaArgs;
 use tessera::run::{CounterArgs, RunArgs};
 
 mod bench;
 
-/// tessera's benchmarks, each a ratio against a baseline run beside it, and the counter workload
-/// the runtime's tests and benchmarks run.
-#[derive(Debug, Parser)]
-#[command(
-    name = "tessera-bench",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-struct Cli {
-    #[command(flatten)]
-    kafka: KafkaArgs,
+/// What `tessera-bench --help` opens with.
+const ABOUT: &str = "\
+    tessera's benchmarks, each a ratio against a baseline run beside it, and the counter \
+    workload the runtime's tests and benchmarks run";
 
-    #[command(flatten)]
-    log: tessera::logging::LogArgs,
-
-    #[command(subcommand)]
-    command: Command,
-}
+type Cli = tessera::cli::Cli<Command>;
 
 #[derive(Debug, Subcommand)]
 #[expect(
@@ -79,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_as("tessera-bench", ABOUT);
     cli.log.init("info");
     match run(cli).await {
         Ok(code) => code,
