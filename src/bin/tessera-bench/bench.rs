@@ -127,6 +127,23 @@ pub(crate) async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
     }
 }
 
+/// A benchmark's own topics under a fresh prefix: `{prefix}in` (broker-stamped) and `outputs`,
+/// `partitions` each. Returns the client settings and the prefix.
+async fn fresh_topics(
+    kafka: &KafkaArgs,
+    outputs: &[&str],
+    partitions: i32,
+) -> anyhow::Result<(ClientConfig, String)> {
+    let client = kafka.client_config()?;
+    let prefix = format!(
+        "{}bench-{}.",
+        kafka.topic_prefix,
+        uuid::Uuid::new_v4().simple()
+    );
+    create_topics(&client, &prefix, outputs, partitions).await?;
+    Ok((client, prefix))
+}
+
 /// Creates `{prefix}in` (broker-stamped) and the given outputs, `partitions` each.
 async fn create_topics(
     client: &ClientConfig,
@@ -172,20 +189,9 @@ async fn runtime_throughput(
     if events == 0 || keys == 0 || partitions < 1 {
         bail!("--events, --keys and --partitions must be positive");
     }
-    let client = kafka.client_config()?;
-    let prefix = format!(
-        "{}bench-{}.",
-        kafka.topic_prefix,
-        uuid::Uuid::new_v4().simple()
-    );
+    let outputs = ["out.raw", "out.counter", "tessera.dead-letters"];
+    let (client, prefix) = fresh_topics(kafka, &outputs, partitions).await?;
     let input = format!("{prefix}in");
-    create_topics(
-        &client,
-        &prefix,
-        &["out.raw", "out.counter", "tessera.dead-letters"],
-        partitions,
-    )
-    .await?;
     let outputs = [format!("{prefix}out.raw")];
 
     let ends = produce(&client, &input, events, keys)?;
@@ -198,13 +204,7 @@ async fn runtime_throughput(
             ends.clone(),
         );
         let group = format!("{prefix}raw");
-        let observed = {
-            let (client, input, ends, group) =
-                (client.clone(), input.clone(), ends.clone(), group.clone());
-            tokio::task::spawn_blocking(move || {
-                wait_committed(&client, &group, &input, &ends, &ProgressBar::hidden())
-            })
-        };
+        let observed = committed(&client, &group, &input, &ends, &ProgressBar::hidden());
         let copied = tokio::task::spawn_blocking(move || {
             passthrough(&client, &input, &output, &group, &ends, commit_interval)
         })
@@ -221,19 +221,8 @@ async fn runtime_throughput(
     let started = Instant::now();
     let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
     let progress = bar(events as u64, "tessera runtime (counter)");
-    let runtime_commits = {
-        let (client, input, ends, progress) = (
-            client.clone(),
-            input.clone(),
-            ends.clone(),
-            progress.clone(),
-        );
-        let group = format!("{prefix}tessera.counter");
-        tokio::task::spawn_blocking(move || {
-            wait_committed(&client, &group, &input, &ends, &progress)
-        })
-        .await??
-    };
+    let group = format!("{prefix}tessera.counter");
+    let runtime_commits = committed(&client, &group, &input, &ends, &progress).await??;
     let processed = started.elapsed();
     progress.finish();
     stop.store(true, Ordering::Relaxed);
@@ -349,6 +338,19 @@ impl Commits {
             _ => f64::NAN,
         }
     }
+}
+
+/// [`wait_committed`] on a blocking thread, so the runtime under test keeps the async workers.
+fn committed(
+    client: &ClientConfig,
+    group: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+    progress: &ProgressBar,
+) -> tokio::task::JoinHandle<anyhow::Result<Commits>> {
+    let (client, group, topic) = (client.clone(), group.to_string(), topic.to_string());
+    let (ends, progress) = (ends.clone(), progress.clone());
+    tokio::task::spawn_blocking(move || wait_committed(&client, &group, &topic, &ends, &progress))
 }
 
 /// Waits until `group` has committed at least `ends` on every partition of `topic`, watching its
@@ -519,21 +521,10 @@ async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow
     if keys == 0 || partitions < 1 {
         bail!("--keys and --partitions must be positive");
     }
-    let client = kafka.client_config()?;
-    let prefix = format!(
-        "{}bench-{}.",
-        kafka.topic_prefix,
-        uuid::Uuid::new_v4().simple()
-    );
+    let (client, prefix) =
+        fresh_topics(kafka, &["out", "tessera.dead-letters"], partitions).await?;
     let input = format!("{prefix}in");
     let group = format!("{prefix}tessera.counter");
-    create_topics(
-        &client,
-        &prefix,
-        &["out", "tessera.dead-letters"],
-        partitions,
-    )
-    .await?;
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state");
 
@@ -541,19 +532,7 @@ async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow
     let mut child = spawn_counter(kafka, &prefix, &state, &dir.path().join("load.log"))?;
     let progress = bar(keys as u64, "loading keys into state");
     let loading = Instant::now();
-    {
-        let (client, group, input, ends, progress) = (
-            client.clone(),
-            group.clone(),
-            input.clone(),
-            ends.clone(),
-            progress.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            wait_committed(&client, &group, &input, &ends, &progress)
-        })
-        .await??;
-    }
+    committed(&client, &group, &input, &ends, &progress).await??;
     progress.finish();
     let loaded = loading.elapsed();
     // Let the last RocksDB commit land, so the kill below finds local state current.
@@ -574,19 +553,7 @@ async fn restore_time(kafka: &KafkaArgs, keys: usize, partitions: i32) -> anyhow
         let log = dir.path().join(format!("{}.log", name.replace(' ', "-")));
         let mut child = spawn_counter(kafka, &prefix, &state, &log)?;
         let progress = bar(total as u64, name);
-        {
-            let (client, group, input, ends, progress) = (
-                client.clone(),
-                group.clone(),
-                input.clone(),
-                ends.clone(),
-                progress.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                wait_committed(&client, &group, &input, &ends, &progress)
-            })
-            .await??;
-        }
+        committed(&client, &group, &input, &ends, &progress).await??;
         progress.finish();
         let elapsed = started.elapsed();
         child.kill()?;

@@ -13,7 +13,7 @@ use tessera_audit::{Audit, log};
 use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 
-use super::{bar, create_topics, produce, wait_committed};
+use super::{bar, committed, fresh_topics, produce};
 use tessera::kafka::KafkaArgs;
 
 /// Options of `tessera-bench audit`.
@@ -42,20 +42,9 @@ pub(super) async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::
     if args.events == 0 || args.keys == 0 || args.partitions < 1 || args.rounds == 0 {
         bail!("--events, --keys, --partitions and --rounds must be positive");
     }
-    let client = kafka.client_config()?;
-    let prefix = format!(
-        "{}bench-{}.",
-        kafka.topic_prefix,
-        uuid::Uuid::new_v4().simple()
-    );
+    let outputs = ["out", "tessera.dead-letters"];
+    let (client, prefix) = fresh_topics(kafka, &outputs, args.partitions).await?;
     let input = format!("{prefix}in");
-    create_topics(
-        &client,
-        &prefix,
-        &["out", "tessera.dead-letters"],
-        args.partitions,
-    )
-    .await?;
     let ends = produce(&client, &input, args.events, args.keys)?;
 
     let state = tempfile::tempdir()?;
@@ -64,19 +53,8 @@ pub(super) async fn replay_rate(kafka: &KafkaArgs, args: ReplayArgs) -> anyhow::
     let stop = Arc::new(AtomicBool::new(false));
     let handle = tokio::spawn(runtime::run(counter(), config, stop.clone()));
     let progress = bar(args.events as u64, "counter on the runtime");
-    {
-        let (client, input, ends, progress) = (
-            client.clone(),
-            input.clone(),
-            ends.clone(),
-            progress.clone(),
-        );
-        let group = format!("{prefix}tessera.counter");
-        tokio::task::spawn_blocking(move || {
-            wait_committed(&client, &group, &input, &ends, &progress)
-        })
-        .await??;
-    }
+    let group = format!("{prefix}tessera.counter");
+    committed(&client, &group, &input, &ends, &progress).await??;
     progress.finish();
     stop.store(true, Ordering::Relaxed);
     handle.await??;
