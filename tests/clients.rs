@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tessera::kafka::KafkaArgs;
 use tessera_contract::identity;
 use tessera_contract::rules::request_id;
 use tessera_contract::sealing::{self, Half, PrivateKey, Release};
@@ -46,14 +45,10 @@ struct Installation {
 
 impl Installation {
     async fn new() -> Self {
-        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
-        let kafka = KafkaArgs {
-            topic_prefix: prefix.clone(),
-            ..KafkaArgs::new(support::brokers())
-        };
+        let kafka = support::isolated();
         let installation = Installation {
             config: kafka.client_config().unwrap(),
-            prefix,
+            prefix: kafka.topic_prefix,
             dir: tempfile::tempdir().unwrap(),
             timekeeper: keys::new_private_key(),
             delivery: keys::new_private_key(),

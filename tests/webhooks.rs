@@ -32,8 +32,6 @@ use hyper_util::rt::TokioIo;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DELIVERIES, SUBSCRIBERS};
@@ -218,17 +216,12 @@ impl Worker {
 
 impl Installation {
     async fn new() -> Installation {
-        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
-        let kafka = KafkaArgs {
-            topic_prefix: prefix.clone(),
-            ..KafkaArgs::new(support::brokers())
-        };
-        topics::create(&kafka, PARTITIONS, 1).await.unwrap();
+        let kafka = support::installation(PARTITIONS).await;
         let config = kafka.client_config().unwrap();
         Installation {
             writer: Writer::new(&config).unwrap(),
             config,
-            prefix,
+            prefix: kafka.topic_prefix,
             delivery: Arc::new(keys_of("delivery").1),
         }
     }

@@ -17,17 +17,28 @@ pub(crate) fn brokers() -> String {
     std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// The test broker under a topic prefix of its own, so that tests run in parallel and leave
+/// other topics alone; no topic is created yet.
+pub(crate) fn isolated() -> tessera::kafka::KafkaArgs {
+    tessera::kafka::KafkaArgs {
+        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
+        ..tessera::kafka::KafkaArgs::new(brokers())
+    }
+}
+
 /// A fresh installation on the test broker: a topic prefix of its own, every catalogue topic
 /// created with `partitions` partitions.
 pub(crate) async fn installation(partitions: i32) -> tessera::kafka::KafkaArgs {
-    let kafka = tessera::kafka::KafkaArgs {
-        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..tessera::kafka::KafkaArgs::new(brokers())
-    };
+    let kafka = isolated();
     tessera::topics::create(&kafka, partitions, 1)
         .await
         .unwrap();
     kafka
+}
+
+/// The wall clock in milliseconds since the epoch, as the broker stamps records.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A tiny deterministic generator.
