@@ -259,3 +259,16 @@ pub(crate) async fn respond(
         .await
         .unwrap();
 }
+
+/// The arguments of `tessera provider publish` as provider A, then `flags`.
+pub(crate) fn provider_publish<'a>(flags: &[&'a str]) -> Vec<&'a str> {
+    let provider = [
+        "provider",
+        "publish",
+        "--provider",
+        "A",
+        "--contact",
+        "a@example.org",
+    ];
+    provider.into_iter().chain(flags.iter().copied()).collect()
+}
