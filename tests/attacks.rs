@@ -38,9 +38,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use tessera::demo::Processors;
-use tessera::kafka::KafkaArgs;
 use tessera_contract::identity;
 use tessera_contract::rules::request_id;
 use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release};
@@ -50,32 +48,21 @@ use tessera_contract::{
     CredentialAccepted, CredentialDelivered, CredentialReleased, Custody, Event,
     InteractionRequested, ProviderShareReleased, Reward, RewardDue, SealedBox,
 };
-use tessera_producers::agent::{self, Acted, Agent};
-use tessera_producers::client::{Writer, read_to_end};
+use tessera_producers::agent::Acted;
+use tessera_producers::client::read_to_end;
 use tessera_producers::keys::{self, Halves, Pinning, PlatformKeyError};
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Choice, Decision};
 
 mod support;
+use support::World;
 
 const DOCUMENT_X: &[u8] = b"Quarterly report X\nonly for the timely and the genuine\n";
 const OFFER: &str = "offer-X";
 /// What A earns per accepted credential, in minor units.
 const REWARD: i64 = 250;
 
-struct World {
-    kafka: KafkaArgs,
-    config: ClientConfig,
-    writer: Writer,
-    dir: tempfile::TempDir,
-    timekeeper: PublicKey,
-}
-
 impl World {
-    fn prefix(&self) -> &str {
-        &self.kafka.topic_prefix
-    }
-
     fn key_file(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(format!("{name}.key"))
     }
@@ -85,12 +72,8 @@ impl World {
         support::register(&self.writer, self.prefix(), id, &self.key_file(holder)).await
     }
 
-    fn provider(&self) -> Halves {
-        Halves::new(self.dir.path().join("A"))
-    }
-
     async fn publish(&self) {
-        self.publish_as(OFFER, &self.provider()).await;
+        self.publish_as(OFFER, &self.halves()).await;
     }
 
     /// Publishes offer `offer_id` of document X naming provider A, signed with the key in
@@ -110,11 +93,6 @@ impl World {
 
     async fn respond(&self, subscriber_id: &str, key: &PrivateKey) {
         support::respond(&self.writer, self.prefix(), OFFER, subscriber_id, key).await;
-    }
-
-    /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).
-    async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
-        support::wait_for(&self.config, self.prefix(), topic, key, n).await
     }
 
     /// The reason of the dead letter from `processor` whose reason starts with `start`, once it
@@ -165,16 +143,6 @@ fn reasons(verdicts: &[Event]) -> Vec<String> {
             other => format!("{other:?}"),
         })
         .collect()
-}
-
-fn released(decisions: &[Event], subscriber: &str) -> CredentialReleased {
-    decisions
-        .iter()
-        .find_map(|e| match e {
-            Event::CredentialReleased(r) if r.subscriber_id == subscriber => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no release to {subscriber}: {decisions:?}"))
 }
 
 /// A delivery of `document`, sealed to `recipient` by `forger` under `release`'s credential id,
@@ -234,24 +202,7 @@ fn stranger(dir: &Path, name: &str) -> SigningKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on() {
-    let kafka = support::installation(3).await;
-    let config = kafka.client_config().unwrap();
-    let timekeeper_key = keys::new_private_key();
-    let world = World {
-        writer: Writer::new(&config).unwrap(),
-        config,
-        dir: tempfile::tempdir().unwrap(),
-        timekeeper: timekeeper_key.public_key(),
-        kafka,
-    };
-    keys::publish(
-        &world.writer,
-        world.prefix(),
-        keys::Role::Timekeeper,
-        &timekeeper_key,
-    )
-    .await
-    .unwrap();
+    let (world, timekeeper_key) = World::new(3).await;
     let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
     let state = world.dir.path().join("state");
     let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
@@ -351,7 +302,7 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
 
     // Forged release: the impostor releases the credential to itself.
     let decisions = world.wait_for(DECISIONS, OFFER, 4).await;
-    let genuine = released(&decisions, "B1");
+    let genuine = support::released(&decisions, "B1");
     let counterfeit = CredentialReleased {
         event_id: uuid::Uuid::new_v4().to_string(),
         credential_id: uuid::Uuid::new_v4().to_string(),
@@ -427,19 +378,7 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
             .is_err_and(|why| why.starts_with("Unauthenticated: the delivery of credential")),
         "{refused:?}"
     );
-    let halves = world.provider();
-    let agent = Agent {
-        provider_id: "A".into(),
-        signer: halves.signer().unwrap().0,
-        halves,
-        timekeeper: timekeeper_signing,
-        anchor: None,
-        until_idle: Some(Duration::from_secs(3)),
-    };
-    let mut acted = Vec::new();
-    agent::run(&world.config, world.prefix(), &agent, |a| acted.push(a))
-        .await
-        .unwrap();
+    let acted = world.run_provider_agent(timekeeper_signing).await;
     let mut cosigned = Vec::new();
     for act in &acted {
         match act {
@@ -525,13 +464,7 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     .await
     .unwrap();
     let credits = world.wait_for(catalogue::LEDGER, "A", 1).await;
-    let balances: Vec<i64> = credits
-        .iter()
-        .filter_map(|e| match e {
-            Event::RewardCredited(credit) => Some(credit.balance),
-            _ => None,
-        })
-        .collect();
+    let balances = support::balances(&credits);
     assert_eq!(balances, [REWARD], "only B1's own acceptance credits A");
 
     // Forged timekeeper key: a client that pinned the real one refuses the impostor's.

@@ -14,13 +14,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use tessera::audit::{AuditArgs, Audited, audit};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
@@ -28,23 +24,19 @@ use tessera::topics;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{self as catalogue, Topic};
 use tessera_contract::*;
-use tessera_producers::client::{Writer, partition_for};
+use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
 use tessera_producers::keys;
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Responder};
 
 mod support;
-use support::{Lcg, brokers};
+use support::{Lcg, brokers, now_ms};
 
 const PARTITIONS: i32 = 3;
 const SUBSCRIBERS: usize = 40;
 const OFFERS: usize = 100;
 const RESPONSES: usize = 300;
 const IDENTIFIERS: u64 = 8;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// The installation under test and the parties' keys.
 struct Installation {
@@ -211,13 +203,11 @@ impl Installation {
 
     /// An outcome for each release (most accepted), and one for a credential never released.
     async fn settle(&self, rng: &mut Lcg) -> usize {
-        let releases: Vec<CredentialReleased> = read_all(&self.kafka, "tessera.decisions")
-            .into_iter()
-            .filter_map(|(_, _, _, value)| match decode(&value?) {
-                Ok(Event::CredentialReleased(release)) => Some(release),
-                _ => None,
-            })
-            .collect();
+        let releases: Vec<CredentialReleased> = decided(&self.kafka, |event| match event {
+            Event::CredentialReleased(release) => Some(release),
+            _ => None,
+        })
+        .await;
         for release in &releases {
             let event: Event = if rng.next(4) == 0 {
                 CredentialDeclined {
@@ -259,50 +249,28 @@ impl Installation {
     }
 }
 
-fn client() -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers());
-    config
+/// What the processors committed to the decisions (ticks left out), in partition then offset
+/// order.
+async fn decisions(kafka: &KafkaArgs) -> Vec<Record> {
+    let name = catalogue::DECISIONS.full_name(&kafka.topic_prefix);
+    read_to_end(&kafka.client_config().unwrap(), &name, None)
+        .await
+        .unwrap()
 }
 
-/// A record as read back: (partition, offset, key, value).
-type Committed = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+/// The decisions that `pick` keeps, in partition then offset order.
+async fn decided<T>(kafka: &KafkaArgs, pick: impl Fn(Event) -> Option<T>) -> Vec<T> {
+    decisions(kafka)
+        .await
+        .into_iter()
+        .filter_map(|record| pick(record.event?.ok()?))
+        .collect()
+}
 
-/// Every committed record of `topic` (without the prefix), partition by partition.
-fn read_all(kafka: &KafkaArgs, topic: &str) -> Vec<Committed> {
-    let name = format!("{}{topic}", kafka.topic_prefix);
-    let consumer: BaseConsumer = client()
-        .set("group.id", format!("{}test-reader", kafka.topic_prefix))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(&name, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut open = PARTITIONS;
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while open > 0 {
-        assert!(Instant::now() < deadline, "cannot read {name} to its end");
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => records.push((
-                m.partition(),
-                m.offset(),
-                m.key().map(<[u8]>::to_vec),
-                m.payload().map(<[u8]>::to_vec),
-            )),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => panic!("reading {name}: {e}"),
-            None => {}
-        }
-    }
-    records.sort_by_key(|r| (r.0, r.1));
-    records
+/// The first decision that `pick` keeps; fails if there is none.
+async fn first_decided<T>(kafka: &KafkaArgs, pick: impl Fn(Event) -> Option<T>) -> T {
+    let mut decided = decided(kafka, pick).await.into_iter();
+    decided.next().expect("a decision of the kind picked")
 }
 
 /// Copies the decisions (ticks left out) to `copy`, partition by partition, through `change`,
@@ -312,7 +280,8 @@ async fn copy_decisions(
     copy: &str,
     mut change: impl FnMut(usize, Event) -> Option<Event>,
 ) {
-    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    let config = kafka.client_config().unwrap();
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
     let topic = NewTopic::new(copy, PARTITIONS, TopicReplication::Fixed(1));
     for result in admin
         .create_topics(&[topic], &AdminOptions::new())
@@ -321,26 +290,27 @@ async fn copy_decisions(
     {
         result.unwrap();
     }
-    let producer: FutureProducer = client().set("enable.idempotence", "true").create().unwrap();
+    let producer: FutureProducer = config
+        .clone()
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
     let mut verdicts = 0;
-    for (partition, _, key, value) in read_all(kafka, "tessera.decisions") {
-        let Ok(event) = decode(value.as_deref().unwrap_or_default()) else {
+    for record in decisions(kafka).await {
+        let Some(Ok(event)) = record.event else {
             continue;
         };
-        if matches!(event, Event::Tick(_)) {
-            continue;
-        }
         let Some(event) = change(verdicts, event) else {
             verdicts += 1;
             continue;
         };
         verdicts += 1;
         let bytes = encode(&event).unwrap();
-        let key = key.unwrap_or_default();
+        let key = record.key.unwrap_or_default();
         producer
             .send(
                 FutureRecord::to(copy)
-                    .partition(partition)
+                    .partition(record.partition)
                     .key(&key)
                     .payload(&bytes),
                 Duration::from_secs(10),
@@ -350,51 +320,69 @@ async fn copy_decisions(
     }
 }
 
-/// Runs `tessera audit timekeeper` (with `extra` arguments); its exit success and stdout.
-fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "--brokers",
-            &brokers(),
-            "--topic-prefix",
-            &kafka.topic_prefix,
-        ])
-        .args(["audit", "timekeeper", "--timekeeper-key"])
-        .arg(key_file)
-        .args(extra)
+/// Audits the timekeeper with a copy of the decisions, `name` in the installation, made through
+/// `change` (see [`copy_decisions`]) in their place; fails if the audit finds it clean. Returns the
+/// copy's full name and the audit's stdout.
+async fn audit_tampered_copy(
+    kafka: &KafkaArgs,
+    key_file: &Path,
+    name: &str,
+    change: impl FnMut(usize, Event) -> Option<Event>,
+) -> (String, String) {
+    let copy = format!("{}{name}", kafka.topic_prefix);
+    copy_decisions(kafka, &copy, change).await;
+    let replaced = format!("tessera.decisions={copy}");
+    let (clean, stdout) = audit_timekeeper(kafka, key_file, &["--output-topic", &replaced]);
+    assert!(!clean, "{stdout}");
+    (copy, stdout)
+}
+
+/// `tessera` on the installation `kafka`.
+fn tessera(kafka: &KafkaArgs) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    let installation = [
+        "--brokers",
+        &brokers(),
+        "--topic-prefix",
+        &kafka.topic_prefix,
+    ];
+    command.args(installation);
+    command
+}
+
+/// `tessera audit timekeeper` on the installation `kafka` with the matcher's key; the caller
+/// gives the timekeeper's.
+fn audit_command(kafka: &KafkaArgs) -> Command {
+    let mut command = tessera(kafka);
+    command
+        .args(["audit", "timekeeper"])
         .env("TESSERA_MATCHER_KEY", matcher_key().to_string())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs `command`; its exit success and stdout.
+fn run(command: &mut Command) -> (bool, String) {
+    let output = command.output().unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
 
+/// Runs `tessera audit timekeeper` (with `extra` arguments); its exit success and stdout.
+fn audit_timekeeper(kafka: &KafkaArgs, key_file: &Path, extra: &[&str]) -> (bool, String) {
+    run(audit_command(kafka)
+        .arg("--timekeeper-key")
+        .arg(key_file)
+        .args(extra))
+}
+
 /// Runs `tessera audit timekeeper` without the timekeeper's private key, given only its
 /// verifying key; its exit success and stdout.
 fn audit_timekeeper_without_key(kafka: &KafkaArgs, key_file: &Path) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "--brokers",
-            &brokers(),
-            "--topic-prefix",
-            &kafka.topic_prefix,
-        ])
-        .args(["audit", "timekeeper"])
-        .env("TESSERA_MATCHER_KEY", matcher_key().to_string())
-        .env(
-            "TESSERA_TIMEKEEPER_VERIFYING_KEY",
-            timekeeper_signer(key_file).verifying_key().to_string(),
-        )
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let verifying_key = timekeeper_signer(key_file).verifying_key().to_string();
+    run(audit_command(kafka).env("TESSERA_TIMEKEEPER_VERIFYING_KEY", verifying_key))
 }
 
 fn timekeeper_signer(key_file: &Path) -> SigningKey {
@@ -409,13 +397,7 @@ fn receipt(
     offer_id: &str,
     subscriber_id: &str,
 ) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "--brokers",
-            &brokers(),
-            "--topic-prefix",
-            &kafka.topic_prefix,
-        ])
+    let output = tessera(kafka)
         .args(["receipt", offer_id, subscriber_id])
         .env(
             "TESSERA_TIMEKEEPER_FINGERPRINT",
@@ -552,13 +534,11 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     );
 
     // A receipt for a refused responder holds up.
-    let rejection = read_all(&kafka, "tessera.decisions")
-        .into_iter()
-        .find_map(|(_, _, _, value)| match decode(&value?) {
-            Ok(Event::ResponseRejected(r)) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let rejection = first_decided(&kafka, |event| match event {
+        Event::ResponseRejected(r) => Some(r),
+        _ => None,
+    })
+    .await;
     let (held, shown) = receipt(
         &kafka,
         &key_file,
@@ -577,23 +557,17 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     assert!(!shown.contains("FAILS"), "{shown}");
 
     // A copy of the decisions with one verdict left out: missing, and the chain breaks after it.
-    let left_out = format!("{}copy-left-out", kafka.topic_prefix);
     let mut dropped = None;
-    copy_decisions(&kafka, &left_out, |n, event| match event {
-        Event::CredentialReleased(release) if n > 10 && dropped.is_none() => {
-            dropped = Some(release.response.clone());
-            None
-        }
-        other => Some(other),
-    })
-    .await;
+    let (_, stdout) =
+        audit_tampered_copy(&kafka, &key_file, "copy-left-out", |n, event| match event {
+            Event::CredentialReleased(release) if n > 10 && dropped.is_none() => {
+                dropped = Some(release.response.clone());
+                None
+            }
+            other => Some(other),
+        })
+        .await;
     let dropped = dropped.expect("a release to leave out");
-    let (clean, stdout) = audit_timekeeper(
-        &kafka,
-        &key_file,
-        &["--output-topic", &format!("tessera.decisions={left_out}")],
-    );
-    assert!(!clean, "{stdout}");
     let input = format!(
         "{}tessera.responses/{}@{}",
         kafka.topic_prefix, dropped.partition, dropped.offset
@@ -607,24 +581,18 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     assert!(stdout.contains("broken link"), "{stdout}");
 
     // A copy with one verdict altered: the record is named with the field that changed.
-    let altered = format!("{}copy-altered", kafka.topic_prefix);
     let mut changed = None;
-    copy_decisions(&kafka, &altered, |n, event| match event {
-        Event::ResponseRejected(mut rejection) if n > 10 && changed.is_none() => {
-            changed = Some(rejection.event_id.clone());
-            rejection.detail = "it was on time, really".into();
-            Some(rejection.into())
-        }
-        other => Some(other),
-    })
-    .await;
+    let (altered, stdout) =
+        audit_tampered_copy(&kafka, &key_file, "copy-altered", |n, event| match event {
+            Event::ResponseRejected(mut rejection) if n > 10 && changed.is_none() => {
+                changed = Some(rejection.event_id.clone());
+                rejection.detail = "it was on time, really".into();
+                Some(rejection.into())
+            }
+            other => Some(other),
+        })
+        .await;
     let changed = changed.expect("a rejection to alter");
-    let (clean, stdout) = audit_timekeeper(
-        &kafka,
-        &key_file,
-        &["--output-topic", &format!("tessera.decisions={altered}")],
-    );
-    assert!(!clean, "{stdout}");
     assert!(
         stdout.lines().any(|l| l.contains("altered:")
             && l.contains(&altered)
@@ -634,13 +602,11 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     );
 
     // A CredentialReleased forged by another producer on the decisions themselves.
-    let genuine = read_all(&kafka, "tessera.decisions")
-        .into_iter()
-        .find_map(|(_, _, _, value)| match decode(&value?) {
-            Ok(Event::CredentialReleased(r)) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let genuine = first_decided(&kafka, |event| match event {
+        Event::CredentialReleased(r) => Some(r),
+        _ => None,
+    })
+    .await;
     // Self-consistent: its link's digest is recomputed over its content, as anyone can.
     let link = genuine.link.clone();
     let forged = CredentialReleased {

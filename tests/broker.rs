@@ -11,23 +11,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tessera::kafka::KafkaArgs;
 use tessera::topics::{self, Created};
 use tessera_contract::topics::{self as catalogue, DEFAULT_PARTITIONS};
 use tessera_contract::{Event, EventKind, decode, encode, examples};
-
-fn isolated() -> KafkaArgs {
-    KafkaArgs {
-        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..KafkaArgs::new(support::brokers())
-    }
-}
+use tessera_producers::client::{assign_all, reader};
 
 fn home_of(kind: EventKind) -> &'static catalogue::Topic {
     catalogue::ALL
@@ -38,7 +29,7 @@ fn home_of(kind: EventKind) -> &'static catalogue::Topic {
 
 #[tokio::test]
 async fn create_is_idempotent_and_check_passes() {
-    let kafka = isolated();
+    let kafka = support::isolated();
     let first = topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
     assert_eq!(first.len(), catalogue::ALL.len());
     assert!(
@@ -58,7 +49,7 @@ async fn create_is_idempotent_and_check_passes() {
 
 #[tokio::test]
 async fn every_event_travels_through_kafka_and_the_broker_stamps_it() {
-    let kafka = isolated();
+    let kafka = support::isolated();
     topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
 
     let producer: FutureProducer = kafka
@@ -90,35 +81,18 @@ async fn every_event_travels_through_kafka_and_the_broker_stamps_it() {
     }
     let before = chrono::Utc::now().timestamp_millis() - 60_000;
 
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .unwrap()
-        .set("group.id", format!("{}test", kafka.topic_prefix))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for topic in sent.keys() {
-        for partition in 0..DEFAULT_PARTITIONS {
-            assignment
-                .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-    }
-    consumer.assign(&assignment).unwrap();
+    // Raw messages, not client records: those leave out the ticks, which must travel too.
+    let consumer = reader(&kafka.client_config().unwrap(), false).unwrap();
+    let topics: Vec<&str> = sent.keys().map(String::as_str).collect();
+    assign_all(&consumer, &topics, true).unwrap();
 
     let mut received: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while received.values().map(Vec::len).sum::<usize>() < events.len() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out; got {received:?}"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.unwrap();
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; got {received:?}"))
+            .unwrap();
         match message.timestamp() {
             Timestamp::LogAppendTime(stamp) => {
                 assert_ne!(stamp, CLIENT_TIME);
@@ -141,7 +115,7 @@ async fn every_event_travels_through_kafka_and_the_broker_stamps_it() {
 
 #[tokio::test]
 async fn check_names_a_topic_with_the_wrong_timestamp_type() {
-    let kafka = isolated();
+    let kafka = support::isolated();
     let wrong = catalogue::RESPONSES.full_name(&kafka.topic_prefix);
     let admin: AdminClient<DefaultClientContext> = kafka.client_config().unwrap().create().unwrap();
     // Right in every way but the timestamp type.
@@ -212,7 +186,7 @@ fn bad_command_line_input_is_one_clear_line_and_a_failure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changelog_replication_the_cluster_cannot_hold_is_one_clear_line_and_a_failure() {
-    let kafka = isolated();
+    let kafka = support::isolated();
     topics::create(&kafka, DEFAULT_PARTITIONS, 1).await.unwrap();
     let state = tempfile::tempdir().unwrap();
     // The counter stands for any processor: the flag is the runtime's, shared by all.

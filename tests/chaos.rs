@@ -23,13 +23,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tessera_producers::client::{Reader, assign_all, reader};
 
 mod leader_kills;
 mod support;
@@ -218,21 +219,37 @@ fn create_topics(brokers: &str, prefix: &str, replication: i32) {
     }
 }
 
-/// Reads everything committed on `topic` so far, continuing from `consumer`'s position.
-fn reader(brokers: &str, prefix: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = client(brokers)
-        .set("group.id", format!("{prefix}verifier"))
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(&format!("{prefix}{topic}"), partition, Offset::Beginning)
+/// Everything committed on a topic from its beginning, read as clients read the processors'
+/// outputs. The chaos loop stops reading between kills, so it polls: each read waits at most a
+/// moment.
+struct Verifier {
+    runtime: tokio::runtime::Runtime,
+    reader: Reader,
+}
+
+impl Verifier {
+    fn new(brokers: &str, prefix: &str, topic: &str) -> Verifier {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
             .unwrap();
+        let consumer = {
+            // The reader starts a wake-up task of its own on the runtime it is made in.
+            let _entered = runtime.enter();
+            reader(&client(brokers), false).unwrap()
+        };
+        assign_all(&consumer, &[&format!("{prefix}{topic}")], true).unwrap();
+        Verifier {
+            runtime,
+            reader: consumer,
+        }
     }
-    consumer.assign(&assignment).unwrap();
-    consumer
+
+    /// The next message, if one comes within `timeout`.
+    fn poll(&self, timeout: Duration) -> Option<KafkaResult<BorrowedMessage<'_>>> {
+        let next = async { tokio::time::timeout(timeout, self.reader.recv()).await };
+        self.runtime.block_on(next).ok()
+    }
 }
 
 /// A counter output's key and the count it names (`key=n`).
@@ -361,7 +378,7 @@ fn chaos(events: usize, broker: Broker) {
 
     let garbage = (0..events).filter(|i| i % GARBAGE_EVERY == 0).count();
     let counted = events - garbage;
-    let outputs_reader = reader(&brokers, &prefix, "counts");
+    let outputs_reader = Verifier::new(&brokers, &prefix, "counts");
     let mut outputs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut seen = 0usize;
     let mut rng = Lcg(0x7e55e7a);
@@ -449,7 +466,7 @@ fn chaos(events: usize, broker: Broker) {
     }
     assert_eq!(outputs.len(), expected.len());
 
-    let letters_reader = reader(&brokers, &prefix, "tessera.dead-letters");
+    let letters_reader = Verifier::new(&brokers, &prefix, "tessera.dead-letters");
     let mut letters = 0;
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tessera::kafka::KafkaArgs;
 use tessera_contract::identity;
 use tessera_contract::rules::request_id;
 use tessera_contract::sealing::{self, Half, PrivateKey, Release};
@@ -46,14 +45,10 @@ struct Installation {
 
 impl Installation {
     async fn new() -> Self {
-        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
-        let kafka = KafkaArgs {
-            topic_prefix: prefix.clone(),
-            ..KafkaArgs::new(support::brokers())
-        };
+        let kafka = support::isolated();
         let installation = Installation {
             config: kafka.client_config().unwrap(),
-            prefix,
+            prefix: kafka.topic_prefix,
             dir: tempfile::tempdir().unwrap(),
             timekeeper: keys::new_private_key(),
             delivery: keys::new_private_key(),
@@ -113,17 +108,13 @@ impl Installation {
 
     /// `tessera provider publish` by provider A of `payload.txt` with the given flags.
     fn publish(&self, flags: &[&str]) -> Output {
-        let base = [
-            "provider",
-            "publish",
-            "--provider",
-            "A",
-            "--contact",
-            "a@example.org",
-            "--payload",
-            "payload.txt",
-        ];
-        let args: Vec<&str> = base.iter().chain(flags).copied().collect();
+        self.publish_payload("payload.txt", flags)
+    }
+
+    /// `tessera provider publish` by provider A of `payload` with the given flags.
+    fn publish_payload(&self, payload: &str, flags: &[&str]) -> Output {
+        let mut args = support::provider_publish(&["--payload", payload]);
+        args.extend(flags);
         self.tessera(&args)
     }
 
@@ -981,7 +972,7 @@ async fn keys_are_generated_private_shown_as_text_and_refused_when_loose() {
 #[tokio::test]
 async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
     let it = Installation::new().await;
-    let offer = |id: &str, extra: &[&str]| {
+    let offer = |id: &str, payload: &str, extra: &[&str]| {
         let mut args = vec![
             "--identifier",
             "doc-X",
@@ -993,9 +984,9 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
         ];
         args.push(id);
         args.extend(extra);
-        it.publish(&args)
+        it.publish_payload(payload, &args)
     };
-    let escrow = offer("escrowed", &["--custody", "escrow"]);
+    let escrow = offer("escrowed", "payload.txt", &["--custody", "escrow"]);
     assert!(escrow.status.success(), "{escrow:?}");
     let out = String::from_utf8(escrow.stdout).unwrap();
     assert!(
@@ -1010,6 +1001,7 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
     let other_text = other.public_key().to_string();
     let explicit = offer(
         "explicit",
+        "payload.txt",
         &["--timekeeper-key", &other_text, "--key-dir", "halves"],
     );
     assert!(explicit.status.success(), "{explicit:?}");
@@ -1023,24 +1015,7 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
     )
     .unwrap();
     std::fs::write(it.dir.path().join("big.bin"), noise).unwrap();
-    let big = it.tessera(&[
-        "provider",
-        "publish",
-        "--provider",
-        "A",
-        "--contact",
-        "a@example.org",
-        "--identifier",
-        "doc-X",
-        "--name",
-        "X",
-        "--within",
-        "1h",
-        "--offer-id",
-        "big",
-        "--payload",
-        "big.bin",
-    ]);
+    let big = offer("big", "big.bin", &[]);
     assert_eq!(big.status.code(), Some(1));
     let message = stderr(&big);
     assert_eq!(message.lines().count(), 1, "{message}");

@@ -13,34 +13,19 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera::demo::Processors;
-use tessera::kafka::KafkaArgs;
-use tessera_contract::sealing::{self, Half, KeyHalf, PrivateKey, PublicKey};
+use tessera_contract::sealing::{self, Half, KeyHalf, PrivateKey};
 use tessera_contract::signing::SigningKey;
-use tessera_contract::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS, Topic};
-use tessera_contract::{CredentialReleased, Custody, Event, RejectReason};
-use tessera_producers::agent::{self, Acted, Agent};
-use tessera_producers::client::Writer;
-use tessera_producers::keys::{self, Halves};
+use tessera_contract::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS};
+use tessera_contract::{Custody, Event, RejectReason};
+use tessera_producers::agent::Acted;
 use tessera_producers::subscriber::{self, Choice};
 
 mod support;
+use support::World;
 
 const DOCUMENT_X: &[u8] = b"Quarterly report X\nRevenue rose in every region; costs fell.\n";
 
-struct World {
-    kafka: KafkaArgs,
-    config: ClientConfig,
-    writer: Writer,
-    dir: tempfile::TempDir,
-    timekeeper_key: PrivateKey,
-    timekeeper: PublicKey,
-}
-
 impl World {
-    fn prefix(&self) -> &str {
-        &self.kafka.topic_prefix
-    }
-
     async fn register(&self, id: &str) -> PrivateKey {
         let key_file = self.dir.path().join(format!("{id}.key"));
         support::register(&self.writer, self.prefix(), id, &key_file).await
@@ -63,28 +48,9 @@ impl World {
         }
     }
 
-    fn halves(&self) -> Halves {
-        Halves::new(self.dir.path().join("A"))
-    }
-
     async fn respond(&self, offer_id: &str, subscriber_id: &str, key: &PrivateKey) {
         support::respond(&self.writer, self.prefix(), offer_id, subscriber_id, key).await;
     }
-
-    /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).
-    async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
-        support::wait_for(&self.config, self.prefix(), topic, key, n).await
-    }
-}
-
-fn released(decisions: &[Event], subscriber: &str) -> CredentialReleased {
-    decisions
-        .iter()
-        .find_map(|e| match e {
-            Event::CredentialReleased(r) if r.subscriber_id == subscriber => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no release to {subscriber}: {decisions:?}"))
 }
 
 /// Every way a secret could be written out: raw, hex in either case, and base64 (standard and
@@ -186,27 +152,11 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
-    let kafka = support::installation(3).await;
-    let config = kafka.client_config().unwrap();
-    let timekeeper_key = keys::new_private_key();
-    let world = World {
-        writer: Writer::new(&config).unwrap(),
-        config,
-        dir: tempfile::tempdir().unwrap(),
-        timekeeper: timekeeper_key.public_key(),
-        timekeeper_key: PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref()).unwrap(),
-        kafka,
-    };
-    keys::publish(
-        &world.writer,
-        world.prefix(),
-        keys::Role::Timekeeper,
-        &world.timekeeper_key,
-    )
-    .await
-    .unwrap();
+    let (world, timekeeper_key) = World::new(3).await;
     let state = world.dir.path().join("state");
-    let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
+    // The processors take the timekeeper's key; the test keeps a copy to open what is sealed to it.
+    let theirs = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref()).unwrap();
+    let processors = Processors::start(&world.kafka, &state, theirs).unwrap();
 
     let b1 = world.register("B1").await;
     let b2 = world.register("B2").await;
@@ -229,22 +179,12 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         })
         .expect("B2 is rejected");
     assert_eq!(forged, RejectReason::Forged);
-    let cosigned = released(&cosigned, "B1");
-    let escrowed = released(&escrowed, "B1");
+    let cosigned = support::released(&cosigned, "B1");
+    let escrowed = support::released(&escrowed, "B1");
     assert!(cosigned.provider_half.is_none() && escrowed.provider_half.is_some());
 
-    let agent = Agent {
-        provider_id: "A".into(),
-        signer: world.halves().signer().unwrap().0,
-        halves: world.halves(),
-        timekeeper: SigningKey::derive(&world.timekeeper_key).verifying_key(),
-        anchor: None,
-        until_idle: Some(Duration::from_secs(3)),
-    };
-    let mut acted = Vec::new();
-    agent::run(&world.config, world.prefix(), &agent, |a| acted.push(a))
-        .await
-        .unwrap();
+    let timekeeper = SigningKey::derive(&timekeeper_key).verifying_key();
+    let acted = world.run_provider_agent(timekeeper).await;
     assert!(
         matches!(acted.as_slice(), [Acted::Cosigned(r, _)] if r.credential_id == cosigned.credential_id),
         "{acted:?}"
@@ -279,8 +219,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
     for offer in [&cosigned_offer, &escrowed_offer] {
         let credential = &offer.credential;
         let open = |sealed, half| {
-            sealing::open_from_provider(sealed, half, &offer.offer_id, &world.timekeeper_key)
-                .unwrap()
+            sealing::open_from_provider(sealed, half, &offer.offer_id, &timekeeper_key).unwrap()
         };
         let platform = open(&credential.platform_half, Half::Platform);
         let provider: KeyHalf = match &credential.escrow_half {

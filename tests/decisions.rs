@@ -10,11 +10,8 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tessera::demo::Processors;
 use tessera::kafka::KafkaArgs;
 use tessera_contract::sealing::PublicKey;
@@ -26,11 +23,9 @@ use tessera_producers::keys;
 use tessera_producers::provider::{self, Sealing};
 use tessera_producers::subscriber::{self, Responder};
 
-const PARTITIONS: i32 = 3;
+use support::now_ms;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+const PARTITIONS: i32 = 3;
 
 /// The matcher and the timekeeper on their own topics, and a producer for the parties.
 struct Stack {
@@ -97,44 +92,12 @@ impl Stack {
         written.stamp.expect("the broker stamps every input topic")
     }
 
-    /// Waits for `n` events keyed `key` on `topic` (committed ones, ticks skipped).
+    /// The first `n` events keyed `key` on `topic` (committed ones, ticks skipped), once there
+    /// are that many; the scenarios count on exactly `n`, even if more are committed by then.
     async fn read(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
-        let name = topic.full_name(&self.kafka.topic_prefix);
-        let consumer: BaseConsumer = self
-            .kafka
-            .client_config()
-            .unwrap()
-            .set("group.id", format!("{}reader", self.kafka.topic_prefix))
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            tpl.add_partition_offset(&name, partition, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut events = Vec::new();
-        while events.len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} events keyed {key} on {name}: {events:#?}",
-                events.len()
-            );
-            // Polling blocks this worker thread briefly; the scenarios run on a multi-threaded
-            // runtime, so the others go on.
-            let polled = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(100)));
-            if let Some(message) = polled {
-                let message = message.unwrap();
-                if message.key() == Some(key.as_bytes()) {
-                    let event = decode(message.payload().unwrap()).unwrap();
-                    if !matches!(event, Event::Tick(_)) {
-                        events.push(event);
-                    }
-                }
-            }
-        }
+        let config = self.kafka.client_config().unwrap();
+        let mut events = support::wait_for(&config, &self.kafka.topic_prefix, topic, key, n).await;
+        events.truncate(n);
         events
     }
 

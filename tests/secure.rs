@@ -19,6 +19,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+mod support;
+
 const PORT: u16 = 19192;
 const CONTROLLER_PORT: u16 = 19193;
 const PAYLOAD: &[u8] = b"Quarterly report X\nRevenue rose in every region.\n";
@@ -419,13 +421,7 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         &broker,
         dir,
         "provider",
-        &[
-            "provider",
-            "publish",
-            "--provider",
-            "A",
-            "--contact",
-            "a@example.org",
+        &support::provider_publish(&[
             "--identifier",
             "doc-X",
             "--name",
@@ -438,7 +434,7 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
             "offer-1",
             "--payload",
             "payload.txt",
-        ],
+        ]),
         Duration::from_secs(30),
     );
     assert!(published.contains("offer-1"), "{published}");

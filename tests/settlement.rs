@@ -417,13 +417,7 @@ async fn credentials_are_delivered_and_credited_once() {
         credited, expected,
         "each accepted credential once, the declined one never"
     );
-    let balances: Vec<i64> = credits
-        .iter()
-        .filter_map(|e| match e {
-            Event::RewardCredited(credit) => Some(credit.balance),
-            _ => None,
-        })
-        .collect();
+    let balances = support::balances(&credits);
     assert_eq!(*balances.last().unwrap(), 350);
 
     let letters_now = [

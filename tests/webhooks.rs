@@ -32,8 +32,6 @@ use hyper_util::rt::TokioIo;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use tessera::kafka::KafkaArgs;
-use tessera::topics;
 use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DELIVERIES, SUBSCRIBERS};
@@ -218,19 +216,22 @@ impl Worker {
 
 impl Installation {
     async fn new() -> Installation {
-        let prefix = format!("it-{}.", uuid::Uuid::new_v4().simple());
-        let kafka = KafkaArgs {
-            topic_prefix: prefix.clone(),
-            ..KafkaArgs::new(support::brokers())
-        };
-        topics::create(&kafka, PARTITIONS, 1).await.unwrap();
+        let kafka = support::installation(PARTITIONS).await;
         let config = kafka.client_config().unwrap();
         Installation {
             writer: Writer::new(&config).unwrap(),
             config,
-            prefix,
+            prefix: kafka.topic_prefix,
             delivery: Arc::new(keys_of("delivery").1),
         }
+    }
+
+    /// A receiver (see [`serve`]) of what this installation's delivery worker posts: what it
+    /// records, and its port.
+    async fn receiver(&self, tls: Option<TlsAcceptor>) -> (Posts, u16) {
+        let posts = Posts::default();
+        let port = serve(posts.clone(), self.delivery.verifying_key(), tls).await;
+        (posts, port)
     }
 
     fn deliveries(&self) -> String {
@@ -401,8 +402,7 @@ fn all_verified(posts: &[Post]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_posted_to_webhooks_with_retries_and_fail_after_the_budget() {
     let it = Installation::new().await;
-    let posts = Posts::default();
-    let port = serve(posts.clone(), it.delivery.verifying_key(), None).await;
+    let (posts, port) = it.receiver(None).await;
     let url = |path: &str| Some(format!("http://127.0.0.1:{port}{path}"));
     it.register("flaky", url("/flaky")).await;
     // The query may hold the receiver's token: it must not reach a reason or a log line.
@@ -485,8 +485,7 @@ async fn an_https_webhook_gets_the_credential_over_tls_once_the_worker_trusts_it
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("webhook-ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
-    let posts = Posts::default();
-    let port = serve(posts.clone(), it.delivery.verifying_key(), Some(acceptor)).await;
+    let (posts, port) = it.receiver(Some(acceptor)).await;
     it.register("tls", Some(format!("https://localhost:{port}/tls")))
         .await;
 
@@ -525,8 +524,7 @@ async fn an_https_webhook_gets_the_credential_over_tls_once_the_worker_trusts_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_allowance_loopback_webhooks_are_refused_without_a_post() {
     let it = Installation::new().await;
-    let posts = Posts::default();
-    let port = serve(posts.clone(), it.delivery.verifying_key(), None).await;
+    let (posts, port) = it.receiver(None).await;
     it.register("literal", Some(format!("http://127.0.0.1:{port}/literal")))
         .await;
     it.register("named", Some(format!("http://localhost:{port}/named")))
@@ -572,8 +570,7 @@ async fn without_the_allowance_loopback_webhooks_are_refused_without_a_post() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_or_removal_signed_with_another_key_moves_no_webhook() {
     let it = Installation::new().await;
-    let posts = Posts::default();
-    let port = serve(posts.clone(), it.delivery.verifying_key(), None).await;
+    let (posts, port) = it.receiver(None).await;
     let url = |path: &str| Some(format!("http://127.0.0.1:{port}{path}"));
     it.register("B1", url("/b1")).await;
     it.register("B2", url("/b2")).await;

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera_contract::Event;
-use tessera_contract::sealing::PrivateKey;
+use tessera_contract::sealing::{PrivateKey, PublicKey};
+use tessera_contract::signing::VerifyingKey;
 use tessera_contract::topics::Topic;
+use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::{Writer, read_partition_of};
 use tessera_producers::keys;
 use tessera_producers::subscriber::{self, Registration};
@@ -17,17 +19,94 @@ pub(crate) fn brokers() -> String {
     std::env::var("TESSERA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// The test broker under a topic prefix of its own, so that tests run in parallel and leave
+/// other topics alone; no topic is created yet.
+pub(crate) fn isolated() -> tessera::kafka::KafkaArgs {
+    tessera::kafka::KafkaArgs {
+        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
+        ..tessera::kafka::KafkaArgs::new(brokers())
+    }
+}
+
 /// A fresh installation on the test broker: a topic prefix of its own, every catalogue topic
 /// created with `partitions` partitions.
 pub(crate) async fn installation(partitions: i32) -> tessera::kafka::KafkaArgs {
-    let kafka = tessera::kafka::KafkaArgs {
-        topic_prefix: format!("it-{}.", uuid::Uuid::new_v4().simple()),
-        ..tessera::kafka::KafkaArgs::new(brokers())
-    };
+    let kafka = isolated();
     tessera::topics::create(&kafka, partitions, 1)
         .await
         .unwrap();
     kafka
+}
+
+/// A fresh installation (see [`installation`]) and what a test's parties share on it: a client
+/// configuration and a writer, a directory for their key files and the processors' state, and the
+/// timekeeper's public key, published on `tessera.keys` as `tessera run timekeeper` publishes it.
+pub(crate) struct World {
+    pub kafka: tessera::kafka::KafkaArgs,
+    pub config: ClientConfig,
+    pub writer: Writer,
+    pub dir: tempfile::TempDir,
+    pub timekeeper: PublicKey,
+}
+
+impl World {
+    /// A world whose topics have `partitions` partitions, and the timekeeper's private key, for
+    /// the processors to run with.
+    pub(crate) async fn new(partitions: i32) -> (World, PrivateKey) {
+        let kafka = installation(partitions).await;
+        let config = kafka.client_config().unwrap();
+        let timekeeper_key = keys::new_private_key();
+        let world = World {
+            writer: Writer::new(&config).unwrap(),
+            config,
+            dir: tempfile::tempdir().unwrap(),
+            timekeeper: timekeeper_key.public_key(),
+            kafka,
+        };
+        let role = keys::Role::Timekeeper;
+        keys::publish(&world.writer, world.prefix(), role, &timekeeper_key)
+            .await
+            .unwrap();
+        (world, timekeeper_key)
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.kafka.topic_prefix
+    }
+
+    /// Provider A's key halves, where a co-signed offer's half is kept.
+    pub(crate) fn halves(&self) -> keys::Halves {
+        keys::Halves::new(self.dir.path().join("A"))
+    }
+
+    /// What provider A's agent, trusting `timekeeper` as the timekeeper's key, does before it has
+    /// been idle for three seconds.
+    pub(crate) async fn run_provider_agent(&self, timekeeper: VerifyingKey) -> Vec<Acted> {
+        let halves = self.halves();
+        let agent = Agent {
+            provider_id: "A".into(),
+            signer: halves.signer().unwrap().0,
+            halves,
+            timekeeper,
+            anchor: None,
+            until_idle: Some(Duration::from_secs(3)),
+        };
+        let mut acted = Vec::new();
+        agent::run(&self.config, self.prefix(), &agent, |a| acted.push(a))
+            .await
+            .unwrap();
+        acted
+    }
+
+    /// The events keyed `key` on `topic`, once there are `n` (ticks skipped).
+    pub(crate) async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
+        wait_for(&self.config, self.prefix(), topic, key, n).await
+    }
+}
+
+/// The wall clock in milliseconds since the epoch, as the broker stamps records.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A tiny deterministic generator.
@@ -68,6 +147,31 @@ pub(crate) async fn wait_for(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("fewer than {n} events keyed {key} on {name}");
+}
+
+/// The release to `subscriber` among `decisions`; fails if there is none.
+pub(crate) fn released(
+    decisions: &[Event],
+    subscriber: &str,
+) -> tessera_contract::CredentialReleased {
+    decisions
+        .iter()
+        .find_map(|e| match e {
+            Event::CredentialReleased(r) if r.subscriber_id == subscriber => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no release to {subscriber}: {decisions:?}"))
+}
+
+/// The balance after each credit among `ledger`'s events, in order.
+pub(crate) fn balances(ledger: &[Event]) -> Vec<i64> {
+    ledger
+        .iter()
+        .filter_map(|e| match e {
+            Event::RewardCredited(credit) => Some(credit.balance),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Registers subscriber `id` with a need for document `doc-X`, signed with the key in `key_file`
@@ -154,4 +258,17 @@ pub(crate) async fn respond(
     subscriber::respond(writer, prefix, offer_id, &responder)
         .await
         .unwrap();
+}
+
+/// The arguments of `tessera provider publish` as provider A, then `flags`.
+pub(crate) fn provider_publish<'a>(flags: &[&'a str]) -> Vec<&'a str> {
+    let provider = [
+        "provider",
+        "publish",
+        "--provider",
+        "A",
+        "--contact",
+        "a@example.org",
+    ];
+    provider.into_iter().chain(flags.iter().copied()).collect()
 }

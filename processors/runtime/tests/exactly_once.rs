@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 
 mod broker;
 mod counts;
-use broker::{client, create_topics};
+use broker::{client, committed_reader, create_topics};
 use counts::{assert_counts, read_counts};
 
 const PARTITIONS: i32 = 3;
@@ -84,22 +82,12 @@ impl Setup {
     }
 
     async fn read_outputs(&self, expected: usize) -> BTreeMap<String, Vec<String>> {
-        let consumer: BaseConsumer = client()
-            .set("group.id", format!("{}reader", self.prefix))
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            assignment
-                .add_partition_offset(
-                    &format!("{}counts", self.prefix),
-                    partition,
-                    Offset::Beginning,
-                )
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
+        let consumer = committed_reader(
+            &client(),
+            &format!("{}reader", self.prefix),
+            &format!("{}counts", self.prefix),
+            PARTITIONS,
+        );
         read_counts(&consumer, expected, Duration::from_secs(90), || true)
     }
 }

@@ -11,16 +11,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 
 mod broker;
 mod counts;
 mod hanging;
+use broker::committed_reader;
 use counts::{assert_counts, read_counts};
 use hanging::LenientBroker;
 use hanging::wire::{self, Wire};
@@ -78,22 +79,19 @@ impl Setup {
         expected: usize,
         instance: &tokio::task::JoinHandle<anyhow::Result<()>>,
     ) -> BTreeMap<String, Vec<String>> {
-        let consumer = self.reader("reader", true, false);
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            assignment
-                .add_partition_offset(&self.topic("counts"), partition, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
+        let consumer = committed_reader(
+            &self.broker.client(),
+            &self.topic("reader"),
+            &self.topic("counts"),
+            PARTITIONS,
+        );
         read_counts(&consumer, expected, Duration::from_secs(120), || {
             !instance.is_finished()
         })
     }
 
-    /// A consumer of group `name` that never joins it: `committed` reads with `read_committed`,
-    /// `eof` reports reaching a partition's end.
-    fn reader(&self, name: &str, committed: bool, eof: bool) -> BaseConsumer {
+    /// A consumer of group `name` that never joins it: `committed` reads with `read_committed`.
+    fn reader(&self, name: &str, committed: bool) -> BaseConsumer {
         let isolation = if committed {
             "read_committed"
         } else {
@@ -103,7 +101,6 @@ impl Setup {
             .client()
             .set("group.id", self.topic(name))
             .set("isolation.level", isolation)
-            .set("enable.partition.eof", eof.to_string())
             .create()
             .unwrap()
     }
@@ -111,8 +108,8 @@ impl Setup {
     /// Per changelog partition: whether a transaction holds its last stable offset short of its
     /// end (a `read_committed` consumer's watermark is the last stable offset).
     fn changelog_held_back(&self) -> Vec<bool> {
-        let committed = self.reader("watermarks", true, false);
-        let uncommitted = self.reader("watermarks", false, false);
+        let committed = self.reader("watermarks", true);
+        let uncommitted = self.reader("watermarks", false);
         let timeout = Duration::from_secs(10);
         (0..PARTITIONS)
             .map(|partition| {
@@ -205,7 +202,7 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
     let mut asked = TopicPartitionList::new();
     asked.add_partition(&setup.topic("in.a"), 0);
     let fetch = |committed: bool| {
-        let consumer = setup.reader("tessera.counter", committed, false);
+        let consumer = setup.reader("tessera.counter", committed);
         tokio::task::block_in_place(|| {
             consumer.committed_offsets(asked.clone(), Duration::from_secs(10))
         })
@@ -232,14 +229,12 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
         vec![false; PARTITIONS as usize]
     );
     let changelog = setup.changelog();
-    let committed_reader = setup.reader("changelog-reader", true, true);
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(&changelog, partition, Offset::Beginning)
-            .unwrap();
-    }
-    committed_reader.assign(&assignment).unwrap();
+    let changelog_reader = committed_reader(
+        setup.broker.client().set("enable.partition.eof", "true"),
+        &setup.topic("changelog-reader"),
+        &changelog,
+        PARTITIONS,
+    );
     let mut at_end = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while at_end.len() < PARTITIONS as usize {
@@ -247,7 +242,7 @@ async fn an_earlier_incarnations_hanging_transaction_is_aborted_at_start() {
             Instant::now() < deadline,
             "changelog partitions read to their end: {at_end:?}"
         );
-        match committed_reader.poll(Duration::from_millis(200)) {
+        match changelog_reader.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => assert_ne!(
                 message.key(),
                 Some(LEFTOVER_KEY),

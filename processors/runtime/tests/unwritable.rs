@@ -6,29 +6,22 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tessera_contract::{DeadLetter, Event, decode};
 
 mod broker;
 mod counting;
-use broker::client;
+use broker::{client, committed_reader};
 use counting::Setup;
 
 /// The first dead letter on the setup's topics, waiting up to a minute.
 fn first_letter(setup: &Setup) -> Option<DeadLetter> {
-    let letters: BaseConsumer = client()
-        .set("group.id", format!("{}letters", setup.prefix))
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    let topic = format!("{}tessera.dead-letters", setup.prefix);
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    letters.assign(&assignment).unwrap();
+    let letters = committed_reader(
+        &client(),
+        &format!("{}letters", setup.prefix),
+        &format!("{}tessera.dead-letters", setup.prefix),
+        1,
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Some(message) = letters.poll(Duration::from_millis(200)) {

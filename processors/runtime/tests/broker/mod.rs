@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Client settings that reach the test broker.
 pub(crate) fn client() -> ClientConfig {
@@ -61,4 +62,29 @@ pub(crate) async fn create_topics(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A consumer on the broker `client` reaches that reads partitions `0..partitions` of `topic` from
+/// their beginning, only what committed transactions wrote: what the processors' readers see. It
+/// is assigned the partitions, so its group `group` never forms and takes nothing from another.
+pub(crate) fn committed_reader(
+    client: &ClientConfig,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BaseConsumer {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
 }

@@ -15,7 +15,7 @@ use tessera_cores::counter::Counter;
 use tessera_runtime::{self as runtime, Config};
 use tokio::task::JoinHandle;
 
-use super::broker::{client, create_topics};
+use super::broker::{client, committed_reader, create_topics};
 
 /// A counter forgetting keys idle for `idle_ms`, running on fresh one-partition topics `in.a` and
 /// `in.b` (both inputs, so a record on one waits for the other) writing `counts`.
@@ -37,13 +37,12 @@ impl Setup {
         let (core, config, state) = counter(&prefix, idle_ms);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = tokio::spawn(runtime::run(core, config, stop.clone()));
-        let counts: BaseConsumer = client()
-            .set("group.id", format!("{prefix}reader"))
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap();
-        counts.subscribe(&[&format!("{prefix}counts")]).unwrap();
+        let counts = committed_reader(
+            &client(),
+            &format!("{prefix}reader"),
+            &format!("{prefix}counts"),
+            1,
+        );
         Setup {
             prefix,
             stop,
