@@ -287,6 +287,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
                 platform_half: sealed,
                 escrow_half: None,
             },
+            invite_late: false,
         },
         &signer_of("A"),
     )

@@ -205,6 +205,7 @@ impl Synthetic {
                     platform_half: sealed,
                     escrow_half: None,
                 },
+                invite_late: false,
             },
             &self.signer,
         )
