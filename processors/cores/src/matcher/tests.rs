@@ -812,3 +812,249 @@ fn an_undecodable_offer_gets_one_letter_from_the_task_of_its_partition() {
         );
     }
 }
+
+/// `offer`, published to invite subscribers that register while it is open.
+fn inviting_late(mut offer: OfferPublished) -> OfferPublished {
+    offer.invite_late = true;
+    offer
+}
+
+fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
+    OfferWithdrawn {
+        event_id: uuid::Uuid::nil().to_string(),
+        offer_id: offer_id.into(),
+        provider_id: provider_id.into(),
+        reason: None,
+    }
+}
+
+impl<S: State> Task<S> {
+    /// The offers that invite the subscriber registering with `interests`, in output order.
+    fn invited_to(
+        &mut self,
+        stamp: i64,
+        subscriber: &str,
+        interests: Vec<Interest>,
+    ) -> Vec<String> {
+        self.register(stamp, subscriber, interests)
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.subscriber_id, subscriber);
+                r.offer_id
+            })
+            .collect()
+    }
+
+    /// Withdraws offer-1 naming provider `provider`, signed by `signer`: all it produced.
+    fn withdraw(&mut self, stamp: i64, provider: &str, signer: &str) -> Vec<Produced> {
+        let withdrawn = withdrawal("offer-1", provider).into();
+        let offers = InputTopic::Offers as usize;
+        self.signed_by(&signer_of(signer), offers, stamp, "offer-1", withdrawn)
+    }
+
+    /// Moves stream time to `stamp` with a tick.
+    fn tick(&mut self, stamp: i64) -> Vec<Emitted> {
+        let at = self.position(InputTopic::Subscribers as usize, stamp);
+        self.core.apply(&mut self.state, Input::Tick { at })
+    }
+}
+
+/// What every offer by A leaves in state, open or closed: its id marked seen and A's key pinned.
+fn published(state: &mut MemoryState, offer_id: &str) {
+    SEEN.put(state, offer_id, &());
+    let pin = provider::check(None, &offer(offer_id, "doc-X"), None).unwrap();
+    PROVIDERS.put(state, "A", &pin);
+}
+
+#[test]
+fn a_subscriber_registering_while_an_offer_is_open_gets_the_invitation_a_match_would_make() {
+    let mut late = Task::new();
+    assert!(
+        late.publish(100, inviting_late(offer("offer-1", "doc-X")))
+            .is_empty()
+    );
+    let requests = late.register(200, "B1", vec![wanting("doc-X")]);
+    let registration = Position {
+        topic: InputTopic::Subscribers as usize,
+        partition: 0,
+        task: 0,
+        offset: 2,
+        stamp: 200,
+        effective: 200,
+    };
+    // The same offer, at the same place, with B1 registered before it.
+    let mut early = Task::new();
+    early.register(50, "B1", vec![wanting("doc-X")]);
+    // The offer at the offset it has in `late`.
+    early.offset = 0;
+    let mut forward = early.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    assert_eq!(forward.len(), 1);
+    forward[0].event_id = request_event_id(&registration, &request_id("offer-1", "B1"));
+    assert_eq!(
+        requests, forward,
+        "the same invitation, its event id from the registration"
+    );
+    assert_eq!(
+        requests[0].offer.position.offset, 1,
+        "it cites the offer's place"
+    );
+    assert_eq!(requests[0].offer.position.stamp, 100);
+}
+
+#[test]
+fn a_late_registration_is_invited_up_to_the_rules_last_stamp_and_not_after() {
+    let mut task = Task::new();
+    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    let mut within = offer("offer-2", "doc-X");
+    within.time_rule = TimeRule::Within(tessera_contract::Within { duration_ms: 1_000 });
+    task.publish(200, inviting_late(within));
+    assert_eq!(
+        task.invited_to(1_200, "B1", vec![wanting("doc-X")]),
+        ["offer-1", "offer-2"],
+        "a Within rule counts from the offer's stamp, inclusive"
+    );
+    assert_eq!(
+        task.invited_to(1_201, "B2", vec![wanting("doc-X")]),
+        ["offer-1"]
+    );
+    assert_eq!(
+        task.invited_to(1_000_000, "B3", vec![wanting("doc-X")]),
+        ["offer-1"],
+        "every bound is inclusive"
+    );
+    assert!(
+        task.invited_to(1_000_001, "B4", vec![wanting("doc-X")])
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_withdrawn_offer_invites_no_one_late() {
+    let mut task = Task::new();
+    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    assert!(task.withdraw(150, "A", "A").is_empty());
+    assert!(
+        task.invited_to(200, "B1", vec![wanting("doc-X")])
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_withdrawal_not_signed_by_the_offers_key_changes_nothing() {
+    let mut task = Task::new();
+    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    let before = task.state.clone();
+    // Naming A but signed by another key; and signed by its author, who is not A.
+    let forged = task.withdraw(110, "A", "impostor");
+    assert!(
+        forged.is_empty(),
+        "the timekeeper reports it, not the matcher"
+    );
+    assert!(task.withdraw(120, "impostor", "impostor").is_empty());
+    assert_eq!(task.state, before);
+    assert_eq!(
+        task.invited_to(200, "B1", vec![wanting("doc-X")]),
+        ["offer-1"]
+    );
+}
+
+#[test]
+fn a_subscriber_is_invited_to_an_offer_once_however_often_it_registers() {
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    task.register(20, "B2", vec![wanting("doc-Y")]);
+    assert_eq!(
+        task.invited(100, inviting_late(offer("offer-1", "doc-X"))),
+        ["B1"]
+    );
+    assert!(
+        task.invited_to(200, "B1", vec![terms(&["report"])])
+            .is_empty(),
+        "invited when the offer arrived"
+    );
+    assert_eq!(
+        task.invited_to(300, "B2", vec![wanting("doc-X")]),
+        ["offer-1"],
+        "an added interest the offer meets invites"
+    );
+    assert!(
+        task.invited_to(400, "B2", vec![wanting("doc-X")])
+            .is_empty()
+    );
+    let removed = SubscriberRemoved {
+        event_id: uuid::Uuid::nil().to_string(),
+        subscriber_id: "B2".into(),
+    };
+    task.event(InputTopic::Subscribers as usize, 500, "B2", removed.into());
+    assert!(
+        task.invited_to(600, "B2", vec![wanting("doc-X")])
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_offer_published_without_late_invitations_invites_only_those_registered_before() {
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    let before = task.state.clone();
+    assert_eq!(task.invited(100, offer("offer-1", "doc-X")), ["B1"]);
+    assert!(
+        task.invited_to(200, "B2", vec![wanting("doc-X")])
+            .is_empty()
+    );
+    assert_eq!(
+        task.core.next_due(&task.state),
+        None,
+        "nothing of it is kept open"
+    );
+    // Beside what every offer leaves and B2's registration, it left nothing in state.
+    let mut expected = Task::new();
+    expected.state = before;
+    expected.register(200, "B2", vec![wanting("doc-X")]);
+    published(&mut expected.state, "offer-1");
+    assert_eq!(task.state, expected.state);
+}
+
+#[test]
+fn an_offer_leaves_the_state_when_its_rule_ends() {
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    let mut offer_1 = offer("offer-1", "doc-X");
+    offer_1.time_rule = TimeRule::Deadline(Deadline { at: 1_000 });
+    task.register(20, "B2", vec![wanting("doc-Y")]);
+    let before = task.state.clone();
+    assert_eq!(task.invited(100, inviting_late(offer_1)), ["B1"]);
+    assert_eq!(
+        task.invited_to(200, "B2", vec![wanting("doc-X")]),
+        ["offer-1"]
+    );
+    assert_eq!(task.core.next_due(&task.state), Some(1_000));
+    assert!(task.tick(1_000).is_empty());
+    assert!(
+        open::get(&task.state, "offer-1").is_some(),
+        "open at its last stamp"
+    );
+    assert!(task.tick(1_001).is_empty());
+    assert_eq!(task.core.next_due(&task.state), None);
+    // Only what every offer leaves is left, and B2's new interests.
+    let mut expected = Task::new();
+    expected.state = before;
+    expected.register(200, "B2", vec![wanting("doc-X")]);
+    published(&mut expected.state, "offer-1");
+    assert_eq!(task.state, expected.state);
+}
+
+#[test]
+fn a_withdrawn_offer_leaves_the_state_and_its_timer_finds_nothing() {
+    let mut task = Task::new();
+    let before = task.state.clone();
+    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    task.register(200, "B1", vec![wanting("doc-X")]);
+    task.withdraw(300, "A", "A");
+    assert!(open::get(&task.state, "offer-1").is_none());
+    assert!(task.tick(1_000_001).is_empty());
+    let mut expected = Task::with(before);
+    expected.register(200, "B1", vec![wanting("doc-X")]);
+    published(&mut expected.state, "offer-1");
+    assert_eq!(task.state, expected.state);
+}
