@@ -66,8 +66,8 @@ use tessera_contract::identity::{self, Change, Pin};
 use tessera_contract::rules::{check_offer, request_id};
 use tessera_contract::topics::{OFFERS, SUBSCRIBERS};
 use tessera_contract::{
-    InteractionRequested, LogPosition, OfferPublished, OfferTerms, OfferWithdrawn, Recommendation,
-    SubscriberRegistered, SubscriberRemoved,
+    InteractionRequested, Interest, LogPosition, OfferPublished, OfferTerms, OfferWithdrawn,
+    Recommendation, SubscriberRegistered, SubscriberRemoved,
 };
 
 use crate::core::{Emission, Position, derived_id};
@@ -255,16 +255,13 @@ fn invite_late(
     state: &mut dyn State,
     at: &Position,
     subscriber_id: &str,
-    interests: &[tessera_contract::Interest],
+    interests: &[Interest],
 ) -> Vec<Emitted> {
     let mut outputs = Vec::new();
-    for offer_id in open::matching(state, interests) {
+    for (offer_id, offer) in open::matching(state, interests) {
         if open::was_invited(state, &offer_id, subscriber_id) {
             continue;
         }
-        let Some(offer) = open::get(state, &offer_id) else {
-            continue;
-        };
         open::invited(state, &offer_id, subscriber_id);
         let mut event = unaddressed(
             offer_id.clone(),

@@ -20,7 +20,7 @@
 //!   offer, early or late, so a re-registration does not invite it again;
 //! - the close timers ([`CLOSES`]), one per offer at the end of its rule.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use tessera_contract::signing::{Signed, VerifyingKey};
@@ -105,11 +105,6 @@ pub fn keep(state: &mut dyn State, offer_id: &str, mut offer: OpenOffer, ends_at
     CLOSES.schedule(state, ends_at, offer_id);
 }
 
-/// The open offer `offer_id`, if it is kept.
-pub fn get(state: &dyn State, offer_id: &str) -> Option<OpenOffer> {
-    OPEN.get(state, offer_id)
-}
-
 /// Notes that the subscriber was invited to the open offer.
 pub fn invited(state: &mut dyn State, offer_id: &str, subscriber_id: &str) {
     INVITED.put(state, &invited_key(offer_id, subscriber_id), &());
@@ -163,10 +158,10 @@ fn close(state: &mut dyn State, offer_id: &str) {
     OPEN.delete(state, offer_id);
 }
 
-/// The open offers an interest among `interests` meets, in id order, reading only the postings
-/// of each interest's anchor.
-pub fn matching(state: &dyn State, interests: &[Interest]) -> BTreeSet<String> {
-    let mut matched = BTreeSet::new();
+/// The open offers an interest among `interests` meets, by id, reading only the postings of each
+/// interest's anchor.
+pub fn matching(state: &dyn State, interests: &[Interest]) -> BTreeMap<String, OpenOffer> {
+    let mut matched = BTreeMap::new();
     for interest in interests {
         let need = Need::from(interest);
         let prefix = format!("{POSTING}{}", Anchor::of(&need).prefix());
@@ -177,12 +172,13 @@ pub fn matching(state: &dyn State, interests: &[Interest]) -> BTreeSet<String> {
             else {
                 continue;
             };
-            if !matched.contains(offer_id)
-                && OPEN
-                    .get(state, offer_id)
-                    .is_some_and(|offer| satisfies(&need, &OfferFacts::new(&offer.recommendation)))
+            if matched.contains_key(offer_id) {
+                continue;
+            }
+            if let Some(offer) = OPEN.get(state, offer_id)
+                && satisfies(&need, &OfferFacts::new(&offer.recommendation))
             {
-                matched.insert(offer_id.to_string());
+                matched.insert(offer_id.to_string(), offer);
             }
         }
     }
@@ -191,7 +187,7 @@ pub fn matching(state: &dyn State, interests: &[Interest]) -> BTreeSet<String> {
 
 /// The same answer as [`matching`] by checking every open offer: the baseline that tests and the
 /// benchmark hold the index against.
-pub fn scan_matching(state: &dyn State, interests: &[Interest]) -> BTreeSet<String> {
+pub fn scan_matching(state: &dyn State, interests: &[Interest]) -> BTreeMap<String, OpenOffer> {
     let needs: Vec<Need> = interests.iter().map(Need::from).collect();
     OPEN.range(state, "")
         .into_iter()
@@ -199,7 +195,6 @@ pub fn scan_matching(state: &dyn State, interests: &[Interest]) -> BTreeSet<Stri
             let facts = OfferFacts::new(&offer.recommendation);
             needs.iter().any(|need| satisfies(need, &facts))
         })
-        .map(|(offer_id, _)| offer_id)
         .collect()
 }
 
@@ -251,8 +246,9 @@ mod tests {
                     close(&mut state, &offer_id);
                 }
             }
-            prop_assert_eq!(&scan_matching(&state, &interests), &expected);
-            prop_assert_eq!(matching(&state, &interests), expected);
+            let ids = |offers: BTreeMap<String, OpenOffer>| offers.into_keys().collect::<BTreeSet<_>>();
+            prop_assert_eq!(&ids(scan_matching(&state, &interests)), &expected);
+            prop_assert_eq!(ids(matching(&state, &interests)), expected);
             expire(&mut state, 101);
             prop_assert!(state.is_empty(), "{:?}", state);
         }
