@@ -828,6 +828,15 @@ fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
     }
 }
 
+impl Task<MemoryState> {
+    /// A task holding offer-1 of document X, published at 100 to invite late until 1 000 000.
+    fn with_open_offer() -> Self {
+        let mut task = Task::new();
+        task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+        task
+    }
+}
+
 impl<S: State> Task<S> {
     /// The offers that invite the subscriber registering with `interests`, in output order.
     fn invited_to(
@@ -852,6 +861,11 @@ impl<S: State> Task<S> {
         self.signed_by(&signer_of(signer), offers, stamp, "offer-1", withdrawn)
     }
 
+    /// The offers that invite the subscriber registering for document X.
+    fn wants_doc_x(&mut self, stamp: i64, subscriber: &str) -> Vec<String> {
+        self.invited_to(stamp, subscriber, vec![wanting("doc-X")])
+    }
+
     /// Moves stream time to `stamp` with a tick.
     fn tick(&mut self, stamp: i64) -> Vec<Emitted> {
         let at = self.position(InputTopic::Subscribers as usize, stamp);
@@ -864,11 +878,15 @@ fn is_open(state: &MemoryState, offer_id: &str) -> bool {
     open::matching(state, &[wanting("doc-X")]).contains_key(offer_id)
 }
 
-/// What every offer by A leaves in state, open or closed: its id marked seen and A's key pinned.
-fn published(state: &mut MemoryState, offer_id: &str) {
-    SEEN.put(state, offer_id, &());
-    let pin = provider::check(None, &offer(offer_id, "doc-X"), None).unwrap();
-    PROVIDERS.put(state, "A", &pin);
+/// State `before` offer-1 was published, once `subscriber` registered for document X at 200 and
+/// offer-1 closed: only what every offer by A leaves, its id marked seen and A's key pinned.
+fn left_behind(before: MemoryState, subscriber: &str) -> MemoryState {
+    let mut expected = Task::with(before);
+    expected.register(200, subscriber, vec![wanting("doc-X")]);
+    SEEN.put(&mut expected.state, "offer-1", &());
+    let pin = provider::check(None, &offer("offer-1", "doc-X"), None).unwrap();
+    PROVIDERS.put(&mut expected.state, "A", &pin);
+    expected.state
 }
 
 #[test]
@@ -908,46 +926,34 @@ fn a_subscriber_registering_while_an_offer_is_open_gets_the_invitation_a_match_w
 
 #[test]
 fn a_late_registration_is_invited_up_to_the_rules_last_stamp_and_not_after() {
-    let mut task = Task::new();
-    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    let mut task = Task::with_open_offer();
     let mut within = offer("offer-2", "doc-X");
     within.time_rule = TimeRule::Within(tessera_contract::Within { duration_ms: 1_000 });
     task.publish(200, inviting_late(within));
     assert_eq!(
-        task.invited_to(1_200, "B1", vec![wanting("doc-X")]),
+        task.wants_doc_x(1_200, "B1"),
         ["offer-1", "offer-2"],
         "a Within rule counts from the offer's stamp, inclusive"
     );
+    assert_eq!(task.wants_doc_x(1_201, "B2"), ["offer-1"]);
     assert_eq!(
-        task.invited_to(1_201, "B2", vec![wanting("doc-X")]),
-        ["offer-1"]
-    );
-    assert_eq!(
-        task.invited_to(1_000_000, "B3", vec![wanting("doc-X")]),
+        task.wants_doc_x(1_000_000, "B3"),
         ["offer-1"],
         "every bound is inclusive"
     );
-    assert!(
-        task.invited_to(1_000_001, "B4", vec![wanting("doc-X")])
-            .is_empty()
-    );
+    assert!(task.wants_doc_x(1_000_001, "B4").is_empty());
 }
 
 #[test]
 fn a_withdrawn_offer_invites_no_one_late() {
-    let mut task = Task::new();
-    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    let mut task = Task::with_open_offer();
     assert!(task.withdraw(150, "A", "A").is_empty());
-    assert!(
-        task.invited_to(200, "B1", vec![wanting("doc-X")])
-            .is_empty()
-    );
+    assert!(task.wants_doc_x(200, "B1").is_empty());
 }
 
 #[test]
 fn a_withdrawal_not_signed_by_the_offers_key_changes_nothing() {
-    let mut task = Task::new();
-    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    let mut task = Task::with_open_offer();
     let before = task.state.clone();
     // Naming A but signed by another key; and signed by its author, who is not A.
     let forged = task.withdraw(110, "A", "impostor");
@@ -957,10 +963,7 @@ fn a_withdrawal_not_signed_by_the_offers_key_changes_nothing() {
     );
     assert!(task.withdraw(120, "impostor", "impostor").is_empty());
     assert_eq!(task.state, before);
-    assert_eq!(
-        task.invited_to(200, "B1", vec![wanting("doc-X")]),
-        ["offer-1"]
-    );
+    assert_eq!(task.wants_doc_x(200, "B1"), ["offer-1"]);
 }
 
 #[test]
@@ -978,23 +981,17 @@ fn a_subscriber_is_invited_to_an_offer_once_however_often_it_registers() {
         "invited when the offer arrived"
     );
     assert_eq!(
-        task.invited_to(300, "B2", vec![wanting("doc-X")]),
+        task.wants_doc_x(300, "B2"),
         ["offer-1"],
         "an added interest the offer meets invites"
     );
-    assert!(
-        task.invited_to(400, "B2", vec![wanting("doc-X")])
-            .is_empty()
-    );
+    assert!(task.wants_doc_x(400, "B2").is_empty());
     let removed = SubscriberRemoved {
         event_id: uuid::Uuid::nil().to_string(),
         subscriber_id: "B2".into(),
     };
     task.event(InputTopic::Subscribers as usize, 500, "B2", removed.into());
-    assert!(
-        task.invited_to(600, "B2", vec![wanting("doc-X")])
-            .is_empty()
-    );
+    assert!(task.wants_doc_x(600, "B2").is_empty());
 }
 
 #[test]
@@ -1003,21 +1000,14 @@ fn an_offer_published_without_late_invitations_invites_only_those_registered_bef
     task.register(10, "B1", vec![wanting("doc-X")]);
     let before = task.state.clone();
     assert_eq!(task.invited(100, offer("offer-1", "doc-X")), ["B1"]);
-    assert!(
-        task.invited_to(200, "B2", vec![wanting("doc-X")])
-            .is_empty()
-    );
+    assert!(task.wants_doc_x(200, "B2").is_empty());
     assert_eq!(
         task.core.next_due(&task.state),
         None,
         "nothing of it is kept open"
     );
     // Beside what every offer leaves and B2's registration, it left nothing in state.
-    let mut expected = Task::new();
-    expected.state = before;
-    expected.register(200, "B2", vec![wanting("doc-X")]);
-    published(&mut expected.state, "offer-1");
-    assert_eq!(task.state, expected.state);
+    assert_eq!(task.state, left_behind(before, "B2"));
 }
 
 #[test]
@@ -1029,21 +1019,14 @@ fn an_offer_leaves_the_state_when_its_rule_ends() {
     task.register(20, "B2", vec![wanting("doc-Y")]);
     let before = task.state.clone();
     assert_eq!(task.invited(100, inviting_late(offer_1)), ["B1"]);
-    assert_eq!(
-        task.invited_to(200, "B2", vec![wanting("doc-X")]),
-        ["offer-1"]
-    );
+    assert_eq!(task.wants_doc_x(200, "B2"), ["offer-1"]);
     assert_eq!(task.core.next_due(&task.state), Some(1_000));
     assert!(task.tick(1_000).is_empty());
     assert!(is_open(&task.state, "offer-1"), "open at its last stamp");
     assert!(task.tick(1_001).is_empty());
     assert_eq!(task.core.next_due(&task.state), None);
     // Only what every offer leaves is left, and B2's new interests.
-    let mut expected = Task::new();
-    expected.state = before;
-    expected.register(200, "B2", vec![wanting("doc-X")]);
-    published(&mut expected.state, "offer-1");
-    assert_eq!(task.state, expected.state);
+    assert_eq!(task.state, left_behind(before, "B2"));
 }
 
 #[test]
@@ -1055,8 +1038,5 @@ fn a_withdrawn_offer_leaves_the_state_and_its_timer_finds_nothing() {
     task.withdraw(300, "A", "A");
     assert!(!is_open(&task.state, "offer-1"));
     assert!(task.tick(1_000_001).is_empty());
-    let mut expected = Task::with(before);
-    expected.register(200, "B1", vec![wanting("doc-X")]);
-    published(&mut expected.state, "offer-1");
-    assert_eq!(task.state, expected.state);
+    assert_eq!(task.state, left_behind(before, "B1"));
 }
