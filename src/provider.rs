@@ -173,6 +173,10 @@ pub struct PublishArgs {
     /// lost key, or any first offer where the matcher runs with `--trust-anchor`) endorsed it.
     #[arg(long, value_name = "HEX", value_parser = crate::keys::parse_hex)]
     pub endorsement: Option<Vec<u8>>,
+    /// Invite only the subscribers registered when the offer arrives. By default a subscriber
+    /// that registers, or adds an interest, while the offer is open is invited too.
+    #[arg(long)]
+    pub no_late_invitations: bool,
     /// How the timekeeper's key is pinned.
     #[command(flatten)]
     pub pin: TimekeeperPin,
@@ -268,7 +272,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 signing_key: signer.verifying_key(),
                 endorsement: args.endorsement.clone(),
             };
-            let built = provider::build(request, sealing, chrono::Utc::now()).map_err(|e| {
+            let mut built = provider::build(request, sealing, chrono::Utc::now()).map_err(|e| {
                 let sealing = matches!(e, ProviderError::Seal(_));
                 let e = anyhow::Error::from(e);
                 if sealing {
@@ -277,6 +281,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                     e
                 }
             })?;
+            built.offer.invite_late = !args.no_late_invitations;
             let offer = &built.offer;
             let (offer_id, rule) = (offer.offer_id.clone(), offer.time_rule.describe());
             let package = offer.credential.package.len();

@@ -161,6 +161,7 @@ impl Installation {
                     )
                     .unwrap()
                     .credential,
+                    invite_late: false,
                 },
                 &provider,
             );

@@ -393,8 +393,10 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
         capacity,
         reward,
         credential,
+        invite_late,
         ..
     } = offer;
+    assert!(invite_late, "an offer invites late unless told not to");
     assert_eq!(
         (offer.provider_id.as_str(), offer.provider_contact.as_str()),
         ("A", "a@example.org")
@@ -455,6 +457,40 @@ async fn a_published_offer_round_trips_and_can_be_withdrawn() {
     assert_eq!(
         (provider_id.as_str(), reason.as_deref()),
         ("A", Some("sold out"))
+    );
+
+    let flags = ["--identifier", "doc-X", "--name", "Quarterly report X"];
+    it.published(&[&flags[..], &["--within", "1h", "--offer-id", "offer-2"]].concat());
+    it.published(
+        &[
+            &flags[..],
+            &[
+                "--within",
+                "1h",
+                "--offer-id",
+                "offer-3",
+                "--no-late-invitations",
+            ],
+        ]
+        .concat(),
+    );
+    let mut late: Vec<(String, bool)> = it
+        .read(topics::OFFERS)
+        .await
+        .iter()
+        .filter_map(|r| match event(r) {
+            Event::OfferPublished(offer) => Some((offer.offer_id.clone(), offer.invite_late)),
+            _ => None,
+        })
+        .collect();
+    late.sort();
+    assert_eq!(
+        late,
+        [
+            ("offer-1".to_string(), true),
+            ("offer-2".to_string(), true),
+            ("offer-3".to_string(), false)
+        ]
     );
 }
 

@@ -163,6 +163,7 @@ impl Stack {
                 )
                 .unwrap()
                 .credential,
+                invite_late: false,
             },
             &self.provider,
         );

@@ -158,7 +158,9 @@ pub fn seal(offer_id: &str, sealing: Sealing<'_>) -> Result<SealedOffer, SealErr
 }
 
 /// Builds the offer with its sealed credential and checks it as the timekeeper would on receipt
-/// at `now`.
+/// at `now`. The offer invites late (`invite_late`): subscribers that register while it is open
+/// are invited too; set [`Built::offer`]'s field to false before publishing to invite only those
+/// registered when it arrives.
 pub fn build(
     request: OfferRequest,
     sealing: Sealing<'_>,
@@ -195,6 +197,7 @@ pub fn build(
         capacity: request.capacity,
         reward: request.reward,
         credential: sealed.credential,
+        invite_late: true,
     };
     check_offer(&offer, now.timestamp_millis())
         .map_err(|(problem, detail)| ProviderError::Invalid { problem, detail })?;

@@ -82,6 +82,7 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
             platform_half: sealed(1),
             escrow_half: (custody == Custody::Escrow).then(|| sealed(2)),
         },
+        invite_late: false,
     }
 }
 
@@ -155,6 +156,7 @@ pub fn all() -> Vec<Event> {
                 platform_half: sealed(1),
                 escrow_half: Some(sealed(2)),
             },
+            invite_late: true,
         }
         .into(),
         OfferPublished {
@@ -175,6 +177,7 @@ pub fn all() -> Vec<Event> {
                 platform_half: sealed(3),
                 escrow_half: None,
             },
+            invite_late: false,
         }
         .into(),
         OfferWithdrawn {

@@ -209,13 +209,28 @@ pub(crate) struct DocX<'a> {
 }
 
 /// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as
-/// `doc` says and signed with the key in `halves` (where a co-signed offer's half is kept).
+/// `doc` says and signed with the key in `halves` (where a co-signed offer's half is kept). It
+/// invites late, as `tessera provider publish` does by default.
 pub(crate) async fn publish_doc_x(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,
     halves: &keys::Halves,
     doc: DocX<'_>,
+) {
+    publish_doc_x_inviting(writer, prefix, offer_id, halves, doc, true).await;
+}
+
+/// Publishes offer `offer_id` as [`publish_doc_x`] does, inviting late if `invite_late` says so;
+/// without, it invites only the subscribers registered when it arrives, as `tessera provider
+/// publish --no-late-invitations` publishes.
+pub(crate) async fn publish_doc_x_inviting(
+    writer: &Writer,
+    prefix: &str,
+    offer_id: &str,
+    halves: &keys::Halves,
+    doc: DocX<'_>,
+    invite_late: bool,
 ) {
     use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
     let (signer, _) = halves.signer().unwrap();
@@ -239,7 +254,8 @@ pub(crate) async fn publish_doc_x(
         custody: doc.custody,
         timekeeper: doc.timekeeper,
     };
-    let built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
+    let mut built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
+    built.offer.invite_late = invite_late;
     provider::publish(writer, prefix, built, halves, &signer)
         .await
         .unwrap();

@@ -131,6 +131,8 @@ fn write_fixture() {
                 capacity: Some(1),
                 reward: None,
                 credential: sealed.credential,
+                // v3 has no invite_late either: the field v5 added.
+                invite_late: false,
             },
             &signer(P),
         );

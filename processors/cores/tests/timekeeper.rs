@@ -140,6 +140,7 @@ fn record(item: &Item) -> RawRecord {
                     capacity: *capacity,
                     reward: None,
                     credential: credential(*offer),
+                    invite_late: false,
                 },
                 &signer(P),
             )

@@ -47,6 +47,12 @@ pub struct OfferPublished {
     pub reward: Option<Reward>,
     /// The sealed target data and the platform's share of its key.
     pub credential: SealedCredential,
+    /// Whether a subscriber that registers, or adds an interest, while the offer is open is
+    /// invited too (a late invitation), rather than only those registered when it arrives. False
+    /// in records written before the field existed, so a replay of them invites no one late.
+    #[serde(default)]
+    #[avro(default = "false")]
+    pub invite_late: bool,
 }
 
 /// The source document's "value-added data": an amount in minor units of a currency.

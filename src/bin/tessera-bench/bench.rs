@@ -89,7 +89,9 @@ pub(crate) enum Bench {
     Audit(audit::ReplayArgs),
     /// Time to match one offer through the matcher's index over many stored interests, against
     /// a linear scan of the same interests in the same RocksDB store; and the interests' size in
-    /// state. Needs no broker.
+    /// state. Then the reverse: time to match one new subscriber against many open offers, which
+    /// late invitations need, through the open offers' index and by a linear scan. Needs no
+    /// broker.
     Matcher {
         /// Interests held in state (one to four per subscriber).
         #[arg(long, default_value_t = 1_000_000)]
@@ -97,9 +99,16 @@ pub(crate) enum Bench {
         /// Offers timed through the index.
         #[arg(long, default_value_t = 10_000)]
         offers: usize,
-        /// Offers among them also timed through the linear scan (each reads every interest).
+        /// Offers among them also timed through the linear scan (each reads every interest), and
+        /// registrations among the late ones (each reads every open offer).
         #[arg(long, default_value_t = 5)]
         scans: usize,
+        /// Offers open to late invitations, held in state when the registrations are timed.
+        #[arg(long, default_value_t = 100_000)]
+        open_offers: usize,
+        /// New subscribers timed against the open offers.
+        #[arg(long, default_value_t = 10_000)]
+        registrations: usize,
     },
 }
 
@@ -123,7 +132,18 @@ pub(crate) async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             interests,
             offers,
             scans,
-        } => tokio::task::spawn_blocking(move || matcher::run(interests, offers, scans)).await?,
+            open_offers,
+            registrations,
+        } => {
+            let sizes = matcher::Sizes {
+                interests,
+                offers,
+                scans,
+                open_offers,
+                registrations,
+            };
+            tokio::task::spawn_blocking(move || matcher::run(sizes)).await?
+        }
     }
 }
 

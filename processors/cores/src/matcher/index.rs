@@ -95,8 +95,9 @@ impl<'a> Anchor<'a> {
             .chain(iter::once(Anchor::Any))
     }
 
-    /// The key prefix of the postings filed under this anchor.
-    fn prefix(&self) -> String {
+    /// The key prefix of the postings filed under this anchor: of interests here, of open offers
+    /// in [`super::open`].
+    pub(super) fn prefix(&self) -> String {
         let mut key = String::new();
         match self {
             Anchor::Identifier(identifier) => {
@@ -123,7 +124,7 @@ impl<'a> Anchor<'a> {
 }
 
 /// Appends `<byte length>:<bytes>`.
-fn push_field(key: &mut String, field: &str) {
+pub(super) fn push_field(key: &mut String, field: &str) {
     key.push_str(&field.len().to_string());
     key.push(':');
     key.push_str(field);
@@ -136,8 +137,9 @@ fn split_field(key: &str) -> Option<(&str, &str)> {
     Some((rest.get(..len)?, rest.get(len..)?))
 }
 
-/// The subscriber a posting key belongs to.
-fn subscriber_of(key: &str) -> Option<&str> {
+/// The id a posting key files under its anchor: the subscriber of an interest's posting, the
+/// offer of an open offer's.
+pub(super) fn owner_of(key: &str) -> Option<&str> {
     let fields = match key.as_bytes().first()? {
         b'i' | b'w' | b'p' => 1,
         b'f' => 2,
@@ -211,7 +213,7 @@ fn verify(
     for (key, value) in postings {
         let Some(subscriber) = std::str::from_utf8(&key[POSTING.len()..])
             .ok()
-            .and_then(subscriber_of)
+            .and_then(owner_of)
         else {
             continue;
         };
@@ -224,7 +226,7 @@ fn verify(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::cell::Cell;
     use std::collections::BTreeMap;
 
@@ -365,7 +367,7 @@ mod tests {
             let registration = REGISTRATIONS.get(&state, subscriber).expect("registered");
             assert_eq!(registration.postings.len(), 3);
             for key in &registration.postings {
-                assert_eq!(subscriber_of(key), Some(subscriber), "{key}");
+                assert_eq!(owner_of(key), Some(subscriber), "{key}");
             }
         }
     }
@@ -439,7 +441,8 @@ mod tests {
         prop::option::of(-3i64..3)
     }
 
-    fn any_interest() -> impl Strategy<Value = Interest> {
+    /// Interests over a small vocabulary, so that random offers meet some of them.
+    pub(in crate::matcher) fn any_interest() -> impl Strategy<Value = Interest> {
         (
             prop::option::of(small()),
             prop::collection::vec(words(), 0..3),
@@ -457,7 +460,8 @@ mod tests {
             })
     }
 
-    fn any_offer() -> impl Strategy<Value = Recommendation> {
+    /// Recommendations over the vocabulary of [`any_interest`].
+    pub(in crate::matcher) fn any_offer() -> impl Strategy<Value = Recommendation> {
         (
             small(),
             prop::collection::vec(words(), 0..4),

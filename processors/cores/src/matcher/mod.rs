@@ -6,7 +6,36 @@
 //! considered exactly once per offer. Interests live in the task's state with an index over them
 //! ([`index`]), so an offer costs a few lookups rather than a pass over all interests. Because
 //! inputs are applied in receipt order, an interest change applies to exactly the offers received
-//! after it.
+//! after it, and to the offers still open that invite late.
+//!
+//! # Late invitations
+//!
+//! An offer published with `invite_late` (what `tessera provider publish` does unless given
+//! `--no-late-invitations`) also invites the subscribers that register, or change their
+//! interests, while it is open. Every task keeps such offers, from their arrival until they
+//! close, in an index of their own ([`open`]), and matches each registration it accepts against
+//! them after matching nothing else. Each match writes the invitation a forward match writes (the
+//! same request id, offer terms and pinned keys, signed alike by the runtime); only its event id
+//! differs, derived from the registration. The task remembers whom it invited to each open offer,
+//! early or late, so a subscriber is invited to an offer once however often it registers.
+//!
+//! The matcher knows an offer is open from the offer itself. Its rule's last stamp
+//! ([`TimeRule::ends_at`](tessera_contract::TimeRule::ends_at) from the offer's effective stamp)
+//! sets a timer ([`open::CLOSES`], [`Core::next_due`]); the timer fires on the first input stamped
+//! after it, before that input is applied, so a registration stamped after the rule ended finds
+//! the offer gone, and the offer's index entries and whom it invited leave the state. A
+//! withdrawal closes the offer too, but only one naming the offer's provider and signed with the
+//! key the offer carried, as the timekeeper demands; any other changes nothing here (the
+//! timekeeper dead-letters it). An offer that fills its capacity is not closed here: the matcher
+//! never sees the timekeeper's verdicts, so it may still invite late to it, and the timekeeper
+//! rejects those responses as it rejects any past the capacity. An invitation that arrives late
+//! is judged like any other: the timekeeper judges the response, not the invitation.
+//!
+//! Late invitations are the offer's explicit choice, not a change of rule for every offer,
+//! because `tessera audit` replays logs written before they existed: a log may hold a
+//! registration made while a matching offer was open, and the replay must derive no invitation
+//! the log lacks. Offers written with earlier versions of OfferPublished read `invite_late` as
+//! false, so their replays invite exactly as they did.
 //!
 //! # Who a subscriber is
 //!
@@ -29,6 +58,7 @@
 //! NotInvited.
 
 pub mod index;
+pub mod open;
 pub mod predicate;
 
 use tessera_contract::identity::provider::{self, ProviderPin};
@@ -36,13 +66,14 @@ use tessera_contract::identity::{self, Change, Pin};
 use tessera_contract::rules::{check_offer, request_id};
 use tessera_contract::topics::{OFFERS, SUBSCRIBERS};
 use tessera_contract::{
-    InteractionRequested, LogPosition, OfferPublished, OfferTerms, SubscriberRegistered,
-    SubscriberRemoved,
+    InteractionRequested, Interest, LogPosition, OfferPublished, OfferTerms, OfferWithdrawn,
+    Recommendation, SubscriberRegistered, SubscriberRemoved,
 };
 
 use crate::core::{Emission, Position, derived_id};
 use crate::prelude::*;
 use crate::registry::{self, Inputs};
+use open::OpenOffer;
 use predicate::OfferFacts;
 
 /// Offer ids this task has invited to, so a republished id invites no one twice.
@@ -73,7 +104,8 @@ shape! {
     broadcast [Offers],
     output REQUESTS,
     state "each subscriber's interests, indexed by what they need; the keys subscribers and \
-          providers pinned; the offers invited to";
+          providers pinned; the offers invited to; the open offers that invite late, indexed by \
+          what they offer, with whom they invited and their close timers";
 }
 
 /// What the matcher makes of an input record.
@@ -92,8 +124,8 @@ pub enum MatcherRecord {
     Tombstone,
     /// An offer to match.
     Published(OfferPublished),
-    /// An offer taken back: the timekeeper's business, nothing to invite.
-    Withdrawn,
+    /// An offer taken back: it invites no one late any more.
+    Withdrawn(OfferWithdrawn),
 }
 
 /// The matcher core.
@@ -109,31 +141,34 @@ impl Matcher {
         Matcher { anchor }
     }
 
-    /// Folds a registration or removal into the subscriber's pin, or dead-letters it.
+    /// Folds a registration or removal into the subscriber's pin, or dead-letters it. A
+    /// registration it accepts is invited to the open offers it meets that have not invited it.
     fn change(
         &self,
         state: &mut dyn State,
-        out: &mut Outputs,
+        mut out: Outputs,
         subscriber_id: &str,
         change: Change<'_>,
         signed: &Signed,
         event: impl FnOnce() -> Event,
-    ) {
+    ) -> Vec<Emitted> {
         let pinned = PINS.get(state, subscriber_id);
         match identity::check(pinned.as_ref(), change, signed, self.anchor.as_ref()) {
             Ok(pin) => {
+                PINS.put(state, subscriber_id, &pin);
                 match change {
                     Change::Registered(registered) => {
                         index::register(state, subscriber_id, &registered.interests);
+                        return invite_late(state, &out.at(), subscriber_id, &registered.interests);
                     }
                     Change::Removed(_) => index::remove(state, subscriber_id),
                 }
-                PINS.put(state, subscriber_id, &pin);
             }
             Err(refusal) => {
                 out.dead_letter(SUBSCRIBERS, subscriber_id, event(), refusal.to_string());
             }
         }
+        out.into_list()
     }
 
     /// Invites every subscriber of this task's partition that the offer meets, unless its id
@@ -174,53 +209,128 @@ impl Matcher {
             return Vec::new();
         }
         let subscribers = index::matching(state, &OfferFacts::new(&offer.recommendation));
-        // One request, readdressed to each subscriber in turn: the recommendation and the terms
-        // are encoded from the same value every time rather than cloned per subscriber. So the
-        // matcher emits its requests encoded, which it may because a request carries no link.
-        let offer_id = offer.offer_id;
-        let mut event = Event::InteractionRequested(InteractionRequested {
-            event_id: String::new(),
-            request_id: String::new(),
-            offer_id: offer_id.clone(),
-            subscriber_id: String::new(),
-            subscriber_key: Vec::new(),
-            subscriber_signing_key: Vec::new(),
-            recommendation: offer.recommendation,
-            offer: OfferTerms {
-                position: LogPosition {
-                    topic: OFFERS.name.to_string(),
-                    partition: at.partition,
-                    offset: at.offset,
-                    stamp: at.effective,
-                },
-                time_rule: offer.time_rule,
+        let terms = OfferTerms {
+            position: LogPosition {
+                topic: OFFERS.name.to_string(),
+                partition: at.partition,
+                offset: at.offset,
+                stamp: at.effective,
             },
-            provider_contact: offer.provider_contact,
-        });
-        let mut outputs = Vec::with_capacity(subscribers.len());
-        for subscriber_id in subscribers {
-            if let Event::InteractionRequested(request) = &mut event {
-                request.request_id = request_id(&offer_id, &subscriber_id);
-                request.event_id = request_event_id(&at, &request.request_id);
-                // A subscriber the index returns is registered, so its pin is there.
-                let pin = PINS.get(state, &subscriber_id);
-                request.subscriber_key = pin
-                    .as_ref()
-                    .map(|p| p.sealing_key.clone())
-                    .unwrap_or_default();
-                request.subscriber_signing_key = pin.map(|p| p.signing_key).unwrap_or_default();
-                request.subscriber_id = subscriber_id;
+            time_rule: offer.time_rule,
+        };
+        let offer_id = offer.offer_id;
+        if offer.invite_late {
+            let ends_at = terms.time_rule.ends_at(at.effective);
+            let open = OpenOffer::new(
+                offer.provider_id,
+                offer.signing_key,
+                offer.provider_contact.clone(),
+                offer.recommendation.clone(),
+                terms.clone(),
+            );
+            open::keep(state, &offer_id, open, ends_at);
+            for subscriber_id in &subscribers {
+                open::invited(state, &offer_id, subscriber_id);
             }
-            outputs.push(Emitted {
-                topic: registry::OUTPUT,
-                key: offer_id.clone(),
-                value: Emission::Bytes(
-                    tessera_contract::encode(&event)
-                        .expect("an InteractionRequested built from decoded events encodes"),
-                ),
-            });
         }
-        outputs
+        let mut event = unaddressed(
+            offer_id.clone(),
+            offer.recommendation,
+            terms,
+            offer.provider_contact,
+        );
+        subscribers
+            .into_iter()
+            .map(|subscriber_id| addressed(state, &mut event, &at, &offer_id, subscriber_id))
+            .collect()
+    }
+}
+
+/// Invites the subscriber, just registered with `interests`, to each open offer they meet that
+/// has not invited it yet: each invitation is the one the offer would have made had the
+/// subscriber been registered when it arrived, save its event id, which derives from the
+/// registration. The offers whose rule ended before the registration are closed already
+/// ([`open::expire`] runs first on every input).
+fn invite_late(
+    state: &mut dyn State,
+    at: &Position,
+    subscriber_id: &str,
+    interests: &[Interest],
+) -> Vec<Emitted> {
+    let mut outputs = Vec::new();
+    for (offer_id, offer) in open::matching(state, interests) {
+        if open::was_invited(state, &offer_id, subscriber_id) {
+            continue;
+        }
+        open::invited(state, &offer_id, subscriber_id);
+        let mut event = unaddressed(
+            offer_id.clone(),
+            offer.recommendation,
+            offer.terms,
+            offer.provider_contact,
+        );
+        outputs.push(addressed(
+            state,
+            &mut event,
+            at,
+            &offer_id,
+            subscriber_id.to_string(),
+        ));
+    }
+    outputs
+}
+
+/// An invitation to an offer, addressed to no one yet. One request, readdressed to each
+/// subscriber in turn by [`addressed`]: the recommendation and the terms are encoded from the same
+/// value every time rather than cloned per subscriber. So the matcher emits its requests encoded,
+/// which it may because a request carries no link.
+fn unaddressed(
+    offer_id: String,
+    recommendation: Recommendation,
+    terms: OfferTerms,
+    provider_contact: String,
+) -> Event {
+    Event::InteractionRequested(InteractionRequested {
+        event_id: String::new(),
+        request_id: String::new(),
+        offer_id,
+        subscriber_id: String::new(),
+        subscriber_key: Vec::new(),
+        subscriber_signing_key: Vec::new(),
+        recommendation,
+        offer: terms,
+        provider_contact,
+    })
+}
+
+/// `event`, an [`unaddressed`] invitation to `offer_id`, addressed to the subscriber with the
+/// keys it pinned, for the input at `at`, encoded.
+fn addressed(
+    state: &dyn State,
+    event: &mut Event,
+    at: &Position,
+    offer_id: &str,
+    subscriber_id: String,
+) -> Emitted {
+    if let Event::InteractionRequested(request) = event {
+        request.request_id = request_id(offer_id, &subscriber_id);
+        request.event_id = request_event_id(at, &request.request_id);
+        // A subscriber the index returns is registered, so its pin is there.
+        let pin = PINS.get(state, &subscriber_id);
+        request.subscriber_key = pin
+            .as_ref()
+            .map(|p| p.sealing_key.clone())
+            .unwrap_or_default();
+        request.subscriber_signing_key = pin.map(|p| p.signing_key).unwrap_or_default();
+        request.subscriber_id = subscriber_id;
+    }
+    Emitted {
+        topic: registry::OUTPUT,
+        key: offer_id.to_string(),
+        value: Emission::Bytes(
+            tessera_contract::encode(event)
+                .expect("an InteractionRequested built from decoded events encodes"),
+        ),
     }
 }
 
@@ -280,7 +390,7 @@ impl Core for Matcher {
             }
             (Some(InputTopic::Offers), Event::OfferWithdrawn(withdrawn)) => {
                 keyed(key, &withdrawn.offer_id, "offer_id")?;
-                Ok(MatcherRecord::Withdrawn)
+                Ok(MatcherRecord::Withdrawn(withdrawn))
             }
             (input, event) => Err(format!(
                 "a {} does not belong on input {}",
@@ -290,31 +400,41 @@ impl Core for Matcher {
         }
     }
 
+    fn next_due(&self, state: &dyn State) -> Option<i64> {
+        open::CLOSES.next_due(state)
+    }
+
     fn apply(&mut self, state: &mut dyn State, input: Input<MatcherRecord>) -> Vec<Emitted> {
+        // Offers close before the input is applied, so a registration stamped after an offer's
+        // rule ended finds the offer gone.
+        open::expire(state, input.at().effective);
         let Input::Record {
             at, value, signed, ..
         } = input
         else {
             return Vec::new();
         };
-        let mut out = Outputs::new("matcher", at);
+        let out = Outputs::new("matcher", at);
         match value {
             MatcherRecord::Registered(registered) => {
                 let id = registered.subscriber_id.clone();
                 let change = Change::Registered(&registered);
-                self.change(state, &mut out, &id, change, &signed, || {
+                self.change(state, out, &id, change, &signed, || {
                     registered.clone().into()
-                });
+                })
             }
             MatcherRecord::Removed(removed) => {
                 let id = removed.subscriber_id.clone();
                 let change = Change::Removed(&id);
-                self.change(state, &mut out, &id, change, &signed, || removed.into());
+                self.change(state, out, &id, change, &signed, || removed.into())
             }
-            MatcherRecord::Tombstone | MatcherRecord::Withdrawn => {}
-            MatcherRecord::Published(offer) => return self.invite(state, out, offer, &signed),
+            MatcherRecord::Tombstone => Vec::new(),
+            MatcherRecord::Withdrawn(withdrawn) => {
+                open::withdraw(state, &withdrawn, &signed);
+                Vec::new()
+            }
+            MatcherRecord::Published(offer) => self.invite(state, out, offer, &signed),
         }
-        out.into_list()
     }
 }
 

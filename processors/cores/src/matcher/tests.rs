@@ -287,6 +287,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
                 platform_half: sealed,
                 escrow_half: None,
             },
+            invite_late: false,
         },
         &signer_of("A"),
     )
@@ -810,4 +811,232 @@ fn an_undecodable_offer_gets_one_letter_from_the_task_of_its_partition() {
             "task {task_partition}: {produced:?}"
         );
     }
+}
+
+/// `offer`, published to invite subscribers that register while it is open.
+fn inviting_late(mut offer: OfferPublished) -> OfferPublished {
+    offer.invite_late = true;
+    offer
+}
+
+fn withdrawal(offer_id: &str, provider_id: &str) -> OfferWithdrawn {
+    OfferWithdrawn {
+        event_id: uuid::Uuid::nil().to_string(),
+        offer_id: offer_id.into(),
+        provider_id: provider_id.into(),
+        reason: None,
+    }
+}
+
+impl Task<MemoryState> {
+    /// A task holding offer-1 of document X, published at 100 to invite late until 1 000 000.
+    fn with_open_offer() -> Self {
+        let mut task = Task::new();
+        task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+        task
+    }
+}
+
+impl<S: State> Task<S> {
+    /// The offers that invite the subscriber registering with `interests`, in output order.
+    fn invited_to(
+        &mut self,
+        stamp: i64,
+        subscriber: &str,
+        interests: Vec<Interest>,
+    ) -> Vec<String> {
+        self.register(stamp, subscriber, interests)
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.subscriber_id, subscriber);
+                r.offer_id
+            })
+            .collect()
+    }
+
+    /// Withdraws offer-1 naming provider `provider`, signed by `signer`: all it produced.
+    fn withdraw(&mut self, stamp: i64, provider: &str, signer: &str) -> Vec<Produced> {
+        let withdrawn = withdrawal("offer-1", provider).into();
+        let offers = InputTopic::Offers as usize;
+        self.signed_by(&signer_of(signer), offers, stamp, "offer-1", withdrawn)
+    }
+
+    /// The offers that invite the subscriber registering for document X.
+    fn wants_doc_x(&mut self, stamp: i64, subscriber: &str) -> Vec<String> {
+        self.invited_to(stamp, subscriber, vec![wanting("doc-X")])
+    }
+
+    /// Moves stream time to `stamp` with a tick.
+    fn tick(&mut self, stamp: i64) -> Vec<Emitted> {
+        let at = self.position(InputTopic::Subscribers as usize, stamp);
+        self.core.apply(&mut self.state, Input::Tick { at })
+    }
+}
+
+/// Whether offer `offer_id` of document X is kept open.
+fn is_open(state: &MemoryState, offer_id: &str) -> bool {
+    open::matching(state, &[wanting("doc-X")]).contains_key(offer_id)
+}
+
+/// State `before` offer-1 was published, once `subscriber` registered for document X at 200 and
+/// offer-1 closed: only what every offer by A leaves, its id marked seen and A's key pinned.
+fn left_behind(before: MemoryState, subscriber: &str) -> MemoryState {
+    let mut expected = Task::with(before);
+    expected.register(200, subscriber, vec![wanting("doc-X")]);
+    SEEN.put(&mut expected.state, "offer-1", &());
+    let pin = provider::check(None, &offer("offer-1", "doc-X"), None).unwrap();
+    PROVIDERS.put(&mut expected.state, "A", &pin);
+    expected.state
+}
+
+#[test]
+fn a_subscriber_registering_while_an_offer_is_open_gets_the_invitation_a_match_would_make() {
+    let mut late = Task::new();
+    assert!(
+        late.publish(100, inviting_late(offer("offer-1", "doc-X")))
+            .is_empty()
+    );
+    let requests = late.register(200, "B1", vec![wanting("doc-X")]);
+    let registration = Position {
+        topic: InputTopic::Subscribers as usize,
+        partition: 0,
+        task: 0,
+        offset: 2,
+        stamp: 200,
+        effective: 200,
+    };
+    // The same offer, at the same place, with B1 registered before it.
+    let mut early = Task::new();
+    early.register(50, "B1", vec![wanting("doc-X")]);
+    // The offer at the offset it has in `late`.
+    early.offset = 0;
+    let mut forward = early.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    assert_eq!(forward.len(), 1);
+    forward[0].event_id = request_event_id(&registration, &request_id("offer-1", "B1"));
+    assert_eq!(
+        requests, forward,
+        "the same invitation, its event id from the registration"
+    );
+    assert_eq!(
+        requests[0].offer.position.offset, 1,
+        "it cites the offer's place"
+    );
+    assert_eq!(requests[0].offer.position.stamp, 100);
+}
+
+#[test]
+fn a_late_registration_is_invited_up_to_the_rules_last_stamp_and_not_after() {
+    let mut task = Task::with_open_offer();
+    let mut within = offer("offer-2", "doc-X");
+    within.time_rule = TimeRule::Within(tessera_contract::Within { duration_ms: 1_000 });
+    task.publish(200, inviting_late(within));
+    assert_eq!(
+        task.wants_doc_x(1_200, "B1"),
+        ["offer-1", "offer-2"],
+        "a Within rule counts from the offer's stamp, inclusive"
+    );
+    assert_eq!(task.wants_doc_x(1_201, "B2"), ["offer-1"]);
+    assert_eq!(
+        task.wants_doc_x(1_000_000, "B3"),
+        ["offer-1"],
+        "every bound is inclusive"
+    );
+    assert!(task.wants_doc_x(1_000_001, "B4").is_empty());
+}
+
+#[test]
+fn a_withdrawn_offer_invites_no_one_late() {
+    let mut task = Task::with_open_offer();
+    assert!(task.withdraw(150, "A", "A").is_empty());
+    assert!(task.wants_doc_x(200, "B1").is_empty());
+}
+
+#[test]
+fn a_withdrawal_not_signed_by_the_offers_key_changes_nothing() {
+    let mut task = Task::with_open_offer();
+    let before = task.state.clone();
+    // Naming A but signed by another key; and signed by its author, who is not A.
+    let forged = task.withdraw(110, "A", "impostor");
+    assert!(
+        forged.is_empty(),
+        "the timekeeper reports it, not the matcher"
+    );
+    assert!(task.withdraw(120, "impostor", "impostor").is_empty());
+    assert_eq!(task.state, before);
+    assert_eq!(task.wants_doc_x(200, "B1"), ["offer-1"]);
+}
+
+#[test]
+fn a_subscriber_is_invited_to_an_offer_once_however_often_it_registers() {
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    task.register(20, "B2", vec![wanting("doc-Y")]);
+    assert_eq!(
+        task.invited(100, inviting_late(offer("offer-1", "doc-X"))),
+        ["B1"]
+    );
+    assert!(
+        task.invited_to(200, "B1", vec![terms(&["report"])])
+            .is_empty(),
+        "invited when the offer arrived"
+    );
+    assert_eq!(
+        task.wants_doc_x(300, "B2"),
+        ["offer-1"],
+        "an added interest the offer meets invites"
+    );
+    assert!(task.wants_doc_x(400, "B2").is_empty());
+    let removed = SubscriberRemoved {
+        event_id: uuid::Uuid::nil().to_string(),
+        subscriber_id: "B2".into(),
+    };
+    task.event(InputTopic::Subscribers as usize, 500, "B2", removed.into());
+    assert!(task.wants_doc_x(600, "B2").is_empty());
+}
+
+#[test]
+fn an_offer_published_without_late_invitations_invites_only_those_registered_before() {
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    let before = task.state.clone();
+    assert_eq!(task.invited(100, offer("offer-1", "doc-X")), ["B1"]);
+    assert!(task.wants_doc_x(200, "B2").is_empty());
+    assert_eq!(
+        task.core.next_due(&task.state),
+        None,
+        "nothing of it is kept open"
+    );
+    // Beside what every offer leaves and B2's registration, it left nothing in state.
+    assert_eq!(task.state, left_behind(before, "B2"));
+}
+
+#[test]
+fn an_offer_leaves_the_state_when_its_rule_ends() {
+    let mut task = Task::new();
+    task.register(10, "B1", vec![wanting("doc-X")]);
+    let mut offer_1 = offer("offer-1", "doc-X");
+    offer_1.time_rule = TimeRule::Deadline(Deadline { at: 1_000 });
+    task.register(20, "B2", vec![wanting("doc-Y")]);
+    let before = task.state.clone();
+    assert_eq!(task.invited(100, inviting_late(offer_1)), ["B1"]);
+    assert_eq!(task.wants_doc_x(200, "B2"), ["offer-1"]);
+    assert_eq!(task.core.next_due(&task.state), Some(1_000));
+    assert!(task.tick(1_000).is_empty());
+    assert!(is_open(&task.state, "offer-1"), "open at its last stamp");
+    assert!(task.tick(1_001).is_empty());
+    assert_eq!(task.core.next_due(&task.state), None);
+    // Only what every offer leaves is left, and B2's new interests.
+    assert_eq!(task.state, left_behind(before, "B2"));
+}
+
+#[test]
+fn a_withdrawn_offer_leaves_the_state_and_its_timer_finds_nothing() {
+    let mut task = Task::new();
+    let before = task.state.clone();
+    task.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    task.register(200, "B1", vec![wanting("doc-X")]);
+    task.withdraw(300, "A", "A");
+    assert!(!is_open(&task.state, "offer-1"));
+    assert!(task.tick(1_000_001).is_empty());
+    assert_eq!(task.state, left_behind(before, "B1"));
 }

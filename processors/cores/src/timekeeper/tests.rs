@@ -93,6 +93,7 @@ fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
             )
             .unwrap()
             .credential,
+            invite_late: false,
         },
         &signer_of("A"),
     )

@@ -1,10 +1,13 @@
 //! `tessera-bench matcher`: the time to match one offer against a million stored interests
 //! through the matcher's index, against a linear scan of the same interests in the same RocksDB
-//! store in the same run, and what the interests cost in state.
+//! store in the same run, and what the interests cost in state. Then the reverse, which late
+//! invitations need: the time to match one new subscriber against a hundred thousand open offers
+//! through the open offers' index, against a linear scan of them.
 //!
-//! It needs no broker: the interests go into a real [`TaskStore`] through the matcher core
-//! itself, committed in batches as the runtime would, and each offer is timed through the core's
-//! `apply` (index lookups, verification, and encoding the requests).
+//! It needs no broker: the interests and the open offers go into a real [`TaskStore`] through
+//! the matcher core itself, committed in batches as the runtime would, and each offer and each
+//! registration is timed through the core's `apply` (index lookups, verification, and encoding
+//! the requests).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -12,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
+use indicatif::ProgressBar;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tessera_contract::sealing::PrivateKey;
@@ -22,7 +26,7 @@ use tessera_contract::{
     SealedCredential, SubscriberRegistered, TimeRule,
 };
 use tessera_cores::matcher::predicate::OfferFacts;
-use tessera_cores::matcher::{Matcher, MatcherRecord, index};
+use tessera_cores::matcher::{Matcher, MatcherRecord, index, open};
 use tessera_cores::{Core, Input, Position};
 use tessera_task_store::{Checkpoint, StoreError, TaskStore};
 
@@ -44,6 +48,8 @@ const PARAMETERS: &[&str] = &[
 const COMMIT_EVERY: usize = 1_000;
 /// Offers matched before timing starts, so the timed ones meet warm caches.
 const WARM_UP: usize = 20_000;
+/// Registrations matched against the open offers before timing starts.
+const WARM_UP_REGISTRATIONS: usize = 2_000;
 /// Lower ends of the bands of request counts that times are also reported by.
 const REQUEST_BANDS: &[usize] = &[0, 1, 3, 6, 10, 20];
 /// Stamps of the generated records: offers are open until a day after.
@@ -83,6 +89,40 @@ impl Synthetic {
     fn signed(&self, topic: Topic, key: &str, event: Event) -> Signed {
         let value = tessera_contract::encode(&event).expect("a synthetic event encodes");
         self.signer.signed(topic.name, key.as_bytes(), &value)
+    }
+
+    /// The matcher's input of `registered`, signed, at `offset` of the subscribers.
+    fn registration(
+        &self,
+        offset: usize,
+        registered: SubscriberRegistered,
+    ) -> Input<MatcherRecord> {
+        let key = registered.subscriber_id.clone();
+        let signed = self.signed(SUBSCRIBERS, &key, registered.clone().into());
+        Input::Record {
+            at: at(0, offset),
+            key: Some(key),
+            value: MatcherRecord::Registered(registered),
+            signed,
+        }
+    }
+
+    /// The matcher's input of `offer`, signed, at `offset` of the offers.
+    fn publication(&self, offset: usize, offer: OfferPublished) -> Input<MatcherRecord> {
+        let signed = self.signed(OFFERS, &offer.offer_id, offer.clone().into());
+        Input::Record {
+            at: at(1, offset),
+            key: Some(offer.offer_id.clone()),
+            value: MatcherRecord::Published(offer),
+            signed,
+        }
+    }
+
+    /// A new subscriber with one to four interests.
+    fn newcomer(&mut self, n: usize) -> SubscriberRegistered {
+        let count = self.rng.random_range(1..=4);
+        let wanted = (0..count).map(|_| self.interest()).collect();
+        self.subscriber(n, wanted)
     }
 
     fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
@@ -163,7 +203,7 @@ impl Synthetic {
 
     /// An offer with a random identifier, a four-word name, a brand and a colour, and two
     /// parameters: selective, as most offers are.
-    fn offer(&mut self, n: usize) -> OfferPublished {
+    fn offer(&mut self, n: usize, invite_late: bool) -> OfferPublished {
         let name: Vec<String> = (0..4).map(|_| self.word()).collect();
         // Shaped like a real sealed half, so the offer passes `check_offer`'s credential check.
         let sealed = SealedBox {
@@ -205,6 +245,7 @@ impl Synthetic {
                     platform_half: sealed,
                     escrow_half: None,
                 },
+                invite_late,
             },
             &self.signer,
         )
@@ -265,17 +306,51 @@ fn settle(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ends a timed pass: its progress bar, and the store's first failure in it, if any.
+fn finish(progress: ProgressBar, store: &mut TaskStore) -> Result<(), StoreError> {
+    progress.finish();
+    store.take_failure().map_or(Ok(()), Err)
+}
+
 /// The `q`-quantile of sorted durations.
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let index = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
     sorted[index]
 }
 
+/// How much the bench loads and times.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sizes {
+    /// Interests held in state.
+    pub(super) interests: usize,
+    /// Offers timed through the interests' index.
+    pub(super) offers: usize,
+    /// Offers, and registrations, also timed through a linear scan.
+    pub(super) scans: usize,
+    /// Offers kept open for the registrations.
+    pub(super) open_offers: usize,
+    /// New subscribers timed against the open offers.
+    pub(super) registrations: usize,
+}
+
 /// Loads `interests` interests, then times `offers` offers through the index and `scans` of them
-/// through a linear scan, and prints the result.
-pub(super) fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Result<()> {
-    if interests == 0 || offers == 0 || scans == 0 || scans > offers {
-        bail!("--interests, --offers and --scans must be positive, and --scans at most --offers");
+/// through a linear scan, and prints the result; then keeps `open_offers` offers open and does
+/// the same for `registrations` new subscribers.
+pub(super) fn run(sizes: Sizes) -> anyhow::Result<()> {
+    let Sizes {
+        interests,
+        offers,
+        scans,
+        open_offers,
+        registrations,
+    } = sizes;
+    if [interests, offers, scans, open_offers, registrations].contains(&0)
+        || scans > offers.min(registrations)
+    {
+        bail!(
+            "--interests, --offers, --scans, --open-offers and --registrations must be positive, \
+             and --scans at most --offers and --registrations"
+        );
     }
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("matcher");
@@ -291,14 +366,7 @@ pub(super) fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Resu
         let count = synthetic.rng.random_range(1..=4).min(interests - loaded);
         let wanted = (0..count).map(|_| synthetic.interest()).collect();
         let registered = synthetic.subscriber(subscribers, wanted);
-        let key = registered.subscriber_id.clone();
-        let signed = synthetic.signed(SUBSCRIBERS, &key, registered.clone().into());
-        let input = Input::Record {
-            at: at(0, subscribers),
-            key: Some(key),
-            value: MatcherRecord::Registered(registered),
-            signed,
-        };
+        let input = synthetic.registration(subscribers, registered);
         ensure!(
             core.apply(&mut store, input).is_empty(),
             "a registration produced output"
@@ -328,17 +396,11 @@ pub(super) fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Resu
     let mut by_requests: BTreeMap<usize, Vec<Duration>> = BTreeMap::new();
     let mut requests = 0;
     for n in 0..WARM_UP + offers {
-        let offer = synthetic.offer(n);
+        let offer = synthetic.offer(n, false);
         if n >= WARM_UP && sampled.len() < scans {
             sampled.push(offer.clone());
         }
-        let signed = synthetic.signed(OFFERS, &offer.offer_id, offer.clone().into());
-        let input = Input::Record {
-            at: at(1, n),
-            key: Some(offer.offer_id.clone()),
-            value: MatcherRecord::Published(offer),
-            signed,
-        };
+        let input = synthetic.publication(n, offer);
         let started = Instant::now();
         let outputs = core.apply(&mut store, input);
         let elapsed = started.elapsed();
@@ -355,10 +417,7 @@ pub(super) fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Resu
             progress.set_position(n as u64);
         }
     }
-    progress.finish();
-    if let Some(failure) = store.take_failure() {
-        return Err(failure.into());
-    }
+    finish(progress, &mut store)?;
     // An offer the matcher refuses costs one read: timing those would measure nothing.
     ensure!(
         requests > 0,
@@ -428,5 +487,120 @@ pub(super) fn run(interests: usize, offers: usize, scans: usize) -> anyhow::Resu
         "scan / index       {:.0}x (median)",
         scan_median.as_secs_f64() / index_median.as_secs_f64()
     );
-    Ok(())
+    let late = Late {
+        offset: WARM_UP + offers,
+        subscribers,
+    };
+    late.run(store, &path, &mut core, &mut synthetic, sizes)
+}
+
+/// Where the reverse direction starts: the offsets after the forward one's offers and
+/// subscribers, so that no id repeats.
+struct Late {
+    offset: usize,
+    subscribers: usize,
+}
+
+impl Late {
+    /// Keeps `open_offers` offers open, then times `registrations` new subscribers through the
+    /// open offers' index and `scans` of them through a linear scan, and prints the result.
+    fn run(
+        self,
+        mut store: TaskStore,
+        path: &Path,
+        core: &mut Matcher,
+        synthetic: &mut Synthetic,
+        sizes: Sizes,
+    ) -> anyhow::Result<()> {
+        let progress = bar(sizes.open_offers as u64, "keeping offers open");
+        let mut keep_times = Vec::with_capacity(sizes.open_offers);
+        for n in 0..sizes.open_offers {
+            let offset = self.offset + n;
+            let offer = synthetic.offer(offset, true);
+            let input = synthetic.publication(offset, offer);
+            let started = Instant::now();
+            core.apply(&mut store, input);
+            keep_times.push(started.elapsed());
+            if (n + 1) % COMMIT_EVERY == 0 {
+                commit(&mut store)?;
+                progress.set_position(n as u64 + 1);
+            }
+        }
+        commit(&mut store)?;
+        progress.finish();
+        drop(store);
+        let mut store = TaskStore::open(path)?;
+        settle(path)?;
+
+        let timed = WARM_UP_REGISTRATIONS + sizes.registrations;
+        let progress = bar(timed as u64, "matching registrations");
+        let mut index_times = Vec::with_capacity(sizes.registrations);
+        let mut sampled = Vec::with_capacity(sizes.scans);
+        let mut requests = 0;
+        for n in 0..timed {
+            let registered = synthetic.newcomer(self.subscribers + n);
+            if n >= WARM_UP_REGISTRATIONS && sampled.len() < sizes.scans {
+                sampled.push(registered.interests.clone());
+            }
+            let input = synthetic.registration(self.subscribers + n, registered);
+            let started = Instant::now();
+            let outputs = core.apply(&mut store, input);
+            let elapsed = started.elapsed();
+            if n >= WARM_UP_REGISTRATIONS {
+                index_times.push(elapsed);
+                requests += outputs.len();
+            }
+            if n % 100 == 0 {
+                progress.set_position(n as u64);
+            }
+        }
+        finish(progress, &mut store)?;
+        ensure!(
+            requests > 0,
+            "no benchmark registration was invited late; are the offers open?"
+        );
+
+        let progress = bar(sizes.scans as u64, "matching by linear scan");
+        let mut scan_times = Vec::with_capacity(sizes.scans);
+        for interests in &sampled {
+            let started = Instant::now();
+            let scanned = open::scan_matching(&store, interests);
+            scan_times.push(started.elapsed());
+            ensure!(
+                scanned == open::matching(&store, interests),
+                "the open offers' index and the scan disagree"
+            );
+            progress.inc(1);
+        }
+        progress.finish();
+
+        keep_times.sort();
+        index_times.sort();
+        scan_times.sort();
+        let index_median = quantile(&index_times, 0.5);
+        let scan_median = quantile(&scan_times, 0.5);
+        println!(
+            "kept open (apply)  median {:.1?}, p99 {:.1?} over {} offers inviting late",
+            quantile(&keep_times, 0.5),
+            quantile(&keep_times, 0.99),
+            sizes.open_offers
+        );
+        println!(
+            "late (apply)       median {index_median:.1?}, p99 {:.1?} over {} registrations against {} open offers, {:.2} requests per registration",
+            quantile(&index_times, 0.99),
+            sizes.registrations,
+            sizes.open_offers,
+            requests as f64 / sizes.registrations as f64
+        );
+        println!(
+            "late linear scan   median {scan_median:.1?}, p99 {:.1?} over {} registrations",
+            quantile(&scan_times, 0.99),
+            sizes.scans
+        );
+        println!(
+            "late scan / index  {:.0}x (median)",
+            scan_median.as_secs_f64() / index_median.as_secs_f64()
+        );
+        Ok(())
+    }
 }

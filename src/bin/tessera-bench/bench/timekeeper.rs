@@ -373,6 +373,7 @@ impl Workload {
                         },
                     )?
                     .credential,
+                    invite_late: false,
                 },
                 &provider,
             );
