@@ -25,7 +25,7 @@ released! {
     "interaction_requested" => [1, 2],
     "key_published" => [1, 2],
     "offer_closed" => [1],
-    "offer_published" => [1, 2, 3, 4],
+    "offer_published" => [1, 2, 3, 4, 5],
     "offer_rejected" => [1],
     "offer_withdrawn" => [1],
     "provider_share_released" => [1],
