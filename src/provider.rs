@@ -1,5 +1,5 @@
-//! `tessera provider`: publish an offer with its sealed target data, withdraw it, and run the
-//! agent that co-signs its releases. The work is in `tessera-producers`; this only reads the
+//! `tessera provider`: publish an offer with its sealed target data, withdraw it, run the agent
+//! that co-signs its releases, and watch everything that happens to its offers. The work is in `tessera-producers`; this only reads the
 //! command line and reports what was written.
 
 use std::io::Read;
@@ -12,16 +12,17 @@ use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::{Custody, Reward};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
-use tessera_producers::keys::{self, Halves};
+use tessera_producers::keys::{self, Halves, PlatformKeyError, Role};
 use tessera_producers::provider::{
     self, OfferRequest, ProviderError, RuleSpec, Sealing, parse_feature, parse_parameter,
     parse_reward,
 };
+use tessera_producers::watch::{self, Pinned, Watch, Watched};
 use tessera_producers::when::{Span, When, Zone, parse_duration_ms};
 use zeroize::Zeroizing;
 
 use crate::kafka::KafkaArgs;
-use crate::keys::{TimekeeperPin, timekeeper, timekeeper_key};
+use crate::keys::{DeliveryPin, LedgerPin, TimekeeperPin, platform, timekeeper, timekeeper_key};
 
 /// What a provider does.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -72,6 +73,58 @@ pub enum Provider {
         /// (default: follow forever).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         until_idle: Option<Duration>,
+    },
+    /// Follow everything about a provider's offers as it happens: its offers and withdrawals
+    /// (`tessera.offers`), invitations (`tessera.requests`), responses (`tessera.responses`),
+    /// verdicts and closes (`tessera.decisions`), deliveries without their sealed content
+    /// (`tessera.deliveries`), outcomes (`tessera.outcomes`) and credits (`tessera.ledger`), one
+    /// line each.
+    ///
+    /// An offer counts as the provider's only if it is signed with the key it carries and that
+    /// key is pinned for the provider (its first offer pins it, as the matcher folds
+    /// `tessera.offers`, which is read to its end at start), and a withdrawal only if signed with
+    /// its offer's key: offers naming the provider that fail are ignored, with a warning on
+    /// stderr. Verdicts must be signed by the pinned timekeeper, deliveries by the delivery
+    /// worker and credits by the ledger, or they are ignored likewise; a role whose key is not on
+    /// `tessera.keys` (and whose fingerprint was not given) has its records shown marked
+    /// `(unverified)` (`"signed_by": null`). Invitations, responses and outcomes are always
+    /// marked unverified: no pinned key vouches for them, and the verdict or credit that follows
+    /// says whether they counted.
+    #[command(after_help = "\
+Text lines read like `subscriber listen`'s, e.g.
+  released credential 5d1c... to B1 for offer o1 (response received 2026-12-05T09:00:01.250Z) \
+[tessera.decisions/2@17, received 2026-12-05T09:00:01.270Z]
+
+--json prints one object per line: {\"topic\", \"partition\", \"offset\", \"stamp\", \"received\",
+\"type\", \"offer_id\", \"signed_by\" (provider, timekeeper, delivery, ledger or null), \"event\"}, the
+event's fields with byte fields as hex and never a package, a sealed half or a private key.")]
+    Watch {
+        /// The provider's id.
+        #[arg(long)]
+        provider: String,
+        /// Show what the topics hold from their beginning, not only what comes from now on.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this long with nothing about the provider's offers, e.g. `30s` (default:
+        /// follow forever).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        until_idle: Option<Duration>,
+        /// Print one JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The installation's trust anchor (verifying key, 64 hex digits), if its matcher runs
+        /// with one: the provider's key is pinned as the matcher pins it.
+        #[arg(long, value_name = "HEX")]
+        trust_anchor: Option<VerifyingKey>,
+        /// How the timekeeper's key is pinned.
+        #[command(flatten)]
+        timekeeper: TimekeeperPin,
+        /// How the delivery worker's key is pinned.
+        #[command(flatten)]
+        delivery: DeliveryPin,
+        /// How the ledger's key is pinned.
+        #[command(flatten)]
+        ledger: LedgerPin,
     },
 }
 
@@ -360,6 +413,75 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
             })
             .await?;
         }
+        Provider::Watch {
+            provider,
+            from_beginning,
+            until_idle,
+            json,
+            trust_anchor,
+            timekeeper,
+            delivery,
+            ledger,
+        } => {
+            let prefix = &kafka.topic_prefix;
+            let pinned = Pinned {
+                timekeeper: pinned_key(
+                    &config,
+                    prefix,
+                    Role::Timekeeper,
+                    timekeeper.timekeeper_fingerprint,
+                )
+                .await?,
+                delivery: pinned_key(
+                    &config,
+                    prefix,
+                    Role::Delivery,
+                    delivery.delivery_fingerprint,
+                )
+                .await?,
+                ledger: pinned_key(&config, prefix, Role::Ledger, ledger.ledger_fingerprint)
+                    .await?,
+            };
+            let watch = Watch {
+                provider_id: provider,
+                pinned,
+                anchor: trust_anchor,
+                from_beginning,
+                until_idle,
+            };
+            watch::watch(&config, prefix, &watch, |watched| match watched {
+                Watched::Seen(seen) if json => println!("{}", seen.to_json()),
+                Watched::Seen(_) => println!("{watched}"),
+                Watched::Ignored(..) | Watched::Unreadable(..) => eprintln!("warning: {watched}"),
+            })
+            .await?;
+        }
     }
     Ok(())
+}
+
+/// `role`'s signing key as pinned, or `None` (with a warning) if the role has published none and
+/// no fingerprint was given: its records are then shown unverified. A fingerprint given for a
+/// key that is not there is an error, so that a withdrawn key cannot turn checks off.
+async fn pinned_key(
+    config: &rdkafka::ClientConfig,
+    prefix: &str,
+    role: Role,
+    fingerprint: Option<String>,
+) -> anyhow::Result<Option<VerifyingKey>> {
+    let given = fingerprint.is_some();
+    match platform(config, prefix, role, fingerprint).await {
+        Ok(keys) => Ok(Some(keys.signing)),
+        Err(e)
+            if !given
+                && matches!(
+                    e.downcast_ref::<PlatformKeyError>(),
+                    Some(PlatformKeyError::Missing { .. })
+                ) =>
+        {
+            eprintln!("warning: {e:#}; its records are shown unverified");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }

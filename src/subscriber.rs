@@ -84,9 +84,21 @@ pub enum Subscriber {
         #[command(flatten)]
         proof: ProofArgs,
     },
-    /// Show the invitations addressed to a subscriber and the verdicts on its responses as they
-    /// arrive, answering invitations by a policy if asked. An invitation is never answered
-    /// twice, not even one answered before this run.
+    /// Show the invitations addressed to a subscriber, the verdicts on its responses and the
+    /// close of each offer it was invited to (`offer X closed at T: requested.., withdrawn` when
+    /// its provider withdrew it) as they arrive, answering invitations by a policy if asked. An
+    /// invitation is never answered twice, not even one answered before this run. Closes count
+    /// for every invitation on the log, not only those seen in this run: `tessera.requests` is
+    /// read to its end at start, as `tessera.responses` is for the answers given; each offer's
+    /// close is shown once.
+    ///
+    /// An invitation whose window opens later is answered when it opens, by the broker's clock
+    /// (`answering offer X at T (window opens W, margin M; ...)`), never before: the broker's
+    /// lead over this host's clock is estimated from the receipt stamps of the records read
+    /// (each was stamped before it arrived, so the freshest one bounds it), and the answer waits
+    /// until that estimate is past the opening plus --margin. Until a record arrives fresh (the
+    /// invitation itself usually does), the estimate may lag and the answer come later than it
+    /// could. An invitation whose rule has ended by that clock is not answered.
     #[command(after_help = SYNTAX)]
     Listen {
         /// The subscriber's id.
@@ -101,9 +113,14 @@ pub enum Subscriber {
         #[arg(long)]
         from_beginning: bool,
         /// Stop after this long with nothing for this subscriber, e.g. `30s` (default: follow
-        /// forever).
+        /// forever); answers waiting for their window keep it running until they are sent.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         until_idle: Option<Duration>,
+        /// How long after a window opens, by the broker's estimated clock, a waiting answer is
+        /// sent: room for a responses partition led by a broker whose clock is a little behind
+        /// (a window shorter than twice the margin is answered in its middle).
+        #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = humantime::parse_duration)]
+        margin: Duration,
         /// How the subscriber proves its id.
         #[command(flatten)]
         proof: ProofArgs,
@@ -267,6 +284,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             respond,
             from_beginning,
             until_idle,
+            margin,
             proof,
         } => {
             let responder = match respond {
@@ -279,6 +297,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 responder,
                 from_beginning,
                 until_idle,
+                margin,
             };
             subscriber::listen(&config, prefix, listen, |heard| match heard {
                 Heard::Unreadable(..) => eprintln!("warning: {heard}"),

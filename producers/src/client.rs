@@ -321,14 +321,38 @@ pub fn assign_all(
     topics: &[&str],
     from_beginning: bool,
 ) -> Result<(), ClientError> {
-    let start = if from_beginning {
-        Offset::Beginning
-    } else {
-        Offset::End
-    };
+    match from_beginning {
+        true => assign_after(consumer, topics, &[], &[]),
+        false => assign_after(consumer, &[], &[], topics),
+    }
+}
+
+/// Assigns every partition of each of `read_topics` just after the last of `read` on it (records
+/// read to the end before, with [`read_to_end`]), or from the beginning where none was read, and
+/// every partition of `other_topics` from its current end. A reader that has read a topic's
+/// history follows it from there, missing nothing written meanwhile and reading nothing twice.
+pub fn assign_after(
+    consumer: &Reader,
+    read_topics: &[&str],
+    read: &[Record],
+    other_topics: &[&str],
+) -> Result<(), ClientError> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for record in read {
+        let at = next
+            .entry((record.topic.as_str(), record.partition))
+            .or_default();
+        *at = (*at).max(record.offset + 1);
+    }
     let mut assignment = TopicPartitionList::new();
-    for topic in topics {
+    let topics = read_topics.iter().map(|t| (t, true));
+    for (topic, was_read) in topics.chain(other_topics.iter().map(|t| (t, false))) {
         for partition in 0..partition_count(consumer, topic)? {
+            let start = match next.get(&(*topic, partition)) {
+                Some(&offset) => Offset::Offset(offset),
+                None if was_read => Offset::Beginning,
+                None => Offset::End,
+            };
             assignment
                 .add_partition_offset(topic, partition, start)
                 .map_err(kafka(format!("cannot assign {topic}/{partition}")))?;

@@ -1,6 +1,7 @@
-//! Events as one line a person reads: what `subscriber listen` and `offer status` print.
+//! Events as one line a person reads: what `subscriber listen`, `provider watch` and `offer
+//! status` print.
 //!
-//! Both commands show the same events (requests, responses, verdicts), so they say them the same
+//! The commands show the same events (requests, responses, verdicts), so they say them the same
 //! way; byte fields (keys, sealed boxes) are never shown, only that they are there.
 
 use std::fmt::Write;
@@ -111,6 +112,46 @@ pub fn event(event: &Event) -> String {
             closed.rejected,
             if closed.withdrawn { ", withdrawn" } else { "" }
         ),
+        Event::CredentialDelivered(delivered) => format!(
+            "delivered credential {} of offer {} to {} (attempt {})",
+            delivered.credential_id,
+            delivered.offer_id,
+            delivered.subscriber_id,
+            delivered.attempts
+        ),
+        Event::DeliveryFailed(failed) => format!(
+            "delivery of credential {} of offer {} to {} failed after {} attempts: {}",
+            failed.credential_id,
+            failed.offer_id,
+            failed.subscriber_id,
+            failed.attempts,
+            failed.reason
+        ),
+        Event::CredentialAccepted(accepted) => format!(
+            "{} accepted credential {} of offer {}",
+            accepted.subscriber_id, accepted.credential_id, accepted.offer_id
+        ),
+        Event::CredentialDeclined(declined) => format!(
+            "{} declined credential {} of offer {}{}",
+            declined.subscriber_id,
+            declined.credential_id,
+            declined.offer_id,
+            declined
+                .reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        Event::RewardCredited(credit) => format!(
+            "credited {} {} {} for credential {} of offer {}; balance {} {} (minor units)",
+            credit.provider_id,
+            credit.amount,
+            credit.currency,
+            credit.credential_id,
+            credit.offer_id,
+            credit.balance,
+            credit.currency
+        ),
         other => other.kind().name().to_string(),
     }
 }
@@ -144,6 +185,27 @@ mod tests {
         assert!(request.contains(", ends 20"), "{request}");
         let closed = line("OfferClosed");
         assert!(closed.contains(": requested 2, responded "), "{closed}");
+    }
+
+    #[test]
+    fn deliveries_outcomes_and_credits_name_their_credential_and_offer() {
+        for kind in [
+            "CredentialDelivered",
+            "DeliveryFailed",
+            "CredentialAccepted",
+            "CredentialDeclined",
+            "RewardCredited",
+        ] {
+            let example = examples::all()
+                .into_iter()
+                .find(|e| e.kind().name() == kind)
+                .unwrap();
+            let line = event(&example);
+            assert!(
+                line.contains("credential ") && line.contains(" of offer "),
+                "{kind}: {line}"
+            );
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The client side of tessera: what providers and subscribers run (publishing, the provider's
 //! agent, registering, answering, opening), their keys, the readers of the log (`status`,
-//! `receipt`, `describe`), and the Kafka client helpers (`client`) the auditor and the webhook
-//! worker share with them.
+//! `receipt`, `describe`, `watch`), the broker's clock as a client sees it (`clock`), and the
+//! Kafka client helpers (`client`) the auditor and the webhook worker share with them.
 //!
 //! They only write events to, and read events from, tessera's topics through the shared contract;
 //! none of them calls a processor directly.
 
 pub mod agent;
 pub mod client;
+pub mod clock;
 pub mod describe;
 pub mod interest;
 pub mod keys;
@@ -15,4 +16,5 @@ pub mod provider;
 pub mod receipt;
 pub mod status;
 pub mod subscriber;
+pub mod watch;
 pub mod when;

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use rdkafka::ClientConfig;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tessera_contract::rules::format_stamp;
 use tessera_contract::topics::{DECISIONS, OFFERS, REQUESTS, RESPONSES, Topic};
 use tessera_contract::{Event, OfferPublished};
@@ -61,23 +61,30 @@ impl Timeline {
                     Some(Err(error)) => ("Unreadable".to_string(), json!(error)),
                     None => ("Tombstone".to_string(), Value::Null),
                 };
-                json!({
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "offset": r.offset,
-                    "stamp": r.stamp,
-                    "received": r.stamp.map(format_stamp),
-                    "kind": kind,
-                    "event": content,
-                })
+                let mut entry = place(r);
+                entry.insert("kind".into(), json!(kind));
+                entry.insert("event".into(), content);
+                Value::Object(entry)
             })
             .collect();
         json!({ "offer_id": self.offer_id, "records": entries })
     }
 }
 
-/// The event's fields as JSON, for the events an offer's topics carry.
-fn content(event: &Event) -> Value {
+/// Where a record sits, as JSON: its topic, partition, offset, stamp and the stamp as RFC 3339.
+pub(crate) fn place(r: &Record) -> Map<String, Value> {
+    Map::from_iter([
+        ("topic".to_string(), json!(r.topic)),
+        ("partition".to_string(), json!(r.partition)),
+        ("offset".to_string(), json!(r.offset)),
+        ("stamp".to_string(), json!(r.stamp)),
+        ("received".to_string(), json!(r.stamp.map(format_stamp))),
+    ])
+}
+
+/// The event's fields as JSON, for the events an offer's topics carry and those `provider watch`
+/// follows to the ledger.
+pub(crate) fn content(event: &Event) -> Value {
     let value = match event {
         Event::OfferPublished(e) => serde_json::to_value(e),
         Event::OfferWithdrawn(e) => serde_json::to_value(e),
@@ -87,6 +94,11 @@ fn content(event: &Event) -> Value {
         Event::ResponseRejected(e) => serde_json::to_value(e),
         Event::OfferRejected(e) => serde_json::to_value(e),
         Event::OfferClosed(e) => serde_json::to_value(e),
+        Event::CredentialDelivered(e) => serde_json::to_value(e),
+        Event::DeliveryFailed(e) => serde_json::to_value(e),
+        Event::CredentialAccepted(e) => serde_json::to_value(e),
+        Event::CredentialDeclined(e) => serde_json::to_value(e),
+        Event::RewardCredited(e) => serde_json::to_value(e),
         // The catalogue puts no other event on these topics.
         _ => Ok(Value::Null),
     };

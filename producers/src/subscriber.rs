@@ -17,23 +17,25 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera_contract::identity;
+use tessera_contract::rules::format_stamp;
 use tessera_contract::rules::request_id;
 use tessera_contract::sealing::{self, PrivateKey, PublicKey, SealError};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
 use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
-    InteractionRequested, Interest, ResponseRejected, ResponseSubmitted, SubscriberRegistered,
-    SubscriberRemoved,
+    InteractionRequested, Interest, OfferClosed, OfferTerms, ResponseRejected, ResponseSubmitted,
+    SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
 use tracing::warn;
 use zeroize::Zeroizing;
 
 use crate::client::{
-    ClientError, Record, Writer, Written, assign_all, event_id, next_record, read_partition_of,
-    read_to_end, reader,
+    ClientError, Record, Writer, Written, assign_after, assign_all, event_id, next_record,
+    read_partition_of, read_to_end, reader,
 };
+use crate::clock::{BrokerClock, Plan, plan};
 use crate::describe;
 use crate::interest::{self, InterestError};
 use crate::keys::{self, KeyError};
@@ -240,8 +242,12 @@ pub struct Listen {
     pub responder: Option<Responder>,
     /// Read the topics from their beginning instead of from now on.
     pub from_beginning: bool,
-    /// Stop after this long with nothing for the subscriber; `None` follows forever.
+    /// Stop after this long with nothing for the subscriber and no answer waiting for its
+    /// window; `None` follows forever.
     pub until_idle: Option<Duration>,
+    /// How long after a window opens, by the broker's estimated clock, an answer waiting for it
+    /// is sent ([`crate::clock`]).
+    pub margin: Duration,
 }
 
 /// Something `listen` saw or did.
@@ -251,12 +257,26 @@ pub enum Heard {
     Request(Record, InteractionRequested),
     /// The policy answered an invitation; where the response landed.
     Responded(String, Written),
+    /// The policy will answer an invitation once its window opens.
+    Scheduled {
+        /// The offer.
+        offer_id: String,
+        /// When it will answer, on the broker's estimated clock (epoch milliseconds).
+        at: i64,
+        /// When the window opens (epoch milliseconds).
+        opens: i64,
+        /// The margin kept after the opening.
+        margin: Duration,
+    },
     /// The policy left an invitation unanswered, and why.
     NotAnswered(String, &'static str),
     /// A credential released to the subscriber.
     Released(Record, CredentialReleased),
     /// A response of the subscriber rejected.
     Rejected(Record, ResponseRejected),
+    /// An offer the subscriber was invited to closed: its rule ended, or its provider withdrew
+    /// it.
+    Closed(Record, OfferClosed),
     /// A record that is not a tessera event; it may have been meant for anyone.
     Unreadable(Record, String),
 }
@@ -274,6 +294,19 @@ impl fmt::Display for Heard {
             Heard::Responded(offer_id, written) => {
                 write!(f, "responded to offer {offer_id} [{written}]")
             }
+            Heard::Scheduled {
+                offer_id,
+                at,
+                opens,
+                margin,
+            } => write!(
+                f,
+                "answering offer {offer_id} at {} (window opens {}, margin {}; by the broker's \
+                 clock as last seen)",
+                format_stamp(*at),
+                format_stamp(*opens),
+                humantime::format_duration(*margin)
+            ),
             Heard::NotAnswered(offer_id, why) => {
                 write!(f, "not answering offer {offer_id}: {why}")
             }
@@ -289,6 +322,12 @@ impl fmt::Display for Heard {
                 describe::event(&rejected.clone().into()),
                 at(record)
             ),
+            Heard::Closed(record, closed) => write!(
+                f,
+                "{} [{}]",
+                describe::event(&closed.clone().into()),
+                at(record)
+            ),
             Heard::Unreadable(record, error) => {
                 write!(f, "unreadable record at {}: {error}", at(record))
             }
@@ -296,9 +335,26 @@ impl fmt::Display for Heard {
     }
 }
 
+/// An answer waiting for its offer's window to open.
+#[derive(Debug)]
+struct Waiting {
+    offer_id: String,
+    request_id: String,
+    terms: OfferTerms,
+}
+
+/// The local clock in epoch milliseconds, which [`BrokerClock`] relates to the broker's.
+fn local_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Shows the subscriber's invitations (`tessera.requests`) and verdicts (`tessera.decisions`) as
-/// they arrive, answering invitations as the policy says, and never the same invitation twice,
-/// not even one answered before this run.
+/// they arrive, and the close of each offer it was invited to (once; invitations already on the
+/// log when it starts count, so it reads `tessera.requests` to its end first). It answers
+/// invitations as the policy says, never the same invitation twice, not even one answered before
+/// this run; an invitation whose window opens later is answered once it has opened, by the
+/// broker's clock as estimated from the stamps read ([`crate::clock`]), and one whose rule has
+/// ended by that clock is not answered.
 pub async fn listen(
     config: &ClientConfig,
     prefix: &str,
@@ -318,15 +374,84 @@ pub async fn listen(
     }
     let requests = REQUESTS.full_name(prefix);
     let decisions = DECISIONS.full_name(prefix);
+    // Offers whose close is still to show. Read from the log, not only from this run: a close
+    // may come long after the invitation, and the consumer below may read a decisions partition
+    // before the requests partition that invited.
     let consumer = reader(config, false)?;
-    assign_all(&consumer, &[&requests, &decisions], listen.from_beginning)?;
+    let mut invited: HashSet<String> = {
+        let invitations = read_to_end(config, &requests, None).await?;
+        match listen.from_beginning {
+            true => assign_all(&consumer, &[&requests, &decisions], true)?,
+            // Invitations from where the read above ended, so none written meanwhile is missed.
+            false => assign_after(&consumer, &[&requests], &invitations, &[&decisions])?,
+        }
+        invitations
+            .into_iter()
+            .filter_map(|record| match record.event {
+                Some(Ok(Event::InteractionRequested(request)))
+                    if request.subscriber_id == listen.subscriber_id =>
+                {
+                    Some(request.offer_id)
+                }
+                _ => None,
+            })
+            .collect()
+    };
     let topics = format!("{requests} and {decisions}");
+    let margin_ms = i64::try_from(listen.margin.as_millis()).unwrap_or(i64::MAX);
+    let mut clock = BrokerClock::new();
+    let mut waiting: Vec<Waiting> = Vec::new();
     let mut last_heard = Instant::now();
     loop {
-        let deadline = listen.until_idle.map(|idle| last_heard + idle);
-        let Some(record) = next_record(&consumer, deadline, &topics).await? else {
-            return Ok(());
+        // Answers whose time has come, or whose rule has ended meanwhile. Only a policy with a
+        // key leaves answers waiting.
+        let mut wake = None;
+        if let Some(responder) = &listen.responder {
+            let mut i = 0;
+            while i < waiting.len() {
+                let now = local_ms();
+                match plan(&waiting[i].terms, clock.lead_ms(), margin_ms, now) {
+                    Plan::At { local_ms, .. } => {
+                        let wait =
+                            Duration::from_millis(u64::try_from(local_ms - now).unwrap_or(0));
+                        let due = Instant::now() + wait;
+                        wake = Some(wake.map_or(due, |earliest: Instant| earliest.min(due)));
+                        i += 1;
+                    }
+                    Plan::Now => {
+                        let answer = waiting.swap_remove(i);
+                        let written =
+                            answer_now(&writer, prefix, &answer.offer_id, responder, &mut clock)
+                                .await?;
+                        answered.insert(answer.request_id);
+                        last_heard = Instant::now();
+                        heard(Heard::Responded(answer.offer_id, written));
+                    }
+                    Plan::Never { .. } => {
+                        let answer = waiting.swap_remove(i);
+                        heard(Heard::NotAnswered(answer.offer_id, RULE_ENDED));
+                    }
+                }
+            }
+        }
+        // An answer waiting for its window keeps the listener up however idle it is.
+        let idle = match waiting.is_empty() {
+            true => listen.until_idle.map(|idle| last_heard + idle),
+            false => None,
         };
+        let deadline = match (idle, wake) {
+            (Some(idle), Some(wake)) => Some(idle.min(wake)),
+            (idle, wake) => idle.or(wake),
+        };
+        let Some(record) = next_record(&consumer, deadline, &topics).await? else {
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            continue;
+        };
+        if let Some(stamp) = record.stamp {
+            clock.observe(stamp, local_ms());
+        }
         let event = match &record.event {
             Some(Ok(event)) => event.clone(),
             Some(Err(error)) => {
@@ -342,15 +467,39 @@ pub async fn listen(
             {
                 last_heard = Instant::now();
                 let offer_id = request.offer_id.clone();
+                invited.insert(offer_id.clone());
                 let answer = listen.policy.answers(&request);
-                let first_time = !answered.contains(&request.request_id);
+                let first_time = !answered.contains(&request.request_id)
+                    && !waiting.iter().any(|w| w.request_id == request.request_id);
                 let request_id = request.request_id.clone();
+                let terms = request.offer.clone();
                 heard(Heard::Request(record, request));
                 match (answer, first_time, &listen.responder) {
                     (true, true, Some(responder)) => {
-                        let written = respond(&writer, prefix, &offer_id, responder).await?;
-                        answered.insert(request_id);
-                        heard(Heard::Responded(offer_id, written));
+                        match plan(&terms, clock.lead_ms(), margin_ms, local_ms()) {
+                            Plan::Now => {
+                                let written =
+                                    answer_now(&writer, prefix, &offer_id, responder, &mut clock)
+                                        .await?;
+                                answered.insert(request_id);
+                                heard(Heard::Responded(offer_id, written));
+                            }
+                            Plan::At { broker_ms, .. } => {
+                                let opens = terms.time_rule.opens_at(terms.position.stamp);
+                                heard(Heard::Scheduled {
+                                    offer_id: offer_id.clone(),
+                                    at: broker_ms,
+                                    opens,
+                                    margin: listen.margin,
+                                });
+                                waiting.push(Waiting {
+                                    offer_id,
+                                    request_id,
+                                    terms,
+                                });
+                            }
+                            Plan::Never { .. } => heard(Heard::NotAnswered(offer_id, RULE_ENDED)),
+                        }
                     }
                     (true, true, None) => {
                         heard(Heard::NotAnswered(
@@ -376,10 +525,34 @@ pub async fn listen(
                 last_heard = Instant::now();
                 heard(Heard::Rejected(record, rejected));
             }
+            // Forgotten once shown: an offer closes once.
+            Event::OfferClosed(closed) if invited.remove(&closed.offer_id) => {
+                last_heard = Instant::now();
+                heard(Heard::Closed(record, closed));
+            }
             _ => {}
         }
     }
 }
+
+/// Responds to `offer_id` and learns the broker's clock from the response's stamp: the freshest
+/// one there is, taken a round trip ago at most.
+async fn answer_now(
+    writer: &Writer,
+    prefix: &str,
+    offer_id: &str,
+    responder: &Responder,
+    clock: &mut BrokerClock,
+) -> Result<Written, SubscriberError> {
+    let written = respond(writer, prefix, offer_id, responder).await?;
+    if let Some(stamp) = written.stamp {
+        clock.observe(stamp, local_ms());
+    }
+    Ok(written)
+}
+
+/// Why an invitation whose rule has ended is not answered.
+const RULE_ENDED: &str = "its rule has ended by the broker's clock as last seen";
 
 /// Which delivered credential to open or decide on.
 #[derive(Debug, Clone, PartialEq, Eq)]

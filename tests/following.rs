@@ -1,0 +1,346 @@
+//! Following a live installation: `tessera subscriber listen` shows the closes of the offers its
+//! subscriber was invited to and answers a window when it opens by the broker's clock, and
+//! `tessera provider watch` prints a provider's offers from publication to close, and nothing of
+//! another provider's or of a forgery in its name. The processors run in-process; the commands
+//! run as a user runs them.
+//!
+//! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
+
+mod support;
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera::demo::Processors;
+use tessera_contract::rules::format_stamp;
+use tessera_contract::signing::SigningKey;
+use tessera_contract::topics::{DECISIONS, DELIVERIES, OFFERS, REQUESTS, RESPONSES};
+use tessera_contract::{Custody, Event, examples, identity};
+use tessera_producers::keys;
+use tokio::process::{Child, Command};
+
+use support::{World, now_ms};
+
+/// An installation with its processors running, warmed up, and a payload file to offer.
+struct Live {
+    world: World,
+    processors: Processors,
+    /// The timekeeper's signing key fingerprint, which the commands pin.
+    timekeeper: String,
+}
+
+impl Live {
+    async fn start() -> Live {
+        let (world, timekeeper) = World::new(3).await;
+        let fingerprint = SigningKey::derive(&timekeeper)
+            .verifying_key()
+            .fingerprint();
+        std::fs::write(
+            world.dir.path().join("payload.txt"),
+            b"Quarterly report X\n",
+        )
+        .unwrap();
+        let state = world.dir.path().join("state");
+        let processors = Processors::start(&world.kafka, &state, timekeeper).unwrap();
+        let live = Live {
+            world,
+            processors,
+            timekeeper: fingerprint,
+        };
+        live.warm_up().await;
+        live
+    }
+
+    /// One offer through the matcher and the timekeeper, so that the scenarios' clocks start
+    /// with the consumer groups formed. Its subscriber, `warm`, needs document X too, so it is
+    /// invited to every offer of it after this one.
+    async fn warm_up(&self) {
+        let key = self.register("warm").await;
+        self.publish("W", "warm-up", "doc-X", &["--within", "10m"])
+            .await;
+        self.world.wait_for(REQUESTS, "warm-up", 1).await;
+        support::respond(
+            &self.world.writer,
+            self.world.prefix(),
+            "warm-up",
+            "warm",
+            &key,
+        )
+        .await;
+        self.world.wait_for(DECISIONS, "warm-up", 1).await;
+    }
+
+    async fn stop(self) {
+        self.processors.stop().await.unwrap();
+    }
+
+    /// Registers subscriber `id`, needing document X, with its key in `<id>.key`.
+    async fn register(&self, id: &str) -> tessera_contract::sealing::PrivateKey {
+        let key_file = self.world.dir.path().join(format!("{id}.key"));
+        support::register(&self.world.writer, self.world.prefix(), id, &key_file).await
+    }
+
+    /// `tessera` with `args`, in the installation's directory, pinning its platform keys.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        command
+            .args(args)
+            .current_dir(self.world.dir.path())
+            .env("TESSERA_BROKERS", support::brokers())
+            .env("TESSERA_TOPIC_PREFIX", self.world.prefix())
+            .env("TESSERA_TIMEKEEPER_FINGERPRINT", &self.timekeeper)
+            .env(
+                "TESSERA_DELIVERY_FINGERPRINT",
+                self.processors.delivery.fingerprint(),
+            )
+            .env(
+                "TESSERA_LEDGER_FINGERPRINT",
+                self.processors.ledger.fingerprint(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Starts a command that runs while the test goes on.
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).spawn().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().await.unwrap();
+        succeeded(args, output).0
+    }
+
+    /// Publishes offer `offer_id` of document `identifier` by `provider` (its key in
+    /// `.tessera/keys/<provider>`), in escrow custody, with the rule `rule`.
+    async fn publish(&self, provider: &str, offer_id: &str, identifier: &str, rule: &[&str]) {
+        let mut args = vec![
+            "provider",
+            "publish",
+            "--provider",
+            provider,
+            "--contact",
+            "p@example.org",
+            "--identifier",
+            identifier,
+            "--name",
+            "Quarterly report X",
+            "--payload",
+            "payload.txt",
+            "--offer-id",
+            offer_id,
+            "--custody",
+            "escrow",
+        ];
+        args.extend(rule);
+        self.ok(&args).await;
+    }
+}
+
+/// The standard output and error of a command that must have succeeded.
+fn succeeded(args: &[&str], output: Output) -> (String, String) {
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    (
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// What a command started with [`Live::spawn`] printed, once it ended by itself.
+async fn finished(child: Child, what: &str) -> (String, String) {
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not stop"))
+        .unwrap();
+    succeeded(&[what], output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listen_shows_once_the_close_of_each_offer_it_was_invited_to_and_no_other() {
+    let live = Live::start().await;
+    live.register("B1").await;
+    live.publish("A", "withdrawn", "doc-X", &["--within", "10m"])
+        .await;
+    live.publish("A", "ending", "doc-X", &["--within", "8s"])
+        .await;
+    live.publish("A", "not-mine", "doc-Y", &["--within", "10m"])
+        .await;
+    live.world.wait_for(REQUESTS, "withdrawn", 2).await;
+    live.world.wait_for(REQUESTS, "ending", 2).await;
+
+    // Started after the invitations: it learns them from the log.
+    let listen = live.spawn(&["subscriber", "listen", "--id", "B1", "--until-idle", "8s"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for offer in ["withdrawn", "not-mine"] {
+        live.ok(&["provider", "withdraw", offer, "--provider", "A"])
+            .await;
+    }
+    let (out, _) = finished(listen, "subscriber listen").await;
+    assert_eq!(
+        out.matches("offer withdrawn closed at ").count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.contains("requested 2, responded 0, released 0, rejected 0, withdrawn ["),
+        "{out}"
+    );
+    let ending = out
+        .lines()
+        .find(|l| l.starts_with("offer ending closed at "))
+        .unwrap_or_else(|| panic!("the close of an ended offer is shown: {out}"));
+    assert!(!ending.contains("withdrawn"), "{ending}");
+    assert!(ending.contains(&live.world.kafka.topic_prefix), "{ending}");
+    assert!(!out.contains("not-mine"), "{out}");
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listen_answers_a_window_when_it_opens_by_the_brokers_clock() {
+    let live = Live::start().await;
+    live.register("B1").await;
+    let listen = live.spawn(&[
+        "subscriber",
+        "listen",
+        "--id",
+        "B1",
+        "--respond",
+        "always",
+        "--key-file",
+        "B1.key",
+        "--until-idle",
+        "10s",
+        "--margin",
+        "300ms",
+    ]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let opens = now_ms() + 4_000;
+    let window = format!("{}..{}", format_stamp(opens), format_stamp(opens + 60_000));
+    live.publish("A", "later", "doc-X", &["--window", &window])
+        .await;
+
+    let decisions = live.world.wait_for(DECISIONS, "later", 1).await;
+    let released = support::released(&decisions, "B1");
+    assert!(
+        released.response.stamp >= opens,
+        "answered at {}, before the window opened at {}",
+        format_stamp(released.response.stamp),
+        format_stamp(opens)
+    );
+    let (out, _) = finished(listen, "subscriber listen").await;
+    let scheduled = format!(
+        "answering offer later at {} (window opens {}, margin 300ms;",
+        format_stamp(opens + 300),
+        format_stamp(opens)
+    );
+    assert!(out.contains(&scheduled), "{scheduled}\n{out}");
+    let order: Vec<usize> = [
+        "answering offer later",
+        "responded to offer later",
+        "released credential",
+    ]
+    .iter()
+    .map(|line| out.find(line).unwrap_or_else(|| panic!("{line}: {out}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+    let responses = live.world.wait_for(RESPONSES, "later", 1).await;
+    assert_eq!(responses.len(), 1, "answered once: {responses:?}");
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_prints_a_providers_offer_from_publication_to_close_and_nothing_forged_or_foreign() {
+    let live = Live::start().await;
+    let b1 = live.register("B1").await;
+    live.publish("A", "mine", "doc-X", &["--within", "10m"])
+        .await;
+    live.publish("C", "theirs", "doc-X", &["--within", "10m"])
+        .await;
+    // An offer in A's name, signed with a key of its own, after A's first offer pinned A's key.
+    let forger = SigningKey::derive(&keys::new_private_key());
+    let mut forged = examples::offer("forged", "A", Custody::Escrow);
+    forged.signing_key = forger.verifying_key().to_bytes();
+    let forged: Event = identity::with_package_signed(forged, &forger).into();
+    let (writer, prefix) = (&live.world.writer, live.world.prefix());
+    writer
+        .write_as(&forger, prefix, OFFERS, "forged", &forged)
+        .await
+        .unwrap();
+
+    live.world.wait_for(REQUESTS, "mine", 2).await;
+    support::respond(writer, prefix, "mine", "B1", &b1).await;
+    live.world.wait_for(DECISIONS, "mine", 1).await;
+    live.world.wait_for(DELIVERIES, "B1", 1).await;
+    live.ok(&["provider", "withdraw", "mine", "--provider", "A"])
+        .await;
+    live.world.wait_for(DECISIONS, "mine", 2).await;
+
+    let watch = |json: bool| {
+        let mut args = vec![
+            "provider",
+            "watch",
+            "--provider",
+            "A",
+            "--from-beginning",
+            "--until-idle",
+            "4s",
+        ];
+        args.extend(json.then_some("--json"));
+        let output = live.command(&args).output();
+        async move { succeeded(&args, output.await.unwrap()) }
+    };
+    let (out, warnings) = watch(true).await;
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let signed_by = |kind: &str| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind)
+            .map(|l| l["signed_by"].clone())
+            .collect()
+    };
+    assert_eq!(signed_by("OfferPublished"), ["provider"], "{out}");
+    assert_eq!(
+        signed_by("InteractionRequested"),
+        [Value::Null, Value::Null],
+        "{out}"
+    );
+    assert_eq!(signed_by("ResponseSubmitted"), [Value::Null], "{out}");
+    assert_eq!(signed_by("CredentialReleased"), ["timekeeper"], "{out}");
+    assert_eq!(signed_by("CredentialDelivered"), ["delivery"], "{out}");
+    assert_eq!(signed_by("OfferWithdrawn"), ["provider"], "{out}");
+    assert_eq!(signed_by("OfferClosed"), ["timekeeper"], "{out}");
+    assert!(lines.iter().all(|l| l["offer_id"] == "mine"), "{out}");
+    let closed = lines.iter().find(|l| l["type"] == "OfferClosed").unwrap();
+    assert_eq!(closed["event"]["withdrawn"], true);
+    assert_eq!(closed["event"]["released"], 1);
+    for secret in [
+        "\"package\"",
+        "\"platform_half\"",
+        "\"provider_half\"",
+        "\"credential\"",
+    ] {
+        assert!(!out.contains(secret), "{secret}: {out}");
+    }
+    assert!(
+        warnings.contains("ignoring the record at")
+            && warnings.contains("NotOwner: offer forged names provider A"),
+        "{warnings}"
+    );
+
+    // The same as text.
+    let (text, _) = watch(false).await;
+    assert!(text.contains("offer mine published by A"), "{text}");
+    assert!(text.contains("(unverified)"), "{text}");
+    assert!(text.contains("offer mine closed at "), "{text}");
+    assert!(
+        !text.contains("theirs") && !text.contains("forged"),
+        "{text}"
+    );
+    live.stop().await;
+}
