@@ -26,10 +26,11 @@ enum Command {
     /// Keys: make an HPKE X25519 key pair (the timekeeper's, a subscriber's), show a public key.
     #[command(subcommand)]
     Keys(tessera::keys::Keys),
-    /// Providers: publish an offer, withdraw it.
+    /// Providers: publish an offer, withdraw it, co-sign its releases, watch what happens to it.
     #[command(subcommand)]
     Provider(tessera::provider::Provider),
-    /// Subscribers: register stored needs, leave, answer invitations, listen for them.
+    /// Subscribers: register stored needs, leave, answer invitations, listen for them, open a
+    /// delivered credential and accept or decline it.
     #[command(subcommand)]
     Subscriber(tessera::subscriber::Subscriber),
     /// Offers: what happened to one, read from the log.
