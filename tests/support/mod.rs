@@ -206,6 +206,8 @@ pub(crate) struct DocX<'a> {
     pub custody: tessera_contract::Custody,
     pub timekeeper: &'a tessera_contract::sealing::PublicKey,
     pub reward: Option<tessera_contract::Reward>,
+    /// The offer's `decide_within`: how long a recipient has to accept and still earn.
+    pub decide_within: Option<i64>,
 }
 
 /// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as
@@ -231,6 +233,7 @@ pub(crate) async fn publish_doc_x(
         zone: tessera_producers::when::Zone::Utc,
         capacity: None,
         reward: doc.reward,
+        decide_within: doc.decide_within,
         signing_key: signer.verifying_key(),
         endorsement: None,
     };

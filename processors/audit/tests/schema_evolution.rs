@@ -130,6 +130,7 @@ fn write_fixture() {
                 time_rule: rule,
                 capacity: Some(1),
                 reward: None,
+                decide_within: None,
                 credential: sealed.credential,
             },
             &signer(P),

@@ -139,6 +139,7 @@ fn record(item: &Item) -> RawRecord {
                     time_rule: *rule,
                     capacity: *capacity,
                     reward: None,
+                    decide_within: None,
                     credential: credential(*offer),
                 },
                 &signer(P),

@@ -281,6 +281,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
             time_rule: TimeRule::Deadline(Deadline { at: 1_000_000 }),
             capacity: None,
             reward: None,
+            decide_within: None,
             credential: SealedCredential {
                 custody: Custody::CoSign,
                 package: vec![3; 16],

@@ -84,6 +84,7 @@ fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
             time_rule,
             capacity: None,
             reward: None,
+            decide_within: None,
             credential: seal_offer(
                 offer_id,
                 DOCUMENT,

@@ -364,6 +364,7 @@ impl Workload {
                     time_rule: rule(o),
                     capacity: None,
                     reward: None,
+                    decide_within: None,
                     credential: tessera_producers::provider::seal(
                         &offer_id(o),
                         Sealing {
