@@ -204,6 +204,7 @@ pub fn all() -> Vec<Event> {
             recommendation: recommendation(),
             offer: terms(within),
             provider_contact: "a@example.org".into(),
+            decide_within: Some(86_400_000),
         }
         .into(),
         ResponseSubmitted {

@@ -161,6 +161,7 @@ fn write_fixture() {
                     time_rule: rule,
                 },
                 provider_contact: "p@example.org".into(),
+                decide_within: None,
             }
             .into(),
         )

@@ -189,6 +189,7 @@ fn record(item: &Item) -> RawRecord {
                     time_rule: TimeRule::Deadline(Deadline { at: BASE }),
                 },
                 provider_contact: "p@example.org".into(),
+                decide_within: None,
             }
             .into(),
             REQUESTS,

@@ -196,6 +196,7 @@ impl Matcher {
                 time_rule: offer.time_rule,
             },
             provider_contact: offer.provider_contact,
+            decide_within: offer.decide_within,
         });
         let mut outputs = Vec::with_capacity(subscribers.len());
         for subscriber_id in subscribers {

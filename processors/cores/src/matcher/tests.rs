@@ -303,7 +303,7 @@ fn reads_one_subscribers_partition_and_every_offer_partition() {
 }
 
 #[test]
-fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact() {
+fn invites_every_matching_subscriber_with_the_offer_terms_deadlines_and_provider_contact() {
     let mut task = Task::new();
     assert!(task.register(10, "B2", vec![terms(&["report"])]).is_empty());
     assert!(task.register(11, "B1", vec![wanting("doc-X")]).is_empty());
@@ -311,7 +311,8 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
         task.register(12, "B3", vec![wanting("doc-Y"), cheaper_than(9_899)])
             .is_empty()
     );
-    let offer = offer("offer-1", "doc-X");
+    let mut offer = offer("offer-1", "doc-X");
+    offer.decide_within = Some(3_600_000);
     let requests = task.publish(100, offer.clone());
     let at = Position {
         topic: InputTopic::Offers as usize,
@@ -341,6 +342,7 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
                 time_rule: offer.time_rule,
             },
             provider_contact: "a@example.org".into(),
+            decide_within: Some(3_600_000),
         })
         .collect();
     assert_eq!(requests, expected);

@@ -130,6 +130,7 @@ fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
             time_rule: deadline(T),
         },
         provider_contact: "a@example.org".into(),
+        decide_within: None,
     }
 }
 

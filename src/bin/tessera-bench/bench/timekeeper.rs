@@ -402,6 +402,7 @@ impl Workload {
                         time_rule: rule(o),
                     },
                     provider_contact: "bench@localhost".into(),
+                    decide_within: None,
                 };
                 invitations.push(signed(&matcher, REQUESTS, offer_id(o), request.into())?);
             }
