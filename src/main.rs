@@ -29,7 +29,8 @@ enum Command {
     /// Providers: publish an offer, withdraw it.
     #[command(subcommand)]
     Provider(tessera::provider::Provider),
-    /// Subscribers: register stored needs, leave, answer invitations, listen for them.
+    /// Subscribers: register stored needs, leave, answer invitations, listen for them, open,
+    /// accept or decline delivered credentials.
     #[command(subcommand)]
     Subscriber(tessera::subscriber::Subscriber),
     /// Offers: what happened to one, read from the log.

@@ -493,8 +493,15 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         ],
         Duration::from_secs(45),
     );
-    assert!(opened.contains("accepted ["), "{opened}");
+    assert!(opened.contains("no outcome yet"), "{opened}");
     assert_eq!(std::fs::read(dir.join("x.txt")).unwrap(), PAYLOAD);
+    let accepted = ok(
+        &broker,
+        dir,
+        "subscriber",
+        &["subscriber", "accept", "--id", "B1", "--offer", "offer-1"],
+    );
+    assert!(accepted.contains("accepted ["), "{accepted}");
     // The ledger credits the provider, which reads its own balance.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
