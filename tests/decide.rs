@@ -72,24 +72,15 @@ impl Cli<'_> {
     /// Provider A publishes offer `offer_id` of document X in escrow custody, open for ten
     /// minutes, rewarding 250 EUR per accepted credential, then `more`.
     fn publish(&self, offer_id: &str, more: &[&str]) {
-        let mut flags = vec![
+        let flags = [
             "--offer-id",
             offer_id,
-            "--identifier",
-            "doc-X",
-            "--name",
-            "Quarterly report X",
-            "--within",
-            "10m",
-            "--reward",
-            "250:EUR",
             "--custody",
             "escrow",
             "--payload",
             "x.txt",
         ];
-        flags.extend_from_slice(more);
-        self.ok(&support::provider_publish(&flags));
+        self.ok(&support::publish_doc_x_args(&[&flags[..], more].concat()));
     }
 }
 

@@ -421,20 +421,7 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         &broker,
         dir,
         "provider",
-        &support::provider_publish(&[
-            "--identifier",
-            "doc-X",
-            "--name",
-            "Quarterly report X",
-            "--within",
-            "10m",
-            "--reward",
-            "250:EUR",
-            "--offer-id",
-            "offer-1",
-            "--payload",
-            "payload.txt",
-        ]),
+        &support::publish_doc_x_args(&["--offer-id", "offer-1", "--payload", "payload.txt"]),
         Duration::from_secs(30),
     );
     assert!(published.contains("offer-1"), "{published}");

@@ -275,3 +275,19 @@ pub(crate) fn provider_publish<'a>(flags: &[&'a str]) -> Vec<&'a str> {
     ];
     provider.into_iter().chain(flags.iter().copied()).collect()
 }
+
+/// The arguments of `tessera provider publish` as provider A offering document X for ten minutes
+/// at a reward of 250 EUR, then `flags`.
+pub(crate) fn publish_doc_x_args<'a>(flags: &[&'a str]) -> Vec<&'a str> {
+    let doc_x = [
+        "--identifier",
+        "doc-X",
+        "--name",
+        "Quarterly report X",
+        "--within",
+        "10m",
+        "--reward",
+        "250:EUR",
+    ];
+    provider_publish(&[&doc_x[..], flags].concat())
+}

@@ -375,21 +375,6 @@ fn without_a_decision_deadline_an_acceptance_earns_however_late() {
 }
 
 #[test]
-fn a_decline_in_time_earns_nothing_and_settles_the_credential() {
-    let mut f = Feeder::new(rewards(), PARTITION);
-    feed(&mut f, offer_deciding_within("A", Some(250), Some(60_000)));
-    feed(&mut f, release("B1"));
-    assert_eq!(
-        says(&mut f, declined("c-B1", "B1", 1)),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        says(&mut f, accepted("c-B1", "B1", 2)),
-        ["dead letter: credential c-B1 was declined already, by event declined-1"]
-    );
-}
-
-#[test]
 fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     let core = rewards();
     let closed = encode(
