@@ -313,7 +313,7 @@ fn earning(
 }
 
 /// Whether an acceptance of credential `key` at effective stamp `stamp` meets its offer's
-/// decision deadline; an error, `Late`, says by how much it missed it.
+/// decision deadline; an error, `Late`, says when it came and when the deadline was.
 fn in_time(
     state: &dyn State,
     key: &str,
