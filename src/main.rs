@@ -29,8 +29,8 @@ enum Command {
     /// Providers: publish an offer, withdraw it, co-sign its releases, watch what happens to it.
     #[command(subcommand)]
     Provider(tessera::provider::Provider),
-    /// Subscribers: register stored needs, leave, answer invitations, listen for them, open a
-    /// delivered credential and accept or decline it.
+    /// Subscribers: register stored needs, leave, answer invitations, listen for them, open,
+    /// accept or decline delivered credentials.
     #[command(subcommand)]
     Subscriber(tessera::subscriber::Subscriber),
     /// Offers: what happened to one, read from the log.

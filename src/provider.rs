@@ -14,8 +14,8 @@ use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves, PlatformKeyError, Role};
 use tessera_producers::provider::{
-    self, OfferRequest, ProviderError, RuleSpec, Sealing, parse_feature, parse_parameter,
-    parse_reward,
+    self, OfferRequest, ProviderError, RuleSpec, Sealing, parse_decide_within, parse_feature,
+    parse_parameter, parse_reward,
 };
 use tessera_producers::watch::{self, Pinned, Watch, Watched};
 use tessera_producers::when::{Span, When, Zone, parse_duration_ms};
@@ -202,6 +202,12 @@ pub struct PublishArgs {
     /// minor units, e.g. `250:EUR` for 2.50 EUR.
     #[arg(long, value_name = "AMOUNT:CURRENCY", value_parser = parse_reward, allow_hyphen_values = true)]
     pub reward: Option<Reward>,
+    /// How long each recipient has, from its credential's release, to accept it and still earn
+    /// the reward, e.g. `24h`; judged by the broker's receipt stamps of the release and of the
+    /// acceptance. A later acceptance earns nothing (the ledger's dead letters say why). Default:
+    /// no limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_decide_within)]
+    pub decide_within: Option<i64>,
     /// The offer's id (default: a random UUID).
     #[arg(long, value_name = "ID")]
     pub offer_id: Option<String>,
@@ -322,6 +328,7 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 zone: args.tz,
                 capacity: args.capacity,
                 reward: args.reward,
+                decide_within: args.decide_within,
                 signing_key: signer.verifying_key(),
                 endorsement: args.endorsement.clone(),
             };

@@ -1,5 +1,5 @@
 //! `tessera subscriber`: register stored needs, leave, answer an invitation, listen for
-//! invitations and verdicts, open a delivered credential and accept or decline it. The work is in
+//! invitations and verdicts, open a delivered credential, accept or decline it. The work is in
 //! `tessera-producers`; this reads the command line and prints what happened.
 
 use std::fs::OpenOptions;
@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use rdkafka::ClientConfig;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
-use tessera_contract::{Event, Interest};
+use tessera_contract::{CredentialDelivered, Event, Interest};
 use tessera_producers::client::Writer;
 use tessera_producers::describe;
 use tessera_producers::interest::{self, SYNTAX};
@@ -129,38 +130,62 @@ pub enum Subscriber {
     /// the pinned delivery worker signed the delivery and the offer's provider the package (a
     /// copy that fails either is skipped, with the reason), open both halves with the private
     /// key, decrypt and check the package, decompress it, write the target data to a file and
-    /// print its first line; then accept it (CredentialAccepted on
-    /// `tessera.outcomes`, which earns the provider its reward). With --decline, nothing is
-    /// opened and CredentialDeclined is written instead. A credential already accepted or
-    /// declined gets no second outcome.
+    /// print its first line. It also says whether the credential was accepted or declined
+    /// already, and by when to decide if the offer set a decision deadline. It writes nothing to
+    /// Kafka: accept or decline with `subscriber accept` or `subscriber decline`.
     Open {
-        /// The subscriber's id.
-        #[arg(long)]
-        id: String,
-        /// The credential to open (default: the only one delivered).
-        #[arg(long, value_name = "ID", conflicts_with = "offer")]
-        credential: Option<String>,
-        /// The offer whose credential to open.
-        #[arg(long, value_name = "ID")]
-        offer: Option<String>,
-        /// Where to write the target data (created with mode 0600, replaced if it exists).
-        #[arg(
-            long,
-            value_name = "FILE",
-            required_unless_present = "decline",
-            conflicts_with = "decline"
-        )]
-        out: Option<PathBuf>,
-        /// Decline the credential without opening it, with an optional reason.
-        #[arg(long, value_name = "REASON", num_args = 0..=1, default_missing_value = "")]
-        decline: Option<String>,
-        /// The subscriber's private key file (default `.tessera/keys/<id>.key`).
-        #[arg(long, value_name = "PATH")]
-        key_file: Option<PathBuf>,
-        /// Whose deliveries to believe.
+        /// Which credential, and whose deliveries to believe.
         #[command(flatten)]
-        pin: DeliveryPin,
+        which: Which,
+        /// Where to write the target data (created with mode 0600, replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
+    /// Accept a credential delivered to the subscriber: writes CredentialAccepted to
+    /// `tessera.outcomes`, signed with the subscriber's key, which earns the provider the offer's
+    /// reward if it is received by the offer's decision deadline (its release's receipt stamp
+    /// plus the offer's `--decide-within`, judged by the ledger on the broker's stamps). The
+    /// delivery is checked as `subscriber open` checks it; opening first is not required. A
+    /// credential gets one outcome: if it was accepted or declined already, that outcome is
+    /// printed and nothing is written (exit status 1).
+    Accept {
+        /// Which credential, and whose deliveries to believe.
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Decline a credential delivered to the subscriber, opened or not: writes CredentialDeclined
+    /// to `tessera.outcomes`, signed with the subscriber's key; no reward is due. The delivery is
+    /// checked as `subscriber open` checks it. A credential gets one outcome: if it was accepted
+    /// or declined already, that outcome is printed and nothing is written (exit status 1).
+    Decline {
+        /// Which credential, and whose deliveries to believe.
+        #[command(flatten)]
+        which: Which,
+        /// Why, for the provider to read on `tessera.outcomes`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+}
+
+/// Which delivered credential `open`, `accept` and `decline` act on, and how they check it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Which {
+    /// The subscriber's id.
+    #[arg(long)]
+    id: String,
+    /// The credential's id (default: the only one delivered to the subscriber).
+    #[arg(long, value_name = "ID", conflicts_with = "offer")]
+    credential: Option<String>,
+    /// The offer whose credential it is (a subscriber gets at most one per offer).
+    #[arg(long, value_name = "ID")]
+    offer: Option<String>,
+    /// The subscriber's private key file (default `.tessera/keys/<id>.key`): it opens the
+    /// credential, and outcomes are signed with the signing key derived from it.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Whose deliveries to believe.
+    #[command(flatten)]
+    pin: DeliveryPin,
 }
 
 /// What proves a response comes from the subscriber: its signature.
@@ -212,6 +237,94 @@ fn first_line(data: &[u8]) -> String {
             text.trim_end_matches('\r').chars().take(200).collect()
         }
         _ => format!("({} bytes of binary data)", data.len()),
+    }
+}
+
+/// The delivered credential a [`Which`] picks, checked, as `open`, `accept` and `decline` print it.
+struct Found {
+    delivered: CredentialDelivered,
+    /// `credential C of offer O`.
+    what: String,
+}
+
+impl Found {
+    /// Reads the subscriber's inbox for the credential and says where it was delivered and who
+    /// signed its package.
+    async fn read(config: &ClientConfig, prefix: &str, which: &Which) -> anyhow::Result<Found> {
+        let choice = match (&which.credential, &which.offer) {
+            (Some(credential), _) => Choice::Credential(credential.clone()),
+            (None, Some(offer)) => Choice::Offer(offer.clone()),
+            (None, None) => Choice::Only,
+        };
+        let delivery = delivery(config, prefix, &which.pin).await?.signing;
+        let (record, delivered) =
+            subscriber::delivered(config, prefix, &delivery, &which.id, &choice).await?;
+        let what = format!(
+            "credential {} of offer {}",
+            delivered.credential_id, delivered.offer_id
+        );
+        let at = describe::position(&record.topic, record.partition, record.offset, record.stamp);
+        println!("{what} delivered [{at}]");
+        let provider = VerifyingKey::from_bytes(&delivered.provider_signing_key)?;
+        println!(
+            "package signed by provider {} (key fingerprint {})",
+            delivered.provider_id,
+            provider.fingerprint()
+        );
+        Ok(Found { delivered, what })
+    }
+
+    /// `credential C of offer O was accepted [where]` if it has an outcome on
+    /// `tessera.outcomes`.
+    async fn outcome(&self, config: &ClientConfig, prefix: &str) -> anyhow::Result<Option<String>> {
+        let Some((record, event)) = subscriber::outcome(config, prefix, &self.delivered).await?
+        else {
+            return Ok(None);
+        };
+        let verb = match event {
+            Event::CredentialDeclined(_) => "declined",
+            _ => "accepted",
+        };
+        let at = describe::position(&record.topic, record.partition, record.offset, record.stamp);
+        Ok(Some(format!("{} was {verb} [{at}]", self.what)))
+    }
+
+    /// Refuses a credential that has an outcome already, printing it: one outcome per credential.
+    async fn undecided(&self, config: &ClientConfig, prefix: &str) -> anyhow::Result<()> {
+        match self.outcome(config, prefix).await? {
+            Some(outcome) => {
+                println!("{outcome}");
+                anyhow::bail!(
+                    "{} has its outcome already; a credential is accepted or declined once",
+                    self.what
+                )
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn deadline(
+        &self,
+        config: &ClientConfig,
+        prefix: &str,
+    ) -> anyhow::Result<Option<subscriber::DecisionDeadline>> {
+        Ok(subscriber::decision_deadline(config, prefix, &self.delivered).await?)
+    }
+
+    /// Writes the subscriber's decision, signed with its key.
+    async fn decide(
+        &self,
+        config: &ClientConfig,
+        prefix: &str,
+        which: &Which,
+        decision: Decision,
+    ) -> anyhow::Result<tessera_producers::client::Written> {
+        let id = &which.id;
+        let key = keys::load(&key_path(id, which.key_file.clone())?)
+            .with_context(|| format!("subscriber {id} signs its outcomes with its private key"))?;
+        let writer = Writer::new(config)?;
+        let signer = SigningKey::derive(&key);
+        Ok(subscriber::decide(&writer, prefix, &self.delivered, decision, &signer).await?)
     }
 }
 
@@ -305,74 +418,45 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             })
             .await?;
         }
-        Subscriber::Open {
-            id,
-            credential,
-            offer,
-            out,
-            decline,
-            key_file,
-            pin,
-        } => {
-            let choice = match (credential, offer) {
-                (Some(credential), _) => Choice::Credential(credential),
-                (None, Some(offer)) => Choice::Offer(offer),
-                (None, None) => Choice::Only,
-            };
-            let delivery = delivery(&config, prefix, &pin).await?.signing;
-            let (record, delivered) =
-                subscriber::delivered(&config, prefix, &delivery, &id, &choice).await?;
-            let what = format!(
-                "credential {} of offer {}",
-                delivered.credential_id, delivered.offer_id
-            );
-            let at =
-                describe::position(&record.topic, record.partition, record.offset, record.stamp);
-            println!("{what} delivered [{at}]");
-            let provider = VerifyingKey::from_bytes(&delivered.provider_signing_key)?;
-            println!(
-                "package signed by provider {} (key fingerprint {})",
-                delivered.provider_id,
-                provider.fingerprint()
-            );
-            let decided = subscriber::outcome(&config, prefix, &delivered).await?;
-            let key = keys::load(&key_path(&id, key_file)?)?;
-            if let Some(out) = out {
-                let data = subscriber::open(&delivered, &key)
-                    .with_context(|| format!("cannot open {what}"))?;
-                write_out(&out, &data)?;
-                println!("opened: {} bytes written to {}", data.len(), out.display());
-                println!("first line: {}", first_line(&data));
-            }
-            let writer = Writer::new(&config)?;
-            match (decided, decline) {
-                (Some((record, event)), _) => {
-                    let verb = match event {
-                        Event::CredentialDeclined(_) => "declined",
-                        _ => "accepted",
-                    };
-                    let at = describe::position(
-                        &record.topic,
-                        record.partition,
-                        record.offset,
-                        record.stamp,
+        Subscriber::Open { which, out } => {
+            let found = Found::read(&config, prefix, &which).await?;
+            let key = keys::load(&key_path(&which.id, which.key_file)?)?;
+            let what = &found.what;
+            let data = subscriber::open(&found.delivered, &key)
+                .with_context(|| format!("cannot open {what}"))?;
+            write_out(&out, &data)?;
+            println!("opened: {} bytes written to {}", data.len(), out.display());
+            println!("first line: {}", first_line(&data));
+            match found.outcome(&config, prefix).await? {
+                Some(outcome) => println!("{outcome}"),
+                None => {
+                    println!(
+                        "no outcome yet: accept or decline it with `tessera subscriber accept` \
+                         or `tessera subscriber decline`"
                     );
-                    println!("{what} was {verb} already [{at}]; nothing written");
-                }
-                (None, decline) => {
-                    let (decision, verb) = match decline {
-                        Some(reason) => (
-                            Decision::Decline(Some(reason).filter(|r| !r.is_empty())),
-                            "declined",
-                        ),
-                        None => (Decision::Accept, "accepted"),
-                    };
-                    let signer = SigningKey::derive(&key);
-                    let written =
-                        subscriber::decide(&writer, prefix, &delivered, decision, &signer).await?;
-                    println!("{verb} [{written}]");
+                    if let Some(deadline) = found.deadline(&config, prefix).await? {
+                        println!("{deadline}");
+                    }
                 }
             }
+        }
+        Subscriber::Accept { which } => {
+            let found = Found::read(&config, prefix, &which).await?;
+            found.undecided(&config, prefix).await?;
+            if let Some(deadline) = found.deadline(&config, prefix).await? {
+                println!("{deadline}");
+            }
+            let written = found
+                .decide(&config, prefix, &which, Decision::Accept)
+                .await?;
+            println!("accepted [{written}]");
+        }
+        Subscriber::Decline { which, reason } => {
+            let found = Found::read(&config, prefix, &which).await?;
+            found.undecided(&config, prefix).await?;
+            let decision = Decision::Decline(reason);
+            let written = found.decide(&config, prefix, &which, decision).await?;
+            println!("declined [{written}]");
         }
     }
     Ok(())

@@ -87,6 +87,7 @@ impl World {
                 amount: REWARD,
                 currency: "EUR".into(),
             }),
+            decide_within: None,
         };
         support::publish_doc_x(&self.writer, self.prefix(), offer_id, halves, doc).await;
     }

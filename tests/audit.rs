@@ -151,6 +151,7 @@ impl Installation {
                         amount: 100,
                         currency: "EUR".into(),
                     }),
+                    decide_within: None,
                     credential: provider::seal(
                         &offer_id,
                         Sealing {

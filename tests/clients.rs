@@ -1384,7 +1384,7 @@ fn provider_a() -> SigningKey {
 }
 
 #[tokio::test]
-async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
+async fn open_only_opens_and_a_credential_is_accepted_or_declined_once_opened_or_not() {
     let it = Installation::new().await;
     let b1 = it.subscriber_key("B1");
     let first = delivery(&it, "offer-1", "cred-1", "B1", &b1);
@@ -1436,18 +1436,12 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
         "{which:?}"
     );
 
-    let open = || {
-        it.tessera(&[
-            "subscriber",
-            "open",
-            "--id",
-            "B1",
-            "--credential",
-            "cred-1",
-            "--out",
-            "x.txt",
-        ])
+    let on = |command: &str, args: &[&str]| {
+        let mut all = vec!["subscriber", command, "--id", "B1"];
+        all.extend_from_slice(args);
+        it.tessera(&all)
     };
+    let open = || on("open", &["--credential", "cred-1", "--out", "x.txt"]);
     let opened = open();
     assert!(opened.status.success(), "{opened:?}");
     let out = String::from_utf8(opened.stdout).unwrap();
@@ -1457,7 +1451,8 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
     );
     assert!(
         out.contains(&format!(
-            "opened: {} bytes written to x.txt\nfirst line: Quarterly report X\naccepted [",
+            "opened: {} bytes written to x.txt\nfirst line: Quarterly report X\nno outcome yet: \
+             accept or decline it with `tessera subscriber accept` or `tessera subscriber decline`",
             PAYLOAD.len()
         )),
         "{out}"
@@ -1466,22 +1461,50 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
     assert_eq!(std::fs::read(&written).unwrap(), PAYLOAD);
     let mode = std::fs::metadata(&written).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        it.read(topics::OUTCOMES).await.is_empty(),
+        "opening writes no outcome"
+    );
+
+    let accepted = on("accept", &["--credential", "cred-1"]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    let out = String::from_utf8(accepted.stdout).unwrap();
+    assert!(out.contains("\naccepted ["), "{out}");
+    // One outcome per credential: a second decision is refused, naming the first.
+    for (command, args) in [
+        ("accept", &["--credential", "cred-1"][..]),
+        (
+            "decline",
+            &["--offer", "offer-1", "--reason", "changed my mind"],
+        ),
+    ] {
+        let again = on(command, args);
+        assert_eq!(again.status.code(), Some(1), "{again:?}");
+        assert!(
+            String::from_utf8_lossy(&again.stdout)
+                .contains("credential cred-1 of offer offer-1 was accepted ["),
+            "{again:?}"
+        );
+        assert_eq!(
+            error_line(&again),
+            "error: credential cred-1 of offer offer-1 has its outcome already; a credential is \
+             accepted or declined once"
+        );
+        // Warnings about the refused copies in the inbox aside, the error is one line.
+        let said = stderr(&again);
+        assert_eq!(
+            said.lines().filter(|l| !l.contains("WARN")).count(),
+            1,
+            "{again:?}"
+        );
+    }
     let again = String::from_utf8(open().stdout).unwrap();
     assert!(
-        again.contains("credential cred-1 of offer offer-1 was accepted already ["),
+        again.contains("credential cred-1 of offer offer-1 was accepted ["),
         "{again}"
     );
 
-    let broken = it.tessera(&[
-        "subscriber",
-        "open",
-        "--id",
-        "B1",
-        "--offer",
-        "offer-3",
-        "--out",
-        "y.txt",
-    ]);
+    let broken = on("open", &["--offer", "offer-3", "--out", "y.txt"]);
     assert_eq!(broken.status.code(), Some(1));
     assert_eq!(
         error_line(&broken),
@@ -1491,46 +1514,35 @@ async fn open_writes_the_target_data_and_accepts_once_or_declines_unopened() {
     );
     assert!(!it.dir.path().join("y.txt").exists());
 
-    let declined = it.ok(&[
-        "subscriber",
-        "open",
-        "--id",
-        "B1",
-        "--offer",
-        "offer-2",
-        "--decline",
-        "not needed",
-    ]);
-    assert!(declined.contains("declined ["), "{declined}");
+    // Declining needs no opening.
+    let declined = on("decline", &["--offer", "offer-2", "--reason", "not needed"]);
+    assert!(declined.status.success(), "{declined:?}");
+    let declined = String::from_utf8(declined.stdout).unwrap();
+    assert!(declined.contains("\ndeclined ["), "{declined}");
     assert!(!declined.contains("first line"), "declining opens nothing");
-    let missing = it.tessera(&[
-        "subscriber",
-        "open",
-        "--id",
-        "B1",
-        "--credential",
-        "nope",
-        "--decline",
-    ]);
+    let late = on("accept", &["--offer", "offer-2"]);
+    assert_eq!(late.status.code(), Some(1), "{late:?}");
+    assert!(
+        String::from_utf8_lossy(&late.stdout)
+            .contains("credential cred-2 of offer offer-2 was declined ["),
+        "{late:?}"
+    );
+    let missing = on("decline", &["--credential", "nope"]);
     assert_eq!(
         error_line(&missing),
         "error: no credential nope was delivered to B1"
     );
-    let refused = it.tessera(&[
-        "subscriber",
-        "open",
-        "--id",
-        "B1",
-        "--credential",
-        "cred-4",
-        "--out",
-        "z.txt",
-    ]);
-    assert_eq!(
-        error_line(&refused),
-        "error: no credential cred-4 was delivered to B1",
-        "a package A did not sign is not A's credential"
-    );
+    // Deciding checks the delivery as opening does.
+    for (command, out) in [("open", &["--out", "z.txt"][..]), ("accept", &[])] {
+        let mut args = vec!["--credential", "cred-4"];
+        args.extend_from_slice(out);
+        let refused = on(command, &args);
+        assert_eq!(
+            error_line(&refused),
+            "error: no credential cred-4 was delivered to B1",
+            "a package A did not sign is not A's credential"
+        );
+    }
     assert!(!it.dir.path().join("z.txt").exists());
 
     let outcomes: Vec<Event> = it

@@ -37,6 +37,7 @@ impl World {
             custody,
             timekeeper: &self.timekeeper,
             reward: None,
+            decide_within: None,
         };
         support::publish_doc_x(&self.writer, self.prefix(), offer_id, &self.halves(), doc).await;
     }

@@ -153,6 +153,7 @@ impl Stack {
                 time_rule: rule,
                 capacity,
                 reward: None,
+                decide_within: None,
                 credential: provider::seal(
                     offer_id,
                     Sealing {

@@ -324,6 +324,7 @@ async fn java_scenario(
         custody: Custody::Escrow,
         timekeeper,
         reward: None,
+        decide_within: None,
     };
     support::publish_doc_x(
         &writer,

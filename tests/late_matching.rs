@@ -37,6 +37,7 @@ impl World {
             custody: Custody::Escrow,
             timekeeper: &self.timekeeper,
             reward: None,
+            decide_within: None,
         }
     }
 

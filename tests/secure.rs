@@ -421,20 +421,7 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         &broker,
         dir,
         "provider",
-        &support::provider_publish(&[
-            "--identifier",
-            "doc-X",
-            "--name",
-            "Quarterly report X",
-            "--within",
-            "10m",
-            "--reward",
-            "250:EUR",
-            "--offer-id",
-            "offer-1",
-            "--payload",
-            "payload.txt",
-        ]),
+        &support::publish_doc_x_args(&["--offer-id", "offer-1", "--payload", "payload.txt"]),
         Duration::from_secs(30),
     );
     assert!(published.contains("offer-1"), "{published}");
@@ -493,8 +480,15 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         ],
         Duration::from_secs(45),
     );
-    assert!(opened.contains("accepted ["), "{opened}");
+    assert!(opened.contains("no outcome yet"), "{opened}");
     assert_eq!(std::fs::read(dir.join("x.txt")).unwrap(), PAYLOAD);
+    let accepted = ok(
+        &broker,
+        dir,
+        "subscriber",
+        &["subscriber", "accept", "--id", "B1", "--offer", "offer-1"],
+    );
+    assert!(accepted.contains("accepted ["), "{accepted}");
     // The ledger credits the provider, which reads its own balance.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -5,6 +5,7 @@
 //! way; byte fields (keys, sealed boxes) are never shown, only that they are there.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use tessera_contract::rules::format_stamp;
 use tessera_contract::{Event, Recommendation};
@@ -34,6 +35,21 @@ pub fn recommendation(recommendation: &Recommendation) -> String {
     text
 }
 
+/// An offer's `decide_within`, in words: `decide within 1h 30m of the release`.
+pub fn decide_within(ms: i64) -> String {
+    format!("decide within {} of the release", duration(ms))
+}
+
+/// Milliseconds as humantime writes a duration, e.g. `1h 30m`; a negative one with a `-`.
+pub fn duration(ms: i64) -> String {
+    let magnitude = humantime::format_duration(Duration::from_millis(ms.unsigned_abs()));
+    if ms < 0 {
+        format!("-{magnitude}")
+    } else {
+        magnitude.to_string()
+    }
+}
+
 /// One line saying what an event is and what it decided.
 pub fn event(event: &Event) -> String {
     match event {
@@ -56,6 +72,9 @@ pub fn event(event: &Event) -> String {
                     reward.amount, reward.currency
                 );
             }
+            if let Some(within) = offer.decide_within {
+                let _ = write!(text, "; {}", decide_within(within));
+            }
             text
         }
         Event::OfferWithdrawn(withdrawn) => format!(
@@ -69,7 +88,7 @@ pub fn event(event: &Event) -> String {
                 .unwrap_or_default()
         ),
         Event::InteractionRequested(request) => format!(
-            "request {} to {} for offer {}: {}; {}, ends {}; provider {}",
+            "request {} to {} for offer {}: {}; {}, ends {}{}; provider {}",
             request.request_id,
             request.subscriber_id,
             request.offer_id,
@@ -81,6 +100,10 @@ pub fn event(event: &Event) -> String {
                     .time_rule
                     .ends_at(request.offer.position.stamp)
             ),
+            request
+                .decide_within
+                .map(|within| format!("; {}", decide_within(within)))
+                .unwrap_or_default(),
             request.provider_contact
         ),
         Event::ResponseSubmitted(response) => format!(
@@ -183,6 +206,12 @@ mod tests {
             "{request}"
         );
         assert!(request.contains(", ends 20"), "{request}");
+        assert!(
+            request.contains("; decide within 1day of the release; provider"),
+            "{request}"
+        );
+        assert_eq!(duration(5_400_000), "1h 30m");
+        assert_eq!(duration(-2_000), "-2s");
         let closed = line("OfferClosed");
         assert!(closed.contains(": requested 2, responded "), "{closed}");
     }

@@ -24,7 +24,7 @@ use tessera_contract::{
 
 use crate::client::{ClientError, Writer, Written, event_id};
 use crate::keys::{Halves, KeyError};
-use crate::when::{Span, When, WhenError, Zone};
+use crate::when::{Span, When, WhenError, Zone, parse_duration_ms};
 
 /// Why an offer could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +115,9 @@ pub struct OfferRequest {
     pub capacity: Option<i32>,
     /// Credited to the provider for each accepted credential.
     pub reward: Option<Reward>,
+    /// How long after its release, in milliseconds, a recipient may accept its credential and
+    /// still earn the reward; `None` for no limit.
+    pub decide_within: Option<i64>,
     /// The provider's verifying key: the offer carries it, and it, its withdrawal and its
     /// co-signs must be signed with the matching signing key.
     pub signing_key: VerifyingKey,
@@ -196,6 +199,7 @@ pub fn build(
         time_rule: request.rule.resolve(request.zone, now)?,
         capacity: request.capacity,
         reward: request.reward,
+        decide_within: request.decide_within,
         credential: sealed.credential,
         invite_late: true,
     };
@@ -274,6 +278,19 @@ pub fn parse_reward(text: &str) -> Result<Reward, String> {
     })
 }
 
+/// Reads the time a recipient has to accept its credential, e.g. `24h`, in milliseconds. No
+/// contract rule bounds it (the timekeeper does not judge decisions), so the provider is stopped
+/// here from setting one no acceptance could meet.
+pub fn parse_decide_within(text: &str) -> Result<i64, String> {
+    match parse_duration_ms(text) {
+        Ok(ms) if ms > 0 => Ok(ms),
+        Ok(_) => Err(format!(
+            "`{text}` leaves no time to decide: give a positive duration, e.g. 24h"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Reads a feature `KEY=VALUE`.
 pub fn parse_feature(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -323,6 +340,7 @@ mod tests {
                 amount: 250,
                 currency: "EUR".into(),
             }),
+            decide_within: Some(86_400_000),
             signing_key: signer().verifying_key(),
             endorsement: None,
         }
@@ -369,6 +387,7 @@ mod tests {
             })
         );
         assert_eq!(offer.capacity, Some(2));
+        assert_eq!(offer.decide_within, Some(86_400_000));
         assert!(uuid::Uuid::parse_str(&offer.event_id).is_ok());
     }
 
@@ -512,6 +531,13 @@ mod tests {
             })
         );
         assert!(parse_reward("250").unwrap_err().contains("AMOUNT:CURRENCY"));
+        assert_eq!(parse_decide_within("90s"), Ok(90_000));
+        assert!(
+            parse_decide_within("0s")
+                .unwrap_err()
+                .contains("no time to decide")
+        );
+        assert!(parse_decide_within("soon").is_err());
         assert!(
             parse_reward("2.50:EUR")
                 .unwrap_err()

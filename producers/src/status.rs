@@ -126,6 +126,9 @@ impl fmt::Display for Timeline {
                         reward.amount, reward.currency
                     )?;
                 }
+                if let Some(within) = offer.decide_within {
+                    write!(f, "; {}", describe::decide_within(within))?;
+                }
                 writeln!(f)?;
             }
             None => writeln!(f, "offer {}: no OfferPublished on the log", self.offer_id)?,
@@ -235,6 +238,10 @@ mod tests {
         let text = timeline.to_string();
         assert!(text.starts_with("offer offer-1 by "), "{text}");
         assert!(text.contains("  rule: "), "{text}");
+        assert!(
+            text.contains("(minor units); decide within 1day of the release\n"),
+            "{text}"
+        );
         let json = timeline.to_json();
         assert_eq!(json["records"].as_array().unwrap().len(), 4);
         assert_eq!(json["records"][3]["kind"], "ResponseRejected");

@@ -1,6 +1,6 @@
 //! The subscriber's side (the source document's second terminal): registering stored needs,
 //! leaving, answering invitations (every record signed with the subscriber's key), watching for invitations and
-//! verdicts, and opening a delivered credential, then accepting or declining it.
+//! verdicts, opening a delivered credential, and accepting or declining it, once, opened or not.
 //!
 //! A subscriber is a row of the compacted `tessera.subscribers` table: registering again replaces
 //! the row, and leaving writes a tombstone so compaction forgets it. Invitations and verdicts are
@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera_contract::identity;
-use tessera_contract::rules::format_stamp;
-use tessera_contract::rules::request_id;
+use tessera_contract::rules::{format_stamp, request_id};
 use tessera_contract::sealing::{self, PrivateKey, PublicKey, SealError};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
@@ -701,6 +700,100 @@ pub async fn outcome(
     }))
 }
 
+/// A delivered credential's decision deadline, as its recipient can know it: the invitation
+/// carries the offer's `decide_within` (subscribers do not read `tessera.offers`), and the time
+/// counts from the release on `tessera.decisions`. Only for the recipient to see: the ledger judges
+/// the acceptance on the log, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionDeadline {
+    /// The release's effective stamp, as the ledger takes it: the largest receipt stamp on its
+    /// partition up to and including the release.
+    pub released: i64,
+    /// How long after the release an acceptance still earns, in milliseconds.
+    pub within: i64,
+    /// The latest receipt stamp read on the two partitions: the broker's clock read at least
+    /// this when they were read.
+    pub broker_seen: i64,
+}
+
+impl DecisionDeadline {
+    /// The last instant an acceptance earns, inclusive.
+    pub fn at(&self) -> i64 {
+        self.released.saturating_add(self.within)
+    }
+
+    /// Whether the broker's clock, as last seen, is past the deadline already.
+    pub fn passed(&self) -> bool {
+        self.broker_seen > self.at()
+    }
+}
+
+impl fmt::Display for DecisionDeadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "decide by {} ({} after the release at {}); ",
+            format_stamp(self.at()),
+            describe::duration(self.within),
+            format_stamp(self.released)
+        )?;
+        let seen = format_stamp(self.broker_seen);
+        if self.passed() {
+            write!(
+                f,
+                "the broker's clock is past it ({seen}): an acceptance now earns the provider nothing"
+            )
+        } else {
+            write!(
+                f,
+                "at most {} left by the broker's clock as last seen ({seen})",
+                describe::duration(self.at() - self.broker_seen)
+            )
+        }
+    }
+}
+
+/// The decision deadline of the delivered credential, if its offer set one; `None` also when its
+/// invitation or release cannot be found.
+pub async fn decision_deadline(
+    config: &ClientConfig,
+    prefix: &str,
+    delivered: &CredentialDelivered,
+) -> Result<Option<DecisionDeadline>, ClientError> {
+    let offer_id = &delivered.offer_id;
+    let mut broker_seen = i64::MIN;
+    let mut invited = None;
+    for record in read_partition_of(config, &REQUESTS.full_name(prefix), offer_id).await? {
+        broker_seen = broker_seen.max(record.stamp.unwrap_or(i64::MIN));
+        if let Some(Ok(Event::InteractionRequested(request))) = record.event
+            && &request.offer_id == offer_id
+            && request.subscriber_id == delivered.subscriber_id
+        {
+            // The matcher invites a subscriber once per offer; the first invitation counts.
+            invited.get_or_insert(request.decide_within);
+        }
+    }
+    let Some(Some(within)) = invited else {
+        return Ok(None);
+    };
+    let mut effective = i64::MIN;
+    let mut released = None;
+    for record in read_partition_of(config, &DECISIONS.full_name(prefix), offer_id).await? {
+        effective = effective.max(record.stamp.unwrap_or(i64::MIN));
+        if let Some(Ok(Event::CredentialReleased(release))) = record.event
+            && release.credential_id == delivered.credential_id
+            && released.is_none()
+        {
+            released = Some(effective);
+        }
+    }
+    Ok(released.map(|released| DecisionDeadline {
+        released,
+        within,
+        broker_seen: broker_seen.max(effective),
+    }))
+}
+
 /// What a recipient does with a delivered credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -789,6 +882,35 @@ mod tests {
         );
         assert_eq!(answer.offer_id, request.offer_id);
         assert_ne!(another.event_id, answer.event_id);
+    }
+
+    #[test]
+    fn a_decision_deadline_says_by_when_and_how_long_is_left_by_the_broker() {
+        let deadline = DecisionDeadline {
+            released: 1_764_061_200_000,
+            within: 90_000,
+            broker_seen: 1_764_061_230_000,
+        };
+        assert_eq!(deadline.at(), 1_764_061_290_000);
+        assert!(!deadline.passed());
+        assert_eq!(
+            deadline.to_string(),
+            "decide by 2025-11-25T09:01:30.000Z (1m 30s after the release at \
+             2025-11-25T09:00:00.000Z); at most 1m left by the broker's clock as last seen \
+             (2025-11-25T09:00:30.000Z)"
+        );
+        let passed = DecisionDeadline {
+            broker_seen: deadline.at() + 1,
+            ..deadline
+        };
+        assert!(passed.passed());
+        assert!(
+            passed.to_string().ends_with(
+                "the broker's clock is past it (2025-11-25T09:01:30.001Z): an acceptance now \
+                 earns the provider nothing"
+            ),
+            "{passed}"
+        );
     }
 
     fn signer(seed: u8) -> SigningKey {

@@ -76,6 +76,7 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
         }),
         capacity: None,
         reward: None,
+        decide_within: None,
         credential: SealedCredential {
             custody,
             package: format!("package of {offer_id}").into_bytes(),
@@ -150,6 +151,7 @@ pub fn all() -> Vec<Event> {
                 amount: 250,
                 currency: "EUR".into(),
             }),
+            decide_within: Some(86_400_000),
             credential: SealedCredential {
                 custody: Custody::Escrow,
                 package: vec![1; 40],
@@ -171,6 +173,7 @@ pub fn all() -> Vec<Event> {
             time_rule: window,
             capacity: None,
             reward: None,
+            decide_within: None,
             credential: SealedCredential {
                 custody: Custody::CoSign,
                 package: vec![2; 16],
@@ -204,6 +207,7 @@ pub fn all() -> Vec<Event> {
             recommendation: recommendation(),
             offer: terms(within),
             provider_contact: "a@example.org".into(),
+            decide_within: Some(86_400_000),
         }
         .into(),
         ResponseSubmitted {

@@ -100,6 +100,21 @@ fn an_offer_of_version_3_reads_with_the_field_version_4_added_at_its_default() {
 }
 
 #[test]
+fn an_offer_of_version_4_reads_with_no_decision_deadline() {
+    // v5 of OfferPublished added `decide_within` (["null", "long"], default null): an offer
+    // written before it sets no deadline, so its acceptances earn as they always did.
+    let mut offer = examples::offer("o1", "A", tessera_contract::Custody::CoSign);
+    offer.decide_within = Some(60_000);
+    let v4 = codec::encode_as(&offer.clone().into(), 4).unwrap();
+    let Event::OfferPublished(read) = decode(&v4).unwrap() else {
+        panic!("an offer");
+    };
+    assert_eq!(read.decide_within, None, "v4 has no deadline: the default");
+    offer.decide_within = None;
+    assert_eq!(read, offer, "everything v4 has comes through");
+}
+
+#[test]
 fn a_version_never_released_is_still_unknown() {
     // OfferWithdrawn with a field more, compatible but not in the history: its records are
     // dead letters, not guesses.

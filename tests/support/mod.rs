@@ -206,6 +206,8 @@ pub(crate) struct DocX<'a> {
     pub custody: tessera_contract::Custody,
     pub timekeeper: &'a tessera_contract::sealing::PublicKey,
     pub reward: Option<tessera_contract::Reward>,
+    /// The offer's `decide_within`: how long a recipient has to accept and still earn.
+    pub decide_within: Option<i64>,
 }
 
 /// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as
@@ -246,6 +248,7 @@ pub(crate) async fn publish_doc_x_inviting(
         zone: tessera_producers::when::Zone::Utc,
         capacity: None,
         reward: doc.reward,
+        decide_within: doc.decide_within,
         signing_key: signer.verifying_key(),
         endorsement: None,
     };
@@ -287,4 +290,20 @@ pub(crate) fn provider_publish<'a>(flags: &[&'a str]) -> Vec<&'a str> {
         "a@example.org",
     ];
     provider.into_iter().chain(flags.iter().copied()).collect()
+}
+
+/// The arguments of `tessera provider publish` as provider A offering document X for ten minutes
+/// at a reward of 250 EUR, then `flags`.
+pub(crate) fn publish_doc_x_args<'a>(flags: &[&'a str]) -> Vec<&'a str> {
+    let doc_x = [
+        "--identifier",
+        "doc-X",
+        "--name",
+        "Quarterly report X",
+        "--within",
+        "10m",
+        "--reward",
+        "250:EUR",
+    ];
+    provider_publish(&[&doc_x[..], flags].concat())
 }

@@ -130,6 +130,7 @@ fn write_fixture() {
                 time_rule: rule,
                 capacity: Some(1),
                 reward: None,
+                decide_within: None,
                 credential: sealed.credential,
                 // v3 has no invite_late either: the field v5 added.
                 invite_late: false,
@@ -162,6 +163,7 @@ fn write_fixture() {
                     time_rule: rule,
                 },
                 provider_contact: "p@example.org".into(),
+                decide_within: None,
             }
             .into(),
         )

@@ -55,6 +55,11 @@ impl<C: Core> Feeder<C> {
         }
     }
 
+    /// Lets `ms` milliseconds pass: the next input is stamped that much later than it would be.
+    pub(crate) fn pass(&mut self, ms: i64) {
+        self.stamp += ms;
+    }
+
     /// Applies `value` as the next record of input `topic`, under `key`, with the signature
     /// `signed` says it had.
     pub(crate) fn feed_signed(

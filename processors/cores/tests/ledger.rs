@@ -1,13 +1,15 @@
-//! The ledger's promises under random input: random offers with or without a reward, releases,
+//! The ledger's promises under random input: random offers with or without a reward and a
+//! decision deadline, releases,
 //! acceptances and declines (repeated, by the recipient or by someone else, for credentials
 //! released or not), ticks and garbage on the three input partitions of the rewards task,
 //! delivered in random interleavings through the merge; then the rewards it re-keyed, each read
 //! one or more times, through the balances core.
 //!
-//! Whatever the input, a credential is credited at most once, only when its recipient accepted it,
-//! and every balance is the sum of its credits; whatever the delivery order, both cores' outputs
-//! and states are identical byte for byte. When every offer and release is stamped before every
-//! outcome, exactly the credentials whose first outcome by their recipient is an acceptance earn.
+//! Whatever the input, a credential is credited at most once, only when its recipient accepted it
+//! by the offer's decision deadline, and every balance is the sum of its credits; whatever the
+//! delivery order, both cores' outputs and states are identical byte for byte. When every offer
+//! and release is stamped before every outcome, exactly the credentials whose first outcome by
+//! their recipient that is not a late acceptance is an acceptance earn.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +36,7 @@ enum Item {
         offer: u8,
         provider: u8,
         reward: Option<i64>,
+        decide_within: Option<i64>,
     },
     Release {
         offer: u8,
@@ -67,6 +70,7 @@ fn record(item: &Item) -> RawRecord {
             offer,
             provider,
             reward,
+            decide_within,
         } => {
             let mut published =
                 examples::offer(&offer_id(offer), &provider_id(provider), Custody::CoSign);
@@ -74,6 +78,7 @@ fn record(item: &Item) -> RawRecord {
                 amount,
                 currency: "EUR".into(),
             });
+            published.decide_within = decide_within;
             published.signing_key = signer_of(&provider_id(provider)).verifying_key().to_bytes();
             let published = tessera_contract::identity::with_package_signed(
                 published,
@@ -149,8 +154,19 @@ fn record(item: &Item) -> RawRecord {
 
 fn offers_lane() -> impl Strategy<Value = Item> {
     prop_oneof![
-        6 => (0u8..3, 0u8..2, proptest::option::weighted(0.8, 1i64..1000))
-            .prop_map(|(offer, provider, reward)| Item::Publish { offer, provider, reward }),
+        6 => (
+            0u8..3,
+            0u8..2,
+            proptest::option::weighted(0.8, 1i64..1000),
+            // Deadlines about as long as the outcomes' stamps run, so some acceptances miss them.
+            proptest::option::of(0i64..400),
+        )
+            .prop_map(|(offer, provider, reward, decide_within)| Item::Publish {
+                offer,
+                provider,
+                reward,
+                decide_within,
+            }),
         1 => Just(Item::Tick),
         1 => Just(Item::Garbage),
     ]
@@ -243,21 +259,65 @@ fn run(
     (rewards, ledger, rewards_state, ledger_state)
 }
 
-/// The promises that hold in any delivery order.
-fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<(), TestCaseError> {
-    let mut first_terms: BTreeMap<String, (String, Option<i64>)> = BTreeMap::new();
+/// The effective stamp of each item of each lane as [`support::deliver`] stamps them: the largest
+/// stamp of its lane so far.
+fn effective(items: &[Vec<(i64, Item)>; 3]) -> [Vec<i64>; 3] {
+    items.clone().map(|lane| {
+        let (mut stamp, mut largest) = (BASE, i64::MIN);
+        lane.iter()
+            .map(|(step, _)| {
+                stamp += step;
+                largest = largest.max(stamp);
+                largest
+            })
+            .collect()
+    })
+}
+
+/// Each offer's first publication: its provider, reward and decision deadline.
+type FirstTerms = BTreeMap<String, (String, Option<i64>, Option<i64>)>;
+
+fn first_terms(items: &[Vec<(i64, Item)>; 3]) -> FirstTerms {
+    let mut first = FirstTerms::new();
     for (_, item) in &items[0] {
         if let Item::Publish {
             offer,
             provider,
             reward,
+            decide_within,
         } = *item
         {
-            first_terms
+            first
                 .entry(offer_id(offer))
-                .or_insert((provider_id(provider), reward));
+                .or_insert((provider_id(provider), reward, decide_within));
         }
     }
+    first
+}
+
+/// Whether the acceptance at effective stamp `stamp` of `credential` of offer `offer` missed the
+/// offer's decision deadline, counted from the credential's first release.
+fn late(
+    items: &[Vec<(i64, Item)>; 3],
+    terms: &FirstTerms,
+    (offer, credential): (u8, &str),
+    stamp: i64,
+) -> bool {
+    let Some((_, _, Some(within))) = terms.get(&offer_id(offer)) else {
+        return false;
+    };
+    let stamps = effective(items);
+    let released = items[1].iter().zip(&stamps[1]).find_map(|((_, item), at)| {
+        matches!(*item, Item::Release { offer, subscriber } if credential_id(offer, subscriber) == credential)
+            .then_some(*at)
+    });
+    released.is_some_and(|released| stamp > released + within)
+}
+
+/// The promises that hold in any delivery order.
+fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<(), TestCaseError> {
+    let first_terms = first_terms(items);
+    let outcome_stamps = &effective(items)[2];
     let mut seen = BTreeSet::new();
     let mut balances: BTreeMap<String, i64> = BTreeMap::new();
     for credit in credited(ledger) {
@@ -266,13 +326,15 @@ fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<
             "{} credited twice",
             credit.credential_id
         );
-        let accepted_by_recipient = items[2].iter().any(|(_, item)| {
+        let accepted_in_time = items[2].iter().zip(outcome_stamps).any(|((_, item), &at)| {
             matches!(*item, Item::Outcome { offer, credential_of, by, accepted: true, .. }
-                if credential_id(offer, credential_of) == credit.credential_id && by == credential_of)
+                if credential_id(offer, credential_of) == credit.credential_id
+                    && by == credential_of
+                    && !late(items, &first_terms, (offer, &credit.credential_id), at))
         });
         prop_assert!(
-            accepted_by_recipient,
-            "credited without an acceptance: {:?}",
+            accepted_in_time,
+            "credited without an acceptance in time: {:?}",
             credit
         );
         let released = items[1].iter().any(|(_, item)| {
@@ -280,7 +342,7 @@ fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<
                 if credential_id(offer, subscriber) == credit.credential_id)
         });
         prop_assert!(released, "credited without a release: {:?}", credit);
-        let (provider, reward) = &first_terms[&credit.offer_id];
+        let (provider, reward, _) = &first_terms[&credit.offer_id];
         prop_assert_eq!(&credit.provider_id, provider);
         prop_assert_eq!(Some(credit.amount), *reward);
         let balance = balances.entry(credit.provider_id.clone()).or_default();
@@ -295,8 +357,11 @@ fn check_promises(items: &[Vec<(i64, Item)>; 3], ledger: &[Produced]) -> Result<
 }
 
 /// The credentials that must earn when every offer and release precedes every outcome: those
-/// released for an offer with a reward whose first outcome by their recipient is an acceptance.
+/// released for an offer with a reward whose first outcome by their recipient, late acceptances
+/// left out (they settle nothing), is an acceptance.
 fn earning(items: &[Vec<(i64, Item)>; 3]) -> BTreeSet<String> {
+    let terms = first_terms(items);
+    let outcome_stamps = &effective(items)[2];
     let mut rewarded = BTreeMap::new();
     for (_, item) in &items[0] {
         if let Item::Publish { offer, reward, .. } = *item {
@@ -311,7 +376,7 @@ fn earning(items: &[Vec<(i64, Item)>; 3]) -> BTreeSet<String> {
         })
         .collect();
     let mut first_outcome: BTreeMap<String, (u8, bool)> = BTreeMap::new();
-    for (_, item) in &items[2] {
+    for ((_, item), &at) in items[2].iter().zip(outcome_stamps) {
         if let Item::Outcome {
             offer,
             credential_of,
@@ -324,6 +389,7 @@ fn earning(items: &[Vec<(i64, Item)>; 3]) -> BTreeSet<String> {
             if by == credential_of
                 && released.contains(&credential)
                 && rewarded.contains_key(&offer)
+                && !(accepted && late(items, &terms, (offer, &credential), at))
             {
                 first_outcome.entry(credential).or_insert((offer, accepted));
             }

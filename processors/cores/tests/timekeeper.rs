@@ -139,6 +139,7 @@ fn record(item: &Item) -> RawRecord {
                     time_rule: *rule,
                     capacity: *capacity,
                     reward: None,
+                    decide_within: None,
                     credential: credential(*offer),
                     invite_late: false,
                 },
@@ -189,6 +190,7 @@ fn record(item: &Item) -> RawRecord {
                     time_rule: TimeRule::Deadline(Deadline { at: BASE }),
                 },
                 provider_contact: "p@example.org".into(),
+                decide_within: None,
             }
             .into(),
             REQUESTS,

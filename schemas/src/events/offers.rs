@@ -45,6 +45,12 @@ pub struct OfferPublished {
     pub capacity: Option<i32>,
     /// Credited to the provider for each accepted credential.
     pub reward: Option<Reward>,
+    /// How long a recipient has to accept its credential and still earn the provider the reward:
+    /// milliseconds after the release, judged by the broker's receipt stamps of the release and
+    /// of the acceptance. An acceptance later than that earns nothing; absent means no limit.
+    #[serde(default)]
+    #[avro(default = "null")]
+    pub decide_within: Option<i64>,
     /// The sealed target data and the platform's share of its key.
     pub credential: SealedCredential,
     /// Whether a subscriber that registers, or adds an interest, while the offer is open is

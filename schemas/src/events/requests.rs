@@ -36,4 +36,11 @@ pub struct InteractionRequested {
     pub offer: OfferTerms,
     /// The provider's contact details.
     pub provider_contact: String,
+    /// The offer's `decide_within`, so the subscriber knows before answering how long it will
+    /// have to accept a released credential: milliseconds after the release, by the broker's
+    /// receipt stamps; absent means no limit. Subscribers read it here, not on
+    /// `tessera.offers`, which only the invited see through their invitations.
+    #[serde(default)]
+    #[avro(default = "null")]
+    pub decide_within: Option<i64>,
 }

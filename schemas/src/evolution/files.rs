@@ -22,7 +22,7 @@ released! {
     "credential_released" => [1, 2],
     "dead_letter" => [1, 2, 3],
     "delivery_failed" => [1],
-    "interaction_requested" => [1, 2],
+    "interaction_requested" => [1, 2, 3],
     "key_published" => [1, 2],
     "offer_closed" => [1],
     "offer_published" => [1, 2, 3, 4, 5],

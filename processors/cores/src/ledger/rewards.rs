@@ -1,15 +1,18 @@
 //! The ledger's first half, keyed by offer id: it decides which outcomes earn a reward and
 //! re-keys each one by provider onto `tessera.ledger-credits`.
 //!
-//! It reads `tessera.offers` (provider and reward), `tessera.decisions` (which credentials were
-//! released, and to whom) and `tessera.outcomes`. An acceptance earns the offer's reward when the
-//! credential was released to the subscriber who accepts it and it is the credential's first
-//! outcome; a declined credential earns nothing but is settled all the same, so a later
-//! acceptance cannot earn. Everything else goes to the dead letters: an outcome for a credential
-//! never released (by the merge, every release stamped before the outcome has been applied, as
-//! the subscriber can only open what was released), by someone else than its recipient, or
-//! after the credential's first outcome. The same outcome read again (its event id) changes
-//! nothing.
+//! It reads `tessera.offers` (provider, reward and decision deadline), `tessera.decisions` (which
+//! credentials were released, to whom, and when) and `tessera.outcomes`. An acceptance earns the
+//! offer's reward when the credential was released to the subscriber who accepts it, it is the
+//! credential's first outcome, and, if the offer set `decide_within`, its effective stamp is at
+//! most the release's effective stamp plus `decide_within`; a declined credential earns nothing but
+//! is settled all the same, so a later acceptance cannot earn. Everything else goes to the dead
+//! letters: an outcome for a credential never released (by the merge, every release stamped before
+//! the outcome has been applied, as the subscriber can only open what was released), by someone
+//! else than its recipient, or after the credential's first outcome, and an acceptance after the
+//! decision deadline (`Late`; it settles nothing, so the recipient may still decline). The same
+//! outcome read again (its event id) changes nothing. Lateness is judged on the two records'
+//! effective stamps only, as the timekeeper judges responses: a replay judges it the same.
 //!
 //! Nothing is believed for the name it carries: an offer counts only if signed with the provider
 //! key it carries (a forged one is ignored, as the timekeeper rejects it), a release only if
@@ -35,7 +38,8 @@ shape! {
     pub const SHAPE: "ledger-rewards",
     inputs InputTopic { Offers = OFFERS, Decisions = DECISIONS, Outcomes = OUTCOMES },
     output LEDGER_CREDITS,
-    state "per offer: its reward terms and its releases, until each is accepted or declined";
+    state "per offer: its reward terms, its decision deadline and its releases with their stamps, \
+          until each is accepted or declined";
 }
 
 /// Who an offer's rewards go to; the first offer published under an id stays.
@@ -66,6 +70,14 @@ struct Settled {
 const OFFERS: Table<Terms> = Table::new("offer/");
 /// Releases by [`pair`] of offer id and credential id.
 const RELEASES: Table<Release> = Table::new("release/");
+/// The `decide_within` of each offer that set one (the first offer under the id), by offer id.
+/// Tables of their own rather than fields of [`Terms`] and [`Release`]: values are postcard, which
+/// is not self-describing, so a field added to a stored type would leave every value stored before
+/// unreadable, serde default or not.
+const DECIDE_WITHIN: Table<i64> = Table::new("decide-within/");
+/// The effective stamp of each release by [`pair`] of offer id and credential id. A release
+/// stored before this table existed has none, and its acceptance is judged as then: in time.
+const RELEASED_AT: Table<i64> = Table::new("released-at/");
 
 /// An outcome, accepted or declined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +175,8 @@ impl Core for Rewards {
                     let input = (topics::DECISIONS, release.offer_id.as_str(), &signed);
                     let event = || (*release).clone().into();
                     if out.signed_by(&self.timekeeper, "the timekeeper", input, event) {
-                        release_credential(state, *release, &mut out);
+                        let at = out.at().effective;
+                        release_credential(state, *release, at, &mut out);
                     }
                 }
                 // Only a release earns, and only once accepted.
@@ -179,6 +192,9 @@ fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed) {
     let genuine = identity::offer_signed(&offer, signed).is_ok();
     // A second offer under the id is the timekeeper's DuplicateOffer; the first one stands.
     if genuine && OFFERS.get(state, &offer.offer_id).is_none() {
+        if let Some(within) = offer.decide_within {
+            DECIDE_WITHIN.put(state, &offer.offer_id, &within);
+        }
         let terms = Terms {
             provider_id: offer.provider_id,
             reward: offer.reward,
@@ -187,19 +203,29 @@ fn publish(state: &mut dyn State, offer: OfferPublished, signed: &Signed) {
     }
 }
 
-fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &mut Outputs) {
+/// Keeps the release applied at effective stamp `at`.
+fn release_credential(
+    state: &mut dyn State,
+    release: CredentialReleased,
+    at: i64,
+    out: &mut Outputs,
+) {
     let key = pair(&release.offer_id, &release.credential_id);
     match RELEASES.get(state, &key) {
-        None => RELEASES.put(
-            state,
-            &key,
-            &Release {
-                subscriber_id: release.subscriber_id,
-                subscriber_signing_key: release.subscriber_signing_key,
-                release_event: release.event_id,
-                outcome: None,
-            },
-        ),
+        None => {
+            // The decision deadline counts from here, whenever the offer set one.
+            RELEASED_AT.put(state, &key, &at);
+            RELEASES.put(
+                state,
+                &key,
+                &Release {
+                    subscriber_id: release.subscriber_id,
+                    subscriber_signing_key: release.subscriber_signing_key,
+                    release_event: release.event_id,
+                    outcome: None,
+                },
+            )
+        }
         Some(known) if known.release_event == release.event_id => {}
         Some(known) => {
             let reason = format!(
@@ -280,7 +306,38 @@ fn earning(
     let Some(terms) = OFFERS.get(state, offer_id) else {
         return Err(format!("no offer {offer_id} was on the log"));
     };
+    if outcome.accepted() {
+        in_time(state, key, offer_id, credential_id, stamp)?;
+    }
     Ok(Some((release, terms)))
+}
+
+/// Whether an acceptance of credential `key` at effective stamp `stamp` meets its offer's
+/// decision deadline; an error, `Late`, says when it came and when the deadline was.
+fn in_time(
+    state: &dyn State,
+    key: &str,
+    offer_id: &str,
+    credential_id: &str,
+    stamp: i64,
+) -> Result<(), String> {
+    let (Some(within), Some(released)) = (
+        DECIDE_WITHIN.get(state, offer_id),
+        RELEASED_AT.get(state, key),
+    ) else {
+        return Ok(());
+    };
+    let deadline = released.saturating_add(within);
+    if stamp <= deadline {
+        return Ok(());
+    }
+    Err(format!(
+        "Late: credential {credential_id} of offer {offer_id} was accepted at {}, after its \
+         decision deadline {} ({within} ms after its release at {}); it earns nothing",
+        format_stamp(stamp),
+        format_stamp(deadline),
+        format_stamp(released)
+    ))
 }
 
 fn credit(accepted: CredentialAccepted, provider_id: String, reward: Reward, out: &mut Outputs) {

@@ -31,6 +31,15 @@ fn ledger() -> Ledger {
 }
 
 fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
+    offer_deciding_within(provider_id, reward, None)
+}
+
+/// Offer `o` of `provider_id` whose recipients have `decide_within` milliseconds to accept.
+fn offer_deciding_within(
+    provider_id: &str,
+    reward: Option<i64>,
+    decide_within: Option<i64>,
+) -> rewards::Received {
     let mut offer = examples::offer("o", provider_id, Custody::CoSign);
     offer.signing_key = signer_of(provider_id).verifying_key().to_bytes();
     let mut offer = tessera_contract::identity::with_package_signed(offer, &signer_of(provider_id));
@@ -38,6 +47,7 @@ fn offer(provider_id: &str, reward: Option<i64>) -> rewards::Received {
         amount,
         currency: "EUR".into(),
     });
+    offer.decide_within = decide_within;
     rewards::Received::News(OfferNews::Offer(Box::new(offer)))
 }
 
@@ -305,6 +315,59 @@ fn a_second_release_of_a_credential_is_dead_lettered() {
         says(&mut f, rewards::Received::News(OfferNews::Release(other))),
         ["dead letter: credential c-B1 was released already by event release-B1"]
     );
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
+}
+
+#[test]
+fn an_acceptance_after_the_decision_deadline_earns_nothing_and_says_it_was_late() {
+    let mut f = Feeder::new(rewards(), PARTITION);
+    // B1 and B2 have 1 s from their release (stamped T + 2 and T + 3) to accept.
+    feed(&mut f, offer_deciding_within("A", Some(250), Some(1_000)));
+    feed(&mut f, release("B1"));
+    feed(&mut f, release("B2"));
+    f.pass(998);
+    // Stamped T + 1002: the last millisecond of B1's second, the bound is inclusive.
+    assert_eq!(
+        says(&mut f, accepted("c-B1", "B1", 1)),
+        ["due 250 EUR to A for c-B1"]
+    );
+    f.pass(1);
+    // Stamped T + 1004, a millisecond past B2's.
+    assert_eq!(
+        says(&mut f, accepted("c-B2", "B2", 2)),
+        [
+            "dead letter: Late: credential c-B2 of offer o was accepted at \
+             2025-11-25T09:00:01.004Z, after its decision deadline 2025-11-25T09:00:01.003Z \
+             (1000 ms after its release at 2025-11-25T09:00:00.003Z); it earns nothing"
+        ]
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B2", "B2", 3)),
+        [
+            "dead letter: Late: credential c-B2 of offer o was accepted at \
+             2025-11-25T09:00:01.005Z, after its decision deadline 2025-11-25T09:00:01.003Z \
+             (1000 ms after its release at 2025-11-25T09:00:00.003Z); it earns nothing"
+        ],
+        "a late acceptance settles nothing, so none earns later either"
+    );
+    assert_eq!(
+        says(&mut f, declined("c-B2", "B2", 4)),
+        Vec::<String>::new(),
+        "a decline is never late: it earns nothing anyway"
+    );
+    assert_eq!(
+        says(&mut f, accepted("c-B2", "B2", 5)),
+        ["dead letter: credential c-B2 was declined already, by event declined-4"]
+    );
+}
+
+#[test]
+fn without_a_decision_deadline_an_acceptance_earns_however_late() {
+    let mut f = released_to_b1_and_b2();
+    f.pass(365 * 24 * 3_600_000);
     assert_eq!(
         says(&mut f, accepted("c-B1", "B1", 1)),
         ["due 250 EUR to A for c-B1"]

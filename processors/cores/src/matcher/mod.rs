@@ -227,6 +227,7 @@ impl Matcher {
                 offer.provider_contact.clone(),
                 offer.recommendation.clone(),
                 terms.clone(),
+                offer.decide_within,
             );
             open::keep(state, &offer_id, open, ends_at);
             for subscriber_id in &subscribers {
@@ -238,6 +239,7 @@ impl Matcher {
             offer.recommendation,
             terms,
             offer.provider_contact,
+            offer.decide_within,
         );
         subscribers
             .into_iter()
@@ -268,6 +270,7 @@ fn invite_late(
             offer.recommendation,
             offer.terms,
             offer.provider_contact,
+            offer.decide_within,
         );
         outputs.push(addressed(
             state,
@@ -289,6 +292,7 @@ fn unaddressed(
     recommendation: Recommendation,
     terms: OfferTerms,
     provider_contact: String,
+    decide_within: Option<i64>,
 ) -> Event {
     Event::InteractionRequested(InteractionRequested {
         event_id: String::new(),
@@ -300,6 +304,7 @@ fn unaddressed(
         recommendation,
         offer: terms,
         provider_contact,
+        decide_within,
     })
 }
 

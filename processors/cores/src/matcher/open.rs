@@ -46,6 +46,8 @@ pub struct OpenOffer {
     pub recommendation: Recommendation,
     /// Where the offer sat and its time rule, as its invitations cite them.
     pub terms: OfferTerms,
+    /// How long after a release its acceptance still earns, forwarded in each invitation.
+    pub decide_within: Option<i64>,
     /// The keys of its postings.
     postings: Vec<String>,
 }
@@ -58,6 +60,7 @@ impl OpenOffer {
         provider_contact: String,
         recommendation: Recommendation,
         terms: OfferTerms,
+        decide_within: Option<i64>,
     ) -> Self {
         OpenOffer {
             provider_id,
@@ -65,6 +68,7 @@ impl OpenOffer {
             provider_contact,
             recommendation,
             terms,
+            decide_within,
             postings: Vec::new(),
         }
     }
@@ -218,6 +222,7 @@ mod tests {
             "a@example.org".into(),
             recommendation,
             terms,
+            None,
         )
     }
 

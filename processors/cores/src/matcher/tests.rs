@@ -281,6 +281,7 @@ fn offer(offer_id: &str, identifier: &str) -> OfferPublished {
             time_rule: TimeRule::Deadline(Deadline { at: 1_000_000 }),
             capacity: None,
             reward: None,
+            decide_within: None,
             credential: SealedCredential {
                 custody: Custody::CoSign,
                 package: vec![3; 16],
@@ -303,7 +304,7 @@ fn reads_one_subscribers_partition_and_every_offer_partition() {
 }
 
 #[test]
-fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact() {
+fn invites_every_matching_subscriber_with_the_offer_terms_deadlines_and_provider_contact() {
     let mut task = Task::new();
     assert!(task.register(10, "B2", vec![terms(&["report"])]).is_empty());
     assert!(task.register(11, "B1", vec![wanting("doc-X")]).is_empty());
@@ -311,7 +312,8 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
         task.register(12, "B3", vec![wanting("doc-Y"), cheaper_than(9_899)])
             .is_empty()
     );
-    let offer = offer("offer-1", "doc-X");
+    let mut offer = offer("offer-1", "doc-X");
+    offer.decide_within = Some(3_600_000);
     let requests = task.publish(100, offer.clone());
     let at = Position {
         topic: InputTopic::Offers as usize,
@@ -341,6 +343,7 @@ fn invites_every_matching_subscriber_with_the_offer_terms_and_provider_contact()
                 time_rule: offer.time_rule,
             },
             provider_contact: "a@example.org".into(),
+            decide_within: Some(3_600_000),
         })
         .collect();
     assert_eq!(requests, expected);
@@ -891,11 +894,13 @@ fn left_behind(before: MemoryState, subscriber: &str) -> MemoryState {
 
 #[test]
 fn a_subscriber_registering_while_an_offer_is_open_gets_the_invitation_a_match_would_make() {
+    // Everything the offer forwards, its decision deadline included, reaches a late invitation.
+    let offered = || OfferPublished {
+        decide_within: Some(60_000),
+        ..inviting_late(offer("offer-1", "doc-X"))
+    };
     let mut late = Task::new();
-    assert!(
-        late.publish(100, inviting_late(offer("offer-1", "doc-X")))
-            .is_empty()
-    );
+    assert!(late.publish(100, offered()).is_empty());
     let requests = late.register(200, "B1", vec![wanting("doc-X")]);
     let registration = Position {
         topic: InputTopic::Subscribers as usize,
@@ -910,8 +915,9 @@ fn a_subscriber_registering_while_an_offer_is_open_gets_the_invitation_a_match_w
     early.register(50, "B1", vec![wanting("doc-X")]);
     // The offer at the offset it has in `late`.
     early.offset = 0;
-    let mut forward = early.publish(100, inviting_late(offer("offer-1", "doc-X")));
+    let mut forward = early.publish(100, offered());
     assert_eq!(forward.len(), 1);
+    assert_eq!(forward[0].decide_within, Some(60_000));
     forward[0].event_id = request_event_id(&registration, &request_id("offer-1", "B1"));
     assert_eq!(
         requests, forward,

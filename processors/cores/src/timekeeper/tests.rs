@@ -84,6 +84,7 @@ fn offer(offer_id: &str, time_rule: TimeRule) -> OfferPublished {
             time_rule,
             capacity: None,
             reward: None,
+            decide_within: None,
             credential: seal_offer(
                 offer_id,
                 DOCUMENT,
@@ -130,6 +131,7 @@ fn invitation(offer_id: &str, subscriber_id: &str) -> InteractionRequested {
             time_rule: deadline(T),
         },
         provider_contact: "a@example.org".into(),
+        decide_within: None,
     }
 }
 

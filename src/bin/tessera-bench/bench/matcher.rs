@@ -239,6 +239,7 @@ impl Synthetic {
                 }),
                 capacity: None,
                 reward: None,
+                decide_within: None,
                 credential: SealedCredential {
                     custody: Custody::CoSign,
                     package: vec![3; 256],

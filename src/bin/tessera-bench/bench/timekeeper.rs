@@ -364,6 +364,7 @@ impl Workload {
                     time_rule: rule(o),
                     capacity: None,
                     reward: None,
+                    decide_within: None,
                     credential: tessera_producers::provider::seal(
                         &offer_id(o),
                         Sealing {
@@ -402,6 +403,7 @@ impl Workload {
                         time_rule: rule(o),
                     },
                     provider_contact: "bench@localhost".into(),
+                    decide_within: None,
                 };
                 invitations.push(signed(&matcher, REQUESTS, offer_id(o), request.into())?);
             }
