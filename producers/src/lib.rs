@@ -11,6 +11,7 @@ pub mod client;
 pub mod describe;
 pub mod interest;
 pub mod keys;
+pub mod packages;
 pub mod provider;
 pub mod receipt;
 pub mod status;

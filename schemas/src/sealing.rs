@@ -76,6 +76,10 @@ pub const SEALED_HALF_LEN: usize = KEY_LEN + TAG_LEN;
 /// The largest package an offer carries inline. Kafka's default record limit is 1 MiB
 /// (`message.max.bytes`); this leaves a quarter of it for the rest of the offer.
 pub const MAX_PACKAGE_LEN: usize = 768 * 1024;
+/// The largest target data a provider seals inline, in the offer's own record: compressed, it
+/// stays under [`MAX_PACKAGE_LEN`] whatever it holds. Larger target data goes in chunks
+/// ([`chunks`]).
+pub const INLINE_TARGET_DATA_LEN: usize = chunks::CHUNK_LEN;
 /// The largest target data, before compression, that a party seals or opens. Highly compressible
 /// data can stay under [`MAX_PACKAGE_LEN`] while being much larger; opening stops here, so a
 /// package cannot inflate without bound.
@@ -665,8 +669,8 @@ pub fn open_credential(
 
 /// Checks a credential's shape, which anyone can without a key: each sealed half an encapsulated
 /// key and a sealed 32-byte half, the escrow half present exactly in escrow custody, a package at
-/// least a tag long and within [`MAX_PACKAGE_LEN`]. The timekeeper also checks that its halves
-/// open.
+/// least a tag long and within [`MAX_PACKAGE_LEN`], and a package that starts as a chunk
+/// manifest a valid one. The timekeeper also checks that its halves open.
 pub fn check_credential(credential: &SealedCredential) -> Result<(), String> {
     let shaped = |sealed: &SealedBox, half: Half| {
         if sealed.enc.len() == KEY_LEN && sealed.ciphertext.len() == SEALED_HALF_LEN {
@@ -701,6 +705,9 @@ pub fn check_credential(credential: &SealedCredential) -> Result<(), String> {
         return Err(format!(
             "the package is {len} bytes, more than the {MAX_PACKAGE_LEN} an offer carries"
         ));
+    }
+    if let Some(Err(e)) = chunks::Manifest::of_package(&credential.package) {
+        return Err(e.to_string());
     }
     Ok(())
 }

@@ -90,7 +90,10 @@ impl Manifest {
         };
         // Every chunk but the last is full, and the last holds at least a byte unless the
         // package is one empty chunk.
-        let full = manifest.chunks.checked_sub(1)?.checked_mul(CHUNK_LEN as u64)?;
+        let full = manifest
+            .chunks
+            .checked_sub(1)?
+            .checked_mul(CHUNK_LEN as u64)?;
         let fits = manifest.bytes > full && manifest.bytes <= full + CHUNK_LEN as u64
             || manifest.chunks == 1 && manifest.bytes == 0;
         (fits && manifest.partition >= 0 && manifest.first_offset >= 0).then_some(manifest)
@@ -244,7 +247,12 @@ impl ChunkOpener {
         let mut chunk = Zeroizing::new(body.to_vec());
         self.stream
             .cipher
-            .decrypt_inout_detached(&Stream::nonce(index), &aad, chunk.as_mut_slice().into(), &tag)
+            .decrypt_inout_detached(
+                &Stream::nonce(index),
+                &aad,
+                chunk.as_mut_slice().into(),
+                &tag,
+            )
             .map_err(|_| SealError::Chunk(index))?;
         self.stream.absorb(sealed);
         self.stream.bytes += chunk.len() as u64;
@@ -402,7 +410,10 @@ mod tests {
         let (_, manifest) = sealed(&data(10));
         let mut package = manifest.to_package();
         package.pop();
-        assert_eq!(Manifest::of_package(&package), Some(Err(SealError::Manifest)));
+        assert_eq!(
+            Manifest::of_package(&package),
+            Some(Err(SealError::Manifest))
+        );
         let overfull = Manifest {
             bytes: CHUNK_LEN as u64 + 1,
             ..manifest.clone()
