@@ -147,12 +147,14 @@ pub async fn read_chunks(
 ) -> Result<u64, PackageError> {
     let topic = PACKAGES.full_name(prefix);
     let mut config = config.clone();
-    // librdkafka prefetches up to 64 MiB per partition by default; a few chunks are enough to
-    // keep the fetch busy, and memory stays flat whatever the package's size.
+    // librdkafka prefetches up to 64 MiB per partition by default; 16 MiB (some 30 chunks) keep
+    // the fetch busy, and memory stays flat whatever the package's size. A full queue pauses
+    // fetching for fetch.queue.backoff.ms, a second by default: an eternity at this size.
     config
-        .set("queued.max.messages.kbytes", "4096")
-        .set("fetch.max.bytes", "4194304")
-        .set("max.partition.fetch.bytes", "1048576");
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "8388608")
+        .set("max.partition.fetch.bytes", "4194304")
+        .set("fetch.queue.backoff.ms", "10");
     let consumer = reader(&config, false)?;
     let mut assignment = TopicPartitionList::new();
     assignment
