@@ -254,7 +254,8 @@ impl KeyHalf {
         half
     }
 
-    fn xor(&self, other: &KeyHalf) -> KeyHalf {
+    /// The XOR of two halves: a data key from its platform and provider halves.
+    pub fn xor(&self, other: &KeyHalf) -> KeyHalf {
         let mut out = KeyHalf(Zeroizing::new([0; KEY_LEN]));
         for ((o, a), b) in out.0.iter_mut().zip(self.0.iter()).zip(other.0.iter()) {
             *o = a ^ b;
