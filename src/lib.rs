@@ -12,6 +12,7 @@ pub mod keys;
 pub mod ledger;
 pub mod logging;
 pub mod offer;
+pub mod progress;
 pub mod provider;
 pub mod receipt;
 pub mod run;

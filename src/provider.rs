@@ -7,12 +7,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use tessera_contract::sealing::{MAX_PACKAGE_LEN, MAX_TARGET_DATA_LEN, PublicKey};
+use tessera_contract::sealing::{
+    INLINE_TARGET_DATA_LEN, MAX_PACKAGE_LEN, MAX_TARGET_DATA_LEN, PublicKey,
+};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
+use tessera_contract::topics::PACKAGES;
 use tessera_contract::{Custody, Reward};
 use tessera_producers::agent::{self, Acted, Agent};
 use tessera_producers::client::Writer;
 use tessera_producers::keys::{self, Halves, PlatformKeyError, Role};
+use tessera_producers::packages;
 use tessera_producers::provider::{
     self, OfferRequest, ProviderError, RuleSpec, Sealing, parse_decide_within, parse_feature,
     parse_parameter, parse_reward,
@@ -155,9 +159,9 @@ Times are RFC 3339 (2026-11-26T09:00:00+01:00) or a time of day today in --tz (0
 Durations read like 90s, 15m, 1h, 1h30m, 2d. Every bound of a rule is inclusive and judged on the
 broker's receipt stamp of each response, never on a client's clock.
 
-The payload travels inline in the offer, compressed and encrypted: its sealed package may be at
-most 768 KiB (786432 bytes; Kafka's default record limit is 1 MiB), and the payload itself at most
-64 MiB before compression. Bigger payloads are refused and nothing is written.
+A payload of at most 512 KiB travels inline in the offer, compressed and encrypted. A larger one,
+of any size, is streamed to tessera.packages in sealed chunks of 512 KiB before the offer, which
+names them; the chunks are not compressed (audio, video and archives are already).
 
 Example:
   tessera provider publish --provider A --contact a@example.org --identifier doc-X \\
@@ -211,8 +215,9 @@ pub struct PublishArgs {
     /// The offer's id (default: a random UUID).
     #[arg(long, value_name = "ID")]
     pub offer_id: Option<String>,
-    /// The target data: compressed, encrypted under a fresh data key, and handed over only to
-    /// responders the timekeeper releases.
+    /// The target data: encrypted under a fresh data key, and handed over only to responders
+    /// the timekeeper releases. Up to 512 KiB it is compressed and travels in the offer; a larger
+    /// file, of any size, is streamed to `tessera.packages` in 512 KiB chunks.
     #[arg(long, value_name = "FILE")]
     pub payload: PathBuf,
     /// Who keeps the provider half of the data key.
@@ -296,7 +301,9 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
     let config = kafka.client_config()?;
     match command {
         Provider::Publish(args) => {
-            let payload = read_payload(&args.payload)?;
+            let size = std::fs::metadata(&args.payload)
+                .with_context(|| format!("cannot read payload {}", args.payload.display()))?
+                .len();
             let provider_id = args.provider.clone();
             let halves = halves(&provider_id, args.key_dir.clone())?;
             let (signer, key_created) = halves.signer()?;
@@ -308,11 +315,6 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
             )
             .await?;
             let custody = Custody::from(args.custody);
-            let sealing = Sealing {
-                target_data: &payload,
-                custody,
-                timekeeper: &timekeeper,
-            };
             let request = OfferRequest {
                 offer_id: args
                     .offer_id
@@ -332,7 +334,8 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 signing_key: signer.verifying_key(),
                 endorsement: args.endorsement.clone(),
             };
-            let mut built = provider::build(request, sealing, chrono::Utc::now()).map_err(|e| {
+            let writer = Writer::new(&config)?;
+            let cannot_seal = |e: ProviderError| {
                 let sealing = matches!(e, ProviderError::Seal(_));
                 let e = anyhow::Error::from(e);
                 if sealing {
@@ -340,22 +343,62 @@ pub async fn run(kafka: &KafkaArgs, command: Provider) -> anyhow::Result<()> {
                 } else {
                     e
                 }
-            })?;
+            };
+            let (mut built, sealed_how) = if size <= INLINE_TARGET_DATA_LEN as u64 {
+                let payload = read_payload(&args.payload)?;
+                let sealing = Sealing {
+                    target_data: &payload,
+                    custody,
+                    timekeeper: &timekeeper,
+                };
+                let built =
+                    provider::build(request, sealing, chrono::Utc::now()).map_err(cannot_seal)?;
+                let package = built.offer.credential.package.len();
+                (built, format!("sealed in a {package}-byte package"))
+            } else {
+                let (built, sealer) =
+                    provider::build_chunked(request, custody, &timekeeper, chrono::Utc::now())
+                        .map_err(cannot_seal)?;
+                let offer_id = built.offer.offer_id.clone();
+                let mut file = std::fs::File::open(&args.payload)
+                    .with_context(|| format!("cannot read payload {}", args.payload.display()))?;
+                let bar = crate::progress::bytes(size, "sealing and writing chunks");
+                let manifest = packages::write_chunks(
+                    &writer,
+                    &kafka.topic_prefix,
+                    &offer_id,
+                    &mut file,
+                    sealer,
+                    &signer,
+                    |written| bar.set_position(written),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot write the chunks of payload {}",
+                        args.payload.display()
+                    )
+                })?;
+                bar.finish_and_clear();
+                let how = format!(
+                    "sealed in {} chunks on {}/{} from offset {}",
+                    manifest.chunks,
+                    PACKAGES.full_name(&kafka.topic_prefix),
+                    manifest.partition,
+                    manifest.first_offset
+                );
+                (built.with_manifest(&manifest), how)
+            };
             built.offer.invite_late = !args.no_late_invitations;
             let offer = &built.offer;
             let (offer_id, rule) = (offer.offer_id.clone(), offer.time_rule.describe());
-            let package = offer.credential.package.len();
-            let writer = Writer::new(&config)?;
             let kept = built.kept_half.is_some();
             let written = provider::publish(&writer, &kafka.topic_prefix, built, &halves, &signer)
                 .await
                 .with_context(|| format!("cannot publish offer {offer_id}"))?;
             println!("offer {offer_id} published [{written}]");
             println!("  rule: {rule}");
-            println!(
-                "  payload: {} bytes, sealed in a {package}-byte package to timekeeper key {timekeeper}",
-                payload.len()
-            );
+            println!("  payload: {size} bytes, {sealed_how} to timekeeper key {timekeeper}");
             if kept {
                 println!(
                     "  custody: co-sign; the provider half is kept in {} (run `tessera provider agent --provider {}`)",

@@ -185,6 +185,38 @@ impl Writer {
         .await
     }
 
+    /// Hands `event` under `key` to the producer like [`Writer::write_as`], without waiting for
+    /// the broker: what [`Pending::written`] then waits for. Records under one key keep their
+    /// order (the producer is idempotent), so a writer may keep several in flight.
+    pub fn enqueue_as(
+        &self,
+        signer: &SigningKey,
+        prefix: &str,
+        topic: Topic,
+        key: &str,
+        event: &Event,
+    ) -> Result<Pending, ClientError> {
+        let bytes = encode(event)?;
+        let signature = signer.sign_record(topic.name, Some(key.as_bytes()), Some(&bytes));
+        let name = topic.full_name(prefix);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: signing::HEADER,
+            value: Some(&signature[..]),
+        });
+        let record = FutureRecord::to(&name)
+            .key(key)
+            .payload(bytes.as_slice())
+            .headers(headers);
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| kafka(format!("cannot write to {name}"))(e))?;
+        Ok(Pending {
+            topic: name,
+            delivery,
+        })
+    }
+
     /// Writes a tombstone (a null value) under `key`, so compaction drops the key's records.
     pub async fn tombstone(&self, topic: &str, key: &str) -> Result<Written, ClientError> {
         self.send(topic, FutureRecord::<str, [u8]>::to(topic).key(key))
@@ -203,6 +235,30 @@ impl Writer {
             .map_err(|(e, _)| kafka(format!("cannot write to {topic}"))(e))?;
         Ok(Written {
             topic: topic.to_string(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+            stamp: broker_stamp(delivery.timestamp),
+        })
+    }
+}
+
+/// A record handed to the producer by [`Writer::enqueue_as`], not yet acknowledged.
+pub struct Pending {
+    topic: String,
+    delivery: rdkafka::producer::DeliveryFuture,
+}
+
+impl Pending {
+    /// Waits until the broker has the record; where it landed.
+    pub async fn written(self) -> Result<Written, ClientError> {
+        let failed = |e| kafka(format!("cannot write to {}", self.topic))(e);
+        let delivery = match self.delivery.await {
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err((e, _))) => return Err(failed(e)),
+            Err(_) => return Err(failed(KafkaError::Canceled)),
+        };
+        Ok(Written {
+            topic: self.topic,
             partition: delivery.partition,
             offset: delivery.offset,
             stamp: broker_stamp(delivery.timestamp),

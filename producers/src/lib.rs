@@ -12,6 +12,7 @@ pub mod clock;
 pub mod describe;
 pub mod interest;
 pub mod keys;
+pub mod packages;
 pub mod provider;
 pub mod receipt;
 pub mod status;

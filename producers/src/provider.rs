@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use hpke::rand_core::UnwrapErr;
 use tessera_contract::identity;
 use tessera_contract::rules::check_offer;
-use tessera_contract::sealing::{self, KeyHalf, PublicKey, SealError, SealedOffer};
+use tessera_contract::sealing::chunks::{ChunkSealer, Manifest};
+use tessera_contract::sealing::{self, KeyHalf, OfferKey, PublicKey, SealError, SealedOffer};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::OFFERS;
 use tessera_contract::{
@@ -160,13 +161,59 @@ pub fn seal(offer_id: &str, sealing: Sealing<'_>) -> Result<SealedOffer, SealErr
     )
 }
 
-/// Builds the offer with its sealed credential and checks it as the timekeeper would on receipt
-/// at `now`. The offer invites late (`invite_late`): subscribers that register while it is open
-/// are invited too; set [`Built::offer`]'s field to false before publishing to invite only those
-/// registered when it arrives.
+/// Builds the offer with its target data sealed inline and checks it as the timekeeper would on
+/// receipt at `now`. The offer invites late (`invite_late`): subscribers that register while it is
+/// open are invited too; set [`Built::offer`]'s field to false before publishing to invite only
+/// those registered when it arrives.
 pub fn build(
     request: OfferRequest,
     sealing: Sealing<'_>,
+    now: DateTime<Utc>,
+) -> Result<Built, ProviderError> {
+    let sealed = seal(&request.offer_id, sealing)?;
+    build_sealed(request, sealed, now)
+}
+
+/// Builds an offer whose target data goes in chunks (`crate::packages`), and checks it as
+/// [`build`] does, before a chunk is written: the offer, its package still a placeholder
+/// manifest, and the sealer of its chunks. Once they are written, the manifest
+/// [`crate::packages::write_chunks`] returns replaces the placeholder
+/// ([`Built::with_manifest`]).
+pub fn build_chunked(
+    request: OfferRequest,
+    custody: Custody,
+    timekeeper: &PublicKey,
+    now: DateTime<Utc>,
+) -> Result<(Built, ChunkSealer), ProviderError> {
+    let key = OfferKey::new(
+        &request.offer_id,
+        custody,
+        timekeeper,
+        &mut UnwrapErr(getrandom::SysRng),
+    )?;
+    let sealer = ChunkSealer::new(&key.data_key, &request.offer_id);
+    let placeholder = Manifest {
+        chunks: 1,
+        bytes: 0,
+        partition: 0,
+        first_offset: 0,
+        digest: [0; 32],
+    };
+    let sealed = key.with_package(placeholder.to_package());
+    Ok((build_sealed(request, sealed, now)?, sealer))
+}
+
+impl Built {
+    /// The offer with `manifest` as its package, its chunks written.
+    pub fn with_manifest(mut self, manifest: &Manifest) -> Built {
+        self.offer.credential.package = manifest.to_package();
+        self
+    }
+}
+
+fn build_sealed(
+    request: OfferRequest,
+    sealed: SealedOffer,
     now: DateTime<Utc>,
 ) -> Result<Built, ProviderError> {
     let mut features = BTreeMap::new();
@@ -181,7 +228,6 @@ pub fn build(
             return Err(ProviderError::DuplicateParameter(key));
         }
     }
-    let sealed = seal(&request.offer_id, sealing)?;
     let offer = OfferPublished {
         event_id: event_id(),
         offer_id: request.offer_id,

@@ -286,6 +286,13 @@ pub fn all() -> Vec<Event> {
             provider_half: sealed(7),
         }
         .into(),
+        PackageChunk {
+            event_id: id(30),
+            offer_id: "offer-1".into(),
+            index: 0,
+            sealed: vec![9; 64],
+        }
+        .into(),
         CredentialDelivered {
             event_id: id(16),
             credential_id: "cred-1".into(),

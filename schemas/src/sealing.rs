@@ -56,6 +56,11 @@ use zeroize::Zeroizing;
 
 use crate::events::{CredentialDelivered, Custody, SealedBox, SealedCredential};
 
+pub mod chunks;
+
+/// [`chunks::CHUNK_LEN`], for error messages.
+const CHUNK_BYTES: usize = chunks::CHUNK_LEN;
+
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
 type HpkeAead = hpke::aead::ChaCha20Poly1305;
@@ -71,6 +76,10 @@ pub const SEALED_HALF_LEN: usize = KEY_LEN + TAG_LEN;
 /// The largest package an offer carries inline. Kafka's default record limit is 1 MiB
 /// (`message.max.bytes`); this leaves a quarter of it for the rest of the offer.
 pub const MAX_PACKAGE_LEN: usize = 768 * 1024;
+/// The largest target data a provider seals inline, in the offer's own record: compressed, it
+/// stays under [`MAX_PACKAGE_LEN`] whatever it holds. Larger target data goes in chunks
+/// ([`chunks`]).
+pub const INLINE_TARGET_DATA_LEN: usize = chunks::CHUNK_LEN;
 /// The largest target data, before compression, that a party seals or opens. Highly compressible
 /// data can stay under [`MAX_PACKAGE_LEN`] while being much larger; opening stops here, so a
 /// package cannot inflate without bound.
@@ -130,6 +139,27 @@ pub enum SealError {
     /// The decrypted package inflates past the limit.
     #[error("the target data is larger than {max} bytes once decompressed")]
     Inflated { max: usize },
+    /// A package that starts as a chunk manifest but is not one.
+    #[error("the package is not a valid chunk manifest")]
+    Manifest,
+    /// A chunk of the wrong length for its place, or sealed after the last one.
+    #[error(
+        "a chunk holds {CHUNK_BYTES} bytes of target data, the last one at most that, and none \
+         follows it"
+    )]
+    ChunkLength,
+    /// A chunk read out of order, or one missing.
+    #[error("chunk {expected} of the package is missing (found chunk {index} next)")]
+    ChunkOrder { expected: u64, index: u64 },
+    /// A chunk that does not decrypt in its place.
+    #[error(
+        "chunk {0} of the package does not decrypt in its place: it was altered, moved, belongs \
+         to another offer, or the package was cut short"
+    )]
+    Chunk(u64),
+    /// Chunks that open but are not the ones the provider signed.
+    #[error("the package's chunks are not the ones its signed manifest names")]
+    ChunksDigest,
     /// A box whose parts have the wrong lengths: no key opens it.
     #[error(
         "the {0} is not a sealed half: a {KEY_LEN}-byte encapsulated key and a \
@@ -224,7 +254,8 @@ impl KeyHalf {
         half
     }
 
-    fn xor(&self, other: &KeyHalf) -> KeyHalf {
+    /// The XOR of two halves: a data key from its platform and provider halves.
+    pub fn xor(&self, other: &KeyHalf) -> KeyHalf {
         let mut out = KeyHalf(Zeroizing::new([0; KEY_LEN]));
         for ((o, a), b) in out.0.iter_mut().zip(self.0.iter()).zip(other.0.iter()) {
             *o = a ^ b;
@@ -386,6 +417,75 @@ pub struct SealedOffer {
     pub kept_half: Option<KeyHalf>,
 }
 
+/// An offer's fresh data key, split, with its halves sealed as the offer's credential carries
+/// them: what sealing its package needs, inline ([`seal_offer`]) or in chunks
+/// ([`chunks::ChunkSealer`]).
+pub struct OfferKey {
+    /// The key the package is encrypted under.
+    pub data_key: KeyHalf,
+    custody: Custody,
+    platform_half: SealedBox,
+    escrow_half: Option<SealedBox>,
+    kept_half: Option<KeyHalf>,
+}
+
+impl OfferKey {
+    /// Draws a data key and its platform half from `rng`, and seals the platform half (and in
+    /// escrow custody the provider half) to the timekeeper, bound to offer `offer_id`.
+    pub fn new(
+        offer_id: &str,
+        custody: Custody,
+        timekeeper: &PublicKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<OfferKey, SealError> {
+        let data_key = KeyHalf::random(rng);
+        let platform = KeyHalf::random(rng);
+        let provider = data_key.xor(&platform);
+        let seal_to_timekeeper = |half: &KeyHalf, which: Half, rng: &mut _| {
+            let aad = bound("", &[offer_id.as_bytes()]);
+            let info = to_timekeeper(which);
+            seal(
+                &OpModeS::Base,
+                timekeeper,
+                info.as_bytes(),
+                half.as_bytes(),
+                &aad,
+                rng,
+                which.name(),
+            )
+        };
+        let platform_half = seal_to_timekeeper(&platform, Half::Platform, rng)?;
+        let (escrow_half, kept_half) = match custody {
+            Custody::Escrow => (
+                Some(seal_to_timekeeper(&provider, Half::Provider, rng)?),
+                None,
+            ),
+            Custody::CoSign => (None, Some(provider)),
+        };
+        Ok(OfferKey {
+            data_key,
+            custody,
+            platform_half,
+            escrow_half,
+            kept_half,
+        })
+    }
+
+    /// The sealed offer whose package is `package`: the target data sealed inline under
+    /// [`OfferKey::data_key`], or a [`chunks::Manifest`].
+    pub fn with_package(self, package: Vec<u8>) -> SealedOffer {
+        SealedOffer {
+            credential: SealedCredential {
+                custody: self.custody,
+                package,
+                platform_half: self.platform_half,
+                escrow_half: self.escrow_half,
+            },
+            kept_half: self.kept_half,
+        }
+    }
+}
+
 /// Compresses and encrypts `target_data` for offer `offer_id` under a fresh data key from `rng`,
 /// splits the key, and seals the platform half (and in escrow custody the provider half) to the
 /// timekeeper.
@@ -409,11 +509,8 @@ pub fn seal_offer(
             max: MAX_PACKAGE_LEN,
         });
     }
-    let data_key = KeyHalf::random(rng);
-    let platform = KeyHalf::random(rng);
-    let provider = data_key.xor(&platform);
-
-    let (cipher, nonce) = package_cipher(&data_key);
+    let key = OfferKey::new(offer_id, custody, timekeeper, rng)?;
+    let (cipher, nonce) = package_cipher(&key.data_key);
     let aad = bound(PACKAGE_AAD, &[offer_id.as_bytes()]);
     let tag: Tag = cipher
         .encrypt_inout_detached(&nonce, &aad, package.as_mut_slice().into())
@@ -423,37 +520,7 @@ pub fn seal_offer(
         })?;
     let mut sealed_package = std::mem::take(&mut *package);
     sealed_package.extend_from_slice(&tag);
-
-    let seal_to_timekeeper = |half: &KeyHalf, which: Half, rng: &mut _| {
-        let aad = bound("", &[offer_id.as_bytes()]);
-        let info = to_timekeeper(which);
-        seal(
-            &OpModeS::Base,
-            timekeeper,
-            info.as_bytes(),
-            half.as_bytes(),
-            &aad,
-            rng,
-            which.name(),
-        )
-    };
-    let platform_half = seal_to_timekeeper(&platform, Half::Platform, rng)?;
-    let (escrow_half, kept_half) = match custody {
-        Custody::Escrow => (
-            Some(seal_to_timekeeper(&provider, Half::Provider, rng)?),
-            None,
-        ),
-        Custody::CoSign => (None, Some(provider)),
-    };
-    Ok(SealedOffer {
-        credential: SealedCredential {
-            custody,
-            package: sealed_package,
-            platform_half,
-            escrow_half,
-        },
-        kept_half,
-    })
+    Ok(key.with_package(sealed_package))
 }
 
 /// Opens a half the provider sealed to the timekeeper for offer `offer_id`.
@@ -535,13 +602,21 @@ pub fn open_package(
     platform: &KeyHalf,
     provider: &KeyHalf,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    open_sealed_package(package, offer_id, &platform.xor(provider))
+}
+
+/// Decrypts and decompresses offer `offer_id`'s package sealed inline under `data_key`.
+fn open_sealed_package(
+    package: &[u8],
+    offer_id: &str,
+    data_key: &KeyHalf,
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let Some(split) = package.len().checked_sub(TAG_LEN) else {
         return Err(SealError::Package);
     };
     let (body, tag) = package.split_at(split);
     let tag = Tag::try_from(tag).map_err(|_| SealError::Package)?;
-    let data_key = platform.xor(provider);
-    let (cipher, nonce) = package_cipher(&data_key);
+    let (cipher, nonce) = package_cipher(data_key);
     let aad = bound(PACKAGE_AAD, &[offer_id.as_bytes()]);
     let mut compressed = Zeroizing::new(body.to_vec());
     cipher
@@ -557,11 +632,12 @@ pub fn open_package(
         })
 }
 
-/// Opens a delivered credential with the recipient's private key: both halves, then the package.
-pub fn open_credential(
+/// Opens both halves of a delivered credential with the recipient's private key: the data key
+/// its package (inline, or in chunks) is sealed under.
+pub fn open_data_key(
     delivered: &CredentialDelivered,
     subscriber: &PrivateKey,
-) -> Result<Zeroizing<Vec<u8>>, SealError> {
+) -> Result<KeyHalf, SealError> {
     let release = Release {
         offer_id: &delivered.offer_id,
         subscriber_id: &delivered.subscriber_id,
@@ -579,18 +655,23 @@ pub fn open_credential(
         &release,
         subscriber,
     )?;
-    open_package(
-        &delivered.package,
-        &delivered.offer_id,
-        &platform,
-        &provider,
-    )
+    Ok(platform.xor(&provider))
+}
+
+/// Opens a delivered credential sealed inline with the recipient's private key: both halves,
+/// then the package.
+pub fn open_credential(
+    delivered: &CredentialDelivered,
+    subscriber: &PrivateKey,
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    let data_key = open_data_key(delivered, subscriber)?;
+    open_sealed_package(&delivered.package, &delivered.offer_id, &data_key)
 }
 
 /// Checks a credential's shape, which anyone can without a key: each sealed half an encapsulated
 /// key and a sealed 32-byte half, the escrow half present exactly in escrow custody, a package at
-/// least a tag long and within [`MAX_PACKAGE_LEN`]. The timekeeper also checks that its halves
-/// open.
+/// least a tag long and within [`MAX_PACKAGE_LEN`], and a package that starts as a chunk
+/// manifest a valid one. The timekeeper also checks that its halves open.
 pub fn check_credential(credential: &SealedCredential) -> Result<(), String> {
     let shaped = |sealed: &SealedBox, half: Half| {
         if sealed.enc.len() == KEY_LEN && sealed.ciphertext.len() == SEALED_HALF_LEN {
@@ -625,6 +706,9 @@ pub fn check_credential(credential: &SealedCredential) -> Result<(), String> {
         return Err(format!(
             "the package is {len} bytes, more than the {MAX_PACKAGE_LEN} an offer carries"
         ));
+    }
+    if let Some(Err(e)) = chunks::Manifest::of_package(&credential.package) {
+        return Err(e.to_string());
     }
     Ok(())
 }

@@ -176,10 +176,20 @@ pub const DEAD_LETTERS: Topic = Topic {
     decides: false,
 };
 
+/// `tessera.packages`: chunks of packages too large for their offer's record.
+pub const PACKAGES: Topic = Topic {
+    name: "tessera.packages",
+    key: "offer id",
+    shape: Shape::EventLog,
+    events: &[E::PackageChunk],
+    decides: false,
+};
+
 /// Every topic of DESIGN.md, in data-flow order.
 pub const ALL: &[Topic] = &[
     KEYS,
     SUBSCRIBERS,
+    PACKAGES,
     OFFERS,
     REQUESTS,
     RESPONSES,

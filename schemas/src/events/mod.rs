@@ -13,6 +13,7 @@ mod keys;
 mod ledger;
 mod offers;
 mod outcomes;
+mod packages;
 mod requests;
 mod responses;
 mod subscribers;
@@ -27,6 +28,7 @@ pub use keys::*;
 pub use ledger::*;
 pub use offers::*;
 pub use outcomes::*;
+pub use packages::*;
 pub use requests::*;
 pub use responses::*;
 pub use subscribers::*;
@@ -140,6 +142,7 @@ events! {
     OfferRejected => "offer_rejected.avsc",
     OfferClosed => "offer_closed.avsc",
     ProviderShareReleased => "provider_share_released.avsc",
+    PackageChunk => "package_chunk.avsc",
     CredentialDelivered => "credential_delivered.avsc",
     DeliveryFailed => "delivery_failed.avsc",
     CredentialAccepted => "credential_accepted.avsc",

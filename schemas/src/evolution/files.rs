@@ -28,6 +28,7 @@ released! {
     "offer_published" => [1, 2, 3, 4, 5],
     "offer_rejected" => [1],
     "offer_withdrawn" => [1],
+    "package_chunk" => [1],
     "provider_share_released" => [1],
     "response_rejected" => [1],
     "response_submitted" => [1],

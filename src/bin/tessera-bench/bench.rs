@@ -38,6 +38,7 @@ pub(crate) fn tessera_command() -> anyhow::Result<PathBuf> {
 mod audit;
 mod idle;
 mod matcher;
+pub(crate) mod packages;
 mod releases;
 mod timekeeper;
 
@@ -87,6 +88,10 @@ pub(crate) enum Bench {
     /// Replay rate of `tessera audit` (input records per second) over a counter run's log,
     /// against a plain read_committed consume of the same topics in the same run.
     Audit(audit::ReplayArgs),
+    /// Publish and open rates of a payload in chunks (`tessera provider publish`, then the
+    /// reader `tessera subscriber open` uses), each process's peak RSS, against Kafka's own
+    /// ProducerPerformance and ConsumerPerformance moving the same bytes on the same broker.
+    Packages(packages::PackagesArgs),
     /// Time to match one offer through the matcher's index over many stored interests, against
     /// a linear scan of the same interests in the same RocksDB store; and the interests' size in
     /// state. Then the reverse: time to match one new subscriber against many open offers, which
@@ -120,6 +125,7 @@ pub(crate) async fn run(kafka: &KafkaArgs, bench: Bench) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || releases::release_rate(args)).await?
         }
         Bench::Audit(args) => audit::replay_rate(kafka, args).await,
+        Bench::Packages(args) => packages::publish_and_open(kafka, args).await,
         Bench::Idle(args) => idle::idle_cost(kafka, args).await,
         Bench::Runtime {
             events,

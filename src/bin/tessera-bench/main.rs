@@ -34,6 +34,9 @@ enum Command {
         #[command(flatten)]
         counter: CounterArgs,
     },
+    /// Opens an escrow offer's package in chunks with the timekeeper's key file: the opening
+    /// side `tessera-bench packages` times, streaming as `tessera subscriber open` does.
+    OpenPackage(bench::packages::OpenPackageArgs),
     /// Audits a counter run: replays the counter over its inputs and compares its output.
     AuditCounter {
         #[command(flatten)]
@@ -49,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Counter { run, counter } => {
             tessera::run::run_counter(&cli.kafka, &run, &counter).await?
         }
+        Command::OpenPackage(args) => bench::packages::open_package(&cli.kafka, args).await?,
         Command::AuditCounter { audit, counter } => {
             let audit = AuditArgs {
                 processors: vec![Audited::Counter],
