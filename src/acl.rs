@@ -24,8 +24,8 @@ use anyhow::Context as _;
 use rdkafka::bindings as rd;
 use rdkafka::producer::{BaseProducer, Producer};
 use tessera_contract::topics::{
-    self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, REQUESTS, RESPONSES,
-    SUBSCRIBERS, Topic,
+    self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, PACKAGES, REQUESTS,
+    RESPONSES, SUBSCRIBERS, Topic,
 };
 use tessera_cores::layout::Topics;
 use tessera_cores::registry::{self, Shape};
@@ -375,6 +375,12 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
         Operation::Write,
         "agent co-signs releases",
     );
+    table.topic(
+        p,
+        &PACKAGES.full_name(prefix),
+        Operation::Write,
+        "publishes payloads larger than an offer carries, in chunks",
+    );
     table.reads(
         p,
         prefix,
@@ -414,6 +420,7 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
             (DECISIONS, "listen: verdicts"),
             (RESPONSES, "listen: what it answered already"),
             (DELIVERIES, "its inbox"),
+            (PACKAGES, "open: payloads in chunks"),
             (OUTCOMES, "what it accepted already"),
         ],
     );
@@ -930,7 +937,7 @@ mod tests {
         let grants = plan("");
         assert_eq!(
             writes(&grants, Role::Provider),
-            ["tessera.cosigns", "tessera.offers"]
+            ["tessera.cosigns", "tessera.offers", "tessera.packages"]
         );
         assert_eq!(
             writes(&grants, Role::Subscriber),

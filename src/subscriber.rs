@@ -3,13 +3,14 @@
 //! `tessera-producers`; this reads the command line and prints what happened.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
+use tessera_contract::sealing::chunks::Manifest;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::{CredentialDelivered, Event, Interest};
 use tessera_producers::client::Writer;
@@ -224,6 +225,15 @@ fn write_out(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The first 4 KiB of a file: enough for its first line.
+fn head(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4096).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(head)
+}
+
 /// The first line of the target data, for the person at the prompt: at most 200 characters, or
 /// a note if it is not text.
 fn first_line(data: &[u8]) -> String {
@@ -422,11 +432,33 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             let found = Found::read(&config, prefix, &which).await?;
             let key = keys::load(&key_path(&which.id, which.key_file)?)?;
             let what = &found.what;
-            let data = subscriber::open(&found.delivered, &key)
-                .with_context(|| format!("cannot open {what}"))?;
-            write_out(&out, &data)?;
-            println!("opened: {} bytes written to {}", data.len(), out.display());
-            println!("first line: {}", first_line(&data));
+            match Manifest::of_package(&found.delivered.package) {
+                None => {
+                    let data = subscriber::open(&found.delivered, &key)
+                        .with_context(|| format!("cannot open {what}"))?;
+                    write_out(&out, &data)?;
+                    println!("opened: {} bytes written to {}", data.len(), out.display());
+                    println!("first line: {}", first_line(&data));
+                }
+                Some(manifest) => {
+                    let manifest = manifest.with_context(|| format!("cannot open {what}"))?;
+                    let chunks = manifest.chunks;
+                    let bar = crate::progress::bytes(manifest.bytes, "reading and opening chunks");
+                    let delivered = &found.delivered;
+                    let progress = |written| bar.set_position(written);
+                    let written = subscriber::open_chunks(
+                        &config, prefix, delivered, manifest, &key, &out, progress,
+                    )
+                    .await
+                    .with_context(|| format!("cannot open {what}"))?;
+                    bar.finish_and_clear();
+                    println!(
+                        "opened: {written} bytes from {chunks} chunks written to {}",
+                        out.display()
+                    );
+                    println!("first line: {}", first_line(&head(&out)?));
+                }
+            }
             match found.outcome(&config, prefix).await? {
                 Some(outcome) => println!("{outcome}"),
                 None => {

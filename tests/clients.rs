@@ -1006,7 +1006,7 @@ async fn keys_are_generated_private_shown_as_text_and_refused_when_loose() {
 }
 
 #[tokio::test]
-async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
+async fn payloads_are_sealed_in_the_custody_asked_inline_or_in_chunks() {
     let it = Installation::new().await;
     let offer = |id: &str, payload: &str, extra: &[&str]| {
         let mut args = vec![
@@ -1043,7 +1043,8 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
     assert!(explicit.status.success(), "{explicit:?}");
     assert!(it.dir.path().join("halves/explicit.half").exists());
 
-    // Random bytes do not compress: 1 MiB of them cannot travel inline.
+    // 1 MiB of random bytes is more than travels inline: it goes in two chunks, and the offer's
+    // package is their manifest.
     let mut noise = Vec::new();
     std::io::Read::read_to_end(
         &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 1 << 20),
@@ -1051,19 +1052,14 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
     )
     .unwrap();
     std::fs::write(it.dir.path().join("big.bin"), noise).unwrap();
-    let big = offer("big", "big.bin", &[]);
-    assert_eq!(big.status.code(), Some(1));
-    let message = stderr(&big);
-    assert_eq!(message.lines().count(), 1, "{message}");
+    let big = offer("big", "big.bin", &["--custody", "escrow"]);
+    assert!(big.status.success(), "{big:?}");
+    let out = String::from_utf8(big.stdout).unwrap();
     assert!(
-        message.starts_with("error: cannot seal payload big.bin: the target data compresses to a "),
-        "{message}"
+        out.contains("  payload: 1048576 bytes, sealed in 2 chunks on "),
+        "{out}"
     );
-    assert!(
-        message.contains("an offer carries at most 786432 bytes inline"),
-        "{message}"
-    );
-    assert!(!it.dir.path().join(".tessera/keys/A/big.half").exists());
+    assert_eq!(it.read(topics::PACKAGES).await.len(), 2);
 
     let records = it.read(topics::OFFERS).await;
     let mut offers: Vec<&OfferPublished> = records
@@ -1080,9 +1076,15 @@ async fn payloads_are_sealed_in_the_custody_asked_and_oversized_ones_refused() {
         .collect();
     assert_eq!(
         custodies,
-        [("escrowed", Custody::Escrow), ("explicit", Custody::CoSign)]
+        [
+            ("big", Custody::Escrow),
+            ("escrowed", Custody::Escrow),
+            ("explicit", Custody::CoSign)
+        ]
     );
-    let explicit = offers[1];
+    let manifest = sealing::chunks::Manifest::of_package(&offers[0].credential.package);
+    assert!(matches!(manifest, Some(Ok(m)) if m.chunks == 2 && m.bytes == 1 << 20));
+    let explicit = offers[2];
     let platform = &explicit.credential.platform_half;
     assert!(
         sealing::open_from_provider(platform, Half::Platform, "explicit", &other).is_ok()

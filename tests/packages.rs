@@ -6,10 +6,12 @@ mod support;
 use std::io::{Read, Write};
 
 use sha2::{Digest, Sha256};
+use tessera::demo::Processors;
 use tessera_contract::sealing::chunks::{CHUNK_LEN, ChunkOpener, ChunkSealer, Manifest};
 use tessera_contract::sealing::{KeyHalf, PrivateKey, SealError};
-use tessera_contract::signing::SigningKey;
+use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::PACKAGES;
+use tessera_contract::topics::{DELIVERIES, REQUESTS};
 use tessera_contract::{Event, PackageChunk};
 use tessera_producers::client::{Writer, Written, event_id};
 use tessera_producers::packages::{PackageError, read_chunks, write_chunks};
@@ -228,4 +230,95 @@ async fn forged_chunks_are_skipped_and_a_missing_or_altered_one_is_named() {
             .starts_with("chunk 1 of the package does not decrypt"),
         "{error}"
     );
+}
+
+/// Runs `tessera args` in `world`'s directory, the platform's keys pinned by fingerprint.
+fn tessera(
+    world: &support::World,
+    platform: (&VerifyingKey, &VerifyingKey),
+    args: &[&str],
+) -> std::process::Output {
+    let (timekeeper, delivery) = platform;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(world.dir.path())
+        .env("TESSERA_BROKERS", support::brokers())
+        .env("TESSERA_TOPIC_PREFIX", world.prefix())
+        .env("TESSERA_TIMEKEEPER_FINGERPRINT", timekeeper.fingerprint())
+        .env("TESSERA_DELIVERY_FINGERPRINT", delivery.fingerprint())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{args:?}: {output:?}");
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payload_in_chunks_is_published_released_and_opened_from_the_command_line() {
+    let (world, timekeeper_key) = support::World::new(2).await;
+    let state = world.dir.path().join("state");
+    let timekeeper = SigningKey::derive(&timekeeper_key).verifying_key();
+    let processors = Processors::start(&world.kafka, &state, timekeeper_key).unwrap();
+    let platform = (&timekeeper, &processors.delivery);
+    // Random bytes: 3 MiB and a few, so six full chunks and a short last one.
+    let mut payload = vec![0u8; 3 * CHUNK_LEN * 2 + 77];
+    let mut generated = Generated {
+        left: payload.len() as u64,
+        state: 11,
+    };
+    generated.read_exact(&mut payload).unwrap();
+    std::fs::write(world.dir.path().join("video.bin"), &payload).unwrap();
+    let key_file = world.dir.path().join("B1.key");
+    support::register(&world.writer, world.prefix(), "B1", &key_file).await;
+
+    let flags = [
+        "--offer-id",
+        "video",
+        "--custody",
+        "escrow",
+        "--payload",
+        "video.bin",
+    ];
+    let published = tessera(&world, platform, &support::publish_doc_x_args(&flags));
+    let published = String::from_utf8(published.stdout).unwrap();
+    assert!(
+        published.contains(&format!(
+            "  payload: {} bytes, sealed in 7 chunks on ",
+            payload.len()
+        )),
+        "{published}"
+    );
+    world.wait_for(REQUESTS, "video", 1).await;
+    let respond = ["subscriber", "respond", "video", "--id", "B1", "--key-file"];
+    tessera(&world, platform, &[&respond[..], &["B1.key"]].concat());
+    world.wait_for(DELIVERIES, "B1", 1).await;
+
+    let open = [
+        "subscriber",
+        "open",
+        "--id",
+        "B1",
+        "--offer",
+        "video",
+        "--key-file",
+        "B1.key",
+        "--out",
+        "opened.bin",
+    ];
+    let opened = String::from_utf8(tessera(&world, platform, &open).stdout).unwrap();
+    assert!(
+        opened.contains(&format!(
+            "opened: {} bytes from 7 chunks written to opened.bin",
+            payload.len()
+        )),
+        "{opened}"
+    );
+    assert_eq!(
+        std::fs::read(world.dir.path().join("opened.bin")).unwrap(),
+        payload
+    );
+    assert!(
+        !world.dir.path().join(".opened.bin.tessera-part").exists(),
+        "the part file is renamed into place"
+    );
+    processors.stop().await.unwrap();
 }

@@ -11,13 +11,15 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use tessera_contract::identity;
 use tessera_contract::rules::{format_stamp, request_id};
+use tessera_contract::sealing::chunks::{ChunkOpener, Manifest};
 use tessera_contract::sealing::{self, PrivateKey, PublicKey, SealError};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
@@ -38,6 +40,7 @@ use crate::clock::{BrokerClock, Plan, plan};
 use crate::describe;
 use crate::interest::{self, InterestError};
 use crate::keys::{self, KeyError};
+use crate::packages::{PackageError, read_chunks};
 
 /// Why a subscriber command failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,9 @@ pub enum SubscriberError {
     /// The inbox holds no credential that fits the choice.
     #[error("{0}")]
     NoCredential(String),
+    /// A package in chunks could not be read, opened or written.
+    #[error(transparent)]
+    Package(#[from] PackageError),
 }
 
 /// What a subscriber registers.
@@ -674,6 +680,69 @@ pub fn open(
     key: &PrivateKey,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     sealing::open_credential(delivered, key)
+}
+
+/// Opens a delivered credential whose package is in chunks (`crate::packages`): both halves
+/// with the recipient's key, then every chunk streamed from `tessera.packages`, each checked as
+/// the provider's and opened in its place, into a new file beside `out` (mode 0600), renamed to
+/// `out` once all match the manifest the provider signed, so a package cut short or altered
+/// leaves nothing at `out`. `progress` hears the bytes written so far; returns their number.
+pub async fn open_chunks(
+    config: &ClientConfig,
+    prefix: &str,
+    delivered: &CredentialDelivered,
+    manifest: Manifest,
+    key: &PrivateKey,
+    out: &Path,
+    progress: impl FnMut(u64),
+) -> Result<u64, SubscriberError> {
+    let data_key = sealing::open_data_key(delivered, key)?;
+    let provider = VerifyingKey::from_bytes(&delivered.provider_signing_key).map_err(|e| {
+        SubscriberError::NoCredential(format!(
+            "credential {} names no usable key of provider {}: {e}",
+            delivered.credential_id, delivered.provider_id
+        ))
+    })?;
+    let opener = ChunkOpener::new(&data_key, &delivered.offer_id, manifest.clone());
+    let name = out.file_name().map_or_else(
+        || "opened".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let part = out.with_file_name(format!(".{name}.tessera-part"));
+    let io = |what: &str, source| PackageError::Io {
+        what: format!("{what} {}", part.display()),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&part)
+        .map_err(|e| io("cannot create", e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let read = read_chunks(
+        config,
+        prefix,
+        &delivered.offer_id,
+        &manifest,
+        (&provider, &delivered.provider_id),
+        opener,
+        &mut writer,
+        progress,
+    )
+    .await;
+    drop(writer);
+    let written = match read {
+        Ok(written) => written,
+        Err(e) => {
+            // What was written is unchecked: it must not be mistaken for the document.
+            let _ = std::fs::remove_file(&part);
+            return Err(e.into());
+        }
+    };
+    std::fs::rename(&part, out).map_err(|e| io("cannot rename", e))?;
+    Ok(written)
 }
 
 /// The outcome already on `tessera.outcomes` for the delivered credential, if any, with where it
