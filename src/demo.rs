@@ -2,10 +2,11 @@
 //!
 //! Provider A offers document X, sealed and with a reward, with a deadline a few seconds ahead.
 //! Subscribers B1 and B2 have stored a need for such documents and are invited; B3 needs something
-//! else and is not. B1 answers at once and is released; B2 answers after the deadline and is
-//! refused TooLate. A's device then seals its half of the key to B1 (co-sign custody), the delivery
-//! worker puts the credential in B1's inbox, B1 opens document X with both halves and accepts it,
-//! and A is credited the reward; B2 has nothing to open. Every step is an event on Kafka, judged by
+//! else and is not; B4 registers the same need while the offer is open and is invited late. B1
+//! and B4 answer at once and are released; B2 answers after the deadline and is refused TooLate.
+//! A's device then seals its half of the key to B1 and B4 (co-sign custody), the delivery worker
+//! puts the credentials in their inboxes, B1 opens document X with both halves and accepts it, B4
+//! opens it and declines it, and A is credited the reward once; B2 has nothing to open. Every step is an event on Kafka, judged by
 //! the broker's receipt stamps; the demo prints the offer's timeline as the log holds it and exits
 //! non-zero if anything differs from the worked example.
 //!
@@ -26,7 +27,7 @@ use tessera_contract::rules::format_stamp;
 use tessera_contract::sealing::{PrivateKey, PublicKey};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DECISIONS, LEDGER, REQUESTS};
-use tessera_contract::{Custody, Event, Interest, RejectReason, Reward};
+use tessera_contract::{CredentialDelivered, Custody, Event, Interest, RejectReason, Reward};
 use tessera_cores::delivery::Delivery;
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
@@ -429,13 +430,31 @@ async fn scenario(
         "A publishes document X as {offer_id}, deadline {}, at {published}",
         format_stamp(deadline_ms)
     );
+    let (late_id, late_needs) = LATE;
+    let registered = subscriber::register(
+        &writer,
+        prefix,
+        Registration {
+            subscriber_id: late_id.into(),
+            contact: format!("{}@example.org", late_id.to_lowercase()),
+            interests: vec![interest(late_needs)?],
+            webhook: None,
+            key_file: keys.join(format!("{late_id}.key")),
+            endorsement: None,
+        },
+    )
+    .await?;
+    println!(
+        "{late_id} registers the same needs ({late_needs}) while the offer is open, at {}",
+        registered.written
+    );
 
     let follower = Follower::new(config, prefix, &offer_id)?;
     let mut outcome: BTreeMap<String, Expected> = BTreeMap::new();
     let mut invited = Vec::new();
     let mut closed = false;
     let mut b2_answered = false;
-    while !(closed && outcome.len() >= 2) {
+    while !(closed && outcome.len() >= 3) {
         let wait = if b2_answered {
             Duration::from_secs(30)
         } else {
@@ -446,10 +465,12 @@ async fn scenario(
             Some((record, Event::InteractionRequested(request))) => {
                 println!("{} is invited at {}", request.subscriber_id, stamp(&record));
                 invited.push(request.subscriber_id.clone());
-                if request.subscriber_id == "B1" {
-                    let b1 = responder(keys, "B1")?;
-                    let written = subscriber::respond(&writer, prefix, &offer_id, &b1).await?;
-                    println!("B1 answers at once: {written}");
+                let id = request.subscriber_id.as_str();
+                if id == "B1" || id == late_id {
+                    let answering = responder(keys, id)?;
+                    let written =
+                        subscriber::respond(&writer, prefix, &offer_id, &answering).await?;
+                    println!("{id} answers at once: {written}");
                 }
             }
             Some((record, Event::CredentialReleased(released))) => {
@@ -493,7 +514,10 @@ async fn scenario(
     }
 
     let mut wrong = Vec::new();
-    for (id, _, expected) in parties {
+    for (id, _, expected) in parties
+        .into_iter()
+        .chain([(late_id, late_needs, Expected::Released)])
+    {
         let got = outcome.get(id).copied().unwrap_or(Expected::NotInvited);
         if got != expected {
             wrong.push(format!("{id}: expected {expected:?}, got {got:?}"));
@@ -515,7 +539,7 @@ async fn scenario(
 }
 
 /// The source document's step S107: A's device supplies the second key, B1 opens document X and
-/// accepts it, A is credited the reward; B2 has nothing to open.
+/// accepts it, B4 opens it and declines it, A is credited the reward once; B2 has nothing to open.
 async fn settle(
     config: &ClientConfig,
     prefix: &str,
@@ -547,40 +571,20 @@ async fn settle(
     .await?;
 
     let choice = Choice::Offer(offer_id.to_string());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (record, delivered) = loop {
-        match subscriber::delivered(config, prefix, delivery, "B1", &choice).await {
-            Ok(found) => break found,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Err(e) => bail!("B1's credential was not delivered within 30 s: {e}"),
-        }
-    };
-    println!(
-        "the delivery worker puts the credential in B1's inbox at {}",
-        stamp(&record)
-    );
-    let b1 = tessera_producers::keys::load(&keys.join("B1.key"))?;
-    let document = subscriber::open(&delivered, &b1)?;
-    if document.as_slice() != DOCUMENT_X {
-        bail!("B1 opened something other than document X");
+    let writer = Writer::new(config)?;
+    for (id, decision, verb) in [
+        ("B1", Decision::Accept, "accepts"),
+        (
+            LATE.0,
+            Decision::Decline(Some("not the region it needed".into())),
+            "looks, then declines",
+        ),
+    ] {
+        let (delivered, key) = open_delivered(config, prefix, delivery, keys, id, &choice).await?;
+        let signer = SigningKey::derive(&key);
+        let decided = subscriber::decide(&writer, prefix, &delivered, decision, &signer).await?;
+        println!("{id} {verb} document X at {decided}");
     }
-    let first_line = String::from_utf8_lossy(&document);
-    println!(
-        "B1 opens it with its own key, the platform's half and A's half: {:?}",
-        first_line.lines().next().unwrap_or_default()
-    );
-    let b1_signer = SigningKey::derive(&b1);
-    let accepted = subscriber::decide(
-        &Writer::new(config)?,
-        prefix,
-        &delivered,
-        Decision::Accept,
-        &b1_signer,
-    )
-    .await?;
-    println!("B1 accepts document X at {accepted}");
     match subscriber::delivered(config, prefix, delivery, "B2", &choice).await {
         Err(_) => println!("B2 has nothing to open"),
         Ok(_) => bail!("B2 was delivered a credential, though it answered late"),
@@ -604,6 +608,46 @@ async fn settle(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Waits for subscriber `id`'s credential of the offer `choice` names, and opens it with the key
+/// `id` registered under `keys`, which must give document X: the credential and the key.
+async fn open_delivered(
+    config: &ClientConfig,
+    prefix: &str,
+    delivery: &VerifyingKey,
+    keys: &Path,
+    id: &str,
+    choice: &Choice,
+) -> anyhow::Result<(CredentialDelivered, PrivateKey)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (record, delivered) = loop {
+        match subscriber::delivered(config, prefix, delivery, id, choice).await {
+            Ok(found) => break found,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => bail!("{id}'s credential was not delivered within 30 s: {e}"),
+        }
+    };
+    println!(
+        "the delivery worker puts the credential in {id}'s inbox at {}",
+        stamp(&record)
+    );
+    let key = tessera_producers::keys::load(&keys.join(format!("{id}.key")))?;
+    let document = subscriber::open(&delivered, &key)?;
+    if document.as_slice() != DOCUMENT_X {
+        bail!("{id} opened something other than document X");
+    }
+    let first_line = String::from_utf8_lossy(&document);
+    println!(
+        "{id} opens it with its own key, the platform's half and A's half: {:?}",
+        first_line.lines().next().unwrap_or_default()
+    );
+    Ok((delivered, key))
+}
+
+/// The subscriber that registers while the offer is open, and its needs.
+const LATE: (&str, &str) = ("B4", "terms=report; format=pdf");
 
 /// What A earns per accepted credential, in minor units (2.50 EUR).
 const REWARD: i64 = 250;
