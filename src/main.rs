@@ -41,8 +41,9 @@ enum Command {
     Ledger(tessera::ledger::Ledger),
     /// The source document's worked example on the real broker: A offers document X with a
     /// deadline; B1 answers in time and is released, B2 answers late and is refused, B3 (other
-    /// needs) is never asked; B1 opens document X with both key halves and accepts it, and A is
-    /// credited the reward. Runs the processors in-process on fresh `demo-…` topics and exits
+    /// needs) is never asked, B4 registers while the offer is open and is invited late; B1 opens
+    /// document X with both key halves and accepts it, B4 opens it and declines, and A is credited
+    /// the reward once. Runs the processors in-process on fresh `demo-…` topics and exits
     /// non-zero if anything differs.
     Demo(tessera::demo::DemoArgs),
     /// Replay processors from the log and compare what they must have written with what their
