@@ -168,25 +168,13 @@ impl Writer {
         key: &str,
         event: &Event,
     ) -> Result<Written, ClientError> {
-        let bytes = encode(event)?;
-        let signature = signer.sign_record(topic.name, Some(key.as_bytes()), Some(&bytes));
-        let name = topic.full_name(prefix);
-        let headers = OwnedHeaders::new().insert(Header {
-            key: signing::HEADER,
-            value: Some(&signature[..]),
-        });
-        self.send(
-            &name,
-            FutureRecord::to(&name)
-                .key(key)
-                .payload(bytes.as_slice())
-                .headers(headers),
-        )
-        .await
+        self.enqueue_as(signer, prefix, topic, key, event)?
+            .written()
+            .await
     }
 
-    /// Hands `event` under `key` to the producer like [`Writer::write_as`], without waiting for
-    /// the broker: what [`Pending::written`] then waits for. Records under one key keep their
+    /// Hands `event` under `key`, signed as [`Writer::write_as`] signs, to the producer without
+    /// waiting for the broker: what [`Pending::written`] then waits for. Records under one key keep their
     /// order (the producer is idempotent), so a writer may keep several in flight.
     pub fn enqueue_as(
         &self,

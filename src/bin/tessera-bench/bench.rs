@@ -170,6 +170,22 @@ async fn fresh_topics(
     Ok((client, prefix))
 }
 
+/// A fresh installation of every catalogue topic, `partitions` each, for bench `name`: its
+/// topics' prefix.
+async fn installation(kafka: &KafkaArgs, name: &str, partitions: i32) -> anyhow::Result<String> {
+    let prefix = format!(
+        "{}bench-{name}-{}.",
+        kafka.topic_prefix,
+        uuid::Uuid::new_v4().simple()
+    );
+    let scoped = KafkaArgs {
+        topic_prefix: prefix.clone(),
+        ..kafka.clone()
+    };
+    tessera::topics::create(&scoped, partitions, 1).await?;
+    Ok(prefix)
+}
+
 /// Creates `{prefix}in` (broker-stamped) and the given outputs, `partitions` each.
 async fn create_topics(
     client: &ClientConfig,

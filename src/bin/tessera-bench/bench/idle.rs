@@ -134,16 +134,7 @@ fn records(consumer: &BaseConsumer, topics: &[String], partitions: i32) -> anyho
 
 /// Runs the bench and prints its result.
 pub(super) async fn idle_cost(kafka: &KafkaArgs, args: IdleArgs) -> anyhow::Result<()> {
-    let prefix = format!(
-        "{}bench-idle-{}.",
-        kafka.topic_prefix,
-        uuid::Uuid::new_v4().simple()
-    );
-    let scoped = KafkaArgs {
-        topic_prefix: prefix.clone(),
-        ..kafka.clone()
-    };
-    tessera::topics::create(&scoped, args.partitions, 1).await?;
+    let prefix = super::installation(kafka, "idle", args.partitions).await?;
     let inputs: Vec<String> = ALL
         .iter()
         .filter(|t| t.decides)

@@ -157,16 +157,7 @@ fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
 
 /// Runs the bench and prints its result.
 pub(crate) async fn publish_and_open(kafka: &KafkaArgs, args: PackagesArgs) -> anyhow::Result<()> {
-    let prefix = format!(
-        "{}bench-packages-{}.",
-        kafka.topic_prefix,
-        uuid::Uuid::new_v4().simple()
-    );
-    let scoped = KafkaArgs {
-        topic_prefix: prefix.clone(),
-        ..kafka.clone()
-    };
-    tessera::topics::create(&scoped, 1, 1).await?;
+    let prefix = super::installation(kafka, "packages", 1).await?;
     let dir = tempfile::tempdir()?;
     let timekeeper_file = dir.path().join("timekeeper.key");
     let timekeeper = keys::generate(&timekeeper_file)?;
