@@ -88,6 +88,7 @@ impl World {
                 currency: "EUR".into(),
             }),
             decide_within: None,
+            invite_late: true,
         };
         support::publish_doc_x(&self.writer, self.prefix(), offer_id, halves, doc).await;
     }

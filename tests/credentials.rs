@@ -38,6 +38,7 @@ impl World {
             timekeeper: &self.timekeeper,
             reward: None,
             decide_within: None,
+            invite_late: true,
         };
         support::publish_doc_x(&self.writer, self.prefix(), offer_id, &self.halves(), doc).await;
     }

@@ -325,6 +325,7 @@ async fn java_scenario(
         timekeeper,
         reward: None,
         decide_within: None,
+        invite_late: true,
     };
     support::publish_doc_x(
         &writer,

@@ -38,6 +38,7 @@ impl World {
             timekeeper: &self.timekeeper,
             reward: None,
             decide_within: None,
+            invite_late: true,
         }
     }
 
@@ -67,7 +68,11 @@ async fn a_late_subscriber_is_invited_and_released_unless_the_offer_invites_no_o
 
     world.register("B0").await;
     let (writer, prefix) = (&world.writer, world.prefix());
-    support::publish_doc_x_inviting(writer, prefix, CLOSED_DOOR, &halves, world.doc(), false).await;
+    let closed_door = DocX {
+        invite_late: false,
+        ..world.doc()
+    };
+    support::publish_doc_x(writer, prefix, CLOSED_DOOR, &halves, closed_door).await;
     support::publish_doc_x(writer, prefix, OPEN_DOOR, &halves, world.doc()).await;
     // B0 was registered when both arrived: the matcher has applied both offers once it has
     // invited B0 to each, so B1's registration is stamped after them.

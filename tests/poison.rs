@@ -162,6 +162,7 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         timekeeper: &timekeeper,
         reward: None,
         decide_within: None,
+        invite_late: true,
     };
     support::publish_doc_x(&writer, &prefix, "offer-1", &halves, doc).await;
     support::wait_for(&config, &prefix, REQUESTS, "offer-1", 1).await;

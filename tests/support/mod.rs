@@ -208,31 +208,19 @@ pub(crate) struct DocX<'a> {
     pub reward: Option<tessera_contract::Reward>,
     /// The offer's `decide_within`: how long a recipient has to accept and still earn.
     pub decide_within: Option<i64>,
+    /// Whether it invites subscribers that register while it is open, as `tessera provider
+    /// publish` does unless `--no-late-invitations` says not to.
+    pub invite_late: bool,
 }
 
 /// Publishes offer `offer_id` of document `doc-X` by provider A, open for ten minutes, sealed as
-/// `doc` says and signed with the key in `halves` (where a co-signed offer's half is kept). It
-/// invites late, as `tessera provider publish` does by default.
+/// `doc` says and signed with the key in `halves` (where a co-signed offer's half is kept).
 pub(crate) async fn publish_doc_x(
     writer: &Writer,
     prefix: &str,
     offer_id: &str,
     halves: &keys::Halves,
     doc: DocX<'_>,
-) {
-    publish_doc_x_inviting(writer, prefix, offer_id, halves, doc, true).await;
-}
-
-/// Publishes offer `offer_id` as [`publish_doc_x`] does, inviting late if `invite_late` says so;
-/// without, it invites only the subscribers registered when it arrives, as `tessera provider
-/// publish --no-late-invitations` publishes.
-pub(crate) async fn publish_doc_x_inviting(
-    writer: &Writer,
-    prefix: &str,
-    offer_id: &str,
-    halves: &keys::Halves,
-    doc: DocX<'_>,
-    invite_late: bool,
 ) {
     use tessera_producers::provider::{self, OfferRequest, RuleSpec, Sealing};
     let (signer, _) = halves.signer().unwrap();
@@ -258,7 +246,7 @@ pub(crate) async fn publish_doc_x_inviting(
         timekeeper: doc.timekeeper,
     };
     let mut built = provider::build(request, sealing, chrono::Utc::now()).unwrap();
-    built.offer.invite_late = invite_late;
+    built.offer.invite_late = doc.invite_late;
     provider::publish(writer, prefix, built, halves, &signer)
         .await
         .unwrap();
