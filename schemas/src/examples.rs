@@ -87,6 +87,23 @@ pub fn offer(offer_id: &str, provider_id: &str, custody: Custody) -> OfferPublis
     }
 }
 
+/// A close for tests to adjust: offer `offer_id`, with `terms`, closed at `closed_at` by its rule
+/// (not withdrawn) with nothing requested, answered, released or rejected, and no link yet.
+pub fn closed(offer_id: &str, offer: OfferTerms, closed_at: i64) -> OfferClosed {
+    OfferClosed {
+        event_id: format!("closed-{offer_id}"),
+        offer_id: offer_id.into(),
+        offer,
+        closed_at,
+        requested: 0,
+        responded: 0,
+        released: 0,
+        rejected: 0,
+        withdrawn: false,
+        link: Default::default(),
+    }
+}
+
 /// Every event kind at least once; kinds with optional fields appear with them set and unset.
 pub fn all() -> Vec<Event> {
     let deadline = TimeRule::Deadline(Deadline {

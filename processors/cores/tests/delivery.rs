@@ -16,8 +16,8 @@ mod support;
 use proptest::prelude::*;
 use tessera_contract::topics;
 use tessera_contract::{
-    CredentialDelivered, CredentialReleased, Custody, Event, OfferClosed, ProviderShareReleased,
-    SealedBox, examples,
+    CredentialDelivered, CredentialReleased, Custody, Event, ProviderShareReleased, SealedBox,
+    examples,
 };
 use tessera_cores::delivery::Delivery;
 use tessera_cores::replay::{Produced, RawRecord};
@@ -123,19 +123,7 @@ fn record(item: &Item) -> RawRecord {
         ),
         Item::Close { offer } => (
             offer_id(offer),
-            OfferClosed {
-                event_id: format!("closed-{offer}"),
-                offer_id: offer_id(offer),
-                offer: terms(),
-                closed_at: BASE + 501,
-                requested: 0,
-                responded: 0,
-                released: 0,
-                rejected: 0,
-                withdrawn: false,
-                link: Default::default(),
-            }
-            .into(),
+            examples::closed(&offer_id(offer), terms(), BASE + 501).into(),
         ),
         Item::Cosign {
             offer,

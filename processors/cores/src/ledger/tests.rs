@@ -1,8 +1,8 @@
 use tessera_contract::sealing::PrivateKey;
 use tessera_contract::signing::{Signed, SigningKey};
 use tessera_contract::{
-    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferClosed,
-    OfferTerms, Reward, encode, examples,
+    CredentialAccepted, CredentialDeclined, CredentialReleased, Custody, LogPosition, OfferTerms,
+    Reward, encode, examples,
 };
 
 use super::rewards::{self, InputTopic};
@@ -377,22 +377,7 @@ fn without_a_decision_deadline_an_acceptance_earns_however_late() {
 #[test]
 fn the_rewards_decoder_takes_only_its_inputs_events_under_their_offer_id() {
     let core = rewards();
-    let closed = encode(
-        &OfferClosed {
-            event_id: "c".into(),
-            offer_id: "o".into(),
-            offer: terms(),
-            closed_at: T,
-            requested: 0,
-            responded: 0,
-            released: 0,
-            rejected: 0,
-            withdrawn: false,
-            link: Default::default(),
-        }
-        .into(),
-    )
-    .unwrap();
+    let closed = encode(&tessera_contract::examples::closed("o", terms(), T).into()).unwrap();
     assert!(matches!(
         core.decode(Raw {
             topic: InputTopic::Decisions as usize,
