@@ -164,12 +164,21 @@ impl Processors {
     }
 
     /// Commits, leaves the groups, and reports the first failure of either.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
-        for handle in self.handles {
+        for handle in std::mem::take(&mut self.handles) {
             handle.await.context("a processor panicked")??;
         }
         Ok(())
+    }
+}
+
+impl Drop for Processors {
+    /// Processors dropped without [`Processors::stop`] (by a caller that failed, or a test that
+    /// panicked) stop too: their loops would otherwise keep the async runtime from shutting
+    /// down, and the process would hang instead of reporting the failure.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -217,7 +217,9 @@ async fn listen_answers_a_window_when_it_opens_by_the_brokers_clock() {
         "300ms",
     ]);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let opens = now_ms() + 4_000;
+    // Far enough ahead that the invitation reaches listen before the window opens, even on a
+    // loaded machine: one that came after would be answered at once, and nothing scheduled.
+    let opens = now_ms() + 10_000;
     let window = format!("{}..{}", format_stamp(opens), format_stamp(opens + 60_000));
     live.publish("A", "later", "doc-X", &["--window", &window])
         .await;

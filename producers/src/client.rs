@@ -174,8 +174,8 @@ impl Writer {
     }
 
     /// Hands `event` under `key`, signed as [`Writer::write_as`] signs, to the producer without
-    /// waiting for the broker: what [`Pending::written`] then waits for. Records under one key keep their
-    /// order (the producer is idempotent), so a writer may keep several in flight.
+    /// waiting for the broker: what [`Pending::written`] then waits for. Records under one key
+    /// keep their order (the producer is idempotent), so a writer may keep several in flight.
     pub fn enqueue_as(
         &self,
         signer: &SigningKey,

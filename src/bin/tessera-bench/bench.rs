@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -168,6 +169,23 @@ async fn fresh_topics(
     );
     create_topics(&client, &prefix, outputs, partitions).await?;
     Ok((client, prefix))
+}
+
+/// `command`, a `tessera` or `tessera-bench` process, pointed at the cluster `kafka` reaches and
+/// at the installation `prefix` names, with the same client properties as this process.
+fn on_cluster<'a>(command: &'a mut Command, kafka: &KafkaArgs, prefix: &str) -> &'a mut Command {
+    command
+        .arg("--brokers")
+        .arg(&kafka.brokers)
+        .arg("--topic-prefix")
+        .arg(prefix);
+    if let Some(file) = &kafka.kafka_config {
+        command.arg("--kafka-config").arg(file);
+    }
+    for (key, value) in &kafka.property {
+        command.arg("-X").arg(format!("{key}={value}"));
+    }
+    command
 }
 
 /// A fresh installation of every catalogue topic, `partitions` each, for bench `name`: its
@@ -527,8 +545,7 @@ fn spawn_counter(
 ) -> anyhow::Result<std::process::Child> {
     let exe = std::env::current_exe().context("cannot find the tessera-bench executable")?;
     let log = std::fs::File::create(log)?;
-    Ok(std::process::Command::new(exe)
-        .args(["--brokers", &kafka.brokers, "--topic-prefix", prefix])
+    Ok(on_cluster(&mut Command::new(exe), kafka, prefix)
         .args([
             "counter",
             "--instance",

@@ -146,18 +146,7 @@ pub(super) async fn idle_cost(kafka: &KafkaArgs, args: IdleArgs) -> anyhow::Resu
     let mut running = Running(Vec::new());
     for (name, run_args) in processors(dir.path())? {
         let mut command = Command::new(&exe);
-        command
-            .arg("--brokers")
-            .arg(&kafka.brokers)
-            .arg("--topic-prefix")
-            .arg(&prefix);
-        if let Some(file) = &kafka.kafka_config {
-            command.arg("--kafka-config").arg(file);
-        }
-        for (key, value) in &kafka.property {
-            command.arg("-X").arg(format!("{key}={value}"));
-        }
-        command
+        super::on_cluster(&mut command, kafka, &prefix)
             .args([
                 "run",
                 "--metrics-addr",

@@ -164,19 +164,9 @@ pub(crate) async fn publish_and_open(kafka: &KafkaArgs, args: PackagesArgs) -> a
     let source = dir.path().join("payload.bin");
     payload(&source, args.size)?;
     let tessera = super::tessera_command()?;
-    let with_cluster = |command: &mut Command| {
-        command
-            .arg("--brokers")
-            .arg(&kafka.brokers)
-            .arg("--topic-prefix")
-            .arg(&prefix);
-        if let Some(file) = &kafka.kafka_config {
-            command.arg("--kafka-config").arg(file);
-        }
-    };
 
     let mut publish = Command::new(&tessera);
-    with_cluster(&mut publish);
+    super::on_cluster(&mut publish, kafka, &prefix);
     publish
         .args([
             "provider",
@@ -198,7 +188,7 @@ pub(crate) async fn publish_and_open(kafka: &KafkaArgs, args: PackagesArgs) -> a
 
     let opened_file = dir.path().join("opened.bin");
     let mut open = Command::new(std::env::current_exe()?);
-    with_cluster(&mut open);
+    super::on_cluster(&mut open, kafka, &prefix);
     open.args(["open-package", "--offer", "bench-offer"])
         .arg("--timekeeper-key-file")
         .arg(&timekeeper_file)
