@@ -57,8 +57,10 @@ impl Live {
     /// invited to every offer of it after this one.
     async fn warm_up(&self) {
         let key = self.register("warm").await;
-        self.publish("W", "warm-up", "doc-X", &["--within", "10m"])
-            .await;
+        // Without late invitations: a subscriber a scenario registers later is not invited to
+        // it, so its listener hears only the scenario's offers.
+        let rule = ["--within", "10m", "--no-late-invitations"];
+        self.publish("W", "warm-up", "doc-X", &rule).await;
         self.world.wait_for(REQUESTS, "warm-up", 1).await;
         support::respond(
             &self.world.writer,
@@ -242,7 +244,7 @@ async fn listen_answers_a_window_when_it_opens_by_the_brokers_clock() {
     let order: Vec<usize> = [
         "answering offer later",
         "responded to offer later",
-        "released credential",
+        "for offer later (response received",
     ]
     .iter()
     .map(|line| out.find(line).unwrap_or_else(|| panic!("{line}: {out}")))
