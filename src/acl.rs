@@ -24,8 +24,8 @@ use anyhow::Context as _;
 use rdkafka::bindings as rd;
 use rdkafka::producer::{BaseProducer, Producer};
 use tessera_contract::topics::{
-    self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, PACKAGES, REQUESTS,
-    RESPONSES, SUBSCRIBERS, Topic,
+    self, COSIGNS, DECISIONS, DELIVERIES, KEYS, LEDGER, OFFERS, OUTCOMES, PACKAGES, RESPONSES,
+    SUBSCRIBERS, Topic,
 };
 use tessera_cores::layout::Topics;
 use tessera_cores::registry::{self, Shape};
@@ -416,12 +416,12 @@ pub fn plan(prefix: &str) -> Vec<Grant> {
                 KEYS,
                 "the timekeeper's and delivery worker's published keys",
             ),
-            (REQUESTS, "listen: invitations"),
-            (DECISIONS, "listen: verdicts"),
-            (RESPONSES, "listen: what it answered already"),
-            (DELIVERIES, "its inbox"),
+            (
+                DELIVERIES,
+                "its inbox: credentials, and notices sealed to it of its invitations, verdicts, \
+                 offers' ends and decisions",
+            ),
             (PACKAGES, "open: payloads in chunks"),
-            (OUTCOMES, "what it accepted already"),
         ],
     );
     // The readers only assign partitions and never commit, so DESCRIBE (which finding the
@@ -948,6 +948,22 @@ mod tests {
             ]
         );
         assert!(writes(&grants, Role::Auditor).is_empty());
+    }
+
+    #[test]
+    fn subscribers_read_their_inbox_and_nothing_that_names_other_parties() {
+        let grants = plan("");
+        let mut reads: Vec<&str> = grants
+            .iter()
+            .filter(|g| g.role == Role::Subscriber && g.operation == Operation::Read)
+            .filter(|g| g.resource == Resource::Topic)
+            .map(|g| g.name.as_str())
+            .collect();
+        reads.sort_unstable();
+        assert_eq!(
+            reads,
+            ["tessera.deliveries", "tessera.keys", "tessera.packages"]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tessera_audit::{Audit, AuditError, Outputs, Report};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics;
 use tessera_cores::Core;
-use tessera_cores::delivery::Delivery;
+use tessera_cores::delivery::{Delivery, LoggedNotices};
 use tessera_cores::ledger::{Ledger, Rewards};
 use tessera_cores::matcher::Matcher;
 use tessera_cores::registry;
@@ -111,6 +111,17 @@ pub struct AuditArgs {
     /// that is given.
     #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
     pub timekeeper_verifying_key: Option<VerifyingKey>,
+    /// The delivery worker's private key file (as given to `tessera run delivery --key-file`),
+    /// for the full check of its notices. Without it every notice is still derived (who is told
+    /// what, under which event id), and its sealed bytes are taken from the log where the
+    /// delivery signed them (give --delivery-verifying-key).
+    #[arg(long, value_name = "FILE")]
+    pub delivery_key: Option<PathBuf>,
+    /// The delivery worker's verifying key (`tessera keys public --signing` on its key file):
+    /// the notices an audit without its key takes from the log must be signed with it. Derived
+    /// from `--delivery-key FILE` when that is given.
+    #[arg(long, env = "TESSERA_DELIVERY_VERIFYING_KEY", value_name = "HEX")]
+    pub delivery_verifying_key: Option<VerifyingKey>,
     /// The ledger's verifying key (`tessera keys public --signing` on its key file): its
     /// balances core believes only rewards signed with it.
     #[arg(long, env = "TESSERA_LEDGER_KEY", value_name = "HEX")]
@@ -133,6 +144,8 @@ impl AuditArgs {
             timekeeper_key: None,
             matcher_key: None,
             timekeeper_verifying_key: None,
+            delivery_key: None,
+            delivery_verifying_key: None,
             ledger_key: None,
             trust_anchor: None,
             counter: None,
@@ -200,12 +213,7 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
         match name {
             "matcher" => reports.push(auditor.audit(Matcher::new(args.trust_anchor), &mut used)?),
             "timekeeper" => {
-                let Some(matcher) = args.matcher_key else {
-                    bail!(
-                        "auditing the timekeeper needs the matcher's verifying key: give \
-                         --matcher-key HEX, as the timekeeper was given it"
-                    );
-                };
+                let matcher = matcher_key(args, "timekeeper")?;
                 let report = match &args.timekeeper_key {
                     Some(path) => {
                         let key = tessera_producers::keys::load(path)?;
@@ -221,7 +229,24 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
             }
             "delivery" => {
                 let timekeeper = timekeeper_verifying_key(args, "delivery")?;
-                reports.push(auditor.audit(Delivery::new(timekeeper), &mut used)?);
+                let matcher = matcher_key(args, "delivery")?;
+                let report = match (&args.delivery_key, args.delivery_verifying_key) {
+                    (Some(path), _) => {
+                        let key = tessera_producers::keys::load(path)?;
+                        auditor.audit(Delivery::new(key, timekeeper, matcher), &mut used)?
+                    }
+                    (None, Some(delivery)) => {
+                        let logged = LoggedNotices::new(delivery);
+                        let core = Delivery::without_key(logged, timekeeper, matcher);
+                        auditor.audit_prepared(core, &mut used, delivery_without_key)?
+                    }
+                    (None, None) => bail!(
+                        "auditing the delivery needs its verifying key, to take the notices it \
+                         sealed from the log: give --delivery-verifying-key HEX (or \
+                         --delivery-key FILE)"
+                    ),
+                };
+                reports.push(report);
             }
             "ledger" => {
                 let timekeeper = timekeeper_verifying_key(args, "ledger")?;
@@ -251,6 +276,44 @@ pub fn audit(kafka: &KafkaArgs, args: &AuditArgs) -> anyhow::Result<Vec<Report>>
         bail!("--output-topic {name}: no audited processor writes {name}");
     }
     Ok(reports)
+}
+
+/// The matcher's verifying key, which the timekeeper and the delivery believe invitations signed
+/// with.
+fn matcher_key(args: &AuditArgs, auditing: &str) -> anyhow::Result<VerifyingKey> {
+    args.matcher_key.with_context(|| {
+        format!(
+            "auditing the {auditing} needs the matcher's verifying key: give --matcher-key HEX, \
+             as the {auditing} was given it"
+        )
+    })
+}
+
+/// Gathers the notices the delivery's audit without its key takes from the inbox; notes for the
+/// report say what was taken.
+fn delivery_without_key(
+    core: &mut Delivery,
+    outputs: &Outputs<'_>,
+) -> Result<Vec<String>, AuditError> {
+    let Some(logged) = core.logged_mut() else {
+        return Ok(Vec::new());
+    };
+    outputs.read(topics::DELIVERIES.name, &mut |message| {
+        logged.learn(message.key(), message.payload(), signature_of(message));
+    })?;
+    let mut notes = vec![format!(
+        "audited without the delivery's key: every notice derived; the sealed boxes of {} \
+         notice(s) taken from the log where the delivery signed them, not opened \
+         (--delivery-key adds that check)",
+        logged.taken()
+    )];
+    if logged.unsigned() > 0 {
+        notes.push(format!(
+            "{} notice(s) on the inbox not signed by the delivery's key: not taken",
+            logged.unsigned()
+        ));
+    }
+    Ok(notes)
 }
 
 /// Gathers what the timekeeper's audit without its key takes from the decisions; notes for the

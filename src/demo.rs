@@ -72,6 +72,8 @@ pub struct Processors {
     /// The delivery worker's verifying key, which subscribers open deliveries signed with; it is
     /// published on `tessera.keys` as `tessera run delivery` publishes it.
     pub delivery: VerifyingKey,
+    /// The delivery worker's sealing key, which subscribers seal their contact and webhook to.
+    pub delivery_sealing: PublicKey,
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -125,11 +127,11 @@ impl Processors {
                         let key = PrivateKey::from_bytes(timekeeper_key.to_bytes().as_ref())?;
                         Box::pin(runtime::run(Timekeeper::new(key, matcher), config, stop))
                     }
-                    "delivery" => Box::pin(runtime::run(
-                        Delivery::new(timekeeper_signing),
-                        config,
-                        stop,
-                    )),
+                    "delivery" => {
+                        let key = PrivateKey::from_bytes(delivery_key.to_bytes().as_ref())?;
+                        let delivery = Delivery::new(key, timekeeper_signing, matcher);
+                        Box::pin(runtime::run(delivery, config, stop))
+                    }
                     "ledger-rewards" => {
                         Box::pin(runtime::run(Rewards::new(timekeeper_signing), config, stop))
                     }
@@ -158,6 +160,7 @@ impl Processors {
             matcher,
             ledger: ledger_signing,
             delivery,
+            delivery_sealing: delivery_key.public_key(),
             stop,
             handles,
         })
@@ -248,6 +251,8 @@ type CoreRun = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>
 struct Platform {
     timekeeper: PlatformKeys,
     delivery: VerifyingKey,
+    /// What subscribers seal their contact and webhook to.
+    delivery_sealing: PublicKey,
     ledger: VerifyingKey,
 }
 
@@ -296,6 +301,7 @@ pub async fn run(kafka: &KafkaArgs, args: DemoArgs) -> anyhow::Result<()> {
             signing: timekeeper_signing,
         },
         delivery: processors.delivery,
+        delivery_sealing: processors.delivery_sealing.clone(),
         ledger: processors.ledger,
     };
     let matcher = processors.matcher;
@@ -324,6 +330,7 @@ async fn audit_without_keys(
     let args = AuditArgs {
         matcher_key: Some(matcher),
         timekeeper_verifying_key: Some(platform.timekeeper.signing),
+        delivery_verifying_key: Some(platform.delivery),
         ledger_key: Some(platform.ledger),
         ..AuditArgs::of(Vec::new())
     };
@@ -352,8 +359,9 @@ async fn audit_without_keys(
     println!(
         "an audit with the platform's public keys only re-derives all {derived} records the \
          processors wrote, from the log, and finds each on it as derived (`tessera audit \
-         --matcher-key {matcher} --timekeeper-verifying-key {} --ledger-key {} --topic-prefix {}`)",
-        platform.timekeeper.signing, platform.ledger, kafka.topic_prefix
+         --matcher-key {matcher} --timekeeper-verifying-key {} --delivery-verifying-key {} \
+         --ledger-key {} --topic-prefix {}`)",
+        platform.timekeeper.signing, platform.delivery, platform.ledger, kafka.topic_prefix
     );
     Ok(())
 }
@@ -389,6 +397,7 @@ async fn scenario(
                 webhook: None,
                 key_file: keys.join(format!("{id}.key")),
                 endorsement: None,
+                platform: Some(platform.delivery_sealing.clone()),
             },
         )
         .await?;
@@ -450,6 +459,7 @@ async fn scenario(
             webhook: None,
             key_file: keys.join(format!("{late_id}.key")),
             endorsement: None,
+            platform: Some(platform.delivery_sealing.clone()),
         },
     )
     .await?;
@@ -560,6 +570,7 @@ async fn settle(
         timekeeper,
         delivery,
         ledger: ledger_key,
+        ..
     } = platform;
     let halves = Halves::new(keys.join("A"));
     let agent = Agent {
@@ -706,6 +717,7 @@ async fn wait_until_ready(
             webhook: None,
             key_file: keys.join("probe.key"),
             endorsement: None,
+            platform: None,
         },
     )
     .await?;

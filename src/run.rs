@@ -68,8 +68,11 @@ pub enum Processor {
     /// Assembles each released credential (the offer's package, the timekeeper's half and the
     /// provider's half, from the release in escrow custody or from `tessera.cosigns` in co-sign
     /// custody) and writes it once as CredentialDelivered to the recipient's inbox,
-    /// `tessera.deliveries`, keyed by subscriber id. Reads `tessera.offers`, `tessera.decisions`
-    /// and `tessera.cosigns`. Alongside, unless `--no-webhooks`, it posts each delivered
+    /// `tessera.deliveries`, keyed by subscriber id. Tells each subscriber there, in notices
+    /// sealed to its pinned key, of its invitations, the verdicts on its responses, the ends of
+    /// its offers and its own decisions, so subscribers read nothing but their inbox. Reads
+    /// `tessera.offers`, `tessera.requests`, `tessera.decisions`, `tessera.cosigns` and
+    /// `tessera.outcomes`. Alongside, unless `--no-webhooks`, it posts each delivered
     /// credential to the subscriber's registered `https://` or `http://` webhook (group
     /// `tessera.webhooks`), with `Idempotency-Key: <credential id>`, retrying with doubling
     /// pauses; after the last attempt it writes DeliveryFailed to `tessera.deliveries`. Each post
@@ -86,6 +89,10 @@ pub enum Processor {
         /// halves must be signed with the key of the offer they name.
         #[arg(long, env = "TESSERA_TIMEKEEPER_VERIFYING_KEY", value_name = "HEX")]
         timekeeper_key: VerifyingKey,
+        /// The matcher's verifying key (64 hex digits: `tessera keys public --signing` on the
+        /// matcher's key file): only invitations signed with it are told to their subscriber.
+        #[arg(long, env = "TESSERA_MATCHER_KEY", value_name = "HEX")]
+        matcher_key: VerifyingKey,
         /// The operator's trust anchor, as given to the matcher: the webhook worker then follows
         /// a subscriber's first registration only if the anchor endorsed it, as the matcher does.
         #[arg(long, env = "TESSERA_TRUST_ANCHOR", value_name = "HEX")]
@@ -248,6 +255,7 @@ impl WebhookArgs {
             ca_file: self.webhook_ca.clone(),
             allow_private: self.webhook_allow_private,
             trust_anchor,
+            contact_key: None,
         }
     }
 }
@@ -319,15 +327,18 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
         Processor::Delivery {
             key,
             timekeeper_key,
+            matcher_key,
             webhooks,
             ..
         } if webhooks.no_webhooks => {
             config.signer = Some(key.publish(kafka, Role::Delivery).await?);
-            runtime::run(Delivery::new(timekeeper_key), config, stop).await
+            let delivery = Delivery::new(keys::load(&key.key_file)?, timekeeper_key, matcher_key);
+            runtime::run(delivery, config, stop).await
         }
         Processor::Delivery {
             key,
             timekeeper_key,
+            matcher_key,
             trust_anchor,
             webhooks,
         } => {
@@ -337,14 +348,12 @@ pub async fn run(kafka: &KafkaArgs, args: &RunArgs, processor: Processor) -> any
             // The webhook worker has its own consumer group and shares only the process, the
             // stop signal and the key with the core: the key it checks the core's records with
             // is the one it signs its posts with.
-            let posting = webhooks::run(
-                &client,
-                &kafka.topic_prefix,
-                webhooks.settings(trust_anchor),
-                signer,
-                &stop,
-            );
-            let delivery = Delivery::new(timekeeper_key);
+            let settings = Settings {
+                contact_key: Some(Arc::new(keys::load(&key.key_file)?)),
+                ..webhooks.settings(trust_anchor)
+            };
+            let posting = webhooks::run(&client, &kafka.topic_prefix, settings, signer, &stop);
+            let delivery = Delivery::new(keys::load(&key.key_file)?, timekeeper_key, matcher_key);
             tokio::try_join!(runtime::run(delivery, config, stop.clone()), async {
                 posting.await.context("the webhook worker failed")
             })?;

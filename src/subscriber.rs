@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
+use tessera_contract::sealing::PrivateKey;
 use tessera_contract::sealing::chunks::Manifest;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::{CredentialDelivered, Event, Interest};
 use tessera_producers::client::Writer;
 use tessera_producers::describe;
+use tessera_producers::inbox::{Inbox, Mail};
 use tessera_producers::interest::{self, SYNTAX};
 use tessera_producers::keys;
 use tessera_producers::subscriber::{
@@ -32,7 +34,9 @@ pub enum Subscriber {
     /// key file's signing key. The first registration of an id pins its keys; a later one counts
     /// only if signed with the pinned key, so no one else can register under the id. The private
     /// key stays in the key file, created with mode 0600 if it does not exist, and is never
-    /// printed.
+    /// printed. The contact and webhook are sealed to the delivery worker's key (from
+    /// `tessera.keys`, pinned), since every provider may read the table: only the platform reads
+    /// them.
     #[command(after_help = SYNTAX)]
     Register {
         /// The subscriber's id.
@@ -60,6 +64,14 @@ pub enum Subscriber {
         /// endorse`), for installations whose matcher runs with `--trust-anchor`.
         #[arg(long, value_name = "HEX", value_parser = crate::keys::parse_hex)]
         endorsement: Option<Vec<u8>>,
+        /// Write the contact and webhook in the clear, readable by every provider, instead of
+        /// sealed to the delivery worker: for an installation whose delivery worker has not
+        /// published its key yet.
+        #[arg(long)]
+        contact_in_clear: bool,
+        /// Whose key to seal the contact and webhook to.
+        #[command(flatten)]
+        pin: DeliveryPin,
     },
     /// Leave: writes a SubscriberRemoved signed with the subscriber's key (no further
     /// invitations; the id stays pinned to the key) and then a tombstone for the id, so log
@@ -88,11 +100,13 @@ pub enum Subscriber {
     },
     /// Show the invitations addressed to a subscriber, the verdicts on its responses and the
     /// close of each offer it was invited to (`offer X closed at T: requested.., withdrawn` when
-    /// its provider withdrew it) as they arrive, answering invitations by a policy if asked. An
-    /// invitation is never answered twice, not even one answered before this run. Closes count
-    /// for every invitation on the log, not only those seen in this run: `tessera.requests` is
-    /// read to its end at start, as `tessera.responses` is for the answers given; each offer's
-    /// close is shown once.
+    /// its provider withdrew it) as they arrive, answering invitations by a policy if asked. All
+    /// of it comes from the subscriber's inbox, its one partition of `tessera.deliveries`: notices
+    /// the pinned delivery worker signed and sealed to the subscriber's key, each shown where the
+    /// event it tells of sits on the log. An offer is not answered twice: not one answered in
+    /// this run, nor one whose verdict is in the inbox. Closes count for every invitation in the
+    /// inbox, not only those seen in this run: the inbox is read to its end at start; each
+    /// offer's close is shown once.
     ///
     /// An invitation whose window opens later is answered when it opens, by the broker's clock
     /// (`answering offer X at T (window opens W, margin M; ...)`), never before: the broker's
@@ -123,9 +137,13 @@ pub enum Subscriber {
         /// (a window shorter than twice the margin is answered in its middle).
         #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = humantime::parse_duration)]
         margin: Duration,
-        /// How the subscriber proves its id.
+        /// The subscriber's private key file (default `.tessera/keys/<id>.key`): its notices are
+        /// opened, and its responses signed, with it.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Whose notices to believe.
         #[command(flatten)]
-        proof: ProofArgs,
+        pin: DeliveryPin,
     },
     /// Open a credential delivered to the subscriber's inbox (`tessera.deliveries`): check that
     /// the pinned delivery worker signed the delivery and the offer's provider the package (a
@@ -147,8 +165,10 @@ pub enum Subscriber {
     /// reward if it is received by the offer's decision deadline (its release's receipt stamp
     /// plus the offer's `--decide-within`, judged by the ledger on the broker's stamps). The
     /// delivery is checked as `subscriber open` checks it; opening first is not required. A
-    /// credential gets one outcome: if it was accepted or declined already, that outcome is
-    /// printed and nothing is written (exit status 1).
+    /// credential gets one outcome: if the inbox tells of one already, it is printed and nothing
+    /// is written (exit status 1). The inbox tells of an outcome once the delivery worker has
+    /// read it, usually within a second; should two be written meanwhile, the ledger counts the
+    /// first.
     Accept {
         /// Which credential, and whose deliveries to believe.
         #[command(flatten)]
@@ -156,8 +176,9 @@ pub enum Subscriber {
     },
     /// Decline a credential delivered to the subscriber, opened or not: writes CredentialDeclined
     /// to `tessera.outcomes`, signed with the subscriber's key; no reward is due. The delivery is
-    /// checked as `subscriber open` checks it. A credential gets one outcome: if it was accepted
-    /// or declined already, that outcome is printed and nothing is written (exit status 1).
+    /// checked as `subscriber open` checks it. A credential gets one outcome: if the inbox tells
+    /// of one already, it is printed and nothing is written (exit status 1); the ledger counts
+    /// only the first.
     Decline {
         /// Which credential, and whose deliveries to believe.
         #[command(flatten)]
@@ -250,11 +271,16 @@ fn first_line(data: &[u8]) -> String {
     }
 }
 
-/// The delivered credential a [`Which`] picks, checked, as `open`, `accept` and `decline` print it.
+/// The delivered credential a [`Which`] picks, checked, as `open`, `accept` and `decline` print
+/// it, with the rest of the inbox.
 struct Found {
     delivered: CredentialDelivered,
     /// `credential C of offer O`.
     what: String,
+    /// The subscriber's inbox as read: the credential's outcome and deadline are told there.
+    mail: Vec<Mail>,
+    /// The subscriber's private key.
+    key: PrivateKey,
 }
 
 impl Found {
@@ -267,8 +293,16 @@ impl Found {
             (None, None) => Choice::Only,
         };
         let delivery = delivery(config, prefix, &which.pin).await?.signing;
-        let (record, delivered) =
-            subscriber::delivered(config, prefix, &delivery, &which.id, &choice).await?;
+        let id = &which.id;
+        let key = keys::load(&key_path(id, which.key_file.clone())?)
+            .with_context(|| format!("subscriber {id} opens its inbox with its private key"))?;
+        let inbox = Inbox {
+            subscriber_id: id,
+            key: &key,
+            delivery: &delivery,
+        };
+        let mail = inbox.read(config, prefix).await?;
+        let (record, delivered) = subscriber::choose(&mail, id, &choice)?;
         let what = format!(
             "credential {} of offer {}",
             delivered.credential_id, delivered.offer_id
@@ -281,27 +315,30 @@ impl Found {
             delivered.provider_id,
             provider.fingerprint()
         );
-        Ok(Found { delivered, what })
+        Ok(Found {
+            delivered,
+            what,
+            mail,
+            key,
+        })
     }
 
-    /// `credential C of offer O was accepted [where]` if it has an outcome on
+    /// `credential C of offer O was accepted [where]` if the inbox told of an outcome on
     /// `tessera.outcomes`.
-    async fn outcome(&self, config: &ClientConfig, prefix: &str) -> anyhow::Result<Option<String>> {
-        let Some((record, event)) = subscriber::outcome(config, prefix, &self.delivered).await?
-        else {
-            return Ok(None);
-        };
+    fn outcome(&self, prefix: &str) -> Option<String> {
+        let (at, event) = subscriber::outcome(&self.mail, &self.delivered)?;
         let verb = match event {
             Event::CredentialDeclined(_) => "declined",
             _ => "accepted",
         };
-        let at = describe::position(&record.topic, record.partition, record.offset, record.stamp);
-        Ok(Some(format!("{} was {verb} [{at}]", self.what)))
+        let topic = format!("{prefix}{}", at.topic);
+        let at = describe::position(&topic, at.partition, at.offset, Some(at.stamp));
+        Some(format!("{} was {verb} [{at}]", self.what))
     }
 
     /// Refuses a credential that has an outcome already, printing it: one outcome per credential.
-    async fn undecided(&self, config: &ClientConfig, prefix: &str) -> anyhow::Result<()> {
-        match self.outcome(config, prefix).await? {
+    fn undecided(&self, prefix: &str) -> anyhow::Result<()> {
+        match self.outcome(prefix) {
             Some(outcome) => {
                 println!("{outcome}");
                 anyhow::bail!(
@@ -313,12 +350,8 @@ impl Found {
         }
     }
 
-    async fn deadline(
-        &self,
-        config: &ClientConfig,
-        prefix: &str,
-    ) -> anyhow::Result<Option<subscriber::DecisionDeadline>> {
-        Ok(subscriber::decision_deadline(config, prefix, &self.delivered).await?)
+    fn deadline(&self) -> Option<subscriber::DecisionDeadline> {
+        subscriber::decision_deadline(&self.mail, &self.delivered)
     }
 
     /// Writes the subscriber's decision, signed with its key.
@@ -326,14 +359,10 @@ impl Found {
         &self,
         config: &ClientConfig,
         prefix: &str,
-        which: &Which,
         decision: Decision,
     ) -> anyhow::Result<tessera_producers::client::Written> {
-        let id = &which.id;
-        let key = keys::load(&key_path(id, which.key_file.clone())?)
-            .with_context(|| format!("subscriber {id} signs its outcomes with its private key"))?;
         let writer = Writer::new(config)?;
-        let signer = SigningKey::derive(&key);
+        let signer = SigningKey::derive(&self.key);
         Ok(subscriber::decide(&writer, prefix, &self.delivered, decision, &signer).await?)
     }
 }
@@ -350,12 +379,22 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             key_file,
             webhook,
             endorsement,
+            contact_in_clear,
+            pin,
         } => {
             let key_file = match key_file {
                 Some(path) => path,
                 None => keys::default_path(&id)?,
             };
             let lines: Vec<String> = interests.iter().map(interest::format).collect();
+            let platform = match contact_in_clear {
+                true => None,
+                false => Some(delivery(&config, prefix, &pin).await.context(
+                    "the contact and webhook are sealed to the delivery worker's key, which \
+                     `tessera run delivery` publishes when it starts; start it first, or give \
+                     --contact-in-clear",
+                )?),
+            };
             let registration = Registration {
                 subscriber_id: id.clone(),
                 contact,
@@ -363,6 +402,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 webhook,
                 key_file: key_file.clone(),
                 endorsement,
+                platform: platform.as_ref().map(|keys| keys.sealing.clone()),
             };
             let writer = Writer::new(&config)?;
             let registered = subscriber::register(&writer, prefix, registration)
@@ -379,6 +419,14 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                 key_file.display()
             );
             println!("  public key: {}", registered.public_key);
+            match platform {
+                Some(keys) => println!(
+                    "  contact and webhook: sealed to the delivery worker (signing key fingerprint \
+                     {})",
+                    keys.signing.fingerprint()
+                ),
+                None => println!("  contact and webhook: in the clear"),
+            }
             for line in lines {
                 println!("  interest: {line}");
             }
@@ -408,33 +456,34 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
             from_beginning,
             until_idle,
             margin,
-            proof,
+            key_file,
+            pin,
         } => {
-            let responder = match respond {
-                Policy::Never => None,
-                _ => Some(responder(&id, proof)?),
-            };
+            let key = keys::load(&key_path(&id, key_file)?).with_context(|| {
+                format!("subscriber {id} opens its notices with its private key")
+            })?;
             let listen = Listen {
-                subscriber_id: id,
+                responder: Responder::new(id, key),
+                delivery: delivery(&config, prefix, &pin).await?.signing,
                 policy: respond,
-                responder,
                 from_beginning,
                 until_idle,
                 margin,
             };
-            subscriber::listen(&config, prefix, listen, |heard| match heard {
-                Heard::Unreadable(..) => eprintln!("warning: {heard}"),
+            let listened = subscriber::listen(&config, prefix, listen, |heard| match heard {
+                Heard::Refused(..) => eprintln!("warning: {heard}"),
                 _ => println!("{heard}"),
             })
             .await?;
+            println!("{listened}");
         }
         Subscriber::Open { which, out } => {
             let found = Found::read(&config, prefix, &which).await?;
-            let key = keys::load(&key_path(&which.id, which.key_file)?)?;
+            let key = &found.key;
             let what = &found.what;
             match Manifest::of_package(&found.delivered.package) {
                 None => {
-                    let data = subscriber::open(&found.delivered, &key)
+                    let data = subscriber::open(&found.delivered, key)
                         .with_context(|| format!("cannot open {what}"))?;
                     write_out(&out, &data)?;
                     println!("opened: {} bytes written to {}", data.len(), out.display());
@@ -447,7 +496,7 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                     let delivered = &found.delivered;
                     let progress = |written| bar.set_position(written);
                     let written = subscriber::open_chunks(
-                        &config, prefix, delivered, manifest, &key, &out, progress,
+                        &config, prefix, delivered, manifest, key, &out, progress,
                     )
                     .await
                     .with_context(|| format!("cannot open {what}"))?;
@@ -459,14 +508,14 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
                     println!("first line: {}", first_line(&head(&out)?));
                 }
             }
-            match found.outcome(&config, prefix).await? {
+            match found.outcome(prefix) {
                 Some(outcome) => println!("{outcome}"),
                 None => {
                     println!(
                         "no outcome yet: accept or decline it with `tessera subscriber accept` \
                          or `tessera subscriber decline`"
                     );
-                    if let Some(deadline) = found.deadline(&config, prefix).await? {
+                    if let Some(deadline) = found.deadline() {
                         println!("{deadline}");
                     }
                 }
@@ -474,20 +523,18 @@ pub async fn run(kafka: &KafkaArgs, command: Subscriber) -> anyhow::Result<()> {
         }
         Subscriber::Accept { which } => {
             let found = Found::read(&config, prefix, &which).await?;
-            found.undecided(&config, prefix).await?;
-            if let Some(deadline) = found.deadline(&config, prefix).await? {
+            found.undecided(prefix)?;
+            if let Some(deadline) = found.deadline() {
                 println!("{deadline}");
             }
-            let written = found
-                .decide(&config, prefix, &which, Decision::Accept)
-                .await?;
+            let written = found.decide(&config, prefix, Decision::Accept).await?;
             println!("accepted [{written}]");
         }
         Subscriber::Decline { which, reason } => {
             let found = Found::read(&config, prefix, &which).await?;
-            found.undecided(&config, prefix).await?;
+            found.undecided(prefix)?;
             let decision = Decision::Decline(reason);
-            let written = found.decide(&config, prefix, &which, decision).await?;
+            let written = found.decide(&config, prefix, decision).await?;
             println!("declined [{written}]");
         }
     }

@@ -403,7 +403,7 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
 
     // B1 opens document X with both halves, skipping the forgery first in its inbox; nothing was
     // ever sealed to the impostor.
-    world.wait_for(catalogue::DELIVERIES, "B1", 2).await;
+    world.credentials("B1", 2).await;
     let (_, delivered) = subscriber::delivered(
         &world.config,
         world.prefix(),

@@ -51,6 +51,8 @@ struct Installation {
 static MATCHER: OnceLock<VerifyingKey> = OnceLock::new();
 /// The ledger's verifying key of the running processors: the ledger's audit needs it.
 static LEDGER: OnceLock<VerifyingKey> = OnceLock::new();
+/// The delivery's verifying key of the running processors: its audit takes the notices it signed.
+static DELIVERY: OnceLock<VerifyingKey> = OnceLock::new();
 
 fn matcher_key() -> VerifyingKey {
     *MATCHER.get().expect("the processors started")
@@ -92,6 +94,7 @@ impl Installation {
                 interests,
                 webhook: None,
                 endorsement: None,
+                sealed_contact: None,
             };
             self.send(&responder.signer, catalogue::SUBSCRIBERS, &id, event.into())
                 .await;
@@ -419,6 +422,7 @@ fn all_processors(key_file: &Path) -> AuditArgs {
         timekeeper_key: Some(key_file.to_path_buf()),
         matcher_key: Some(matcher_key()),
         ledger_key: LEDGER.get().copied(),
+        delivery_verifying_key: DELIVERY.get().copied(),
         ..AuditArgs::of(Audited::all())
     }
 }
@@ -462,6 +466,7 @@ async fn audits_find_the_log_clean_and_name_each_tampered_record() {
     .unwrap();
     MATCHER.set(processors.matcher).unwrap();
     LEDGER.set(processors.ledger).unwrap();
+    DELIVERY.set(processors.delivery).unwrap();
     let mut installation = Installation {
         writer: Writer::new(&kafka.client_config().unwrap()).unwrap(),
         kafka: kafka.clone(),

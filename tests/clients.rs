@@ -4,8 +4,8 @@
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 //! Each test uses its own topic prefix, created with `tessera topics create`, so tests run in
-//! parallel and leave other topics alone. Events the processors would write (invitations,
-//! verdicts) are written by the tests directly.
+//! parallel and leave other topics alone. Events the processors would write (verdicts,
+//! deliveries, notices) are written by the tests directly.
 
 mod support;
 
@@ -18,13 +18,15 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tessera_contract::identity;
 use tessera_contract::rules::request_id;
+use tessera_contract::sealing::contacts::open_contact;
+use tessera_contract::sealing::notices::{Noticed, seal_notice};
 use tessera_contract::sealing::{self, Half, PrivateKey, Release};
 use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{self, DEFAULT_PARTITIONS, Topic};
 use tessera_contract::{
     CredentialDelivered, CredentialReleased, Custody, Deadline, Event, EventKind, LogPosition,
-    OfferPublished, OfferWithdrawn, ProviderShareReleased, RejectReason, SubscriberRegistered,
-    Tick, TimeRule, Within, examples,
+    Notice, OfferPublished, OfferWithdrawn, ProviderShareReleased, RejectReason,
+    SubscriberRegistered, Tick, TimeRule, Within, examples,
 };
 use tessera_producers::client::{Record, Writer, partition_for, read_to_end};
 use tessera_producers::{interest, keys, provider};
@@ -156,6 +158,57 @@ impl Installation {
             .await;
     }
 
+    /// A notice telling `subscriber` of `event`, sealed to `key` by the installation's delivery
+    /// worker, as if `event` sat on `topic`.
+    fn notice(&self, subscriber: &str, key: &PrivateKey, topic: Topic, event: Event) -> Notice {
+        let event_id = uuid::Uuid::new_v4().to_string();
+        let at = LogPosition {
+            topic: topic.name.into(),
+            partition: 0,
+            offset: 7,
+            stamp: 1_764_061_200_000,
+        };
+        let noticed = Noticed { at, event };
+        let sealed = seal_notice(
+            &noticed,
+            subscriber,
+            &event_id,
+            &key.public_key(),
+            &self.delivery,
+        )
+        .unwrap();
+        Notice {
+            event_id,
+            subscriber_id: subscriber.into(),
+            sealed,
+        }
+    }
+
+    /// Tells `subscriber` of `event` in its inbox, as the delivery worker does.
+    async fn notify(&self, subscriber: &str, key: &PrivateKey, topic: Topic, event: Event) {
+        let notice = self.notice(subscriber, key, topic, event);
+        let signer = SigningKey::derive(&self.delivery);
+        self.write_signed(&signer, topics::DELIVERIES, subscriber, notice)
+            .await;
+    }
+
+    /// Tells `subscriber` of its outcome of `credential` on `tessera.outcomes`, as the delivery
+    /// worker tells a recipient of its decision.
+    async fn tell_outcome(&self, subscriber: &str, key: &PrivateKey, credential: &str) {
+        let outcomes = self.read(topics::OUTCOMES).await;
+        let outcome = outcomes
+            .iter()
+            .map(event)
+            .find(|e| match e {
+                Event::CredentialAccepted(e) => e.credential_id == credential,
+                Event::CredentialDeclined(e) => e.credential_id == credential,
+                _ => false,
+            })
+            .expect("the outcome was written");
+        self.notify(subscriber, key, topics::OUTCOMES, outcome.clone())
+            .await;
+    }
+
     /// Writes a delivery to `subscriber`'s inbox, signed by the installation's delivery worker.
     async fn deliver(&self, subscriber: &str, delivered: CredentialDelivered) {
         let signer = SigningKey::derive(&self.delivery);
@@ -263,8 +316,14 @@ async fn register_replaces_and_remove_leaves_a_tombstone() {
         "b1@example.net",
         "--interest",
         "id=doc-Y",
+        "--contact-in-clear",
     ]);
     assert!(second.contains("(existing, never sent)"), "{second}");
+    assert!(
+        first.contains("contact and webhook: sealed to the delivery worker")
+            && second.contains("contact and webhook: in the clear"),
+        "{first}{second}"
+    );
 
     let bad = it.tessera(&[
         "subscriber",
@@ -307,7 +366,15 @@ async fn register_replaces_and_remove_leaves_a_tombstone() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(registered[0].contact, "b1@example.org");
+    // Sealed to the delivery worker: no provider reading the table sees the contact.
+    assert_eq!(registered[0].contact, "");
+    let sealed = registered[0]
+        .sealed_contact
+        .as_ref()
+        .expect("a sealed contact");
+    let opened = open_contact(sealed, "B1", &it.delivery).unwrap();
+    assert_eq!(opened.contact, "b1@example.org");
+    assert!(open_contact(sealed, "B1", &it.timekeeper).is_err());
     assert_eq!(
         registered[0].interests,
         vec![
@@ -704,48 +771,60 @@ fn release(offer: &str, subscriber: &str) -> Event {
 }
 
 #[tokio::test]
-async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_policy() {
+async fn listen_shows_a_subscribers_notices_and_answers_by_policy() {
     let it = Installation::new().await;
-    it.write(topics::REQUESTS, "cheap", invitation("cheap", "B1", 9_000))
-        .await;
-    it.write(topics::REQUESTS, "dear", invitation("dear", "B1", 20_000))
-        .await;
-    it.write(topics::REQUESTS, "cheap", invitation("cheap", "B2", 9_000))
-        .await;
-    it.write(
+    let (b1, b2) = (it.subscriber_key("B1"), it.subscriber_key("B2"));
+    it.notify(
+        "B1",
+        &b1,
         topics::REQUESTS,
-        "cheap",
-        Tick {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            ticker: "t".into(),
-            seq: 1,
-        },
+        invitation("cheap", "B1", 9_000),
     )
     .await;
-    it.write(
+    it.notify(
+        "B1",
+        &b1,
+        topics::REQUESTS,
+        invitation("dear", "B1", 20_000),
+    )
+    .await;
+    it.notify(
+        "B2",
+        &b2,
+        topics::REQUESTS,
+        invitation("cheap", "B2", 9_000),
+    )
+    .await;
+    it.notify("B2", &b2, topics::DECISIONS, release("cheap", "B2"))
+        .await;
+    it.notify(
+        "B1",
+        &b1,
         topics::DECISIONS,
-        "old",
         rejection("old", "B1", RejectReason::TooLate),
     )
     .await;
-    it.write(topics::DECISIONS, "cheap", release("cheap", "B2"))
+    // In B1's inbox: a notice sealed to B1 that the delivery worker did not sign, one the
+    // delivery worker signed but sealed to B2, and a record that is no event at all.
+    let forger = SigningKey::derive(&keys::new_private_key());
+    let forged = it.notice("B1", &b1, topics::REQUESTS, invitation("forged", "B1", 1));
+    it.write_signed(&forger, topics::DELIVERIES, "B1", forged)
         .await;
-    let writer = Writer::new(&it.config).unwrap();
-    writer
-        .tombstone(&it.topic(topics::REQUESTS), "noise")
-        .await
-        .unwrap();
+    let misaddressed = it.notice("B1", &b2, topics::REQUESTS, invitation("moved", "B1", 1));
+    let delivery = SigningKey::derive(&it.delivery);
+    it.write_signed(&delivery, topics::DELIVERIES, "B1", misaddressed)
+        .await;
     let raw: FutureProducer = it.config.create().unwrap();
     raw.send(
-        FutureRecord::to(&it.topic(topics::REQUESTS))
-            .key("noise")
+        FutureRecord::to(&it.topic(topics::DELIVERIES))
+            .key("B1")
+            .partition(partition_for("B1", DEFAULT_PARTITIONS))
             .payload("this is not avro at all"),
         Duration::from_secs(10),
     )
     .await
     .unwrap();
 
-    it.subscriber_key("B1");
     let listen = |policy: &str| {
         it.tessera(&[
             "subscriber",
@@ -770,7 +849,7 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
     assert!(out.contains("provider a@example.org"), "{out}");
     assert!(
         out.contains(&format!("{}/", it.topic(topics::REQUESTS))),
-        "{out}"
+        "shown where the invitation sits, not where its notice does: {out}"
     );
     assert!(out.contains("to B1 for offer dear: "), "{out}");
     assert!(out.contains("responded to offer cheap ["), "{out}");
@@ -783,18 +862,26 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
         "{out}"
     );
     assert!(
-        !out.contains("B2"),
-        "another subscriber's events are not shown: {out}"
+        !out.contains("B2") && !out.contains("forged") && !out.contains("moved"),
+        "another subscriber's notices, and notices that fail a check, are not shown: {out}"
+    );
+    let inbox = it.topic(topics::DELIVERIES);
+    let partition = partition_for("B1", DEFAULT_PARTITIONS);
+    assert!(
+        out.contains(&format!(" of {inbox}/{partition}, ")),
+        "it reads B1's partition of the inbox, and only it: {out}"
     );
     let warnings = stderr(&first);
-    assert!(
-        warnings.contains("warning: unreadable record at "),
-        "{warnings}"
-    );
-    assert!(
-        warnings.contains("not Avro single-object encoded"),
-        "{warnings}"
-    );
+    for warning in [
+        "warning: refusing the notice at ",
+        "Unauthenticated: the notice is not the pinned delivery worker's",
+        "the notice does not open",
+        "warning: refusing the record at ",
+        "not a tessera event: ",
+        "not Avro single-object encoded",
+    ] {
+        assert!(warnings.contains(warning), "{warning}: {warnings}");
+    }
 
     let answered = |records: Vec<Record>| -> Vec<(String, String)> {
         records
@@ -810,6 +897,10 @@ async fn listen_shows_a_subscribers_invitations_and_verdicts_and_answers_by_poli
         vec![("cheap".into(), "B1".into())]
     );
 
+    // The verdict on B1's answer reaches its inbox, as the timekeeper and the delivery worker
+    // would send it: a listener started later does not answer that offer again.
+    it.notify("B1", &b1, topics::DECISIONS, release("cheap", "B1"))
+        .await;
     let second = listen("always");
     assert!(second.status.success(), "{second:?}");
     let out = String::from_utf8(second.stdout).unwrap();
@@ -1472,6 +1563,7 @@ async fn open_only_opens_and_a_credential_is_accepted_or_declined_once_opened_or
     assert!(accepted.status.success(), "{accepted:?}");
     let out = String::from_utf8(accepted.stdout).unwrap();
     assert!(out.contains("\naccepted ["), "{out}");
+    it.tell_outcome("B1", &b1, "cred-1").await;
     // One outcome per credential: a second decision is refused, naming the first.
     for (command, args) in [
         ("accept", &["--credential", "cred-1"][..]),
@@ -1522,6 +1614,7 @@ async fn open_only_opens_and_a_credential_is_accepted_or_declined_once_opened_or
     let declined = String::from_utf8(declined.stdout).unwrap();
     assert!(declined.contains("\ndeclined ["), "{declined}");
     assert!(!declined.contains("first line"), "declining opens nothing");
+    it.tell_outcome("B1", &b1, "cred-2").await;
     let late = on("accept", &["--offer", "offer-2"]);
     assert_eq!(late.status.code(), Some(1), "{late:?}");
     assert!(

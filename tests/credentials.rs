@@ -15,7 +15,7 @@ use rdkafka::ClientConfig;
 use tessera::demo::Processors;
 use tessera_contract::sealing::{self, Half, KeyHalf, PrivateKey};
 use tessera_contract::signing::SigningKey;
-use tessera_contract::topics::{self as catalogue, DECISIONS, DELIVERIES, REQUESTS};
+use tessera_contract::topics::{self as catalogue, DECISIONS, REQUESTS};
 use tessera_contract::{Custody, Event, RejectReason};
 use tessera_producers::agent::Acted;
 use tessera_producers::subscriber::{self, Choice};
@@ -191,7 +191,7 @@ async fn a_credential_is_released_cosigned_and_opened_by_its_responder_only() {
         matches!(acted.as_slice(), [Acted::Cosigned(r, _)] if r.credential_id == cosigned.credential_id),
         "{acted:?}"
     );
-    world.wait_for(DELIVERIES, "B1", 2).await;
+    world.credentials("B1", 2).await;
     for offer in ["cosigned", "escrowed"] {
         let choice = Choice::Offer(offer.into());
         let (_, delivered) = subscriber::delivered(

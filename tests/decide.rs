@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use tessera::demo::Processors;
 use tessera_contract::signing::{SigningKey, VerifyingKey};
-use tessera_contract::topics::{DEAD_LETTERS, DECISIONS, DELIVERIES, LEDGER, OUTCOMES, REQUESTS};
+use tessera_contract::topics::{DEAD_LETTERS, DECISIONS, LEDGER, OUTCOMES, REQUESTS};
 use tessera_contract::{Event, RewardCredited};
 use tessera_producers::client::read_partition_of;
+use tessera_producers::inbox::{self, Inbox};
+use tessera_producers::keys;
 
 mod support;
 use support::World;
@@ -97,6 +99,30 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Waits until `subscriber`'s inbox holds a notice of its decision on a credential.
+async fn told_of_decision(world: &World, delivery: &VerifyingKey, subscriber: &str) {
+    let key = keys::load(&world.dir.path().join(format!("{subscriber}.key"))).unwrap();
+    let inbox = Inbox {
+        subscriber_id: subscriber,
+        key: &key,
+        delivery,
+    };
+    for _ in 0..120 {
+        let mail = inbox.read(&world.config, world.prefix()).await.unwrap();
+        let decided = |e: &Event| {
+            matches!(
+                e,
+                Event::CredentialAccepted(_) | Event::CredentialDeclined(_)
+            )
+        };
+        if inbox::noticed(&mail).any(|n| decided(&n.event)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{subscriber}'s inbox does not tell of its decision");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn open_only_opens_and_only_an_acceptance_in_time_earns() {
     let (world, timekeeper_key) = World::new(3).await;
@@ -124,7 +150,7 @@ async fn open_only_opens_and_only_an_acceptance_in_time_earns() {
         }
     }
     for subscriber in ["B1", "B2", "B3"] {
-        world.wait_for(DELIVERIES, subscriber, 1).await;
+        world.credentials(subscriber, 1).await;
     }
     let relaxed = world.wait_for(DECISIONS, "relaxed", 2).await;
     let hurried = world.wait_for(DECISIONS, "hurried", 1).await;
@@ -169,6 +195,11 @@ async fn open_only_opens_and_only_an_acceptance_in_time_earns() {
     assert!(accepted.contains("\naccepted ["), "{accepted}");
     let declined = cli.subscriber("decline", "B2", "relaxed", &["--reason", "not needed"]);
     assert!(stdout(&declined).contains("\ndeclined ["), "{declined:?}");
+    // Each inbox tells its subscriber of its decision once the delivery worker has read it: what
+    // accept and decline check before writing another.
+    for subscriber in ["B1", "B2"] {
+        told_of_decision(&world, &processors.delivery, subscriber).await;
+    }
     for (command, subscriber, verb) in [
         ("accept", "B1", "accepted"),
         ("decline", "B1", "accepted"),

@@ -119,6 +119,7 @@ impl Stack {
             }],
             webhook: None,
             endorsement: None,
+            sealed_contact: None,
         };
         self.send(&signer, catalogue::SUBSCRIBERS, subscriber, event.into())
             .await;

@@ -1,4 +1,6 @@
-//! Following a live installation: `tessera subscriber listen` shows the closes of the offers its
+//! Following a live installation: `tessera subscriber listen` reads its subscriber's inbox and
+//! nothing else (two subscribers listening see only their own mail, and other subscribers' mail
+//! costs a listener only where it shares its partition), shows the closes of the offers its
 //! subscriber was invited to and answers a window when it opens by the broker's clock, and
 //! `tessera provider watch` prints a provider's offers from publication to close, and nothing of
 //! another provider's or of a forgery in its name. The processors run in-process; the commands
@@ -14,9 +16,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tessera::demo::Processors;
 use tessera_contract::rules::format_stamp;
+use tessera_contract::sealing::notices::open_notice;
 use tessera_contract::signing::SigningKey;
 use tessera_contract::topics::{DECISIONS, DELIVERIES, OFFERS, REQUESTS, RESPONSES};
 use tessera_contract::{Custody, Event, examples, identity};
+use tessera_producers::client::{partition_for, read_to_end};
 use tessera_producers::keys;
 use tokio::process::{Child, Command};
 
@@ -160,6 +164,171 @@ async fn finished(child: Child, what: &str) -> (String, String) {
     succeeded(&[what], output)
 }
 
+/// `tessera subscriber listen` for `id` until 8 s pass with nothing for it.
+fn listen_args(id: &str) -> Vec<String> {
+    let key_file = format!("{id}.key");
+    ["subscriber", "listen", "--id", id, "--key-file", &key_file]
+        .into_iter()
+        .chain(["--until-idle", "8s"])
+        .map(str::to_string)
+        .collect()
+}
+
+/// Arguments as a command takes them.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The partition `listen`'s last line says it read, and how many records.
+fn read_of(out: &str) -> (i32, u64) {
+    let line = out
+        .lines()
+        .rfind(|l| l.starts_with("read "))
+        .unwrap_or_else(|| panic!("listen says what it read: {out}"));
+    let records = line["read ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let partition = line
+        .split(", ")
+        .next()
+        .and_then(|l| l.rsplit('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (partition, records)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_subscribers_listening_each_see_their_own_mail_and_nothing_of_the_other() {
+    let live = Live::start().await;
+    live.register("B1").await;
+    let b2 = live.world.dir.path().join("B2.key");
+    live.ok(&[
+        "subscriber",
+        "register",
+        "--id",
+        "B2",
+        "--contact",
+        "b2@example.org",
+        "--interest",
+        "id=doc-Y",
+        "--key-file",
+        b2.to_str().unwrap(),
+    ])
+    .await;
+    let (b1_args, b2_args) = (listen_args("B1"), listen_args("B2"));
+    let b1_listen = live.spawn(&strs(&b1_args));
+    let b2_listen = live.spawn(&strs(&b2_args));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    live.publish("A", "for-b1", "doc-X", &["--within", "10m"])
+        .await;
+    live.publish("A", "for-b2", "doc-Y", &["--within", "10m"])
+        .await;
+
+    let (b1_out, _) = finished(b1_listen, "B1's listen").await;
+    let (b2_out, _) = finished(b2_listen, "B2's listen").await;
+    assert!(b1_out.contains("to B1 for offer for-b1: doc-X"), "{b1_out}");
+    assert!(b2_out.contains("to B2 for offer for-b2: doc-Y"), "{b2_out}");
+    for (out, other, offer) in [(&b1_out, "B2", "for-b2"), (&b2_out, "B1", "for-b1")] {
+        assert!(
+            !out.contains(other) && !out.contains(offer) && !out.contains("warm"),
+            "a listener sees nothing of anyone else's mail: {out}"
+        );
+    }
+    let partitions = 3;
+    for (out, id) in [(&b1_out, "B1"), (&b2_out, "B2")] {
+        let (partition, _) = read_of(out);
+        assert_eq!(partition, partition_for(id, partitions), "{out}");
+    }
+
+    // Reading the whole inbox topic (any subscriber may), B2 finds B1's notices and opens none;
+    // B1's own key opens each.
+    let inbox = DELIVERIES.full_name(live.world.prefix());
+    let key = |id: &str| keys::load(&live.world.dir.path().join(format!("{id}.key"))).unwrap();
+    let (b1_key, b2_key) = (key("B1"), key("B2"));
+    let (mut b1_notices, mut opened_by_b1, mut opened_by_b2) = (0, 0, 0);
+    for record in read_to_end(&live.world.config, &inbox, None).await.unwrap() {
+        let Some(Ok(Event::Notice(notice))) = record.event else {
+            continue;
+        };
+        if notice.subscriber_id == "B1" {
+            b1_notices += 1;
+            let opens = |to: &str, key| open_notice(&notice.sealed, to, &notice.event_id, key);
+            opened_by_b1 += usize::from(opens("B1", &b1_key).is_ok());
+            let tries = [opens("B1", &b2_key), opens("B2", &b2_key)];
+            opened_by_b2 += tries.iter().filter(|t| t.is_ok()).count();
+        }
+    }
+    assert!(b1_notices > 0, "B1's invitation is on the inbox topic");
+    assert_eq!(opened_by_b1, b1_notices, "B1 opens each of its notices");
+    assert_eq!(opened_by_b2, 0, "B2 opens none of B1's notices");
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_subscribers_mail_costs_a_listener_only_on_its_own_partition() {
+    let live = Live::start().await;
+    live.register("B1").await;
+    // Mail for 300 other subscribers, ten records each, spread over the inbox's partitions as
+    // their ids hash: what an installation's traffic puts beside B1's.
+    let inbox = DELIVERIES.full_name(live.world.prefix());
+    let noise = SigningKey::derive(&keys::new_private_key());
+    let notice = examples::all()
+        .into_iter()
+        .find(|e| matches!(e, Event::Notice(_)))
+        .unwrap();
+    let mut pending = Vec::new();
+    for n in 0..300 {
+        let id = format!("other-{n}");
+        for _ in 0..10 {
+            let writer = &live.world.writer;
+            pending.push(
+                writer
+                    .enqueue_as(&noise, live.world.prefix(), DELIVERIES, &id, &notice)
+                    .unwrap(),
+            );
+        }
+    }
+    let written = pending.len() as u64;
+    for record in pending {
+        record.written().await.unwrap();
+    }
+    live.publish("A", "for-b1", "doc-X", &["--within", "10m"])
+        .await;
+    live.world.wait_for(REQUESTS, "for-b1", 2).await;
+    let b1 = listen_args("B1");
+    let from_beginning = [&strs(&b1)[..], &["--from-beginning"]].concat();
+    let (out, _) = finished(live.spawn(&from_beginning), "listen").await;
+    assert!(out.contains("to B1 for offer for-b1: doc-X"), "{out}");
+    let (partition, records) = read_of(&out);
+    let on_its_partition = read_to_end(&live.world.config, &inbox, Some(&[partition]))
+        .await
+        .unwrap()
+        .len() as u64;
+    let on_the_topic = read_to_end(&live.world.config, &inbox, None)
+        .await
+        .unwrap()
+        .len() as u64;
+    assert_eq!(records, on_its_partition, "{out}");
+    assert!(on_the_topic >= written);
+    assert!(
+        records < on_the_topic / 2,
+        "listen read {records} of the {on_the_topic} inbox records: {out}"
+    );
+    let said = out
+        .lines()
+        .rfind(|l| l.starts_with("read "))
+        .unwrap_or_default();
+    eprintln!(
+        "listen: {said}; the inbox topic holds {on_the_topic} records, {written} of them for 300 \
+         other subscribers"
+    );
+    live.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn listen_shows_once_the_close_of_each_offer_it_was_invited_to_and_no_other() {
     let live = Live::start().await;
@@ -174,7 +343,16 @@ async fn listen_shows_once_the_close_of_each_offer_it_was_invited_to_and_no_othe
     live.world.wait_for(REQUESTS, "ending", 2).await;
 
     // Started after the invitations: it learns them from the log.
-    let listen = live.spawn(&["subscriber", "listen", "--id", "B1", "--until-idle", "8s"]);
+    let listen = live.spawn(&[
+        "subscriber",
+        "listen",
+        "--id",
+        "B1",
+        "--key-file",
+        "B1.key",
+        "--until-idle",
+        "8s",
+    ]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for offer in ["withdrawn", "not-mine"] {
         live.ok(&["provider", "withdraw", offer, "--provider", "A"])
@@ -277,7 +455,7 @@ async fn watch_prints_a_providers_offer_from_publication_to_close_and_nothing_fo
     live.world.wait_for(REQUESTS, "mine", 2).await;
     support::respond(writer, prefix, "mine", "B1", &b1).await;
     live.world.wait_for(DECISIONS, "mine", 1).await;
-    live.world.wait_for(DELIVERIES, "B1", 1).await;
+    live.world.credentials("B1", 1).await;
     live.ok(&["provider", "withdraw", "mine", "--provider", "A"])
         .await;
     live.world.wait_for(DECISIONS, "mine", 2).await;

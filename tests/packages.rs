@@ -11,7 +11,7 @@ use tessera_contract::sealing::chunks::{CHUNK_LEN, ChunkOpener, ChunkSealer, Man
 use tessera_contract::sealing::{KeyHalf, PrivateKey, SealError};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::PACKAGES;
-use tessera_contract::topics::{DELIVERIES, REQUESTS};
+use tessera_contract::topics::REQUESTS;
 use tessera_contract::{Event, PackageChunk};
 use tessera_producers::client::{Writer, Written, event_id};
 use tessera_producers::packages::{PackageError, read_chunks, write_chunks};
@@ -290,7 +290,7 @@ async fn a_payload_in_chunks_is_published_released_and_opened_from_the_command_l
     world.wait_for(REQUESTS, "video", 1).await;
     let respond = ["subscriber", "respond", "video", "--id", "B1", "--key-file"];
     tessera(&world, platform, &[&respond[..], &["B1.key"]].concat());
-    world.wait_for(DELIVERIES, "B1", 1).await;
+    world.credentials("B1", 1).await;
 
     let open = [
         "subscriber",

@@ -57,7 +57,7 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
         .unwrap();
     let timekeeper_signing = SigningKey::derive(&timekeeper_key).verifying_key();
     let processors = Processors::start(&kafka, &dir.path().join("state"), timekeeper_key).unwrap();
-    let matcher = processors.matcher;
+    let (matcher, delivery) = (processors.matcher, processors.delivery);
     let b1 = support::register(&writer, &prefix, "B1", &dir.path().join("B1.key")).await;
 
     // Garbage of three sizes on every input, keyed so each lands on one partition.
@@ -182,7 +182,7 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
             "tessera.offers",
             vec!["delivery", "ledger-rewards", "matcher", "timekeeper"],
         ),
-        ("tessera.requests", vec!["timekeeper"]),
+        ("tessera.requests", vec!["delivery", "timekeeper"]),
         ("tessera.responses", vec!["timekeeper"]),
         ("tessera.decisions", vec!["delivery", "ledger-rewards"]),
         ("tessera.cosigns", vec!["delivery"]),
@@ -260,6 +260,7 @@ async fn garbage_of_any_size_gets_one_bounded_letter_and_stops_no_processor() {
     let args = AuditArgs {
         matcher_key: Some(matcher),
         timekeeper_verifying_key: Some(timekeeper_signing),
+        delivery_verifying_key: Some(delivery),
         ..AuditArgs::of(
             ["matcher", "timekeeper", "delivery"]
                 .into_iter()

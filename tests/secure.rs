@@ -336,9 +336,10 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
             .trim()
             .to_string()
     };
-    let (matcher_key, timekeeper_key, ledger_key) = (
+    let (matcher_key, timekeeper_key, delivery_key, ledger_key) = (
         verifying("matcher"),
         verifying("timekeeper"),
+        verifying("delivery"),
         verifying("ledger"),
     );
     let state = dir.join("state");
@@ -366,6 +367,8 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
                 "delivery.key",
                 "--timekeeper-key",
                 &timekeeper_key,
+                "--matcher-key",
+                &matcher_key,
             ],
         ),
         (
@@ -395,7 +398,9 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         "subscriber",
         &["keys", "generate", "--out", ".tessera/keys/B1.key"],
     );
-    let registered = ok(
+    // Its contact is sealed to the delivery worker's key, once the delivery worker has
+    // published it.
+    let registered = eventually(
         &broker,
         dir,
         "subscriber",
@@ -409,9 +414,11 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
             "--interest",
             "id=doc-X",
         ],
+        Duration::from_secs(30),
     );
     assert!(
-        registered.starts_with("subscriber B1 registered ["),
+        registered.starts_with("subscriber B1 registered [")
+            && registered.contains("contact and webhook: sealed to the delivery worker"),
         "{registered}"
     );
 
@@ -519,6 +526,8 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
             &timekeeper_key,
             "--matcher-key",
             &matcher_key,
+            "--delivery-verifying-key",
+            &delivery_key,
             "--ledger-key",
             &ledger_key,
         ],
@@ -590,11 +599,16 @@ async fn each_role_runs_as_its_own_principal_and_no_role_writes_what_it_does_not
         String::from_utf8_lossy(&impostor.stderr).contains("authorization failed"),
         "{impostor:?}"
     );
-    // Reading is restricted too: a subscriber may not read the other subscribers'
-    // registrations (contacts, webhooks) or the offers, the ledger or the changelogs; a
-    // provider may not read who was invited or who answered, nor the inboxes.
+    // Reading is restricted too: a subscriber reads nothing but its inbox, the keys and the
+    // packages, so not the other subscribers' registrations (contacts, webhooks), their
+    // invitations, verdicts, answers or decisions, the offers, the ledger or the changelogs;
+    // a provider may not read who was invited or who answered, nor the inboxes.
     for topic in [
         "tessera.subscribers",
+        "tessera.requests",
+        "tessera.decisions",
+        "tessera.responses",
+        "tessera.outcomes",
         "tessera.offers",
         "tessera.ledger",
         "tessera.timekeeper.changelog",

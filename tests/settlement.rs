@@ -61,7 +61,11 @@ impl Stack {
         config.signer = Some(Arc::new(ledger_key));
         let processors = vec![
             tokio::spawn(runtime::run(
-                Delivery::new(signer_of("timekeeper").verifying_key()),
+                Delivery::new(
+                    private_of("delivery"),
+                    signer_of("timekeeper").verifying_key(),
+                    signer_of("matcher").verifying_key(),
+                ),
                 config.clone(),
                 stop.clone(),
             )),

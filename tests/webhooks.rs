@@ -258,6 +258,7 @@ impl Installation {
             interests: vec![],
             webhook,
             endorsement: None,
+            sealed_contact: None,
         };
         self.write_subscriber(&keys_of(signer).1, id, registered.into())
             .await;

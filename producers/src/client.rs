@@ -359,6 +359,22 @@ pub fn partition_count(consumer: &Reader, topic: &str) -> Result<i32, ClientErro
     Ok(partitions)
 }
 
+/// Assigns one partition of `topic`, from `start`: a reader of one key's partition.
+pub fn assign_partition(
+    consumer: &Reader,
+    topic: &str,
+    partition: i32,
+    start: Offset,
+) -> Result<(), ClientError> {
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, start)
+        .map_err(kafka(format!("cannot assign {topic}/{partition}")))?;
+    consumer
+        .assign(&assignment)
+        .map_err(kafka(format!("cannot assign {topic}/{partition}")))
+}
+
 /// Assigns every partition of each topic, from the beginning or from the current end.
 pub fn assign_all(
     consumer: &Reader,

@@ -3,11 +3,11 @@
 //! verdicts, opening a delivered credential, and accepting or declining it, once, opened or not.
 //!
 //! A subscriber is a row of the compacted `tessera.subscribers` table: registering again replaces
-//! the row, and leaving writes a tombstone so compaction forgets it. Invitations and verdicts are
-//! keyed by offer, so a subscriber finds its own by reading every partition and keeping what
-//! names it; its inbox (`tessera.deliveries`) is keyed by subscriber, so it reads one partition.
-//! Delivery is at least once, so the inbox may hold a credential more than once: the first copy
-//! counts.
+//! the row, and leaving writes a tombstone so compaction forgets it. Everything it is told
+//! arrives in its inbox ([`crate::inbox`]): credentials, and notices of its invitations, verdicts,
+//! offers' ends and decisions, sealed to it, on the one partition of `tessera.deliveries` its id
+//! hashes to. Delivery is at least once, so the inbox may hold a credential more than once: the
+//! first copy counts.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -16,28 +16,32 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use getrandom::SysRng;
+use hpke::rand_core::UnwrapErr;
 use rdkafka::ClientConfig;
 use tessera_contract::identity;
 use tessera_contract::rules::{format_stamp, request_id};
 use tessera_contract::sealing::chunks::{ChunkOpener, Manifest};
+use tessera_contract::sealing::contacts::{Contact, seal_contact};
 use tessera_contract::sealing::{self, PrivateKey, PublicKey, SealError};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
-use tessera_contract::topics::{DECISIONS, DELIVERIES, OUTCOMES, REQUESTS, RESPONSES, SUBSCRIBERS};
+use tessera_contract::topics::{DELIVERIES, OUTCOMES, RESPONSES, SUBSCRIBERS};
 use tessera_contract::{
     CredentialAccepted, CredentialDeclined, CredentialDelivered, CredentialReleased, Event,
-    InteractionRequested, Interest, OfferClosed, OfferTerms, ResponseRejected, ResponseSubmitted,
-    SubscriberRegistered, SubscriberRemoved,
+    InteractionRequested, Interest, LogPosition, OfferClosed, OfferTerms, RejectReason,
+    ResponseRejected, ResponseSubmitted, SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
 use tracing::warn;
 use zeroize::Zeroizing;
 
 use crate::client::{
-    ClientError, Record, Writer, Written, assign_after, assign_all, event_id, next_record,
-    read_partition_of, read_to_end, reader,
+    ClientError, Record, Writer, Written, assign_partition, event_id, next_record,
+    read_partition_of, reader,
 };
 use crate::clock::{BrokerClock, Plan, plan};
 use crate::describe;
+use crate::inbox::{self, Inbox, Mail};
 use crate::interest::{self, InterestError};
 use crate::keys::{self, KeyError};
 use crate::packages::{PackageError, read_chunks};
@@ -77,6 +81,10 @@ pub struct Registration {
     pub key_file: PathBuf,
     /// The operator's endorsement of the id and keys, in installations that vouch for parties.
     pub endorsement: Option<Vec<u8>>,
+    /// The delivery worker's key, as published on `tessera.keys` and pinned: the contact and
+    /// webhook are sealed to it, so that no other party reads them. `None` writes them in the
+    /// clear.
+    pub platform: Option<PublicKey>,
 }
 
 /// What registering did.
@@ -100,15 +108,34 @@ pub async fn register(
     let (key, key_created) = keys::load_or_create(&registration.key_file)?;
     let public_key = key.public_key();
     let signer = SigningKey::derive(&key);
+    let id = &registration.subscriber_id;
+    let contact = Contact {
+        contact: registration.contact,
+        webhook: registration.webhook,
+    };
+    let (contact, sealed_contact) = match &registration.platform {
+        Some(platform) => {
+            let sealed = seal_contact(&contact, id, platform, &mut UnwrapErr(SysRng))?;
+            (
+                Contact {
+                    contact: String::new(),
+                    webhook: None,
+                },
+                Some(sealed),
+            )
+        }
+        None => (contact, None),
+    };
     let event = SubscriberRegistered {
         event_id: event_id(),
-        subscriber_id: registration.subscriber_id.clone(),
-        contact: registration.contact,
+        subscriber_id: id.clone(),
+        contact: contact.contact,
         public_key: public_key.to_bytes(),
         signing_key: signer.verifying_key().to_bytes(),
         interests: registration.interests,
-        webhook: registration.webhook,
+        webhook: contact.webhook,
         endorsement: registration.endorsement,
+        sealed_contact,
     };
     let written = writer
         .write_as(
@@ -239,12 +266,12 @@ impl Policy {
 /// What `listen` reads and does.
 #[derive(Debug)]
 pub struct Listen {
-    /// Whose invitations and verdicts to show.
-    pub subscriber_id: String,
+    /// Whose inbox to read, with the key its notices open with and its answers are signed with.
+    pub responder: Responder,
+    /// The pinned delivery worker's verifying key: only its notices count.
+    pub delivery: VerifyingKey,
     /// When to answer by itself.
     pub policy: Policy,
-    /// What answers are proven with; needed unless the policy is `Never`.
-    pub responder: Option<Responder>,
     /// Read the topics from their beginning instead of from now on.
     pub from_beginning: bool,
     /// Stop after this long with nothing for the subscriber and no answer waiting for its
@@ -282,8 +309,10 @@ pub enum Heard {
     /// An offer the subscriber was invited to closed: its rule ended, or its provider withdrew
     /// it.
     Closed(Record, OfferClosed),
-    /// A record that is not a tessera event; it may have been meant for anyone.
-    Unreadable(Record, String),
+    /// A record of the inbox, under the subscriber's id, that is not believed: no tessera event,
+    /// a notice the pinned delivery worker did not sign or that does not open with the
+    /// subscriber's key, a delivery that fails its checks.
+    Refused(Record, inbox::Refused),
 }
 
 impl fmt::Display for Heard {
@@ -333,10 +362,38 @@ impl fmt::Display for Heard {
                 describe::event(&closed.clone().into()),
                 at(record)
             ),
-            Heard::Unreadable(record, error) => {
-                write!(f, "unreadable record at {}: {error}", at(record))
-            }
+            Heard::Refused(record, refused) => write!(
+                f,
+                "refusing the {} at {}: {}",
+                refused.what,
+                at(record),
+                refused.reason
+            ),
         }
+    }
+}
+
+/// What `listen` read before it stopped: its cost, which other subscribers' mail adds to only
+/// where it shares the inbox's partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listened {
+    /// The inbox topic.
+    pub topic: String,
+    /// The one partition read.
+    pub partition: i32,
+    /// Records read there.
+    pub records: u64,
+    /// Of them, the subscriber's own.
+    pub mine: u64,
+}
+
+impl fmt::Display for Listened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "read {} record(s) of {}/{}, {} of them for this subscriber",
+            self.records, self.topic, self.partition, self.mine
+        )
     }
 }
 
@@ -344,7 +401,6 @@ impl fmt::Display for Heard {
 #[derive(Debug)]
 struct Waiting {
     offer_id: String,
-    request_id: String,
     terms: OfferTerms,
 }
 
@@ -353,89 +409,101 @@ fn local_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Shows the subscriber's invitations (`tessera.requests`) and verdicts (`tessera.decisions`) as
-/// they arrive, and the close of each offer it was invited to (once; invitations already on the
-/// log when it starts count, so it reads `tessera.requests` to its end first). It answers
-/// invitations as the policy says, never the same invitation twice, not even one answered before
-/// this run; an invitation whose window opens later is answered once it has opened, by the
-/// broker's clock as estimated from the stamps read ([`crate::clock`]), and one whose rule has
-/// ended by that clock is not answered.
+/// Shows what the subscriber's inbox tells it as it arrives: its invitations, the verdicts on its
+/// responses, and the close of each offer it was invited to (once; invitations already in the
+/// inbox when it starts count, so it reads the inbox to its end first). It answers invitations as
+/// the policy says, never an offer twice: not one it answered in this run, nor one whose verdict
+/// is in the inbox (a response whose verdict had not arrived when it started may be answered
+/// again, and the timekeeper rejects the second as Duplicate). An invitation whose window opens
+/// later is answered once it has opened, by the broker's clock as estimated from the stamps read
+/// ([`crate::clock`]), and one whose rule has ended by that clock is not answered.
 pub async fn listen(
     config: &ClientConfig,
     prefix: &str,
     listen: Listen,
     mut heard: impl FnMut(Heard),
-) -> Result<(), SubscriberError> {
+) -> Result<Listened, SubscriberError> {
     let writer = Writer::new(config)?;
+    let responder = &listen.responder;
+    let inbox = Inbox {
+        subscriber_id: &responder.subscriber_id,
+        key: &responder.key,
+        delivery: &listen.delivery,
+    };
+    let (topic, partition) = inbox.partition(config, prefix)?;
+    let consumer = reader(config, false)?;
+    let history = crate::client::read_to_end(config, &topic, Some(&[partition])).await?;
+    let mine = |record: &Record| record.key.as_deref() == Some(&*responder.subscriber_id);
+    // From the beginning, the history is read again below and counted there.
+    let counted = match listen.from_beginning {
+        true => &history[..0],
+        false => &history[..],
+    };
+    let mut listened = Listened {
+        topic: topic.clone(),
+        partition,
+        records: counted.len() as u64,
+        mine: counted.iter().filter(|r| mine(r)).count() as u64,
+    };
+    // Offers answered (a verdict came), and offers whose close is still to show. Read from the
+    // inbox's history, not only from this run: a close may come long after the invitation.
     let mut answered: HashSet<String> = HashSet::new();
-    if listen.policy != Policy::Never {
-        for record in read_to_end(config, &RESPONSES.full_name(prefix), None).await? {
-            if let Some(Ok(Event::ResponseSubmitted(response))) = record.event
-                && response.subscriber_id == listen.subscriber_id
-            {
-                answered.insert(response.request_id);
+    let mut invited: HashSet<String> = HashSet::new();
+    for mail in history.iter().filter_map(|r| inbox.open(r)?.ok()) {
+        let Mail::Notice(_, noticed) = mail else {
+            continue;
+        };
+        match noticed.event {
+            Event::CredentialReleased(e) => {
+                answered.insert(e.offer_id);
             }
+            Event::ResponseRejected(e) if answers_for_us(&e) => {
+                answered.insert(e.offer_id);
+            }
+            Event::InteractionRequested(e) if !listen.from_beginning => {
+                invited.insert(e.offer_id);
+            }
+            Event::OfferClosed(e) if !listen.from_beginning => {
+                invited.remove(&e.offer_id);
+            }
+            _ => {}
         }
     }
-    let requests = REQUESTS.full_name(prefix);
-    let decisions = DECISIONS.full_name(prefix);
-    // Offers whose close is still to show. Read from the log, not only from this run: a close
-    // may come long after the invitation, and the consumer below may read a decisions partition
-    // before the requests partition that invited.
-    let consumer = reader(config, false)?;
-    let mut invited: HashSet<String> = {
-        let invitations = read_to_end(config, &requests, None).await?;
-        match listen.from_beginning {
-            true => assign_all(&consumer, &[&requests, &decisions], true)?,
-            // Invitations from where the read above ended, so none written meanwhile is missed.
-            false => assign_after(&consumer, &[&requests], &invitations, &[&decisions])?,
-        }
-        invitations
-            .into_iter()
-            .filter_map(|record| match record.event {
-                Some(Ok(Event::InteractionRequested(request)))
-                    if request.subscriber_id == listen.subscriber_id =>
-                {
-                    Some(request.offer_id)
-                }
-                _ => None,
-            })
-            .collect()
+    let start = match (listen.from_beginning, history.last()) {
+        (false, Some(last)) => rdkafka::Offset::Offset(last.offset + 1),
+        _ => rdkafka::Offset::Beginning,
     };
-    let topics = format!("{requests} and {decisions}");
+    assign_partition(&consumer, &topic, partition, start)?;
     let margin_ms = i64::try_from(listen.margin.as_millis()).unwrap_or(i64::MAX);
     let mut clock = BrokerClock::new();
     let mut waiting: Vec<Waiting> = Vec::new();
     let mut last_heard = Instant::now();
     loop {
-        // Answers whose time has come, or whose rule has ended meanwhile. Only a policy with a
-        // key leaves answers waiting.
+        // Answers whose time has come, or whose rule has ended meanwhile. Only a policy that
+        // answers leaves answers waiting.
         let mut wake = None;
-        if let Some(responder) = &listen.responder {
-            let mut i = 0;
-            while i < waiting.len() {
-                let now = local_ms();
-                match plan(&waiting[i].terms, clock.lead_ms(), margin_ms, now) {
-                    Plan::At { local_ms, .. } => {
-                        let wait =
-                            Duration::from_millis(u64::try_from(local_ms - now).unwrap_or(0));
-                        let due = Instant::now() + wait;
-                        wake = Some(wake.map_or(due, |earliest: Instant| earliest.min(due)));
-                        i += 1;
-                    }
-                    Plan::Now => {
-                        let answer = waiting.swap_remove(i);
-                        let written =
-                            answer_now(&writer, prefix, &answer.offer_id, responder, &mut clock)
-                                .await?;
-                        answered.insert(answer.request_id);
-                        last_heard = Instant::now();
-                        heard(Heard::Responded(answer.offer_id, written));
-                    }
-                    Plan::Never { .. } => {
-                        let answer = waiting.swap_remove(i);
-                        heard(Heard::NotAnswered(answer.offer_id, RULE_ENDED));
-                    }
+        let mut i = 0;
+        while i < waiting.len() {
+            let now = local_ms();
+            match plan(&waiting[i].terms, clock.lead_ms(), margin_ms, now) {
+                Plan::At { local_ms, .. } => {
+                    let wait = Duration::from_millis(u64::try_from(local_ms - now).unwrap_or(0));
+                    let due = Instant::now() + wait;
+                    wake = Some(wake.map_or(due, |earliest: Instant| earliest.min(due)));
+                    i += 1;
+                }
+                Plan::Now => {
+                    let answer = waiting.swap_remove(i);
+                    let written =
+                        answer_now(&writer, prefix, &answer.offer_id, responder, &mut clock)
+                            .await?;
+                    answered.insert(answer.offer_id.clone());
+                    last_heard = Instant::now();
+                    heard(Heard::Responded(answer.offer_id, written));
+                }
+                Plan::Never { .. } => {
+                    let answer = waiting.swap_remove(i);
+                    heard(Heard::NotAnswered(answer.offer_id, RULE_ENDED));
                 }
             }
         }
@@ -448,96 +516,104 @@ pub async fn listen(
             (Some(idle), Some(wake)) => Some(idle.min(wake)),
             (idle, wake) => idle.or(wake),
         };
-        let Some(record) = next_record(&consumer, deadline, &topics).await? else {
+        let Some(record) = next_record(&consumer, deadline, &topic).await? else {
             if waiting.is_empty() {
-                return Ok(());
+                return Ok(listened);
             }
             continue;
         };
+        listened.records += 1;
+        listened.mine += u64::from(mine(&record));
         if let Some(stamp) = record.stamp {
             clock.observe(stamp, local_ms());
         }
-        let event = match &record.event {
-            Some(Ok(event)) => event.clone(),
-            Some(Err(error)) => {
-                let error = error.clone();
-                heard(Heard::Unreadable(record, error));
+        let noticed = match inbox.open(&record) {
+            None | Some(Ok(Mail::Delivered(..))) => continue,
+            Some(Err(refused)) => {
+                heard(Heard::Refused(record, refused));
                 continue;
             }
-            None => continue,
+            Some(Ok(Mail::Notice(_, noticed))) => noticed,
         };
-        match event {
-            Event::InteractionRequested(request)
-                if request.subscriber_id == listen.subscriber_id =>
-            {
+        // Shown where the event sat on the log, not where its notice did.
+        let at = Record {
+            topic: format!("{prefix}{}", noticed.at.topic),
+            partition: noticed.at.partition,
+            offset: noticed.at.offset,
+            stamp: Some(noticed.at.stamp),
+            key: None,
+            event: None,
+            signed: record.signed.clone(),
+        };
+        match noticed.event {
+            Event::InteractionRequested(request) => {
                 last_heard = Instant::now();
                 let offer_id = request.offer_id.clone();
                 invited.insert(offer_id.clone());
                 let answer = listen.policy.answers(&request);
-                let first_time = !answered.contains(&request.request_id)
-                    && !waiting.iter().any(|w| w.request_id == request.request_id);
-                let request_id = request.request_id.clone();
+                let first_time = !answered.contains(&offer_id)
+                    && !waiting.iter().any(|w| w.offer_id == offer_id);
                 let terms = request.offer.clone();
-                heard(Heard::Request(record, request));
-                match (answer, first_time, &listen.responder) {
-                    (true, true, Some(responder)) => {
-                        match plan(&terms, clock.lead_ms(), margin_ms, local_ms()) {
-                            Plan::Now => {
-                                let written =
-                                    answer_now(&writer, prefix, &offer_id, responder, &mut clock)
-                                        .await?;
-                                answered.insert(request_id);
-                                heard(Heard::Responded(offer_id, written));
-                            }
-                            Plan::At { broker_ms, .. } => {
-                                let opens = terms.time_rule.opens_at(terms.position.stamp);
-                                heard(Heard::Scheduled {
-                                    offer_id: offer_id.clone(),
-                                    at: broker_ms,
-                                    opens,
-                                    margin: listen.margin,
-                                });
-                                waiting.push(Waiting {
-                                    offer_id,
-                                    request_id,
-                                    terms,
-                                });
-                            }
-                            Plan::Never { .. } => heard(Heard::NotAnswered(offer_id, RULE_ENDED)),
+                heard(Heard::Request(at, request));
+                match (answer, first_time) {
+                    (true, true) => match plan(&terms, clock.lead_ms(), margin_ms, local_ms()) {
+                        Plan::Now => {
+                            let written =
+                                answer_now(&writer, prefix, &offer_id, responder, &mut clock)
+                                    .await?;
+                            answered.insert(offer_id.clone());
+                            heard(Heard::Responded(offer_id, written));
                         }
-                    }
-                    (true, true, None) => {
-                        heard(Heard::NotAnswered(
-                            offer_id,
-                            "no key to sign a response with",
-                        ));
-                    }
-                    (true, false, _) => heard(Heard::NotAnswered(offer_id, "already answered")),
-                    (false, _, _) if listen.policy != Policy::Never => heard(Heard::NotAnswered(
+                        Plan::At { broker_ms, .. } => {
+                            let opens = terms.time_rule.opens_at(terms.position.stamp);
+                            heard(Heard::Scheduled {
+                                offer_id: offer_id.clone(),
+                                at: broker_ms,
+                                opens,
+                                margin: listen.margin,
+                            });
+                            waiting.push(Waiting { offer_id, terms });
+                        }
+                        Plan::Never { .. } => heard(Heard::NotAnswered(offer_id, RULE_ENDED)),
+                    },
+                    (true, false) => heard(Heard::NotAnswered(offer_id, "already answered")),
+                    (false, _) if listen.policy != Policy::Never => heard(Heard::NotAnswered(
                         offer_id,
                         "it does not meet the --respond condition",
                     )),
-                    (false, _, _) => {}
+                    (false, _) => {}
                 }
             }
-            Event::CredentialReleased(released)
-                if released.subscriber_id == listen.subscriber_id =>
-            {
+            Event::CredentialReleased(released) => {
                 last_heard = Instant::now();
-                heard(Heard::Released(record, released));
+                answered.insert(released.offer_id.clone());
+                heard(Heard::Released(at, released));
             }
-            Event::ResponseRejected(rejected) if rejected.subscriber_id == listen.subscriber_id => {
+            Event::ResponseRejected(rejected) => {
                 last_heard = Instant::now();
-                heard(Heard::Rejected(record, rejected));
+                if answers_for_us(&rejected) {
+                    answered.insert(rejected.offer_id.clone());
+                }
+                heard(Heard::Rejected(at, rejected));
             }
             // Forgotten once shown: an offer closes once.
             Event::OfferClosed(closed) if invited.remove(&closed.offer_id) => {
                 last_heard = Instant::now();
-                heard(Heard::Closed(record, closed));
+                heard(Heard::Closed(at, closed));
             }
             _ => {}
         }
     }
+}
+
+/// Whether a rejection is a verdict on an answer the subscriber wrote: one on a response forged
+/// in its name (Forged), or written before its invitation was (NotInvited), leaves the
+/// invitation to answer.
+fn answers_for_us(rejected: &ResponseRejected) -> bool {
+    !matches!(
+        rejected.reason,
+        RejectReason::Forged | RejectReason::NotInvited
+    )
 }
 
 /// Responds to `offer_id` and learns the broker's clock from the response's stamp: the freshest
@@ -613,7 +689,8 @@ pub fn check_delivered(
 /// The credential `choice` picks from the subscriber's inbox (`tessera.deliveries`), with where
 /// it was read. Only deliveries that pass [`check_delivered`] with the pinned `delivery` key
 /// count (each one that does not is logged with its reason); of several copies of one credential,
-/// the first that passes counts.
+/// the first that passes counts. Reads the credentials only: [`Inbox::read`] opens the notices
+/// too.
 pub async fn delivered(
     config: &ClientConfig,
     prefix: &str,
@@ -621,21 +698,18 @@ pub async fn delivered(
     subscriber_id: &str,
     choice: &Choice,
 ) -> Result<(Record, CredentialDelivered), SubscriberError> {
-    let mut seen = HashSet::new();
-    let mut inbox = Vec::new();
-    for mut record in
-        read_partition_of(config, &DELIVERIES.full_name(prefix), subscriber_id).await?
-    {
-        let Some(Ok(Event::CredentialDelivered(delivered))) = record.event.take() else {
+    let mut mail = Vec::new();
+    for record in read_partition_of(config, &DELIVERIES.full_name(prefix), subscriber_id).await? {
+        let Some(Ok(Event::CredentialDelivered(delivered))) = &record.event else {
             continue;
         };
-        if delivered.subscriber_id != subscriber_id || seen.contains(&delivered.credential_id) {
+        if delivered.subscriber_id != subscriber_id {
             continue;
         }
-        match check_delivered(delivery, &record, &delivered) {
+        match check_delivered(delivery, &record, delivered) {
             Ok(()) => {
-                seen.insert(delivered.credential_id.clone());
-                inbox.push((record, delivered));
+                let delivered = Box::new(delivered.clone());
+                mail.push(Mail::Delivered(record, delivered));
             }
             Err(reason) => warn!(
                 "refusing the delivery at {}/{}@{}: {reason}",
@@ -643,12 +717,24 @@ pub async fn delivered(
             ),
         }
     }
+    choose(&mail, subscriber_id, choice)
+}
+
+/// The credential `choice` picks from the subscriber's mail.
+pub fn choose(
+    mail: &[Mail],
+    subscriber_id: &str,
+    choice: &Choice,
+) -> Result<(Record, CredentialDelivered), SubscriberError> {
     let fits = |delivered: &CredentialDelivered| match choice {
         Choice::Credential(id) => &delivered.credential_id == id,
         Choice::Offer(id) => &delivered.offer_id == id,
         Choice::Only => true,
     };
-    let mut fitting: Vec<_> = inbox.into_iter().filter(|(_, d)| fits(d)).collect();
+    let mut fitting: Vec<_> = inbox::credentials(mail)
+        .into_iter()
+        .filter(|(_, d)| fits(d))
+        .collect();
     match (fitting.len(), choice) {
         (1, _) => Ok(fitting.remove(0)),
         (0, Choice::Credential(id)) => Err(SubscriberError::NoCredential(format!(
@@ -745,34 +831,26 @@ pub async fn open_chunks(
     Ok(written)
 }
 
-/// The outcome already on `tessera.outcomes` for the delivered credential, if any, with where it
-/// was read.
-pub async fn outcome(
-    config: &ClientConfig,
-    prefix: &str,
+/// The first outcome of the delivered credential that the inbox told of, if any, with where it
+/// sat on `tessera.outcomes` (the ledger counts the first).
+pub fn outcome<'m>(
+    mail: &'m [Mail],
     delivered: &CredentialDelivered,
-) -> Result<Option<(Record, Event)>, ClientError> {
-    let records =
-        read_partition_of(config, &OUTCOMES.full_name(prefix), &delivered.offer_id).await?;
-    Ok(records.into_iter().find_map(|mut record| {
-        let event = match record.event.take() {
-            Some(Ok(event @ Event::CredentialAccepted(_))) => event,
-            Some(Ok(event @ Event::CredentialDeclined(_))) => event,
-            _ => return None,
-        };
-        let credential_id = match &event {
+) -> Option<(&'m LogPosition, &'m Event)> {
+    inbox::noticed(mail).find_map(|noticed| {
+        let credential_id = match &noticed.event {
             Event::CredentialAccepted(e) => &e.credential_id,
             Event::CredentialDeclined(e) => &e.credential_id,
             _ => return None,
         };
-        (credential_id == &delivered.credential_id).then_some((record, event))
-    }))
+        (credential_id == &delivered.credential_id).then_some((&noticed.at, &noticed.event))
+    })
 }
 
 /// A delivered credential's decision deadline, as its recipient can know it: the invitation
 /// carries the offer's `decide_within` (subscribers do not read `tessera.offers`), and the time
-/// counts from the release on `tessera.decisions`. Only for the recipient to see: the ledger judges
-/// the acceptance on the log, whatever this says.
+/// counts from the release's effective stamp, which its notice carries. Only for the recipient to
+/// see: the ledger judges the acceptance on the log, whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecisionDeadline {
     /// The release's effective stamp, as the ledger takes it: the largest receipt stamp on its
@@ -780,8 +858,8 @@ pub struct DecisionDeadline {
     pub released: i64,
     /// How long after the release an acceptance still earns, in milliseconds.
     pub within: i64,
-    /// The latest receipt stamp read on the two partitions: the broker's clock read at least
-    /// this when they were read.
+    /// The latest receipt stamp of the subscriber's own mail: the broker's clock read at least
+    /// this when the inbox was read.
     pub broker_seen: i64,
 }
 
@@ -822,45 +900,39 @@ impl fmt::Display for DecisionDeadline {
     }
 }
 
-/// The decision deadline of the delivered credential, if its offer set one; `None` also when its
-/// invitation or release cannot be found.
-pub async fn decision_deadline(
-    config: &ClientConfig,
-    prefix: &str,
+/// The decision deadline of the delivered credential, if its offer set one, from the notices of
+/// its invitation (which carries the offer's `decide_within`) and its release (with its effective
+/// stamp); `None` also when the inbox holds neither.
+pub fn decision_deadline(
+    mail: &[Mail],
     delivered: &CredentialDelivered,
-) -> Result<Option<DecisionDeadline>, ClientError> {
+) -> Option<DecisionDeadline> {
     let offer_id = &delivered.offer_id;
-    let mut broker_seen = i64::MIN;
-    let mut invited = None;
-    for record in read_partition_of(config, &REQUESTS.full_name(prefix), offer_id).await? {
-        broker_seen = broker_seen.max(record.stamp.unwrap_or(i64::MIN));
-        if let Some(Ok(Event::InteractionRequested(request))) = record.event
-            && &request.offer_id == offer_id
-            && request.subscriber_id == delivered.subscriber_id
-        {
-            // The matcher invites a subscriber once per offer; the first invitation counts.
-            invited.get_or_insert(request.decide_within);
+    // The matcher invites a subscriber once per offer; the first invitation counts.
+    let within = inbox::noticed(mail).find_map(|noticed| match &noticed.event {
+        Event::InteractionRequested(request) if &request.offer_id == offer_id => {
+            Some(request.decide_within)
         }
-    }
-    let Some(Some(within)) = invited else {
-        return Ok(None);
-    };
-    let mut effective = i64::MIN;
-    let mut released = None;
-    for record in read_partition_of(config, &DECISIONS.full_name(prefix), offer_id).await? {
-        effective = effective.max(record.stamp.unwrap_or(i64::MIN));
-        if let Some(Ok(Event::CredentialReleased(release))) = record.event
-            && release.credential_id == delivered.credential_id
-            && released.is_none()
-        {
-            released = Some(effective);
+        _ => None,
+    })??;
+    let released = inbox::noticed(mail).find_map(|noticed| match &noticed.event {
+        Event::CredentialReleased(release) if release.credential_id == delivered.credential_id => {
+            Some(noticed.at.stamp)
         }
-    }
-    Ok(released.map(|released| DecisionDeadline {
+        _ => None,
+    })?;
+    let broker_seen = mail
+        .iter()
+        .filter_map(|m| match m {
+            Mail::Notice(record, _) | Mail::Delivered(record, _) => record.stamp,
+        })
+        .max()
+        .unwrap_or(released);
+    Some(DecisionDeadline {
         released,
         within,
-        broker_seen: broker_seen.max(effective),
-    }))
+        broker_seen,
+    })
 }
 
 /// What a recipient does with a delivered credential.

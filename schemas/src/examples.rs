@@ -135,6 +135,7 @@ pub fn all() -> Vec<Event> {
             }],
             webhook: Some("https://b1.example.org/inbox".into()),
             endorsement: None,
+            sealed_contact: None,
         }
         .into(),
         SubscriberRegistered {
@@ -146,6 +147,7 @@ pub fn all() -> Vec<Event> {
             interests: vec![],
             webhook: None,
             endorsement: None,
+            sealed_contact: Some(sealed(9)),
         }
         .into(),
         SubscriberRemoved {
@@ -331,6 +333,12 @@ pub fn all() -> Vec<Event> {
             subscriber_id: "B2".into(),
             attempts: 5,
             reason: "webhook answered 503".into(),
+        }
+        .into(),
+        Notice {
+            event_id: id(31),
+            subscriber_id: "B1".into(),
+            sealed: sealed(8),
         }
         .into(),
         CredentialAccepted {

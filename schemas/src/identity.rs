@@ -289,6 +289,7 @@ mod tests {
             interests: Vec::new(),
             webhook: None,
             endorsement: None,
+            sealed_contact: None,
         }
     }
 

@@ -26,6 +26,8 @@
 //! | package (AEAD, not HPKE) | - | `tessera/v1 package`, offer id |
 //! | half sealed to the timekeeper | `tessera/v1 <half> to the timekeeper` | offer id |
 //! | half sealed to a responder | `tessera/v1 <half> to the responder` | offer id, subscriber id, credential id |
+//! | notice ([`notices`]) | `tessera/v1 notice to the subscriber` | subscriber id, notice's event id |
+//! | contact and webhook ([`contacts`]) | `tessera/v1 contact to the platform` | subscriber id |
 //!
 //! # Determinism
 //!
@@ -57,6 +59,8 @@ use zeroize::Zeroizing;
 use crate::events::{CredentialDelivered, Custody, SealedBox, SealedCredential};
 
 pub mod chunks;
+pub mod contacts;
+pub mod notices;
 
 /// [`chunks::CHUNK_LEN`], for error messages.
 const CHUNK_BYTES: usize = chunks::CHUNK_LEN;
@@ -321,6 +325,19 @@ pub(crate) fn bound(label: &str, parts: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(part);
     }
     out
+}
+
+/// The parts [`bound`] joined after `label`, if `bytes` is exactly such a joining.
+pub(crate) fn unbound<'a>(label: &str, bytes: &'a [u8]) -> Option<Vec<&'a [u8]>> {
+    let mut rest = bytes.strip_prefix(label.as_bytes())?;
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        parts.push(tail.get(..len)?);
+        rest = tail.get(len..)?;
+    }
+    Some(parts)
 }
 
 fn to_timekeeper(half: Half) -> String {

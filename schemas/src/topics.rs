@@ -139,7 +139,7 @@ pub const DELIVERIES: Topic = Topic {
     name: "tessera.deliveries",
     key: "subscriber id",
     shape: Shape::EventLog,
-    events: &[E::CredentialDelivered, E::DeliveryFailed],
+    events: &[E::CredentialDelivered, E::DeliveryFailed, E::Notice],
     decides: false,
 };
 /// `tessera.outcomes`.

@@ -102,6 +102,28 @@ impl World {
     pub(crate) async fn wait_for(&self, topic: Topic, key: &str, n: usize) -> Vec<Event> {
         wait_for(&self.config, self.prefix(), topic, key, n).await
     }
+
+    /// The credentials delivered to `subscriber`'s inbox, once there are `n`: the notices beside
+    /// them do not count.
+    #[allow(dead_code)]
+    pub(crate) async fn credentials(&self, subscriber: &str, n: usize) -> Vec<Event> {
+        let name = tessera_contract::topics::DELIVERIES.full_name(self.prefix());
+        for _ in 0..120 {
+            let credentials: Vec<Event> = read_partition_of(&self.config, &name, subscriber)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.key.as_deref() == Some(subscriber))
+                .filter_map(|r| r.event.and_then(Result::ok))
+                .filter(|e| matches!(e, Event::CredentialDelivered(_)))
+                .collect();
+            if credentials.len() >= n {
+                return credentials;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("fewer than {n} credentials delivered to {subscriber} on {name}");
+    }
 }
 
 /// The wall clock in milliseconds since the epoch, as the broker stamps records.
@@ -193,6 +215,7 @@ pub(crate) async fn register(
             webhook: None,
             key_file: key_file.to_path_buf(),
             endorsement: None,
+            platform: None,
         },
     )
     .await

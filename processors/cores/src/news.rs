@@ -3,7 +3,9 @@
 //! One reading, so both take the same records for the same news.
 
 use tessera_contract::topics::{self, Topic};
-use tessera_contract::{CredentialReleased, Event, OfferClosed, OfferPublished, OfferRejected};
+use tessera_contract::{
+    CredentialReleased, Event, OfferClosed, OfferPublished, OfferRejected, ResponseRejected,
+};
 
 use crate::core::{Raw, misplaced};
 use crate::registry::Inputs;
@@ -19,8 +21,11 @@ pub enum OfferNews {
     Rejected(OfferRejected),
     /// The offer's end, from `tessera.decisions`.
     Closed(OfferClosed),
-    /// A record of the two topics that changes nothing downstream: a withdrawal (its
-    /// OfferClosed follows) or a rejected response.
+    /// A rejected response, from `tessera.decisions`: its responder is told, nothing else
+    /// follows.
+    Rejection(Box<ResponseRejected>),
+    /// A withdrawal, from `tessera.offers`: it changes nothing downstream, its OfferClosed
+    /// follows.
     Passed,
 }
 
@@ -43,7 +48,9 @@ impl OfferNews {
             Event::OfferClosed(e) if on(topics::DECISIONS) => {
                 (e.offer_id.clone(), OfferNews::Closed(e))
             }
-            Event::ResponseRejected(e) if on(topics::DECISIONS) => (e.offer_id, OfferNews::Passed),
+            Event::ResponseRejected(e) if on(topics::DECISIONS) => {
+                (e.offer_id.clone(), OfferNews::Rejection(Box::new(e)))
+            }
             other => return Err(misplaced(&other, input)),
         };
         raw.keyed_by(&offer_id, "offer id")?;

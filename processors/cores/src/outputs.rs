@@ -43,8 +43,13 @@ impl Outputs {
         self.emit_to(OUTPUT, key, build);
     }
 
+    /// The event id the next event emitted gets: what a sealed box in it is bound to.
+    pub(crate) fn next_event_id(&self) -> String {
+        derived_id(self.processor, &self.at, self.list.len())
+    }
+
     fn emit_to(&mut self, topic: usize, key: &str, build: impl FnOnce(String) -> Event) {
-        let event = build(derived_id(self.processor, &self.at, self.list.len()));
+        let event = build(self.next_event_id());
         self.list.push(Emitted {
             topic,
             key: key.to_string(),

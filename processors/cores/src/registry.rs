@@ -217,7 +217,8 @@ mod tests {
             timekeeper::Timekeeper::new(PrivateKey::from_bytes(&[9; 32]).unwrap(), key);
         assert!(declares(&matcher::SHAPE, &matcher::Matcher::default()));
         assert!(declares(&timekeeper::SHAPE, &timekeeper));
-        assert!(declares(&delivery::SHAPE, &delivery::Delivery::new(key)));
+        let delivery = delivery::Delivery::new(PrivateKey::from_bytes(&[8; 32]).unwrap(), key, key);
+        assert!(declares(&delivery::SHAPE, &delivery));
         assert!(declares(
             &ledger::rewards::SHAPE,
             &ledger::Rewards::new(key)

@@ -62,9 +62,13 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 use tessera_contract::identity::{Change, Pins};
+use tessera_contract::sealing::PrivateKey;
+use tessera_contract::sealing::contacts::open_contact;
 use tessera_contract::signing::{SignatureError, SigningKey, VerifyingKey};
 use tessera_contract::topics::{DELIVERIES, SUBSCRIBERS};
-use tessera_contract::{CredentialDelivered, DeliveryFailed, Event, SealedBox};
+use tessera_contract::{
+    CredentialDelivered, DeliveryFailed, Event, SealedBox, SubscriberRegistered,
+};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -132,6 +136,10 @@ pub struct Settings {
     /// The operator's trust anchor, as the matcher is given it: first registrations must then
     /// be endorsed by it ([`tessera_contract::identity`]).
     pub trust_anchor: Option<VerifyingKey>,
+    /// The delivery's private key, which opens the contacts and webhooks that registrations seal
+    /// to it ([`tessera_contract::sealing::contacts`]); without it only webhooks in the clear
+    /// are posted to.
+    pub contact_key: Option<Arc<PrivateKey>>,
 }
 
 /// Why the worker stopped, or did not start.
@@ -263,6 +271,8 @@ fn failure_id(credential_id: &str) -> String {
 struct Registry {
     pins: Pins,
     by_subscriber: HashMap<String, String>,
+    /// Opens sealed contacts.
+    contact_key: Option<Arc<PrivateKey>>,
 }
 
 /// [`Registry`], kept up to date from `tessera.subscribers`.
@@ -280,6 +290,7 @@ impl Webhooks {
         config: &ClientConfig,
         prefix: &str,
         anchor: Option<VerifyingKey>,
+        contact_key: Option<Arc<PrivateKey>>,
     ) -> Result<Webhooks, ClientError> {
         let topic = SUBSCRIBERS.full_name(prefix);
         let consumer = reader(config, false)?;
@@ -292,6 +303,7 @@ impl Webhooks {
             registry: Registry {
                 pins: Pins::new(anchor),
                 by_subscriber: HashMap::new(),
+                contact_key,
             },
             next: vec![0; partitions as usize],
         })
@@ -329,13 +341,39 @@ impl Webhooks {
 }
 
 impl Registry {
+    /// The webhook a registration names: in the clear, or sealed to the delivery's key. One
+    /// sealed to another key, or that does not open, names none.
+    fn webhook_of(&self, registered: &SubscriberRegistered) -> Option<String> {
+        let Some(sealed) = &registered.sealed_contact else {
+            return registered.webhook.clone();
+        };
+        let id = &registered.subscriber_id;
+        let opened = self
+            .contact_key
+            .as_ref()
+            .map(|key| open_contact(sealed, id, key));
+        match opened {
+            Some(Ok(contact)) => contact.webhook,
+            Some(Err(e)) => {
+                warn!(
+                    "subscriber {id}'s sealed contact does not open with this delivery's key: {e}"
+                );
+                None
+            }
+            None => {
+                warn!("subscriber {id}'s contact is sealed, and this worker has no key to open it");
+                None
+            }
+        }
+    }
+
     /// Folds one record of `tessera.subscribers` in; one refused changes nothing and is logged.
     fn learn(&mut self, record: &Record) {
         let (id, change, webhook) = match &record.event {
             Some(Ok(Event::SubscriberRegistered(registered))) => (
                 &registered.subscriber_id,
                 Change::Registered(registered),
-                registered.webhook.clone(),
+                self.webhook_of(registered),
             ),
             Some(Ok(Event::SubscriberRemoved(removed))) => (
                 &removed.subscriber_id,
@@ -401,7 +439,12 @@ pub async fn run(
     consumer
         .subscribe(&[&deliveries])
         .map_err(kafka(format!("cannot subscribe to {deliveries}")))?;
-    let mut webhooks = Webhooks::open(config, prefix, settings.trust_anchor)?;
+    let mut webhooks = Webhooks::open(
+        config,
+        prefix,
+        settings.trust_anchor,
+        settings.contact_key.clone(),
+    )?;
     let writer = Writer::new(config)?;
     info!("posting credentials from {deliveries} to subscribers' webhooks");
     while !stop.load(Ordering::Relaxed) {
@@ -501,10 +544,10 @@ fn commit(consumer: &Reader, record: &Record) {
 
 #[cfg(test)]
 mod tests {
+    use tessera_contract::SubscriberRemoved;
     use tessera_contract::identity::{ENDORSEMENT_TAG, endorsement_parts};
-    use tessera_contract::sealing::PrivateKey;
+    use tessera_contract::sealing::contacts::{Contact, seal_contact};
     use tessera_contract::signing::Signed;
-    use tessera_contract::{SubscriberRegistered, SubscriberRemoved};
 
     use super::*;
 
@@ -524,6 +567,7 @@ mod tests {
             interests: Vec::new(),
             webhook: Some(webhook.into()),
             endorsement: None,
+            sealed_contact: None,
         })
     }
 
@@ -587,6 +631,36 @@ mod tests {
         assert_eq!(webhook(&registry, "B1").as_deref(), Some("https://b1/v2"));
         registry.learn(&record(&owner.1, "B1", removal("B1")));
         assert_eq!(webhook(&registry, "B1"), None);
+    }
+
+    #[test]
+    fn a_sealed_webhook_is_followed_only_with_the_delivery_key() {
+        let (owner, delivery) = (party(1), party(5));
+        let Event::SubscriberRegistered(mut sealed) = registration("B1", &owner, "https://x/")
+        else {
+            unreachable!()
+        };
+        let contact = Contact {
+            contact: "b1@example.org".into(),
+            webhook: Some("https://b1/sealed".into()),
+        };
+        let mut rng = <chacha20::ChaCha20Rng as hpke::rand_core::SeedableRng>::from_seed([4; 32]);
+        let platform = delivery.0.public_key();
+        sealed.sealed_contact = Some(seal_contact(&contact, "B1", &platform, &mut rng).unwrap());
+        sealed.webhook = None;
+        let sealed = record(&owner.1, "B1", sealed.into());
+        let mut keyed = Registry {
+            contact_key: Some(Arc::new(delivery.0)),
+            ..Registry::default()
+        };
+        keyed.learn(&sealed);
+        assert_eq!(webhook(&keyed, "B1").as_deref(), Some("https://b1/sealed"));
+        let mut other = Registry {
+            contact_key: Some(Arc::new(party(6).0)),
+            ..Registry::default()
+        };
+        other.learn(&sealed);
+        assert_eq!(webhook(&other, "B1"), None);
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! `tessera.deliveries`, keyed by subscriber id: each subscriber's inbox of assembled credentials.
+//! `tessera.deliveries`, keyed by subscriber id: each subscriber's inbox. It holds the assembled
+//! credentials, and notices of everything else the subscriber is told (its invitations, the
+//! verdicts on its responses, the ends of its offers, its own decisions), each sealed to the
+//! subscriber, so a subscriber reads one partition and learns nothing of anyone else's mail.
 //! Delivery is at least once; subscribers deduplicate by credential id.
 
 use apache_avro::AvroSchema;
@@ -62,4 +65,21 @@ pub struct DeliveryFailed {
     pub attempts: i32,
     /// The last error, as a sentence.
     pub reason: String,
+}
+
+/// Something the platform tells one subscriber, sealed to it: what was noticed, and where it sat
+/// on the log, opens only with the subscriber's key
+/// (`tessera_contract::sealing::notices`). Others who read the inbox see only that the
+/// subscriber got mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "tessera")]
+pub struct Notice {
+    /// Unique id of this event, for deduplication; the sealed box is bound to it.
+    #[avro(with = crate::avro::uuid)]
+    pub event_id: String,
+    /// The recipient; also the record key. The sealed box is bound to it.
+    pub subscriber_id: String,
+    /// The noticed event and its position on the log, sealed to the recipient's pinned key
+    /// (HPKE, `tessera/v1 notice to the subscriber`).
+    pub sealed: SealedBox,
 }

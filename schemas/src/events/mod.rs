@@ -145,6 +145,7 @@ events! {
     PackageChunk => "package_chunk.avsc",
     CredentialDelivered => "credential_delivered.avsc",
     DeliveryFailed => "delivery_failed.avsc",
+    Notice => "notice.avsc",
     CredentialAccepted => "credential_accepted.avsc",
     CredentialDeclined => "credential_declined.avsc",
     RewardCredited => "reward_credited.avsc",

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
+use super::common::SealedBox;
+
 /// A party registers (or replaces) its needs and the key that credentials are sealed to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "tessera")]
@@ -15,7 +17,8 @@ pub struct SubscriberRegistered {
     pub event_id: String,
     /// The subscriber; also the record key.
     pub subscriber_id: String,
-    /// How to reach the subscriber, shown to providers on release (e.g. an e-mail address).
+    /// How to reach the subscriber (e.g. an e-mail address), in the clear; empty when
+    /// `sealed_contact` carries it.
     pub contact: String,
     /// The subscriber's HPKE X25519 public key (32 bytes); credential halves are sealed to it.
     #[serde(with = "apache_avro::serde::bytes")]
@@ -31,13 +34,21 @@ pub struct SubscriberRegistered {
     pub interests: Vec<Interest>,
     /// Optional endpoint that the delivery worker also posts released credentials to, signed
     /// (`https://` through rustls, or `http://`); private, loopback and link-local targets are
-    /// refused unless the operator allows them.
+    /// refused unless the operator allows them. In the clear; absent when `sealed_contact`
+    /// carries it.
     pub webhook: Option<String>,
     /// The operator's trust anchor's Ed25519 signature over the subscriber id and both keys
     /// (`tessera_contract::identity`), in installations that vouch for parties; absent elsewhere.
     #[serde(with = "apache_avro::serde::bytes_opt", default)]
     #[avro(with, default = "null")]
     pub endorsement: Option<Vec<u8>>,
+    /// The contact and webhook sealed to the delivery worker's key
+    /// (`tessera_contract::sealing::contacts`), so that only the platform reads them: the
+    /// topic is readable by every provider. Absent in a registration that carries them in the
+    /// clear.
+    #[serde(default)]
+    #[avro(default = "null")]
+    pub sealed_contact: Option<SealedBox>,
 }
 
 /// One stored need. Every condition present must hold for an offer to match it.

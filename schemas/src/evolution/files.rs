@@ -24,6 +24,7 @@ released! {
     "delivery_failed" => [1],
     "interaction_requested" => [1, 2, 3],
     "key_published" => [1, 2],
+    "notice" => [1],
     "offer_closed" => [1],
     "offer_published" => [1, 2, 3, 4, 5],
     "offer_rejected" => [1],
@@ -34,7 +35,7 @@ released! {
     "response_submitted" => [1],
     "reward_credited" => [1],
     "reward_due" => [1],
-    "subscriber_registered" => [1, 2],
+    "subscriber_registered" => [1, 2, 3],
     "subscriber_removed" => [1],
     "tick" => [1],
 }

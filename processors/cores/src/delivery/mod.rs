@@ -3,13 +3,18 @@
 //! keyed by subscriber id (the source document's step S106, the credential reaching the second
 //! terminal).
 //!
-//! It reads `tessera.offers` (the packages), `tessera.decisions` (the timekeeper's releases and
-//! the offers' ends) and `tessera.cosigns` (the providers' halves), all keyed by offer id. A
+//! It reads `tessera.offers` (the packages), `tessera.requests` (the invitations),
+//! `tessera.decisions` (the timekeeper's verdicts and the offers' ends), `tessera.cosigns` (the
+//! providers' halves) and `tessera.outcomes` (the recipients' decisions), all keyed by offer id. A
 //! credential is complete when its release and the provider's half are both in: in escrow custody
 //! the release carries both halves; in co-sign custody the provider half comes from the
 //! ProviderShareReleased that names the same credential and recipient. A complete credential is
 //! delivered once, with `attempts` 1: a repeated cosign or release never delivers it again.
 //! The delivery is sans-IO like every core; sealed halves and packages are opaque bytes to it.
+//!
+//! Everything else a subscriber is told arrives in the same inbox, as notices sealed to it
+//! ([`notices`]): its invitations, the verdicts on its responses, the ends of its offers and its
+//! own decisions. So a subscriber reads one partition of one topic, and nothing of anyone else.
 //!
 //! # Cosigns without a release
 //!
@@ -37,26 +42,41 @@
 //! key it carries, its package too (a forged one is ignored: the timekeeper rejects it); each
 //! delivery carries that key and the package's signature, so its recipient checks them as well; a verdict only if signed
 //! by the timekeeper whose key the delivery is given (else a dead letter, Unauthenticated, so no
-//! one releases a credential or ends an offer in the timekeeper's name); a provider half only if
-//! signed with the key of the offer it names (else a dead letter, NotOwner).
+//! one releases a credential or ends an offer in the timekeeper's name); an invitation only if
+//! signed by the matcher (else a dead letter, Unauthenticated: no one is told of an invitation
+//! the matcher did not make); a provider half only if signed with the key of the offer it names
+//! (else a dead letter, NotOwner); a decision is told to its recipient only if signed with the
+//! key its release carries (the ledger dead-letters the others).
 //!
 //! # What is kept
 //!
 //! An offer's package is kept until the offer ended and every release of it was delivered, then
 //! deleted; a credential's halves are dropped once delivered. What stays is small: per offer a
 //! status, per credential its recipient and where its provider half came from, so repeats are
-//! still told apart from strangers.
+//! still told apart from strangers. An offer's invitees are kept until an hour after it closes,
+//! as long as the timekeeper keeps the offer (forgotten on the first input after that, so no
+//! tick is needed), or until it is rejected.
 
 use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::format_stamp;
+use tessera_contract::sealing::PrivateKey;
 use tessera_contract::{
-    CredentialDelivered, CredentialReleased, LogPosition, OfferProblem, OfferPublished,
-    OfferRejected, ProviderShareReleased, SealedBox,
+    CredentialDelivered, CredentialReleased, InteractionRequested, LogPosition, OfferClosed,
+    OfferProblem, OfferPublished, OfferRejected, ProviderShareReleased, ResponseRejected,
+    SealedBox,
 };
 
+use crate::ledger::rewards::Outcome;
 use crate::news::OfferNews;
 use crate::prelude::*;
+use crate::timekeeper::PRUNE_AFTER_MS;
+use crate::timers::Timers;
+
+mod notices;
+
+use notices::{INVITEES, Invitee, notify};
+pub use notices::{LoggedNotices, NoticeSealer};
 
 /// `tessera run delivery`, with its webhook worker beside the core.
 pub const PROCESSOR: Processor = Processor {
@@ -64,19 +84,29 @@ pub const PROCESSOR: Processor = Processor {
     cores: &[&SHAPE],
     metrics_port: 9466,
     publishes_key: true,
-    audit_secret: None,
+    audit_secret: Some(
+        "its key file (--delivery-key FILE), to re-seal the notices; without it they are taken \
+         from the log where the delivery signed them (--delivery-verifying-key)",
+    ),
 };
 
 shape! {
     /// The delivery's declaration.
     ///
-    /// The inputs in rank order: on equal stamps an offer's package is in before its releases,
-    /// and a release before the cosigns that answer it.
+    /// The inputs in rank order: on equal stamps an offer's package is in before its
+    /// invitations, an invitation before the verdicts on it, a release before the cosigns that
+    /// answer it and the decisions on it.
     pub const SHAPE: "delivery",
-    inputs InputTopic { Offers = OFFERS, Decisions = DECISIONS, Cosigns = COSIGNS },
+    inputs InputTopic {
+        Offers = OFFERS,
+        Requests = REQUESTS,
+        Decisions = DECISIONS,
+        Cosigns = COSIGNS,
+        Outcomes = OUTCOMES,
+    },
     output DELIVERIES,
-    state "per offer: its package and status; released credentials; provider halves waiting \
-          for their release";
+    state "per offer: its package, status and invitees; released credentials; provider halves \
+          waiting for their release";
 }
 
 /// How an offer ended: after it, the timekeeper releases nothing more.
@@ -133,6 +163,18 @@ struct Credential {
     delivered: bool,
 }
 
+/// A released credential's recipient's keys. In a table of their own, not in [`Credential`], so
+/// that credentials stored before notices existed still decode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Recipient {
+    /// Its sealing key, as its invitation carried it: its notices are sealed to it. Empty until
+    /// the invitation is read (one read after its release, the partitions' clocks apart, fills
+    /// it in).
+    sealing_key: Vec<u8>,
+    /// Its verifying key, as its release carried it: only decisions signed with it are told.
+    signing_key: Vec<u8>,
+}
+
 /// A cosign waiting for its release, with where it sat for a dead letter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct HeldShare {
@@ -148,6 +190,10 @@ const PACKAGES: Table<Vec<u8>> = Table::new("package/");
 const CREDENTIALS: Table<Credential> = Table::new("credential/");
 /// Cosigns waiting for their release, by [`held_key`].
 const HELD: Table<HeldShare> = Table::new("held/");
+/// The recipients' keys of released credentials, by [`pair`] of offer id and credential id.
+const RECIPIENTS: Table<Recipient> = Table::new("recipient/");
+/// When each closed offer's invitees are forgotten.
+const INVITEES_FORGOTTEN: Timers = Timers::new("forget/", "next-forget/");
 
 /// Held cosigns sort by offer, then credential, then recipient, so one prefix scan finds those
 /// of an offer or of a credential.
@@ -162,18 +208,52 @@ pub enum Received {
     News(OfferNews),
     /// A provider's half, from `tessera.cosigns`.
     Share(ProviderShareReleased),
+    /// An invitation, from `tessera.requests`.
+    Invitation(Box<InteractionRequested>),
+    /// A recipient's decision, from `tessera.outcomes`.
+    Outcome(Outcome),
 }
 
-/// The delivery core. All it knows is in the task's state, and the key verdicts are signed with.
-#[derive(Debug, Clone, Copy)]
+/// The delivery core. All it knows is in the task's state, the keys it believes verdicts and
+/// invitations signed with, and how it seals notices.
+#[derive(Debug)]
 pub struct Delivery {
     timekeeper: VerifyingKey,
+    matcher: VerifyingKey,
+    sealer: NoticeSealer,
 }
 
 impl Delivery {
-    /// A delivery worker that believes verdicts signed with `timekeeper`.
-    pub fn new(timekeeper: VerifyingKey) -> Self {
-        Delivery { timekeeper }
+    /// A delivery worker that seals notices with `key`, and believes verdicts signed with
+    /// `timekeeper` and invitations signed with `matcher`.
+    pub fn new(key: PrivateKey, timekeeper: VerifyingKey, matcher: VerifyingKey) -> Self {
+        Delivery {
+            timekeeper,
+            matcher,
+            sealer: NoticeSealer::Key(key),
+        }
+    }
+
+    /// The delivery as an auditor without its key replays it: notices' sealed bytes are taken
+    /// from `logged`.
+    pub fn without_key(
+        logged: LoggedNotices,
+        timekeeper: VerifyingKey,
+        matcher: VerifyingKey,
+    ) -> Self {
+        Delivery {
+            timekeeper,
+            matcher,
+            sealer: NoticeSealer::Logged(Box::new(logged)),
+        }
+    }
+
+    /// What an audit without the key learns from the log, if this is such a replay.
+    pub fn logged_mut(&mut self) -> Option<&mut LoggedNotices> {
+        match &mut self.sealer {
+            NoticeSealer::Logged(logged) => Some(logged),
+            NoticeSealer::Key(_) => None,
+        }
     }
 
     /// Keeps an offer's package, and acts on the timekeeper's verdicts on it.
@@ -183,7 +263,13 @@ impl Delivery {
             OfferNews::Release(release) => {
                 let event = || Event::CredentialReleased((*release).clone());
                 if self.by_timekeeper(signed, &release.offer_id, event, out) {
-                    release_credential(state, *release, out);
+                    release_credential(state, &self.sealer, *release, out);
+                }
+            }
+            OfferNews::Rejection(rejected) => {
+                let event = || Event::ResponseRejected((*rejected).clone());
+                if self.by_timekeeper(signed, &rejected.offer_id, event, out) {
+                    tell_rejection(state, &self.sealer, *rejected, out);
                 }
             }
             OfferNews::Rejected(rejected) => {
@@ -196,7 +282,9 @@ impl Delivery {
                 let event = || Event::OfferClosed(closed.clone());
                 if self.by_timekeeper(signed, &closed.offer_id, event, out) {
                     let ending = Ending::Closed(closed.closed_at);
-                    end(state, &closed.offer_id, ending, out);
+                    if end(state, &closed.offer_id, ending, out) {
+                        tell_close(state, &self.sealer, closed, out);
+                    }
                 }
             }
             OfferNews::Passed => {}
@@ -222,21 +310,42 @@ impl Core for Delivery {
     crate::declared_by!(SHAPE);
 
     fn decode(&self, raw: Raw<'_>) -> Result<Received, String> {
-        match raw.event::<InputTopic>()? {
+        let (offer_id, received) = match raw.event::<InputTopic>()? {
             (InputTopic::Cosigns, Event::ProviderShareReleased(e)) => {
-                raw.keyed_by(&e.offer_id, "offer id")?;
-                Ok(Received::Share(e))
+                (e.offer_id.clone(), Received::Share(e))
             }
-            (input, event) => OfferNews::read(&raw, input, event).map(Received::News),
-        }
+            (InputTopic::Requests, Event::InteractionRequested(e)) => {
+                (e.offer_id.clone(), Received::Invitation(Box::new(e)))
+            }
+            (InputTopic::Outcomes, Event::CredentialAccepted(e)) => {
+                (e.offer_id.clone(), Received::Outcome(Outcome::Accepted(e)))
+            }
+            (InputTopic::Outcomes, Event::CredentialDeclined(e)) => {
+                (e.offer_id.clone(), Received::Outcome(Outcome::Declined(e)))
+            }
+            (input, event) => return OfferNews::read(&raw, input, event).map(Received::News),
+        };
+        raw.keyed_by(&offer_id, "offer id")?;
+        Ok(received)
     }
 
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, input.at());
+        forget_invitees(state, out.at().effective);
         if let Input::Record { value, signed, .. } = input {
             match value {
                 Received::News(news) => self.follow(state, news, &signed, &mut out),
                 Received::Share(share) => cosign(state, share, &signed, &mut out),
+                Received::Invitation(invitation) => {
+                    let input = (topics::REQUESTS, invitation.offer_id.as_str(), &signed);
+                    let event = || (*invitation).clone().into();
+                    if out.signed_by(&self.matcher, "the matcher", input, event) {
+                        invite(state, &self.sealer, *invitation, &mut out);
+                    }
+                }
+                Received::Outcome(outcome) => {
+                    tell_outcome(state, &self.sealer, outcome, &signed, &mut out)
+                }
             }
         }
         out.into_list()
@@ -274,19 +383,20 @@ fn reject(state: &mut dyn State, rejected: OfferRejected, out: &mut Outputs) {
     if rejected.problem == OfferProblem::DuplicateOffer {
         return;
     }
-    end(
-        state,
-        &rejected.offer_id,
-        Ending::Rejected(rejected.detail),
-        out,
-    );
+    let offer_id = rejected.offer_id.clone();
+    if end(state, &offer_id, Ending::Rejected(rejected.detail), out) {
+        for (key, _) in INVITEES.range(state, &pair(&offer_id, "")) {
+            INVITEES.delete(state, &key);
+        }
+    }
 }
 
 /// The offer ended: no release can follow, so the cosigns still waiting for one never will.
-fn end(state: &mut dyn State, offer_id: &str, ending: Ending, out: &mut Outputs) {
+/// False if it had ended before.
+fn end(state: &mut dyn State, offer_id: &str, ending: Ending, out: &mut Outputs) -> bool {
     let mut status = STATUS.get(state, offer_id).unwrap_or_default();
     if status.ended.is_some() {
-        return;
+        return false;
     }
     for (key, held) in HELD.range(state, &pair(offer_id, "")) {
         HELD.delete(state, &key);
@@ -302,6 +412,7 @@ fn end(state: &mut dyn State, offer_id: &str, ending: Ending, out: &mut Outputs)
         PACKAGES.delete(state, offer_id);
     }
     STATUS.put(state, offer_id, &status);
+    true
 }
 
 fn ended_in_words(ending: &Ending) -> String {
@@ -316,7 +427,12 @@ fn refuse_held(held: HeldShare, reason: String, out: &mut Outputs) {
     out.dead_letter_from(&held.source, &key, held.share.into(), reason);
 }
 
-fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &mut Outputs) {
+fn release_credential(
+    state: &mut dyn State,
+    sealer: &NoticeSealer,
+    release: CredentialReleased,
+    out: &mut Outputs,
+) {
     let offer_id = &release.offer_id.clone();
     let key = pair(offer_id, &release.credential_id);
     let mut status = STATUS.get(state, offer_id).unwrap_or_default();
@@ -337,6 +453,12 @@ fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &
         );
         return out.dead_letter(topics::DECISIONS, offer_id, release.into(), reason);
     }
+    let invitee = INVITEES
+        .get(state, &pair(offer_id, &release.subscriber_id))
+        .unwrap_or_default();
+    let at = out.position(topics::DECISIONS);
+    let (subscriber_id, event) = (release.subscriber_id.clone(), release.clone().into());
+    notify(sealer, out, &subscriber_id, &invitee.sealing_key, at, event);
     let mut credential = Credential {
         credential_id: release.credential_id.clone(),
         subscriber_id: release.subscriber_id.clone(),
@@ -346,6 +468,11 @@ fn release_credential(state: &mut dyn State, release: CredentialReleased, out: &
         provider_half: release.provider_half,
         delivered: false,
     };
+    let recipient = Recipient {
+        sealing_key: invitee.sealing_key,
+        signing_key: release.subscriber_signing_key.clone(),
+    };
+    RECIPIENTS.put(state, &key, &recipient);
     for (held_at, held) in HELD.range(state, &pair(offer_id, &pair(&release.credential_id, ""))) {
         HELD.delete(state, &held_at);
         match share_refusal(&credential, &release.credential_id, &held.share) {
@@ -502,6 +629,137 @@ fn deliver_if_complete(
         }
     }
     CREDENTIALS.put(state, key, &credential);
+}
+
+/// Keeps an invitee's key until its offer ends, and tells it of the invitation.
+fn invite(
+    state: &mut dyn State,
+    sealer: &NoticeSealer,
+    invitation: InteractionRequested,
+    out: &mut Outputs,
+) {
+    let offer_id = &invitation.offer_id;
+    let ended = STATUS
+        .get(state, offer_id)
+        .is_some_and(|status| status.ended.is_some());
+    if !ended {
+        let invitee = Invitee {
+            sealing_key: invitation.subscriber_key.clone(),
+        };
+        INVITEES.put(state, &pair(offer_id, &invitation.subscriber_id), &invitee);
+    }
+    // A release read before its invitation (their partitions' clocks apart) got no key: its
+    // recipient's decisions are told from now on.
+    for (key, credential) in CREDENTIALS.range(state, &pair(offer_id, "")) {
+        if credential.subscriber_id == invitation.subscriber_id
+            && let Some(mut recipient) = RECIPIENTS.get(state, &key)
+            && recipient.sealing_key.is_empty()
+        {
+            recipient.sealing_key = invitation.subscriber_key.clone();
+            RECIPIENTS.put(state, &key, &recipient);
+        }
+    }
+    let (subscriber_id, key) = (
+        invitation.subscriber_id.clone(),
+        invitation.subscriber_key.clone(),
+    );
+    let at = out.position(topics::REQUESTS);
+    notify(sealer, out, &subscriber_id, &key, at, invitation.into());
+}
+
+/// Tells a responder of the verdict against it, if it was invited: no one else is told of a
+/// rejection (NotInvited's responders have no invitation, and so no key).
+fn tell_rejection(
+    state: &mut dyn State,
+    sealer: &NoticeSealer,
+    rejected: ResponseRejected,
+    out: &mut Outputs,
+) {
+    let key = pair(&rejected.offer_id, &rejected.subscriber_id);
+    if let Some(invitee) = INVITEES.get(state, &key) {
+        let (subscriber_id, at) = (
+            rejected.subscriber_id.clone(),
+            out.position(topics::DECISIONS),
+        );
+        notify(
+            sealer,
+            out,
+            &subscriber_id,
+            &invitee.sealing_key,
+            at,
+            rejected.into(),
+        );
+    }
+}
+
+/// Tells every invitee of an offer that it closed. They are kept for as long as the timekeeper
+/// keeps the offer ([`PRUNE_AFTER_MS`]), so a response it judges after the close is still told.
+fn tell_close(
+    state: &mut dyn State,
+    sealer: &NoticeSealer,
+    closed: OfferClosed,
+    out: &mut Outputs,
+) {
+    let at = out.position(topics::DECISIONS);
+    let forget_at = out.at().effective.saturating_add(PRUNE_AFTER_MS);
+    INVITEES_FORGOTTEN.schedule(state, forget_at, &closed.offer_id);
+    for (key, invitee) in INVITEES.range(state, &pair(&closed.offer_id, "")) {
+        let Some(subscriber_id) = key.strip_prefix(&pair(&closed.offer_id, "")) else {
+            continue;
+        };
+        let event = closed.clone().into();
+        notify(
+            sealer,
+            out,
+            subscriber_id,
+            &invitee.sealing_key,
+            at.clone(),
+            event,
+        );
+    }
+}
+
+/// Forgets the invitees of the offers closed longer ago than the timekeeper keeps them, as of
+/// stream time `now`.
+fn forget_invitees(state: &mut dyn State, now: i64) {
+    while let Some((_, offer_id)) = INVITEES_FORGOTTEN.pop_due(state, now) {
+        for (key, _) in INVITEES.range(state, &pair(&offer_id, "")) {
+            INVITEES.delete(state, &key);
+        }
+    }
+}
+
+/// Tells a recipient of its decision on a credential, if it signed it with the key its release
+/// carried; the ledger judges the decision and dead-letters the others.
+fn tell_outcome(
+    state: &mut dyn State,
+    sealer: &NoticeSealer,
+    outcome: Outcome,
+    signed: &Signed,
+    out: &mut Outputs,
+) {
+    let key = pair(outcome.offer_id(), outcome.credential_id());
+    let (Some(credential), Some(recipient)) =
+        (CREDENTIALS.get(state, &key), RECIPIENTS.get(state, &key))
+    else {
+        return;
+    };
+    let genuine = VerifyingKey::from_bytes(&recipient.signing_key).is_ok_and(|key| {
+        key.verify_record(topics::OUTCOMES.name, signed, "the recipient")
+            .is_ok()
+    });
+    if genuine && outcome.subscriber_id() == credential.subscriber_id {
+        let at = out.position(topics::OUTCOMES);
+        let event = outcome.into_event();
+        notify(
+            sealer,
+            out,
+            &credential.subscriber_id,
+            &recipient.sealing_key,
+            at,
+            event,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-use tessera_contract::{
-    Custody, DeadLetter, LogPosition, OfferClosed, OfferTerms, OfferWithdrawn, RejectReason,
-    ResponseRejected, encode, examples,
-};
-
 use tessera_contract::sealing::PrivateKey;
+use tessera_contract::sealing::notices::open_notice;
 use tessera_contract::signing::SigningKey;
+use tessera_contract::{
+    CredentialAccepted, Custody, DeadLetter, EventKind, LogPosition, OfferClosed, OfferTerms,
+    OfferWithdrawn, RejectReason, ResponseRejected, encode, examples,
+};
 
 use super::*;
 use crate::registry::{self, Inputs};
@@ -16,13 +16,51 @@ fn terms() -> OfferTerms {
     testing::terms(PARTITION)
 }
 
-/// The signing key of `id`: provider "A", "timekeeper", or anyone else.
+/// The key file of `id`: provider "A", "timekeeper", "matcher", "delivery", a subscriber, or
+/// anyone else.
+fn key_of(id: &str) -> PrivateKey {
+    PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap()
+}
+
+/// The signing key of `id`.
 fn signer_of(id: &str) -> SigningKey {
-    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+    SigningKey::derive(&key_of(id))
 }
 
 fn delivery() -> Delivery {
-    Delivery::new(signer_of("timekeeper").verifying_key())
+    Delivery::new(
+        key_of("delivery"),
+        signer_of("timekeeper").verifying_key(),
+        signer_of("matcher").verifying_key(),
+    )
+}
+
+/// The matcher's invitation of `subscriber_id` to offer `o`, with its pinned keys.
+fn invitation(subscriber_id: &str) -> Received {
+    let mut invitation = match examples::all()
+        .into_iter()
+        .find(|e| e.kind() == EventKind::InteractionRequested)
+    {
+        Some(Event::InteractionRequested(e)) => e,
+        _ => unreachable!("the examples hold an invitation"),
+    };
+    invitation.event_id = format!("invitation-{subscriber_id}");
+    invitation.request_id = format!("request-{subscriber_id}");
+    invitation.offer_id = "o".into();
+    invitation.subscriber_id = subscriber_id.into();
+    invitation.subscriber_key = key_of(subscriber_id).public_key().to_bytes();
+    invitation.subscriber_signing_key = signer_of(subscriber_id).verifying_key().to_bytes();
+    Received::Invitation(Box::new(invitation))
+}
+
+/// `subscriber_id`'s acceptance of its credential `c-<subscriber>` of offer `o`.
+fn accepted(subscriber_id: &str) -> Received {
+    Received::Outcome(Outcome::Accepted(CredentialAccepted {
+        event_id: format!("accepted-{subscriber_id}"),
+        offer_id: "o".into(),
+        credential_id: format!("c-{subscriber_id}"),
+        subscriber_id: subscriber_id.into(),
+    }))
 }
 
 fn offer(offer_id: &str, custody: Custody) -> Received {
@@ -40,7 +78,7 @@ fn release(subscriber_id: &str, escrow: bool) -> CredentialReleased {
         offer_id: "o".into(),
         credential_id: format!("c-{subscriber_id}"),
         subscriber_id: subscriber_id.into(),
-        subscriber_signing_key: Vec::new(),
+        subscriber_signing_key: signer_of(subscriber_id).verifying_key().to_bytes(),
         request_id: format!("request-{subscriber_id}"),
         response: LogPosition {
             topic: "tessera.responses".into(),
@@ -104,10 +142,13 @@ impl Default for Fixture {
 
 impl Fixture {
     /// Feeds `value` under offer `o`, signed by its honest writer: offers and provider halves by
-    /// provider A, verdicts by the timekeeper.
+    /// provider A, invitations by the matcher, decisions by their recipient, verdicts by the
+    /// timekeeper.
     fn feed(&mut self, value: Received) -> Vec<Emitted> {
-        let writer = match value {
+        let writer = match &value {
             Received::News(OfferNews::Offer(_)) | Received::Share(_) => signer_of("A"),
+            Received::Invitation(_) => signer_of("matcher"),
+            Received::Outcome(outcome) => signer_of(outcome.subscriber_id()),
             _ => signer_of("timekeeper"),
         };
         self.feed_as(value, &writer)
@@ -127,6 +168,15 @@ impl Fixture {
             }
             Received::News(OfferNews::Closed(closed)) => {
                 (InputTopic::Decisions, Some(closed.clone().into()))
+            }
+            Received::News(OfferNews::Rejection(rejected)) => {
+                (InputTopic::Decisions, Some((**rejected).clone().into()))
+            }
+            Received::Invitation(invitation) => {
+                (InputTopic::Requests, Some((**invitation).clone().into()))
+            }
+            Received::Outcome(outcome) => {
+                (InputTopic::Outcomes, Some(outcome.clone().into_event()))
             }
             Received::News(OfferNews::Passed) => (InputTopic::Decisions, None),
         };
@@ -165,6 +215,12 @@ fn summary(output: &Emitted) -> String {
         Event::DeadLetter(e) => {
             assert_eq!(output.topic, registry::DEAD_LETTERS);
             format!("dead letter: {}", e.reason)
+        }
+        Event::Notice(e) => {
+            assert_eq!(output.topic, registry::OUTPUT);
+            let noticed = open_notice(&e.sealed, &output.key, &e.event_id, &key_of(&output.key))
+                .expect("a notice opens with its recipient's key");
+            format!("told {} of {:?}", output.key, noticed.event.kind())
         }
         other => format!("unexpected {:?}", other.kind()),
     }
@@ -496,11 +552,18 @@ fn withdrawals_and_rejected_responses_deliver_nothing() {
         .decode(Raw {
             topic: InputTopic::Decisions as usize,
             key: Some(b"o"),
-            value: Some(&encode(&rejection.into()).unwrap()),
+            value: Some(&encode(&rejection.clone().into()).unwrap()),
         })
         .unwrap();
-    assert_eq!(decoded, Received::News(OfferNews::Passed));
-    assert_eq!(f.feed(decoded), vec![]);
+    assert_eq!(
+        decoded,
+        Received::News(OfferNews::Rejection(Box::new(rejection)))
+    );
+    assert_eq!(
+        f.feed(decoded),
+        vec![],
+        "B2 was not invited: no one is told"
+    );
 }
 
 #[test]
@@ -581,4 +644,154 @@ fn verdicts_not_signed_by_the_timekeeper_and_halves_not_signed_by_the_provider_d
     let delivered = f.cosigned(share("c-B1", "B1", 2));
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert!(!delivered[0].contains("dead letter"), "{delivered:?}");
+}
+
+#[test]
+fn each_invitee_is_told_of_its_invitation_verdict_and_close_sealed_to_it_alone() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    assert_eq!(
+        f.says(invitation("B1")),
+        ["told B1 of InteractionRequested"]
+    );
+    assert_eq!(
+        f.says(invitation("B2")),
+        ["told B2 of InteractionRequested"]
+    );
+    assert_eq!(
+        f.released(release("B1", true)),
+        ["told B1 of CredentialReleased", "delivered c-B1 to B1"]
+    );
+    let rejection = ResponseRejected {
+        event_id: "r".into(),
+        offer_id: "o".into(),
+        subscriber_id: "B2".into(),
+        request_id: "request-B2".into(),
+        reason: RejectReason::TooLate,
+        response: terms().position,
+        offer: Some(terms()),
+        detail: "late".into(),
+        link: Default::default(),
+    };
+    let rejected = |rejection: &ResponseRejected| {
+        Received::News(OfferNews::Rejection(Box::new(rejection.clone())))
+    };
+    assert_eq!(
+        f.says(rejected(&rejection)),
+        ["told B2 of ResponseRejected"]
+    );
+    assert_eq!(
+        f.says(closed()),
+        ["told B1 of OfferClosed", "told B2 of OfferClosed"]
+    );
+    assert_eq!(f.says(accepted("B1")), ["told B1 of CredentialAccepted"]);
+    let late = ResponseRejected {
+        event_id: "r-late".into(),
+        ..rejection
+    };
+    assert_eq!(
+        f.says(rejected(&late)),
+        ["told B2 of ResponseRejected"],
+        "a response judged after the close is still told"
+    );
+    f.0.pass(crate::timekeeper::PRUNE_AFTER_MS + 1);
+    f.says(accepted("B1"));
+    assert!(
+        INVITEES.range(&f.0.state, "").is_empty(),
+        "invitees are forgotten an hour after their offer closes"
+    );
+    assert_eq!(f.says(rejected(&late)), Vec::<String>::new());
+}
+
+#[test]
+fn a_notice_opens_with_its_recipients_key_only_and_names_where_the_event_sat() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    let told = f.feed(invitation("B1"));
+    let Some(Event::Notice(notice)) = told[0].event().cloned() else {
+        panic!("expected a notice, got {told:?}");
+    };
+    let noticed = open_notice(&notice.sealed, "B1", &notice.event_id, &key_of("B1")).unwrap();
+    assert_eq!(noticed.at.topic, "tessera.requests");
+    assert_eq!(noticed.at.partition, PARTITION);
+    let Event::InteractionRequested(invited) = noticed.event else {
+        panic!("the notice holds the invitation");
+    };
+    assert_eq!(invited.subscriber_id, "B1");
+    for other in ["B2", "delivery", "matcher"] {
+        assert!(
+            open_notice(&notice.sealed, "B1", &notice.event_id, &key_of(other)).is_err(),
+            "{other} opens B1's notice"
+        );
+    }
+}
+
+#[test]
+fn a_forged_invitation_or_decision_is_told_to_no_one() {
+    let mut f = Fixture::default();
+    f.feed(offer("o", Custody::Escrow));
+    let forged = f.feed_as(invitation("B1"), &signer_of("M"));
+    let said: Vec<String> = forged.iter().map(summary).collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with("dead letter: Unauthenticated: "),
+        "{said:?}"
+    );
+    f.feed(invitation("B1"));
+    f.released(release("B1", true));
+    assert_eq!(
+        f.feed_as(accepted("B1"), &signer_of("M")),
+        vec![],
+        "an acceptance B1 did not sign is not told to B1 (the ledger dead-letters it)"
+    );
+}
+
+#[test]
+fn an_audit_without_the_key_derives_every_notice_and_takes_its_box_from_the_log() {
+    let feed_all = |f: &mut Fixture| -> Vec<Emitted> {
+        let mut all = f.feed(offer("o", Custody::Escrow));
+        for input in [invitation("B1"), invitation("B2")] {
+            all.extend(f.feed(input));
+        }
+        all.extend(f.feed(Received::News(OfferNews::Release(Box::new(release(
+            "B1", true,
+        ))))));
+        all.extend(f.feed(closed()));
+        all
+    };
+    let mut keyed = Fixture::default();
+    let logged_outputs = feed_all(&mut keyed);
+    let mut logged = LoggedNotices::new(signer_of("delivery").verifying_key());
+    for output in &logged_outputs {
+        let value = encode(output.event().unwrap()).unwrap();
+        let signed = signer_of("delivery").sign_record(
+            topics::DELIVERIES.name,
+            Some(output.key.as_bytes()),
+            Some(&value),
+        );
+        logged.learn(
+            Some(output.key.as_bytes()),
+            Some(&value[..]),
+            Some(&signed[..]),
+        );
+    }
+    // A notice under the delivery's name that it did not sign is not taken.
+    let forged = encode(logged_outputs[0].event().unwrap()).unwrap();
+    logged.learn(Some(b"B1"), Some(&forged[..]), Some(&[0; 64][..]));
+    assert_eq!(logged.unsigned(), 1);
+    assert_eq!(logged.taken(), 5);
+    let core = Delivery::without_key(
+        logged,
+        signer_of("timekeeper").verifying_key(),
+        signer_of("matcher").verifying_key(),
+    );
+    let mut replay = Fixture(Feeder::new(core, PARTITION));
+    let replayed = feed_all(&mut replay);
+    let events = |outputs: &[Emitted]| -> Vec<Event> {
+        outputs
+            .iter()
+            .map(|o| o.event().cloned().unwrap())
+            .collect()
+    };
+    assert_eq!(events(&replayed), events(&logged_outputs));
 }

@@ -100,14 +100,14 @@ impl Outcome {
         }
     }
 
-    fn offer_id(&self) -> &str {
+    pub(crate) fn offer_id(&self) -> &str {
         match self {
             Outcome::Accepted(e) => &e.offer_id,
             Outcome::Declined(e) => &e.offer_id,
         }
     }
 
-    fn credential_id(&self) -> &str {
+    pub(crate) fn credential_id(&self) -> &str {
         match self {
             Outcome::Accepted(e) => &e.credential_id,
             Outcome::Declined(e) => &e.credential_id,

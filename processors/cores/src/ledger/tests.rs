@@ -116,6 +116,9 @@ fn feed_as(f: &mut Feeder<Rewards>, value: rewards::Received, signer: &SigningKe
         rewards::Received::News(OfferNews::Closed(closed)) => {
             (InputTopic::Decisions, Some(closed.clone().into()))
         }
+        rewards::Received::News(OfferNews::Rejection(rejected)) => {
+            (InputTopic::Decisions, Some((**rejected).clone().into()))
+        }
         rewards::Received::News(OfferNews::Passed) => (InputTopic::Decisions, None),
     };
     let signed = match event {

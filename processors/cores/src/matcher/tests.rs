@@ -222,6 +222,7 @@ fn registered(subscriber: &str, interests: Vec<Interest>) -> SubscriberRegistere
         interests,
         webhook: None,
         endorsement: None,
+        sealed_contact: None,
     }
 }
 

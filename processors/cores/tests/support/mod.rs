@@ -28,6 +28,10 @@ pub(crate) fn deliver<C: Core>(
     let mut next = vec![0usize; lanes.len()];
     let mut stamps = vec![start; lanes.len()];
     let mut produced = Vec::new();
+    // An input with nothing to read holds nothing back.
+    for topic in (0..lanes.len()).filter(|&t| lanes[t].is_empty()) {
+        merge.finish(topic);
+    }
     loop {
         let open: Vec<usize> = (0..lanes.len())
             .filter(|&t| next[t] < lanes[t].len())

@@ -65,6 +65,8 @@ fn processors(dir: &Path) -> anyhow::Result<Vec<(&'static str, Vec<String>)>> {
                 file("delivery"),
                 "--timekeeper-key".into(),
                 timekeeper.clone(),
+                "--matcher-key".into(),
+                matcher.clone(),
                 "--no-webhooks".into(),
             ],
         ),

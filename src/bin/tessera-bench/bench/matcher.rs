@@ -198,6 +198,7 @@ impl Synthetic {
             interests,
             webhook: None,
             endorsement: None,
+            sealed_contact: None,
         }
     }
 
