@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 mod support;
 
 use proptest::prelude::*;
-use tessera_contract::sealing::PrivateKey;
 use tessera_contract::topics;
 use tessera_contract::{
     CredentialDelivered, CredentialReleased, Custody, Event, ProviderShareReleased, SealedBox,
@@ -24,7 +23,7 @@ use tessera_cores::delivery::Delivery;
 use tessera_cores::replay::{Produced, RawRecord};
 
 use support::fixtures::{
-    self, BASE, credential_id, offer, offer_id, signer_of, subscriber_id, terms,
+    self, BASE, credential_id, offer, offer_id, private_of, signer_of, subscriber_id, terms,
 };
 
 /// One generated input record.
@@ -43,6 +42,12 @@ enum Item {
     },
     Close {
         offer: u8,
+    },
+    /// The matcher's invitation of a subscriber, on `tessera.requests`: its notice is the
+    /// delivery's output too.
+    Invite {
+        offer: u8,
+        subscriber: u8,
     },
     Cosign {
         offer: u8,
@@ -77,7 +82,7 @@ fn cosign_half(offer: u8, event: u8) -> SealedBox {
 
 fn delivery() -> Delivery {
     Delivery::new(
-        PrivateKey::from_bytes(format!("{:<32}", "delivery").as_bytes()).unwrap(),
+        private_of("delivery"),
         signer_of("timekeeper").verifying_key(),
         signer_of("matcher").verifying_key(),
     )
@@ -146,30 +151,55 @@ fn record(item: &Item) -> RawRecord {
             }
             .into(),
         ),
+        Item::Invite { offer, subscriber } => {
+            let mut invitation = match examples::all()
+                .into_iter()
+                .find(|e| e.kind() == tessera_contract::EventKind::InteractionRequested)
+            {
+                Some(Event::InteractionRequested(e)) => e,
+                _ => unreachable!("the examples hold an invitation"),
+            };
+            invitation.offer_id = offer_id(offer);
+            invitation.subscriber_id = subscriber_id(subscriber);
+            invitation.subscriber_key = private_of(&subscriber_id(subscriber))
+                .public_key()
+                .to_bytes();
+            (offer_id(offer), invitation.into())
+        }
         Item::Tick => return support::tick(),
         Item::Garbage => return support::garbage(),
     };
     let (topic, writer) = match &event {
         Event::OfferPublished(_) => (topics::OFFERS, "P"),
         Event::ProviderShareReleased(_) => (topics::COSIGNS, "P"),
+        Event::InteractionRequested(_) => (topics::REQUESTS, "matcher"),
         _ => (topics::DECISIONS, "timekeeper"),
     };
     fixtures::signed(topic, key, &event, writer)
 }
 
-/// The records of the offers, decisions and cosigns lanes on the delivery's inputs; its
-/// requests and outcomes (notices only) stay empty.
+/// The generated lanes on the delivery's inputs: the first lane's invitations go to
+/// `tessera.requests`, the rest of it to `tessera.offers`; `tessera.outcomes` stays empty.
 fn lanes(items: &[Vec<(i64, Item)>; 3]) -> Vec<Vec<(i64, RawRecord)>> {
-    let [offers, decisions, cosigns] = support::records(items, record)
-        .try_into()
-        .expect("three lanes");
-    vec![offers, Vec::new(), decisions, cosigns, Vec::new()]
+    let (invitations, offers): (Vec<_>, Vec<_>) = items[0]
+        .iter()
+        .cloned()
+        .partition(|(_, item)| matches!(item, Item::Invite { .. }));
+    let [offers, invitations, decisions, cosigns] = support::records(
+        &[offers, invitations, items[1].clone(), items[2].clone()],
+        record,
+    )
+    .try_into()
+    .expect("four lanes");
+    vec![offers, invitations, decisions, cosigns, Vec::new()]
 }
 
+/// Offers, and the invitations to them (read from `tessera.requests`, see [`lanes`]).
 fn offers_lane() -> impl Strategy<Value = Item> {
     prop_oneof![
         6 => (0u8..3, any::<bool>(), 0u8..3)
             .prop_map(|(offer, escrow, version)| Item::Publish { offer, escrow, version }),
+        4 => (offer(), 0u8..4).prop_map(|(offer, subscriber)| Item::Invite { offer, subscriber }),
         1 => Just(Item::Tick),
         1 => Just(Item::Garbage),
     ]

@@ -38,10 +38,15 @@ pub(crate) fn terms() -> OfferTerms {
     }
 }
 
-/// The signing key of a party or role, derived from its name: a provider, a subscriber,
-/// "timekeeper" or "rewards".
+/// The key file of a party or role, derived from its name: a provider, a subscriber,
+/// "timekeeper", "matcher", "delivery" or "rewards".
+pub(crate) fn private_of(id: &str) -> PrivateKey {
+    PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap()
+}
+
+/// The signing key of a party or role, derived from its key file.
 pub(crate) fn signer_of(id: &str) -> SigningKey {
-    SigningKey::derive(&PrivateKey::from_bytes(format!("{id:<32}").as_bytes()).unwrap())
+    SigningKey::derive(&private_of(id))
 }
 
 /// Offers `o0` to `o2`; `o3` is never published.
