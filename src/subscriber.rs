@@ -298,7 +298,7 @@ impl Found {
             .with_context(|| format!("subscriber {id} opens its inbox with its private key"))?;
         let inbox = Inbox {
             subscriber_id: id,
-            key: &key,
+            key: Some(&key),
             delivery: &delivery,
         };
         let mail = inbox.read(config, prefix).await?;

@@ -104,7 +104,7 @@ async fn told_of_decision(world: &World, delivery: &VerifyingKey, subscriber: &s
     let key = keys::load(&world.dir.path().join(format!("{subscriber}.key"))).unwrap();
     let inbox = Inbox {
         subscriber_id: subscriber,
-        key: &key,
+        key: Some(&key),
         delivery,
     };
     for _ in 0..120 {

@@ -24,8 +24,9 @@ use crate::client::{ClientError, Record, partition_count, partition_for, read_to
 pub struct Inbox<'a> {
     /// The subscriber.
     pub subscriber_id: &'a str,
-    /// Its private key: notices are sealed to it.
-    pub key: &'a PrivateKey,
+    /// Its private key, which opens its notices; without it only credentials are read (they
+    /// are opened later, with the key, by [`crate::subscriber::open`]).
+    pub key: Option<&'a PrivateKey>,
     /// The pinned delivery worker's verifying key: only what it signed counts.
     pub delivery: &'a VerifyingKey,
 }
@@ -65,27 +66,26 @@ impl Inbox<'_> {
             Err(e) => return Some(Err(refused("record", format!("not a tessera event: {e}")))),
         };
         Some(match event {
-            Event::Notice(notice) if notice.subscriber_id == self.subscriber_id => self
-                .delivery
-                .verify_record(DELIVERIES.name, &record.signed, "the delivery worker")
-                .map_err(|e| {
-                    format!(
-                        "Unauthenticated: the notice is not the pinned delivery worker's (key \
-                         fingerprint {}): {e}",
-                        self.delivery.fingerprint()
-                    )
-                })
-                .and_then(|()| {
-                    open_notice(
-                        &notice.sealed,
-                        self.subscriber_id,
-                        &notice.event_id,
-                        self.key,
-                    )
-                    .map_err(|e| e.to_string())
-                })
-                .map(|noticed| Mail::Notice(record.clone(), Box::new(noticed)))
-                .map_err(|reason| refused("notice", reason)),
+            Event::Notice(notice) if notice.subscriber_id == self.subscriber_id => {
+                let key = self.key?;
+                let signed = self
+                    .delivery
+                    .verify_record(DELIVERIES.name, &record.signed, "the delivery worker")
+                    .map_err(|e| {
+                        format!(
+                            "Unauthenticated: the notice is not the pinned delivery worker's \
+                             (key fingerprint {}): {e}",
+                            self.delivery.fingerprint()
+                        )
+                    });
+                signed
+                    .and_then(|()| {
+                        let (id, event_id) = (self.subscriber_id, &notice.event_id);
+                        open_notice(&notice.sealed, id, event_id, key).map_err(|e| e.to_string())
+                    })
+                    .map(|noticed| Mail::Notice(record.clone(), Box::new(noticed)))
+                    .map_err(|reason| refused("notice", reason))
+            }
             Event::CredentialDelivered(delivered)
                 if delivered.subscriber_id == self.subscriber_id =>
             {

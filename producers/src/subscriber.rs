@@ -32,12 +32,10 @@ use tessera_contract::{
     ResponseRejected, ResponseSubmitted, SubscriberRegistered, SubscriberRemoved,
 };
 use tokio::time::Instant;
-use tracing::warn;
 use zeroize::Zeroizing;
 
 use crate::client::{
-    ClientError, Record, Writer, Written, assign_partition, event_id, next_record,
-    read_partition_of, reader,
+    ClientError, Record, Writer, Written, assign_partition, event_id, next_record, reader,
 };
 use crate::clock::{BrokerClock, Plan, plan};
 use crate::describe;
@@ -427,7 +425,7 @@ pub async fn listen(
     let responder = &listen.responder;
     let inbox = Inbox {
         subscriber_id: &responder.subscriber_id,
-        key: &responder.key,
+        key: Some(&responder.key),
         delivery: &listen.delivery,
     };
     let (topic, partition) = inbox.partition(config, prefix)?;
@@ -689,8 +687,8 @@ pub fn check_delivered(
 /// The credential `choice` picks from the subscriber's inbox (`tessera.deliveries`), with where
 /// it was read. Only deliveries that pass [`check_delivered`] with the pinned `delivery` key
 /// count (each one that does not is logged with its reason); of several copies of one credential,
-/// the first that passes counts. Reads the credentials only: [`Inbox::read`] opens the notices
-/// too.
+/// the first that passes counts. Reads the credentials only, with no key: [`Inbox::read`] with
+/// the subscriber's key opens the notices too.
 pub async fn delivered(
     config: &ClientConfig,
     prefix: &str,
@@ -698,25 +696,12 @@ pub async fn delivered(
     subscriber_id: &str,
     choice: &Choice,
 ) -> Result<(Record, CredentialDelivered), SubscriberError> {
-    let mut mail = Vec::new();
-    for record in read_partition_of(config, &DELIVERIES.full_name(prefix), subscriber_id).await? {
-        let Some(Ok(Event::CredentialDelivered(delivered))) = &record.event else {
-            continue;
-        };
-        if delivered.subscriber_id != subscriber_id {
-            continue;
-        }
-        match check_delivered(delivery, &record, delivered) {
-            Ok(()) => {
-                let delivered = Box::new(delivered.clone());
-                mail.push(Mail::Delivered(record, delivered));
-            }
-            Err(reason) => warn!(
-                "refusing the delivery at {}/{}@{}: {reason}",
-                record.topic, record.partition, record.offset
-            ),
-        }
-    }
+    let inbox = Inbox {
+        subscriber_id,
+        key: None,
+        delivery,
+    };
+    let mail = inbox.read(config, prefix).await?;
     choose(&mail, subscriber_id, choice)
 }
 
