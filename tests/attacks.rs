@@ -10,8 +10,8 @@
 //! - **Impersonated response.** The impostor answers as B1 with its key: `Forged`, and the real B1
 //!   is released after it.
 //! - **Forged invitation.** The impostor writes an InteractionRequested to `tessera.requests`
-//!   inviting itself: dead-lettered by the timekeeper as `Unauthenticated`, and its response is
-//!   `NotInvited`.
+//!   inviting itself: dead-lettered by the timekeeper and the delivery worker as
+//!   `Unauthenticated`, so no notice tells anyone of it, and its response is `NotInvited`.
 //! - **Provider impersonation.** The impostor publishes an offer naming provider A with its own
 //!   key: A's first offer pinned A's key, so the matcher invites no one to it and dead-letters it
 //!   as `NotOwner`.
@@ -100,6 +100,12 @@ impl World {
     /// The reason of the dead letter from `processor` whose reason starts with `start`, once it
     /// is on the log.
     async fn dead_letter(&self, processor: &str, start: &str) -> String {
+        self.dead_letter_naming(processor, start, "").await
+    }
+
+    /// The reason of the first dead letter of `processor` starting with `start` and naming
+    /// `naming`, once it is on the log.
+    async fn dead_letter_naming(&self, processor: &str, start: &str, naming: &str) -> String {
         let name = DEAD_LETTERS.full_name(self.prefix());
         for _ in 0..120 {
             let found = read_to_end(&self.config, &name, None)
@@ -108,7 +114,9 @@ impl World {
                 .into_iter()
                 .find_map(|r| match r.event {
                     Some(Ok(Event::DeadLetter(letter)))
-                        if letter.processor == processor && letter.reason.starts_with(start) =>
+                        if letter.processor == processor
+                            && letter.reason.starts_with(start)
+                            && letter.reason.contains(naming) =>
                     {
                         Some(letter.reason)
                     }
@@ -278,6 +286,13 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     forge(&world, &forger, REQUESTS, OFFER, invitation.into()).await;
     let forged = world.dead_letter("timekeeper", "Unauthenticated:").await;
     assert!(forged.contains("the matcher"), "{forged}");
+    // Nor is anyone told of it: the delivery worker believes the matcher's signature too.
+    world
+        .dead_letter_naming("delivery", "Unauthenticated:", "the matcher")
+        .await;
+    // A notice would have been written in the dead letter's transaction, so it would show now.
+    let m_inbox = world.wait_for(catalogue::DELIVERIES, "M", 0).await;
+    assert!(m_inbox.is_empty(), "M is told of nothing: {m_inbox:?}");
     world.respond("M", &impostor).await;
     assert_eq!(reasons(&world.verdict("M", 3).await), ["NotInvited"]);
 
@@ -326,7 +341,9 @@ async fn every_attack_fails_with_its_named_reason_while_the_honest_flow_goes_on(
     .await;
     world.wait_for(DECISIONS, OFFER, 5).await;
     // The delivery worker believes the timekeeper's signature, not the record's place.
-    let release = world.dead_letter("delivery", "Unauthenticated:").await;
+    let release = world
+        .dead_letter_naming("delivery", "Unauthenticated:", "the timekeeper")
+        .await;
     assert!(release.contains("the timekeeper"), "{release}");
     // Forged provider half: junk for B1's genuine credential, before A's agent sends the real one.
     let junk = ProviderShareReleased {
