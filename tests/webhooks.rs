@@ -11,6 +11,8 @@
 //! - Without `--webhook-allow-private`, loopback webhooks are refused with a named reason and no
 //!   post is made.
 //! - A re-registration or removal of a subscriber signed with another key moves nothing.
+//! - A webhook sealed to the delivery's key (`subscriber register` seals contact and webhook) is
+//!   posted to; one sealed to another key names no webhook.
 //!
 //! Needs a running Kafka at `TESSERA_BROKERS` (default `127.0.0.1:9092`): `compose/kafka up`.
 
@@ -33,6 +35,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tessera_contract::sealing::PrivateKey;
+use tessera_contract::sealing::contacts::{Contact, seal_contact};
 use tessera_contract::signing::{SigningKey, VerifyingKey};
 use tessera_contract::topics::{DELIVERIES, SUBSCRIBERS};
 use tessera_contract::{
@@ -262,6 +265,30 @@ impl Installation {
         };
         self.write_subscriber(&keys_of(signer).1, id, registered.into())
             .await;
+    }
+
+    /// Registers `id` with its own keys, its contact and `webhook` sealed to `platform`'s key,
+    /// as `subscriber register` seals them to the delivery worker's.
+    async fn register_sealed(&self, id: &str, webhook: Option<String>, platform: &str) {
+        let (sealing, signing) = keys_of(id);
+        let contact = Contact {
+            contact: format!("{id}@example.org"),
+            webhook,
+        };
+        let to = keys_of(platform).0.public_key();
+        let mut rng = <chacha20::ChaCha20Rng as hpke::rand_core::SeedableRng>::from_seed([7; 32]);
+        let registered = SubscriberRegistered {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            subscriber_id: id.into(),
+            contact: String::new(),
+            public_key: sealing.public_key().to_bytes(),
+            signing_key: signing.verifying_key().to_bytes(),
+            interests: vec![],
+            webhook: None,
+            endorsement: None,
+            sealed_contact: Some(seal_contact(&contact, id, &to, &mut rng).unwrap()),
+        };
+        self.write_subscriber(&signing, id, registered.into()).await;
     }
 
     /// Registers `id` with its own keys and `webhook`, as `subscriber register` does.
@@ -593,4 +620,31 @@ async fn a_registration_or_removal_signed_with_another_key_moves_no_webhook() {
     let mut sorted = paths.clone();
     sorted.sort();
     assert_eq!(sorted, ["/b1", "/b2"], "{posts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_sealed_to_the_delivery_is_posted_to_and_one_sealed_to_another_key_is_not() {
+    let it = Installation::new().await;
+    let (posts, port) = it.receiver(None).await;
+    let url = |path: &str| Some(format!("http://127.0.0.1:{port}{path}"));
+    it.register_sealed("sealed", url("/sealed"), "delivery")
+        .await;
+    it.register_sealed("elsewhere", url("/elsewhere"), "another platform")
+        .await;
+    for subscriber in ["sealed", "elsewhere"] {
+        it.deliver(subscriber, &format!("cred-{subscriber}")).await;
+    }
+
+    let worker = it.start(Settings {
+        contact_key: Some(Arc::new(keys_of("delivery").0)),
+        ..allowing_loopback()
+    });
+    it.settled(0).await;
+    worker.stop().await;
+
+    let posts = posts.lock().unwrap().clone();
+    all_verified(&posts);
+    let paths: Vec<&str> = posts.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["/sealed"], "{posts:?}");
+    assert_eq!(posts[0].idempotency_key.as_deref(), Some("cred-sealed"));
 }
