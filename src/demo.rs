@@ -366,6 +366,20 @@ async fn audit_without_keys(
     Ok(())
 }
 
+/// Demo party `id`'s registration: its needs, its key file under `keys`, its contact sealed to
+/// the delivery worker.
+fn party(id: &str, needs: &str, keys: &Path, platform: &Platform) -> anyhow::Result<Registration> {
+    Ok(Registration {
+        subscriber_id: id.into(),
+        contact: format!("{}@example.org", id.to_lowercase()),
+        interests: vec![interest(needs)?],
+        webhook: None,
+        key_file: keys.join(format!("{id}.key")),
+        endorsement: None,
+        platform: Some(platform.delivery_sealing.clone()),
+    })
+}
+
 /// The worked example; returns the offer id.
 async fn scenario(
     kafka: &KafkaArgs,
@@ -387,20 +401,8 @@ async fn scenario(
         ("B3", "terms=video", Expected::NotInvited),
     ];
     for (id, needs, _) in parties {
-        let registered = subscriber::register(
-            &writer,
-            prefix,
-            Registration {
-                subscriber_id: id.into(),
-                contact: format!("{}@example.org", id.to_lowercase()),
-                interests: vec![interest(needs)?],
-                webhook: None,
-                key_file: keys.join(format!("{id}.key")),
-                endorsement: None,
-                platform: Some(platform.delivery_sealing.clone()),
-            },
-        )
-        .await?;
+        let registration = party(id, needs, keys, platform)?;
+        let registered = subscriber::register(&writer, prefix, registration).await?;
         println!(
             "{id} registers its needs ({needs}) at {}",
             registered.written
@@ -449,20 +451,8 @@ async fn scenario(
         format_stamp(deadline_ms)
     );
     let (late_id, late_needs) = LATE;
-    let registered = subscriber::register(
-        &writer,
-        prefix,
-        Registration {
-            subscriber_id: late_id.into(),
-            contact: format!("{}@example.org", late_id.to_lowercase()),
-            interests: vec![interest(late_needs)?],
-            webhook: None,
-            key_file: keys.join(format!("{late_id}.key")),
-            endorsement: None,
-            platform: Some(platform.delivery_sealing.clone()),
-        },
-    )
-    .await?;
+    let registration = party(late_id, late_needs, keys, platform)?;
+    let registered = subscriber::register(&writer, prefix, registration).await?;
     println!(
         "{late_id} registers the same needs ({late_needs}) while the offer is open, at {}",
         registered.written

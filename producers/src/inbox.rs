@@ -17,7 +17,9 @@ use tessera_contract::topics::DELIVERIES;
 use tessera_contract::{CredentialDelivered, Event};
 use tracing::warn;
 
-use crate::client::{ClientError, Record, partition_count, partition_for, read_to_end, reader};
+use crate::client::{
+    ClientError, Record, partition_count, partition_for, read_partition_of, reader,
+};
 
 /// Whose inbox, and what opens and checks it.
 #[derive(Debug, Clone, Copy)]
@@ -104,8 +106,8 @@ impl Inbox<'_> {
         config: &ClientConfig,
         prefix: &str,
     ) -> Result<Vec<Mail>, ClientError> {
-        let (topic, partition) = self.partition(config, prefix)?;
-        let records = read_to_end(config, &topic, Some(&[partition])).await?;
+        let topic = DELIVERIES.full_name(prefix);
+        let records = read_partition_of(config, &topic, self.subscriber_id).await?;
         Ok(records
             .iter()
             .filter_map(|record| match self.open(record)? {
