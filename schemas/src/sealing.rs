@@ -52,7 +52,7 @@ use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use hkdf::Hkdf;
 use hpke::rand_core::{CryptoRng, SeedableRng};
-use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -61,6 +61,7 @@ use crate::events::{CredentialDelivered, Custody, SealedBox, SealedCredential};
 pub mod chunks;
 pub mod contacts;
 pub mod notices;
+mod sender;
 
 /// [`chunks::CHUNK_LEN`], for error messages.
 const CHUNK_BYTES: usize = chunks::CHUNK_LEN;
@@ -359,8 +360,9 @@ fn release_aad(release: &Release<'_>) -> Vec<u8> {
     )
 }
 
+/// Seals `plaintext` to `recipient` in HPKE's base mode ([`sender`]); `what` names the box if
+/// the recipient's key cannot be sealed to.
 fn seal(
-    mode: &OpModeS<'_, Kem>,
     recipient: &PublicKey,
     info: &[u8],
     plaintext: &[u8],
@@ -368,17 +370,11 @@ fn seal(
     rng: &mut impl CryptoRng,
     what: &'static str,
 ) -> Result<SealedBox, SealError> {
-    let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<HpkeAead, Kdf, Kem>(
-        mode,
-        &recipient.0,
-        info,
-        plaintext,
-        aad,
-        rng,
-    )
-    .map_err(|_| SealError::Seal(what))?;
+    let recipient: [u8; KEY_LEN] = recipient.0.to_bytes().into();
+    let (enc, ciphertext) =
+        sender::seal(&recipient, info, plaintext, aad, rng).ok_or(SealError::Seal(what))?;
     Ok(SealedBox {
-        enc: enc.to_bytes().to_vec(),
+        enc: enc.to_vec(),
         ciphertext,
     })
 }
@@ -462,7 +458,6 @@ impl OfferKey {
             let aad = bound("", &[offer_id.as_bytes()]);
             let info = to_timekeeper(which);
             seal(
-                &OpModeS::Base,
                 timekeeper,
                 info.as_bytes(),
                 half.as_bytes(),
@@ -575,7 +570,6 @@ pub fn seal_to_responder(
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     let mut rng = ChaCha20Rng::from_seed(*seed);
     seal(
-        &OpModeS::Base,
         responder,
         info.as_bytes(),
         half.as_bytes(),

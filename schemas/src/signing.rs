@@ -28,7 +28,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ed25519_dalek::Signer as _;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -201,7 +200,14 @@ impl ParsedKeys {
 }
 
 /// An Ed25519 signing key. Zeroed when dropped; its `Debug` shows only the verifying key.
-pub struct SigningKey(ed25519_dalek::SigningKey);
+///
+/// It signs with AWS-LC, twice as fast here as ed25519-dalek (8 µs against 15 µs: every verdict
+/// and notice is signed); Ed25519 signatures are deterministic (RFC 8032), so the bytes are the
+/// same either way, which a test checks.
+pub struct SigningKey {
+    key: ed25519_dalek::SigningKey,
+    signer: aws_lc_rs::signature::Ed25519KeyPair,
+}
 
 impl SigningKey {
     /// The signing key that goes with a sealing key: HKDF-SHA256 over the sealing key's secret
@@ -211,12 +217,25 @@ impl SigningKey {
         Hkdf::<Sha256>::new(Some(DERIVE_SALT), sealing.to_bytes().as_ref())
             .expand(b"ed25519", seed.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
-        SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+        let signer = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
+            .expect("any 32 bytes are an Ed25519 seed");
+        SigningKey {
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            signer,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.signer
+            .sign(message)
+            .as_ref()
+            .try_into()
+            .expect("an Ed25519 signature is 64 bytes")
     }
 
     /// The key others verify this one's signatures with.
     pub fn verifying_key(&self) -> VerifyingKey {
-        VerifyingKey(self.0.verifying_key())
+        VerifyingKey(self.key.verifying_key())
     }
 
     /// The signature of a record with `key` and `value` on `topic` (the name without an
@@ -228,7 +247,7 @@ impl SigningKey {
         value: Option<&[u8]>,
     ) -> [u8; SIGNATURE_LEN] {
         let digest = links::record_digest(key, value);
-        self.0.sign(&record_message(topic, &digest)).to_bytes()
+        self.sign(&record_message(topic, &digest))
     }
 
     /// What a reader keeps of a record with `key` and `value` on `topic` that this key signed:
@@ -241,7 +260,7 @@ impl SigningKey {
     /// The signature of a statement: `tag` names what is stated, `parts` are its
     /// length-prefixed contents (an endorsement of a party's keys, a provider's package).
     pub fn sign_statement(&self, tag: &str, parts: &[&[u8]]) -> [u8; SIGNATURE_LEN] {
-        self.0.sign(&bound(tag, parts)).to_bytes()
+        self.sign(&bound(tag, parts))
     }
 }
 
@@ -305,6 +324,20 @@ mod tests {
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::derive(&PrivateKey::from_bytes(&[seed; 32]).unwrap())
+    }
+
+    proptest::proptest! {
+        /// AWS-LC signs byte for byte as ed25519-dalek, so records signed before it verify the
+        /// same and a replay re-signs them the same.
+        #[test]
+        fn signs_as_ed25519_dalek(seed in proptest::prelude::any::<[u8; 32]>(), message in proptest::collection::vec(0u8.., 0..300)) {
+            use ed25519_dalek::Signer as _;
+            let key = SigningKey {
+                key: ed25519_dalek::SigningKey::from_bytes(&seed),
+                signer: aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap(),
+            };
+            proptest::prop_assert_eq!(key.sign(&message), key.key.sign(&message).to_bytes());
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! to the platform`, `aad` the subscriber id, so a box copied into another subscriber's
 //! registration does not open. The registration's signature says who sealed it.
 
+use hpke::OpModeR;
 use hpke::rand_core::CryptoRng;
-use hpke::{OpModeR, OpModeS};
 use zeroize::Zeroizing;
 
 use super::{PrivateKey, PublicKey, SealError, bound, open, seal, unbound};
@@ -46,7 +46,7 @@ pub fn seal_contact(
         &[contact.contact.as_bytes(), &has_webhook, webhook.as_bytes()],
     ));
     let aad = aad(subscriber_id);
-    seal(&OpModeS::Base, platform, INFO, &plaintext, &aad, rng, WHAT)
+    seal(platform, INFO, &plaintext, &aad, rng, WHAT)
 }
 
 /// Opens subscriber `subscriber_id`'s sealed contact with the delivery worker's key.

@@ -20,8 +20,8 @@
 
 use chacha20::ChaCha20Rng;
 use hkdf::Hkdf;
+use hpke::OpModeR;
 use hpke::rand_core::SeedableRng;
-use hpke::{OpModeR, OpModeS};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -101,15 +101,7 @@ pub fn seal_notice(
         .expand(&context, seed.as_mut())
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     let mut rng = ChaCha20Rng::from_seed(*seed);
-    seal(
-        &OpModeS::Base,
-        recipient,
-        INFO.as_bytes(),
-        &plaintext,
-        &aad,
-        &mut rng,
-        WHAT,
-    )
+    seal(recipient, INFO.as_bytes(), &plaintext, &aad, &mut rng, WHAT)
 }
 
 /// Whether a notice can be sealed to `recipient`: not to a low-order point, whose shared secret
@@ -117,16 +109,7 @@ pub fn seal_notice(
 /// tells it as the sender did.
 pub fn sealable(recipient: &PublicKey) -> bool {
     let mut rng = ChaCha20Rng::from_seed([0; KEY_LEN]);
-    seal(
-        &OpModeS::Base,
-        recipient,
-        INFO.as_bytes(),
-        b"",
-        b"",
-        &mut rng,
-        WHAT,
-    )
-    .is_ok()
+    seal(recipient, INFO.as_bytes(), b"", b"", &mut rng, WHAT).is_ok()
 }
 
 /// Opens the notice with event id `event_id` to subscriber `subscriber_id` with its key.
