@@ -9,7 +9,9 @@ use tessera_contract::Event;
 use tessera_contract::signing::Signed;
 use tessera_state::State;
 
+use crate::merge::Entry;
 use crate::registry::Inputs;
+use crate::replay::RawRecord;
 
 /// Where an input record sat and when the broker received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,6 +222,12 @@ pub trait Core {
     fn next_due(&self, _state: &dyn State) -> Option<i64> {
         None
     }
+
+    /// Works out ahead what the steps of `batch`, the records about to be stepped in this order
+    /// over `state`, will ask for and can be done in parallel: signature checks, seals
+    /// ([`crate::ahead`]). It may only fill memos of pure functions, so the steps' outputs are the
+    /// same whether it ran or not. Nothing by default.
+    fn prepare(&mut self, _state: &dyn State, _batch: &[Entry<RawRecord>]) {}
 
     /// Folds one input into the state and says what to produce, in order: the step chains the
     /// linked events in that order.

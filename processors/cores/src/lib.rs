@@ -12,6 +12,7 @@
 //! auditing it needs); `tessera run`, `tessera audit`, the demo, the ACL plan and `tessera topics
 //! describe` read it. Its module docs hold the checklist for adding a processor.
 
+pub mod ahead;
 pub mod core;
 pub mod counter;
 pub mod delivery;

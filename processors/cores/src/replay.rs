@@ -198,17 +198,19 @@ fn link<C: Core>(
     }
 }
 
-/// Pops every decided record from the merge and steps the core over it.
+/// Pops every decided record from the merge, lets the core prepare for them, and steps it over
+/// each in turn.
 pub fn drain<C: Core>(
     core: &mut C,
     state: &mut dyn State,
     merge: &mut Merge<RawRecord>,
 ) -> Vec<Produced> {
-    let mut produced = Vec::new();
-    while let Some(entry) = merge.pop() {
-        produced.extend(step(core, state, entry));
-    }
-    produced
+    let batch: Vec<_> = std::iter::from_fn(|| merge.pop()).collect();
+    core.prepare(state, &batch);
+    batch
+        .into_iter()
+        .flat_map(|entry| step(core, state, entry))
+        .collect()
 }
 
 #[cfg(test)]

@@ -485,6 +485,12 @@ proptest! {
         let timekeeper = || Timekeeper::new(timekeeper_key(), signer(MATCHER).verifying_key());
         let (expected, expected_state) = support::deliver(timekeeper(), BASE, &lanes, &mut std::iter::empty());
         check_promises(&items, &expected)?;
+        // Signatures checked and seals made ahead of a batch change nothing: each record stepped
+        // alone, with nothing prepared, gives the same.
+        let (unprepared, unprepared_state) =
+            support::deliver_unprepared(timekeeper(), BASE, &lanes, &mut std::iter::empty());
+        prop_assert_eq!(&unprepared, &expected);
+        prop_assert_eq!(&unprepared_state, &expected_state);
         for schedule in schedules {
             let (produced, state) = support::deliver(timekeeper(), BASE, &lanes, &mut schedule.into_iter());
             prop_assert_eq!(&produced, &expected);

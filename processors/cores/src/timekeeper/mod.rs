@@ -67,6 +67,7 @@
 //! response must be signed with the subscriber's pinned signing key, which its invitation
 //! carries; one that is not is rejected as Forged, before any rule that could release it.
 
+mod ahead;
 mod logged;
 mod secrets;
 
@@ -75,7 +76,7 @@ pub use self::logged::LoggedHalves;
 use serde::{Deserialize, Serialize};
 use tessera_contract::identity;
 use tessera_contract::rules::{Timing, check_offer, format_stamp};
-use tessera_contract::sealing::{self, Half, PrivateKey, PublicKey, Release, SealError};
+use tessera_contract::sealing::{Half, PrivateKey, PublicKey, Release, SealError};
 use tessera_contract::signing::ParsedKeys;
 use tessera_contract::{
     CredentialReleased, InteractionRequested, Link, LogPosition, OfferClosed, OfferProblem,
@@ -84,7 +85,10 @@ use tessera_contract::{
 };
 
 use self::secrets::Secrets;
+use crate::ahead::Checked;
+use crate::merge::Entry;
 use crate::prelude::*;
+use crate::replay::RawRecord;
 use crate::timers::Timers;
 
 /// `tessera run timekeeper`.
@@ -214,6 +218,8 @@ pub struct Timekeeper {
     matcher: VerifyingKey,
     /// Subscribers' verifying keys, parsed once for all their responses.
     subscribers: ParsedKeys,
+    /// Signatures checked ahead of the batch's steps ([`ahead`]).
+    checked: Checked,
 }
 
 impl Timekeeper {
@@ -224,6 +230,7 @@ impl Timekeeper {
             sealer: Sealer::Key(Secrets::new(key)),
             matcher,
             subscribers: ParsedKeys::default(),
+            checked: Checked::default(),
         }
     }
 
@@ -234,6 +241,7 @@ impl Timekeeper {
             sealer: Sealer::Logged(logged),
             matcher,
             subscribers: ParsedKeys::default(),
+            checked: Checked::default(),
         }
     }
 
@@ -296,8 +304,7 @@ impl Sealer {
             }
         };
         let mut reseal = |sealed: &SealedBox, half: Half| -> Result<SealedBox, SealError> {
-            let opened = secrets.half(release.offer_id, half, sealed)?;
-            sealing::seal_to_responder(opened, half, release, responder)
+            secrets.seal(sealed, half, release, responder)
         };
         let platform = reseal(&offer.platform_half, Half::Platform).map_err(|e| e.to_string())?;
         let provider = offer
@@ -342,6 +349,10 @@ impl Core for Timekeeper {
             .min()
     }
 
+    fn prepare(&mut self, state: &dyn State, batch: &[Entry<RawRecord>]) {
+        ahead::prepare(self, state, batch);
+    }
+
     fn apply(&mut self, state: &mut dyn State, input: Input<Received>) -> Vec<Emitted> {
         let mut out = Outputs::new(SHAPE.name, input.at());
         let sealer = &mut self.sealer;
@@ -356,13 +367,22 @@ impl Core for Timekeeper {
                 Received::Invitation(invitation) => {
                     let input = (topics::REQUESTS, invitation.offer_id.as_str(), &signed);
                     let event = || invitation.clone().into();
-                    if out.signed_by(&self.matcher, "the matcher", input, event) {
+                    let checked_ahead =
+                        self.checked
+                            .take(&self.matcher, topics::REQUESTS.name, &signed);
+                    if checked_ahead || out.signed_by(&self.matcher, "the matcher", input, event) {
                         invite(state, invitation, &mut out);
                     }
                 }
                 Received::Response(response) => {
-                    let signed = (&signed, &mut self.subscribers);
-                    respond(state, sealer, response, signed, &mut out)
+                    let check = |invitation: &Invitation| {
+                        signed_by_subscriber(
+                            (&signed, &mut self.subscribers, &mut self.checked),
+                            &response,
+                            invitation,
+                        )
+                    };
+                    respond(state, sealer, &response, check, &mut out)
                 }
             }
         }
@@ -615,11 +635,12 @@ fn invite(state: &mut dyn State, invitation: InteractionRequested, out: &mut Out
     }
 }
 
+/// Judges `response`; `signed_by_subscriber` checks its signature against the invitation's key.
 fn respond(
     state: &mut dyn State,
     sealer: &mut Sealer,
-    response: ResponseSubmitted,
-    signed: (&Signed, &mut ParsedKeys),
+    response: &ResponseSubmitted,
+    signed_by_subscriber: impl FnOnce(&Invitation) -> Result<(), String>,
     out: &mut Outputs,
 ) {
     let offer_id = &response.offer_id;
@@ -640,8 +661,8 @@ fn respond(
         }
         verdict(
             state,
-            signed,
-            &response,
+            signed_by_subscriber,
+            response,
             offer.as_ref(),
             &progress,
             out.at().effective,
@@ -715,10 +736,11 @@ fn respond(
 
 /// The rules a response meets, in their fixed order (the first one broken is the reason), for a
 /// response received at `stamp` that was not judged before. Ok is the offer to release and the
-/// responder's invitation.
+/// responder's invitation. `signed_by_subscriber` checks the response's signature with the key
+/// the invitation pinned.
 fn verdict<'a>(
     state: &dyn State,
-    signed: (&Signed, &mut ParsedKeys),
+    signed_by_subscriber: impl FnOnce(&Invitation) -> Result<(), String>,
     response: &ResponseSubmitted,
     offer: Option<&'a StoredOffer>,
     progress: &Progress,
@@ -770,8 +792,7 @@ fn verdict<'a>(
         }
         Some(invitation) => invitation,
     };
-    signed_by_subscriber(signed, response, &invitation)
-        .map_err(|detail| (RejectReason::Forged, detail))?;
+    signed_by_subscriber(&invitation).map_err(|detail| (RejectReason::Forged, detail))?;
     if invitation.released {
         return Err((
             RejectReason::Duplicate,
@@ -810,7 +831,7 @@ fn verdict<'a>(
 /// Whether the response is signed with the key the subscriber pinned, which its invitation
 /// carries.
 fn signed_by_subscriber(
-    (signed, keys): (&Signed, &mut ParsedKeys),
+    (signed, keys, checked): (&Signed, &mut ParsedKeys, &mut Checked),
     response: &ResponseSubmitted,
     invitation: &Invitation,
 ) -> Result<(), String> {
@@ -820,7 +841,8 @@ fn signed_by_subscriber(
             "subscriber {subscriber_id} has no usable pinned key to check the response with: {e}"
         )
     })?;
-    key.verify_record(topics::RESPONSES.name, signed, subscriber_id)
+    checked
+        .verify(&key, topics::RESPONSES.name, signed, subscriber_id)
         .map_err(|e| {
             format!(
                 "response {} is not signed by subscriber {subscriber_id}'s pinned key \

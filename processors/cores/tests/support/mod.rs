@@ -18,10 +18,39 @@ pub(crate) const PARTITION: i32 = 2;
 /// picks and draining whenever it says so, then drains the rest. Returns what the core produced
 /// and its state.
 pub(crate) fn deliver<C: Core>(
+    core: C,
+    start: i64,
+    lanes: &[Vec<(i64, RawRecord)>],
+    schedule: &mut dyn Iterator<Item = usize>,
+) -> (Vec<Produced>, MemoryState) {
+    deliver_with(core, start, lanes, schedule, |core, state, merge| {
+        replay::drain(core, state, merge)
+    })
+}
+
+/// [`deliver`], stepping the core over each record alone and never letting it prepare
+/// ([`Core::prepare`]): what a core's outputs must be whatever it works out ahead.
+#[allow(dead_code)]
+pub(crate) fn deliver_unprepared<C: Core>(
+    core: C,
+    start: i64,
+    lanes: &[Vec<(i64, RawRecord)>],
+    schedule: &mut dyn Iterator<Item = usize>,
+) -> (Vec<Produced>, MemoryState) {
+    let drain = |core: &mut C, state: &mut MemoryState, merge: &mut Merge<RawRecord>| {
+        std::iter::from_fn(|| merge.pop())
+            .flat_map(|entry| replay::step(core, state, entry))
+            .collect::<Vec<_>>()
+    };
+    deliver_with(core, start, lanes, schedule, drain)
+}
+
+fn deliver_with<C: Core>(
     mut core: C,
     start: i64,
     lanes: &[Vec<(i64, RawRecord)>],
     schedule: &mut dyn Iterator<Item = usize>,
+    drain: impl Fn(&mut C, &mut MemoryState, &mut Merge<RawRecord>) -> Vec<Produced>,
 ) -> (Vec<Produced>, MemoryState) {
     let mut state = MemoryState::new();
     let mut merge = Merge::new(lanes.len());
@@ -41,7 +70,7 @@ pub(crate) fn deliver<C: Core>(
         }
         let choice = schedule.next().unwrap_or(0);
         if choice % 4 == 3 {
-            produced.extend(replay::drain(&mut core, &mut state, &mut merge));
+            produced.extend(drain(&mut core, &mut state, &mut merge));
             continue;
         }
         let topic = open[choice % open.len()];
@@ -64,7 +93,7 @@ pub(crate) fn deliver<C: Core>(
     for topic in 0..lanes.len() {
         merge.finish(topic);
     }
-    produced.extend(replay::drain(&mut core, &mut state, &mut merge));
+    produced.extend(drain(&mut core, &mut state, &mut merge));
     (produced, state)
 }
 
