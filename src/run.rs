@@ -201,6 +201,11 @@ pub struct RunArgs {
     /// ones gets at most one tick per gap (docs/TIME.md).
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     pub tick_gap: Duration,
+    /// Threads of the processor, 0 for one per core of the machine: one runs the processing
+    /// loop, and all of them check the signatures and make the seals a batch of records will need
+    /// (the timekeeper's), before the loop steps through the batch in order.
+    #[arg(long, default_value_t = 0, env = "TESSERA_WORK_THREADS")]
+    pub work_threads: usize,
     /// Replicas of each changelog partition when this processor creates its changelog topic
     /// (`tessera.<processor>.changelog`); by default the broker's `default.replication.factor`.
     /// An existing changelog is left as it is.
@@ -433,6 +438,7 @@ fn prepare(
     config.commit_interval = args.commit_interval;
     config.ticks = !args.no_ticks;
     config.tick_gap = args.tick_gap;
+    config.work_threads = args.work_threads;
     config.changelog_replication = args.changelog_replication_factor;
 
     let stop = Arc::new(AtomicBool::new(false));

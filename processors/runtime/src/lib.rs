@@ -66,6 +66,10 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Records taken from librdkafka per loop before the core runs and a commit is considered.
 const MAX_POLL_BATCH: usize = 5000;
+/// Decided records of a task the core prepares for at once ([`Core::prepare`]): enough to keep
+/// every core busy, few enough that the first of them is not held back long (about 1 ms of
+/// signature checks each on two cores).
+const PREPARED_AT_ONCE: usize = 64;
 
 /// How a processor instance runs.
 #[derive(Debug, Clone)]
@@ -89,6 +93,11 @@ pub struct Config {
     /// gets at most one tick per gap: the trade between verdict latency and ticks on the log
     /// (docs/TIME.md).
     pub tick_gap: Duration,
+    /// Threads of the processor's work pool, 0 for one per core: one runs the processing loop,
+    /// the others help it with what the core works out ahead of a batch ([`Core::prepare`]).
+    /// The loop takes part in that work itself, so it never waits for a helper to be scheduled
+    /// on a busy machine.
+    pub work_threads: usize,
     /// Timeout of each transactional call; the watchdog kills the process at four times it.
     pub transaction_timeout: Duration,
     /// Replicas of each changelog partition when the runtime creates the changelog topic; `None`
@@ -112,6 +121,7 @@ impl Config {
             commit_interval: Duration::from_millis(100),
             ticks: true,
             tick_gap: DEFAULT_TICK_GAP,
+            work_threads: 0,
             transaction_timeout: Duration::from_secs(10),
             changelog_replication: None,
             signer: None,
@@ -136,8 +146,14 @@ pub async fn run<C: Core + Send + 'static>(
 ) -> anyhow::Result<()> {
     let topics = Topics::of(&core, &config.topic_prefix);
     let partitions = prepare(&config, &topics).await?;
+    let name = core.name().to_string();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.work_threads)
+        .thread_name(move |i| format!("tessera-{name}-{i}"))
+        .build()
+        .context("cannot start the processor's threads")?;
     tokio::task::spawn_blocking(move || {
-        Runtime::start(core, config, topics, partitions, stop)?.run()
+        pool.install(|| Runtime::start(core, config, topics, partitions, stop)?.run())
     })
     .await
     .context("the processor thread panicked")?
@@ -154,8 +170,10 @@ struct Runtime<C: Core> {
     transaction_open: Arc<AtomicBool>,
     tasks: BTreeMap<i32, Task>,
     ticker: Option<Ticker>,
-    /// Lanes (task, lane) a tick was demanded on and has not arrived at yet, and since when.
-    demanded: HashMap<(i32, usize), Instant>,
+    /// Lanes (task, lane) a tick was demanded on and has not arrived at yet: since when, and the
+    /// broker's clock then as this processor estimates it (a lower bound, so the tick's stamp is
+    /// at least that).
+    demanded: HashMap<(i32, usize), (Instant, i64)>,
     /// When a tick was last demanded on each lane (task, lane): the next waits
     /// [`Config::tick_gap`].
     last_tick: HashMap<(i32, usize), Instant>,
@@ -448,14 +466,18 @@ impl<C: Core> Runtime<C> {
     /// Asks the ticker for a tick on every idle input partition that keeps a task from deciding:
     /// one that holds a record it cannot order yet (a record, not a tick), or one whose earliest
     /// timer the broker's clock has passed. Nothing else asks, so an idle installation writes no
-    /// ticks. A partition gets no second tick while one is on its way, nor within
-    /// [`Config::tick_gap`] of its last, which bounds the ticks on each waiting partition.
+    /// ticks. A partition gets no tick within [`Config::tick_gap`] of its last, which bounds the
+    /// ticks on each waiting partition, and no second tick while one is on its way that was
+    /// asked for after the broker's clock passed every record waiting: that one will order them.
+    /// One asked for before a record came cannot, so under steady traffic ticks follow each other
+    /// a gap apart, not a round trip apart.
     fn demand_ticks(&mut self) {
         let Some(ticker) = &self.ticker else { return };
         let now = Instant::now();
         let broker_now = unix_millis() + self.broker_ahead_ms;
         let mut waiting = Vec::new();
         for task in self.tasks.values_mut() {
+            let latest = task.latest_undecided;
             if task.due_stale {
                 task.next_due = self.core.next_due(&task.store);
                 task.due_stale = false;
@@ -466,16 +488,15 @@ impl<C: Core> Runtime<C> {
             }
             for lane in task.merge.waiting_on() {
                 let key = (task.partition, lane);
-                let on_its_way = self
-                    .demanded
-                    .get(&key)
-                    .is_some_and(|since| now.duration_since(*since) < TICK_ROUND_TRIP);
+                let on_its_way = self.demanded.get(&key).is_some_and(|(since, broker)| {
+                    now.duration_since(*since) < TICK_ROUND_TRIP && *broker > latest
+                });
                 let too_soon = self
                     .last_tick
                     .get(&key)
                     .is_some_and(|last| now.duration_since(*last) < self.config.tick_gap);
                 if !on_its_way && !too_soon {
-                    self.demanded.insert(key, now);
+                    self.demanded.insert(key, (now, broker_now));
                     self.last_tick.insert(key, now);
                     waiting.push((task.lanes[lane].topic.clone(), task.lanes[lane].partition));
                 }
@@ -645,7 +666,10 @@ impl<C: Core> Runtime<C> {
             .merge
             .push(lane, message.partition(), message.offset(), stamp, record)
         {
-            Ok(()) if waits => task.undecided += 1,
+            Ok(()) if waits => {
+                task.undecided += 1;
+                task.latest_undecided = task.latest_undecided.max(stamp);
+            }
             Ok(()) => {}
             // A redelivery after a seek: the merge already has it.
             Err(e) => tracing::debug!("skipping record: {e}"),
@@ -653,56 +677,79 @@ impl<C: Core> Runtime<C> {
         Ok(())
     }
 
-    /// Steps the core over every decided record of every task.
+    /// Steps the core over every decided record of every task: a task's decided records are
+    /// taken from its merge [`PREPARED_AT_ONCE`] at a time, so the core can work out ahead, in
+    /// parallel, what their steps will ask for ([`Core::prepare`]), then stepped one after
+    /// another.
     fn process(&mut self) -> Result<(), Failure> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for partition in partitions {
-            loop {
-                let task = self.tasks.get_mut(&partition).expect("task exists");
-                let Some(mut entry) = task.merge.pop() else {
-                    break;
-                };
-                if waits_for_order(&entry.item) {
-                    task.undecided -= 1;
-                }
-                if !self.transaction_open.load(Ordering::SeqCst) {
-                    self.producer
-                        .begin_transaction()
-                        .map_err(|e| Failure::Fatal(e.into()))?;
-                    self.transaction_open.store(true, Ordering::SeqCst);
-                }
-                let task = self.tasks.get_mut(&partition).expect("task exists");
-                // The merge ranks lanes; the core knows its inputs.
-                let lane = &task.lanes[entry.at.topic];
-                let topic = lane.topic.clone();
-                entry.at.topic = lane.input;
-                entry.at.task = partition;
-                let at = entry.at;
-                let source = (topic.clone(), at.partition, at.offset);
-                if !self.skipped.is_empty()
-                    && let Some(reason) = self.skipped.remove(&source)
-                {
-                    entry.item.refused = Some(reason);
-                }
-                let produced = replay::step(&mut self.core, &mut task.store, entry);
-                if let Some(error) = task.store.take_failure() {
-                    return Err(Failure::Fatal(error.into()));
-                }
-                task.progress
-                    .advance(&topic, at.partition, at.offset + 1, at.effective);
-                task.dirty = true;
-                task.due_stale = true;
-                for item in produced {
-                    if let Err(error) = self.send(item, &topic) {
-                        return Err(Failure::Unwritable { source, error });
-                    }
-                }
-                if !self.attempts.is_empty() {
-                    self.attempts.remove(&source);
-                }
-            }
+            while self.process_some(partition)? {}
         }
         Ok(())
+    }
+
+    /// Steps the core over up to [`PREPARED_AT_ONCE`] decided records of task `partition`;
+    /// whether there were any.
+    fn process_some(&mut self, partition: i32) -> Result<bool, Failure> {
+        let task = self.tasks.get_mut(&partition).expect("task exists");
+        let mut topics = Vec::new();
+        let mut entries = Vec::new();
+        while entries.len() < PREPARED_AT_ONCE
+            && let Some(mut entry) = task.merge.pop()
+        {
+            if waits_for_order(&entry.item) {
+                task.undecided -= 1;
+            }
+            // The merge ranks lanes; the core knows its inputs.
+            let lane = &task.lanes[entry.at.topic];
+            let topic = lane.topic.clone();
+            entry.at.topic = lane.input;
+            entry.at.task = partition;
+            let source = (topic.clone(), entry.at.partition, entry.at.offset);
+            if let Some(reason) = self.skipped.get(&source) {
+                entry.item.refused = Some(reason.clone());
+            }
+            topics.push(topic);
+            entries.push(entry);
+        }
+        if entries.is_empty() {
+            return Ok(false);
+        }
+        if !self.transaction_open.load(Ordering::SeqCst) {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| Failure::Fatal(e.into()))?;
+            self.transaction_open.store(true, Ordering::SeqCst);
+        }
+        self.core.prepare(&task.store, &entries);
+        for (topic, entry) in topics.into_iter().zip(entries) {
+            let task = self.tasks.get_mut(&partition).expect("task exists");
+            let at = entry.at;
+            let source = (topic.clone(), at.partition, at.offset);
+            let produced = replay::step(&mut self.core, &mut task.store, entry);
+            if let Some(error) = task.store.take_failure() {
+                return Err(Failure::Fatal(error.into()));
+            }
+            task.progress
+                .advance(&topic, at.partition, at.offset + 1, at.effective);
+            task.dirty = true;
+            task.due_stale = true;
+            for item in produced {
+                if let Err(error) = self.send(item, &topic) {
+                    return Err(Failure::Unwritable { source, error });
+                }
+            }
+            // Until its step is written the skip stands: a failure later in the batch rewinds
+            // to before it.
+            if !self.skipped.is_empty() {
+                self.skipped.remove(&source);
+            }
+            if !self.attempts.is_empty() {
+                self.attempts.remove(&source);
+            }
+        }
+        Ok(true)
     }
 
     fn send(&self, produced: Produced, source: &str) -> anyhow::Result<()> {

@@ -29,6 +29,10 @@ pub(crate) struct Task {
     /// Records in the merge that are not ticks: while there are any, the task asks for ticks on
     /// the idle inputs that keep it from ordering them.
     pub undecided: usize,
+    /// The latest stamp of a record that waited for order since the task opened or rewound: a
+    /// tick asked for before the broker's clock passed it cannot order it, and one asked for after
+    /// can.
+    pub latest_undecided: i64,
     /// The core's earliest timer as last read from the store, and whether the state has moved
     /// since (then it is read again before it is used): an idle task reads nothing.
     pub next_due: Option<i64>,
@@ -116,6 +120,7 @@ impl Task {
             store,
             merge: Merge::new(0),
             undecided: 0,
+            latest_undecided: i64::MIN,
             next_due: None,
             due_stale: true,
             committed: checkpoint.clone(),
@@ -151,6 +156,7 @@ impl Task {
             .collect();
         self.merge = Merge::resume(effective);
         self.undecided = 0;
+        self.latest_undecided = i64::MIN;
         self.due_stale = true;
         let mut grouped = Vec::new();
         let mut broadcast = TopicPartitionList::new();
