@@ -75,12 +75,12 @@ pub(crate) enum Bench {
         partitions: i32,
     },
     /// Verdict latency of the timekeeper on the real broker (response stamp to verdict stamp),
-    /// p50 and p99 at a sustained response rate, beside a raw transactional passthrough's copy
-    /// latency at the same rate in the same run.
+    /// p50, p99 and p99.9 at a sustained response rate, by thirds of the run and whether it held,
+    /// beside a raw transactional passthrough's copy latency at the same rate in the same run.
     Timekeeper(timekeeper::LatencyArgs),
-    /// Responses the timekeeper's core judges per second on one thread, with no broker: every
-    /// one released (sealing the offer's half to its responder) against the same number refused
-    /// as TooEarly (nothing sealed).
+    /// Responses the timekeeper's core judges per second with no broker: every one released
+    /// (sealing the offer's half to its responder) on one thread and on all of them, against the
+    /// same number refused as TooEarly (nothing sealed) on one thread.
     Releases(releases::ReleasesArgs),
     /// What the four platform processors cost with no traffic at all: records written to the
     /// decision inputs (ticks) and each process's CPU over a window, against one plain idle

@@ -40,8 +40,9 @@ pub(crate) struct LatencyArgs {
     /// Responses (and baseline records) per second, sustained.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u32,
-    /// How long each side is fed, in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// How long each side is fed, in seconds: long enough by default for a processor that falls
+    /// behind the rate to show it.
+    #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// Offers the responses answer (each gets rate × seconds / offers invitations).
     #[arg(long, default_value_t = 1_000)]
@@ -140,13 +141,30 @@ fn percentiles(latencies: &[i64]) -> Percentiles {
     }
 }
 
-/// Latencies in the order of the responses' stamps, cut in halves: whether the latency grew
-/// during the run, as it does when the processor falls behind the rate.
-fn halves(mut by_stamp: Vec<(i64, i64)>) -> (Percentiles, Percentiles) {
+/// Latencies in the order of the responses' stamps, cut in thirds: the first carries the start,
+/// and the last shows whether the latency grew during the run, as it does when the processor
+/// falls behind the rate.
+fn thirds(mut by_stamp: Vec<(i64, i64)>) -> [Percentiles; 3] {
     by_stamp.sort_unstable();
     let latencies: Vec<i64> = by_stamp.into_iter().map(|(_, latency)| latency).collect();
-    let (first, second) = latencies.split_at(latencies.len() / 2);
-    (percentiles(first), percentiles(second))
+    let third = latencies.len().div_ceil(3);
+    let mut parts = latencies.chunks(third.max(1)).map(percentiles);
+    let mut next = || {
+        parts.next().unwrap_or(Percentiles {
+            p50: 0,
+            p99: 0,
+            p999: 0,
+            max: 0,
+        })
+    };
+    [next(), next(), next()]
+}
+
+/// Whether the latency held over the run: the last third's median within a tenth (and 5 ms of
+/// scheduling noise) of the middle third's. A processor behind the rate queues ever more, and
+/// each third waits longer than the one before; the tails are too noisy to judge growth by.
+fn sustained([_, middle, last]: &[Percentiles; 3]) -> bool {
+    last.p50 <= middle.p50 + middle.p50 / 10 + 5
 }
 
 fn ends_of(keys: impl Iterator<Item = String>, partitions: i32) -> BTreeMap<i32, i64> {
@@ -187,7 +205,7 @@ pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> any
     let base = percentiles(&baseline.1);
     let judged: Vec<i64> = timekeeper.latencies.iter().map(|(_, l)| *l).collect();
     let tk = percentiles(&judged);
-    let (first, second) = halves(timekeeper.latencies);
+    let thirds = thirds(timekeeper.latencies);
     println!(
         "responses          {total} at {} /s ({} offers, {} partitions, {} timekeeper \
          instance(s), tick gap {}), {} released",
@@ -207,8 +225,20 @@ pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> any
     };
     row("raw passthrough", baseline.0, &base);
     row("timekeeper", timekeeper.rate, &tk);
-    row("  first half", timekeeper.rate, &first);
-    row("  second half", timekeeper.rate, &second);
+    for (name, third) in ["  first third", "  middle third", "  last third"]
+        .iter()
+        .zip(&thirds)
+    {
+        row(name, timekeeper.rate, third);
+    }
+    println!(
+        "sustained          {} (the last third's p50 within a tenth of the middle's)",
+        if sustained(&thirds) {
+            "yes"
+        } else {
+            "no: the latency grew during the run"
+        }
+    );
     println!(
         "ratio (timekeeper / passthrough)  p50 {:.2}  p99 {:.2}",
         tk.p50 as f64 / base.p50.max(1) as f64,
