@@ -257,7 +257,6 @@ impl Timekeeper {
 
 /// Where the halves a release carries come from.
 #[derive(Debug)]
-#[expect(clippy::large_enum_variant, reason = "one per timekeeper, made once")]
 enum Sealer {
     /// The timekeeper's key: it opens the provider's halves and seals them to the responder.
     Key(Secrets),
