@@ -88,28 +88,30 @@ mod tests {
         SigningKey::derive(&PrivateKey::from_bytes(&[byte; 32]).unwrap())
     }
 
+    /// A memo holding `signed` checked with `signer`'s key on `tessera.responses`, good or not.
+    fn checked_ahead(signer: &SigningKey, signed: &Signed) -> Checked {
+        let mut checked = Checked::default();
+        checked.check_all(vec![Claim {
+            key: signer.verifying_key(),
+            topic: "tessera.responses",
+            signed: signed.clone(),
+        }]);
+        checked
+    }
+
     #[test]
     fn a_memo_answers_only_the_claim_it_checked() {
         let alice = signer(1);
         let mallory = signer(2);
         let signed = alice.signed("tessera.responses", b"o", b"value");
-        let mut checked = Checked::default();
-        checked.check_all(vec![Claim {
-            key: alice.verifying_key(),
-            topic: "tessera.responses",
-            signed: signed.clone(),
-        }]);
         // The same signature claimed for another key or topic is checked afresh, and fails.
+        let mut checked = checked_ahead(&alice, &signed);
         assert!(
             checked
                 .verify(&mallory.verifying_key(), "tessera.responses", &signed, "m")
                 .is_err()
         );
-        checked.check_all(vec![Claim {
-            key: alice.verifying_key(),
-            topic: "tessera.responses",
-            signed: signed.clone(),
-        }]);
+        let mut checked = checked_ahead(&alice, &signed);
         assert!(
             checked
                 .verify(&alice.verifying_key(), "tessera.offers", &signed, "a")
@@ -120,21 +122,13 @@ mod tests {
             signature: signed.signature.clone(),
             ..alice.signed("tessera.responses", b"o", b"other")
         };
-        checked.check_all(vec![Claim {
-            key: alice.verifying_key(),
-            topic: "tessera.responses",
-            signed: signed.clone(),
-        }]);
+        let mut checked = checked_ahead(&alice, &signed);
         assert!(
             checked
                 .verify(&alice.verifying_key(), "tessera.responses", &forged, "a")
                 .is_err()
         );
-        assert!(
-            checked
-                .verify(&alice.verifying_key(), "tessera.responses", &signed, "a")
-                .is_ok()
-        );
+        assert!(checked.take(&alice.verifying_key(), "tessera.responses", &signed));
     }
 
     #[test]
@@ -144,12 +138,7 @@ mod tests {
         if let Some(s) = signed.signature.as_mut() {
             s[0] ^= 1;
         }
-        let mut checked = Checked::default();
-        checked.check_all(vec![Claim {
-            key: alice.verifying_key(),
-            topic: "tessera.responses",
-            signed: signed.clone(),
-        }]);
+        let mut checked = checked_ahead(&alice, &signed);
         assert!(checked.good.is_empty());
         assert!(
             checked
