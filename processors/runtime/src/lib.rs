@@ -706,8 +706,11 @@ impl<C: Core> Runtime<C> {
             let topic = lane.topic.clone();
             entry.at.topic = lane.input;
             entry.at.task = partition;
-            let source = (topic.clone(), entry.at.partition, entry.at.offset);
-            if let Some(reason) = self.skipped.get(&source) {
+            if !self.skipped.is_empty()
+                && let Some(reason) =
+                    self.skipped
+                        .get(&(topic.clone(), entry.at.partition, entry.at.offset))
+            {
                 entry.item.refused = Some(reason.clone());
             }
             topics.push(topic);

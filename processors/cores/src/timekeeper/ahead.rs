@@ -80,18 +80,18 @@ pub(super) fn prepare(timekeeper: &mut Timekeeper, state: &dyn State, batch: &[E
                 if let Ok((offer, invitation)) = released
                     && let Ok(responder) = PublicKey::from_bytes(&invitation.subscriber_key)
                 {
-                    let halves = [(Half::Platform, Some(&offer.platform_half))]
-                        .into_iter()
-                        .chain([(Half::Provider, offer.escrow_half.as_ref())]);
+                    let credential_id = credential_id(&response.offer_id, &response.subscriber_id);
+                    let halves = std::iter::once((Half::Platform, &offer.platform_half)).chain(
+                        offer
+                            .escrow_half
+                            .as_ref()
+                            .map(|escrow| (Half::Provider, escrow)),
+                    );
                     for (which, from) in halves {
-                        let Some(from) = from else { continue };
                         seals.push(Seal {
                             offer_id: response.offer_id.clone(),
                             subscriber_id: response.subscriber_id.clone(),
-                            credential_id: credential_id(
-                                &response.offer_id,
-                                &response.subscriber_id,
-                            ),
+                            credential_id: credential_id.clone(),
                             which,
                             from: from.clone(),
                             responder: responder.clone(),

@@ -42,7 +42,7 @@ struct Opened {
 
 /// A seal a release will need: half `which` of `offer_id`, as the provider sealed it (`from`),
 /// sealed to the responder of the release.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) struct Seal {
     pub(super) offer_id: String,
     pub(super) subscriber_id: String,
