@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -33,6 +33,9 @@ use tessera_runtime::{self as runtime, Config};
 
 use super::{bar, passthrough, send_waiting, wait_committed};
 use tessera::kafka::KafkaArgs;
+
+/// The pause between the invitations' commit and the first response.
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// Options of `tessera-bench timekeeper`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +68,10 @@ pub(crate) struct LatencyArgs {
     /// --tick-gap`): less waits less for ticks and writes more of them.
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     pub tick_gap: Duration,
+    /// Also write every response's receipt stamp and its verdict's latency (both in ms), a line
+    /// each in the order of the verdicts, to this file: to see when in the run a tail happened.
+    #[arg(long, value_name = "FILE")]
+    pub latencies: Option<std::path::PathBuf>,
 }
 
 /// Writes `records` to `topic` at `rate` per second in 10 ms slices; returns the rate achieved.
@@ -97,7 +104,7 @@ fn paced(
         .create()?;
     let per_slice = (rate as usize / 100).max(1);
     let progress = bar(records.len() as u64, &format!("writing {} /s", rate));
-    let started = Instant::now();
+    let mut started = Instant::now();
     for (slice, chunk) in records.chunks(per_slice).enumerate() {
         let due = started + Duration::from_millis(10 * slice as u64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -115,6 +122,13 @@ fn paced(
         }
         producer.poll(Duration::ZERO);
         progress.inc(chunk.len() as u64);
+        if slice == 0 {
+            // The first slice waits for the connection, the producer id and the topic's
+            // metadata, up to half a second: the schedule starts once it is through, or the
+            // records due meanwhile would reach the broker in one burst.
+            producer.flush(Duration::from_secs(30))?;
+            started = Instant::now() - Duration::from_millis(10);
+        }
     }
     producer.flush(Duration::from_secs(60))?;
     progress.finish_and_clear();
@@ -202,6 +216,15 @@ pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> any
     let baseline = baseline(&client, &prefix, &args, total).await?;
     let timekeeper = timekeeper(&scoped, &client, &args, total).await?;
 
+    if let Some(path) = &args.latencies {
+        let lines: String = timekeeper
+            .latencies
+            .iter()
+            .map(|(stamp, latency)| format!("{stamp} {latency}\n"))
+            .collect();
+        std::fs::write(path, lines)
+            .with_context(|| format!("cannot write the latencies to {}", path.display()))?;
+    }
     let base = percentiles(&baseline.1);
     let judged: Vec<i64> = timekeeper.latencies.iter().map(|(_, l)| *l).collect();
     let tk = percentiles(&judged);
@@ -232,11 +255,12 @@ pub(super) async fn verdict_latency(kafka: &KafkaArgs, args: LatencyArgs) -> any
         row(name, timekeeper.rate, third);
     }
     println!(
-        "sustained          {} (the last third's p50 within a tenth of the middle's)",
+        "sustained          {}",
         if sustained(&thirds) {
-            "yes"
+            "yes (the last third's p50 within a tenth of the middle's)"
         } else {
-            "no: the latency grew during the run"
+            "no: the latency grew during the run (the last third's p50 beyond a tenth over the \
+             middle's)"
         }
     );
     println!(
@@ -523,6 +547,10 @@ async fn timekeeper(
         })
     };
     wait(REQUESTS.name, &invitations).await??;
+    // Writing the invitations at full speed leaves the broker and the task stores work to finish
+    // (log segments, RocksDB flushes): the responses start once it is done, so the run measures
+    // the rate, not the load before it.
+    tokio::time::sleep(SETTLE).await;
 
     let rate = {
         let (client, name, records) = (
