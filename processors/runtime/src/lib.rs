@@ -395,6 +395,8 @@ impl<C: Core> Runtime<C> {
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_rebalances()?;
             self.poll_batch()?;
+            // Ticks asked for now are on their way while the batch is stepped.
+            self.demand_ticks();
             if last_report.elapsed() >= Duration::from_secs(10) {
                 self.report_waiting();
                 last_report = Instant::now();
