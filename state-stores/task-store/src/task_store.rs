@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, DBCompressionType, Options, ReadOptions, WriteBatch};
+use rocksdb::{BlockBasedOptions, DB, DBCompressionType, Options, ReadOptions, WriteBatch};
 
 use tessera_state::State;
 
@@ -61,6 +61,16 @@ fn options() -> Options {
     // memory budget (issue: < 256 MiB with a million keys) matters more than write throughput.
     options.set_write_buffer_size(16 * 1024 * 1024);
     options.set_max_write_buffer_number(2);
+    // Most lookups of a busy processor are for keys that do not exist yet (a response not judged
+    // before, an interest not stored): Bloom filters answer those without searching the
+    // memtables and every file, which otherwise costs more as the store grows. Ten bits a key
+    // in files (1 % false positives, 1.2 MiB per million keys), a whole-key filter of 2 % of
+    // each memtable.
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    options.set_block_based_table_factory(&table);
+    options.set_memtable_prefix_bloom_ratio(0.02);
+    options.set_memtable_whole_key_filtering(true);
     options
 }
 
