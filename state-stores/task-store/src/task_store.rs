@@ -59,17 +59,20 @@ fn options() -> Options {
     options.set_compression_type(DBCompressionType::Lz4);
     // Small memtables: a task's working set is small and many tasks share a process, so the
     // memory budget (< 256 MiB with a million keys, docs/BENCHMARKS.md) matters more than write
-    // throughput. At 16 MiB the peak was 228-265 MiB, at 8 MiB 195-214 MiB; the Bloom filters
+    // throughput. At 16 MiB the peak was 228-265 MiB, at 8 MiB 190-219 MiB; the Bloom filters
     // below keep the extra files that smaller memtables flush from slowing lookups down.
     options.set_write_buffer_size(8 * 1024 * 1024);
     options.set_max_write_buffer_number(2);
     // Most lookups of a busy processor are for keys that do not exist yet (a response not judged
-    // before, an interest not stored): a Bloom filter in each file answers those without
-    // searching it, which otherwise costs more as the store grows. Ten bits a key: 1 % false
-    // positives, 1.2 MiB per million keys.
+    // before, an interest not stored): Bloom filters answer those without searching the
+    // memtables and every file, which otherwise costs more as the store grows. Ten bits a key
+    // in files (1 % false positives, 1.2 MiB per million keys), a whole-key filter of 2 % of
+    // each memtable (160 KiB).
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     options.set_block_based_table_factory(&table);
+    options.set_memtable_prefix_bloom_ratio(0.02);
+    options.set_memtable_whole_key_filtering(true);
     options
 }
 
